@@ -1,0 +1,334 @@
+"""The ``sendstatus`` command line (DESIGN.md §3).
+
+Commands other than the dashboard never import textual, so that ``sendstatus ls`` answers
+quickly enough to run in a shell loop.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import config
+from .core import lifecycle
+from .core.drafts import DraftRefused, MailingDraft, create_mailing, read_body
+from .core.listing import details, list_mailings, summary
+from .core.queue import Direction
+from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
+from .core.states import Action, Area, TransitionRefused, next_state
+from .core.store import Store, StoreError
+from .core.when import WhenError, format_local, parse_when, zone
+from .text_view import render_details, render_panes
+
+
+class CommandError(Exception):
+    """Ends the command with ``error: <message>`` and exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        args.run(args)
+    except RecipientsRefused as exc:
+        _print_error(str(exc))
+        _print_row_errors(exc.errors)
+        return 1
+    except (
+        CommandError,
+        StoreError,
+        DraftRefused,
+        TransitionRefused,
+        lifecycle.MailingNotFound,
+        lifecycle.TimeInPast,
+        WhenError,
+    ) as exc:
+        _print_error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _print_error("interrupted; nothing was changed by the unfinished command")
+        return 130
+    return 0
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def _cmd_mailing_add(args) -> None:
+    draft = MailingDraft(
+        name=args.name,
+        subject=args.subject,
+        sender=args.sender,
+        text_body=read_body("text", args.text),
+        html_body=read_body("html", args.html),
+    )
+    when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
+    store = _store(args)
+    if args.sequential:
+        with store.read() as session:
+            _confirm_sequential(args, session, "the new mailing")
+    with store.write() as session:
+        mailing, report = create_mailing(
+            session, draft, args.recipients, skip_invalid=args.skip_invalid
+        )
+        outcome = _plan(args, session, mailing.id, when)
+    counts = f"{report.imported:,} recipient{'s' if report.imported != 1 else ''}"
+    if report.duplicates:
+        counts += (
+            f", {report.duplicates:,} duplicate{'s' if report.duplicates != 1 else ''} dropped"
+        )
+    print(f"mailing {mailing.id} {mailing.name!r} created with {counts}; {outcome}")
+    if report.skipped:
+        print(f"warning: skipped {_count(len(report.skipped), 'invalid row')}:", file=sys.stderr)
+        _print_row_errors(report.skipped)
+
+
+def _plan(args, session, mailing_id: int, when) -> str:
+    """Applies the add command's send choice; says what became of the mailing."""
+    if args.now:
+        lifecycle.send_now(session, mailing_id)
+        return "sending now (starting up)"
+    if when is not None:
+        lifecycle.schedule_at(session, mailing_id, when)
+        return f"scheduled at {format_local(when, zone(config.zone_name(args.tz)))}"
+    if args.sequential:
+        return _enqueued_message(lifecycle.enqueue(session, mailing_id))
+    return "parked in Sends to schedule (decide later)"
+
+
+def _cmd_ls(args) -> None:
+    area = Area(args.area) if args.area else None
+    with _store(args).read() as session:
+        mailings = list_mailings(session, area)
+    if args.json:
+        print(json.dumps([summary(m) for m in mailings], indent=2))
+        return
+    areas = [area] if area else [Area.NOW, Area.SCHEDULED, Area.STANDBY]
+    print(render_panes(mailings, areas, zone(config.zone_name(args.tz))))
+
+
+def _cmd_show(args) -> None:
+    with _store(args).read() as session:
+        mailing = session.get(lifecycle.Mailing, args.id)
+        if mailing is None:
+            raise lifecycle.MailingNotFound(args.id)
+        info = details(session, mailing)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(render_details(info, zone(config.zone_name(args.tz))))
+
+
+def _cmd_send_now(args) -> None:
+    with _store(args).write() as session:
+        mailing = lifecycle.send_now(session, args.id)
+    print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)")
+
+
+def _cmd_schedule(args) -> None:
+    store = _store(args)
+    if args.at:
+        when = parse_when(args.at, config.zone_name(args.tz))
+        with store.write() as session:
+            mailing = lifecycle.schedule_at(session, args.id, when)
+        local = format_local(when, zone(config.zone_name(args.tz)))
+        print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
+        return
+    with store.read() as session:
+        mailing = _existing(session, args.id)
+        next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
+        _confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
+    with store.write() as session:
+        outcome = _enqueued_message(lifecycle.enqueue(session, args.id))
+    print(f"mailing {args.id} {mailing.name!r}: {outcome}")
+
+
+def _cmd_stop(args) -> None:
+    with _store(args).write() as session:
+        mailing = lifecycle.stop(session, args.id)
+    print(f"mailing {mailing.id} {mailing.name!r}: stopped, parked in Sends to schedule")
+
+
+def _cmd_rm(args) -> None:
+    store = _store(args)
+    with store.read() as session:
+        mailing = _existing(session, args.id)
+        next_state(mailing.state, Action.DELETE, mailing.id)  # refuse before asking
+    _confirm(args, f"delete mailing {mailing.id} {mailing.name!r} and its recipients?")
+    with store.write() as session:
+        lifecycle.delete(session, args.id)
+    print(f"mailing {mailing.id} {mailing.name!r}: deleted")
+
+
+def _cmd_move(args) -> None:
+    with _store(args).write() as session:
+        position = lifecycle.move(session, args.id, Direction(args.direction))
+    print(f"mailing {args.id}: position {position} in the sequential queue")
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _store(args) -> Store:
+    return Store(config.db_url(args.db))
+
+
+def _existing(session, mailing_id: int):
+    mailing = session.get(lifecycle.Mailing, mailing_id)
+    if mailing is None:
+        raise lifecycle.MailingNotFound(mailing_id)
+    return mailing
+
+
+def _confirm_sequential(args, session, what: str) -> None:
+    """The reference page's warning: other sequential mailings are in progress or queued."""
+    ahead = lifecycle.sequential_ahead(session)
+    if not ahead:
+        return
+    names = ", ".join(f"{m.id} {m.name!r} ({m.state})" for m in ahead)
+    position = sum(1 for m in ahead if m.state == lifecycle.State.QUEUED) + 1
+    print(
+        f"warning: other sequential mailings are in progress or queued: {names};"
+        f" {what} will be number {position} in the sequential queue",
+        file=sys.stderr,
+    )
+    _confirm(args, "enqueue it?")
+
+
+def _confirm(args, question: str) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError(f"{question.rstrip('?')}: confirmation needed; pass --yes to confirm")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise CommandError("not confirmed; nothing changed")
+
+
+def _enqueued_message(result: lifecycle.Enqueued) -> str:
+    if result.promoted:
+        return "first in the sequential queue: sending now (starting up)"
+    return f"queued sequentially at position {result.position}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _print_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _print_row_errors(errors) -> None:
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        print(f"  {error}", file=sys.stderr)
+    if len(errors) > MAX_REPORTED_ERRORS:
+        print(f"  ... and {len(errors) - MAX_REPORTED_ERRORS:,} more", file=sys.stderr)
+
+
+# --- the parser --------------------------------------------------------------------------
+
+
+def _mailing_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a mailing id: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a mailing id: {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        help=f"database (SQLAlchemy URL; ${config.DB_ENV}; default: an SQLite file in the"
+        " user's data directory)",
+    )
+    common.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help=f"your time zone for dates typed and shown (${config.TZ_ENV}; default: the system's)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="sendstatus",
+        description="Send Status: plan, follow and steer email mailings.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    mailing = commands.add_parser("mailing", help="create mailings", parents=[common])
+    mailing_commands = mailing.add_subparsers(dest="mailing_command", metavar="COMMAND")
+    mailing_commands.required = True
+    add = mailing_commands.add_parser(
+        "add",
+        parents=[common],
+        help="create a mailing from a message and a CSV of recipients",
+        description="Create a mailing. Recipients come from a CSV file with a header row and"
+        " an 'email' column; other columns are personalisation fields.",
+    )
+    add.add_argument("--name", required=True)
+    add.add_argument("--subject", required=True)
+    add.add_argument("--from", dest="sender", required=True, metavar="ADDR")
+    add.add_argument("--text", type=Path, metavar="FILE", help="plain-text body (UTF-8)")
+    add.add_argument("--html", type=Path, metavar="FILE", help="HTML body (UTF-8)")
+    add.add_argument("--recipients", type=Path, required=True, metavar="CSV")
+    add.add_argument(
+        "--skip-invalid", action="store_true", help="import the valid rows, skip the invalid ones"
+    )
+    plan = add.add_mutually_exclusive_group()
+    plan.add_argument("--now", action="store_true", help="send now")
+    plan.add_argument("--at", metavar="WHEN", help="send at 'YYYY-MM-DD HH:MM' (or ISO 8601)")
+    plan.add_argument("--sequential", action="store_true", help="enqueue sequentially")
+    plan.add_argument("--standby", action="store_true", help="decide later (the default)")
+    add.add_argument("--yes", action="store_true", help="confirm without asking")
+    add.set_defaults(run=_cmd_mailing_add)
+
+    ls = commands.add_parser("ls", parents=[common], help="list mailings by pane")
+    ls.add_argument("--json", action="store_true", help="a JSON array, one object per mailing")
+    ls.add_argument("--area", choices=[a.value for a in Area], help="only this pane")
+    ls.set_defaults(run=_cmd_ls)
+
+    show = commands.add_parser("show", parents=[common], help="one mailing in detail")
+    show.add_argument("id", type=_mailing_id)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=_cmd_show)
+
+    send_now = commands.add_parser("send-now", parents=[common], help="send a mailing now")
+    send_now.add_argument("id", type=_mailing_id)
+    send_now.set_defaults(run=_cmd_send_now)
+
+    schedule = commands.add_parser(
+        "schedule", parents=[common], help="schedule at a time, or enqueue sequentially"
+    )
+    schedule.add_argument("id", type=_mailing_id)
+    when = schedule.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", metavar="WHEN", help="'YYYY-MM-DD HH:MM' (or ISO 8601)")
+    when.add_argument("--sequential", action="store_true", help="append to the sequential queue")
+    schedule.add_argument("--yes", action="store_true", help="confirm without asking")
+    schedule.set_defaults(run=_cmd_schedule)
+
+    stop = commands.add_parser("stop", parents=[common], help="stop and park a mailing")
+    stop.add_argument("id", type=_mailing_id)
+    stop.set_defaults(run=_cmd_stop)
+
+    rm = commands.add_parser("rm", parents=[common], help="delete a parked mailing")
+    rm.add_argument("id", type=_mailing_id)
+    rm.add_argument("--yes", action="store_true", help="confirm without asking")
+    rm.set_defaults(run=_cmd_rm)
+
+    move = commands.add_parser("move", parents=[common], help="reorder the sequential queue")
+    move.add_argument("id", type=_mailing_id)
+    move.add_argument("direction", choices=[d.value for d in Direction])
+    move.set_defaults(run=_cmd_move)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

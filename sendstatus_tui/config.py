@@ -1,0 +1,24 @@
+"""Settings from the command line, the environment, and defaults."""
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_path
+
+DB_ENV = "SENDSTATUS_DB"
+TZ_ENV = "SENDSTATUS_TZ"
+
+
+def default_db_url() -> str:
+    """The embedded default: an SQLite file in the user's data directory."""
+    path = Path(user_data_path("sendstatus", appauthor=False)) / "sendstatus.db"
+    return f"sqlite:///{path}"
+
+
+def db_url(option: str | None) -> str:
+    return option or os.environ.get(DB_ENV) or default_db_url()
+
+
+def zone_name(option: str | None) -> str | None:
+    """The operator's zone name, or None for the system's."""
+    return option or os.environ.get(TZ_ENV) or None

@@ -1,0 +1,105 @@
+"""A new mailing as an operator describes it, checked before anything is written."""
+
+from dataclasses import dataclass
+from email.headerregistry import HeaderRegistry
+from email.utils import formataddr
+from pathlib import Path
+
+from sqlmodel import Session
+
+from .addresses import InvalidAddress, normalize_address
+from .models import Mailing
+from .recipients import ImportReport, import_recipients
+from .states import State
+
+DECIDED_LATER = "decided later"
+
+
+class DraftRefused(ValueError):
+    """A field of a new mailing is unusable; ``field`` names it (for forms)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class MailingDraft:
+    name: str
+    subject: str
+    sender: str
+    text_body: str | None = None
+    html_body: str | None = None
+
+
+def check_draft(draft: MailingDraft) -> MailingDraft:
+    """The draft with its sender normalised; DraftRefused for the first bad field."""
+    for field, value in (("name", draft.name), ("subject", draft.subject)):
+        _single_line(field, value)
+    _single_line("from", draft.sender)
+    display_name, address = _parse_sender(draft.sender)
+    try:
+        address = normalize_address(address)
+    except InvalidAddress as exc:
+        raise DraftRefused("from", f"{address!r}: {exc}") from None
+    if not (draft.text_body or draft.html_body):
+        raise DraftRefused("body", "a text body, an HTML body or both are needed")
+    return MailingDraft(
+        name=draft.name.strip(),
+        subject=draft.subject.strip(),
+        sender=formataddr((display_name, address)),
+        text_body=draft.text_body,
+        html_body=draft.html_body,
+    )
+
+
+def create_mailing(
+    session: Session, draft: MailingDraft, recipients_csv: Path, *, skip_invalid: bool = False
+) -> tuple[Mailing, ImportReport]:
+    """Creates a parked mailing with its recipients, inside the caller's transaction."""
+    draft = check_draft(draft)
+    mailing = Mailing(
+        name=draft.name,
+        subject=draft.subject,
+        sender=draft.sender,
+        text_body=draft.text_body,
+        html_body=draft.html_body,
+        state=State.STANDBY,
+        state_reason=DECIDED_LATER,
+    )
+    session.add(mailing)
+    session.flush()
+    report = import_recipients(session, mailing, recipients_csv, skip_invalid=skip_invalid)
+    return mailing, report
+
+
+def read_body(field: str, path: Path | None) -> str | None:
+    """A message body from a UTF-8 file."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DraftRefused(field, f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DraftRefused(field, f"{path}: is a directory") from None
+    except UnicodeDecodeError:
+        raise DraftRefused(field, f"{path}: not UTF-8 text") from None
+
+
+def _parse_sender(text: str) -> tuple[str, str]:
+    """(display name, address) of a From value like ``Shop <news@shop.example>``."""
+    header = HeaderRegistry()("From", text)
+    if len(header.addresses) != 1 or header.defects:
+        reason = str(header.defects[0]) if header.defects else "give exactly one address"
+        raise DraftRefused("from", f"not a sender address: {text!r} ({reason})")
+    sender = header.addresses[0]
+    return sender.display_name, sender.addr_spec
+
+
+def _single_line(field: str, value: str) -> None:
+    # a CR or LF in a header value would let it smuggle in headers of its own
+    if "\r" in value or "\n" in value:
+        raise DraftRefused(field, "must be a single line (no line breaks)")
+    if not value.strip():
+        raise DraftRefused(field, "must not be empty")

@@ -1,0 +1,193 @@
+"""What operators and the engine do to mailings: each a transition of DESIGN.md §1.
+
+Every function works inside the caller's write transaction (``store.write()``), so that a
+command and everything it implies (leaving the queue, promoting the next sequential
+mailing) commit together or not at all.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from . import queue
+from .models import Mailing, utc_now
+from .queue import Direction
+from .states import Action, Mode, State, next_state
+from .store import lock_transitions
+
+STOPPED = "stopped by an operator"
+
+
+class MailingNotFound(LookupError):
+    def __init__(self, mailing_id: int):
+        super().__init__(f"no mailing with id {mailing_id}")
+
+
+class TimeInPast(ValueError):
+    def __init__(self, when: datetime, now: datetime):
+        super().__init__(
+            f"{when:%Y-%m-%d %H:%M} UTC is in the past (it is now {now:%Y-%m-%d %H:%M} UTC);"
+            " use send-now to send immediately"
+        )
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    mailing: Mailing
+    position: int | None  # None when it was promoted straight into Sending now
+    promoted: bool
+
+
+def get_for_update(session: Session, mailing_id: int) -> Mailing:
+    """Loads a mailing and locks its row until the transaction ends."""
+    mailing = session.exec(
+        select(Mailing).where(Mailing.id == mailing_id).with_for_update()
+    ).first()
+    if mailing is None:
+        raise MailingNotFound(mailing_id)
+    return mailing
+
+
+def send_now(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
+    mailing = _transition(session, mailing_id, Action.SEND_NOW, now)
+    mailing.mode = Mode.IMMEDIATE
+    mailing.scheduled_at = None
+    return mailing
+
+
+def schedule_at(
+    session: Session, mailing_id: int, when: datetime, now: datetime | None = None
+) -> Mailing:
+    now = now or utc_now()
+    if when <= now:
+        raise TimeInPast(when, now)
+    mailing = _transition(session, mailing_id, Action.SCHEDULE_AT, now)
+    mailing.mode = Mode.AT
+    mailing.scheduled_at = when
+    return mailing
+
+
+def enqueue(session: Session, mailing_id: int, now: datetime | None = None) -> Enqueued:
+    """Appends to the sequential queue; starts at once if no sequential mailing is ahead."""
+    mailing = _transition(session, mailing_id, Action.ENQUEUE, now)
+    mailing.mode = Mode.SEQUENTIAL
+    mailing.scheduled_at = None
+    position = queue.append(session, mailing)
+    if promote_head(session, now) is mailing:
+        return Enqueued(mailing, None, promoted=True)
+    return Enqueued(mailing, position, promoted=False)
+
+
+def stop(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
+    """Parks a mailing. Its recipients are left as they are: the engine hands back the ones
+    it had claimed, and sending again later goes only to those not yet sent."""
+    mailing = _transition(session, mailing_id, Action.STOP, now)
+    _park(mailing, STOPPED)
+    return mailing
+
+
+def delete(session: Session, mailing_id: int) -> Mailing:
+    lock_transitions(session)
+    mailing = get_for_update(session, mailing_id)
+    next_state(mailing.state, Action.DELETE, mailing.id)
+    session.delete(mailing)  # recipients go with it (ON DELETE CASCADE)
+    session.flush()
+    return mailing
+
+
+def move(session: Session, mailing_id: int, direction: Direction) -> int:
+    """Moves a queued mailing within the queue; returns its new position."""
+    mailing = _transition(session, mailing_id, Action.MOVE)
+    return queue.move(session, mailing, direction)
+
+
+def sequential_ahead(session: Session) -> list[Mailing]:
+    """The sequential mailings a newly queued one would wait behind: the one in Sending now
+    (if any), then the queue in order."""
+    active = queue.active_sequential(session)
+    return ([active] if active else []) + queue.queued(session)
+
+
+# --- what the engine does ----------------------------------------------------------------
+
+
+def start_due(session: Session, now: datetime | None = None) -> list[Mailing]:
+    """Moves every scheduled mailing whose time has come into Sending now (``starting``)."""
+    now = now or utc_now()
+    lock_transitions(session)
+    due = session.exec(
+        select(Mailing)
+        .where(Mailing.state == State.SCHEDULED, Mailing.scheduled_at <= now)
+        .with_for_update()
+    ).all()
+    for mailing in due:
+        _transition(session, mailing.id, Action.TIME_ARRIVED, now)
+    return list(due)
+
+
+def promote_head(session: Session, now: datetime | None = None) -> Mailing | None:
+    """Starts the head of the queue if no sequential mailing is in Sending now."""
+    lock_transitions(session)
+    if queue.active_sequential(session) is not None:
+        return None
+    waiting = queue.queued(session)
+    if not waiting:
+        return None
+    return _transition(session, waiting[0].id, Action.PROMOTE, now)
+
+
+def mark_prepared(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
+    """Starting up is done: messages start to go out."""
+    now = now or utc_now()
+    mailing = _transition(session, mailing_id, Action.PREPARED, now)
+    mailing.started_at = mailing.started_at or now
+    return mailing
+
+
+def interrupt(
+    session: Session, mailing_id: int, reason: str, now: datetime | None = None
+) -> Mailing:
+    """A fatal error (bad credentials, refused sender): parked with the reason."""
+    mailing = _transition(session, mailing_id, Action.INTERRUPT, now)
+    _park(mailing, f"interrupted: {reason}")
+    return mailing
+
+
+def complete(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
+    now = now or utc_now()
+    mailing = _transition(session, mailing_id, Action.COMPLETE, now)
+    mailing.finished_at = now
+    return mailing
+
+
+# --- the one place where a mailing changes state -------------------------------------------
+
+
+def _transition(
+    session: Session, mailing_id: int, action: Action, now: datetime | None = None
+) -> Mailing:
+    """Applies ``action``'s state change with what it implies for the queue."""
+    lock_transitions(session)
+    mailing = get_for_update(session, mailing_id)
+    target = next_state(mailing.state, action, mailing.id)
+    was_queued = mailing.state == State.QUEUED
+    was_active_sequential = mailing.mode == Mode.SEQUENTIAL and mailing.state in (
+        State.STARTING,
+        State.SENDING,
+    )
+    if was_queued and target != State.QUEUED:
+        queue.withdraw(session, mailing)
+    mailing.state = target
+    mailing.state_reason = None
+    mailing.updated_at = now or utc_now()
+    session.flush()
+    if was_active_sequential and target not in (State.STARTING, State.SENDING):
+        promote_head(session, now)
+    return mailing
+
+
+def _park(mailing: Mailing, reason: str) -> None:
+    mailing.mode = None
+    mailing.scheduled_at = None
+    mailing.state_reason = reason

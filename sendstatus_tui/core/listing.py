@@ -1,0 +1,83 @@
+"""Mailings as the panes (and ``ls``) show them: which pane, in which order, which fields."""
+
+import json
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from .models import Mailing, Recipient
+from .states import AREA_OF_STATE, Area, State
+
+STATES_OF_AREA = {
+    area: [state for state, its_area in AREA_OF_STATE.items() if its_area == area] for area in Area
+}
+
+
+def list_mailings(session: Session, area: Area | None = None) -> list[Mailing]:
+    """Mailings in pane order: by area, then start time, schedule (queue after), or age."""
+    statement = select(Mailing)
+    if area is not None:
+        statement = statement.where(Mailing.state.in_(STATES_OF_AREA[area]))
+    mailings = session.exec(statement).all()
+    return sorted(mailings, key=_pane_order)
+
+
+def _pane_order(mailing: Mailing) -> tuple:
+    area = AREA_OF_STATE[mailing.state]
+    areas = list(Area)
+    if area == Area.SCHEDULED:
+        # timed ones by time, then the sequential queue in its order
+        if mailing.state == State.SCHEDULED:
+            return (areas.index(area), 0, mailing.scheduled_at.timestamp(), mailing.id)
+        return (areas.index(area), 1, mailing.position, mailing.id)
+    if area == Area.DONE:
+        return (areas.index(area), 0, -mailing.finished_at.timestamp(), mailing.id)
+    return (areas.index(area), 0, 0, mailing.id)
+
+
+def summary(mailing: Mailing) -> dict:
+    """The fields of ``ls --json`` (DESIGN.md §3)."""
+    return {
+        "id": mailing.id,
+        "name": mailing.name,
+        "state": str(mailing.state),
+        "area": str(AREA_OF_STATE[mailing.state]),
+        "mode": str(mailing.mode) if mailing.mode else None,
+        "position": mailing.position,
+        "scheduled_at": _iso(mailing.scheduled_at),
+        "started_at": _iso(mailing.started_at),
+        "finished_at": _iso(mailing.finished_at),
+        "total": mailing.total,
+        "sent": mailing.sent,
+        "failed": mailing.failed,
+        "remaining": mailing.remaining,
+        "reason": mailing.state_reason,
+    }
+
+
+def details(session: Session, mailing: Mailing) -> dict:
+    """Everything ``show --json`` tells: the summary, the message, recipients by status."""
+    by_status = dict(
+        session.exec(
+            select(Recipient.status, sa.func.count())
+            .where(Recipient.mailing_id == mailing.id)
+            .group_by(Recipient.status)
+        ).all()
+    )
+    return {
+        **summary(mailing),
+        "subject": mailing.subject,
+        "sender": mailing.sender,
+        "has_text_body": mailing.text_body is not None,
+        "has_html_body": mailing.html_body is not None,
+        "fields": json.loads(mailing.field_names),
+        "deferred": mailing.deferred,
+        "created_at": _iso(mailing.created_at),
+        "updated_at": _iso(mailing.updated_at),
+        "recipients": by_status,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None

@@ -1,0 +1,116 @@
+"""The tables: mailings, their recipients, and the engine lease.
+
+Schema changes go through the Alembic migrations in ``core/migrations``; a test checks
+that the migrations and these models agree.
+"""
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from .states import Mode, State
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Stores a timezone-aware datetime as naive UTC and gives it back aware.
+
+    SQLite keeps no zone; storing UTC everywhere keeps SQLite and PostgreSQL alike.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: times must carry a zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _enum_column(enum_class) -> sa.Enum:
+    """Stores an enum as its value in a plain string column (no native enum type)."""
+    return sa.Enum(
+        enum_class,
+        native_enum=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+# named constraints, so that migrations can refer to them on every database
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecipientStatus:
+    """A recipient's delivery status (stored as text)."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+class Mailing(SQLModel, table=True):
+    __tablename__ = "mailing"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    subject: str
+    sender: str
+    text_body: str | None = Field(default=None, sa_type=sa.Text)
+    html_body: str | None = Field(default=None, sa_type=sa.Text)
+    # personalisation field names, in CSV order, as a JSON array
+    field_names: str = Field(default="[]", sa_type=sa.Text)
+
+    state: State = Field(default=State.STANDBY, sa_type=_enum_column(State), index=True)
+    mode: Mode | None = Field(default=None, sa_type=_enum_column(Mode))
+    # why a mailing is parked: decided later, stopped, interrupted (with the error)
+    state_reason: str | None = None
+    # 1-based place in the sequential queue while queued; unique (NULLs never clash)
+    position: int | None = Field(default=None, unique=True)
+
+    scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+    # counters kept in the same transaction as the recipients they count
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.sent - self.failed
+
+
+class Recipient(SQLModel, table=True):
+    __tablename__ = "recipient"
+    __table_args__ = (sa.Index("ix_recipient_mailing_status", "mailing_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")
+    email: str
+    # personalisation values, a JSON array in the order of Mailing.field_names
+    field_values: str | None = Field(default=None, sa_type=sa.Text)
+    status: str = Field(default=RecipientStatus.PENDING, sa_type=sa.String(16))
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_reply: str | None = Field(default=None, sa_type=sa.Text)

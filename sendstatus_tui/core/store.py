@@ -1,0 +1,110 @@
+"""The store: database engine set-up, migrations on open, and transactions.
+
+SQLite (the embedded default) runs in WAL mode with a long busy timeout, and every write
+transaction takes the write lock at BEGIN (BEGIN IMMEDIATE): a transaction that first reads
+and later writes can then never fail half-way with "database is locked" when a dashboard and
+an engine in two processes write at once; it waits its turn at BEGIN instead.
+PostgreSQL goes through the same code; there, state transitions take a transaction-level
+advisory lock (``lock_transitions``).
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlmodel import Session
+
+from .migrations_runner import upgrade_to_head
+
+# how long a writer waits for the SQLite write lock before giving up
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+_TRANSITIONS_LOCK_KEY = 0x5E4D5741  # any constant shared by every sendstatus process
+
+
+class StoreError(Exception):
+    """The database cannot be opened or used (bad URL, unreachable server, ...)."""
+
+
+class Store:
+    """One database: an SQLAlchemy engine plus transactions shaped for our writers."""
+
+    def __init__(self, url: str, *, migrate: bool = True):
+        self.url = url
+        try:
+            self.engine = _create_engine(url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            raise StoreError(f"unusable database URL {url!r}: {exc}") from None
+        if migrate:
+            try:
+                upgrade_to_head(self.engine)
+            except sa.exc.OperationalError as exc:
+                raise StoreError(f"cannot open database {_safe(url)}: {exc.orig}") from None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction, committed on success and rolled back on any error."""
+        with self.engine.connect() as connection:
+            connection.execution_options(sqlite_begin="IMMEDIATE")
+            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (never blocks writers in WAL mode)."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def lock_transitions(session: Session) -> None:
+    """Serialises state transitions (and so the queue) until the transaction ends.
+
+    On SQLite, BEGIN IMMEDIATE already does; PostgreSQL needs an explicit lock, because two
+    READ COMMITTED transactions would otherwise renumber the queue from stale reads. Taking
+    this one lock before any row lock also keeps two transitions from deadlocking.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(_TRANSITIONS_LOCK_KEY)))
+
+
+def _create_engine(url: str) -> sa.Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):
+        # let SQLAlchemy's begin event below emit BEGIN, instead of pysqlite's own handling
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<invalid URL>"
