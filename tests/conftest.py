@@ -1,0 +1,91 @@
+"""Shared fixtures: real databases (an SQLite file; PostgreSQL when a server is given)."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.store import Store
+
+POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A new, empty database: an SQLite file, or a fresh schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sendstatus.db'}"
+        return
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run sets it when a server answers)")
+    yield from _postgres_schema(server)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'sendstatus.db'}"
+
+
+def _postgres_schema(server: str) -> Iterator[str]:
+    schema = f"sendstatus_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = sa.engine.make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url) -> Iterator[Store]:
+    store = Store(db_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def make_mailing(store, tmp_path):
+    """Creates a parked mailing with ``recipients`` addresses; returns its id."""
+    counter = iter(range(1, 10_000))
+
+    def make(name: str | None = None, recipients: int = 3) -> int:
+        number = next(counter)
+        csv = tmp_path / f"recipients-{number}.csv"
+        rows = [f"person{i}@example.com,Person {i}" for i in range(recipients)]
+        csv.write_text("email,first_name\n" + "\n".join(rows) + "\n")
+        draft = MailingDraft(
+            name=name or f"Mailing {number}",
+            subject="Hello {first_name}",
+            sender="Shop <news@shop.example.com>",
+            text_body="Hi {first_name}",
+        )
+        with store.write() as session:
+            mailing, _ = create_mailing(session, draft, csv)
+            return mailing.id
+
+    return make
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def in_minutes(minutes: int) -> datetime:
+    return datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+def write_file(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
