@@ -282,12 +282,12 @@ def test_acting_on_a_missing_mailing_says_so(store):
 @pytest.mark.parametrize(
     ("mover", "direction", "expected"),
     [
-        ("b", Direction.UP, "bac d".split()),
-        ("b", Direction.DOWN, "acb d".split()),
-        ("c", Direction.TOP, "cab d".split()),
-        ("a", Direction.BOTTOM, "bcd a".split()),
-        ("a", Direction.UP, "abc d".split()),  # already first: stays
-        ("d", Direction.DOWN, "abc d".split()),  # already last: stays
+        ("b", Direction.UP, "bacd"),
+        ("b", Direction.DOWN, "acbd"),
+        ("c", Direction.TOP, "cabd"),
+        ("a", Direction.BOTTOM, "bcda"),
+        ("a", Direction.UP, "abcd"),  # already first: stays
+        ("d", Direction.DOWN, "abcd"),  # already last: stays
     ],
 )
 def test_move_within_the_queue(store, make_mailing, mover, direction, expected):
@@ -297,7 +297,7 @@ def test_move_within_the_queue(store, make_mailing, mover, direction, expected):
     for name in "abcd":
         act(store, lifecycle.enqueue, ids[name])
     position = act(store, lifecycle.move, ids[mover], direction)
-    order = "".join(expected)
+    order = expected
     assert queue_of(store) == [(ids[name], n) for n, name in enumerate(order, start=1)]
     assert position == order.index(mover) + 1
 
@@ -336,7 +336,10 @@ def test_prepared_mailing_starts_sending_and_records_the_start(store, make_maili
 @pytest.mark.parametrize("state", ["starting", "sending"])
 def test_interrupted_mailing_is_parked_with_the_reason(store, make_mailing, state):
     mailing_id = make_mailing()
-    (act(store, lifecycle.send_now, mailing_id) if state == "starting" else sending(store, mailing_id))
+    if state == "starting":
+        act(store, lifecycle.send_now, mailing_id)
+    else:
+        sending(store, mailing_id)
     act(store, lifecycle.interrupt, mailing_id, "relay refused the credentials (535)")
     mailing = fetch(store, mailing_id)
     assert (mailing.state, mailing.state_reason) == (
