@@ -29,6 +29,8 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    for option in ("db", "tz"):  # global options, absent when not given (see _parser)
+        vars(args).setdefault(option, None)
     if args.command is None:
         parser.print_help()
         return 0
@@ -244,7 +246,9 @@ def _mailing_id(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    # the global options are accepted before and after the command; SUPPRESS keeps a
+    # subcommand's parser from resetting a value given before the command
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument(
         "--db",
         metavar="URL",

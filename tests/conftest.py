@@ -15,6 +15,14 @@ from sendstatus_tui.core.store import Store
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
 
 
+@pytest.fixture(autouse=True)
+def no_user_database(tmp_path, monkeypatch):
+    """A test never touches the operator's own database or settings."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.delenv("SENDSTATUS_DB", raising=False)
+    monkeypatch.delenv("SENDSTATUS_TZ", raising=False)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> Iterator[str]:
     """A new, empty database: an SQLite file, or a fresh schema on the PostgreSQL server."""

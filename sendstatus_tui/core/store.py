@@ -40,7 +40,8 @@ class Store:
             try:
                 upgrade_to_head(self.engine)
             except sa.exc.OperationalError as exc:
-                raise StoreError(f"cannot open database {_safe(url)}: {exc.orig}") from None
+                reason = " ".join(str(exc.orig).split())  # the driver's message, on one line
+                raise StoreError(f"cannot open database {_safe(url)}: {reason}") from None
 
     @property
     def is_sqlite(self) -> bool:

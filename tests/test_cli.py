@@ -1,0 +1,363 @@
+"""The command line as an operator uses it: output, errors, exit status, nothing half-done."""
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sendstatus_tui.cli import main
+
+from .conftest import write_file
+
+LS_FIELDS = {
+    "id",
+    "name",
+    "state",
+    "area",
+    "mode",
+    "position",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "total",
+    "sent",
+    "failed",
+    "remaining",
+}
+
+
+@pytest.fixture
+def run(db_url, capsys):
+    """Runs ``sendstatus --db <db> ARGS``; returns (exit status, stdout, stderr)."""
+
+    def run_command(*args: str) -> tuple[int, str, str]:
+        status = main(["--db", db_url, *args])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run_command
+
+
+@pytest.fixture
+def files(tmp_path):
+    body = write_file(tmp_path, "body.txt", "Hello {first_name}\n")
+    csv = write_file(
+        tmp_path,
+        "people.csv",
+        "email,first_name\nann@example.com,Ann\nbob@example.com,Bob\nANN@example.com,Ann again\n",
+    )
+    return tmp_path, body, csv
+
+
+@pytest.fixture
+def add(run, files):
+    """Adds a mailing; returns its id."""
+    _, body, csv = files
+
+    def add_mailing(name: str, *plan: str) -> int:
+        status, out, err = run(
+            "mailing", "add", "--name", name, "--subject", "News for {first_name}",
+            "--from", "Shop <news@shop.example.com>", "--text", str(body),
+            "--recipients", str(csv), *plan,
+        )  # fmt: skip
+        assert status == 0, err
+        return int(out.split()[1])
+
+    return add_mailing
+
+
+def listing(run, *args) -> list[dict]:
+    status, out, err = run("ls", "--json", *args)
+    assert status == 0, err
+    return json.loads(out)
+
+
+def by_id(run, mailing_id) -> dict:
+    return next(m for m in listing(run) if m["id"] == mailing_id)
+
+
+def future(minutes=60) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M")
+
+
+# --- mailing add ----------------------------------------------------------------------------
+
+
+def test_add_parks_by_default_and_counts_duplicates(run, files):
+    _, body, csv = files
+    status, out, err = run(
+        "mailing", "add", "--name", "November news", "--subject", "Hi",
+        "--from", "news@shop.example.com", "--text", str(body), "--recipients", str(csv),
+    )  # fmt: skip
+    assert (status, err) == (0, "")
+    assert "created with 2 recipients, 1 duplicate dropped" in out
+    assert "parked in Sends to schedule" in out
+    [mailing] = listing(run)
+    assert set(mailing) >= LS_FIELDS
+    assert (mailing["state"], mailing["area"], mailing["total"], mailing["remaining"]) == (
+        "standby",
+        "standby",
+        2,
+        2,
+    )
+
+
+def test_add_with_now_starts_up(add, run):
+    mailing_id = add("Flash sale", "--now")
+    mailing = by_id(run, mailing_id)
+    assert (mailing["state"], mailing["area"], mailing["mode"]) == ("starting", "now", "immediate")
+
+
+def test_add_at_a_time_in_a_given_zone(add, run):
+    mailing_id = add("Advent", "--at", "2099-12-01 09:30", "--tz", "Europe/Rome")
+    mailing = by_id(run, mailing_id)
+    assert (mailing["state"], mailing["area"], mailing["mode"]) == ("scheduled", "scheduled", "at")
+    assert mailing["scheduled_at"] == "2099-12-01T08:30:00Z"  # Rome is UTC+1 in December
+
+
+@pytest.mark.parametrize(
+    ("when", "zone", "message"),
+    [
+        ("2001-01-01 10:00", "UTC", "is in the past"),
+        ("2099-12-01 09:30", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+        ("2099-02-30 10:00", "UTC", "not a date and time: '2099-02-30 10:00'"),
+        ("next tuesday", "UTC", "not a date and time"),
+        ("2099-12-01", "UTC", "has no time of day"),
+    ],
+)
+def test_add_with_a_bad_time_creates_nothing(run, files, when, zone, message):
+    _, body, csv = files
+    status, out, err = run(
+        "mailing", "add", "--name", "X", "--subject", "S", "--from", "a@shop.example.com",
+        "--text", str(body), "--recipients", str(csv), "--at", when, "--tz", zone,
+    )  # fmt: skip
+    assert status == 1 and out == ""
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert listing(run) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--subject", "Hi\r\nBcc: victim@example.com", "subject: must be a single line"),
+        ("--name", "two\nlines", "name: must be a single line"),
+        ("--from", "Shop <news@shop.example.com>\nBcc: x@y.com", "from: must be a single line"),
+        ("--from", "not an address", "from: not a sender address"),
+        ("--from", "a@x.com, b@y.com", "from: not a sender address"),
+    ],
+)
+def test_header_injection_and_bad_senders_are_refused(run, files, option, value, message):
+    _, body, csv = files
+    values = {"--name": "N", "--subject": "S", "--from": "news@shop.example.com", option: value}
+    args = [item for pair in values.items() for item in pair]
+    status, _, err = run("mailing", "add", *args, "--text", str(body), "--recipients", str(csv))
+    assert status == 1 and err.startswith("error: ") and message in err
+    assert listing(run) == []
+
+
+def test_invalid_rows_refuse_the_whole_file_with_line_numbers(run, files, tmp_path):
+    _, body, _ = files
+    csv = write_file(
+        tmp_path,
+        "mixed.csv",
+        "email,first_name\nok@example.com,Ok\nnot-an-address,No\n"
+        '"evil@example.com\nBcc: x@y.com",Eve\ngood@example.com,Good\n',
+    )
+    common = ["mailing", "add", "--name", "N", "--subject", "S", "--from", "a@shop.example.com"]
+    status, out, err = run(*common, "--text", str(body), "--recipients", str(csv))
+    assert status == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"error: {csv}: 2 invalid rows, nothing imported (--skip-invalid imports the 2 valid ones)"
+    )
+    assert lines[1].startswith("  line 3: 'not-an-address': ")
+    assert lines[2].startswith("  line 5: ")  # the quoted address spans lines 4-5
+    assert listing(run) == []
+
+    status, out, err = run(*common, "--text", str(body), "--recipients", str(csv), "--skip-invalid")
+    assert status == 0
+    assert "created with 2 recipients" in out
+    assert err.startswith("warning: skipped 2 invalid rows:")
+    assert listing(run)[0]["total"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty file"),
+        ("name,city\nAnn,Rome\n", "no 'email' column in the header row (name, city)"),
+        ("email,EMAIL\na@example.com,b@example.com\n", "repeated columns in the header: email"),
+        ('email\n"unterminated@example.com\n', "malformed CSV"),
+        ("email\n\n", "no valid recipients"),
+    ],
+)
+def test_unusable_csv_files_are_refused(run, files, tmp_path, content, message):
+    _, body, _ = files
+    csv = write_file(tmp_path, "bad.csv", content)
+    status, _, err = run(
+        "mailing", "add", "--name", "N", "--subject", "S", "--from", "a@shop.example.com",
+        "--text", str(body), "--recipients", str(csv),
+    )  # fmt: skip
+    assert status == 1 and err.startswith("error: ") and message in err
+    assert listing(run) == []
+
+
+def test_missing_files_are_named(run, files, tmp_path):
+    _, body, csv = files
+    common = ["mailing", "add", "--name", "N", "--subject", "S", "--from", "a@shop.example.com"]
+    status, _, err = run(*common, "--text", str(tmp_path / "nope.txt"), "--recipients", str(csv))
+    assert status == 1 and "text: " in err and "nope.txt: no such file" in err
+    status, _, err = run(*common, "--text", str(body), "--recipients", str(tmp_path / "no.csv"))
+    assert status == 1 and "no.csv: no such file" in err
+    status, _, err = run(*common, "--recipients", str(csv))
+    assert status == 1 and "body: a text body, an HTML body or both are needed" in err
+    assert listing(run) == []
+
+
+# --- planning and steering ------------------------------------------------------------------
+
+
+def test_send_now_schedule_stop_and_rm(add, run):
+    mailing_id = add("Weekly")
+    status, out, _ = run("schedule", str(mailing_id), "--at", future(), "--tz", "UTC")
+    assert status == 0 and "scheduled at" in out
+    assert by_id(run, mailing_id)["area"] == "scheduled"
+
+    assert run("send-now", str(mailing_id))[0] == 0
+    assert by_id(run, mailing_id)["state"] == "starting"
+
+    status, _, err = run("rm", str(mailing_id), "--yes")
+    assert status == 1
+    assert err == f"error: cannot delete mailing {mailing_id}: it is starting" + (
+        " (delete applies to a mailing that is standby)\n"
+    )
+
+    assert run("stop", str(mailing_id))[0] == 0
+    assert by_id(run, mailing_id)["reason"] == "stopped by an operator"
+    assert run("rm", str(mailing_id), "--yes")[0] == 0
+    assert listing(run) == []
+
+
+def test_rm_without_a_terminal_needs_yes(add, run):
+    mailing_id = add("Keep me")
+    status, _, err = run("rm", str(mailing_id))
+    assert status == 1 and "pass --yes to confirm" in err
+    assert by_id(run, mailing_id)["state"] == "standby"
+
+
+def test_sequential_warning_names_what_is_ahead(add, run):
+    first = add("First", "--sequential")  # nothing ahead: no warning, starts at once
+    assert by_id(run, first)["state"] == "starting"
+    second = add("Second")
+
+    status, _, err = run("schedule", str(second), "--sequential")
+    assert status == 1  # no terminal and no --yes: refused
+    assert f"{first} 'First' (starting)" in err
+    assert "will be number 1 in the sequential queue" in err
+    assert "pass --yes to confirm" in err
+    assert by_id(run, second)["state"] == "standby"
+
+    status, out, err = run("schedule", str(second), "--sequential", "--yes")
+    assert status == 0 and "queued sequentially at position 1" in out
+    assert err.startswith("warning: other sequential mailings are in progress or queued")
+
+    third = add("Third", "--sequential", "--yes")
+    assert by_id(run, third)["position"] == 2
+
+
+def test_sequential_add_asks_when_a_terminal_is_there(add, run, monkeypatch):
+    add("First", "--sequential")
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    status, _, err = run(
+        "mailing", "add", "--name", "Declined", "--subject", "S", "--from", "a@shop.example.com",
+        "--text", __file__, "--recipients", __file__, "--sequential",
+    )  # fmt: skip
+    assert status == 1 and "not confirmed; nothing changed" in err
+    assert [m["name"] for m in listing(run)] == ["First"]
+
+
+def test_move_reorders_the_queue(add, run):
+    add("Head", "--sequential")
+    a, b, c = (add(name, "--sequential", "--yes") for name in "abc")
+    status, out, _ = run("move", str(c), "top")
+    assert status == 0 and out.strip() == f"mailing {c}: position 1 in the sequential queue"
+    queued = listing(run, "--area", "scheduled")
+    assert [(m["id"], m["position"]) for m in queued] == [(c, 1), (a, 2), (b, 3)]
+
+
+def test_unknown_mailing_and_bad_ids(run):
+    status, _, err = run("stop", "42")
+    assert (status, err) == (1, "error: no mailing with id 42\n")
+    with pytest.raises(SystemExit) as usage:
+        run("stop", "abc")
+    assert usage.value.code == 2
+
+
+# --- ls and show ----------------------------------------------------------------------------
+
+
+def test_ls_reads_like_the_dashboard(add, run):
+    add("Sending one", "--now")
+    add("Later one", "--at", "2099-01-01 08:00", "--tz", "UTC")
+    add("Head", "--sequential")
+    add("Waiting", "--sequential", "--yes")
+    add("Parked one")
+    status, out, _ = run("ls", "--tz", "UTC")
+    assert status == 0
+    assert out.splitlines()[0] == "Sending now (2)"
+    assert "Scheduled sendings (2)" in out and "Sends to schedule (1)" in out
+    assert "starting up" in out
+    assert "2099-01-01 08:00" in out and "queue #1" in out
+    assert "decided later" in out
+    sections = out.split("\n\n")
+    assert "Sending one" in sections[0] and "Head" in sections[0]
+    assert "Later one" in sections[1] and "Waiting" in sections[1]
+    assert "Parked one" in sections[2]
+
+
+def test_ls_json_area_filter_and_show(add, run):
+    parked = add("Parked")
+    add("Now", "--now")
+    assert [m["name"] for m in listing(run, "--area", "standby")] == ["Parked"]
+    assert [m["name"] for m in listing(run, "--area", "now")] == ["Now"]
+    status, out, _ = run("show", str(parked), "--json")
+    details = json.loads(out)
+    assert status == 0 and set(details) >= LS_FIELDS
+    assert details["recipients"] == {"pending": 2}
+    assert details["fields"] == ["first_name"]
+    assert details["subject"] == "News for {first_name}"
+    status, out, _ = run("show", str(parked))
+    assert status == 0 and "Recipients:     2 total, 0 sent, 0 failed, 2 remaining" in out
+
+
+def test_ls_does_not_import_the_dashboard(tmp_path):
+    """`sendstatus ls` must start fast enough for a shell loop: no textual import."""
+    code = (
+        "import sys; from sendstatus_tui.cli import main;"
+        f" main(['--db', 'sqlite:///{tmp_path}/s.db', 'ls']);"
+        " print('textual' in sys.modules, 'apscheduler' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "False False"
+
+
+def test_the_installed_command_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sendstatus_tui.cli", "--db", f"sqlite:///{tmp_path}/s.db", "ls"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Sending now (0)" in result.stdout
+
+
+def test_a_database_that_cannot_be_opened(capsys):
+    status = main(["--db", "postgresql+psycopg://nobody@127.0.0.1:1/none", "ls"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("error: cannot open database")
+    assert len(err.strip().splitlines()) == 1
