@@ -53,6 +53,7 @@ class Store:
         with self.engine.connect() as connection:
             connection.execution_options(sqlite_begin="IMMEDIATE")
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                session.connection()  # BEGIN now, not at the first statement
                 yield session
 
     @contextmanager

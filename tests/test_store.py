@@ -1,0 +1,80 @@
+"""The store: migrations on open, SQLite settings, and the layering contract."""
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlmodel import SQLModel
+
+from sendstatus_tui.core.migrations_runner import HEAD_REVISION, MIGRATIONS_DIR
+from sendstatus_tui.core.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_head_revision_constant_is_alembics_head():
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+
+
+def test_migrations_build_exactly_the_models(store):
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert differences == []
+
+
+def test_opening_twice_keeps_the_data(db_url, make_mailing):
+    mailing_id = make_mailing()
+    again = Store(db_url)
+    with again.engine.connect() as connection:
+        names = connection.execute(
+            sa.text("SELECT name FROM mailing WHERE id = :id"), {"id": mailing_id}
+        )
+        assert names.scalar() == "Mailing 1"
+    again.dispose()
+
+
+def test_sqlite_runs_in_wal_with_a_busy_timeout(sqlite_url):
+    store = Store(sqlite_url)
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_a_write_transaction_holds_the_write_lock_from_begin(sqlite_url):
+    """A second writer waits at BEGIN instead of failing half-way through."""
+    store = Store(sqlite_url)
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0, isolation_level=None)
+    with store.write(), pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")  # free again once the transaction ends
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_the_default_database_lives_in_the_user_data_directory(tmp_path, monkeypatch):
+    from sendstatus_tui import config
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert config.db_url(None) == f"sqlite:///{tmp_path}/sendstatus/sendstatus.db"
+    monkeypatch.setenv("SENDSTATUS_DB", "sqlite:////elsewhere.db")
+    assert config.db_url(None) == "sqlite:////elsewhere.db"
+    assert config.db_url("postgresql://db/x") == "postgresql://db/x"
+
+
+def test_core_imports_neither_textual_nor_apscheduler():
+    lint_imports = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert lint_imports, "import-linter is part of the test dependencies"
+    result = subprocess.run([lint_imports], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "core imports neither textual nor apscheduler KEPT" in result.stdout
