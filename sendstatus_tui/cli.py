@@ -29,7 +29,7 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    for option in ("db", "tz"):  # global options, absent when not given (see _parser)
+    for option in ("db", "tz", "smtp", "rate"):  # global options, absent when not given
         vars(args).setdefault(option, None)
     if args.command is None:
         parser.print_help()
@@ -166,6 +166,20 @@ def _cmd_rm(args) -> None:
     print(f"mailing {mailing.id} {mailing.name!r}: deleted")
 
 
+def _cmd_engine(args) -> None:
+    from .engine.credentials import CredentialsError
+    from .engine.headless import run_headless
+    from .engine.rate import RateError, parse_rate
+    from .engine.transports import TransportConfigError
+
+    try:
+        run_headless(
+            config.db_url(args.db), config.relay_url(args.smtp), parse_rate(config.rate(args.rate))
+        )
+    except (CredentialsError, RateError, TransportConfigError) as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _cmd_move(args) -> None:
     with _store(args).write() as session:
         position = lifecycle.move(session, args.id, Direction(args.direction))
@@ -260,6 +274,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ZONE",
         help=f"your time zone for dates typed and shown (${config.TZ_ENV}; default: the system's)",
     )
+    common.add_argument(
+        "--smtp",
+        metavar="URL",
+        help=f"relay: smtp://HOST[:PORT], smtps://HOST[:PORT] or maildir:DIR (${config.SMTP_ENV};"
+        " default: a maildir in the user's data directory); credentials come from"
+        " SENDSTATUS_SMTP_USER/SENDSTATUS_SMTP_PASSWORD or the credentials file, never the URL",
+    )
+    common.add_argument(
+        "--rate",
+        metavar="RATE",
+        help=f"the contracted sending speed, e.g. 36000/h, 600/min, 10/s (${config.RATE_ENV};"
+        " default: unlimited)",
+    )
     parser = argparse.ArgumentParser(
         prog="sendstatus",
         description="Send Status: plan, follow and steer email mailings.",
@@ -326,6 +353,15 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("id", type=_mailing_id)
     rm.add_argument("--yes", action="store_true", help="confirm without asking")
     rm.set_defaults(run=_cmd_rm)
+
+    engine = commands.add_parser(
+        "engine",
+        parents=[common],
+        help="run the sending engine headless (for a service manager)",
+        description="Run the sending engine without the dashboard. It logs to stderr and stops"
+        " cleanly on SIGTERM or SIGINT, recording the batches in flight.",
+    )
+    engine.set_defaults(run=_cmd_engine)
 
     move = commands.add_parser("move", parents=[common], help="reorder the sequential queue")
     move.add_argument("id", type=_mailing_id)

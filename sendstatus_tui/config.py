@@ -7,6 +7,8 @@ from platformdirs import user_data_path
 
 DB_ENV = "SENDSTATUS_DB"
 TZ_ENV = "SENDSTATUS_TZ"
+SMTP_ENV = "SENDSTATUS_SMTP"
+RATE_ENV = "SENDSTATUS_RATE"
 
 
 def default_db_url() -> str:
@@ -22,3 +24,12 @@ def db_url(option: str | None) -> str:
 def zone_name(option: str | None) -> str | None:
     """The operator's zone name, or None for the system's."""
     return option or os.environ.get(TZ_ENV) or None
+
+
+def relay_url(option: str | None) -> str | None:
+    """The relay URL, or None for the default maildir."""
+    return option or os.environ.get(SMTP_ENV) or None
+
+
+def rate(option: str | None) -> str | None:
+    return option or os.environ.get(RATE_ENV) or None

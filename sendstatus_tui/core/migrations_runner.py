@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # the newest revision in migrations/versions; a test checks that it is Alembic's head
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _MIGRATION_LOCK_KEY = 0x5E4D5742
 
 

@@ -95,6 +95,8 @@ class Mailing(SQLModel, table=True):
     sent: int = 0
     failed: int = 0
     deferred: int = 0
+    # recipients that were in flight when an engine died: sent again, maybe twice
+    resent_in_doubt: int = 0
 
     @property
     def remaining(self) -> int:
@@ -114,3 +116,25 @@ class Recipient(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_reply: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class DeliveryError(SQLModel, table=True):
+    """A relay's refusal or deferral, kept for the operator (the newest few per mailing)."""
+
+    __tablename__ = "delivery_error"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE", index=True)
+    email: str
+    reply: str = Field(sa_type=sa.Text)
+    at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class EngineLease(SQLModel, table=True):
+    """Who may run the engine on this database, until when (renewed while alive)."""
+
+    __tablename__ = "engine_lease"
+
+    name: str = Field(primary_key=True)
+    holder: str
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -44,6 +44,11 @@ class Store:
                 raise StoreError(f"cannot open database {_safe(url)}: {reason}") from None
 
     @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return _safe(self.url)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 

@@ -1,0 +1,184 @@
+"""Recipient bookkeeping for the engine: claim a batch, record what the relay said.
+
+A recipient goes pending -> in_flight (claimed) -> sent | failed | deferred (-> pending
+again when its retry time comes, by being claimable). Counters on the mailing change in the
+same transaction as the recipients they count. Whatever is in flight when an engine dies is
+"in doubt": the next engine puts it back to pending and counts it (it may be sent twice).
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from .models import DeliveryError, Mailing, Recipient, RecipientStatus, UTCDateTime, utc_now
+
+PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED = (
+    RecipientStatus.PENDING,
+    RecipientStatus.IN_FLIGHT,
+    RecipientStatus.SENT,
+    RecipientStatus.DEFERRED,
+    RecipientStatus.FAILED,
+)
+ERRORS_KEPT = 50  # per mailing, for the operator
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    email: str
+    field_values: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed recipient."""
+
+    recipient: Claimed
+    status: str  # SENT, FAILED, DEFERRED or PENDING (handed back untried)
+    reply: str | None = None
+    retry_at: datetime | None = None
+
+
+def claim(
+    session: Session, mailing_id: int, limit: int, now: datetime | None = None
+) -> list[Claimed]:
+    """Marks up to ``limit`` recipients due for sending as in flight, in id order."""
+    now = now or utc_now()
+    due = sa.or_(
+        Recipient.status == PENDING,
+        sa.and_(Recipient.status == DEFERRED, Recipient.next_attempt_at <= now),
+    )
+    rows = session.exec(
+        select(
+            Recipient.id,
+            Recipient.email,
+            Recipient.field_values,
+            Recipient.attempts,
+            Recipient.status,
+        )
+        .where(Recipient.mailing_id == mailing_id, due)
+        .order_by(Recipient.id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return []
+    session.execute(
+        sa.update(Recipient)
+        .where(Recipient.id.in_([row[0] for row in rows]))
+        .values(status=IN_FLIGHT)
+    )
+    retried = sum(1 for row in rows if row[4] == DEFERRED)
+    if retried:
+        mailing = session.get(Mailing, mailing_id, with_for_update=True)
+        mailing.deferred -= retried
+    return [Claimed(*row[:4]) for row in rows]
+
+
+def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
+    """Writes a batch's outcomes and the mailing's counters, in the caller's transaction."""
+    if not outcomes:
+        return
+    now = utc_now()
+    table = Recipient.__table__
+    session.execute(
+        table.update()
+        .where(table.c.id == sa.bindparam("rid"))
+        .values(
+            status=sa.bindparam("new_status"),
+            attempts=table.c.attempts + sa.bindparam("tried"),
+            last_reply=sa.bindparam("reply"),
+            next_attempt_at=sa.bindparam("retry_at", type_=UTCDateTime()),
+        ),
+        [
+            {
+                "rid": o.recipient.id,
+                "new_status": o.status,
+                "tried": 0 if o.status == PENDING else 1,
+                "reply": o.reply,
+                "retry_at": o.retry_at,
+            }
+            for o in outcomes
+        ],
+    )
+    counts = Counter(o.status for o in outcomes)
+    mailing = session.get(Mailing, mailing_id, with_for_update=True)
+    mailing.sent += counts[SENT]
+    mailing.failed += counts[FAILED]
+    mailing.deferred += counts[DEFERRED]
+    mailing.updated_at = now
+    session.add_all(
+        DeliveryError(mailing_id=mailing_id, email=o.recipient.email, reply=o.reply, at=now)
+        for o in outcomes
+        if o.status in (FAILED, DEFERRED) and o.reply
+    )
+    session.flush()
+
+
+def recover_in_flight(session: Session) -> dict[int, int]:
+    """After an engine died: puts in-flight recipients back to pending and counts them per
+    mailing as in doubt. Returns {mailing id: count}."""
+    counts = dict(
+        session.exec(
+            select(Recipient.mailing_id, sa.func.count())
+            .where(Recipient.status == IN_FLIGHT)
+            .group_by(Recipient.mailing_id)
+        ).all()
+    )
+    if counts:
+        session.execute(
+            sa.update(Recipient).where(Recipient.status == IN_FLIGHT).values(status=PENDING)
+        )
+        for mailing_id, count in counts.items():
+            mailing = session.get(Mailing, mailing_id, with_for_update=True)
+            mailing.resent_in_doubt += count
+        session.flush()
+    return counts
+
+
+def remaining(session: Session, mailing_id: int) -> int:
+    """Recipients not yet final (pending, in flight or deferred)."""
+    mailing = session.get(Mailing, mailing_id)
+    return mailing.total - mailing.sent - mailing.failed
+
+
+def next_retry_at(session: Session, mailing_id: int) -> datetime | None:
+    return session.exec(
+        select(sa.func.min(Recipient.next_attempt_at)).where(
+            Recipient.mailing_id == mailing_id, Recipient.status == DEFERRED
+        )
+    ).first()
+
+
+def prune_errors(session: Session, mailing_id: int, keep: int = ERRORS_KEPT) -> None:
+    newest = (
+        select(DeliveryError.id)
+        .where(DeliveryError.mailing_id == mailing_id)
+        .order_by(DeliveryError.id.desc())
+        .limit(keep)
+    )
+    session.execute(
+        sa.delete(DeliveryError).where(
+            DeliveryError.mailing_id == mailing_id,
+            DeliveryError.id.not_in(newest.scalar_subquery()),
+        )
+    )
+
+
+def last_errors(session: Session, mailing_id: int, limit: int = 10) -> list[DeliveryError]:
+    return list(
+        session.exec(
+            select(DeliveryError)
+            .where(DeliveryError.mailing_id == mailing_id)
+            .order_by(DeliveryError.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def back_off(attempts: int, base: timedelta) -> timedelta:
+    """The wait before retry number ``attempts`` (1, 2, ...): doubling, at most an hour."""
+    return min(base * (2 ** (attempts - 1)), timedelta(hours=1))

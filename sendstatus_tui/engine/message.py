@@ -1,0 +1,105 @@
+"""One recipient's message: personalised, with a Message-ID derived from (mailing, recipient)
+so that a downstream server can drop a duplicate sent after a crash.
+
+Building each message with ``email.message.EmailMessage`` costs about 1.7 ms, more than
+sending it; the MIME skeleton is therefore built once per mailing, and each message only
+fills in its values and encodes its bodies (quoted-printable, in C via binascii).
+A test parses the result with the ``email`` package to check it.
+"""
+
+import binascii
+import hashlib
+import html
+import json
+import secrets
+from dataclasses import dataclass, field
+from email.policy import SMTP
+from email.utils import formatdate, parseaddr
+from functools import cached_property
+
+from ..core.personalise import fill
+
+CRLF = b"\r\n"
+
+
+@dataclass(frozen=True)
+class Template:
+    """What a mailing's messages share, ready to be filled per recipient."""
+
+    mailing_id: int
+    subject: str
+    sender: str
+    text_body: str | None
+    html_body: str | None
+    field_names: tuple[str, ...]
+    # "=_" never appears in quoted-printable text, so the boundary cannot clash with a body
+    boundary: str = field(default_factory=lambda: f"=_sendstatus_{secrets.token_hex(12)}")
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+    @cached_property
+    def from_header(self) -> bytes:
+        return _header("From", self.sender)
+
+
+def message_id(mailing_id: int, recipient_id: int, sender_address: str) -> str:
+    domain = sender_address.rpartition("@")[2] or "sendstatus.invalid"
+    digest = hashlib.sha256(f"{mailing_id}:{recipient_id}".encode()).hexdigest()[:16]
+    return f"<m{mailing_id}.r{recipient_id}.{digest}@{domain}>"
+
+
+def render(template: Template, recipient_id: int, email: str, field_values: str | None) -> bytes:
+    """The message for one recipient, as bytes ready for the relay."""
+    values = (
+        dict(zip(template.field_names, json.loads(field_values), strict=True))
+        if field_values
+        else {}
+    )
+    values["email"] = email
+    headers = [
+        template.from_header,
+        _header("To", email),
+        _header("Subject", fill(template.subject, values)),
+        b"Date: " + formatdate(usegmt=True).encode(),
+        b"Message-ID: "
+        + message_id(template.mailing_id, recipient_id, template.sender_address).encode(),
+        b"MIME-Version: 1.0",
+    ]
+    parts = []
+    if template.text_body is not None:
+        parts.append((b"text/plain", fill(template.text_body, values)))
+    if template.html_body is not None:
+        parts.append((b"text/html", fill(template.html_body, values, escape=html.escape)))
+    if len(parts) == 1:
+        (subtype, body) = parts[0]
+        return CRLF.join([*headers, *_part_headers(subtype), b"", _encode(body)]) + CRLF
+    boundary = template.boundary.encode()
+    lines = [*headers, b'Content-Type: multipart/alternative; boundary="' + boundary + b'"', b""]
+    for subtype, body in parts:
+        lines += [b"--" + boundary, *_part_headers(subtype), b"", _encode(body)]
+    lines.append(b"--" + boundary + b"--")
+    return CRLF.join(lines) + CRLF
+
+
+def _part_headers(subtype: bytes) -> list[bytes]:
+    return [
+        b"Content-Type: " + subtype + b'; charset="utf-8"',
+        b"Content-Transfer-Encoding: quoted-printable",
+    ]
+
+
+def _encode(body: str) -> bytes:
+    # quoted-printable keeps every line under 76 characters; line breaks become CRLF
+    encoded = binascii.b2a_qp(body.encode("utf-8"), istext=True, header=False)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
+
+
+def _header(name: str, value: str) -> bytes:
+    """``Name: value`` as it goes on the wire (no final CRLF)."""
+    if value.isascii() and len(value) < 900:
+        return f"{name}: {value}".encode("ascii")
+    # RFC 2047 encoding and folding, by the email package, for anything else
+    folded = SMTP.header_factory(name, value).fold(policy=SMTP)
+    return folded.encode("ascii").rstrip(CRLF)

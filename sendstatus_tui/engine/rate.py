@@ -1,0 +1,48 @@
+"""The contracted sending speed: one global pace shared by every mailing that is sending.
+
+Messages are spaced evenly (no bursts), and waiters are served in the order they arrived
+(asyncio.Lock is fair), so mailings sending at once share the rate fairly.
+"""
+
+import asyncio
+import re
+import time
+
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*")
+
+
+class RateError(ValueError):
+    pass
+
+
+def parse_rate(text: str | None) -> float | None:
+    """Messages per second from ``36000/h``, ``600/min``, ``10/s``; None means unlimited."""
+    if not text or text.strip().lower() in ("unlimited", "none", "0"):
+        return None
+    match = _RATE.fullmatch(text.lower())
+    if not match or match[2] not in _UNITS or float(match[1]) <= 0:
+        raise RateError(f"not a rate: {text!r} (expected e.g. 36000/h, 600/min or 10/s)")
+    return float(match[1]) / _UNITS[match[2]]
+
+
+class Pace:
+    """Hands out permissions to send, at most ``per_second`` of them a second."""
+
+    def __init__(self, per_second: float | None, clock=time.monotonic):
+        self.per_second = per_second
+        self._interval = 1 / per_second if per_second else 0.0
+        self._clock = clock
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait_turn(self) -> None:
+        if not self.per_second:
+            return
+        async with self._lock:
+            delay = self._next - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # keep to the schedule despite sleep overshoot, but after an idle spell start
+            # again from now (at most one message early): no catch-up burst
+            self._next = max(self._next, self._clock() - self._interval) + self._interval

@@ -1,0 +1,47 @@
+"""The engine on a thread of its own, with its own event loop: how the dashboard (and the
+tests) host it, so that sending at full speed never slows the caller's loop."""
+
+import asyncio
+import threading
+
+from .engine import Engine
+
+
+class EngineThread:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="sendstatus-engine", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> "EngineThread":
+        self._thread.start()
+        self._started.wait()
+        return self
+
+    def stop(self, timeout: float | None = 60) -> None:
+        """Asks the engine to finish its batches in flight, and waits for it."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _main(self) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._started.set()
+            await self.engine.run(self._stop)
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # noqa: BLE001  kept for the host to report
+            self.error = exc
+            raise
+        finally:
+            self._started.set()

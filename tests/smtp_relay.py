@@ -1,0 +1,113 @@
+"""A real SMTP server on loopback (aiosmtpd) that records what it accepts and can be told
+to defer, refuse, demand credentials, or go down."""
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt: str
+    data: bytes
+    at: float
+
+
+@dataclass
+class RelayScript:
+    """How the relay answers. Replies are full SMTP lines like '451 4.7.1 try later'."""
+
+    # per recipient: replies for successive RCPT attempts; None accepts
+    rcpt_replies: dict[str, list[str | None]] = field(default_factory=dict)
+    refuse_sender: str | None = None  # reply to every MAIL FROM
+    credentials: tuple[str, str] | None = None  # required when set
+    delay_seconds: float = 0.0  # before accepting DATA
+
+
+class _Handler:
+    def __init__(self, relay: "SmtpRelay"):
+        self.relay = relay
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        script = self.relay.script
+        if script.credentials and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        if script.refuse_sender:
+            return script.refuse_sender
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        with self.relay.lock:
+            replies = self.relay.script.rcpt_replies.get(address)
+            reply = replies.pop(0) if replies else None
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.relay.script.delay_seconds:
+            import asyncio
+
+            await asyncio.sleep(self.relay.script.delay_seconds)
+        with self.relay.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.relay.received.append(
+                    Received(envelope.mail_from, rcpt, envelope.content, time.monotonic())
+                )
+        return "250 2.0.0 queued"
+
+
+class SmtpRelay:
+    def __init__(self, script: RelayScript | None = None):
+        self.script = script or RelayScript()
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        self.port = _free_port()
+        self._controller: Controller | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?starttls=off"
+
+    def start(self) -> "SmtpRelay":
+        self._controller = Controller(
+            _Handler(self),
+            hostname="127.0.0.1",
+            port=self.port,
+            auth_require_tls=False,
+            authenticator=self._authenticate,
+        )
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [r.rcpt for r in self.received]
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        expected = self.script.credentials
+        if expected is None:
+            return AuthResult(success=True)
+        ok = isinstance(auth_data, LoginPassword) and (
+            auth_data.login.decode(),
+            auth_data.password.decode(),
+        ) == expected
+        return AuthResult(success=ok, handled=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,85 @@
+"""The engine against a real SMTP server on loopback."""
+
+import email
+import email.policy
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.listing import details
+from sendstatus_tui.core.models import Mailing
+from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.thread import EngineThread
+from sendstatus_tui.engine.transports import transport_for
+
+from .smtp_relay import RelayScript, SmtpRelay
+
+FAST = EngineSettings(
+    reconcile_seconds=0.1,
+    lease_renew_seconds=0.2,
+    lease_ttl=timedelta(seconds=1),
+    retry_base=timedelta(milliseconds=200),
+    max_attempts=3,
+    relay_retry_max_seconds=0.5,
+)
+
+
+@pytest.fixture
+def relay():
+    relay = SmtpRelay().start()
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture
+def engine_for(store):
+    threads = []
+
+    def start(relay, settings=FAST, credentials=None) -> EngineThread:
+        engine = Engine(store, transport_for(relay.url, credentials), settings)
+        thread = EngineThread(engine).start()
+        threads.append(thread)
+        return thread
+
+    yield start
+    for thread in threads:
+        thread.stop()
+
+
+def wait_for(condition, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def mailing(store, mailing_id) -> Mailing:
+    with store.read() as session:
+        return session.get(Mailing, mailing_id)
+
+
+def act(store, operation, *args):
+    with store.write() as session:
+        return operation(session, *args)
+
+
+def test_send_now_delivers_personalised_messages(store, make_mailing, relay, engine_for):
+    mailing_id = make_mailing(recipients=5)
+    act(store, lifecycle.send_now, mailing_id)
+    engine_for(relay)
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    done = mailing(store, mailing_id)
+    assert (done.sent, done.failed, done.remaining) == (5, 0, 0)
+    assert sorted(relay.recipients()) == [f"person{i}@example.com" for i in range(5)]
+    first = next(r for r in relay.received if r.rcpt == "person0@example.com")
+    message = email.message_from_bytes(first.data, policy=email.policy.default)
+    assert message["Subject"] == "Hello Person 0"
+    assert message.get_body(("plain",)).get_content().strip() == "Hi Person 0"
+    assert message["Message-ID"].startswith(f"<m{mailing_id}.r")
+    assert first.mail_from == "news@shop.example.com"
