@@ -77,6 +77,14 @@ def render_details(details: dict, zone: tzinfo) -> str:
         f"  {'Recipients:':16}{details['total']:,} total, {details['sent']:,} sent,"
         f" {details['failed']:,} failed, {details['remaining']:,} remaining"
     )
+    if details["deferred"] or details["resent_in_doubt"]:
+        lines.append(
+            f"  {'':16}{details['deferred']:,} deferred (retrying),"
+            f" {details['resent_in_doubt']:,} resent after an engine stopped mid-send"
+        )
     if details["fields"]:
         lines.append(f"  {'Fields:':16}{', '.join(details['fields'])}")
+    if details["last_errors"]:
+        lines.append("  Last errors:")
+        lines += [f"    {e['email']}: {e['reply']}" for e in details["last_errors"]]
     return "\n".join(lines)

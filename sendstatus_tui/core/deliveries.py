@@ -110,12 +110,15 @@ def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
     mailing.failed += counts[FAILED]
     mailing.deferred += counts[DEFERRED]
     mailing.updated_at = now
-    session.add_all(
+    errors = [
         DeliveryError(mailing_id=mailing_id, email=o.recipient.email, reply=o.reply, at=now)
         for o in outcomes
         if o.status in (FAILED, DEFERRED) and o.reply
-    )
+    ]
+    session.add_all(errors)
     session.flush()
+    if errors:
+        _prune_errors(session, mailing_id)
 
 
 def recover_in_flight(session: Session) -> dict[int, int]:
@@ -139,21 +142,7 @@ def recover_in_flight(session: Session) -> dict[int, int]:
     return counts
 
 
-def remaining(session: Session, mailing_id: int) -> int:
-    """Recipients not yet final (pending, in flight or deferred)."""
-    mailing = session.get(Mailing, mailing_id)
-    return mailing.total - mailing.sent - mailing.failed
-
-
-def next_retry_at(session: Session, mailing_id: int) -> datetime | None:
-    return session.exec(
-        select(sa.func.min(Recipient.next_attempt_at)).where(
-            Recipient.mailing_id == mailing_id, Recipient.status == DEFERRED
-        )
-    ).first()
-
-
-def prune_errors(session: Session, mailing_id: int, keep: int = ERRORS_KEPT) -> None:
+def _prune_errors(session: Session, mailing_id: int, keep: int = ERRORS_KEPT) -> None:
     newest = (
         select(DeliveryError.id)
         .where(DeliveryError.mailing_id == mailing_id)

@@ -6,6 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from .deliveries import last_errors
 from .models import Mailing, Recipient
 from .states import AREA_OF_STATE, Area, State
 
@@ -73,9 +74,14 @@ def details(session: Session, mailing: Mailing) -> dict:
         "has_html_body": mailing.html_body is not None,
         "fields": json.loads(mailing.field_names),
         "deferred": mailing.deferred,
+        "resent_in_doubt": mailing.resent_in_doubt,
         "created_at": _iso(mailing.created_at),
         "updated_at": _iso(mailing.updated_at),
         "recipients": by_status,
+        "last_errors": [
+            {"email": error.email, "reply": error.reply, "at": _iso(error.at)}
+            for error in last_errors(session, mailing.id)
+        ],
     }
 
 
