@@ -1,0 +1,108 @@
+"""`sendstatus engine` as a real process: clean stop, the lease, and kill -9 mid-send."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from sqlmodel import func, select
+
+from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.models import EngineLease, Recipient
+
+from .smtp_relay import SmtpRelay
+from .test_engine import mailing, wait_for
+
+
+@pytest.fixture
+def relay():
+    relay = SmtpRelay().start()
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture
+def engines(db_url, relay):
+    """Starts `sendstatus engine` processes on the test database and relay."""
+    started = []
+
+    def start(*options: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", db_url,
+             "--smtp", relay.url, *options],
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def status_counts(store, mailing_id) -> dict[str, int]:
+    with store.read() as session:
+        rows = session.exec(
+            select(Recipient.status, func.count())
+            .where(Recipient.mailing_id == mailing_id)
+            .group_by(Recipient.status)
+        ).all()
+    return dict(rows)
+
+
+def test_sigterm_finishes_the_batch_and_releases_the_lease(store, make_mailing, engines):
+    mailing_id = make_mailing(recipients=2000)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    engine = engines("--rate", "400/s")
+    wait_for(lambda: mailing(store, mailing_id).sent >= 100, what="sending to start")
+    engine.send_signal(signal.SIGTERM)
+    assert engine.wait(timeout=30) == 0
+    log = engine.stderr.read()
+    assert "SIGTERM: finishing the batches in flight" in log and "lease released" in log
+    counts = status_counts(store, mailing_id)
+    assert "in_flight" not in counts  # every claimed recipient was recorded or handed back
+    assert counts["sent"] == mailing(store, mailing_id).sent
+    with store.read() as session:
+        assert session.exec(select(EngineLease)).one().expires_at <= lifecycle.utc_now()
+
+
+def test_a_second_engine_waits_and_takes_over_after_kill_9(store, make_mailing, engines, relay):
+    """Nobody is skipped: every recipient ends sent; only those in flight at the kill may
+    arrive twice, and they are counted."""
+    mailing_id = make_mailing(recipients=3000)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    first = engines("--rate", "1000/s")
+    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="first engine sending")
+
+    second = engines("--rate", "1000/s")
+    waiting = second.stderr.readline()
+    while "holds the lease" not in waiting:
+        waiting = second.stderr.readline()
+    assert "another engine" in waiting and "waiting for it to stop" in waiting
+
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    killed_at = time.monotonic()
+    sent_at_kill = mailing(store, mailing_id).sent
+    wait_for(lambda: mailing(store, mailing_id).sent > sent_at_kill, what="the takeover")
+    takeover_seconds = time.monotonic() - killed_at
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", timeout=60, what="completion")
+
+    done = mailing(store, mailing_id)
+    assert (done.sent, done.failed) == (3000, 0)
+    assert status_counts(store, mailing_id) == {"sent": 3000}
+    received = Counter(relay.recipients())
+    assert set(received) == {f"person{i}@example.com" for i in range(3000)}  # nobody skipped
+    twice = sum(count - 1 for count in received.values())
+    assert twice <= done.resent_in_doubt  # every duplicate is one that was in doubt
+    assert done.resent_in_doubt <= 200  # the in-flight window: one batch
+    assert takeover_seconds < 10
+    print(f"takeover {takeover_seconds:.1f} s, in doubt {done.resent_in_doubt}, twice {twice}")
