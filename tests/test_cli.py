@@ -361,3 +361,16 @@ def test_a_database_that_cannot_be_opened(capsys):
     err = capsys.readouterr().err
     assert status == 1 and err.startswith("error: cannot open database")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_placeholders_must_be_csv_columns(run, files):
+    _, body, csv = files
+    status, _, err = run(
+        "mailing", "add", "--name", "N", "--subject", "Hi {first_name} from {city}",
+        "--from", "a@shop.example.com", "--text", str(body), "--recipients", str(csv),
+    )  # fmt: skip
+    assert status == 1
+    assert err == (
+        "error: subject: {city} is not a column of the recipients CSV (it has: email, first_name)\n"
+    )
+    assert listing(run) == []

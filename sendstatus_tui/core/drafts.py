@@ -1,5 +1,6 @@
 """A new mailing as an operator describes it, checked before anything is written."""
 
+import json
 from dataclasses import dataclass
 from email.headerregistry import HeaderRegistry
 from email.utils import formataddr
@@ -9,6 +10,7 @@ from sqlmodel import Session
 
 from .addresses import InvalidAddress, normalize_address
 from .models import Mailing
+from .personalise import placeholders
 from .recipients import ImportReport, import_recipients
 from .states import State
 
@@ -70,7 +72,23 @@ def create_mailing(
     session.add(mailing)
     session.flush()
     report = import_recipients(session, mailing, recipients_csv, skip_invalid=skip_invalid)
+    _check_placeholders(draft, ["email", *json.loads(mailing.field_names)])
     return mailing, report
+
+
+def _check_placeholders(draft: MailingDraft, fields: list[str]) -> None:
+    """Every ``{field}`` the message uses must be a column of the CSV (or ``email``)."""
+    for part, text in (
+        ("subject", draft.subject),
+        ("text", draft.text_body),
+        ("html", draft.html_body),
+    ):
+        unknown = sorted(placeholders(text) - set(fields))
+        if unknown:
+            names = ", ".join("{" + name + "}" for name in unknown)
+            raise DraftRefused(
+                part, f"{names} is not a column of the recipients CSV (it has: {', '.join(fields)})"
+            )
 
 
 def read_body(field: str, path: Path | None) -> str | None:

@@ -98,6 +98,9 @@ def _encode(body: str) -> bytes:
 
 def _header(name: str, value: str) -> bytes:
     """``Name: value`` as it goes on the wire (no final CRLF)."""
+    if "\r" in value or "\n" in value:
+        # a personalised value must never smuggle in headers of its own
+        raise ValueError(f"line break in the {name} header: {value!r}")
     if value.isascii() and len(value) < 900:
         return f"{name}: {value}".encode("ascii")
     # RFC 2047 encoding and folding, by the email package, for anything else

@@ -1,0 +1,63 @@
+"""Rendered messages, read back with the email package as a mail client would."""
+
+import email
+import email.policy
+import json
+
+import pytest
+
+from sendstatus_tui.engine.message import Template, message_id, render
+
+TEMPLATE = Template(
+    mailing_id=7,
+    subject="News for {first_name}",
+    sender="Bücher & Co <news@shop.example.com>",
+    text_body="Hello {first_name},\nyour city: {city}\n" + "long line " * 30,
+    html_body="<p>Hello {first_name} from {city}</p>",
+    field_names=("first_name", "city"),
+)
+
+
+def parse(data: bytes):
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def test_a_message_reads_back_with_its_values():
+    values = json.dumps(["Zoë <admin>", "Kraków"])
+    message = parse(render(TEMPLATE, 42, "zoe@example.com", values))
+    assert message["Subject"] == "News for Zoë <admin>"
+    assert message["From"] == "Bücher & Co <news@shop.example.com>"
+    assert message["To"] == "zoe@example.com"
+    assert message["Message-ID"] == message_id(7, 42, "news@shop.example.com")
+    # on the wire every line ends in CRLF, as SMTP wants; a mail client reads line breaks
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("Hello Zoë <admin>,\nyour city: Kraków\nlong line")
+    assert text.rstrip().endswith("long line")
+    html = message.get_body(("html",)).get_content()
+    assert html.strip() == "<p>Hello Zoë &lt;admin&gt; from Kraków</p>"  # values escaped
+    assert message.defects == []
+
+
+def test_every_line_on_the_wire_is_short_and_ends_in_crlf():
+    data = render(TEMPLATE, 1, "a@example.com", json.dumps(["A", "B" * 300]))
+    lines = data.split(b"\r\n")
+    assert lines[-1] == b"" and b"\n" not in b"".join(lines)
+    assert max(len(line) for line in lines) <= 998
+
+
+def test_message_id_is_stable_per_mailing_and_recipient():
+    assert message_id(7, 42, "a@x.example") == message_id(7, 42, "a@x.example")
+    assert message_id(7, 42, "a@x.example") != message_id(7, 43, "a@x.example")
+    assert message_id(7, 42, "a@x.example").endswith("@x.example>")
+
+
+def test_a_value_with_a_line_break_cannot_reach_a_header():
+    with pytest.raises(ValueError, match="line break in the Subject header"):
+        render(TEMPLATE, 1, "a@example.com", json.dumps(["Ann\r\nBcc: x@evil.example", "B"]))
+
+
+def test_text_only_message_is_a_single_part():
+    template = Template(1, "S", "a@shop.example.com", "Just text", None, ())
+    message = parse(render(template, 1, "b@example.com", None))
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content().strip() == "Just text"
