@@ -32,8 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for option in ("db", "tz", "smtp", "rate"):  # global options, absent when not given
         vars(args).setdefault(option, None)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args.run = _cmd_dashboard
     try:
         args.run(args)
     except RecipientsRefused as exc:
@@ -166,17 +165,54 @@ def _cmd_rm(args) -> None:
     print(f"mailing {mailing.id} {mailing.name!r}: deleted")
 
 
+def _cmd_dashboard(args) -> None:
+    from .dashboard import run_dashboard
+
+    run_dashboard(
+        _store(args),
+        zone_name=config.zone_name(args.tz),
+        relay_url=config.relay_url(args.smtp),
+        rate_per_second=_rate(args),
+        engine_wanted=not args.no_engine,
+        blink=config.blink(args.no_blink),
+    )
+
+
+def _cmd_demo(args) -> None:
+    from .dashboard import run_dashboard
+    from .demo import DEMO_RATE_PER_SECOND, create_demo
+
+    print("preparing the demo database…", file=sys.stderr)
+    store, transport, directory = create_demo()
+    run_dashboard(
+        store,
+        zone_name=config.zone_name(args.tz),
+        rate_per_second=DEMO_RATE_PER_SECOND,
+        blink=config.blink(args.no_blink),
+        transport=transport,
+        log_file=directory / "engine.log",
+        demo=True,
+    )
+    print(f"demo files (database, maildir, engine log) are in {directory}", file=sys.stderr)
+
+
+def _rate(args) -> float | None:
+    from .engine.rate import RateError, parse_rate
+
+    try:
+        return parse_rate(config.rate(args.rate))
+    except RateError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _cmd_engine(args) -> None:
     from .engine.credentials import CredentialsError
     from .engine.headless import run_headless
-    from .engine.rate import RateError, parse_rate
     from .engine.transports import TransportConfigError
 
     try:
-        run_headless(
-            config.db_url(args.db), config.relay_url(args.smtp), parse_rate(config.rate(args.rate))
-        )
-    except (CredentialsError, RateError, TransportConfigError) as exc:
+        run_headless(config.db_url(args.db), config.relay_url(args.smtp), _rate(args))
+    except (CredentialsError, TransportConfigError) as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -289,10 +325,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="sendstatus",
-        description="Send Status: plan, follow and steer email mailings.",
+        description="Send Status: plan, follow and steer email mailings. Without a command,"
+        " opens the dashboard (with the engine in it unless another engine runs).",
         parents=[common],
     )
+    parser.add_argument(
+        "--no-engine",
+        action="store_true",
+        help="open the dashboard as a pure client: never start an engine in it",
+    )
+    parser.add_argument(
+        "--no-blink",
+        action="store_true",
+        help=f"no blinking 'starting up' (${config.BLINK_ENV}=0 does the same)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="the dashboard on a throwaway database with sample mailings",
+        description="Open the dashboard on a throwaway database with sample mailings that"
+        " deliver to a local maildir at a demo rate.",
+    )
+    demo.add_argument(
+        "--no-blink", action="store_true", default=argparse.SUPPRESS, help="no blinking"
+    )
+    demo.set_defaults(run=_cmd_demo)
 
     mailing = commands.add_parser("mailing", help="create mailings", parents=[common])
     mailing_commands = mailing.add_subparsers(dest="mailing_command", metavar="COMMAND")

@@ -9,6 +9,7 @@ DB_ENV = "SENDSTATUS_DB"
 TZ_ENV = "SENDSTATUS_TZ"
 SMTP_ENV = "SENDSTATUS_SMTP"
 RATE_ENV = "SENDSTATUS_RATE"
+BLINK_ENV = "SENDSTATUS_BLINK"
 
 
 def default_db_url() -> str:
@@ -33,3 +34,8 @@ def relay_url(option: str | None) -> str | None:
 
 def rate(option: str | None) -> str | None:
     return option or os.environ.get(RATE_ENV) or None
+
+
+def blink(no_blink_option: bool) -> bool:
+    """Whether "starting up" blinks (operators who dislike it switch it off)."""
+    return not no_blink_option and os.environ.get(BLINK_ENV, "1") not in ("0", "no", "off")

@@ -4,6 +4,7 @@ import json
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from .deliveries import last_errors
@@ -17,7 +18,8 @@ STATES_OF_AREA = {
 
 def list_mailings(session: Session, area: Area | None = None) -> list[Mailing]:
     """Mailings in pane order: by area, then start time, schedule (queue after), or age."""
-    statement = select(Mailing)
+    # the bodies can be large and no list shows them
+    statement = select(Mailing).options(defer(Mailing.text_body), defer(Mailing.html_body))
     if area is not None:
         statement = statement.where(Mailing.state.in_(STATES_OF_AREA[area]))
     mailings = session.exec(statement).all()

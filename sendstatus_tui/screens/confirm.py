@@ -1,0 +1,45 @@
+"""A yes/no question in a modal: stop, delete, the sequential warning, quitting."""
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+
+class ConfirmModal(ModalScreen[bool]):
+    DEFAULT_CSS = """
+    ConfirmModal { align: center middle; }
+    ConfirmModal > Vertical {
+        width: 70; height: auto; border: thick $warning; background: $surface; padding: 1 2;
+    }
+    ConfirmModal #title { text-style: bold; margin-bottom: 1; }
+    ConfirmModal Horizontal { height: auto; margin-top: 1; align: right middle; }
+    ConfirmModal Button { margin-left: 2; }
+    """
+    BINDINGS = [
+        Binding("escape", "answer(False)", "Cancel"),
+        Binding("y", "answer(True)", "Yes", show=False),
+        Binding("n", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, title: str, message: str, confirm_label: str = "Confirm"):
+        super().__init__()
+        self._title, self._message, self._confirm_label = title, message, confirm_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._title, id="title")
+            yield Static(self._message, id="message")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button(self._confirm_label, id="confirm", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)

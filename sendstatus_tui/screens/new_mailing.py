@@ -1,0 +1,96 @@
+"""A new mailing: name, subject, sender, body file, recipients CSV, then Send now,
+Schedule or Decide later. The core's validation errors are shown at their field."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+FIELDS = (
+    ("name", "Name", "November newsletter"),
+    ("subject", "Subject", "News for {first_name}"),
+    ("from", "From", "Shop <news@shop.example.com>"),
+    ("text", "Text body file", "body.txt"),
+    ("html", "HTML body file", "body.html (optional)"),
+    ("recipients", "Recipients CSV", "people.csv (an email column)"),
+)
+
+
+@dataclass(frozen=True)
+class NewMailingRequest:
+    name: str
+    subject: str
+    sender: str
+    text_path: Path | None
+    html_path: Path | None
+    recipients_path: Path
+    choice: str  # "now", "schedule" or "later"
+
+
+class NewMailingForm(ModalScreen[NewMailingRequest | None]):
+    DEFAULT_CSS = """
+    NewMailingForm { align: center middle; }
+    NewMailingForm > VerticalScroll {
+        width: 84; height: auto; max-height: 95%; border: thick $accent;
+        background: $surface; padding: 0 2;
+    }
+    NewMailingForm #title { text-style: bold; padding: 1 0; }
+    NewMailingForm .field-label { margin-top: 1; }
+    NewMailingForm .field-error { color: $error; height: auto; }
+    NewMailingForm Horizontal { height: auto; margin: 1 0; align: right middle; }
+    NewMailingForm Button { margin-left: 1; }
+    """
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Label("New mailing", id="title")
+            for key, label, placeholder in FIELDS:
+                yield Label(label, classes="field-label")
+                yield Input(placeholder=placeholder, id=f"field-{key}")
+                yield Static("", id=f"error-{key}", classes="field-error")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button("Decide later", id="later")
+                yield Button("Schedule…", id="schedule")
+                yield Button("Send now", id="now", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#field-name", Input).focus()
+
+    def show_error(self, field: str, message: str) -> None:
+        """Shows a refusal at its field (``body`` errors go to the text body)."""
+        field = {"body": "text"}.get(field, field)
+        if field not in {key for key, _, _ in FIELDS}:
+            field = "recipients"  # CSV problems
+        self.query_one(f"#error-{field}", Static).update(message)
+        self.query_one(f"#field-{field}", Input).focus()
+
+    def clear_errors(self) -> None:
+        for key, _, _ in FIELDS:
+            self.query_one(f"#error-{key}", Static).update("")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        self.clear_errors()
+        value = {key: self.query_one(f"#field-{key}", Input).value.strip() for key, _, _ in FIELDS}
+        if not value["recipients"]:
+            self.show_error("recipients", "a CSV file with an email column is needed")
+            return
+        request = NewMailingRequest(
+            name=value["name"],
+            subject=value["subject"],
+            sender=value["from"],
+            text_path=Path(value["text"]).expanduser() if value["text"] else None,
+            html_path=Path(value["html"]).expanduser() if value["html"] else None,
+            recipients_path=Path(value["recipients"]).expanduser(),
+            choice=event.button.id,
+        )
+        # the app creates it; on a refusal it calls show_error and the form stays open
+        self.app.create_mailing(self, request)
