@@ -173,6 +173,11 @@ class SendStatusApp(App):
     def _selection_moved(self) -> None:
         self.refresh_bindings()
 
+    @on(DataTable.RowSelected)
+    def _row_chosen(self) -> None:
+        # the table takes enter for itself and says so with this message
+        self.action_actions()
+
     def on_descendant_focus(self) -> None:
         self.refresh_bindings()
 
