@@ -27,6 +27,7 @@ from .core.states import PANE_TITLE, TRANSITIONS, Action, Area, State, Transitio
 from .core.store import Store
 from .core.when import zone
 from .engine.thread import EngineThread
+from .palette import MailingCommands
 from .panes import COLUMNS, PANE_AREAS, Row, Snapshot, SpeedMeter, read_snapshot
 from .screens.actions import ActionsMenu
 from .screens.confirm import ConfirmModal
@@ -46,6 +47,7 @@ _NEEDS = {
     "move_down": Action.MOVE,
     "delete": Action.DELETE,
 }
+_MAIN_SCREEN_ACTIONS = (*_NEEDS, "actions", "details", "quit_dashboard", "new_mailing", "filter")
 _ACTION_ERRORS = (
     TransitionRefused,
     lifecycle.MailingNotFound,
@@ -55,6 +57,7 @@ _ACTION_ERRORS = (
 
 class SendStatusApp(App):
     TITLE = "Send Status"
+    COMMANDS = App.COMMANDS | {MailingCommands}
     CSS = """
     .pane { height: 1fr; border-top: solid $primary-darken-2; }
     .pane-title { text-style: bold; color: $accent; padding: 0 1; }
@@ -164,7 +167,8 @@ class SendStatusApp(App):
     # --- selection ----------------------------------------------------------------------
 
     def selected(self) -> Row | None:
-        focused = self.focused
+        """The mailing under the cursor of the focused pane (on the main screen)."""
+        focused = self.screen_stack[0].focused
         if isinstance(focused, MailingTable) and focused.selected_id is not None:
             return focused.row_for(focused.selected_id)
         return None
@@ -183,9 +187,12 @@ class SendStatusApp(App):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Offers (and allows) a key only where it applies to the selection."""
-        if self.screen is not self.screen_stack[0]:
-            # a modal or the detail screen is on top: its own keys only
-            return action not in (*_NEEDS, "actions", "details", "quit_dashboard", "new_mailing")
+        if self.screen is not self.screen_stack[0] and action in _MAIN_SCREEN_ACTIONS:
+            return False  # a modal or the detail screen is on top: its own keys only
+        return self.action_applies(action)
+
+    def action_applies(self, action: str) -> bool:
+        """Whether ``action`` makes sense for the selected mailing (keys and palette)."""
         if action in _NEEDS or action in ("actions", "details"):
             row = self.selected()
             if row is None:
