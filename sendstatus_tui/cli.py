@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _print_error("interrupted; nothing was changed by the unfinished command")
         return 130
+    finally:
+        if getattr(args, "store", None) is not None:
+            args.store.dispose()
     return 0
 
 
@@ -226,7 +229,10 @@ def _cmd_move(args) -> None:
 
 
 def _store(args) -> Store:
-    return Store(config.db_url(args.db))
+    """The command's database, opened once and closed when the command ends (see main)."""
+    if getattr(args, "store", None) is None:
+        args.store = Store(config.db_url(args.db))
+    return args.store
 
 
 def _existing(session, mailing_id: int):
