@@ -2,20 +2,18 @@
 
 import email
 import email.policy
-import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.listing import details
 from sendstatus_tui.core.models import Mailing
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
-from .smtp_relay import RelayScript, SmtpRelay
+from .smtp_relay import SmtpRelay
 
 FAST = EngineSettings(
     reconcile_seconds=0.1,
