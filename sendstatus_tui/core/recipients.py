@@ -8,8 +8,11 @@ file leaves nothing behind.
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
+from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 
 from sqlmodel import Session
@@ -18,7 +21,10 @@ from .addresses import InvalidAddress, normalize_address
 from .models import Mailing, RecipientStatus
 
 EMAIL_COLUMN = "email"
-_BATCH_ROWS = 20_000
+# rows per INSERT statement; 800 parameters stay below the oldest SQLite limit (999)
+_BATCH_ROWS = 400
+# inserts a batch of (email, field values as JSON or None)
+_Insert = Callable[[list[tuple[str, str | None]]], None]
 # rows reported in an error message; the count says how many more there are
 MAX_REPORTED_ERRORS = 20
 
@@ -54,15 +60,11 @@ def import_recipients(
     report = ImportReport()
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
-            field_names, rows = _read(stream, path)
-            insert = _inserter(session)
-            batch: list[tuple] = []
-            for values in _valid_rows(rows, field_names, report):
-                batch.append((mailing.id, *values, RecipientStatus.PENDING, 0))
-                if len(batch) >= _BATCH_ROWS:
-                    insert(batch)
-                    batch.clear()
-            insert(batch)
+            reader = csv.reader(stream, strict=True)
+            field_names, email_index = _header(reader, path)
+            with _inserter(session, mailing.id) as insert:
+                width = len(field_names) + 1
+                _import_rows(reader, path, width, email_index, insert, report)
     except FileNotFoundError:
         raise RecipientsRefused(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -80,16 +82,15 @@ def import_recipients(
         )
     if report.imported == 0:
         raise RecipientsRefused(f"{path}: no valid recipients")
-    mailing.field_names = json.dumps(field_names)
+    mailing.field_names = json.dumps(field_names, ensure_ascii=False)
     mailing.total += report.imported
     session.add(mailing)
     session.flush()
     return report
 
 
-def _read(stream, path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The personalisation field names, and the data rows with their line numbers."""
-    reader = csv.reader(stream, strict=True)
+def _header(reader, path: Path) -> tuple[list[str], int]:
+    """The personalisation field names (in CSV order) and the index of the email column."""
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -104,70 +105,84 @@ def _read(stream, path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]
     if repeated:
         raise RecipientsRefused(f"{path}: repeated columns in the header: {', '.join(repeated)}")
     email_index = lowered.index(EMAIL_COLUMN)
-    # email goes first: (email, other values...)
-    order = [email_index] + [i for i in range(len(names)) if i != email_index]
+    return names[:email_index] + names[email_index + 1 :], email_index
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                # the reader cannot resynchronise after a broken quote: refuse the file
-                raise RecipientsRefused(
-                    f"{path}: line {reader.line_num}: malformed CSV ({exc})"
-                ) from None
-            if not row:
-                continue  # blank line
-            if len(row) != len(names):
-                yield reader.line_num, [None, f"{len(row)} fields, the header has {len(names)}"]
+
+def _import_rows(
+    reader, path: Path, width: int, email_index: int, insert: _Insert, report: ImportReport
+) -> None:
+    """Validates, deduplicates and inserts the data rows; the rest goes into ``report``.
+
+    This loop runs once per recipient, a million times for a large list: it stays in one
+    frame, with no per-row generators or helpers beyond the address check.
+    """
+    seen: set[str] = set()  # lower-cased addresses imported so far
+    skipped = report.skipped
+    has_fields = width > 1
+    batch: list[tuple[str, str | None]] = []
+    try:
+        for row in reader:
+            if len(row) != width:
+                if row:  # else a blank line
+                    message = f"{len(row)} fields, the header has {width}"
+                    skipped.append(RowError(reader.line_num, message))
                 continue
-            yield reader.line_num, [row[i] for i in order]
-
-    return [names[i] for i in order[1:]], rows()
-
-
-def _valid_rows(rows, field_names: list[str], report: ImportReport) -> Iterator[tuple]:
-    """(email, field values as JSON or None) for each valid, first-seen address."""
-    seen: set[str] = set()
-    has_fields = bool(field_names)
-    for line, row in rows:
-        email = row[0]
-        if email is None:
-            report.skipped.append(RowError(line, row[1]))
-            continue
-        email = email.strip()
-        if not email:
-            report.skipped.append(RowError(line, "empty email"))
-            continue
-        try:
-            address = normalize_address(email)
-        except InvalidAddress as exc:
-            report.skipped.append(RowError(line, f"{email!r}: {exc}"))
-            continue
-        # one message per mailbox: addresses differing only in case are the same person
-        key = address.lower()
-        if key in seen:
-            report.duplicates += 1
-            continue
-        seen.add(key)
-        report.imported += 1
-        yield address, (json.dumps(row[1:], ensure_ascii=False) if has_fields else None)
+            email = row.pop(email_index).strip()  # row: the field values, in CSV order
+            if not email:
+                skipped.append(RowError(reader.line_num, "empty email"))
+                continue
+            try:
+                address = normalize_address(email)
+            except InvalidAddress as exc:
+                skipped.append(RowError(reader.line_num, f"{email!r}: {exc}"))
+                continue
+            # one message per mailbox: addresses differing only in case are the same person
+            key = address.lower()
+            if key in seen:
+                report.duplicates += 1
+                continue
+            seen.add(key)
+            # what json.dumps(row, ensure_ascii=False) gives for a list of strings, at a
+            # fifth of the cost (json.dumps builds a new encoder for each call)
+            values = f"[{', '.join(map(_json_string, row))}]" if has_fields else None
+            batch.append((address, values))
+            if len(batch) == _BATCH_ROWS:
+                insert(batch)
+                batch = []
+    except csv.Error as exc:
+        # the reader cannot resynchronise after a broken quote: refuse the file
+        raise RecipientsRefused(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
+    insert(batch)
+    report.imported = len(seen)
 
 
-def _inserter(session: Session):
-    """Inserts rows straight through the driver's executemany: a million ORM objects would
-    cost minutes."""
+@contextmanager
+def _inserter(session: Session, mailing_id: int) -> Iterator[_Insert]:
+    """A function inserting (email, field values) rows in the session's transaction.
+
+    It goes straight to the driver, bypassing the ORM (a million ORM objects would cost
+    minutes) and SQLAlchemy's parameter handling, and puts a batch in one INSERT: on
+    SQLite that takes half the time of executemany, which runs the statement once per row.
+    """
     connection = session.connection()
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    statement = (
-        "INSERT INTO recipient (mailing_id, email, field_values, status, attempts)"
-        f" VALUES ({', '.join([marker] * 5)})"
-    )
+    # the values shared by every row are ours, not the file's: written into the statement,
+    # they leave two parameters to bind per row
+    one_row = f"({int(mailing_id)}, {marker}, {marker}, '{RecipientStatus.PENDING}', 0)"
+    head = "INSERT INTO recipient (mailing_id, email, field_values, status, attempts) VALUES "
 
-    def insert(batch: list[tuple]) -> None:
-        if batch:
-            connection.exec_driver_sql(statement, batch)
+    def values(count: int) -> str:
+        return ", ".join([one_row] * count)
 
-    return insert
+    full_batch = head + values(_BATCH_ROWS)
+    cursor = connection.connection.cursor()
+
+    def insert(rows: list[tuple[str, str | None]]) -> None:
+        if rows:
+            statement = full_batch if len(rows) == _BATCH_ROWS else head + values(len(rows))
+            cursor.execute(statement, list(chain.from_iterable(rows)))
+
+    try:
+        yield insert
+    finally:
+        cursor.close()

@@ -1,0 +1,238 @@
+"""Recipient import speed: ours against a bare sqlite3 executemany of the same rows.
+
+    python benchmarks/bench_import.py [--rows 1000000] [--rounds 3]
+
+Writes a realistic CSV (email, first_name, city; some mixed case, a few internationalised
+addresses, a few duplicates) to a temporary folder, then, in alternating rounds:
+
+- ours: ``create_mailing`` into a fresh SQLite file opened with ``Store`` (the real code
+  path: full validation, deduplication, one write transaction);
+- bare: the rows that ours left in the recipient table, inserted with ``sqlite3``
+  ``executemany`` into a fresh file with the same schema and the same connection settings
+  as ``Store`` (WAL, synchronous=NORMAL, foreign keys on), in one transaction.
+
+Each measurement runs in a fresh child process, so that rounds do not share caches or
+memory and the peak RSS is the import's own. The machine may be shared: the best of the
+rounds counts, the median is shown beside it. The figure is the ratio ours / bare; the
+same ratio in processor time (user + system) is shown too, as a check when the machine is
+busy.
+"""
+
+import argparse
+import csv
+import json
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# marks the line where a child process reports its measurement, as JSON
+_RESULT_PREFIX = "RESULT "
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_FIRST_NAMES = _words(
+    "Anna Ben Chloé Daniel Emma François Greta Hugo Inès Jonas Karin Léa Marco Nina Oskar"
+    " Paula Quentin Rosa Søren Théo Ursula Victor Wiebke Xavier Yasmin Zoë"
+)
+_LAST_NAMES = _words(
+    "Martin Bernard Dubois Müller Schmidt Rossi Garcia Smith Jones Nielsen Novak Kowalski"
+    " Jansen Silva Costa Murphy Öztürk Petit Durand Leroy Moreau Fischer Weber Wagner"
+)
+_CITIES = _words(
+    "Paris Lyon Marseille Berlin München Köln Zürich Genève Bruxelles Amsterdam Madrid"
+    " Sevilla Lisboa Porto Milano Torino Dublin London Kraków Praha Wien København Malmö"
+)
+_DOMAINS = _words(
+    "gmail.com outlook.com yahoo.fr hotmail.com web.de gmx.de orange.fr free.fr laposte.net"
+    " icloud.com proton.me mail.example.org shop-client.co.uk uni-example.edu news.example.net"
+)
+_IDN_DOMAINS = ("bücher.de", "café-lumière.fr", "straße.example.com")
+
+
+def write_csv(path: Path, rows: int, seed: int = 20261127) -> None:
+    """``rows`` data rows; about 0.3 % are duplicates (half of them differing in case)."""
+    rng = random.Random(seed)
+    emitted: list[str] = []
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["email", "first_name", "city"])
+        for n in range(rows):
+            first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
+            draw = rng.random()
+            if emitted and draw < 0.003:
+                email = rng.choice(emitted)
+                if draw < 0.0015:
+                    email = email.upper()
+            elif draw < 0.0035:
+                # an internationalised address: email-validator's slow path
+                email = f"{last.lower()}{n}@{rng.choice(_IDN_DOMAINS)}"
+            else:
+                local = _ascii(
+                    rng.choice(
+                        (
+                            f"{first}.{last}{n}",
+                            f"{first[0]}{last}.{n}",
+                            f"{first}_{last}+news{n}",
+                            f"{last}{n}",
+                        )
+                    )
+                )
+                if rng.random() < 0.8:
+                    local = local.lower()
+                domain = rng.choice(_DOMAINS)
+                if rng.random() < 0.05:
+                    domain = domain.upper()
+                email = f"{local}@{domain}"
+            if len(emitted) < 10_000:
+                emitted.append(email)
+            writer.writerow([email, first, rng.choice(_CITIES)])
+
+
+_TO_ASCII = str.maketrans("éçèëöüøÖ", "eceeouoO")
+
+
+def _ascii(text: str) -> str:
+    return text.translate(_TO_ASCII)
+
+
+def run_ours(csv_path: Path, database: Path) -> tuple[float, dict]:
+    from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+    from sendstatus_tui.core.store import Store
+
+    store = Store(f"sqlite:///{database}")
+    draft = MailingDraft(
+        name="Benchmark", subject="Hello", sender="Shop <news@shop.example.org>", text_body="Hi"
+    )
+    before_kib = _peak_rss_kib()  # the interpreter, SQLAlchemy, email-validator...
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with store.write() as session:
+        _mailing, report = create_mailing(session, draft, csv_path)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    store.dispose()
+    return elapsed, {
+        "cpu_seconds": cpu,
+        "imported": report.imported,
+        "duplicates": report.duplicates,
+        "before_kib": before_kib,
+    }
+
+
+def run_bare(source: Path, database: Path) -> tuple[float, dict]:
+    # the schema and the rows exactly as ours left them (read before the clock starts)
+    origin = sqlite3.connect(source)
+    schema = [
+        sql
+        for (sql,) in origin.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('mailing', 'recipient')"
+            " AND sql IS NOT NULL ORDER BY type DESC, tbl_name"  # tables before indexes
+        )
+    ]
+    mailings = origin.execute("SELECT * FROM mailing").fetchall()
+    rows = origin.execute(
+        "SELECT mailing_id, email, field_values, status, attempts FROM recipient ORDER BY id"
+    ).fetchall()
+    origin.close()
+    connection = sqlite3.connect(database, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+        connection.execute(f"PRAGMA {pragma}")
+    for sql in schema:
+        connection.execute(sql)
+    marks = ", ".join("?" * len(mailings[0]))
+    connection.executemany(f"INSERT INTO mailing VALUES ({marks})", mailings)
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    connection.execute("BEGIN IMMEDIATE")
+    connection.executemany(
+        "INSERT INTO recipient (mailing_id, email, field_values, status, attempts)"
+        " VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
+    connection.execute("COMMIT")
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    connection.close()
+    return elapsed, {"cpu_seconds": cpu, "imported": len(rows)}
+
+
+def _peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _child(kind: str, source: Path, database: Path) -> None:
+    elapsed, facts = (run_ours if kind == "ours" else run_bare)(source, database)
+    print(_RESULT_PREFIX + json.dumps({"seconds": elapsed, "peak_kib": _peak_rss_kib(), **facts}))
+
+
+def _measure(kind: str, source: Path, database: Path) -> dict:
+    for suffix in ("", "-wal", "-shm"):  # a fresh database every time
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(source), str(database)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith(_RESULT_PREFIX))
+    return json.loads(line.removeprefix(_RESULT_PREFIX))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="CSV data rows")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each kind")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, source, database = args.child
+        _child(kind, Path(source), Path(database))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench_import_") as folder:
+        folder = Path(folder)
+        csv_path = folder / "recipients.csv"
+        write_csv(csv_path, args.rows)
+        size = csv_path.stat().st_size / 2**20
+        print(f"{args.rows:,} rows, {size:.0f} MiB of CSV; SQLite {sqlite3.sqlite_version}")
+        ours_db, bare_db = folder / "ours.sqlite", folder / "bare.sqlite"
+        ours: list[dict] = []
+        bare: list[dict] = []
+        for round_ in range(1, args.rounds + 1):
+            ours.append(_measure("ours", csv_path, ours_db))
+            bare.append(_measure("bare", ours_db, bare_db))
+            print(
+                f"round {round_}: ours {ours[-1]['seconds']:.2f} s,"
+                f" bare {bare[-1]['seconds']:.2f} s"
+            )
+        imported = ours[0]["imported"]
+        assert all(r["imported"] == imported for r in ours + bare)
+
+    def rate(results: list[dict], pick, clock: str = "seconds") -> float:
+        return imported / pick(r[clock] for r in results)
+
+    best_ours, best_bare = rate(ours, min), rate(bare, min)
+    median_ours, median_bare = rate(ours, statistics.median), rate(bare, statistics.median)
+    print(f"imported {imported:,} recipients, {ours[0]['duplicates']:,} duplicates dropped")
+    print(f"bare sqlite3 executemany: {best_bare:>10,.0f} rows/s  (median {median_bare:,.0f})")
+    print(f"import_recipients:        {best_ours:>10,.0f} rows/s  (median {median_ours:,.0f})")
+    print(
+        f"ratio:                    {best_ours / best_bare:>10.2f}  (median "
+        f"{median_ours / median_bare:.2f})"
+    )
+    # processor time is less disturbed than wall time by other work on a shared machine
+    cpu_ratio = rate(ours, min, "cpu_seconds") / rate(bare, min, "cpu_seconds")
+    print(f"ratio in processor time:  {cpu_ratio:>10.2f}")
+    peak = max(r["peak_kib"] for r in ours) / 1024
+    before = max(r["before_kib"] for r in ours) / 1024
+    print(f"peak RSS of the import:   {peak:>10,.0f} MiB (whole process, {before:.0f} MiB before)")
+
+
+if __name__ == "__main__":
+    main()
