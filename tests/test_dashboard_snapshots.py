@@ -1,0 +1,187 @@
+"""How the dashboard looks: SVG snapshots (pytest-textual-snapshot) of every screen.
+
+Deterministic by construction: a fixed clock, blinking off, no refresh timer, every time
+written into the database fixed (start dates, schedules, so countdowns never vary), and no
+speeds (a speed needs two samples some time apart). Update with ``--snapshot-update``, then
+look at the SVGs before committing them.
+"""
+
+from datetime import timedelta
+
+import pytest
+from textual.widgets import Button, Input, Static
+
+from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.store import Store
+from sendstatus_tui.screens.actions import ActionsMenu
+from sendstatus_tui.screens.confirm import ConfirmModal
+from sendstatus_tui.screens.detail import DetailScreen
+from sendstatus_tui.screens.new_mailing import NewMailingForm
+from sendstatus_tui.screens.schedule import ScheduleModal
+
+from .test_dashboard import (
+    FIXED_NOW,
+    SIZE,
+    Mailings,
+    dashboard,
+    select_mailing,
+    settle,
+    wait_for_screen,
+    wait_until,
+)
+
+
+@pytest.fixture
+def db(sqlite_url, tmp_path):
+    store = Store(sqlite_url)
+    yield Mailings(store, tmp_path)
+    store.dispose()
+
+
+def populate(db: Mailings) -> dict[str, int]:
+    """Every pane with rows in every state it shows; returns the ids by name."""
+    ids = {}
+    # Sending now: immediate and sequential ones sending, one starting up
+    ids["black friday"] = db.sending("Black Friday last call", recipients=1_200)
+    db.deliver(ids["black friday"], sent=450, failed=12)
+    ids["newsletter en"] = db.sending("Newsletter EN", recipients=800, mode="sequential")
+    db.deliver(ids["newsletter en"], sent=300, failed=0)
+    ids["orders"] = db.add("Order confirmations", recipients=40)
+    db.do(lifecycle.send_now, ids["orders"], FIXED_NOW)
+    # Scheduled sendings: three at a time (soonest first), then the sequential queue
+    ids["digest"] = db.add("Weekly digest", recipients=30)
+    db.do(
+        lifecycle.schedule_at, ids["digest"], FIXED_NOW + timedelta(hours=2, minutes=30), FIXED_NOW
+    )
+    ids["advent"] = db.add("Advent calendar day 1", recipients=50)
+    db.do(lifecycle.schedule_at, ids["advent"], FIXED_NOW + timedelta(days=3, hours=1), FIXED_NOW)
+    ids["soon"] = db.add("Flash sale", recipients=5)
+    db.do(
+        lifecycle.schedule_at, ids["soon"], FIXED_NOW + timedelta(minutes=4, seconds=30), FIXED_NOW
+    )
+    for name in ("Newsletter DE", "Newsletter FR"):
+        ids[name.lower()] = db.add(name, recipients=20)
+        db.do(lifecycle.enqueue, ids[name.lower()], FIXED_NOW)
+    # Sends to schedule: decided later, stopped after some were sent, interrupted
+    ids["spring"] = db.add("Spring sale", recipients=25)
+    ids["old promo"] = db.sending("Old promo", recipients=60)
+    db.deliver(ids["old promo"], sent=21, failed=2)
+    db.do(lifecycle.stop, ids["old promo"], FIXED_NOW)
+    ids["partner"] = db.add("Partner mailing", recipients=10)
+    db.do(lifecycle.send_now, ids["partner"], FIXED_NOW)
+    db.do(
+        lifecycle.interrupt,
+        ids["partner"],
+        "535 5.7.8 authentication failed: check the relay credentials",
+        FIXED_NOW,
+    )
+    return ids
+
+
+def test_main_screen_with_every_pane(db, snap_compare):
+    populate(db)
+
+    async def ready(pilot):
+        await settle(pilot)
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=ready)
+
+
+def test_empty_database(db, snap_compare):
+    async def ready(pilot):
+        await settle(pilot)
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=ready)
+
+
+def test_schedule_modal_with_an_error(db, snap_compare):
+    ids = populate(db)
+
+    async def past_time(pilot):
+        await settle(pilot)
+        await select_mailing(pilot, ids["spring"])
+        await pilot.press("t")
+        await wait_for_screen(pilot, ScheduleModal)
+        await pilot.press(*"2030-03-04 09:15")
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=past_time)
+
+
+def test_sequential_warning_modal(db, snap_compare):
+    ids = populate(db)
+
+    async def enqueue(pilot):
+        await settle(pilot)
+        await select_mailing(pilot, ids["spring"])
+        await pilot.press("e")
+        await wait_for_screen(pilot, ConfirmModal)
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=enqueue)
+
+
+def test_actions_menu_of_a_queued_mailing(db, snap_compare):
+    ids = populate(db)
+
+    async def menu(pilot):
+        await settle(pilot)
+        await select_mailing(pilot, ids["newsletter fr"])
+        await pilot.press("enter")
+        await wait_for_screen(pilot, ActionsMenu)
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=menu)
+
+
+def test_detail_screen(db, snap_compare):
+    ids = populate(db)
+
+    async def details(pilot):
+        await settle(pilot)
+        await select_mailing(pilot, ids["black friday"])
+        await pilot.press("d")
+        await wait_for_screen(pilot, DetailScreen)
+        await settle(pilot)
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=details)
+
+
+def test_new_mailing_form(db, snap_compare):
+    populate(db)
+
+    async def form(pilot):
+        await settle(pilot)
+        await pilot.press("n")
+        await wait_for_screen(pilot, NewMailingForm)
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=form)
+
+
+def test_main_screen_footer_for_a_queued_mailing(db, snap_compare):
+    """The most keys the footer offers at once: does it fit in 120 columns?"""
+    ids = populate(db)
+
+    async def queued(pilot):
+        await settle(pilot)
+        await select_mailing(pilot, ids["newsletter de"])
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=queued)
+
+
+def test_new_mailing_form_with_an_error_at_from(db, snap_compare):
+    async def refused(pilot):
+        await settle(pilot)
+        await pilot.press("n")
+        form = await wait_for_screen(pilot, NewMailingForm)
+        values = {
+            "name": "March newsletter",
+            "subject": "News for {first_name}",
+            "from": "Shop <news@>",
+            "recipients": "people.csv",
+        }
+        for key, value in values.items():
+            form.query_one(f"#field-{key}", Input).value = value
+        form.query_one("#now", Button).press()
+        error = form.query_one("#error-from", Static)
+        await wait_until(pilot, lambda: str(error.render()), "the error")
+        await settle(pilot)
+
+    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=refused)
