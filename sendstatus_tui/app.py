@@ -65,13 +65,12 @@ class SendStatusApp(App):
     #filter.visible { display: block; }
     """
     BINDINGS = [
-        Binding("enter", "actions", "Actions"),
-        Binding("s", "send_now", "Send now"),
+        Binding("s", "send_now", "Send"),
         Binding("t", "schedule", "Schedule"),
-        Binding("e", "enqueue", "Sequential"),
+        Binding("e", "enqueue", "Queue"),
         Binding("x", "stop", "Stop"),
-        Binding("shift+up,K", "move_up", "Move up"),
-        Binding("shift+down,J", "move_down", "Move down"),
+        Binding("shift+up,K", "move_up", "Up"),
+        Binding("shift+down,J", "move_down", "Down"),
         Binding("d", "details", "Details"),
         Binding("delete", "delete", "Delete"),
         Binding("n", "new_mailing", "New"),
@@ -375,7 +374,8 @@ class SendStatusApp(App):
             details = [str(error) for error in refusal.errors[:MAX_REPORTED_ERRORS]]
             form.show_error("recipients", "\n".join([str(refusal), *details]))
             return
-        form.dismiss(None)
+        if form.is_attached:
+            form.dismiss(None)
         if request.choice == "schedule":
             self._schedule(mailing_id, request.name)
         self.notify(f"{request.name}: created", timeout=3)

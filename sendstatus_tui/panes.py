@@ -41,7 +41,7 @@ COLUMNS = {
         ("Starts in", 19),
         ("Recipients", 10),
     ),
-    Area.STANDBY: (("ID", 3), ("Name", 26), ("Why", 44), ("Sent", 10), ("Recipients", 10)),
+    Area.STANDBY: (("ID", 3), ("Name", 26), ("Why", 54), ("Sent", 10), ("Recipients", 10)),
 }
 
 

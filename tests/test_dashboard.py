@@ -811,13 +811,6 @@ async def test_new_mailing_other_refusals_are_shown_at_their_field(
         assert db.names() == set()
 
 
-@pytest.mark.xfail(
-    reason="screens/new_mailing.py on_button_pressed starts app.create_mailing on every press;"
-    " a second enter while the first creation runs creates the mailing twice (Send now: sent"
-    " twice to everyone) and the second form.dismiss() in app.create_mailing crashes the app"
-    " with ScreenStackError",
-    strict=True,
-)
 @scenario
 async def test_new_mailing_pressed_twice_creates_it_once(db, files):
     app = dashboard(db.store)
@@ -1102,12 +1095,6 @@ async def test_footer_offers_only_the_keys_that_apply(db):
         assert app.screen is app.screen_stack[0]
 
 
-@pytest.mark.xfail(
-    reason="app.py binds enter to 'actions', but the focused MailingTable's own enter binding"
-    " (DataTable select_cursor, show=False) shadows it: the footer never offers the Actions"
-    " menu",
-    strict=True,
-)
 @scenario
 async def test_footer_offers_enter_for_the_actions_menu(db):
     parked = db.add("Spring sale")

@@ -24,6 +24,7 @@ class DetailScreen(Screen):
     DEFAULT_CSS = """
     DetailScreen #counters { padding: 1 2; }
     DetailScreen Sparkline { height: 4; margin: 0 2; }
+    DetailScreen #no-rate { padding: 0 2; color: $text-muted; }
     DetailScreen .heading { text-style: bold; padding: 1 2 0 2; }
     DetailScreen #errors { padding: 0 2; }
     """
@@ -51,6 +52,7 @@ class DetailScreen(Screen):
             yield Static("", id="counters")
             yield Label("Send rate (messages per second, last minutes)", classes="heading")
             yield Sparkline([], id="rate")
+            yield Static("no samples yet: the rate shows while it is sending", id="no-rate")
             yield Label("Last errors", classes="heading")
             yield Static("", id="errors")
         yield Footer()
@@ -73,7 +75,11 @@ class DetailScreen(Screen):
             return
         self.title = f"Mailing {info['id']}: {info['name']}"
         self.query_one("#counters", Static).update(_counters(info, self._zone))
-        self.query_one("#rate", Sparkline).data = self._rate_samples(self._mailing_id) or [0]
+        samples = self._rate_samples(self._mailing_id)
+        # with no samples a sparkline would draw a full bar: say so instead
+        self.query_one("#rate", Sparkline).display = bool(samples)
+        self.query_one("#no-rate", Static).display = not samples
+        self.query_one("#rate", Sparkline).data = samples
         errors = info["last_errors"]
         self.query_one("#errors", Static).update(
             "\n".join(f"{e['email']}: {e['reply']}" for e in errors) or "none"

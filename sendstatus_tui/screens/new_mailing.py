@@ -39,7 +39,7 @@ class NewMailingForm(ModalScreen[NewMailingRequest | None]):
         background: $surface; padding: 0 2;
     }
     NewMailingForm #title { text-style: bold; padding: 1 0; }
-    NewMailingForm .field-label { margin-top: 1; }
+    NewMailingForm .field-label { margin-top: 1; color: $text-muted; }
     NewMailingForm .field-error { color: $error; height: auto; }
     NewMailingForm Horizontal { height: auto; margin: 1 0; align: right middle; }
     NewMailingForm Button { margin-left: 1; }
@@ -51,7 +51,7 @@ class NewMailingForm(ModalScreen[NewMailingRequest | None]):
             yield Label("New mailing", id="title")
             for key, label, placeholder in FIELDS:
                 yield Label(label, classes="field-label")
-                yield Input(placeholder=placeholder, id=f"field-{key}")
+                yield Input(placeholder=placeholder, id=f"field-{key}", compact=True)
                 yield Static("", id=f"error-{key}", classes="field-error")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
@@ -62,8 +62,11 @@ class NewMailingForm(ModalScreen[NewMailingRequest | None]):
     def on_mount(self) -> None:
         self.query_one("#field-name", Input).focus()
 
+    submitting = False
+
     def show_error(self, field: str, message: str) -> None:
         """Shows a refusal at its field (``body`` errors go to the text body)."""
+        self._set_submitting(False)
         field = {"body": "text"}.get(field, field)
         if field not in {key for key, _, _ in FIELDS}:
             field = "recipients"  # CSV problems
@@ -78,6 +81,8 @@ class NewMailingForm(ModalScreen[NewMailingRequest | None]):
         if event.button.id == "cancel":
             self.dismiss(None)
             return
+        if self.submitting:
+            return  # one mailing per form, however often a button is pressed
         self.clear_errors()
         value = {key: self.query_one(f"#field-{key}", Input).value.strip() for key, _, _ in FIELDS}
         if not value["recipients"]:
@@ -93,4 +98,10 @@ class NewMailingForm(ModalScreen[NewMailingRequest | None]):
             choice=event.button.id,
         )
         # the app creates it; on a refusal it calls show_error and the form stays open
+        self._set_submitting(True)
         self.app.create_mailing(self, request)
+
+    def _set_submitting(self, submitting: bool) -> None:
+        self.submitting = submitting
+        for button in self.query(Button):
+            button.disabled = submitting and button.id != "cancel"

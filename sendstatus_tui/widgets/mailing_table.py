@@ -3,6 +3,7 @@ changed cell by cell where a value changed; the table is never rebuilt, so the c
 on the same mailing across refreshes and reorders."""
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from ..core.states import State
@@ -15,6 +16,8 @@ class MailingTable(DataTable):
     DEFAULT_CSS = """
     MailingTable { height: auto; max-height: 100%; }
     """
+    # the table keeps enter for itself (it posts RowSelected, which opens the Actions menu)
+    BINDINGS = [Binding("enter", "select_cursor", "Actions")]
 
     def __init__(
         self, columns: tuple[tuple[str, int], ...], *, blink_column: str | None = None, **kwargs
@@ -27,7 +30,15 @@ class MailingTable(DataTable):
         self._order: list[str] = []
         self.blink_visible = True
 
+    def on_focus(self) -> None:
+        self.show_cursor = True
+
+    def on_blur(self) -> None:
+        # only the focused pane shows a cursor: that is the mailing the keys act on
+        self.show_cursor = False
+
     def on_mount(self) -> None:
+        self.show_cursor = self.has_focus
         for name, width in self._columns:
             self.add_column(name, key=name, width=width)
 
@@ -79,7 +90,11 @@ class MailingTable(DataTable):
                 self.update_cell(row.key, self._blink_column, self._starting_cell())
 
     def _rendered(self, row: Row) -> list:
-        cells = list(row.cells)
+        # text longer than its column ends in "…" rather than being cut mid-word
+        cells = [
+            Text(c, overflow="ellipsis", no_wrap=True) if isinstance(c, str) else c
+            for c in row.cells
+        ]
         if self._blink_column is not None and row.state == State.STARTING:
             cells[self._column_names.index(self._blink_column)] = self._starting_cell()
         return cells
