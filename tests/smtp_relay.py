@@ -15,7 +15,8 @@ class Received:
     mail_from: str
     rcpt: str
     data: bytes
-    at: float
+    at: float  # when the relay accepted it (end of DATA)
+    began: float = 0.0  # when the client began the transaction (MAIL FROM)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class _Handler:
         if script.refuse_sender:
             return script.refuse_sender
         envelope.mail_from = address
+        session.began = time.monotonic()
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
@@ -59,7 +61,13 @@ class _Handler:
         with self.relay.lock:
             for rcpt in envelope.rcpt_tos:
                 self.relay.received.append(
-                    Received(envelope.mail_from, rcpt, envelope.content, time.monotonic())
+                    Received(
+                        envelope.mail_from,
+                        rcpt,
+                        envelope.content,
+                        time.monotonic(),
+                        getattr(session, "began", 0.0),
+                    )
                 )
         return "250 2.0.0 queued"
 
@@ -100,10 +108,14 @@ class SmtpRelay:
         expected = self.script.credentials
         if expected is None:
             return AuthResult(success=True)
-        ok = isinstance(auth_data, LoginPassword) and (
-            auth_data.login.decode(),
-            auth_data.password.decode(),
-        ) == expected
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and (
+                auth_data.login.decode(),
+                auth_data.password.decode(),
+            )
+            == expected
+        )
         return AuthResult(success=ok, handled=False)
 
 

@@ -58,6 +58,11 @@ class Engine:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pace = Pace(settings.rate_per_second)
         self._tasks: dict[int, asyncio.Task] = {}  # mailing id -> its prepare or dispatch task
+        # mailings an operator stopped while their task ran: no new message starts for them
+        self._halted: set[int] = set()
+        # a send waits for a free relay connection before it takes its turn at the pace, so
+        # that turns do not pile up while the relay is slow and go out in a burst later
+        self._slots = asyncio.Semaphore(transport.pool_size)
         self._draining = False
         self._drained = asyncio.Event()  # set with _draining, to wake sleepers
         self._lease_lost = asyncio.Event()
@@ -179,8 +184,11 @@ class Engine:
         for mailing_id, task in list(self._tasks.items()):
             if task.done():
                 del self._tasks[mailing_id]
+                self._halted.discard(mailing_id)
             elif mailing_id not in running:
-                task.cancel()  # stopped by an operator: hand back what is not yet sent
+                # stopped by an operator: messages in the relay's hands finish (and count as
+                # sent), the others are handed back untried
+                self._halted.add(mailing_id)
         for mailing_id, state in running.items():
             if mailing_id not in self._tasks:
                 work = self._prepare if state == State.STARTING else self._dispatch
@@ -212,8 +220,8 @@ class Engine:
         with self.store.read() as session:
             mailing = session.get(Mailing, mailing_id)
             template = _template(mailing)
-        wait = 1.0
-        while not self._draining:
+        wait = min(1.0, self.settings.relay_retry_max_seconds)
+        while not self._draining and mailing_id not in self._halted:
             try:
                 await self.transport.check(template.sender_address)
                 break
@@ -230,7 +238,11 @@ class Engine:
                 )
                 await self._pause(wait)
                 wait = min(wait * 2, self.settings.relay_retry_max_seconds)
-        if self._draining or not self._write(lifecycle.mark_prepared, mailing_id):
+        if (
+            self._draining
+            or mailing_id in self._halted
+            or not self._write(lifecycle.mark_prepared, mailing_id)
+        ):
             return
         log.info("mailing %s: prepared, sending", mailing_id)
         await self._dispatch(mailing_id, template)
@@ -241,7 +253,7 @@ class Engine:
         if template is None:
             with self.store.read() as session:
                 template = _template(session.get(Mailing, mailing_id))
-        relay_wait = 1.0
+        relay_wait = min(1.0, self.settings.relay_retry_max_seconds)
         while not self._draining:
             with self.store.write() as session:
                 mailing = session.get(Mailing, mailing_id)
@@ -272,7 +284,7 @@ class Engine:
                 await self._pause(relay_wait)
                 relay_wait = min(relay_wait * 2, self.settings.relay_retry_max_seconds)
             else:
-                relay_wait = 1.0
+                relay_wait = min(1.0, self.settings.relay_retry_max_seconds)
 
     def _batch_size(self) -> int:
         # about a second's worth at the contracted rate, so that stopping is quick
@@ -317,7 +329,16 @@ class Engine:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
         except (KeyError, ValueError, UnicodeError) as exc:
             return Outcome(recipient, deliveries.FAILED, f"cannot build the message: {exc}"), None
-        await self.pace.wait_turn()
+        async with self._slots:
+            if template.mailing_id not in self._halted:
+                await self.pace.wait_turn()
+            if template.mailing_id in self._halted:
+                return Outcome(recipient, deliveries.PENDING), None
+            return await self._hand_over(template, recipient, message)
+
+    async def _hand_over(
+        self, template: Template, recipient: Claimed, message: bytes
+    ) -> tuple[Outcome, Exception | None]:
         try:
             reply = await self.transport.send(template.sender_address, recipient.email, message)
         except TemporaryFailure as exc:

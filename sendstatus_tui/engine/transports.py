@@ -173,7 +173,7 @@ class SmtpTransport:
             await connection.mail(sender)
             await connection.rset()
         except aiosmtplib.SMTPSenderRefused as exc:
-            raise RelayRefused(f"the relay refused the sender {sender}: {_reply(exc)}") from None
+            raise _sender_refused(sender, exc) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _classify(exc) from None
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
@@ -195,7 +195,7 @@ class SmtpTransport:
                 raise
             return f"{response.code} {response.message}"
         except aiosmtplib.SMTPSenderRefused as exc:
-            raise RelayRefused(f"the relay refused the sender {sender}: {_reply(exc)}") from None
+            raise _sender_refused(sender, exc) from None
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # the relay is closing the connection
                 connection = await _quit(connection)
@@ -203,7 +203,11 @@ class SmtpTransport:
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             connection = await _quit(connection)
             raise RelayUnavailable(f"{self._where()}: {exc}") from None
-        except RelayRefused:
+        except BaseException:
+            # cancelled in mid-exchange: the reply still on its way would be read by the next
+            # send on this connection, so the connection goes
+            if connection is not None:
+                connection.close()
             connection = None
             raise
         finally:
@@ -211,7 +215,11 @@ class SmtpTransport:
 
     async def close(self) -> None:
         while not self._idle.empty():
-            await _quit(self._idle.get_nowait())
+            connection = self._idle.get_nowait()
+            try:
+                await asyncio.wait_for(_quit(connection), timeout=5)
+            except TimeoutError:
+                connection.close()
 
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -252,9 +260,17 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
 
 def _classify(exc: aiosmtplib.SMTPResponseException) -> DeliveryError:
     reply = _reply(exc)
+    if exc.code == 421:  # the relay is shutting the connection: not this recipient's fault
+        return RelayUnavailable(reply)
     if 400 <= exc.code < 500:
         return TemporaryFailure(reply)
     return PermanentFailure(reply)
+
+
+def _sender_refused(sender: str, exc: aiosmtplib.SMTPSenderRefused) -> DeliveryError:
+    """A 5xx to MAIL FROM stops the mailing; a 4xx (try later) is waited out."""
+    reply = f"the relay refused the sender {sender}: {_reply(exc)}"
+    return RelayRefused(reply) if 500 <= exc.code < 600 else RelayUnavailable(reply)
 
 
 async def _quit(connection: aiosmtplib.SMTP | None) -> None:
