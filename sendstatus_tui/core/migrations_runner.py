@@ -4,10 +4,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from .locks import advisory_lock
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # the newest revision in migrations/versions; a test checks that it is Alembic's head
 HEAD_REVISION = "0002"
-_MIGRATION_LOCK_KEY = 0x5E4D5742
+_MIGRATION_LOCK = 0x5E4D5742
 
 
 def upgrade_to_head(engine: sa.Engine) -> None:
@@ -28,7 +30,7 @@ def upgrade_to_head(engine: sa.Engine) -> None:
         connection.execution_options(sqlite_begin="IMMEDIATE")
         with connection.begin():
             if connection.dialect.name == "postgresql":
-                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+                connection.execute(advisory_lock(_MIGRATION_LOCK))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Session
 
+from .locks import advisory_lock
 from .migrations_runner import upgrade_to_head
 
 # how long a writer waits for the SQLite write lock before giving up
 SQLITE_BUSY_TIMEOUT_MS = 60_000
-_TRANSITIONS_LOCK_KEY = 0x5E4D5741  # any constant shared by every sendstatus process
+_TRANSITIONS_LOCK = 0x5E4D5741  # any constant shared by every sendstatus process
 
 
 class StoreError(Exception):
@@ -79,7 +80,7 @@ def lock_transitions(session: Session) -> None:
     this one lock before any row lock also keeps two transitions from deadlocking.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(_TRANSITIONS_LOCK_KEY)))
+        session.execute(advisory_lock(_TRANSITIONS_LOCK))
 
 
 def _create_engine(url: str) -> sa.Engine:
