@@ -73,8 +73,9 @@ class _Handler:
 
 
 class SmtpRelay:
-    def __init__(self, script: RelayScript | None = None):
+    def __init__(self, script: RelayScript | None = None, *, smtputf8: bool = True):
         self.script = script or RelayScript()
+        self.smtputf8 = smtputf8
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.port = _free_port()
@@ -91,6 +92,7 @@ class SmtpRelay:
             port=self.port,
             auth_require_tls=False,
             authenticator=self._authenticate,
+            enable_SMTPUTF8=self.smtputf8,
         )
         self._controller.start()
         return self

@@ -81,3 +81,27 @@ def test_send_now_delivers_personalised_messages(store, make_mailing, relay, eng
     assert message.get_body(("plain",)).get_content().strip() == "Hi Person 0"
     assert message["Message-ID"].startswith(f"<m{mailing_id}.r")
     assert first.mail_from == "news@shop.example.com"
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_an_internationalised_address(store, tmp_path, engine_for, smtputf8):
+    """An internationalised address needs SMTPUTF8: a relay that offers it takes it; one
+    without it refuses that one recipient (a 5xx), and the mailing still completes."""
+    from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+
+    csv = tmp_path / "people.csv"
+    csv.write_text("email\nann@example.com\njörg@bücher.example\nbob@example.com\n")
+    draft = MailingDraft(name="IDN", subject="Hi", sender="a@shop.example.com", text_body="B")
+    with store.write() as session:
+        mailing_id = create_mailing(session, draft, csv)[0].id
+        lifecycle.send_now(session, mailing_id)
+    relay = SmtpRelay(smtputf8=smtputf8).start()
+    try:
+        engine_for(relay)
+        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    finally:
+        relay.stop()
+    done = mailing(store, mailing_id)
+    delivered = ["ann@example.com", "bob@example.com"] + (["jörg@bücher.example"] * smtputf8)
+    assert sorted(relay.recipients()) == sorted(delivered)
+    assert (done.sent, done.failed) == ((3, 0) if smtputf8 else (2, 1))

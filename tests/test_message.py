@@ -61,3 +61,10 @@ def test_text_only_message_is_a_single_part():
     message = parse(render(template, 1, "b@example.com", None))
     assert message.get_content_type() == "text/plain"
     assert message.get_content().strip() == "Just text"
+
+
+def test_a_value_that_looks_encoded_is_encoded_not_decoded_by_the_reader():
+    template = Template(1, "Hi {first_name}", "a@shop.example.com", "T", None, ("first_name",))
+    tricky = "=?utf-8?q?Bob?="
+    message = parse(render(template, 1, "b@example.com", json.dumps([tricky])))
+    assert message["Subject"] == f"Hi {tricky}"

@@ -79,3 +79,25 @@ def test_layers_keep_their_imports():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "core imports neither textual nor apscheduler KEPT" in result.stdout
     assert "engine imports no textual KEPT" in result.stdout
+
+
+def test_an_older_database_is_upgraded_with_its_data(sqlite_url):
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql(
+            "INSERT INTO mailing (name, subject, sender, field_names, state, created_at,"
+            " updated_at, total, sent, failed, deferred) VALUES ('Old', 'S', 'a@b.example',"
+            " '[]', 'standby', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0, 0, 0, 0)"
+        )
+    engine.dispose()
+    store = Store(sqlite_url)
+    with store.engine.connect() as connection:
+        row = connection.exec_driver_sql("SELECT name, resent_in_doubt FROM mailing").one()
+        version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    assert tuple(row) == ("Old", 0) and version == HEAD_REVISION

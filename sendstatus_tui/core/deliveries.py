@@ -48,34 +48,43 @@ def claim(
 ) -> list[Claimed]:
     """Marks up to ``limit`` recipients due for sending as in flight, in id order."""
     now = now or utc_now()
-    due = sa.or_(
-        Recipient.status == PENDING,
-        sa.and_(Recipient.status == DEFERRED, Recipient.next_attempt_at <= now),
-    )
-    rows = session.exec(
-        select(
-            Recipient.id,
-            Recipient.email,
-            Recipient.field_values,
-            Recipient.attempts,
-            Recipient.status,
+    cursor, mark = _driver_cursor(session)
+    # two queries, not one with OR: each walks the (mailing_id, status) index in id order
+    # and stops after ``limit`` rows; the OR made SQLite read and sort every recipient of
+    # the mailing on each claim (0.3 s for a million)
+    try:
+        cursor.execute(
+            "SELECT id, email, field_values, attempts FROM recipient"
+            f" WHERE mailing_id = {mark} AND status = {mark} ORDER BY id LIMIT {mark}",
+            (mailing_id, PENDING, limit),
         )
-        .where(Recipient.mailing_id == mailing_id, due)
+        pending = cursor.fetchall()
+    finally:
+        cursor.close()
+    retries = session.exec(
+        select(Recipient.id, Recipient.email, Recipient.field_values, Recipient.attempts)
+        .where(
+            Recipient.mailing_id == mailing_id,
+            Recipient.status == DEFERRED,
+            Recipient.next_attempt_at <= now,
+        )
         .order_by(Recipient.id)
         .limit(limit)
     ).all()
+    rows = sorted([*pending, *retries], key=lambda row: row[0])[:limit] if retries else pending
     if not rows:
         return []
-    session.execute(
-        sa.update(Recipient)
-        .where(Recipient.id.in_([row[0] for row in rows]))
-        .values(status=IN_FLIGHT)
+    # ids come from the database as integers: written into the statement, they spare the
+    # driver 200 parameters
+    ids = ", ".join(str(int(row[0])) for row in rows)
+    session.connection().exec_driver_sql(
+        f"UPDATE recipient SET status = '{IN_FLIGHT}' WHERE id IN ({ids})"
     )
-    retried = sum(1 for row in rows if row[4] == DEFERRED)
-    if retried:
+    if retries:
+        claimed_retries = {row[0] for row in retries} & {row[0] for row in rows}
         mailing = session.get(Mailing, mailing_id, with_for_update=True)
-        mailing.deferred -= retried
-    return [Claimed(*row[:4]) for row in rows]
+        mailing.deferred -= len(claimed_retries)
+    return [Claimed(*row) for row in rows]
 
 
 def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
@@ -83,27 +92,26 @@ def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
     if not outcomes:
         return
     now = utc_now()
-    table = Recipient.__table__
-    session.execute(
-        table.update()
-        .where(table.c.id == sa.bindparam("rid"))
-        .values(
-            status=sa.bindparam("new_status"),
-            attempts=table.c.attempts + sa.bindparam("tried"),
-            last_reply=sa.bindparam("reply"),
-            next_attempt_at=sa.bindparam("retry_at", type_=UTCDateTime()),
-        ),
-        [
-            {
-                "rid": o.recipient.id,
-                "new_status": o.status,
-                "tried": 0 if o.status == PENDING else 1,
-                "reply": o.reply,
-                "retry_at": o.retry_at,
-            }
-            for o in outcomes
-        ],
-    )
+    cursor, mark = _driver_cursor(session)
+    to_driver = _datetime_to_driver(session)
+    try:
+        # straight to the driver: SQLAlchemy's executemany cost more than SQLite's work
+        cursor.executemany(
+            f"UPDATE recipient SET status = {mark}, attempts = attempts + {mark},"
+            f" last_reply = {mark}, next_attempt_at = {mark} WHERE id = {mark}",
+            [
+                (
+                    o.status,
+                    0 if o.status == PENDING else 1,
+                    o.reply,
+                    None if o.retry_at is None else to_driver(o.retry_at),
+                    o.recipient.id,
+                )
+                for o in outcomes
+            ],
+        )
+    finally:
+        cursor.close()
     counts = Counter(o.status for o in outcomes)
     mailing = session.get(Mailing, mailing_id, with_for_update=True)
     mailing.sent += counts[SENT]
@@ -119,6 +127,19 @@ def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
     session.flush()
     if errors:
         _prune_errors(session, mailing_id)
+
+
+def _driver_cursor(session: Session):
+    """A DB-API cursor in the session's transaction, and the driver's parameter marker."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return connection.connection.cursor(), mark
+
+
+def _datetime_to_driver(session: Session):
+    """Converts an aware datetime the way a UTCDateTime column stores it, for the driver."""
+    dialect = session.get_bind().dialect
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
 
 
 def recover_in_flight(session: Session) -> dict[int, int]:

@@ -105,7 +105,8 @@ class Mailing(SQLModel, table=True):
 
 class Recipient(SQLModel, table=True):
     __tablename__ = "recipient"
-    __table_args__ = (sa.Index("ix_recipient_mailing_status", "mailing_id", "status"),)
+    # claims walk this index in id order for one mailing and status, and stop at the batch
+    __table_args__ = (sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")

@@ -17,7 +17,7 @@ from email.policy import SMTP
 from email.utils import formatdate, parseaddr
 from functools import cached_property
 
-from ..core.personalise import fill
+from ..core.personalise import compile_text, fill
 
 CRLF = b"\r\n"
 
@@ -35,9 +35,17 @@ class Template:
     # "=_" never appears in quoted-printable text, so the boundary cannot clash with a body
     boundary: str = field(default_factory=lambda: f"=_sendstatus_{secrets.token_hex(12)}")
 
-    @property
-    def sender_address(self) -> str:
+    @cached_property
+    def sender_address(self) -> str:  # read twice per message: parseaddr costs ~10 µs
         return parseaddr(self.sender)[1]
+
+    @cached_property
+    def parts(self) -> tuple:
+        """Subject and bodies split at their placeholders, once per mailing."""
+        return tuple(
+            None if text is None else compile_text(text)
+            for text in (self.subject, self.text_body, self.html_body)
+        )
 
     @cached_property
     def from_header(self) -> bytes:
@@ -58,20 +66,22 @@ def render(template: Template, recipient_id: int, email: str, field_values: str 
         else {}
     )
     values["email"] = email
+    subject, text_body, html_body = template.parts
     headers = [
         template.from_header,
         _header("To", email),
-        _header("Subject", fill(template.subject, values)),
+        _unstructured("Subject", fill(subject, values)),
         b"Date: " + formatdate(usegmt=True).encode(),
         b"Message-ID: "
         + message_id(template.mailing_id, recipient_id, template.sender_address).encode(),
         b"MIME-Version: 1.0",
     ]
     parts = []
-    if template.text_body is not None:
-        parts.append((b"text/plain", fill(template.text_body, values)))
-    if template.html_body is not None:
-        parts.append((b"text/html", fill(template.html_body, values, escape=html.escape)))
+    if text_body is not None:
+        parts.append((b"text/plain", fill(text_body, values)))
+    if html_body is not None:
+        escaped = {name: html.escape(value) for name, value in values.items()}
+        parts.append((b"text/html", fill(html_body, escaped)))
     if len(parts) == 1:
         (subtype, body) = parts[0]
         return CRLF.join([*headers, *_part_headers(subtype), b"", _encode(body)]) + CRLF
@@ -106,3 +116,25 @@ def _header(name: str, value: str) -> bytes:
     # RFC 2047 encoding and folding, by the email package, for anything else
     folded = SMTP.header_factory(name, value).fold(policy=SMTP)
     return folded.encode("ascii").rstrip(CRLF)
+
+
+_WORD_BYTES = 36  # 48 base64 characters: every encoded word and folded line stays short
+
+
+def _unstructured(name: str, value: str) -> bytes:
+    """An unstructured header (Subject): non-ASCII text as RFC 2047 base64 encoded words,
+    folded between words; ~50 times faster than the email package's folding."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"line break in the {name} header: {value!r}")
+    # text that looks like an encoded word would be decoded by the reader: encode it too
+    if value.isascii() and len(value) < 900 and "=?" not in value:
+        return f"{name}: {value}".encode("ascii")
+    data = value.encode("utf-8")
+    words, start = [], 0
+    while start < len(data):
+        end = min(start + _WORD_BYTES, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
+            end -= 1
+        words.append(b"=?utf-8?b?" + binascii.b2a_base64(data[start:end], newline=False) + b"?=")
+        start = end
+    return name.encode("ascii") + b": " + b"\r\n ".join(words)
