@@ -187,7 +187,7 @@ class SmtpTransport:
         try:
             if connection is None or not connection.is_connected:
                 connection = await self._connect()
-            response = await _transaction(connection, sender, recipient, message)
+            response = await smtp_transaction(connection, sender, recipient, message)
             return f"{response.code} {response.message}"
         except aiosmtplib.SMTPSenderRefused as exc:
             raise _sender_refused(sender, exc) from None
@@ -301,7 +301,7 @@ def wire_data(message: bytes) -> bytes:
     return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
-async def _transaction(
+async def smtp_transaction(
     connection: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
 ) -> aiosmtplib.SMTPResponse:
     """MAIL, RCPT and DATA for one message. The addresses were checked when imported
