@@ -19,7 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from .core import lifecycle
-from .core.drafts import DraftRefused, MailingDraft, create_mailing, read_body
+from .core.drafts import DraftRefused, create_mailing, draft_from_files
 from .core.models import utc_now
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
@@ -382,12 +382,8 @@ class SendStatusApp(App):
         self.refresh_panes()
 
     def _create(self, request: NewMailingRequest) -> int:
-        draft = MailingDraft(
-            name=request.name,
-            subject=request.subject,
-            sender=request.sender,
-            text_body=read_body("text", request.text_path),
-            html_body=read_body("html", request.html_path),
+        draft = draft_from_files(
+            request.name, request.subject, request.sender, request.text_path, request.html_path
         )
         with self.store.write() as session:
             mailing, _ = create_mailing(session, draft, Path(request.recipients_path))

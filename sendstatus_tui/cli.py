@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import config
 from .core import lifecycle
-from .core.drafts import DraftRefused, MailingDraft, create_mailing, read_body
+from .core.drafts import DraftRefused, create_mailing, draft_from_files
 from .core.listing import details, list_mailings, summary
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
@@ -63,13 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_mailing_add(args) -> None:
-    draft = MailingDraft(
-        name=args.name,
-        subject=args.subject,
-        sender=args.sender,
-        text_body=read_body("text", args.text),
-        html_body=read_body("html", args.html),
-    )
+    draft = draft_from_files(args.name, args.subject, args.sender, args.text, args.html)
     when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
     store = _store(args)
     if args.sequential:

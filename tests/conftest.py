@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.store import Store
 
+from .smtp_relay import SmtpRelay
+
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
 
 
@@ -82,6 +84,14 @@ def make_mailing(store, tmp_path):
             return mailing.id
 
     return make
+
+
+@pytest.fixture
+def relay():
+    """A real SMTP server on loopback (aiosmtpd), accepting everything."""
+    relay = SmtpRelay().start()
+    yield relay
+    relay.stop()
 
 
 @pytest.fixture

@@ -26,13 +26,6 @@ FAST = EngineSettings(
 
 
 @pytest.fixture
-def relay():
-    relay = SmtpRelay().start()
-    yield relay
-    relay.stop()
-
-
-@pytest.fixture
 def engine_for(store):
     threads = []
 

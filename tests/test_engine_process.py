@@ -13,15 +13,7 @@ from sqlmodel import func, select
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.models import EngineLease, Recipient
 
-from .smtp_relay import SmtpRelay
 from .test_engine import mailing, wait_for
-
-
-@pytest.fixture
-def relay():
-    relay = SmtpRelay().start()
-    yield relay
-    relay.stop()
 
 
 @pytest.fixture

@@ -34,6 +34,19 @@ class MailingDraft:
     html_body: str | None = None
 
 
+def draft_from_files(
+    name: str, subject: str, sender: str, text_path: Path | None, html_path: Path | None
+) -> MailingDraft:
+    """A draft whose bodies are read from UTF-8 files (either may be absent)."""
+    return MailingDraft(
+        name=name,
+        subject=subject,
+        sender=sender,
+        text_body=read_body("text", text_path),
+        html_body=read_body("html", html_path),
+    )
+
+
 def check_draft(draft: MailingDraft) -> MailingDraft:
     """The draft with its sender normalised; DraftRefused for the first bad field."""
     for field, value in (("name", draft.name), ("subject", draft.subject)):

@@ -220,24 +220,16 @@ class Engine:
         with self.store.read() as session:
             mailing = session.get(Mailing, mailing_id)
             template = _template(mailing)
-        wait = min(1.0, self.settings.relay_retry_max_seconds)
+        backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         while not self._draining and mailing_id not in self._halted:
             try:
                 await self.transport.check(template.sender_address)
                 break
             except RelayRefused as refusal:
-                self._write(lifecycle.interrupt, mailing_id, refusal.reply)
-                log.error("mailing %s: interrupted: %s", mailing_id, refusal.reply)
+                self._interrupt(mailing_id, refusal.reply)
                 return
             except RelayUnavailable as trouble:
-                log.warning(
-                    "mailing %s: relay unavailable (%s); retrying in %.0f s",
-                    mailing_id,
-                    trouble.reply,
-                    wait,
-                )
-                await self._pause(wait)
-                wait = min(wait * 2, self.settings.relay_retry_max_seconds)
+                await backoff.wait(mailing_id, trouble)
         if (
             self._draining
             or mailing_id in self._halted
@@ -253,7 +245,7 @@ class Engine:
         if template is None:
             with self.store.read() as session:
                 template = _template(session.get(Mailing, mailing_id))
-        relay_wait = min(1.0, self.settings.relay_retry_max_seconds)
+        backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         while not self._draining:
             with self.store.write() as session:
                 mailing = session.get(Mailing, mailing_id)
@@ -271,20 +263,12 @@ class Engine:
             with self.store.write() as session:
                 deliveries.record(session, mailing_id, outcomes)
             if isinstance(trouble, RelayRefused):
-                self._write(lifecycle.interrupt, mailing_id, trouble.reply)
-                log.error("mailing %s: interrupted: %s", mailing_id, trouble.reply)
+                self._interrupt(mailing_id, trouble.reply)
                 return
             if isinstance(trouble, RelayUnavailable):
-                log.warning(
-                    "mailing %s: relay unavailable (%s); retrying in %.0f s",
-                    mailing_id,
-                    trouble.reply,
-                    relay_wait,
-                )
-                await self._pause(relay_wait)
-                relay_wait = min(relay_wait * 2, self.settings.relay_retry_max_seconds)
+                await backoff.wait(mailing_id, trouble)
             else:
-                relay_wait = min(1.0, self.settings.relay_retry_max_seconds)
+                backoff.reset()
 
     def _batch_size(self) -> int:
         # about a second's worth at the contracted rate, so that stopping is quick
@@ -366,6 +350,11 @@ class Engine:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained.wait(), seconds)
 
+    def _interrupt(self, mailing_id: int, reason: str) -> None:
+        """The relay refuses us: the mailing waits in Sends to schedule with the reason."""
+        self._write(lifecycle.interrupt, mailing_id, reason)
+        log.error("mailing %s: interrupted: %s", mailing_id, reason)
+
     def _write(self, operation, mailing_id: int, *args) -> bool:
         """Applies a lifecycle step; False when an operator changed the state first."""
         try:
@@ -386,3 +375,24 @@ def _template(mailing: Mailing) -> Template:
         html_body=mailing.html_body,
         field_names=tuple(json.loads(mailing.field_names)),
     )
+
+
+class RelayBackoff:
+    """Waits between attempts to reach a relay that is down: 1 s, doubling, up to a cap."""
+
+    def __init__(self, cap_seconds: float, pause):
+        self._cap, self._pause = cap_seconds, pause
+        self.reset()
+
+    def reset(self) -> None:
+        self._next = min(1.0, self._cap)
+
+    async def wait(self, mailing_id: int, trouble: RelayUnavailable) -> None:
+        log.warning(
+            "mailing %s: relay unavailable (%s); retrying in %.1f s",
+            mailing_id,
+            trouble.reply,
+            self._next,
+        )
+        await self._pause(self._next)
+        self._next = min(self._next * 2, self._cap)
