@@ -98,3 +98,19 @@ def test_an_internationalised_address(store, tmp_path, engine_for, smtputf8):
     delivered = ["ann@example.com", "bob@example.com"] + (["jörg@bücher.example"] * smtputf8)
     assert sorted(relay.recipients()) == sorted(delivered)
     assert (done.sent, done.failed) == ((3, 0) if smtputf8 else (2, 1))
+
+
+def test_a_time_that_passed_while_no_engine_ran_starts_when_one_comes(
+    store, make_mailing, relay, engine_for
+):
+    """Nothing scheduled is dropped: the engine starts what fell due while it was down."""
+    mailing_id = make_mailing(recipients=2)
+    act(store, lifecycle.schedule_at, mailing_id, lifecycle.utc_now() + timedelta(seconds=0.3))
+    time.sleep(0.6)  # its time passes with no engine running
+    assert mailing(store, mailing_id).state == "scheduled"
+    started = time.monotonic()
+    engine_for(relay)
+    wait_for(lambda: mailing(store, mailing_id).state != "scheduled", what="the late start")
+    assert time.monotonic() - started < 1.0
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    assert sorted(relay.recipients()) == ["person0@example.com", "person1@example.com"]
