@@ -7,6 +7,7 @@ them), also run off the UI loop.
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Callable
 from datetime import datetime
@@ -104,6 +105,8 @@ class SendStatusApp(App):
         self.snapshot: Snapshot | None = None
         self._name_filter = ""
         self._blink_visible = True
+        self._frozen = False
+        self._bindings_for: tuple | None = None
 
     # --- layout and refresh -------------------------------------------------------------
 
@@ -148,7 +151,13 @@ class SendStatusApp(App):
             if row.speed is not None:
                 self.rates.add(row.mailing_id, row.speed)
         self.sub_title = self._engine_status(snapshot)
-        self.refresh_bindings()
+        self._bindings_may_change()
+        if not self._frozen:
+            # the widgets and a thousand rows live as long as the app: out of the cyclic
+            # collector's sight, full collections (which stop every thread, the engine's
+            # too) take microseconds instead of a tenth of a second
+            self._frozen = True
+            self.call_after_refresh(gc.freeze)
 
     def _engine_status(self, snapshot: Snapshot) -> str:
         if self.engine is not None and self.engine.alive:
@@ -174,7 +183,7 @@ class SendStatusApp(App):
 
     @on(DataTable.RowHighlighted)
     def _selection_moved(self) -> None:
-        self.refresh_bindings()
+        self._bindings_may_change()
 
     @on(DataTable.RowSelected)
     def _row_chosen(self) -> None:
@@ -182,7 +191,17 @@ class SendStatusApp(App):
         self.action_actions()
 
     def on_descendant_focus(self) -> None:
-        self.refresh_bindings()
+        self._bindings_may_change()
+
+    def _bindings_may_change(self) -> None:
+        """Refreshes the footer when what it offers may differ: the focus, or the state of
+        the selected mailing, changed. Textual rebuilds the whole footer on every
+        refresh_bindings (some 20 ms of the UI loop), so not on every refresh."""
+        selected = self.selected()
+        offered_for = (self.screen, self.focused, selected.state if selected else None)
+        if offered_for != self._bindings_for:
+            self._bindings_for = offered_for
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Offers (and allows) a key only where it applies to the selection."""

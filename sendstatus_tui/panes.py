@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from .core import lease
-from .core.listing import list_mailings
+from .core.listing import list_pane_rows
 from .core.models import Mailing
 from .core.states import AREA_OF_STATE, Area, State
 from .core.store import Store
@@ -92,7 +92,7 @@ class SpeedMeter:
 def read_snapshot(store: Store, zone: tzinfo, now: datetime, speeds: SpeedMeter) -> Snapshot:
     """One consistent read of everything the panes show."""
     with store.read() as session:
-        mailings = [m for m in list_mailings(session) if AREA_OF_STATE[m.state] != Area.DONE]
+        mailings = list_pane_rows(session, PANE_AREAS)
         holder = lease.current(session)
     rows = {area: [] for area in PANE_AREAS}
     for mailing in mailings:

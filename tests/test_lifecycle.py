@@ -373,3 +373,27 @@ def test_complete_is_refused_while_starting(store, make_mailing):
     act(store, lifecycle.send_now, mailing_id)
     with pytest.raises(TransitionRefused, match="it is starting"):
         act(store, lifecycle.complete, mailing_id)
+
+
+def test_pane_rows_match_the_full_listing(store, make_mailing, now):
+    """The panes' light read gives what the full listing gives, in the same order."""
+    from sendstatus_tui.core.listing import list_mailings, list_pane_rows
+    from sendstatus_tui.core.states import Area
+
+    ids = [make_mailing() for _ in range(6)]
+    act(store, lifecycle.schedule_at, ids[0], now + timedelta(hours=2), now)
+    act(store, lifecycle.schedule_at, ids[1], now + timedelta(hours=1), now)
+    for mailing_id in ids[2:5]:
+        act(store, lifecycle.enqueue, mailing_id)
+    act(store, lifecycle.mark_prepared, ids[2], now)
+    sending(store, ids[5])
+    act(store, lifecycle.complete, ids[5], now)
+    areas = (Area.NOW, Area.SCHEDULED, Area.STANDBY)
+    fields = ("id", "name", "state", "mode", "state_reason", "position", "scheduled_at",
+              "started_at", "finished_at", "total", "sent", "failed")  # fmt: skip
+    with store.read() as session:
+        full = [m for m in list_mailings(session) if m.state != State.COMPLETED]
+        light = list_pane_rows(session, areas)
+        expected = [tuple(getattr(m, f) for f in fields) for m in full]
+        assert [tuple(getattr(r, f) for f in fields) for r in light] == expected
+    assert ids[5] not in [r.id for r in light]

@@ -1,7 +1,8 @@
 """Mailings as the panes (and ``ls``) show them: which pane, in which order, which fields."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
@@ -9,7 +10,7 @@ from sqlmodel import Session, select
 
 from .deliveries import last_errors
 from .models import Mailing, Recipient
-from .states import AREA_OF_STATE, Area, State
+from .states import AREA_OF_STATE, Area, Mode, State
 
 STATES_OF_AREA = {
     area: [state for state, its_area in AREA_OF_STATE.items() if its_area == area] for area in Area
@@ -24,6 +25,104 @@ def list_mailings(session: Session, area: Area | None = None) -> list[Mailing]:
         statement = statement.where(Mailing.state.in_(STATES_OF_AREA[area]))
     mailings = session.exec(statement).all()
     return sorted(mailings, key=_pane_order)
+
+
+class PaneMailing(NamedTuple):
+    """What the panes show of a mailing (no bodies, no ORM object)."""
+
+    id: int
+    name: str
+    state: State
+    mode: Mode | None
+    state_reason: str | None
+    position: int | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    total: int
+    sent: int
+    failed: int
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.sent - self.failed
+
+
+_PANE_COLUMNS = (
+    Mailing.id,
+    Mailing.name,
+    Mailing.state,
+    Mailing.mode,
+    Mailing.state_reason,
+    Mailing.position,
+    Mailing.scheduled_at,
+    Mailing.started_at,
+    Mailing.finished_at,
+    Mailing.total,
+    Mailing.sent,
+    Mailing.failed,
+)
+_SQLITE_PANE_ROWS = (
+    "SELECT json_group_array(json_array("
+    + ", ".join(column.key for column in _PANE_COLUMNS)
+    + ")) FROM mailing WHERE state IN ({})"
+)
+
+
+def list_pane_rows(session: Session, areas: tuple[Area, ...]) -> list[PaneMailing]:
+    """The mailings of ``areas`` in pane order (completed ones, which only grow in number,
+    are not even read)."""
+    states = [state for area in areas for state in STATES_OF_AREA[area]]
+    if session.get_bind().dialect.name == "sqlite":
+        rows = _sqlite_pane_rows(session, states)
+    else:
+        statement = sa.select(*_PANE_COLUMNS).where(Mailing.state.in_(states))
+        rows = [PaneMailing(*row) for row in session.execute(statement)]
+    return sorted(rows, key=_pane_order)
+
+
+def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing]:
+    # The sqlite3 module lets go of the GIL for every row it steps to and must take it
+    # back: with the engine's thread busy in the same process each row waits its turn,
+    # and 1,000 rows take 30 ms instead of 4. One JSON value comes back in one step.
+    statement = _SQLITE_PANE_ROWS.format(", ".join("?" * len(states)))
+    values = tuple(state.value for state in states)
+    (text,) = session.connection().exec_driver_sql(statement, values).one()
+    return [
+        PaneMailing(
+            id_,
+            name,
+            State(state),
+            Mode(mode) if mode else None,
+            reason,
+            position,
+            _utc(scheduled_at),
+            _utc(started_at),
+            _utc(finished_at),
+            total,
+            sent,
+            failed,
+        )
+        for (
+            id_,
+            name,
+            state,
+            mode,
+            reason,
+            position,
+            scheduled_at,
+            started_at,
+            finished_at,
+            total,
+            sent,
+            failed,
+        ) in json.loads(text)
+    ]
+
+
+def _utc(stored: str | None) -> datetime | None:
+    # as UTCDateTime stores them: naive UTC, in SQLAlchemy's SQLite text format
+    return datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else None
 
 
 def _pane_order(mailing: Mailing) -> tuple:
