@@ -14,6 +14,7 @@ from . import config
 from .core import lifecycle
 from .core.drafts import DraftRefused, create_mailing, draft_from_files
 from .core.listing import details, list_mailings, summary
+from .core.models import Mailing
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
 from .core.states import Action, Area, TransitionRefused, next_state
@@ -111,10 +112,7 @@ def _cmd_ls(args) -> None:
 
 def _cmd_show(args) -> None:
     with _store(args).read() as session:
-        mailing = session.get(lifecycle.Mailing, args.id)
-        if mailing is None:
-            raise lifecycle.MailingNotFound(args.id)
-        info = details(session, mailing)
+        info = details(session, _existing(session, args.id))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -230,7 +228,7 @@ def _store(args) -> Store:
 
 
 def _existing(session, mailing_id: int):
-    mailing = session.get(lifecycle.Mailing, mailing_id)
+    mailing = session.get(Mailing, mailing_id)
     if mailing is None:
         raise lifecycle.MailingNotFound(mailing_id)
     return mailing

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from .core import lease
-from .core.listing import list_pane_rows
-from .core.models import Mailing
+from .core.listing import PaneMailing, list_pane_rows
 from .core.states import AREA_OF_STATE, Area, State
 from .core.store import Store
 from .core.when import format_local
@@ -105,7 +104,7 @@ def read_snapshot(store: Store, zone: tzinfo, now: datetime, speeds: SpeedMeter)
     return Snapshot(rows, active_holder, now)
 
 
-def _cells(area: Area, m: Mailing, zone: tzinfo, now: datetime, speed: float | None) -> tuple:
+def _cells(area: Area, m: PaneMailing, zone: tzinfo, now: datetime, speed: float | None) -> tuple:
     if area == Area.NOW:
         start = STARTING_UP if m.state == State.STARTING else format_local(m.started_at, zone)
         return (

@@ -125,7 +125,7 @@ def _utc(stored: str | None) -> datetime | None:
     return datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else None
 
 
-def _pane_order(mailing: Mailing) -> tuple:
+def _pane_order(mailing: "Mailing | PaneMailing") -> tuple:
     area = AREA_OF_STATE[mailing.state]
     areas = list(Area)
     if area == Area.SCHEDULED:

@@ -49,10 +49,6 @@ class Store:
         """The URL without its password, for messages and logs."""
         return _safe(self.url)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
-
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction, committed on success and rolled back on any error."""
