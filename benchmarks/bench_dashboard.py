@@ -33,7 +33,7 @@ Measured on the app's own code paths, through timing hooks (the package is uncha
 functions are wrapped in the measuring process only):
 
 - refresh: ``app.refresh_panes()`` (the thread worker): ``read_snapshot`` on the worker
-  thread, the hop back to the UI loop (``call_from_thread``), ``show_snapshot`` there (the
+  thread, the hop back to the UI loop (a PanesRead message), ``show_snapshot`` there (the
   tables updated by row key), then the next frame the screen composes (Textual composes
   frames headless too; only the terminal output is skipped). Aim, for call -> tables
   updated: 50 ms.
@@ -87,6 +87,7 @@ from sendstatus_tui.core.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
+from sendstatus_tui.views.panes import PANE_AREAS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dispatch import DRAFT, write_csv  # noqa: E402  (sibling script modules)
@@ -267,7 +268,7 @@ class Probe:
         original_read = app_module.read_snapshot
         original_move = lifecycle.move
         original_write = Store.write
-        original_show = app.show_snapshot
+        original_show = app.dashboard.show_snapshot
         original_display = app._display
 
         def read_snapshot(*args, **kwargs):
@@ -315,7 +316,7 @@ class Probe:
         app_module.read_snapshot = read_snapshot
         lifecycle.move = move
         store.write = write
-        app.show_snapshot = show_snapshot
+        app.dashboard.show_snapshot = show_snapshot
         app._display = display
         self._undo = [
             lambda: setattr(app_module, "read_snapshot", original_read),
@@ -459,7 +460,7 @@ async def run_phase(
                 probe.reads[0][1] - probe.reads[0][0],
                 probe.shows[0][1] - probe.shows[0][0],
             )
-            result.rows = {str(area): app.table(area).row_count for area in app_module.PANE_AREAS}
+            result.rows = {str(area): app.dashboard.table(area).row_count for area in PANE_AREAS}
             await pilot.pause()  # what the first refresh scheduled after itself has run
             result.gc_objects = len(gc.get_objects())  # the frozen ones (gc.freeze) not counted
             with GcPauses(result.gc_pauses):
@@ -502,7 +503,7 @@ async def measure_refreshes(app, probe: Probe, args, result: PhaseResult, sendin
 
 
 async def measure_keys(app, pilot, probe: Probe, args, result: PhaseResult, sending) -> None:
-    table = app.table(Area.SCHEDULED)
+    table = app.dashboard.table(Area.SCHEDULED)
     queued = [
         mailing_id
         for mailing_id in table.mailing_ids
@@ -512,7 +513,8 @@ async def measure_keys(app, pilot, probe: Probe, args, result: PhaseResult, send
     table.focus()
     table.move_cursor(row=table.mailing_ids.index(target), animate=False)
     await pilot.pause()
-    if app.selected() is None or app.selected().mailing_id != target:
+    selected = app.dashboard.selected()
+    if selected is None or selected.mailing_id != target:
         raise SystemExit(f"{result.name}: could not select a queued mailing")
     start = sending.mark()
     for number in range(args.presses):

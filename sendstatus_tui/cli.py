@@ -12,15 +12,17 @@ from pathlib import Path
 
 from . import config
 from .core import lifecycle
+from .core.details import read_details
 from .core.drafts import DraftRefused, create_mailing, draft_from_files
-from .core.listing import details, list_mailings, summary
+from .core.listing import list_mailings, summary
 from .core.models import Mailing
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
 from .core.states import Action, Area, TransitionRefused, next_state
 from .core.store import Store, StoreError
 from .core.when import WhenError, format_local, parse_when, zone
-from .text_view import render_details, render_panes
+from .views.details import show_text
+from .views.listing import render_panes
 
 
 class CommandError(Exception):
@@ -112,11 +114,11 @@ def _cmd_ls(args) -> None:
 
 def _cmd_show(args) -> None:
     with _store(args).read() as session:
-        info = details(session, _existing(session, args.id))
+        details = read_details(session, _existing(session, args.id))
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(details.as_json(), indent=2))
     else:
-        print(render_details(info, zone(config.zone_name(args.tz))))
+        print(show_text(details, zone(config.zone_name(args.tz))))
 
 
 def _cmd_send_now(args) -> None:
@@ -161,7 +163,7 @@ def _cmd_rm(args) -> None:
 
 
 def _cmd_dashboard(args) -> None:
-    from .dashboard import run_dashboard
+    from .launch.dashboard import run_dashboard
 
     run_dashboard(
         _store(args),
@@ -174,8 +176,8 @@ def _cmd_dashboard(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from .dashboard import run_dashboard
-    from .demo import DEMO_RATE_PER_SECOND, create_demo
+    from .launch.dashboard import run_dashboard
+    from .launch.demo import DEMO_RATE_PER_SECOND, create_demo
 
     print("preparing the demo database…", file=sys.stderr)
     store, transport, directory = create_demo()

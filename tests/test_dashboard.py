@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 from textual.widgets import Button, Input, Markdown, OptionList, Static
-from textual.widgets._footer import FooterKey
 
 from sendstatus_tui.app import SendStatusApp
 from sendstatus_tui.core import deliveries, lifecycle
@@ -21,7 +20,7 @@ from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.models import Mailing
 from sendstatus_tui.core.states import Area, Mode, State
 from sendstatus_tui.core.store import Store
-from sendstatus_tui.screens.actions import ActionsMenu
+from sendstatus_tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.detail import DetailScreen
 from sendstatus_tui.screens.help import HelpScreen
@@ -177,8 +176,8 @@ async def wait_for_screen(pilot, screen_type):
 
 def table_of(app: SendStatusApp, mailing_id: int) -> MailingTable:
     for area in (Area.NOW, Area.SCHEDULED, Area.STANDBY):
-        if mailing_id in app.table(area).mailing_ids:
-            return app.table(area)
+        if mailing_id in app.dashboard.table(area).mailing_ids:
+            return app.dashboard.table(area)
     raise AssertionError(f"mailing {mailing_id} is in no pane")
 
 
@@ -188,7 +187,7 @@ async def select_mailing(pilot, mailing_id: int) -> MailingTable:
     table.focus()
     table.move_cursor(row=table.mailing_ids.index(mailing_id), animate=False)
     await pilot.pause()
-    assert pilot.app.selected().mailing_id == mailing_id
+    assert pilot.app.dashboard.selected().mailing_id == mailing_id
     return table
 
 
@@ -205,7 +204,7 @@ def menu_entries(app) -> list[str]:
 
 
 def footer_actions(app) -> set[str]:
-    return {key.action for key in app.screen.query(FooterKey)}
+    return {key.action for key in app.screen.query("FooterKey")}
 
 
 def text_of(widget: Static) -> str:
@@ -223,13 +222,13 @@ async def test_s_sends_a_parked_mailing_now(db):
         await settle(pilot)
         # keyboard only: tab to Sends to schedule (the only row there is selected)
         await pilot.press("tab", "tab")
-        assert app.selected().mailing_id == parked
+        assert app.dashboard.selected().mailing_id == parked
         await pilot.press("s")
         await settle(pilot)
         assert db.state(parked) == (State.STARTING, Mode.IMMEDIATE, None)
-        assert app.table(Area.NOW).mailing_ids == [parked]
-        assert app.table(Area.STANDBY).mailing_ids == []
-        cells = app.table(Area.NOW).row_for(parked).cells
+        assert app.dashboard.table(Area.NOW).mailing_ids == [parked]
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == []
+        cells = app.dashboard.table(Area.NOW).row_for(parked).cells
         assert cells[3] == "starting up"
 
 
@@ -253,7 +252,7 @@ async def test_t_schedules_at_the_typed_local_time(db):
         # 15:30 in Rome is 14:30 UTC
         assert (mailing.state, mailing.mode) == (State.SCHEDULED, Mode.AT)
         assert mailing.scheduled_at == datetime(2030, 3, 4, 14, 30, tzinfo=UTC)
-        row = app.table(Area.SCHEDULED).row_for(parked)
+        row = app.dashboard.table(Area.SCHEDULED).row_for(parked)
         assert row.cells[3:5] == ("2030-03-04 15:30", "in 5h 30m")
 
 
@@ -300,7 +299,7 @@ async def test_e_with_nothing_ahead_starts_at_once(db):
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmModal)  # no warning: nothing ahead
         assert db.state(parked) == (State.STARTING, Mode.SEQUENTIAL, None)
-        assert parked in app.table(Area.NOW).mailing_ids
+        assert parked in app.dashboard.table(Area.NOW).mailing_ids
 
 
 async def _press_e_and_get_warning(db, pilot, new_id) -> ConfirmModal:
@@ -330,7 +329,7 @@ async def test_e_warns_about_the_sequential_mailings_ahead_and_confirm_queues(db
         assert db.state(new) == (State.QUEUED, Mode.SEQUENTIAL, 2)
         assert db.queue() == [waiting, new]
         assert db.get(head).state == State.SENDING
-        assert app.table(Area.SCHEDULED).mailing_ids == [waiting, new]
+        assert app.dashboard.table(Area.SCHEDULED).mailing_ids == [waiting, new]
 
 
 @scenario
@@ -372,14 +371,14 @@ async def test_x_stops_after_confirmation(db, answer):
                 State.STANDBY,
                 "stopped by an operator",
             )
-            assert app.table(Area.STANDBY).mailing_ids == [sending]
-            assert app.table(Area.STANDBY).row_for(sending).cells[2:4] == (
+            assert app.dashboard.table(Area.STANDBY).mailing_ids == [sending]
+            assert app.dashboard.table(Area.STANDBY).row_for(sending).cells[2:4] == (
                 "stopped by an operator",
                 "1",
             )
         else:
             assert (mailing.state, mailing.mode) == (State.SENDING, Mode.IMMEDIATE)
-            assert app.table(Area.NOW).mailing_ids == [sending]
+            assert app.dashboard.table(Area.NOW).mailing_ids == [sending]
         assert (mailing.sent, mailing.remaining) == (1, 3)
 
 
@@ -433,7 +432,7 @@ async def test_shift_arrows_and_k_j_move_a_queued_mailing_and_the_cursor_follows
             await settle(pilot)
             assert db.queue() == expected, key
             assert table.mailing_ids == expected, key
-            assert app.selected().mailing_id == it, key
+            assert app.dashboard.selected().mailing_id == it, key
             assert table.cursor_row == expected.index(it), key
             cells = table.row_for(it).cells
             assert cells[3] == f"queue #{expected.index(it) + 1}", key
@@ -462,7 +461,7 @@ async def test_actions_menu_moves_in_the_queue(db, option, expected):
         order = expected(de, fr, it, es)
         assert db.queue() == order
         assert table.mailing_ids == order
-        assert app.selected().mailing_id == it
+        assert app.dashboard.selected().mailing_id == it
 
 
 @scenario
@@ -473,7 +472,7 @@ async def test_move_keys_do_nothing_to_a_mailing_that_is_not_queued(db):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await select_mailing(pilot, parked)
-        assert app.check_action("move_up", ()) is False
+        assert app.dashboard.check_action("move_up", ()) is False
         await pilot.press("K", "shift+up", "J", "shift+down")
         await settle(pilot)
         assert db.queue() == queued
@@ -571,7 +570,7 @@ async def test_reschedule_a_scheduled_mailing(db):
         await settle(pilot)
         assert db.state(timed) == (State.SCHEDULED, Mode.AT, None)
         assert db.get(timed).scheduled_at == datetime(2030, 3, 10, 6, 0, tzinfo=UTC)
-        assert app.table(Area.SCHEDULED).row_for(timed).cells[4] == "in 5d 21h"
+        assert app.dashboard.table(Area.SCHEDULED).row_for(timed).cells[4] == "in 5d 21h"
 
 
 # --- delete ---------------------------------------------------------------------------------
@@ -598,7 +597,7 @@ async def test_delete_a_parked_mailing_after_confirmation(db):
         await wait_until(pilot, lambda: db.get(doomed) is None, "deletion")
         await settle(pilot)
         assert db.names() == {"Keep me"}
-        assert app.table(Area.STANDBY).mailing_ids == [keep]
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [keep]
 
 
 @scenario
@@ -608,7 +607,7 @@ async def test_delete_is_refused_for_a_mailing_that_is_not_parked(db):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await select_mailing(pilot, sending)
-        assert app.check_action("delete", ()) is False
+        assert app.dashboard.check_action("delete", ()) is False
         await pilot.press("delete")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmModal)
@@ -629,7 +628,7 @@ async def test_actions_menu_delete(db):
         await pilot.press("y")
         await wait_until(pilot, lambda: db.get(doomed) is None, "deletion")
         await settle(pilot)
-        assert app.table(Area.STANDBY).mailing_ids == []
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == []
 
 
 # --- the new-mailing form -------------------------------------------------------------------
@@ -704,7 +703,7 @@ async def test_new_mailing_send_now_creates_a_starting_mailing(db, files):
         assert mailing.text_body == "Hello {first_name}\n"
         assert mailing.html_body == "<p>Hello {first_name}</p>\n"
         assert mailing.total == 2
-        assert app.table(Area.NOW).mailing_ids == [mailing.id]
+        assert app.dashboard.table(Area.NOW).mailing_ids == [mailing.id]
 
 
 @scenario
@@ -720,7 +719,7 @@ async def test_new_mailing_decide_later_parks_it(db, files):
             (mailing,) = session.exec(select(Mailing)).all()
         assert (mailing.state, mailing.state_reason) == (State.STANDBY, "decided later")
         assert mailing.html_body is None
-        assert app.table(Area.STANDBY).mailing_ids == [mailing.id]
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [mailing.id]
 
 
 @scenario
@@ -872,8 +871,8 @@ async def test_d_shows_the_counters(db):
         assert db.get(sending).state == State.SENDING
         await pilot.press("escape")
         await pilot.pause()
-        assert app.screen is app.screen_stack[0]
-        assert app.selected().mailing_id == sending
+        assert app.screen is app.dashboard
+        assert app.dashboard.selected().mailing_id == sending
 
 
 @scenario
@@ -896,7 +895,7 @@ async def test_main_screen_keys_on_the_detail_screen_leave_the_main_screen_alone
         await wait_for_screen(pilot, DetailScreen)
         await pilot.press("escape")
         await pilot.pause()
-        assert app.screen is app.screen_stack[0]
+        assert app.screen is app.dashboard
         assert not app.query_one("#filter", Input).has_class("visible")
         assert isinstance(app.focused, MailingTable)
         await pilot.press("s")  # must send it, not type "s" into a filter
@@ -940,22 +939,22 @@ async def test_slash_filters_by_name(db):
         assert field.has_class("visible") and app.focused is field
         await pilot.press(*"sale")
         await pilot.pause()
-        assert app.table(Area.STANDBY).mailing_ids == [sale]
-        assert app.table(Area.NOW).mailing_ids == [sold]
-        assert app.table(Area.SCHEDULED).mailing_ids == []
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]
+        assert app.dashboard.table(Area.NOW).mailing_ids == [sold]
+        assert app.dashboard.table(Area.SCHEDULED).mailing_ids == []
         assert str(app.query_one("#title-standby").render()) == "Sends to schedule (1)"
         # the filter holds across refreshes
         await refresh(pilot)
-        assert app.table(Area.STANDBY).mailing_ids == [sale]
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]
         await pilot.press("enter")  # back to the panes, still filtered
         await pilot.pause()
         assert isinstance(app.focused, MailingTable)
-        assert app.table(Area.STANDBY).mailing_ids == [sale]
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]
         await pilot.press("slash", "escape")  # escape clears it
         await pilot.pause()
         assert not field.has_class("visible")
-        assert app.table(Area.STANDBY).mailing_ids == [sale, news]
-        assert app.table(Area.SCHEDULED).mailing_ids == [timed]
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale, news]
+        assert app.dashboard.table(Area.SCHEDULED).mailing_ids == [timed]
 
 
 @scenario
@@ -988,21 +987,21 @@ async def test_cursor_stays_on_its_mailing_when_rows_come_and_go(db):
         a = timed("A", 1)  # sorts before the selection
         await refresh(pilot)
         assert table.mailing_ids == [a, b, c, d]
-        assert (app.selected().mailing_id, table.cursor_row) == (c, 2)
+        assert (app.dashboard.selected().mailing_id, table.cursor_row) == (c, 2)
         db.do(lifecycle.stop, b)  # leaves the pane, before the selection
         db.do(lifecycle.stop, a)
         await refresh(pilot)
         assert table.mailing_ids == [c, d]
-        assert (app.selected().mailing_id, table.cursor_row) == (c, 0)
+        assert (app.dashboard.selected().mailing_id, table.cursor_row) == (c, 0)
         db.do(lifecycle.schedule_at, c, FIXED_NOW + timedelta(hours=5), FIXED_NOW)  # moves down
         e = timed("E", 6)  # after it
         await refresh(pilot)
         assert table.mailing_ids == [d, c, e]
-        assert (app.selected().mailing_id, table.cursor_row) == (c, 1)
+        assert (app.dashboard.selected().mailing_id, table.cursor_row) == (c, 1)
         # changes in another pane leave this one's cursor alone
         db.sending("Flash sale")
         await refresh(pilot)
-        assert app.selected().mailing_id == c
+        assert app.dashboard.selected().mailing_id == c
 
 
 @scenario
@@ -1025,7 +1024,7 @@ async def test_counters_update_in_place_on_refresh(db):
         db.do(lifecycle.mark_prepared, second, FIXED_NOW)
         await refresh(pilot)
         assert str(table.get_cell(str(second), "Start date")) == "2030-03-04 10:00"
-        assert app.selected().mailing_id == sending
+        assert app.dashboard.selected().mailing_id == sending
 
 
 @scenario
@@ -1042,7 +1041,7 @@ async def test_an_action_refused_by_the_database_is_reported_not_crashed(db):
         assert app.is_running
         assert db.state(parked) == (State.STARTING, Mode.IMMEDIATE, None)
         assert any("cannot enqueue" in str(n.message) for n in app._notifications)
-        assert app.table(Area.NOW).mailing_ids == [parked]  # and the panes caught up
+        assert app.dashboard.table(Area.NOW).mailing_ids == [parked]  # and the panes caught up
 
 
 # --- the footer offers what applies ---------------------------------------------------------
@@ -1059,16 +1058,16 @@ async def test_footer_offers_only_the_keys_that_apply(db):
         always = {"new_mailing", "filter", "help", "quit_dashboard"}
 
         await select_mailing(pilot, parked)
-        assert app.check_action("stop", ()) is False
-        assert app.check_action("move_up", ()) is False
-        assert app.check_action("delete", ()) is True
+        assert app.dashboard.check_action("stop", ()) is False
+        assert app.dashboard.check_action("move_up", ()) is False
+        assert app.dashboard.check_action("delete", ()) is True
         assert footer_actions(app) >= always | {"send_now", "schedule", "enqueue", "delete"}
         assert not footer_actions(app) & {"stop", "move_up", "move_down"}
 
         await select_mailing(pilot, sending)
         await pilot.pause()
-        assert app.check_action("stop", ()) is True
-        assert app.check_action("send_now", ()) is False
+        assert app.dashboard.check_action("stop", ()) is True
+        assert app.dashboard.check_action("send_now", ()) is False
         shown = footer_actions(app)
         assert "stop" in shown and "details" in shown
         assert not shown & {"send_now", "schedule", "enqueue", "delete", "move_up"}
@@ -1082,17 +1081,17 @@ async def test_footer_offers_only_the_keys_that_apply(db):
         # an empty pane: nothing to act on
         db.do(lifecycle.send_now, parked)
         await refresh(pilot)
-        app.table(Area.STANDBY).focus()
+        app.dashboard.table(Area.STANDBY).focus()
         await pilot.pause()
-        assert app.selected() is None
-        assert app.check_action("details", ()) is False
-        assert app.check_action("actions", ()) is False
+        assert app.dashboard.selected() is None
+        assert app.dashboard.check_action("details", ()) is False
+        assert app.dashboard.check_action("actions", ()) is False
         shown = footer_actions(app)
         assert not shown & {"send_now", "stop", "details", "delete"}
         assert always <= shown
         await pilot.press("s", "x", "delete", "enter", "d")
         await pilot.pause()
-        assert app.screen is app.screen_stack[0]
+        assert app.screen is app.dashboard
 
 
 @scenario
@@ -1103,7 +1102,7 @@ async def test_footer_offers_enter_for_the_actions_menu(db):
         await settle(pilot)
         await select_mailing(pilot, parked)
         await pilot.pause()
-        keys = {key.key: key.description for key in app.screen.query(FooterKey)}
+        keys = {key.key: key.description for key in app.screen.query("FooterKey")}
         assert keys.get("enter") == "Actions"
 
 
@@ -1127,7 +1126,7 @@ async def test_a_move_in_one_dashboard_shows_in_the_other_after_its_refresh(db, 
             assert theirs.mailing_ids == [de, fr, it, es]  # not refreshed yet
             await refresh(two)
             assert theirs.mailing_ids == [de, es, fr, it]
-            assert second.selected().mailing_id == fr  # their cursor stays on their mailing
+            assert second.dashboard.selected().mailing_id == fr  # their cursor stays on theirs
             assert theirs.row_for(fr).cells[3] == "queue #3"
             # and back: the second operator moves FR to the top
             await two.press("enter")
@@ -1135,8 +1134,8 @@ async def test_a_move_in_one_dashboard_shows_in_the_other_after_its_refresh(db, 
             await choose(two, "move_top")
             await settle(two)
             await refresh(one)
-            assert first.table(Area.SCHEDULED).mailing_ids == [fr, de, es, it]
-            assert first.selected().mailing_id == es
+            assert first.dashboard.table(Area.SCHEDULED).mailing_ids == [fr, de, es, it]
+            assert first.dashboard.selected().mailing_id == es
             assert db.queue() == [fr, de, es, it]
     finally:
         other_store.dispose()
@@ -1160,7 +1159,7 @@ async def test_command_palette_acts_on_the_selected_mailing(db):
         # what applies to a sending mailing: Stop, not Send now
         assert "Send now" not in _palette_hits(app)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: app.screen is app.screen_stack[0], "the palette closed")
+        await wait_until(pilot, lambda: app.screen is app.dashboard, "the palette closed")
         assert db.get(sending).state == State.SENDING
 
         await select_mailing(pilot, parked)

@@ -13,7 +13,7 @@ from textual.widgets import Button, Input, Static
 
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.store import Store
-from sendstatus_tui.screens.actions import ActionsMenu
+from sendstatus_tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.detail import DetailScreen
 from sendstatus_tui.screens.new_mailing import NewMailingForm

@@ -1,6 +1,6 @@
 """Delivery through the engine, end to end: the Engine on its own thread against a real SMTP
 server (aiosmtpd) on loopback, checked from both ends: what the server received, and what the
-database says afterwards (``details()``, the Mailing and Recipient rows)."""
+database says afterwards (``read_details()``, the Mailing and Recipient rows)."""
 
 import asyncio
 import contextlib
@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import select
 
 from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.listing import details
+from sendstatus_tui.core.details import read_details
 from sendstatus_tui.core.models import Recipient, RecipientStatus, utc_now
 from sendstatus_tui.engine.credentials import (
     FILE_ENV,
@@ -130,7 +130,7 @@ def recipients(store, mailing_id: int) -> list[Recipient]:
 def show(store, mailing_id: int) -> dict:
     """What ``sendstatus show ID --json`` prints."""
     with store.read() as session:
-        return details(session, mailing(store, mailing_id))
+        return read_details(session, mailing(store, mailing_id)).as_json()
 
 
 def wait_state(store, mailing_id: int, state: str, timeout: float = 20.0) -> None:

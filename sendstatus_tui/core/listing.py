@@ -2,15 +2,17 @@
 
 import json
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
-from .deliveries import last_errors
-from .models import Mailing, Recipient
+from .models import Mailing
 from .states import AREA_OF_STATE, Area, Mode, State
+
+if TYPE_CHECKING:
+    from .details import MailingDetails
 
 STATES_OF_AREA = {
     area: [state for state, its_area in AREA_OF_STATE.items() if its_area == area] for area in Area
@@ -138,7 +140,7 @@ def _pane_order(mailing: "Mailing | PaneMailing") -> tuple:
     return (areas.index(area), 0, 0, mailing.id)
 
 
-def summary(mailing: Mailing) -> dict:
+def summary(mailing: "Mailing | MailingDetails") -> dict:
     """The fields of ``ls --json`` (DESIGN.md §3)."""
     return {
         "id": mailing.id,
@@ -147,9 +149,9 @@ def summary(mailing: Mailing) -> dict:
         "area": str(AREA_OF_STATE[mailing.state]),
         "mode": str(mailing.mode) if mailing.mode else None,
         "position": mailing.position,
-        "scheduled_at": _iso(mailing.scheduled_at),
-        "started_at": _iso(mailing.started_at),
-        "finished_at": _iso(mailing.finished_at),
+        "scheduled_at": iso(mailing.scheduled_at),
+        "started_at": iso(mailing.started_at),
+        "finished_at": iso(mailing.finished_at),
         "total": mailing.total,
         "sent": mailing.sent,
         "failed": mailing.failed,
@@ -158,33 +160,5 @@ def summary(mailing: Mailing) -> dict:
     }
 
 
-def details(session: Session, mailing: Mailing) -> dict:
-    """Everything ``show --json`` tells: the summary, the message, recipients by status."""
-    by_status = dict(
-        session.exec(
-            select(Recipient.status, sa.func.count())
-            .where(Recipient.mailing_id == mailing.id)
-            .group_by(Recipient.status)
-        ).all()
-    )
-    return {
-        **summary(mailing),
-        "subject": mailing.subject,
-        "sender": mailing.sender,
-        "has_text_body": mailing.text_body is not None,
-        "has_html_body": mailing.html_body is not None,
-        "fields": json.loads(mailing.field_names),
-        "deferred": mailing.deferred,
-        "resent_in_doubt": mailing.resent_in_doubt,
-        "created_at": _iso(mailing.created_at),
-        "updated_at": _iso(mailing.updated_at),
-        "recipients": by_status,
-        "last_errors": [
-            {"email": error.email, "reply": error.reply, "at": _iso(error.at)}
-            for error in last_errors(session, mailing.id)
-        ],
-    }
-
-
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None

@@ -36,13 +36,6 @@ AREA_OF_STATE = {
     State.COMPLETED: Area.DONE,
 }
 
-PANE_TITLE = {
-    Area.NOW: "Sending now",
-    Area.SCHEDULED: "Scheduled sendings",
-    Area.STANDBY: "Sends to schedule",
-    Area.DONE: "Completed",
-}
-
 
 class Action(StrEnum):
     # what an operator does

@@ -8,15 +8,6 @@ from textual.widgets import Button, Label, Static
 
 
 class ConfirmModal(ModalScreen[bool]):
-    DEFAULT_CSS = """
-    ConfirmModal { align: center middle; }
-    ConfirmModal > Vertical {
-        width: 70; height: auto; border: thick $warning; background: $surface; padding: 1 2;
-    }
-    ConfirmModal #title { text-style: bold; margin-bottom: 1; }
-    ConfirmModal Horizontal { height: auto; margin-top: 1; align: right middle; }
-    ConfirmModal Button { margin-left: 2; }
-    """
     BINDINGS = [
         Binding("escape", "answer(False)", "Cancel"),
         Binding("y", "answer(True)", "Yes", show=False),
@@ -28,7 +19,7 @@ class ConfirmModal(ModalScreen[bool]):
         self._title, self._message, self._confirm_label = title, message, confirm_label
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="modal-frame"):
             yield Label(self._title, id="title")
             yield Static(self._message, id="message")
             with Horizontal():

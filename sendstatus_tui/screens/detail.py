@@ -3,7 +3,7 @@ recipients remaining. Refreshed while it is open."""
 
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
 from textual import work
 from textual.app import ComposeResult
@@ -12,22 +12,15 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Sparkline, Static
 
-from ..core.listing import details
+from ..core.details import MailingDetails, read_details
 from ..core.models import Mailing
 from ..core.store import Store
-from ..core.when import format_local
+from ..views.details import counters_text, errors_text, title
 
 SPARK_POINTS = 60
 
 
 class DetailScreen(Screen):
-    DEFAULT_CSS = """
-    DetailScreen #counters { padding: 1 2; }
-    DetailScreen Sparkline { height: 4; margin: 0 2; }
-    DetailScreen #no-rate { padding: 0 2; color: $text-muted; }
-    DetailScreen .heading { text-style: bold; padding: 1 2 0 2; }
-    DetailScreen #errors { padding: 0 2; }
-    """
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.pop_screen", "Back", show=False),
@@ -66,47 +59,21 @@ class DetailScreen(Screen):
     def load(self) -> None:
         with self._store.read() as session:
             mailing = session.get(Mailing, self._mailing_id)
-            info = details(session, mailing) if mailing else None
-        self.app.call_from_thread(self._show, info)
+            details = read_details(session, mailing) if mailing else None
+        self.app.call_from_thread(self._show, details)
 
-    def _show(self, info: dict | None) -> None:
-        if info is None:
+    def _show(self, details: MailingDetails | None) -> None:
+        if details is None:
             self.query_one("#counters", Static).update("This mailing no longer exists.")
             return
-        self.title = f"Mailing {info['id']}: {info['name']}"
-        self.query_one("#counters", Static).update(_counters(info, self._zone))
+        self.title = title(details)
+        self.query_one("#counters", Static).update(counters_text(details, self._zone))
         samples = self._rate_samples(self._mailing_id)
         # with no samples a sparkline would draw a full bar: say so instead
         self.query_one("#rate", Sparkline).display = bool(samples)
         self.query_one("#no-rate", Static).display = not samples
         self.query_one("#rate", Sparkline).data = samples
-        errors = info["last_errors"]
-        self.query_one("#errors", Static).update(
-            "\n".join(f"{e['email']}: {e['reply']}" for e in errors) or "none"
-        )
-
-
-def _counters(info: dict, zone: tzinfo) -> str:
-    def when(key: str) -> str:
-        return format_local(datetime.fromisoformat(info[key]), zone) if info[key] else "—"
-
-    lines = [
-        f"State        {info['state']}" + (f" ({info['reason']})" if info["reason"] else ""),
-        f"Mode         {info['mode'] or '—'}"
-        + (f", position {info['position']}" if info["position"] else ""),
-        f"Subject      {info['subject']}",
-        f"From         {info['sender']}",
-        f"Scheduled    {when('scheduled_at')}    Started {when('started_at')}"
-        f"    Finished {when('finished_at')}",
-        "",
-        f"Recipients   {info['total']:,}",
-        f"Sent         {info['sent']:,}",
-        f"Failed       {info['failed']:,}",
-        f"Deferred     {info['deferred']:,} (retrying)",
-        f"Remaining    {info['remaining']:,}",
-        f"Resent after an engine stopped mid-send: {info['resent_in_doubt']:,}",
-    ]
-    return "\n".join(lines)
+        self.query_one("#errors", Static).update(errors_text(details))
 
 
 class RateHistory:

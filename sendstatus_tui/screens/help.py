@@ -1,4 +1,4 @@
-"""The keys, and what the panes mean."""
+"""The keys, and what the panes mean: the keys' lines come from the action registry."""
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -6,7 +6,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-HELP = """\
+from ..actions import ACTIONS, keys_shown
+
+PANES = """\
 # Send Status
 
 **Sending now**: what is going out. A mailing that was just sent shows a blinking
@@ -15,36 +17,20 @@ HELP = """\
 one after the other, in the order shown).
 **Sends to schedule**: parked mailings (decided later, stopped, or interrupted), waiting
 for an action.
-
-| key | action |
-|---|---|
-| ↑ ↓ | move the cursor |
-| tab | next pane |
-| enter | the Actions menu for the selected mailing |
-| s | send now |
-| t | schedule at a date and time |
-| e | send sequentially (enqueue) |
-| x | stop |
-| shift+↑ / K | move up in the sequential queue |
-| shift+↓ / J | move down in the sequential queue |
-| d | details |
-| n | new mailing |
-| delete | delete a parked mailing |
-| / | filter by name |
-| ? | this help |
-| q | quit |
 """
+# the tables' and the focus's own keys, which are not actions of ours
+MOVING = (("↑ ↓", "move the cursor"), ("tab", "next pane"))
+
+
+def help_text() -> str:
+    rows = [*MOVING, *((keys_shown(a), a.help) for a in ACTIONS if a.keys)]
+    table = "\n".join(f"| {keys} | {meaning} |" for keys, meaning in rows)
+    return f"{PANES}\n| key | action |\n|---|---|\n{table}\n"
 
 
 class HelpScreen(ModalScreen):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll {
-        width: 80; height: 90%; border: thick $accent; background: $surface;
-    }
-    """
     BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Markdown(HELP)
+        with VerticalScroll(classes="modal-frame"):
+            yield Markdown(help_text())

@@ -1,5 +1,6 @@
 """A new mailing: name, subject, sender, body file, recipients CSV, then Send now,
-Schedule or Decide later. The core's validation errors are shown at their field."""
+Schedule or Decide later. The form posts a Submitted message with its request; whoever
+creates the mailing answers with ``show_error`` (the form stays open) or ``dismiss``."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -31,23 +33,16 @@ class NewMailingRequest:
     choice: str  # "now", "schedule" or "later"
 
 
-class NewMailingForm(ModalScreen[NewMailingRequest | None]):
-    DEFAULT_CSS = """
-    NewMailingForm { align: center middle; }
-    NewMailingForm > VerticalScroll {
-        width: 84; height: auto; max-height: 95%; border: thick $accent;
-        background: $surface; padding: 0 2;
-    }
-    NewMailingForm #title { text-style: bold; padding: 1 0; }
-    NewMailingForm .field-label { margin-top: 1; color: $text-muted; }
-    NewMailingForm .field-error { color: $error; height: auto; }
-    NewMailingForm Horizontal { height: auto; margin: 1 0; align: right middle; }
-    NewMailingForm Button { margin-left: 1; }
-    """
+class NewMailingForm(ModalScreen[None]):
+    class Submitted(Message):
+        def __init__(self, form: "NewMailingForm", request: NewMailingRequest):
+            super().__init__()
+            self.form, self.request = form, request
+
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        with VerticalScroll(classes="modal-frame"):
             yield Label("New mailing", id="title")
             for key, label, placeholder in FIELDS:
                 yield Label(label, classes="field-label")
@@ -97,9 +92,8 @@ class NewMailingForm(ModalScreen[NewMailingRequest | None]):
             recipients_path=Path(value["recipients"]).expanduser(),
             choice=event.button.id,
         )
-        # the app creates it; on a refusal it calls show_error and the form stays open
         self._set_submitting(True)
-        self.app.create_mailing(self, request)
+        self.post_message(self.Submitted(self, request))
 
     def _set_submitting(self, submitting: bool) -> None:
         self.submitting = submitting

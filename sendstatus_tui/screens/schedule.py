@@ -13,18 +13,6 @@ from ..core.when import ACCEPTED_FORMS, WhenError, format_local, parse_when
 
 
 class ScheduleModal(ModalScreen[datetime | None]):
-    DEFAULT_CSS = """
-    ScheduleModal { align: center middle; }
-    ScheduleModal > Vertical {
-        width: 72; height: auto; border: thick $accent; background: $surface; padding: 1 2;
-    }
-    ScheduleModal #title { text-style: bold; }
-    ScheduleModal #feedback { height: 2; margin-top: 1; }
-    ScheduleModal #feedback.error { color: $error; }
-    ScheduleModal #feedback.ok { color: $success; }
-    ScheduleModal Horizontal { height: auto; align: right middle; }
-    ScheduleModal Button { margin-left: 2; }
-    """
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(
@@ -41,7 +29,7 @@ class ScheduleModal(ModalScreen[datetime | None]):
         self._when: datetime | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="modal-frame"):
             yield Label(f"Schedule {self._name}", id="title")
             yield Static(f"Date and time in {self._zone} ({ACCEPTED_FORMS})")
             yield Input(value=self._initial, placeholder="YYYY-MM-DD HH:MM", id="when")

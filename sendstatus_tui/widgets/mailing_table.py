@@ -3,11 +3,11 @@ changed cell by cell where a value changed; the table is never rebuilt, so the c
 on the same mailing across refreshes and reorders."""
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from ..core.states import State
-from ..panes import STARTING_UP, Row
+from ..views.cells import STARTING_UP
+from ..views.snapshot import Row
 
 STARTING_STYLE = "bold yellow"
 
@@ -16,19 +16,19 @@ class MailingTable(DataTable):
     DEFAULT_CSS = """
     MailingTable { height: auto; max-height: 100%; }
     """
-    # the table keeps enter for itself (it posts RowSelected, which opens the Actions menu)
-    BINDINGS = [Binding("enter", "select_cursor", "Actions")]
 
     def __init__(
         self, columns: tuple[tuple[str, int], ...], *, blink_column: str | None = None, **kwargs
     ):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self._columns = columns
         self._column_names = [name for name, _ in columns]
         self._blink_column = blink_column
         self._rows_by_key: dict[str, Row] = {}
         self._order: list[str] = []
         self.blink_visible = True
+        # columns now, not on mount: the first snapshot may arrive before the mount
+        for name, width in columns:
+            self.add_column(name, key=name, width=width)
 
     def on_focus(self) -> None:
         self.show_cursor = True
@@ -39,8 +39,6 @@ class MailingTable(DataTable):
 
     def on_mount(self) -> None:
         self.show_cursor = self.has_focus
-        for name, width in self._columns:
-            self.add_column(name, key=name, width=width)
 
     @property
     def mailing_ids(self) -> list[int]:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from platformdirs import user_log_path
 
-from .core import lease
-from .core.models import utc_now
-from .core.store import Store
-from .engine.credentials import load_credentials
-from .engine.engine import Engine, EngineSettings
-from .engine.thread import EngineThread
-from .engine.transports import Transport, transport_for
+from ..core import lease
+from ..core.models import utc_now
+from ..core.store import Store
+from ..engine.credentials import load_credentials
+from ..engine.engine import Engine, EngineSettings
+from ..engine.thread import EngineThread
+from ..engine.transports import Transport, transport_for
 
 
 def run_dashboard(
@@ -27,7 +27,7 @@ def run_dashboard(
     log_file: Path | None = None,
     demo: bool = False,
 ) -> None:
-    from .app import SendStatusApp  # textual is imported only for the dashboard
+    from ..app import SendStatusApp  # textual is imported only for the dashboard
 
     engine = None
     if engine_wanted and not _lease_taken(store):

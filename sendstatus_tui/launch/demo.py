@@ -7,11 +7,11 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from .core import lifecycle
-from .core.drafts import MailingDraft, create_mailing
-from .core.models import utc_now
-from .core.store import Store
-from .engine.transports import MaildirTransport
+from ..core import lifecycle
+from ..core.drafts import MailingDraft, create_mailing
+from ..core.models import utc_now
+from ..core.store import Store
+from ..engine.transports import MaildirTransport
 
 DEMO_RATE_PER_SECOND = 40.0
 # long enough to see "starting up" blink; a real relay check takes what it takes

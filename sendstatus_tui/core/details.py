@@ -1,0 +1,108 @@
+"""One mailing in full, as ``show`` and the details screen tell it: a typed object read in
+one transaction, with ``as_json()`` for ``show --json``."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from .deliveries import last_errors
+from .listing import iso, summary
+from .models import Mailing, Recipient
+from .states import Mode, State
+
+
+@dataclass(frozen=True)
+class LastError:
+    email: str
+    reply: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class MailingDetails:
+    id: int
+    name: str
+    state: State
+    mode: Mode | None
+    state_reason: str | None  # stored as text: decided later, stopped, interrupted: ...
+    position: int | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    subject: str
+    sender: str
+    has_text_body: bool
+    has_html_body: bool
+    fields: list[str]
+    total: int
+    sent: int
+    failed: int
+    deferred: int
+    remaining: int
+    resent_in_doubt: int
+    recipients: dict[str, int]  # recipients by status
+    last_errors: list[LastError]
+
+    def as_json(self) -> dict:
+        """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""
+        return {
+            **summary(self),
+            "subject": self.subject,
+            "sender": self.sender,
+            "has_text_body": self.has_text_body,
+            "has_html_body": self.has_html_body,
+            "fields": self.fields,
+            "deferred": self.deferred,
+            "resent_in_doubt": self.resent_in_doubt,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "recipients": self.recipients,
+            "last_errors": [
+                {"email": error.email, "reply": error.reply, "at": iso(error.at)}
+                for error in self.last_errors
+            ],
+        }
+
+
+def read_details(session: Session, mailing: Mailing) -> MailingDetails:
+    by_status = dict(
+        session.exec(
+            select(Recipient.status, sa.func.count())
+            .where(Recipient.mailing_id == mailing.id)
+            .group_by(Recipient.status)
+        ).all()
+    )
+    return MailingDetails(
+        id=mailing.id,
+        name=mailing.name,
+        state=mailing.state,
+        mode=mailing.mode,
+        state_reason=mailing.state_reason,
+        position=mailing.position,
+        scheduled_at=mailing.scheduled_at,
+        started_at=mailing.started_at,
+        finished_at=mailing.finished_at,
+        created_at=mailing.created_at,
+        updated_at=mailing.updated_at,
+        subject=mailing.subject,
+        sender=mailing.sender,
+        has_text_body=mailing.text_body is not None,
+        has_html_body=mailing.html_body is not None,
+        fields=json.loads(mailing.field_names),
+        total=mailing.total,
+        sent=mailing.sent,
+        failed=mailing.failed,
+        deferred=mailing.deferred,
+        remaining=mailing.remaining,
+        resent_in_doubt=mailing.resent_in_doubt,
+        recipients=by_status,
+        last_errors=[
+            LastError(error.email, error.reply, error.at)
+            for error in last_errors(session, mailing.id)
+        ],
+    )

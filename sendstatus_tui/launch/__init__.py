@@ -1,0 +1,1 @@
+"""How the command line opens the dashboard: with or without an engine, or on the demo."""

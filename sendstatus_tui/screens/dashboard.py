@@ -1,0 +1,281 @@
+"""The dashboard: three live panes and the keys that act on the selected mailing.
+
+Its keys are its own bindings, so they are silent whenever another screen (a modal, the
+details) is on top. What it changes goes to the app as an Operation message: the app runs
+the database transaction in a worker and refreshes the panes.
+"""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label
+
+from ..actions import BY_NAME, bindings
+from ..core import lifecycle
+from ..core.queue import Direction
+from ..core.states import Area, State
+from ..core.store import Store
+from ..core.when import zone
+from ..views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
+from ..views.snapshot import Row, Snapshot
+from ..widgets.mailing_table import MailingTable
+from .actions_menu import ActionsMenu
+from .confirm import ConfirmModal
+from .detail import DetailScreen, RateHistory
+from .new_mailing import NewMailingForm
+from .palette import DashboardCommands
+from .schedule import ScheduleModal
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    zone_name: str | None
+    clock: Callable[[], datetime]
+    blink: bool
+    refresh_seconds: float  # also how often an open details screen reloads
+
+
+class DashboardScreen(Screen):
+    BINDINGS = bindings("dashboard")
+    COMMANDS = {DashboardCommands}
+
+    class Operation(Message):
+        """Asks the app to run ``operation(session, mailing_id, *args)`` in a transaction,
+        then to say ``done`` (if anything) and refresh the panes."""
+
+        def __init__(self, done: str, operation: Callable, mailing_id: int, *args):
+            super().__init__()
+            self.done, self.operation, self.mailing_id, self.args = (
+                done,
+                operation,
+                mailing_id,
+                args,
+            )
+
+    def __init__(self, store: Store, settings: DashboardSettings):
+        super().__init__()
+        self.store, self.settings = store, settings
+        self.zone = zone(settings.zone_name)
+        self.rates = RateHistory()
+        self.snapshot: Snapshot | None = None
+        self._name_filter = ""
+        self._blink_visible = True
+        self._bindings_for: tuple | None = None
+
+    # --- layout and drawing -------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter by name (escape clears)", id="filter")
+        for area in PANE_AREAS:
+            with Vertical(classes="pane", id=f"pane-{area}"):
+                yield Label(PANE_TITLE[area], classes="pane-title", id=f"title-{area}")
+                yield MailingTable(
+                    COLUMNS[area], blink_column=BLINKING_COLUMN.get(area), id=f"table-{area}"
+                )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.settings.blink:
+            self.set_interval(0.5, self._toggle_blink)
+        self.table(Area.NOW).focus()
+
+    def table(self, area: Area) -> MailingTable:
+        return self.query_one(f"#table-{area}", MailingTable)
+
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        with self.app.batch_update():
+            for area in PANE_AREAS:
+                rows = [r for r in snapshot.rows[area] if self._name_filter in r.name.lower()]
+                self.table(area).show(rows)
+                self.query_one(f"#title-{area}", Label).update(heading(area, len(rows)))
+        for row in snapshot.rows[Area.NOW]:
+            if row.speed is not None:
+                self.rates.add(row.mailing_id, row.speed)
+        self._bindings_may_change()
+
+    def _toggle_blink(self) -> None:
+        self._blink_visible = not self._blink_visible
+        self.table(Area.NOW).set_blink(self._blink_visible)
+
+    # --- selection, and what applies to it ----------------------------------------------
+
+    def selected(self) -> Row | None:
+        """The mailing under the cursor of the focused pane."""
+        focused = self.focused
+        if isinstance(focused, MailingTable) and focused.selected_id is not None:
+            return focused.row_for(focused.selected_id)
+        return None
+
+    @on(DataTable.RowHighlighted)
+    def _selection_moved(self) -> None:
+        self._bindings_may_change()
+
+    @on(DataTable.RowSelected)
+    def _row_clicked(self) -> None:
+        self.action_actions()
+
+    def on_descendant_focus(self) -> None:
+        self._bindings_may_change()
+
+    def _bindings_may_change(self) -> None:
+        """Refreshes the footer when what it offers may differ: the focus, or the state of
+        the selected mailing, changed. Textual rebuilds the whole footer on every
+        refresh_bindings (some 20 ms of the UI loop), so not on every refresh."""
+        selected = self.selected()
+        offered_for = (self.focused, selected.state if selected else None)
+        if offered_for != self._bindings_for:
+            self._bindings_for = offered_for
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Offers (and allows) a key only where it applies to the selection."""
+        if action not in BY_NAME:
+            return True
+        selected = self.selected()
+        return BY_NAME[action].applies_to(selected.state if selected else None)
+
+    # --- the actions of the registry (actions.py) ---------------------------------------
+
+    def action_actions(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+
+        async def chosen(action: str | None) -> None:
+            if action is not None:
+                await self.run_action(action)
+
+        self.app.push_screen(ActionsMenu(row.name, row.state), chosen)
+
+    def action_send_now(self) -> None:
+        if row := self.selected():
+            self._operate(f"{row.name}: sending now", lifecycle.send_now, row.mailing_id)
+
+    def action_schedule(self) -> None:
+        if row := self.selected():
+            self.schedule(row.mailing_id, row.name)
+
+    def schedule(self, mailing_id: int, name: str) -> None:
+        def chosen(when: datetime | None) -> None:
+            if when is not None:
+                now = self.settings.clock()
+                self._operate(f"{name}: scheduled", lifecycle.schedule_at, mailing_id, when, now)
+
+        modal = ScheduleModal(name, self.zone, self.settings.zone_name, self.settings.clock)
+        self.app.push_screen(modal, chosen)
+
+    @work(group="actions")
+    async def action_enqueue(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        ahead = await asyncio.to_thread(self._sequential_ahead)
+        if ahead:
+            names = ", ".join(f"{name} ({state})" for name, state in ahead)
+            position = sum(1 for _, state in ahead if state == State.QUEUED) + 1
+            confirmed = await self.app.push_screen_wait(
+                ConfirmModal(
+                    "Other sequential sendings are in progress",
+                    f"{names}.\n\n{row.name} will be number {position} in the sequential"
+                    " queue and start after them.",
+                    "Send sequentially",
+                )
+            )
+            if not confirmed:
+                return
+        self._operate(f"{row.name}: sent sequentially", lifecycle.enqueue, row.mailing_id)
+
+    def _sequential_ahead(self) -> list[tuple[str, State]]:
+        with self.store.read() as session:
+            return [(m.name, m.state) for m in lifecycle.sequential_ahead(session)]
+
+    @work(group="actions")
+    async def action_stop(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        message = (
+            "Messages already accepted stay sent; the rest wait in Sends to schedule until"
+            " you send it again."
+            if row.state in (State.SENDING, State.STARTING)
+            else "It goes back to Sends to schedule."
+        )
+        if await self.app.push_screen_wait(ConfirmModal(f"Stop {row.name}?", message, "Stop")):
+            self._operate(f"{row.name}: stopped", lifecycle.stop, row.mailing_id)
+
+    def action_move_up(self) -> None:
+        self._move(Direction.UP)
+
+    def action_move_down(self) -> None:
+        self._move(Direction.DOWN)
+
+    def action_move_top(self) -> None:
+        self._move(Direction.TOP)
+
+    def action_move_bottom(self) -> None:
+        self._move(Direction.BOTTOM)
+
+    def _move(self, direction: Direction) -> None:
+        if row := self.selected():
+            self._operate("", lifecycle.move, row.mailing_id, direction)
+
+    @work(group="actions")
+    async def action_delete(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        if await self.app.push_screen_wait(
+            ConfirmModal(
+                f"Delete {row.name}?", "The mailing and its recipients are deleted.", "Delete"
+            )
+        ):
+            self._operate(f"{row.name}: deleted", lifecycle.delete, row.mailing_id)
+
+    def action_details(self) -> None:
+        if row := self.selected():
+            self.app.push_screen(
+                DetailScreen(
+                    self.store,
+                    row.mailing_id,
+                    self.zone,
+                    self.rates.samples,
+                    self.settings.refresh_seconds,
+                )
+            )
+
+    def action_new_mailing(self) -> None:
+        self.app.push_screen(NewMailingForm())
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.add_class("visible")
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._name_filter = event.value.strip().lower()
+        if self.snapshot is not None:
+            self.show_snapshot(self.snapshot)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.table(Area.NOW).focus()
+
+    def key_escape(self) -> None:
+        field = self.query_one("#filter", Input)
+        if field.has_class("visible"):
+            field.value = ""
+            field.remove_class("visible")
+            self.table(Area.NOW).focus()
+
+    def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:
+        self.post_message(self.Operation(done, operation, mailing_id, *args))

@@ -1,0 +1,81 @@
+"""The formatting of every value an operator reads, shared by the panes, ``ls``, ``show``
+and the details screen, so that a mailing reads the same everywhere."""
+
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
+
+from ..core.states import State
+from ..core.when import format_local
+
+STARTING_UP = "starting up"
+NONE_YET = "—"
+
+
+class Planned(Protocol):
+    """What these functions read of a mailing (a row, an ORM object or its details)."""
+
+    state: State
+    position: int | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    total: int
+    sent: int
+
+
+def number(count: int) -> str:
+    return f"{count:,}"
+
+
+def sent_of_total(mailing: Planned) -> str:
+    return f"{mailing.sent:,}/{mailing.total:,}"
+
+
+def start_date(mailing: Planned, zone: tzinfo) -> str:
+    """When it started, or "starting up" while it is being prepared."""
+    if mailing.state == State.STARTING:
+        return STARTING_UP
+    return format_local(mailing.started_at, zone)
+
+
+def planned_for(mailing: Planned, zone: tzinfo) -> str:
+    """A scheduled mailing's time, or a queued one's place in the queue."""
+    if mailing.state == State.SCHEDULED:
+        return format_local(mailing.scheduled_at, zone)
+    return f"queue #{mailing.position}"
+
+
+def moment(when: datetime | None, zone: tzinfo) -> str:
+    """A time in the operator's zone, or a dash when there is none yet."""
+    return format_local(when, zone) if when else NONE_YET
+
+
+def progress_bar(done: int, total: int, width: int = 10) -> str:
+    """A bar and a percentage, e.g. ``██████░░░░░░  50%``."""
+    fraction = done / total if total else 1.0
+    filled = int(fraction * width)
+    return "█" * filled + "░" * (width - filled) + f" {fraction:4.0%}"
+
+
+def countdown(left: timedelta) -> str:
+    seconds = max(0, int(left.total_seconds()))
+    if seconds == 0:
+        return "now"
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3_600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"in {days}d {hours}h"
+    if hours:
+        return f"in {hours}h {minutes:02d}m"
+    return f"in {minutes}m {seconds:02d}s"
+
+
+def per_minute(speed: float | None) -> str:
+    """A speed in messages per second, as messages per minute (blank while unknown)."""
+    return f"{speed * 60:,.0f}/min" if speed else ""
+
+
+def eta(remaining: int, speed: float | None) -> str:
+    if not speed or not remaining:
+        return ""
+    return countdown(timedelta(seconds=remaining / speed)).removeprefix("in ")

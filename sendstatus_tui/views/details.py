@@ -1,0 +1,79 @@
+"""One mailing in full: the text of ``show`` and the details screen's counters and errors,
+both from a MailingDetails and the shared cells."""
+
+from datetime import tzinfo
+
+from ..core.details import LastError, MailingDetails
+from .cells import moment, number
+
+
+def title(details: MailingDetails) -> str:
+    return f"Mailing {details.id}: {details.name}"
+
+
+def error_line(error: LastError) -> str:
+    return f"{error.email}: {error.reply}"
+
+
+def show_text(details: MailingDetails, zone: tzinfo) -> str:
+    """``sendstatus show``: what is known, label by label (what is not known is left out)."""
+    lines = [title(details)]
+    for label, value in (
+        ("State", details.state),
+        ("Why", details.state_reason),
+        ("Mode", details.mode),
+        ("Queue position", details.position),
+        ("Subject", details.subject),
+        ("From", details.sender),
+    ):
+        if value is not None:
+            lines.append(f"  {label + ':':16}{value}")
+    for label, when in (
+        ("Scheduled at", details.scheduled_at),
+        ("Started", details.started_at),
+        ("Finished", details.finished_at),
+    ):
+        if when:
+            lines.append(f"  {label + ':':16}{moment(when, zone)}")
+    lines.append(
+        f"  {'Recipients:':16}{number(details.total)} total, {number(details.sent)} sent,"
+        f" {number(details.failed)} failed, {number(details.remaining)} remaining"
+    )
+    if details.deferred or details.resent_in_doubt:
+        lines.append(
+            f"  {'':16}{number(details.deferred)} deferred (retrying),"
+            f" {number(details.resent_in_doubt)} resent after an engine stopped mid-send"
+        )
+    if details.fields:
+        lines.append(f"  {'Fields:':16}{', '.join(details.fields)}")
+    if details.last_errors:
+        lines.append("  Last errors:")
+        lines += [f"    {error_line(error)}" for error in details.last_errors]
+    return "\n".join(lines)
+
+
+def counters_text(details: MailingDetails, zone: tzinfo) -> str:
+    """The details screen's counters, in aligned columns."""
+    reason = f" ({details.state_reason})" if details.state_reason else ""
+    position = f", position {details.position}" if details.position else ""
+    lines = [
+        f"State        {details.state}{reason}",
+        f"Mode         {details.mode or '—'}{position}",
+        f"Subject      {details.subject}",
+        f"From         {details.sender}",
+        f"Scheduled    {moment(details.scheduled_at, zone)}"
+        f"    Started {moment(details.started_at, zone)}"
+        f"    Finished {moment(details.finished_at, zone)}",
+        "",
+        f"Recipients   {number(details.total)}",
+        f"Sent         {number(details.sent)}",
+        f"Failed       {number(details.failed)}",
+        f"Deferred     {number(details.deferred)} (retrying)",
+        f"Remaining    {number(details.remaining)}",
+        f"Resent after an engine stopped mid-send: {number(details.resent_in_doubt)}",
+    ]
+    return "\n".join(lines)
+
+
+def errors_text(details: MailingDetails) -> str:
+    return "\n".join(error_line(error) for error in details.last_errors) or "none"

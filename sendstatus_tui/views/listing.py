@@ -1,0 +1,48 @@
+"""``sendstatus ls``: the panes as plain text, with the panes' own cells."""
+
+from datetime import tzinfo
+
+from ..core.models import Mailing
+from ..core.states import AREA_OF_STATE, Area
+from ..core.when import format_local
+from .cells import number, planned_for, sent_of_total, start_date
+from .panes import heading
+
+_HEADERS = {
+    Area.NOW: ("ID", "NAME", "MODE", "START DATE", "SENT", "FAILED"),
+    Area.SCHEDULED: ("ID", "NAME", "MODE", "WHEN", "RECIPIENTS"),
+    Area.STANDBY: ("ID", "NAME", "WHY", "SENT", "RECIPIENTS"),
+    Area.DONE: ("ID", "NAME", "MODE", "FINISHED", "SENT", "FAILED"),
+}
+
+
+def render_panes(mailings: list[Mailing], areas: list[Area], zone: tzinfo) -> str:
+    lines: list[str] = []
+    for area in areas:
+        in_area = [m for m in mailings if AREA_OF_STATE[m.state] == area]
+        if lines:
+            lines.append("")
+        lines.append(heading(area, len(in_area)))
+        if not in_area:
+            lines.append("  (none)")
+            continue
+        rows = [_row(area, m, zone) for m in in_area]
+        header = _HEADERS[area]
+        columns = zip(header, *rows, strict=True)
+        widths = [max(len(str(cell)) for cell in column) for column in columns]
+        for row in [header, *rows]:
+            cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+            lines.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _row(area: Area, m: Mailing, zone: tzinfo) -> tuple:
+    mode = m.mode or ""
+    if area == Area.NOW:
+        return (m.id, m.name, mode, start_date(m, zone), sent_of_total(m), number(m.failed))
+    if area == Area.SCHEDULED:
+        return (m.id, m.name, mode, planned_for(m, zone), number(m.total))
+    if area == Area.STANDBY:
+        return (m.id, m.name, m.state_reason or "", number(m.sent), number(m.total))
+    finished = format_local(m.finished_at, zone)
+    return (m.id, m.name, mode, finished, number(m.sent), number(m.failed))
