@@ -2,6 +2,7 @@
 one transaction, with ``as_json()`` for ``show --json``."""
 
 import json
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -77,32 +78,20 @@ def read_details(session: Session, mailing: Mailing) -> MailingDetails:
             .group_by(Recipient.status)
         ).all()
     )
-    return MailingDetails(
-        id=mailing.id,
-        name=mailing.name,
-        state=mailing.state,
-        mode=mailing.mode,
-        state_reason=mailing.state_reason,
-        position=mailing.position,
-        scheduled_at=mailing.scheduled_at,
-        started_at=mailing.started_at,
-        finished_at=mailing.finished_at,
-        created_at=mailing.created_at,
-        updated_at=mailing.updated_at,
-        subject=mailing.subject,
-        sender=mailing.sender,
-        has_text_body=mailing.text_body is not None,
-        has_html_body=mailing.html_body is not None,
-        fields=json.loads(mailing.field_names),
-        total=mailing.total,
-        sent=mailing.sent,
-        failed=mailing.failed,
-        deferred=mailing.deferred,
-        remaining=mailing.remaining,
-        resent_in_doubt=mailing.resent_in_doubt,
-        recipients=by_status,
-        last_errors=[
+    computed = {
+        "has_text_body": mailing.text_body is not None,
+        "has_html_body": mailing.html_body is not None,
+        "fields": json.loads(mailing.field_names),
+        "recipients": by_status,
+        "last_errors": [
             LastError(error.email, error.reply, error.at)
             for error in last_errors(session, mailing.id)
         ],
-    )
+    }
+    # every other field is the mailing's own column or property, under the same name
+    copied = {
+        field.name: getattr(mailing, field.name)
+        for field in dataclasses.fields(MailingDetails)
+        if field.name not in computed
+    }
+    return MailingDetails(**copied, **computed)
