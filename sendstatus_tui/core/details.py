@@ -1,8 +1,8 @@
 """One mailing in full, as ``show`` and the details screen tell it: a typed object read in
 one transaction, with ``as_json()`` for ``show --json``."""
 
-import json
 import dataclasses
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
