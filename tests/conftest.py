@@ -3,8 +3,7 @@
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.store import Store
 
+from .helpers import Mailings
 from .smtp_relay import SmtpRelay
 
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
@@ -99,11 +99,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def in_minutes(minutes: int) -> datetime:
-    return datetime.now(UTC) + timedelta(minutes=minutes)
-
-
-def write_file(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    return path
+@pytest.fixture
+def db(sqlite_url, tmp_path) -> Iterator[Mailings]:
+    """An SQLite file for the dashboard's tests, written to as another operator would."""
+    store = Store(sqlite_url)
+    yield Mailings(store, tmp_path)
+    store.dispose()

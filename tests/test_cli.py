@@ -9,7 +9,7 @@ import pytest
 
 from sendstatus_tui.cli import main
 
-from .conftest import write_file
+from .helpers import write_file
 
 LS_FIELDS = {
     "id",

@@ -31,7 +31,7 @@ from sendstatus_tui.cli import main
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.states import Mode, State
 
-from .conftest import in_minutes
+from .helpers import in_minutes
 
 SPAWN = multiprocessing.get_context("spawn")
 SEED_ENV = "SENDSTATUS_TEST_SEED"

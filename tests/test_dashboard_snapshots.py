@@ -12,14 +12,13 @@ import pytest
 from textual.widgets import Button, Input, Static
 
 from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.store import Store
 from sendstatus_tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.detail import DetailScreen
 from sendstatus_tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.screens.schedule import ScheduleModal
 
-from .test_dashboard import (
+from .helpers import (
     FIXED_NOW,
     SIZE,
     Mailings,
@@ -32,10 +31,19 @@ from .test_dashboard import (
 
 
 @pytest.fixture
-def db(sqlite_url, tmp_path):
-    store = Store(sqlite_url)
-    yield Mailings(store, tmp_path)
-    store.dispose()
+def looks_as_saved(db, snap_compare):
+    """Compares the dashboard, settled and then brought where ``steps`` leave it, with its
+    saved SVG."""
+
+    def compare(steps=None) -> bool:
+        async def run_before(pilot):
+            await settle(pilot)
+            if steps is not None:
+                await steps(pilot)
+
+        return snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=run_before)
+
+    return compare
 
 
 def populate(db: Mailings) -> dict[str, int]:
@@ -78,97 +86,84 @@ def populate(db: Mailings) -> dict[str, int]:
     return ids
 
 
-def test_main_screen_with_every_pane(db, snap_compare):
+def test_main_screen_with_every_pane(db, looks_as_saved):
     populate(db)
 
-    async def ready(pilot):
-        await settle(pilot)
-
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=ready)
+    assert looks_as_saved()
 
 
-def test_empty_database(db, snap_compare):
-    async def ready(pilot):
-        await settle(pilot)
-
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=ready)
+def test_empty_database(looks_as_saved):
+    assert looks_as_saved()
 
 
-def test_schedule_modal_with_an_error(db, snap_compare):
+def test_schedule_modal_with_an_error(db, looks_as_saved):
     ids = populate(db)
 
     async def past_time(pilot):
-        await settle(pilot)
         await select_mailing(pilot, ids["spring"])
         await pilot.press("t")
         await wait_for_screen(pilot, ScheduleModal)
         await pilot.press(*"2030-03-04 09:15")
 
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=past_time)
+    assert looks_as_saved(past_time)
 
 
-def test_sequential_warning_modal(db, snap_compare):
+def test_sequential_warning_modal(db, looks_as_saved):
     ids = populate(db)
 
     async def enqueue(pilot):
-        await settle(pilot)
         await select_mailing(pilot, ids["spring"])
         await pilot.press("e")
         await wait_for_screen(pilot, ConfirmModal)
 
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=enqueue)
+    assert looks_as_saved(enqueue)
 
 
-def test_actions_menu_of_a_queued_mailing(db, snap_compare):
+def test_actions_menu_of_a_queued_mailing(db, looks_as_saved):
     ids = populate(db)
 
     async def menu(pilot):
-        await settle(pilot)
         await select_mailing(pilot, ids["newsletter fr"])
         await pilot.press("enter")
         await wait_for_screen(pilot, ActionsMenu)
 
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=menu)
+    assert looks_as_saved(menu)
 
 
-def test_detail_screen(db, snap_compare):
+def test_detail_screen(db, looks_as_saved):
     ids = populate(db)
 
     async def details(pilot):
-        await settle(pilot)
         await select_mailing(pilot, ids["black friday"])
         await pilot.press("d")
         await wait_for_screen(pilot, DetailScreen)
         await settle(pilot)
 
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=details)
+    assert looks_as_saved(details)
 
 
-def test_new_mailing_form(db, snap_compare):
+def test_new_mailing_form(db, looks_as_saved):
     populate(db)
 
     async def form(pilot):
-        await settle(pilot)
         await pilot.press("n")
         await wait_for_screen(pilot, NewMailingForm)
 
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=form)
+    assert looks_as_saved(form)
 
 
-def test_main_screen_footer_for_a_queued_mailing(db, snap_compare):
+def test_main_screen_footer_for_a_queued_mailing(db, looks_as_saved):
     """The most keys the footer offers at once: does it fit in 120 columns?"""
     ids = populate(db)
 
     async def queued(pilot):
-        await settle(pilot)
         await select_mailing(pilot, ids["newsletter de"])
 
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=queued)
+    assert looks_as_saved(queued)
 
 
-def test_new_mailing_form_with_an_error_at_from(db, snap_compare):
+def test_new_mailing_form_with_an_error_at_from(looks_as_saved):
     async def refused(pilot):
-        await settle(pilot)
         await pilot.press("n")
         form = await wait_for_screen(pilot, NewMailingForm)
         values = {
@@ -184,4 +179,4 @@ def test_new_mailing_form_with_an_error_at_from(db, snap_compare):
         await wait_until(pilot, lambda: str(error.render()), "the error")
         await settle(pilot)
 
-    assert snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=refused)
+    assert looks_as_saved(refused)

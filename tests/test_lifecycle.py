@@ -10,7 +10,7 @@ from sendstatus_tui.core.models import Mailing, Recipient
 from sendstatus_tui.core.queue import Direction
 from sendstatus_tui.core.states import Mode, State, TransitionRefused
 
-from .conftest import in_minutes
+from .helpers import in_minutes
 
 
 def fetch(store, mailing_id) -> Mailing:

@@ -9,7 +9,7 @@ from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.models import Mailing, Recipient
 from sendstatus_tui.core.recipients import RecipientsRefused
 
-from .conftest import write_file
+from .helpers import write_file
 
 DRAFT = MailingDraft(name="N", subject="S", sender="news@shop.example.com", text_body="B")
 

@@ -1,0 +1,250 @@
+"""What the tests share: builders of test data and the drivers of the dashboard.
+
+Fixtures live in conftest.py; plain functions and classes live here, so that no test module
+imports another (nor conftest).
+"""
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlmodel import select
+from textual.command import CommandList
+from textual.pilot import Pilot
+from textual.widgets import OptionList, Static
+
+from sendstatus_tui.app import SendStatusApp
+from sendstatus_tui.core import deliveries, lifecycle
+from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.models import Mailing
+from sendstatus_tui.core.states import State
+from sendstatus_tui.core.store import Store
+from sendstatus_tui.views.panes import PANE_AREAS
+from sendstatus_tui.widgets.mailing_table import MailingTable
+
+# --- files and times ------------------------------------------------------------------------
+
+
+def in_minutes(minutes: int) -> datetime:
+    return datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+def write_file(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the database, written directly (as another operator or the engine would) ---------------
+
+# Monday 4 March 2030, 09:00 UTC = 10:00 in Rome (CET, UTC+1: summer time starts 31 March)
+FIXED_NOW = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
+
+
+class Mailings:
+    """Mailings in the test database, created and changed outside the dashboard."""
+
+    def __init__(self, store: Store, directory: Path):
+        self.store = store
+        self.directory = directory
+        self._files = 0
+
+    def add(self, name: str, recipients: int = 3) -> int:
+        """A parked ("decided later") mailing with ``recipients`` addresses; returns its id."""
+        self._files += 1
+        csv = self.directory / f"recipients-{self._files}.csv"
+        rows = "".join(f"person{i}@example.com,Person {i}\n" for i in range(recipients))
+        csv.write_text("email,first_name\n" + rows, encoding="utf-8")
+        draft = MailingDraft(
+            name=name,
+            subject="Hello {first_name}",
+            sender="Shop <news@shop.example.com>",
+            text_body="Hi {first_name}",
+        )
+        with self.store.write() as session:
+            mailing, _ = create_mailing(session, draft, csv)
+            return mailing.id
+
+    def do(self, operation, *args):
+        with self.store.write() as session:
+            return operation(session, *args)
+
+    def get(self, mailing_id: int) -> Mailing | None:
+        with self.store.read() as session:
+            return session.get(Mailing, mailing_id)
+
+    def state(self, mailing_id: int) -> tuple:
+        mailing = self.get(mailing_id)
+        return (mailing.state, mailing.mode, mailing.position)
+
+    def names(self) -> set[str]:
+        with self.store.read() as session:
+            return {m.name for m in session.exec(select(Mailing))}
+
+    def queue(self) -> list[int]:
+        """The queued mailings' ids in queue order; checks that positions are 1..n."""
+        with self.store.read() as session:
+            queued = session.exec(
+                select(Mailing).where(Mailing.state == State.QUEUED).order_by(Mailing.position)
+            ).all()
+        assert [m.position for m in queued] == list(range(1, len(queued) + 1))
+        return [m.id for m in queued]
+
+    def deliver(self, mailing_id: int, sent: int, failed: int, now: datetime = FIXED_NOW) -> None:
+        """Records outcomes as the engine would: ``sent`` accepted, then ``failed`` refused."""
+        with self.store.write() as session:
+            claimed = deliveries.claim(session, mailing_id, sent + failed, now)
+            outcomes = [deliveries.Outcome(r, deliveries.SENT) for r in claimed[:sent]] + [
+                deliveries.Outcome(r, deliveries.FAILED, "550 5.1.1 no such user")
+                for r in claimed[sent:]
+            ]
+            deliveries.record(session, mailing_id, outcomes)
+
+    def sending(self, name: str, recipients: int = 3, mode: str = "now") -> int:
+        """A mailing in Sending now, past starting up (started at FIXED_NOW - 1h)."""
+        mailing_id = self.add(name, recipients)
+        start = lifecycle.send_now if mode == "now" else lifecycle.enqueue
+        self.do(start, mailing_id, FIXED_NOW - timedelta(hours=1))
+        self.do(lifecycle.mark_prepared, mailing_id, FIXED_NOW - timedelta(hours=1))
+        return mailing_id
+
+    def queue_of_four(self) -> tuple[int, list[int]]:
+        """A sequential mailing sending and four queued behind it (DE, FR, IT, ES)."""
+        head = self.sending("Newsletter EN", mode="sequential")
+        queued = [self.add(name) for name in ("DE", "FR", "IT", "ES")]
+        for mailing_id in queued:
+            self.do(lifecycle.enqueue, mailing_id)
+        assert self.queue() == queued
+        return head, queued
+
+
+# --- driving the dashboard ------------------------------------------------------------------
+
+ZONE = "Europe/Rome"
+SIZE = (120, 40)
+SCENARIO_TIMEOUT = 60  # seconds: a hang fails the test instead of freezing the run
+
+
+def dashboard(store: Store, **settings) -> SendStatusApp:
+    """The app as tests and snapshots want it: fixed clock, no blinking, no refresh timer
+    (a test refreshes the panes itself after it changed the database)."""
+    return SendStatusApp(
+        store,
+        zone_name=ZONE,
+        clock=lambda: FIXED_NOW,
+        blink=False,
+        refresh_seconds=0,
+        **settings,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_dashboard(store: Store, **settings) -> AsyncIterator[tuple[SendStatusApp, Pilot]]:
+    """The dashboard running headless, its first refresh drawn."""
+    app = dashboard(store, **settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        yield app, pilot
+
+
+def scenario(test):
+    """Runs an ``async def`` test on its own event loop (no pytest asyncio plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        asyncio.run(asyncio.wait_for(test(*args, **kwargs), SCENARIO_TIMEOUT))
+
+    return run
+
+
+async def settle(pilot) -> None:
+    """Waits until the actions and refreshes in flight are done and drawn.
+
+    Not for use while an action waits for a modal's answer (that worker is still running).
+    """
+    app = pilot.app
+    while True:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not app.workers:  # an action's worker starts a refresh worker as it ends
+            return
+
+
+async def refresh(pilot) -> None:
+    """The next refresh of the panes, as the timer would trigger it."""
+    pilot.app.refresh_panes()
+    await settle(pilot)
+
+
+async def wait_until(pilot, condition, what: str = "condition", timeout: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.01)
+
+
+async def wait_for_screen(pilot, screen_type):
+    await wait_until(
+        pilot, lambda: isinstance(pilot.app.screen, screen_type), f"a {screen_type.__name__}"
+    )
+    await pilot.pause()
+    return pilot.app.screen
+
+
+def table_of(app: SendStatusApp, mailing_id: int) -> MailingTable:
+    for area in PANE_AREAS:
+        if mailing_id in app.dashboard.table(area).mailing_ids:
+            return app.dashboard.table(area)
+    raise AssertionError(f"mailing {mailing_id} is in no pane")
+
+
+async def select_mailing(pilot, mailing_id: int) -> MailingTable:
+    """Focuses the pane showing ``mailing_id`` and puts the cursor on it."""
+    table = table_of(pilot.app, mailing_id)
+    table.focus()
+    table.move_cursor(row=table.mailing_ids.index(mailing_id), animate=False)
+    await pilot.pause()
+    assert pilot.app.dashboard.selected().mailing_id == mailing_id
+    return table
+
+
+async def choose(pilot, option_id: str) -> None:
+    """Picks an entry of the open Actions menu with the arrow keys and enter."""
+    options = pilot.app.screen.query_one(OptionList)
+    ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+    await pilot.press(*["down"] * (ids.index(option_id) - (options.highlighted or 0)), "enter")
+
+
+# --- reading the screen ---------------------------------------------------------------------
+
+
+def menu_entries(app) -> list[str]:
+    options = app.screen.query_one(OptionList)
+    return [options.get_option_at_index(i).id for i in range(options.option_count)]
+
+
+def footer_keys(app) -> dict[str, str]:
+    """The footer's keys and their labels, as drawn."""
+    return {key.key: key.description for key in app.screen.query("FooterKey")}
+
+
+def footer_actions(app) -> set[str]:
+    return {key.action for key in app.screen.query("FooterKey")}
+
+
+def palette_hits(app) -> str:
+    """The command palette's hits, as shown ("" when it is not open)."""
+    hits = app.screen.query(CommandList)
+    if not hits:
+        return ""
+    shown = hits.first()
+    return " ".join(str(shown.get_option_at_index(i).prompt) for i in range(shown.option_count))
+
+
+def text_of(widget: Static) -> str:
+    return str(widget.render())

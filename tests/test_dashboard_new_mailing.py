@@ -1,0 +1,210 @@
+"""n: the new-mailing form, with real files; refusals shown at their field."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+from textual.widgets import Button, Input, Static
+
+from sendstatus_tui.core.models import Mailing
+from sendstatus_tui.core.states import Area, Mode, State
+from sendstatus_tui.screens.new_mailing import NewMailingForm
+from sendstatus_tui.screens.schedule import ScheduleModal
+
+from .helpers import (
+    open_dashboard,
+    scenario,
+    settle,
+    text_of,
+    wait_for_screen,
+    wait_until,
+)
+
+
+@pytest.fixture
+def files(tmp_path) -> dict[str, Path]:
+    """Real files for the new-mailing form."""
+    (tmp_path / "body.txt").write_text("Hello {first_name}\n", encoding="utf-8")
+    (tmp_path / "body.html").write_text("<p>Hello {first_name}</p>\n", encoding="utf-8")
+    (tmp_path / "people.csv").write_text(
+        "email,first_name\nanna@example.com,Anna\nben@example.com,Ben\n", encoding="utf-8"
+    )
+    (tmp_path / "bad.csv").write_text(
+        "email,first_name\nanna@example.com,Anna\nnot-an-address,Ben\nalso bad,Chloé\n",
+        encoding="utf-8",
+    )
+    return {p.stem: p for p in tmp_path.iterdir() if p.suffix in (".txt", ".html", ".csv")}
+
+
+async def _fill_form(pilot, **values: str) -> NewMailingForm:
+    await pilot.press("n")
+    form = await wait_for_screen(pilot, NewMailingForm)
+    assert form.focused is form.query_one("#field-name", Input)
+    await pilot.press(*values.pop("name"))  # typed, like an operator
+    for key, value in values.items():  # long paths: set directly
+        form.query_one(f"#field-{key}", Input).value = value
+    await pilot.pause()
+    return form
+
+
+async def _press_button(pilot, form: NewMailingForm, button_id: str) -> None:
+    button = form.query_one(f"#{button_id}", Button)
+    button.focus()
+    await pilot.pause()
+    await pilot.press("enter")
+
+
+def _form_values(files, **changes) -> dict[str, str]:
+    values = {
+        "name": "March newsletter",
+        "subject": "News for {first_name}",
+        "from": "Shop <news@shop.example.com>",
+        "text": str(files["body"].with_suffix(".txt")),
+        "html": str(files["body"].with_suffix(".html")),
+        "recipients": str(files["people"]),
+    }
+    values.update(changes)
+    return values
+
+
+@scenario
+async def test_new_mailing_send_now_creates_a_starting_mailing(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files))
+        await _press_button(pilot, form, "now")
+        await wait_until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
+        await settle(pilot)
+        with db.store.read() as session:
+            (mailing,) = session.exec(select(Mailing)).all()
+        assert (mailing.name, mailing.state, mailing.mode) == (
+            "March newsletter",
+            State.STARTING,
+            Mode.IMMEDIATE,
+        )
+        assert (mailing.subject, mailing.sender) == (
+            "News for {first_name}",
+            "Shop <news@shop.example.com>",
+        )
+        assert mailing.text_body == "Hello {first_name}\n"
+        assert mailing.html_body == "<p>Hello {first_name}</p>\n"
+        assert mailing.total == 2
+        assert app.dashboard.table(Area.NOW).mailing_ids == [mailing.id]
+
+
+@scenario
+async def test_new_mailing_decide_later_parks_it(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files, html=""))
+        await _press_button(pilot, form, "later")
+        await wait_until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
+        await settle(pilot)
+        with db.store.read() as session:
+            (mailing,) = session.exec(select(Mailing)).all()
+        assert (mailing.state, mailing.state_reason) == (State.STANDBY, "decided later")
+        assert mailing.html_body is None
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [mailing.id]
+
+
+@scenario
+async def test_new_mailing_schedule_opens_the_schedule_modal(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files))
+        await _press_button(pilot, form, "schedule")
+        modal = await wait_for_screen(pilot, ScheduleModal)
+        assert text_of(modal.query_one("#title")) == "Schedule March newsletter"
+        await pilot.press(*"2030-03-04 12:00", "enter")
+        await settle(pilot)
+        with db.store.read() as session:
+            (mailing,) = session.exec(select(Mailing)).all()
+        assert (mailing.state, mailing.mode) == (State.SCHEDULED, Mode.AT)
+        assert mailing.scheduled_at == datetime(2030, 3, 4, 11, 0, tzinfo=UTC)
+
+
+@scenario
+async def test_new_mailing_bad_sender_is_shown_at_from_and_nothing_is_created(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files, **{"from": "Shop <news@>"}))
+        await _press_button(pilot, form, "now")
+        await wait_until(pilot, lambda: text_of(form.query_one("#error-from", Static)), "the error")
+        await settle(pilot)
+        assert app.screen is form  # still open, to be corrected
+        assert "news@" in text_of(form.query_one("#error-from", Static))
+        assert form.focused is form.query_one("#field-from", Input)
+        for other in ("name", "subject", "text", "html", "recipients"):
+            assert text_of(form.query_one(f"#error-{other}", Static)) == "", other
+        assert db.names() == set()
+
+        # corrected: created, and the error is gone with the form
+        form.query_one("#field-from", Input).value = "news@shop.example.com"
+        await _press_button(pilot, form, "later")
+        await wait_until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
+        await settle(pilot)
+
+
+@scenario
+async def test_new_mailing_csv_with_invalid_rows_is_shown_at_recipients(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files, recipients=str(files["bad"])))
+        await _press_button(pilot, form, "now")
+        error = form.query_one("#error-recipients", Static)
+        await wait_until(pilot, lambda: text_of(error), "the error")
+        await settle(pilot)
+        assert app.screen is form
+        message = text_of(error)
+        assert "2 invalid rows, nothing imported" in message
+        assert "line 3:" in message and "line 4:" in message
+        assert form.focused is form.query_one("#field-recipients", Input)
+        assert db.names() == set()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"text": "/nonexistent/body.txt"}, "text", "no such file"),
+        ({"text": "", "html": ""}, "text", "a text body, an HTML body or both"),
+        ({"recipients": ""}, "recipients", "a CSV file with an email column"),
+        ({"subject": "Hi {nickname}"}, "subject", "{nickname} is not a column"),
+        ({"recipients": "/nonexistent/people.csv"}, "recipients", "no such file"),
+    ],
+)
+@scenario
+async def test_new_mailing_other_refusals_are_shown_at_their_field(
+    db, files, changes, field, words
+):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files, **changes))
+        await _press_button(pilot, form, "now")
+        error = form.query_one(f"#error-{field}", Static)
+        await wait_until(pilot, lambda: text_of(error), "the error")
+        await settle(pilot)
+        assert words in text_of(error)
+        assert db.names() == set()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, NewMailingForm)
+        assert db.names() == set()
+
+
+@scenario
+async def test_new_mailing_pressed_twice_creates_it_once(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files))
+        form.query_one("#now", Button).focus()
+        await pilot.pause()
+        # a big CSV, or the engine holding the write lock: creating takes a while
+        with db.store.write():
+            await pilot.press("enter")
+            # past the button's 0.2 s debounce, nothing seems to happen: press again
+            await pilot.pause(0.5)
+            assert app.screen is form  # still creating
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+        await wait_until(
+            pilot, lambda: not app.workers or not app.is_running, "the creations", timeout=20
+        )
+        await pilot.pause()
+        with db.store.read() as session:
+            created = session.exec(select(Mailing)).all()
+        assert [(m.name, m.state) for m in created] == [("March newsletter", State.STARTING)]
+        assert app.is_running

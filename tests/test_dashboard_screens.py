@@ -1,0 +1,142 @@
+"""The other screens and keys: details, help, the name filter, quitting."""
+
+from datetime import timedelta
+
+from textual.widgets import Input, Markdown, Static
+
+from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.states import Area, State
+from sendstatus_tui.screens.detail import DetailScreen
+from sendstatus_tui.screens.help import HelpScreen
+from sendstatus_tui.widgets.mailing_table import MailingTable
+
+from .helpers import (
+    FIXED_NOW,
+    open_dashboard,
+    refresh,
+    scenario,
+    select_mailing,
+    settle,
+    text_of,
+    wait_for_screen,
+    wait_until,
+)
+
+
+@scenario
+async def test_d_shows_the_counters(db):
+    sending = db.sending("Flash sale", recipients=10)
+    db.deliver(sending, sent=6, failed=1)
+    async with open_dashboard(db.store) as (app, pilot):
+        await select_mailing(pilot, sending)
+        await pilot.press("d")
+        screen = await wait_for_screen(pilot, DetailScreen)
+        await settle(pilot)
+        counters = text_of(screen.query_one("#counters", Static))
+        assert "State        sending" in counters
+        assert "Mode         immediate" in counters
+        assert "Started 2030-03-04 09:00" in counters  # 08:00 UTC, in Rome
+        for line in (
+            "Recipients   10",
+            "Sent         6",
+            "Failed       1",
+            "Remaining    3",
+        ):
+            assert line in counters
+        errors = text_of(screen.query_one("#errors", Static))
+        assert errors == "person6@example.com: 550 5.1.1 no such user"
+        assert screen.title == f"Mailing {sending}: Flash sale"
+        # the dashboard's keys do not act on the mailing while details are shown
+        await pilot.press("x", "s")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert db.get(sending).state == State.SENDING
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard
+        assert app.dashboard.selected().mailing_id == sending
+
+
+@scenario
+async def test_main_screen_keys_on_the_detail_screen_leave_the_main_screen_alone(db):
+    """'/' and '?' on the detail screen: '/' must not open the filter behind it."""
+    parked = db.add("Spring sale")
+    async with open_dashboard(db.store) as (app, pilot):
+        await select_mailing(pilot, parked)
+        await pilot.press("d")
+        await wait_for_screen(pilot, DetailScreen)
+        await settle(pilot)
+        await pilot.press("slash", "n", "e")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("question_mark")
+        await wait_for_screen(pilot, HelpScreen)
+        await pilot.press("escape")
+        await wait_for_screen(pilot, DetailScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard
+        assert not app.query_one("#filter", Input).has_class("visible")
+        assert isinstance(app.focused, MailingTable)
+        await pilot.press("s")  # must send it, not type "s" into a filter
+        await settle(pilot)
+        assert db.get(parked).state == State.STARTING
+
+
+@scenario
+async def test_question_mark_shows_help(db):
+    async with open_dashboard(db.store) as (app, pilot):
+        await pilot.press("question_mark")
+        screen = await wait_for_screen(pilot, HelpScreen)
+        assert "| shift+↑ / K | move up in the sequential queue |" in screen.query_one(
+            Markdown
+        ).source.replace("\\", "")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        await wait_for_screen(pilot, HelpScreen)
+        await pilot.press("q")  # closes help; does not quit
+        await pilot.pause()
+        assert app.is_running and not isinstance(app.screen, HelpScreen)
+
+
+@scenario
+async def test_slash_filters_by_name(db):
+    sale = db.add("Spring SALE")
+    news = db.add("Newsletter")
+    sold = db.sending("Sale reminder")
+    timed = db.add("Weekly digest")
+    db.do(lifecycle.schedule_at, timed, FIXED_NOW + timedelta(hours=1), FIXED_NOW)
+    async with open_dashboard(db.store) as (app, pilot):
+        await pilot.press("slash")
+        await pilot.pause()
+        field = app.query_one("#filter", Input)
+        assert field.has_class("visible") and app.focused is field
+        await pilot.press(*"sale")
+        await pilot.pause()
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]
+        assert app.dashboard.table(Area.NOW).mailing_ids == [sold]
+        assert app.dashboard.table(Area.SCHEDULED).mailing_ids == []
+        assert str(app.query_one("#title-standby").render()) == "Sends to schedule (1)"
+        # the filter holds across refreshes
+        await refresh(pilot)
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]
+        await pilot.press("enter")  # back to the panes, still filtered
+        await pilot.pause()
+        assert isinstance(app.focused, MailingTable)
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]
+        await pilot.press("slash", "escape")  # escape clears it
+        await pilot.pause()
+        assert not field.has_class("visible")
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale, news]
+        assert app.dashboard.table(Area.SCHEDULED).mailing_ids == [timed]
+
+
+@scenario
+async def test_q_quits_without_an_engine(db):
+    db.sending("Flash sale")  # something is sending, but no engine runs in this dashboard
+    async with open_dashboard(db.store) as (app, pilot):
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, "exit")
+    assert app.return_code == 0
