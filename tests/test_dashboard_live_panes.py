@@ -3,10 +3,12 @@ also with two dashboards on one database."""
 
 from datetime import timedelta
 
+from sendstatus_tui.app import PanesRead
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.states import Area, Mode, State
 from sendstatus_tui.core.store import Store
 from sendstatus_tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.views.snapshot import SpeedMeter, read_snapshot
 
 from .helpers import (
     FIXED_NOW,
@@ -117,3 +119,18 @@ async def test_a_move_in_one_dashboard_shows_in_the_other_after_its_refresh(db, 
             assert db.queue() == [fr, de, es, it]
     finally:
         other_store.dispose()
+
+
+@scenario
+async def test_an_older_snapshot_is_never_drawn_after_a_newer_one(db):
+    """A slow read that began before a quicker one arrives last: it is dropped."""
+    parked = db.add("Spring sale")
+    async with open_dashboard(db.store) as (app, pilot):
+        older = read_snapshot(db.store, app.zone, FIXED_NOW, SpeedMeter())
+        db.do(lifecycle.send_now, parked)
+        await refresh(pilot)  # the newer one: the second refresh
+        assert app.dashboard.table(Area.NOW).mailing_ids == [parked]
+        app.post_message(PanesRead(older, sequence=1))
+        await pilot.pause()
+        assert app.dashboard.table(Area.NOW).mailing_ids == [parked]
+        assert app.dashboard.table(Area.STANDBY).mailing_ids == []

@@ -1,0 +1,48 @@
+"""The action registry (actions.py): each action declared once, and everything that offers
+actions built from it."""
+
+from collections import Counter
+
+import pytest
+
+from sendstatus_tui.actions import ACTIONS, bindings, keys_shown, menu_entries
+from sendstatus_tui.app import SendStatusApp
+from sendstatus_tui.core.states import State, allowed_operator_actions
+from sendstatus_tui.screens.dashboard import DashboardScreen
+from sendstatus_tui.screens.help import help_text
+
+
+def test_every_action_has_the_method_that_does_it():
+    for action in ACTIONS:
+        owner = SendStatusApp if action.scope == "app" else DashboardScreen
+        assert callable(getattr(owner, f"action_{action.name}", None)), action.name
+
+
+def test_no_key_does_two_things():
+    keys = Counter(key for action in ACTIONS if action.keys for key in action.keys.split(","))
+    assert [key for key, uses in keys.items() if uses > 1] == []
+
+
+def test_the_app_and_the_dashboard_bind_what_the_registry_declares():
+    declared = {(action.keys, action.name) for action in ACTIONS if action.keys}
+    bound = {(b.key, b.action) for b in bindings("app") + bindings("dashboard")}
+    assert bound == declared
+    assert {b.action for b in bindings("app")} == {"help", "quit_dashboard"}
+
+
+@pytest.mark.parametrize("state", [s for s in State if s != State.COMPLETED])
+def test_the_menu_offers_what_the_lifecycle_allows_then_details(state):
+    offered = [action.name for action in menu_entries(state)]
+    assert offered[-1] == "details"
+    assert {action.rule for action in menu_entries(state) if action.rule} == set(
+        allowed_operator_actions(state)
+    )
+
+
+def test_the_help_screen_lists_every_key_with_its_meaning():
+    text = help_text()
+    for action in ACTIONS:
+        if action.keys:
+            assert f"| {keys_shown(action)} | {action.help} |" in text, action.name
+    assert "| shift+↑ / K | move up in the sequential queue |" in text
+    assert "| / | show only mailings whose name matches |" in text

@@ -1,0 +1,99 @@
+"""The presentation layer (views/): one formatting for the panes, ls, show and details."""
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+from sendstatus_tui.core.details import LastError, MailingDetails
+from sendstatus_tui.core.states import Area, Mode, State
+from sendstatus_tui.views import cells
+from sendstatus_tui.views.details import counters_text, errors_text, show_text
+from sendstatus_tui.views.panes import heading
+
+ROME = ZoneInfo("Europe/Rome")
+NINE_UTC = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
+
+
+def planned(state: State, **fields) -> SimpleNamespace:
+    values = dict(position=None, scheduled_at=None, started_at=None, total=10, sent=4)
+    return SimpleNamespace(state=state, **{**values, **fields})
+
+
+def test_cells_read_the_same_for_any_mailing_like_object():
+    assert cells.start_date(planned(State.STARTING), ROME) == "starting up"
+    assert cells.start_date(planned(State.SENDING, started_at=NINE_UTC), ROME) == (
+        "2030-03-04 10:00"
+    )
+    assert cells.planned_for(planned(State.QUEUED, position=2), ROME) == "queue #2"
+    assert cells.planned_for(planned(State.SCHEDULED, scheduled_at=NINE_UTC), ROME) == (
+        "2030-03-04 10:00"
+    )
+    assert cells.sent_of_total(planned(State.SENDING, total=12_000, sent=4_500)) == "4,500/12,000"
+    assert cells.moment(None, ROME) == "—"
+    assert heading(Area.STANDBY, 3) == "Sends to schedule (3)"
+
+
+def test_countdown_and_eta():
+    assert cells.countdown(timedelta(0)) == "now"
+    assert cells.countdown(timedelta(minutes=4, seconds=30)) == "in 4m 30s"
+    assert cells.countdown(timedelta(days=3, hours=1)) == "in 3d 1h"
+    assert cells.eta(600, 10.0) == "1m 00s"
+    assert cells.eta(600, None) == ""
+    assert cells.per_minute(2.5) == "150/min"
+
+
+def details(**changes) -> MailingDetails:
+    values = dict(
+        id=7,
+        name="Flash sale",
+        state=State.STANDBY,
+        mode=Mode.IMMEDIATE,
+        state_reason="stopped by an operator",
+        position=None,
+        scheduled_at=None,
+        started_at=NINE_UTC,
+        finished_at=None,
+        created_at=NINE_UTC,
+        updated_at=NINE_UTC,
+        subject="Hello {first_name}",
+        sender="Shop <news@shop.example.com>",
+        has_text_body=True,
+        has_html_body=False,
+        fields=["first_name"],
+        total=10,
+        sent=6,
+        failed=1,
+        deferred=0,
+        remaining=3,
+        resent_in_doubt=0,
+        recipients={"sent": 6, "failed": 1, "pending": 3},
+        last_errors=[LastError("person6@example.com", "550 5.1.1 no such user", NINE_UTC)],
+    )
+    return MailingDetails(**{**values, **changes})
+
+
+def test_show_and_the_details_screen_tell_the_same_mailing():
+    shown = show_text(details(), ROME)
+    assert shown.splitlines()[0] == "Mailing 7: Flash sale"
+    assert "  Why:            stopped by an operator" in shown
+    assert "  Started:        2030-03-04 10:00" in shown
+    assert "  Recipients:     10 total, 6 sent, 1 failed, 3 remaining" in shown
+    assert "    person6@example.com: 550 5.1.1 no such user" in shown
+    counters = counters_text(details(), ROME)
+    assert "State        standby (stopped by an operator)" in counters
+    assert "Started 2030-03-04 10:00" in counters
+    assert errors_text(details()) == "person6@example.com: 550 5.1.1 no such user"
+    assert errors_text(details(last_errors=[])) == "none"
+
+
+def test_as_json_has_the_ls_fields_and_iso_times():
+    data = details().as_json()
+    assert data["area"] == "standby" and data["reason"] == "stopped by an operator"
+    assert data["started_at"] == "2030-03-04T09:00:00Z" and data["scheduled_at"] is None
+    assert data["last_errors"] == [
+        {
+            "email": "person6@example.com",
+            "reply": "550 5.1.1 no such user",
+            "at": data["created_at"],
+        }
+    ]
