@@ -7,6 +7,7 @@ imports another (nor conftest).
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.models import Mailing
 from sendstatus_tui.core.states import State
 from sendstatus_tui.core.store import Store
+from sendstatus_tui.engine.engine import EngineSettings
 from sendstatus_tui.views.panes import PANE_AREAS
 from sendstatus_tui.widgets.mailing_table import MailingTable
 
@@ -36,6 +38,39 @@ def write_file(directory: Path, name: str, text: str) -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+# short leases, reconciles and retries: the engine's tests see in a second what takes minutes
+FAST = EngineSettings(
+    reconcile_seconds=0.1,
+    lease_renew_seconds=0.2,
+    lease_ttl=timedelta(seconds=1),
+    retry_base=timedelta(milliseconds=200),
+    max_attempts=3,
+    relay_retry_max_seconds=0.5,
+)
+
+
+def wait_for(condition, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def mailing(store, mailing_id) -> Mailing:
+    with store.read() as session:
+        return session.get(Mailing, mailing_id)
+
+
+def act(store, operation, *args):
+    with store.write() as session:
+        return operation(session, *args)
 
 
 # --- the database, written directly (as another operator or the engine would) ---------------

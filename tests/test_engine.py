@@ -8,21 +8,12 @@ from datetime import timedelta
 import pytest
 
 from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.models import Mailing
-from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
+from .helpers import FAST, act, mailing, wait_for
 from .smtp_relay import SmtpRelay
-
-FAST = EngineSettings(
-    reconcile_seconds=0.1,
-    lease_renew_seconds=0.2,
-    lease_ttl=timedelta(seconds=1),
-    retry_base=timedelta(milliseconds=200),
-    max_attempts=3,
-    relay_retry_max_seconds=0.5,
-)
 
 
 @pytest.fixture
@@ -38,26 +29,6 @@ def engine_for(store):
     yield start
     for thread in threads:
         thread.stop()
-
-
-def wait_for(condition, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def mailing(store, mailing_id) -> Mailing:
-    with store.read() as session:
-        return session.get(Mailing, mailing_id)
-
-
-def act(store, operation, *args):
-    with store.write() as session:
-        return operation(session, *args)
 
 
 def test_send_now_delivers_personalised_messages(store, make_mailing, relay, engine_for):

@@ -30,8 +30,8 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import TransportConfigError, transport_for
 
+from .helpers import FAST, act, mailing, wait_for
 from .smtp_relay import Received, RelayScript, SmtpRelay
-from .test_engine import FAST, act, mailing, wait_for
 
 COMPLETED = "completed"
 MESSAGE_ID = re.compile(rb"^Message-ID: <m(\d+)\.r(\d+)\.", re.MULTILINE | re.IGNORECASE)

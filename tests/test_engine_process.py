@@ -13,7 +13,7 @@ from sqlmodel import func, select
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.models import EngineLease, Recipient
 
-from .test_engine import mailing, wait_for
+from .helpers import mailing, wait_for
 
 
 @pytest.fixture
