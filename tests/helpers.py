@@ -146,6 +146,12 @@ class Mailings:
         self.do(lifecycle.mark_prepared, mailing_id, FIXED_NOW - timedelta(hours=1))
         return mailing_id
 
+    def scheduled(self, name: str, hours: int = 2) -> int:
+        """A mailing scheduled ``hours`` after FIXED_NOW."""
+        mailing_id = self.add(name)
+        self.do(lifecycle.schedule_at, mailing_id, FIXED_NOW + timedelta(hours=hours), FIXED_NOW)
+        return mailing_id
+
     def queue_of_four(self) -> tuple[int, list[int]]:
         """A sequential mailing sending and four queued behind it (DE, FR, IT, ES)."""
         head = self.sending("Newsletter EN", mode="sequential")
@@ -246,6 +252,13 @@ async def select_mailing(pilot, mailing_id: int) -> MailingTable:
     await pilot.pause()
     assert pilot.app.dashboard.selected().mailing_id == mailing_id
     return table
+
+
+async def press_on(pilot, mailing_id: int, key: str, screen_type):
+    """Selects ``mailing_id``, presses ``key`` and returns the screen it opens."""
+    await select_mailing(pilot, mailing_id)
+    await pilot.press(key)
+    return await wait_for_screen(pilot, screen_type)
 
 
 async def choose(pilot, option_id: str) -> None:

@@ -14,8 +14,8 @@ from .helpers import (
     choose,
     menu_entries,
     open_dashboard,
+    press_on,
     scenario,
-    select_mailing,
     settle,
     text_of,
     wait_for_screen,
@@ -59,9 +59,7 @@ async def test_enter_opens_the_actions_menu_with_what_the_state_allows(db, state
         db.do(lifecycle.mark_prepared, mailing_id, FIXED_NOW)
     assert db.get(mailing_id).state == state
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, mailing_id)
-        await pilot.press("enter")
-        menu = await wait_for_screen(pilot, ActionsMenu)
+        menu = await press_on(pilot, mailing_id, "enter", ActionsMenu)
         assert menu_entries(app) == entries
         assert f"Actions: Spring sale ({state})" in text_of(menu.query_one("Label"))
         await pilot.press("escape")
@@ -74,16 +72,12 @@ async def test_enter_opens_the_actions_menu_with_what_the_state_allows(db, state
 async def test_actions_menu_send_now_and_schedule_act_on_the_selected_mailing(db):
     first, second = db.add("First"), db.add("Second")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, first)
-        await pilot.press("enter")
-        await wait_for_screen(pilot, ActionsMenu)
+        await press_on(pilot, first, "enter", ActionsMenu)
         await choose(pilot, "send_now")
         await settle(pilot)
         assert db.state(first) == (State.STARTING, Mode.IMMEDIATE, None)
 
-        await select_mailing(pilot, second)
-        await pilot.press("enter")
-        await wait_for_screen(pilot, ActionsMenu)
+        await press_on(pilot, second, "enter", ActionsMenu)
         await choose(pilot, "schedule")
         modal = await wait_for_screen(pilot, ScheduleModal)
         assert text_of(modal.query_one("#title")) == "Schedule Second"
@@ -94,12 +88,9 @@ async def test_actions_menu_send_now_and_schedule_act_on_the_selected_mailing(db
 
 @scenario
 async def test_reschedule_a_scheduled_mailing(db):
-    timed = db.add("Weekly digest")
-    db.do(lifecycle.schedule_at, timed, FIXED_NOW + timedelta(hours=2), FIXED_NOW)
+    timed = db.scheduled("Weekly digest")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, timed)
-        await pilot.press("t")
-        await wait_for_screen(pilot, ScheduleModal)
+        await press_on(pilot, timed, "t", ScheduleModal)
         await pilot.press(*"2030-03-10T06:00+00:00", "enter")
         await settle(pilot)
         assert db.state(timed) == (State.SCHEDULED, Mode.AT, None)

@@ -1,7 +1,7 @@
 """The keys that act on the selected mailing: s, t, e, x and delete, each checked in the
 DATABASE after the keys were pressed and the modals answered."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from textual.widgets import Button, Static
@@ -13,9 +13,9 @@ from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.schedule import ScheduleModal
 
 from .helpers import (
-    FIXED_NOW,
     choose,
     open_dashboard,
+    press_on,
     scenario,
     select_mailing,
     settle,
@@ -45,9 +45,7 @@ async def test_s_sends_a_parked_mailing_now(db):
 async def test_t_schedules_at_the_typed_local_time(db):
     parked = db.add("Spring sale")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, parked)
-        await pilot.press("t")
-        modal = await wait_for_screen(pilot, ScheduleModal)
+        modal = await press_on(pilot, parked, "t", ScheduleModal)
         assert modal.query_one("#schedule", Button).disabled  # nothing typed yet
         await pilot.press(*"2030-03-04 15:30")
         await pilot.pause()
@@ -67,9 +65,7 @@ async def test_t_schedules_at_the_typed_local_time(db):
 async def test_t_refuses_a_past_time_and_keeps_schedule_disabled(db):
     parked = db.add("Spring sale")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, parked)
-        await pilot.press("t")
-        modal = await wait_for_screen(pilot, ScheduleModal)
+        modal = await press_on(pilot, parked, "t", ScheduleModal)
         await pilot.press(*"2030-03-04 09:59")  # one minute ago, in Rome
         await pilot.pause()
         feedback = modal.query_one("#feedback", Static)
@@ -154,9 +150,7 @@ async def test_x_stops_after_confirmation(db, answer):
     sending = db.sending("Flash sale", recipients=4)
     db.deliver(sending, sent=1, failed=0)
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, sending)
-        await pilot.press("x")
-        modal = await wait_for_screen(pilot, ConfirmModal)
+        modal = await press_on(pilot, sending, "x", ConfirmModal)
         assert text_of(modal.query_one("#title")) == "Stop Flash sale?"
         assert "Messages already accepted stay sent" in text_of(modal.query_one("#message"))
         await pilot.press("enter" if answer == "confirm" else "escape")
@@ -181,12 +175,9 @@ async def test_x_stops_after_confirmation(db, answer):
 
 @scenario
 async def test_x_stops_a_scheduled_mailing(db):
-    timed = db.add("Weekly digest")
-    db.do(lifecycle.schedule_at, timed, FIXED_NOW + timedelta(hours=2), FIXED_NOW)
+    timed = db.scheduled("Weekly digest")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, timed)
-        await pilot.press("x")
-        modal = await wait_for_screen(pilot, ConfirmModal)
+        modal = await press_on(pilot, timed, "x", ConfirmModal)
         assert text_of(modal.query_one("#message")) == "It goes back to Sends to schedule."
         await pilot.press("y")
         await wait_until(pilot, lambda: db.get(timed).state == State.STANDBY, "stopped")
@@ -198,9 +189,7 @@ async def test_x_stops_a_scheduled_mailing(db):
 async def test_delete_a_parked_mailing_after_confirmation(db):
     keep, doomed = db.add("Keep me"), db.add("Old draft")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, doomed)
-        await pilot.press("delete")
-        modal = await wait_for_screen(pilot, ConfirmModal)
+        modal = await press_on(pilot, doomed, "delete", ConfirmModal)
         assert text_of(modal.query_one("#title")) == "Delete Old draft?"
         await pilot.press("escape")  # first: cancel
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "cancel")
@@ -232,9 +221,7 @@ async def test_delete_is_refused_for_a_mailing_that_is_not_parked(db):
 async def test_actions_menu_delete(db):
     doomed = db.add("Old draft")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, doomed)
-        await pilot.press("enter")
-        await wait_for_screen(pilot, ActionsMenu)
+        await press_on(pilot, doomed, "enter", ActionsMenu)
         await choose(pilot, "delete")
         await wait_for_screen(pilot, ConfirmModal)
         await pilot.press("y")

@@ -1,21 +1,17 @@
 """The other screens and keys: details, help, the name filter, quitting."""
 
-from datetime import timedelta
-
 from textual.widgets import Input, Markdown, Static
 
-from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.states import Area, State
 from sendstatus_tui.screens.detail import DetailScreen
 from sendstatus_tui.screens.help import HelpScreen
 from sendstatus_tui.widgets.mailing_table import MailingTable
 
 from .helpers import (
-    FIXED_NOW,
     open_dashboard,
+    press_on,
     refresh,
     scenario,
-    select_mailing,
     settle,
     text_of,
     wait_for_screen,
@@ -28,9 +24,7 @@ async def test_d_shows_the_counters(db):
     sending = db.sending("Flash sale", recipients=10)
     db.deliver(sending, sent=6, failed=1)
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, sending)
-        await pilot.press("d")
-        screen = await wait_for_screen(pilot, DetailScreen)
+        screen = await press_on(pilot, sending, "d", DetailScreen)
         await settle(pilot)
         counters = text_of(screen.query_one("#counters", Static))
         assert "State        sending" in counters
@@ -62,9 +56,7 @@ async def test_main_screen_keys_on_the_detail_screen_leave_the_main_screen_alone
     """'/' and '?' on the detail screen: '/' must not open the filter behind it."""
     parked = db.add("Spring sale")
     async with open_dashboard(db.store) as (app, pilot):
-        await select_mailing(pilot, parked)
-        await pilot.press("d")
-        await wait_for_screen(pilot, DetailScreen)
+        await press_on(pilot, parked, "d", DetailScreen)
         await settle(pilot)
         await pilot.press("slash", "n", "e")
         await pilot.pause()
@@ -106,8 +98,7 @@ async def test_slash_filters_by_name(db):
     sale = db.add("Spring SALE")
     news = db.add("Newsletter")
     sold = db.sending("Sale reminder")
-    timed = db.add("Weekly digest")
-    db.do(lifecycle.schedule_at, timed, FIXED_NOW + timedelta(hours=1), FIXED_NOW)
+    timed = db.scheduled("Weekly digest", hours=1)
     async with open_dashboard(db.store) as (app, pilot):
         await pilot.press("slash")
         await pilot.pause()
