@@ -174,9 +174,12 @@ def test_new_mailing_form_with_an_error_at_from(looks_as_saved):
         }
         for key, value in values.items():
             form.query_one(f"#field-{key}", Input).value = value
-        form.query_one("#now", Button).press()
+        send_now = form.query_one("#now", Button)
+        send_now.press()
         error = form.query_one("#error-from", Static)
         await wait_until(pilot, lambda: str(error.render()), "the error")
+        # the button's pressed look lasts 0.2 s: a busy machine used to outlast it or not
+        await wait_until(pilot, lambda: not send_now.has_class("-active"), "the press shown")
         await settle(pilot)
 
     assert looks_as_saved(refused)
