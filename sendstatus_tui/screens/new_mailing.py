@@ -35,6 +35,8 @@ class NewMailingRequest:
 
 class NewMailingForm(ModalScreen[None]):
     class Submitted(Message):
+        """The form's request; the form waits for ``show_error`` or ``dismiss``."""
+
         def __init__(self, form: "NewMailingForm", request: NewMailingRequest):
             super().__init__()
             self.form, self.request = form, request
