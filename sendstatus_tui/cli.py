@@ -12,18 +12,18 @@ from pathlib import Path
 
 from . import config
 from .core import lifecycle
-from .core.drafts import DraftRefused, create_mailing, draft_from_files
+from .core.drafts import create_mailing, draft_from_files
 from .core.listing import details, list_mailings, summary
-from .core.models import Mailing
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
-from .core.states import Action, Area, TransitionRefused, next_state
-from .core.store import Store, StoreError
-from .core.when import WhenError, format_local, parse_when, zone
+from .core.states import Action, Area, next_state
+from .core.store import Store
+from .core.when import format_local, parse_when, zone
+from .errors import SendStatusError, mask_url, url_password
 from .text_view import render_details, render_panes
 
 
-class CommandError(Exception):
+class CommandError(SendStatusError):
     """Ends the command with ``error: <message>`` and exit status 1."""
 
 
@@ -36,20 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run = _cmd_dashboard
     try:
         args.run(args)
-    except RecipientsRefused as exc:
-        _print_error(str(exc))
-        _print_row_errors(exc.errors)
-        return 1
-    except (
-        CommandError,
-        StoreError,
-        DraftRefused,
-        TransitionRefused,
-        lifecycle.MailingNotFound,
-        lifecycle.TimeInPast,
-        WhenError,
-    ) as exc:
-        _print_error(str(exc))
+    except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
+        _print_error(_masked(str(exc), args))
+        if isinstance(exc, RecipientsRefused):
+            _print_row_errors(exc.errors)
         return 1
     except KeyboardInterrupt:
         _print_error("interrupted; nothing was changed by the unfinished command")
@@ -112,7 +102,7 @@ def _cmd_ls(args) -> None:
 
 def _cmd_show(args) -> None:
     with _store(args).read() as session:
-        info = details(session, _existing(session, args.id))
+        info = details(session, lifecycle.get(session, args.id))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -135,7 +125,7 @@ def _cmd_schedule(args) -> None:
         print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
         return
     with store.read() as session:
-        mailing = _existing(session, args.id)
+        mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
         _confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
     with store.write() as session:
@@ -152,7 +142,7 @@ def _cmd_stop(args) -> None:
 def _cmd_rm(args) -> None:
     store = _store(args)
     with store.read() as session:
-        mailing = _existing(session, args.id)
+        mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.DELETE, mailing.id)  # refuse before asking
     _confirm(args, f"delete mailing {mailing.id} {mailing.name!r} and its recipients?")
     with store.write() as session:
@@ -163,13 +153,19 @@ def _cmd_rm(args) -> None:
 def _cmd_dashboard(args) -> None:
     from .dashboard import run_dashboard
 
+    # every setting is checked before the screen opens: an error is a line, not a screen;
+    # the engine's ones even when another engine holds the lease (the next start needs them)
+    zone_name = _zone_name(args)
+    store = _store(args)
+    engine_wanted = not args.no_engine
     run_dashboard(
-        _store(args),
-        zone_name=config.zone_name(args.tz),
+        store,
+        zone_name=zone_name,
         relay_url=config.relay_url(args.smtp),
-        rate_per_second=_rate(args),
-        engine_wanted=not args.no_engine,
+        rate_per_second=_rate(args) if engine_wanted else None,
+        engine_wanted=engine_wanted,
         blink=config.blink(args.no_blink),
+        transport=_transport(args) if engine_wanted else None,
     )
 
 
@@ -177,11 +173,12 @@ def _cmd_demo(args) -> None:
     from .dashboard import run_dashboard
     from .demo import DEMO_RATE_PER_SECOND, create_demo
 
+    zone_name = _zone_name(args)
     print("preparing the demo database…", file=sys.stderr)
     store, transport, directory = create_demo()
     run_dashboard(
         store,
-        zone_name=config.zone_name(args.tz),
+        zone_name=zone_name,
         rate_per_second=DEMO_RATE_PER_SECOND,
         blink=config.blink(args.no_blink),
         transport=transport,
@@ -191,24 +188,31 @@ def _cmd_demo(args) -> None:
     print(f"demo files (database, maildir, engine log) are in {directory}", file=sys.stderr)
 
 
-def _rate(args) -> float | None:
-    from .engine.rate import RateError, parse_rate
-
-    try:
-        return parse_rate(config.rate(args.rate))
-    except RateError as exc:
-        raise CommandError(str(exc)) from None
-
-
 def _cmd_engine(args) -> None:
-    from .engine.credentials import CredentialsError
     from .engine.headless import run_headless
-    from .engine.transports import TransportConfigError
 
-    try:
-        run_headless(config.db_url(args.db), config.relay_url(args.smtp), _rate(args))
-    except (CredentialsError, TransportConfigError) as exc:
-        raise CommandError(str(exc)) from None
+    run_headless(config.db_url(args.db), config.relay_url(args.smtp), _rate(args))
+
+
+def _zone_name(args) -> str | None:
+    """The operator's zone name, checked."""
+    name = config.zone_name(args.tz)
+    zone(name)
+    return name
+
+
+def _rate(args) -> float | None:
+    from .engine.rate import parse_rate
+
+    return parse_rate(config.rate(args.rate))
+
+
+def _transport(args):
+    """The relay's transport, from the relay URL and the credentials (nothing connects yet)."""
+    from .engine.credentials import load_credentials
+    from .engine.transports import transport_for
+
+    return transport_for(config.relay_url(args.smtp), load_credentials())
 
 
 def _cmd_move(args) -> None:
@@ -225,13 +229,6 @@ def _store(args) -> Store:
     if getattr(args, "store", None) is None:
         args.store = Store(config.db_url(args.db))
     return args.store
-
-
-def _existing(session, mailing_id: int):
-    mailing = session.get(Mailing, mailing_id)
-    if mailing is None:
-        raise lifecycle.MailingNotFound(mailing_id)
-    return mailing
 
 
 def _confirm_sequential(args, session, what: str) -> None:
@@ -267,6 +264,15 @@ def _enqueued_message(result: lifecycle.Enqueued) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _masked(message: str, args) -> str:
+    """``message`` with the passwords of the URLs given on this command line masked (the
+    messages are built from masked URLs; this is the guard against a driver echoing one)."""
+    for url in (config.db_url(args.db), config.relay_url(args.smtp)):
+        if url and url_password(url):
+            message = message.replace(url, mask_url(url))
+    return message
 
 
 def _print_error(message: str) -> None:

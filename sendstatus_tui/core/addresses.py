@@ -11,6 +11,8 @@ from functools import lru_cache
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from ..errors import SendStatusError
+
 _LOCAL = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
@@ -19,7 +21,7 @@ _SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
 _MAX_LOCAL, _MAX_ADDRESS = 64, 254
 
 
-class InvalidAddress(ValueError):
+class InvalidAddress(SendStatusError, ValueError):
     pass
 
 

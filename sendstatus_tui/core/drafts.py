@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from ..errors import SendStatusError
 from .addresses import InvalidAddress, normalize_address
 from .models import Mailing
 from .personalise import placeholders
@@ -17,7 +18,7 @@ from .states import State
 DECIDED_LATER = "decided later"
 
 
-class DraftRefused(ValueError):
+class DraftRefused(SendStatusError, ValueError):
     """A field of a new mailing is unusable; ``field`` names it (for forms)."""
 
     def __init__(self, field: str, message: str):
@@ -116,6 +117,8 @@ def read_body(field: str, path: Path | None) -> str | None:
         raise DraftRefused(field, f"{path}: is a directory") from None
     except UnicodeDecodeError:
         raise DraftRefused(field, f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise DraftRefused(field, f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _parse_sender(text: str) -> tuple[str, str]:

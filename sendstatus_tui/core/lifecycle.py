@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from ..errors import SendStatusError
 from . import queue
 from .models import Mailing, utc_now
 from .queue import Direction
@@ -17,14 +18,16 @@ from .states import Action, Mode, State, next_state
 from .store import lock_transitions
 
 STOPPED = "stopped by an operator"
+# the largest id each database's id column holds (SQLite INTEGER, PostgreSQL INTEGER)
+_LARGEST_ID = {"sqlite": 2**63 - 1, "postgresql": 2**31 - 1}
 
 
-class MailingNotFound(LookupError):
+class MailingNotFound(SendStatusError, LookupError):
     def __init__(self, mailing_id: int):
         super().__init__(f"no mailing with id {mailing_id}")
 
 
-class TimeInPast(ValueError):
+class TimeInPast(SendStatusError, ValueError):
     def __init__(self, when: datetime, now: datetime):
         super().__init__(
             f"{when:%Y-%m-%d %H:%M} UTC is in the past (it is now {now:%Y-%m-%d %H:%M} UTC);"
@@ -39,8 +42,18 @@ class Enqueued:
     promoted: bool
 
 
+def get(session: Session, mailing_id: int) -> Mailing:
+    """The mailing with this id; MailingNotFound if there is none."""
+    mailing = session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+    if mailing is None:
+        raise MailingNotFound(mailing_id)
+    return mailing
+
+
 def get_for_update(session: Session, mailing_id: int) -> Mailing:
     """Loads a mailing and locks its row until the transaction ends."""
+    if not _fits(session, mailing_id):
+        raise MailingNotFound(mailing_id)
     mailing = session.exec(
         select(Mailing).where(Mailing.id == mailing_id).with_for_update()
     ).first()
@@ -185,6 +198,11 @@ def _transition(
     if was_active_sequential and target not in (State.STARTING, State.SENDING):
         promote_head(session, now)
     return mailing
+
+
+def _fits(session: Session, mailing_id: int) -> bool:
+    """Whether the id can exist at all: a larger one would overflow the driver's integer."""
+    return 0 < mailing_id <= _LARGEST_ID[session.get_bind().dialect.name]
 
 
 def _park(mailing: Mailing, reason: str) -> None:

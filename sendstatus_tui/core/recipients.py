@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from ..errors import SendStatusError
 from .addresses import InvalidAddress, normalize_address
 from .models import Mailing, RecipientStatus
 
@@ -45,7 +46,7 @@ class ImportReport:
     skipped: list[RowError] = field(default_factory=list)
 
 
-class RecipientsRefused(ValueError):
+class RecipientsRefused(SendStatusError, ValueError):
     """The file cannot be imported; ``errors`` lists the rows at fault, if any."""
 
     def __init__(self, message: str, errors: list[RowError] | None = None):
@@ -73,6 +74,8 @@ def import_recipients(
         raise RecipientsRefused(
             f"{path}: not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
         ) from None
+    except OSError as exc:  # unreadable: permissions, a device, /proc/1/mem...
+        raise RecipientsRefused(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if report.skipped and not skip_invalid:
         count = len(report.skipped)
         raise RecipientsRefused(
@@ -92,9 +95,10 @@ def import_recipients(
 def _header(reader, path: Path) -> tuple[list[str], int]:
     """The personalisation field names (in CSV order) and the index of the email column."""
     try:
-        header = next(reader, None)
+        # blank lines before the header are skipped, as they are between rows
+        header = next((row for row in reader if row), None)
     except csv.Error as exc:
-        raise RecipientsRefused(f"{path}: line 1: malformed CSV ({exc})") from None
+        raise RecipientsRefused(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
     if not header:
         raise RecipientsRefused(f"{path}: empty file; expected a header row with an 'email' column")
     names = [name.strip() for name in header]

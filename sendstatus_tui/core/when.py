@@ -5,10 +5,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
 
+from ..errors import SendStatusError
+
 ACCEPTED_FORMS = "YYYY-MM-DD HH:MM or ISO 8601 (2026-12-01T09:30+01:00)"
 
 
-class WhenError(ValueError):
+class WhenError(SendStatusError, ValueError):
     pass
 
 
