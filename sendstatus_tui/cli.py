@@ -156,16 +156,17 @@ def _cmd_dashboard(args) -> None:
     # every setting is checked before the screen opens: an error is a line, not a screen;
     # the engine's ones even when another engine holds the lease (the next start needs them)
     zone_name = _zone_name(args)
-    store = _store(args)
     engine_wanted = not args.no_engine
+    rate = _rate(args) if engine_wanted else None
+    transport = _transport(args) if engine_wanted else None
     run_dashboard(
-        store,
+        _store(args),
         zone_name=zone_name,
         relay_url=config.relay_url(args.smtp),
-        rate_per_second=_rate(args) if engine_wanted else None,
+        rate_per_second=rate,
         engine_wanted=engine_wanted,
         blink=config.blink(args.no_blink),
-        transport=_transport(args) if engine_wanted else None,
+        transport=transport,
     )
 
 
@@ -191,7 +192,8 @@ def _cmd_demo(args) -> None:
 def _cmd_engine(args) -> None:
     from .engine.headless import run_headless
 
-    run_headless(config.db_url(args.db), config.relay_url(args.smtp), _rate(args))
+    relay_url, transport, rate = config.relay_url(args.smtp), _transport(args), _rate(args)
+    run_headless(config.db_url(args.db), relay_url, transport, rate)
 
 
 def _zone_name(args) -> str | None:

@@ -77,6 +77,8 @@ class Store:
         try:
             yield
         except sa.exc.DBAPIError as exc:
+            raise StoreError(f"{doing} {self.safe_url}: {_reason(exc.orig)}") from exc
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # from code that uses the driver
             raise StoreError(f"{doing} {self.safe_url}: {_reason(exc)}") from exc
 
 
@@ -135,9 +137,9 @@ def _configured_engine(url: str) -> sa.Engine:
     return engine
 
 
-def _reason(exc: sa.exc.DBAPIError) -> str:
+def _reason(exc: BaseException) -> str:
     """The driver's message on one line; a damaged SQLite file is called corrupt."""
-    reason = " ".join(str(exc.orig).split())
+    reason = " ".join(str(exc).split())
     if reason in _SQLITE_DAMAGED:
         return f"the database file is corrupt ({reason})"
     return reason
