@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ import pytest
 from sendstatus_tui.cli import main
 
 from .conftest import write_file
+
+# a time to schedule at: ahead, and within the ten years a plan may reach
+LATER = f"{datetime.now(UTC).year + 1}-06-01 10:00"
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,11 @@ COMMANDS = {
             "--recipients",
             "{CSV}",
             "--at",
-            "2099-01-01 10:00",
+            LATER,
         ),
         {"database", "zone"},
     ),  # fmt: skip
-    "schedule --at": (("schedule", "{ID}", "--at", "2099-01-01 10:00"), {"database", "zone"}),
+    "schedule --at": (("schedule", "{ID}", "--at", LATER), {"database", "zone"}),
     "send-now": (("send-now", "{ID}"), {"database"}),
     "stop": (("stop", "{ID}"), {"database"}),
     "rm": (("rm", "{ID}", "--yes"), {"database"}),

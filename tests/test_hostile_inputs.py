@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,13 @@ from sendstatus_tui.cli import main
 
 from .conftest import write_file
 
+# a time to schedule at: ahead, and within the ten years a plan may reach
+LATER = f"{datetime.now(UTC).year + 1}-06-01 10:00"
+
 ID_COMMANDS = [
     ("show", "{ID}"),
     ("send-now", "{ID}"),
-    ("schedule", "{ID}", "--at", "2099-01-01 10:00"),
+    ("schedule", "{ID}", "--at", LATER),
     ("stop", "{ID}"),
     ("rm", "{ID}", "--yes"),
     ("move", "{ID}", "top"),
@@ -214,7 +218,7 @@ def test_unusable_relay_urls_are_one_line_without_the_password(sqlite_url, url, 
 def test_now_and_at_together_is_a_usage_error(run, files, sqlite_url, capsys):
     body, csv = files
     with pytest.raises(SystemExit) as usage:
-        main([*add_args(sqlite_url, body, csv), "--now", "--at", "2099-01-01 10:00"])
+        main([*add_args(sqlite_url, body, csv), "--now", "--at", LATER])
     err = capsys.readouterr().err
     assert usage.value.code == 2
     assert err.startswith("usage: sendstatus mailing add")

@@ -16,6 +16,7 @@ from .models import Mailing, utc_now
 from .queue import Direction
 from .states import Action, Mode, State, next_state
 from .store import lock_transitions
+from .when import check_horizon
 
 STOPPED = "stopped by an operator"
 # the largest id each database's id column holds (SQLite INTEGER, PostgreSQL INTEGER)
@@ -75,6 +76,7 @@ def schedule_at(
     now = now or utc_now()
     if when <= now:
         raise TimeInPast(when, now)
+    check_horizon(when, now)
     mailing = _transition(session, mailing_id, Action.SCHEDULE_AT, now)
     mailing.mode = Mode.AT
     mailing.scheduled_at = when
