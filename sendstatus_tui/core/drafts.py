@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from ..errors import SendStatusError
-from .addresses import InvalidAddress, normalize_address
+from .addresses import InvalidAddress, normalize_address, with_ascii_domain
 from .models import Mailing
 from .personalise import placeholders
 from .recipients import ImportReport, import_recipients
@@ -55,9 +55,15 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
     _single_line("from", draft.sender)
     display_name, address = _parse_sender(draft.sender)
     try:
-        address = normalize_address(address)
+        # the domain in ASCII (IDNA): the From header and every relay take that form
+        address = with_ascii_domain(normalize_address(address))
     except InvalidAddress as exc:
         raise DraftRefused("from", f"{address!r}: {exc}") from None
+    if not address.isascii():
+        raise DraftRefused(
+            "from", f"{address!r}: the part before the @ must be ASCII (relays without"
+            " SMTPUTF8 could not send any message of the mailing)",
+        )  # fmt: skip
     if not (draft.text_body or draft.html_body):
         raise DraftRefused("body", "a text body, an HTML body or both are needed")
     return MailingDraft(

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from ..errors import SendStatusError
-from .addresses import InvalidAddress, normalize_address
+from .addresses import InvalidAddress, checked_address
 from .models import Mailing, RecipientStatus
 
 EMAIL_COLUMN = "email"
@@ -120,7 +120,7 @@ def _import_rows(
     This loop runs once per recipient, a million times for a large list: it stays in one
     frame, with no per-row generators or helpers beyond the address check.
     """
-    seen: set[str] = set()  # lower-cased addresses imported so far
+    seen: set[str] = set()  # mailbox keys of the addresses imported so far
     skipped = report.skipped
     has_fields = width > 1
     batch: list[tuple[str, str | None]] = []
@@ -136,12 +136,12 @@ def _import_rows(
                 skipped.append(RowError(reader.line_num, "empty email"))
                 continue
             try:
-                address = normalize_address(email)
+                address, key = checked_address(email)
             except InvalidAddress as exc:
                 skipped.append(RowError(reader.line_num, f"{email!r}: {exc}"))
                 continue
-            # one message per mailbox: addresses differing only in case are the same person
-            key = address.lower()
+            # one message per mailbox: addresses differing only in case, or in the form of
+            # their domain (münchen.de, xn--mnchen-3ya.de), are the same person
             if key in seen:
                 report.duplicates += 1
                 continue

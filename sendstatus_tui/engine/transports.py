@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiosmtplib
 
+from ..core.addresses import with_ascii_domain
 from ..errors import SendStatusError, mask_url
 from .credentials import Credentials
 
@@ -43,6 +44,16 @@ class RelayUnavailable(DeliveryError):
 
 class RelayRefused(DeliveryError):
     """The relay refuses us (credentials, sender): no message of the mailing can go."""
+
+
+class NotDeliverable(PermanentFailure):
+    """We do not hand this message to the relay, which could not take it (an address that
+    needs SMTPUTF8 when the relay lacks it). Its reason starts with "not sent:" and carries
+    no reply code: the relay said nothing. (A PermanentFailure, so that an engine that does
+    not know this class records the recipient as failed all the same.)"""
+
+    def __init__(self, reason: str):
+        super().__init__(f"not sent: {reason}")
 
 
 class Transport(Protocol):
@@ -199,7 +210,10 @@ class SmtpTransport:
     async def check(self, sender: str) -> None:
         connection = await self._connect()
         try:
-            await connection.mail(sender)
+            if sender.isascii() or not connection.supports_extension("smtputf8"):
+                await connection.mail(_ascii_sender(sender))
+            else:
+                await connection.mail(sender, options=["SMTPUTF8"], encoding="utf-8")
             await connection.rset()
         except aiosmtplib.SMTPSenderRefused as exc:
             raise _sender_refused(sender, exc) from None
@@ -345,6 +359,29 @@ def wire_data(message: bytes) -> bytes:
     return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
+def _ascii_sender(sender: str) -> str:
+    """The sender for a relay without SMTPUTF8: its domain in ASCII (IDNA); a non-ASCII
+    local part cannot be written in ASCII, so no message of the mailing can go there."""
+    sender = with_ascii_domain(sender)
+    if not sender.isascii():
+        raise RelayRefused(
+            f"the relay does not offer SMTPUTF8, which the sender address {sender} needs"
+        )
+    return sender
+
+
+def _ascii_recipient(recipient: str) -> str:
+    """The recipient for a relay without SMTPUTF8 (see _ascii_sender): this one message
+    cannot go, and says why without pretending the relay refused it."""
+    recipient = with_ascii_domain(recipient)
+    if not recipient.isascii():
+        raise NotDeliverable(
+            "the relay does not offer SMTPUTF8, which this address needs (its part before"
+            " the @ is not ASCII)"
+        )
+    return recipient
+
+
 async def smtp_transaction(
     connection: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
 ) -> aiosmtplib.SMTPResponse:
@@ -353,11 +390,10 @@ async def smtp_transaction(
     one of them is not ASCII."""
     options = []
     if not (sender.isascii() and recipient.isascii()):
-        if not connection.supports_extension("smtputf8"):
-            raise aiosmtplib.SMTPRecipientRefused(
-                553, "the relay does not offer SMTPUTF8 for this address", recipient
-            )
-        options.append(b"SMTPUTF8")
+        if connection.supports_extension("smtputf8"):
+            options.append(b"SMTPUTF8")
+        else:
+            sender, recipient = _ascii_sender(sender), _ascii_recipient(recipient)
     reply = await connection.execute_command(b"MAIL", b"FROM:<" + sender.encode() + b">", *options)
     if reply.code != 250:
         raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
