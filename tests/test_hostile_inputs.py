@@ -225,3 +225,18 @@ def test_now_and_at_together_is_a_usage_error(run, files, sqlite_url, capsys):
     assert "argument --at: not allowed with argument --now" in err
     assert "Traceback" not in err
     assert mailings(run, sqlite_url) == []
+
+
+def test_an_internationalised_sender(run, files, sqlite_url):
+    body, csv = files
+    args = add_args(sqlite_url, body, csv)
+    at = args.index("a@shop.example.com")
+    args[at] = "Bücher <news@bücher.example>"
+    status, out, err = run(*args)
+    assert (status, err) == (0, ""), err
+    status, out, _ = run("--db", sqlite_url, "show", "1", "--json")
+    assert json.loads(out)["sender"].endswith(" <news@xn--bcher-kva.example>")
+    args[at] = "jörg@shop.example"
+    line = one_error(*run(*args)[::2])
+    assert "from: not a sender address: 'jörg@shop.example'" in line
+    assert "local-part contains non-ASCII characters" in line

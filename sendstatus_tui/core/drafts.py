@@ -59,11 +59,6 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
         address = with_ascii_domain(normalize_address(address))
     except InvalidAddress as exc:
         raise DraftRefused("from", f"{address!r}: {exc}") from None
-    if not address.isascii():
-        raise DraftRefused(
-            "from", f"{address!r}: the part before the @ must be ASCII (relays without"
-            " SMTPUTF8 could not send any message of the mailing)",
-        )  # fmt: skip
     if not (draft.text_body or draft.html_body):
         raise DraftRefused("body", "a text body, an HTML body or both are needed")
     return MailingDraft(

@@ -210,10 +210,7 @@ class SmtpTransport:
     async def check(self, sender: str) -> None:
         connection = await self._connect()
         try:
-            if sender.isascii() or not connection.supports_extension("smtputf8"):
-                await connection.mail(_ascii_sender(sender))
-            else:
-                await connection.mail(sender, options=["SMTPUTF8"], encoding="utf-8")
+            await connection.mail(sender)
             await connection.rset()
         except aiosmtplib.SMTPSenderRefused as exc:
             raise _sender_refused(sender, exc) from None
@@ -359,20 +356,10 @@ def wire_data(message: bytes) -> bytes:
     return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
-def _ascii_sender(sender: str) -> str:
-    """The sender for a relay without SMTPUTF8: its domain in ASCII (IDNA); a non-ASCII
-    local part cannot be written in ASCII, so no message of the mailing can go there."""
-    sender = with_ascii_domain(sender)
-    if not sender.isascii():
-        raise RelayRefused(
-            f"the relay does not offer SMTPUTF8, which the sender address {sender} needs"
-        )
-    return sender
-
-
 def _ascii_recipient(recipient: str) -> str:
-    """The recipient for a relay without SMTPUTF8 (see _ascii_sender): this one message
-    cannot go, and says why without pretending the relay refused it."""
+    """The recipient for a relay without SMTPUTF8: its domain in ASCII (IDNA). A non-ASCII
+    local part has no ASCII form: that message cannot go, and says why without pretending
+    that the relay refused it."""
     recipient = with_ascii_domain(recipient)
     if not recipient.isascii():
         raise NotDeliverable(
@@ -386,14 +373,14 @@ async def smtp_transaction(
     connection: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
 ) -> aiosmtplib.SMTPResponse:
     """MAIL, RCPT and DATA for one message. The addresses were checked when imported
-    (aiosmtplib would parse them again, for each message); SMTPUTF8 is asked for when
-    one of them is not ASCII."""
+    (aiosmtplib would parse them again, for each message). A recipient that is not ASCII
+    goes with SMTPUTF8 when the relay offers it, else with its domain in ASCII (IDNA)."""
     options = []
-    if not (sender.isascii() and recipient.isascii()):
+    if not recipient.isascii():  # the sender is ASCII: checked when the mailing was made
         if connection.supports_extension("smtputf8"):
             options.append(b"SMTPUTF8")
         else:
-            sender, recipient = _ascii_sender(sender), _ascii_recipient(recipient)
+            recipient = _ascii_recipient(recipient)
     reply = await connection.execute_command(b"MAIL", b"FROM:<" + sender.encode() + b">", *options)
     if reply.code != 250:
         raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
