@@ -138,6 +138,27 @@ def test_internationalised_domains_to_a_relay_without_smtputf8(store, tmp_path, 
     assert re.search(r"\b[2-5]\d\d\b", error["reply"]) is None  # no relay reply code
 
 
+@pytest.mark.parametrize("given", ["default", "new", "empty"])
+def test_the_maildir_is_created_with_its_parents(store, make_mailing, tmp_path, monkeypatch, given):
+    """Issue 7 item 10: on a fresh machine the default maildir's parents do not exist yet;
+    a directory an operator made for it is empty."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "fresh" / "data"))
+    directory = tmp_path / "fresh" / "data" / "sendstatus" / "maildir"
+    if given != "default":
+        directory = tmp_path / "not" / "yet" / "there" / "maildir"
+    if given == "empty":
+        directory.mkdir(parents=True)
+    mailing_id = make_mailing(recipients=2)
+    act(store, lifecycle.send_now, mailing_id)
+    url = None if given == "default" else f"maildir:{directory}"
+    thread = EngineThread(Engine(store, transport_for(url), FAST)).start()
+    try:
+        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    finally:
+        thread.stop()
+    assert len(list((directory / "new").iterdir())) == 2
+
+
 def test_a_time_that_passed_while_no_engine_ran_starts_when_one_comes(
     store, make_mailing, relay, engine_for
 ):

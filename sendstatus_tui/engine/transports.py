@@ -163,7 +163,12 @@ class MaildirTransport:
 
     async def check(self, sender: str) -> None:
         try:
-            self._maildir = mailbox.Maildir(self.directory, create=True)
+            # with its parents (on a fresh machine even the user's data directory is new),
+            # and its three folders also when the directory itself exists already (made by
+            # hand): mailbox.Maildir creates them only with the directory
+            for folder in ("tmp", "new", "cur"):
+                (self.directory / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._maildir = mailbox.Maildir(self.directory, create=False)
         except OSError as exc:
             raise RelayRefused(f"cannot write to maildir {self.directory}: {exc}") from None
 
