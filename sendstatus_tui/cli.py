@@ -143,7 +143,7 @@ def _cmd_rm(args) -> None:
     store = _store(args)
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
-        next_state(mailing.state, Action.DELETE, mailing.id)  # refuse before asking
+        lifecycle.check_deletable(session, mailing)  # refuse before asking
     _confirm(args, f"delete mailing {mailing.id} {mailing.name!r} and its recipients?")
     with store.write() as session:
         lifecycle.delete(session, args.id)

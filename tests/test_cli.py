@@ -400,3 +400,37 @@ def test_a_stored_date_at_the_end_of_the_calendar_never_crashes_a_view(add, run,
         assert (status, err) == (0, ""), err
         assert "Scheduled at:   9999-12-31" in out
     assert by_id(run, mailing_id)["scheduled_at"] == "9999-12-31T23:59:00Z"
+
+
+def test_rm_waits_until_no_engine_holds_its_recipients(add, run, db_url):
+    """Issue 7 item 11: stopped while a batch was out, a mailing cannot be deleted until
+    the engine has recorded that batch (deleting it then broke the engine)."""
+    import sqlalchemy as sa
+
+    from sendstatus_tui.core.store import Store
+
+    mailing_id = add("Busy", "--now")
+    store = Store(db_url)
+
+    def set_status(status: str) -> None:
+        # what an engine's claim does to a recipient, and its record undoes
+        with store.write() as session:
+            session.execute(
+                sa.text("UPDATE recipient SET status = :status WHERE id = ("
+                        "SELECT MIN(id) FROM recipient WHERE mailing_id = :m)"),
+                {"status": status, "m": mailing_id},
+            )  # fmt: skip
+
+    set_status("in_flight")
+    assert run("stop", str(mailing_id))[0] == 0
+    status, _, err = run("rm", str(mailing_id), "--yes")
+    assert (status, err) == (
+        1,
+        f"error: cannot delete mailing {mailing_id} yet: an engine is still handing 1 of its"
+        " recipients to the relay; try again in a few seconds\n",
+    )
+    assert by_id(run, mailing_id)["state"] == "standby"
+    set_status("pending")
+    assert run("rm", str(mailing_id), "--yes")[0] == 0
+    assert listing(run) == []
+    store.dispose()

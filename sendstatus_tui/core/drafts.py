@@ -86,7 +86,13 @@ def create_mailing(
     )
     session.add(mailing)
     session.flush()
-    report = import_recipients(session, mailing, recipients_csv, skip_invalid=skip_invalid)
+    report = import_recipients(
+        session,
+        mailing,
+        recipients_csv,
+        skip_invalid=skip_invalid,
+        header_fields=placeholders(draft.subject),
+    )
     _check_placeholders(draft, ["email", *json.loads(mailing.field_names)])
     return mailing, report
 

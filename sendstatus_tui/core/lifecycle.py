@@ -8,13 +8,13 @@ mailing) commit together or not at all.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from ..errors import SendStatusError
 from . import queue
-from .models import Mailing, utc_now
+from .models import Mailing, Recipient, RecipientStatus, utc_now
 from .queue import Direction
-from .states import Action, Mode, State, next_state
+from .states import Action, Mode, State, TransitionRefused, next_state
 from .store import lock_transitions
 from .when import check_horizon
 
@@ -34,6 +34,19 @@ class TimeInPast(SendStatusError, ValueError):
             f"{when:%Y-%m-%d %H:%M} UTC is in the past (it is now {now:%Y-%m-%d %H:%M} UTC);"
             " use send-now to send immediately"
         )
+
+
+class StillInFlight(TransitionRefused):
+    """A delete while an engine still holds recipients of the mailing (a TransitionRefused:
+    whoever handles a refused action handles this one)."""
+
+    def __init__(self, mailing_id: int, count: int):
+        SendStatusError.__init__(
+            self,
+            f"cannot delete mailing {mailing_id} yet: an engine is still handing {count}"
+            f" of its recipients to the relay; try again in a few seconds",
+        )
+        self.action, self.state, self.mailing_id = Action.DELETE, State.STANDBY, mailing_id
 
 
 @dataclass(frozen=True)
@@ -102,10 +115,23 @@ def stop(session: Session, mailing_id: int, now: datetime | None = None) -> Mail
     return mailing
 
 
+def check_deletable(session: Session, mailing: Mailing) -> None:
+    """Refuses to delete a mailing that is not parked, or whose recipients an engine still
+    holds: stopped while a batch was out, the engine records that batch within seconds."""
+    next_state(mailing.state, Action.DELETE, mailing.id)
+    in_flight = session.exec(
+        select(func.count())
+        .select_from(Recipient)
+        .where(Recipient.mailing_id == mailing.id, Recipient.status == RecipientStatus.IN_FLIGHT)
+    ).one()
+    if in_flight:
+        raise StillInFlight(mailing.id, in_flight)
+
+
 def delete(session: Session, mailing_id: int) -> Mailing:
     lock_transitions(session)
     mailing = get_for_update(session, mailing_id)
-    next_state(mailing.state, Action.DELETE, mailing.id)
+    check_deletable(session, mailing)
     session.delete(mailing)  # recipients go with it (ON DELETE CASCADE)
     session.flush()
     return mailing

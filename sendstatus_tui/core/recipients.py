@@ -8,7 +8,7 @@ file leaves nothing behind.
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
@@ -55,17 +55,26 @@ class RecipientsRefused(SendStatusError, ValueError):
 
 
 def import_recipients(
-    session: Session, mailing: Mailing, path: Path, *, skip_invalid: bool = False
+    session: Session,
+    mailing: Mailing,
+    path: Path,
+    *,
+    skip_invalid: bool = False,
+    header_fields: Collection[str] = (),
 ) -> ImportReport:
-    """Adds the recipients in ``path`` to ``mailing`` (which must already have an id)."""
+    """Adds the recipients in ``path`` to ``mailing`` (which must already have an id).
+
+    ``header_fields`` are the columns a header (the subject) uses: a line break in one of
+    them is a row error here, not a failed message at send time."""
     report = ImportReport()
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
             reader = csv.reader(stream, strict=True)
             field_names, email_index = _header(reader, path)
+            in_headers = [(i, name) for i, name in enumerate(field_names) if name in header_fields]
             with _inserter(session, mailing.id) as insert:
                 width = len(field_names) + 1
-                _import_rows(reader, path, width, email_index, insert, report)
+                _import_rows(reader, path, width, email_index, in_headers, insert, report)
     except FileNotFoundError:
         raise RecipientsRefused(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -113,9 +122,16 @@ def _header(reader, path: Path) -> tuple[list[str], int]:
 
 
 def _import_rows(
-    reader, path: Path, width: int, email_index: int, insert: _Insert, report: ImportReport
+    reader,
+    path: Path,
+    width: int,
+    email_index: int,
+    in_headers: list[tuple[int, str]],
+    insert: _Insert,
+    report: ImportReport,
 ) -> None:
     """Validates, deduplicates and inserts the data rows; the rest goes into ``report``.
+    ``in_headers``: (index in the row without its email, name) of the fields a header uses.
 
     This loop runs once per recipient, a million times for a large list: it stays in one
     frame, with no per-row generators or helpers beyond the address check.
@@ -134,6 +150,10 @@ def _import_rows(
             email = row.pop(email_index).strip()  # row: the field values, in CSV order
             if not email:
                 skipped.append(RowError(reader.line_num, "empty email"))
+                continue
+            if in_headers and (broken := _line_break_in(row, in_headers)):
+                message = f"a line break in {broken!r}, which the subject uses"
+                skipped.append(RowError(reader.line_num, message))
                 continue
             try:
                 address, key = checked_address(email)
@@ -158,6 +178,15 @@ def _import_rows(
         raise RecipientsRefused(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
     insert(batch)
     report.imported = len(seen)
+
+
+def _line_break_in(values: list[str], fields: list[tuple[int, str]]) -> str | None:
+    """The first of ``fields`` (index, name) whose value has a line break: in a header it
+    would smuggle in headers of its own."""
+    for index, name in fields:
+        if "\r" in values[index] or "\n" in values[index]:
+            return name
+    return None
 
 
 @contextmanager

@@ -134,8 +134,9 @@ def _unstructured(name: str, value: str) -> bytes:
     folded between words; ~50 times faster than the email package's folding."""
     if "\r" in value or "\n" in value:
         raise ValueError(f"line break in the {name} header: {value!r}")
-    # text that looks like an encoded word would be decoded by the reader: encode it too
-    if value.isascii() and len(value) < 900 and "=?" not in value:
+    # text that looks like an encoded word would be decoded by the reader: encode it too;
+    # so are control characters (NUL, VT, FF... from a CSV field), which readers mangle
+    if value.isascii() and value.isprintable() and len(value) < 900 and "=?" not in value:
         return f"{name}: {value}".encode("ascii")
     data = value.encode("utf-8")
     words, start = [], 0
