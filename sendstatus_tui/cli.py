@@ -19,7 +19,7 @@ from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
 from .core.states import Action, Area, next_state
 from .core.store import Store
 from .core.when import format_local, parse_when, zone
-from .errors import SendStatusError, mask_url, url_password
+from .errors import SendStatusError, mask_url
 from .text_view import render_details, render_panes
 
 
@@ -269,16 +269,16 @@ def _count(number: int, noun: str) -> str:
 
 
 def _masked(message: str, args) -> str:
-    """``message`` with the passwords of the URLs given on this command line masked (the
-    messages are built from masked URLs; this is the guard against a driver echoing one)."""
+    """``message`` with the passwords of the URLs given to this command masked (messages
+    are built from masked URLs; this is the guard against a library quoting one)."""
     for url in (config.db_url(args.db), config.relay_url(args.smtp)):
-        if url and url_password(url):
+        if url:
             message = message.replace(url, mask_url(url))
     return message
 
 
 def _print_error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)  # always one line
 
 
 def _print_row_errors(errors) -> None:

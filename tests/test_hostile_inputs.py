@@ -181,6 +181,9 @@ def test_ids_beyond_the_databases_integers_are_not_found(run, db_url, files, com
         ("postgresql+psycopg://postgres:hunter2@127.0.0.1:port/test", "unusable database URL"),
         ("postgresql+psycopg://postgres:hunter2@127.0.0.1:1/test", "cannot open database"),
         ("sqlite:////proc/sendstatus/x.db", "cannot open database"),
+        ("postgres ql://root:hunter2@127.0.0.1/test", "unusable database URL"),
+        ("root:hunter2@127.0.0.1", "unusable database URL"),
+        ("sqlite://root:hunter2@/x.db", "Invalid SQLite URL"),  # a message of many lines
     ],
 )
 def test_unusable_database_urls_are_one_line_without_the_password(run, url, says):
@@ -200,6 +203,7 @@ def test_unusable_database_urls_are_one_line_without_the_password(run, url, says
         ("smtp://relay.example.com:0", "the port must be a number from 1 to 65535"),
         ("smtp://relay.example.com:abc", "the port must be a number from 1 to 65535"),
         ("smtp://relay.example.com?pool=0", "relay option pool='0'"),
+        ("smtp://user:pass@[::1", "not a relay URL"),
     ],
 )
 def test_unusable_relay_urls_are_one_line_without_the_password(sqlite_url, url, says):

@@ -97,7 +97,7 @@ def _create_engine(url: str) -> sa.Engine:
     try:
         dialect = sa.engine.make_url(url).get_backend_name()
     except (sa.exc.ArgumentError, ValueError) as exc:
-        raise StoreError(f"unusable database URL {mask_url(url)}: {exc}") from None
+        raise StoreError(f"unusable database URL {mask_url(url)}: {_reason(exc)}") from None
     if dialect not in _SUPPORTED:
         raise StoreError(
             f"unsupported database URL {mask_url(url)}: expected {' or '.join(_SUPPORTED.values())}"
@@ -105,7 +105,7 @@ def _create_engine(url: str) -> sa.Engine:
     try:
         return _configured_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
-        raise StoreError(f"unusable database URL {mask_url(url)}: {exc}") from None
+        raise StoreError(f"unusable database URL {mask_url(url)}: {_reason(exc)}") from None
     except OSError as exc:  # the SQLite file's directory cannot be created
         raise StoreError(f"cannot open database {mask_url(url)}: {exc}") from None
 

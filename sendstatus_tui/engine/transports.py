@@ -76,7 +76,10 @@ def transport_for(url: str | None, credentials: Credentials | None = None) -> Tr
     """The transport a ``--smtp`` URL names (default: a maildir in the user's data dir)."""
     if not url or url.startswith("maildir:"):
         return MaildirTransport(Path(url.removeprefix("maildir:")) if url else None)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise TransportConfigError(f"not a relay URL: {mask_url(url)!r} ({exc})") from None
     if parts.scheme not in ("smtp", "smtps"):
         raise TransportConfigError(
             f"unknown relay {mask_url(url)!r}:"
