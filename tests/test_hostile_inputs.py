@@ -153,6 +153,8 @@ def test_recipients_from_an_unreadable_file(run, files, sqlite_url):
     for unreadable in ("/proc/1/mem", "/proc/self/mem"):
         line = one_error(*run(*add_args(sqlite_url, body, unreadable))[::2])
         assert line.startswith(f"error: {unreadable}: cannot read it")
+    line = one_error(*run(*add_args(sqlite_url, body, "/dev/zero"))[::2])
+    assert line == "error: /dev/zero: a device, not a CSV file"
     line = one_error(*run(*add_args(sqlite_url, "/proc/1/mem", files[1]))[::2])
     assert line.startswith("error: text: /proc/1/mem: cannot read it")
     assert mailings(run, sqlite_url) == []

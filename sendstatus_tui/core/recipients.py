@@ -8,6 +8,8 @@ file leaves nothing behind.
 
 import csv
 import json
+import os
+import stat
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +70,8 @@ def import_recipients(
     them is a row error here, not a failed message at send time."""
     report = ImportReport()
     try:
+        if stat.S_ISCHR(os.stat(path).st_mode):  # /dev/zero would be read for ever
+            raise RecipientsRefused(f"{path}: a device, not a CSV file")
         with open(path, encoding="utf-8-sig", newline="") as stream:
             reader = csv.reader(stream, strict=True)
             field_names, email_index = _header(reader, path)

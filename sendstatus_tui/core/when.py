@@ -43,8 +43,8 @@ def parse_when(text: str, zone_name: str | None = None, now: datetime | None = N
         raise WhenError(f"{text!r} has no time of day (expected {ACCEPTED_FORMS})")
     try:
         when = _in_utc(text, parsed, zone_name)
-    except OverflowError:
-        when = datetime.max.replace(tzinfo=UTC)  # past year 9999 in UTC: too far, below
+    except OverflowError:  # beyond year 9999 or before year 1 once in UTC
+        when = (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
     check_horizon(when, now)
     return when
 
