@@ -24,22 +24,16 @@ from .core import lifecycle
 from .core.drafts import DraftRefused, create_mailing, draft_from_files
 from .core.models import utc_now
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
-from .core.states import Area, TransitionRefused
+from .core.states import Area
 from .core.store import Store
 from .core.when import zone
 from .engine.thread import EngineThread
+from .errors import SendStatusError
 from .screens.confirm import ConfirmModal
 from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
 from .views.snapshot import Snapshot, SpeedMeter, read_snapshot
-
-_ACTION_ERRORS = (
-    TransitionRefused,
-    lifecycle.MailingNotFound,
-    lifecycle.TimeInPast,
-)
-
 
 class PanesRead(Message):
     """A refresh's snapshot; ``sequence`` orders them, so an older one is never drawn
@@ -140,7 +134,7 @@ class SendStatusApp(App):
         try:
             with self.store.write() as session:
                 operation(session, mailing_id, *args)
-        except _ACTION_ERRORS as exc:
+        except SendStatusError as exc:  # refused, or the database cannot be written
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=6)
         else:
             if done:
@@ -161,6 +155,9 @@ class SendStatusApp(App):
         except RecipientsRefused as refusal:
             details = [str(error) for error in refusal.errors[:MAX_REPORTED_ERRORS]]
             form.show_error("recipients", "\n".join([str(refusal), *details]))
+            return
+        except SendStatusError as exc:  # e.g. the database cannot be written
+            self.notify(str(exc), severity="error", timeout=8)
             return
         if form.is_attached:
             form.dismiss(None)

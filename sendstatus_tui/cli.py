@@ -13,19 +13,19 @@ from pathlib import Path
 from . import config
 from .core import lifecycle
 from .core.details import read_details
-from .core.drafts import DraftRefused, create_mailing, draft_from_files
+from .core.drafts import create_mailing, draft_from_files
 from .core.listing import list_mailings, summary
-from .core.models import Mailing
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
-from .core.states import Action, Area, TransitionRefused, next_state
-from .core.store import Store, StoreError
-from .core.when import WhenError, format_local, parse_when, zone
+from .core.states import Action, Area, next_state
+from .core.store import Store
+from .core.when import format_local, parse_when, zone
+from .errors import SendStatusError, mask_url
 from .views.details import show_text
 from .views.listing import render_panes
 
 
-class CommandError(Exception):
+class CommandError(SendStatusError):
     """Ends the command with ``error: <message>`` and exit status 1."""
 
 
@@ -38,20 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run = _cmd_dashboard
     try:
         args.run(args)
-    except RecipientsRefused as exc:
-        _print_error(str(exc))
-        _print_row_errors(exc.errors)
-        return 1
-    except (
-        CommandError,
-        StoreError,
-        DraftRefused,
-        TransitionRefused,
-        lifecycle.MailingNotFound,
-        lifecycle.TimeInPast,
-        WhenError,
-    ) as exc:
-        _print_error(str(exc))
+    except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
+        _print_error(_masked(str(exc), args))
+        if isinstance(exc, RecipientsRefused):
+            _print_row_errors(exc.errors)
         return 1
     except KeyboardInterrupt:
         _print_error("interrupted; nothing was changed by the unfinished command")
@@ -114,7 +104,7 @@ def _cmd_ls(args) -> None:
 
 def _cmd_show(args) -> None:
     with _store(args).read() as session:
-        details = read_details(session, _existing(session, args.id))
+        details = read_details(session, lifecycle.get(session, args.id))
     if args.json:
         print(json.dumps(details.as_json(), indent=2))
     else:
@@ -137,7 +127,7 @@ def _cmd_schedule(args) -> None:
         print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
         return
     with store.read() as session:
-        mailing = _existing(session, args.id)
+        mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
         _confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
     with store.write() as session:
@@ -154,8 +144,8 @@ def _cmd_stop(args) -> None:
 def _cmd_rm(args) -> None:
     store = _store(args)
     with store.read() as session:
-        mailing = _existing(session, args.id)
-        next_state(mailing.state, Action.DELETE, mailing.id)  # refuse before asking
+        mailing = lifecycle.get(session, args.id)
+        lifecycle.check_deletable(session, mailing)  # refuse before asking
     _confirm(args, f"delete mailing {mailing.id} {mailing.name!r} and its recipients?")
     with store.write() as session:
         lifecycle.delete(session, args.id)
@@ -165,13 +155,20 @@ def _cmd_rm(args) -> None:
 def _cmd_dashboard(args) -> None:
     from .launch.dashboard import run_dashboard
 
+    # every setting is checked before the screen opens: an error is a line, not a screen;
+    # the engine's ones even when another engine holds the lease (the next start needs them)
+    zone_name = _zone_name(args)
+    engine_wanted = not args.no_engine
+    rate = _rate(args) if engine_wanted else None
+    transport = _transport(args) if engine_wanted else None
     run_dashboard(
         _store(args),
-        zone_name=config.zone_name(args.tz),
+        zone_name=zone_name,
         relay_url=config.relay_url(args.smtp),
-        rate_per_second=_rate(args),
-        engine_wanted=not args.no_engine,
+        rate_per_second=rate,
+        engine_wanted=engine_wanted,
         blink=config.blink(args.no_blink),
+        transport=transport,
     )
 
 
@@ -179,11 +176,12 @@ def _cmd_demo(args) -> None:
     from .launch.dashboard import run_dashboard
     from .launch.demo import DEMO_RATE_PER_SECOND, create_demo
 
+    zone_name = _zone_name(args)
     print("preparing the demo database…", file=sys.stderr)
     store, transport, directory = create_demo()
     run_dashboard(
         store,
-        zone_name=config.zone_name(args.tz),
+        zone_name=zone_name,
         rate_per_second=DEMO_RATE_PER_SECOND,
         blink=config.blink(args.no_blink),
         transport=transport,
@@ -193,24 +191,32 @@ def _cmd_demo(args) -> None:
     print(f"demo files (database, maildir, engine log) are in {directory}", file=sys.stderr)
 
 
-def _rate(args) -> float | None:
-    from .engine.rate import RateError, parse_rate
-
-    try:
-        return parse_rate(config.rate(args.rate))
-    except RateError as exc:
-        raise CommandError(str(exc)) from None
-
-
 def _cmd_engine(args) -> None:
-    from .engine.credentials import CredentialsError
     from .engine.headless import run_headless
-    from .engine.transports import TransportConfigError
 
-    try:
-        run_headless(config.db_url(args.db), config.relay_url(args.smtp), _rate(args))
-    except (CredentialsError, TransportConfigError) as exc:
-        raise CommandError(str(exc)) from None
+    relay_url, transport, rate = config.relay_url(args.smtp), _transport(args), _rate(args)
+    run_headless(config.db_url(args.db), relay_url, transport, rate)
+
+
+def _zone_name(args) -> str | None:
+    """The operator's zone name, checked."""
+    name = config.zone_name(args.tz)
+    zone(name)
+    return name
+
+
+def _rate(args) -> float | None:
+    from .engine.rate import parse_rate
+
+    return parse_rate(config.rate(args.rate))
+
+
+def _transport(args):
+    """The relay's transport, from the relay URL and the credentials (nothing connects yet)."""
+    from .engine.credentials import load_credentials
+    from .engine.transports import transport_for
+
+    return transport_for(config.relay_url(args.smtp), load_credentials())
 
 
 def _cmd_move(args) -> None:
@@ -227,13 +233,6 @@ def _store(args) -> Store:
     if getattr(args, "store", None) is None:
         args.store = Store(config.db_url(args.db))
     return args.store
-
-
-def _existing(session, mailing_id: int):
-    mailing = session.get(Mailing, mailing_id)
-    if mailing is None:
-        raise lifecycle.MailingNotFound(mailing_id)
-    return mailing
 
 
 def _confirm_sequential(args, session, what: str) -> None:
@@ -271,8 +270,17 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
+def _masked(message: str, args) -> str:
+    """``message`` with the passwords of the URLs given to this command masked (messages
+    are built from masked URLs; this is the guard against a library quoting one)."""
+    for url in (config.db_url(args.db), config.relay_url(args.smtp)):
+        if url:
+            message = message.replace(url, mask_url(url))
+    return message
+
+
 def _print_error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)  # always one line
 
 
 def _print_row_errors(errors) -> None:

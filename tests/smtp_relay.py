@@ -77,6 +77,7 @@ class SmtpRelay:
         self.script = script or RelayScript()
         self.smtputf8 = smtputf8
         self.received: list[Received] = []
+        self.auth_attempts = 0  # AUTH commands received, whatever their outcome
         self.lock = threading.Lock()
         self.port = _free_port()
         self._controller: Controller | None = None
@@ -84,6 +85,11 @@ class SmtpRelay:
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}?starttls=off"
+
+    @property
+    def auto_tls_url(self) -> str:
+        """The URL in the default mode: STARTTLS when the relay offers it (this one does not)."""
+        return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> "SmtpRelay":
         self._controller = Controller(
@@ -107,6 +113,8 @@ class SmtpRelay:
             return [r.rcpt for r in self.received]
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        with self.lock:
+            self.auth_attempts += 1
         expected = self.script.credentials
         if expected is None:
             return AuthResult(success=True)

@@ -6,14 +6,18 @@ import string
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from sendstatus_tui.core.addresses import InvalidAddress, normalize_address
+from sendstatus_tui.core.addresses import InvalidAddress, checked_address, normalize_address
 
 
 def validator_verdict(text: str) -> str | None:
+    """email-validator's normal form, with the domain kept in the form it was given
+    (email-validator turns an ASCII ``xn--`` domain into Unicode; we keep what was imported)."""
     try:
-        return validate_email(text, check_deliverability=False).normalized
+        checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError:
         return None
+    domain = text.rpartition("@")[2]
+    return f"{checked.local_part}@{checked.ascii_domain if domain.isascii() else checked.domain}"
 
 
 def our_verdict(text: str) -> str | None:
@@ -78,3 +82,26 @@ def test_random_addresses_get_email_validators_verdict():
 def test_refusals_say_why():
     with pytest.raises(InvalidAddress, match="two periods in a row"):
         normalize_address("a..b@example.com")
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("user@xn--mnchen-3ya.de", "user@xn--mnchen-3ya.de"),
+        ("user@XN--MNCHEN-3YA.DE", "user@xn--mnchen-3ya.de"),
+        ("user@münchen.de", "user@münchen.de"),
+        ("User@MÜNCHEN.de", "User@münchen.de"),
+        ("user@muenchen.de", "user@muenchen.de"),
+    ],
+)
+def test_a_domain_keeps_the_form_it_was_imported_in(text, kept):
+    assert normalize_address(text) == kept
+
+
+def test_both_forms_of_a_domain_are_one_mailbox():
+    keys = {
+        checked_address(text)[1]
+        for text in ("user@xn--mnchen-3ya.de", "USER@münchen.de", "user@MÜNCHEN.DE")
+    }
+    assert keys == {"user@xn--mnchen-3ya.de"}
+    assert checked_address("user@muenchen.de")[1] != "user@xn--mnchen-3ya.de"

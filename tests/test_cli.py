@@ -78,6 +78,10 @@ def by_id(run, mailing_id) -> dict:
     return next(m for m in listing(run) if m["id"] == mailing_id)
 
 
+# within the ten years ahead that a time may be planned
+NEXT_YEAR = datetime.now(UTC).year + 1
+
+
 def future(minutes=60) -> str:
     return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M")
 
@@ -111,16 +115,18 @@ def test_add_with_now_starts_up(add, run):
 
 
 def test_add_at_a_time_in_a_given_zone(add, run):
-    mailing_id = add("Advent", "--at", "2099-12-01 09:30", "--tz", "Europe/Rome")
+    mailing_id = add("Advent", "--at", f"{NEXT_YEAR}-12-01 09:30", "--tz", "Europe/Rome")
     mailing = by_id(run, mailing_id)
     assert (mailing["state"], mailing["area"], mailing["mode"]) == ("scheduled", "scheduled", "at")
-    assert mailing["scheduled_at"] == "2099-12-01T08:30:00Z"  # Rome is UTC+1 in December
+    assert mailing["scheduled_at"] == f"{NEXT_YEAR}-12-01T08:30:00Z"  # Rome is UTC+1 in December
 
 
 @pytest.mark.parametrize(
     ("when", "zone", "message"),
     [
         ("2001-01-01 10:00", "UTC", "is in the past"),
+        ("0001-01-01 00:30", "Asia/Tokyo", "is in the past"),  # before year 1 in UTC
+        ("9999-12-31 23:30", "America/New_York", "more than 10 years ahead"),
         ("2099-12-01 09:30", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
         ("2099-02-30 10:00", "UTC", "not a date and time: '2099-02-30 10:00'"),
         ("next tuesday", "UTC", "not a date and time"),
@@ -302,7 +308,7 @@ def test_unknown_mailing_and_bad_ids(run):
 
 def test_ls_reads_like_the_dashboard(add, run):
     add("Sending one", "--now")
-    add("Later one", "--at", "2099-01-01 08:00", "--tz", "UTC")
+    add("Later one", "--at", f"{NEXT_YEAR}-01-01 08:00", "--tz", "UTC")
     add("Head", "--sequential")
     add("Waiting", "--sequential", "--yes")
     add("Parked one")
@@ -311,7 +317,7 @@ def test_ls_reads_like_the_dashboard(add, run):
     assert out.splitlines()[0] == "Sending now (2)"
     assert "Scheduled sendings (2)" in out and "Sends to schedule (1)" in out
     assert "starting up" in out
-    assert "2099-01-01 08:00" in out and "queue #1" in out
+    assert f"{NEXT_YEAR}-01-01 08:00" in out and "queue #1" in out
     assert "decided later" in out
     sections = out.split("\n\n")
     assert "Sending one" in sections[0] and "Head" in sections[0]
@@ -374,3 +380,59 @@ def test_placeholders_must_be_csv_columns(run, files):
         "error: subject: {city} is not a column of the recipients CSV (it has: email, first_name)\n"
     )
     assert listing(run) == []
+
+
+def test_a_stored_date_at_the_end_of_the_calendar_never_crashes_a_view(add, run, db_url):
+    """Refused at entry now, but a database may hold one (entered by an older version)."""
+    from sendstatus_tui.core.models import Mailing
+    from sendstatus_tui.core.store import Store
+
+    mailing_id = add("Far")
+    store = Store(db_url)
+    with store.write() as session:
+        mailing = session.get(Mailing, mailing_id)
+        mailing.state, mailing.mode = "scheduled", "at"
+        mailing.scheduled_at = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    store.dispose()
+    for zone in ("Asia/Tokyo", "Europe/Rome", "UTC", "America/New_York"):
+        status, out, err = run("ls", "--tz", zone)
+        assert (status, err) == (0, ""), err
+        assert "Far" in out and "9999-12-31" in out
+        status, out, err = run("show", str(mailing_id), "--tz", zone)
+        assert (status, err) == (0, ""), err
+        assert "Scheduled at:   9999-12-31" in out
+    assert by_id(run, mailing_id)["scheduled_at"] == "9999-12-31T23:59:00Z"
+
+
+def test_rm_waits_until_no_engine_holds_its_recipients(add, run, db_url):
+    """Issue 7 item 11: stopped while a batch was out, a mailing cannot be deleted until
+    the engine has recorded that batch (deleting it then broke the engine)."""
+    import sqlalchemy as sa
+
+    from sendstatus_tui.core.store import Store
+
+    mailing_id = add("Busy", "--now")
+    store = Store(db_url)
+
+    def set_status(status: str) -> None:
+        # what an engine's claim does to a recipient, and its record undoes
+        with store.write() as session:
+            session.execute(
+                sa.text("UPDATE recipient SET status = :status WHERE id = ("
+                        "SELECT MIN(id) FROM recipient WHERE mailing_id = :m)"),
+                {"status": status, "m": mailing_id},
+            )  # fmt: skip
+
+    set_status("in_flight")
+    assert run("stop", str(mailing_id))[0] == 0
+    status, _, err = run("rm", str(mailing_id), "--yes")
+    assert (status, err) == (
+        1,
+        f"error: cannot delete mailing {mailing_id} yet: an engine is still handing 1 of its"
+        " recipients to the relay; try again in a few seconds\n",
+    )
+    assert by_id(run, mailing_id)["state"] == "standby"
+    set_status("pending")
+    assert run("rm", str(mailing_id), "--yes")[0] == 0
+    assert listing(run) == []
+    store.dispose()

@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import re
 import time
 from datetime import timedelta
 
@@ -49,8 +50,8 @@ def test_send_now_delivers_personalised_messages(store, make_mailing, relay, eng
 
 @pytest.mark.parametrize("smtputf8", [True, False])
 def test_an_internationalised_address(store, tmp_path, engine_for, smtputf8):
-    """An internationalised address needs SMTPUTF8: a relay that offers it takes it; one
-    without it refuses that one recipient (a 5xx), and the mailing still completes."""
+    """An address whose local part is not ASCII needs SMTPUTF8: a relay that offers it
+    takes it; without it, that one recipient is not sent, and the mailing still completes."""
     from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 
     csv = tmp_path / "people.csv"
@@ -69,6 +70,64 @@ def test_an_internationalised_address(store, tmp_path, engine_for, smtputf8):
     delivered = ["ann@example.com", "bob@example.com"] + (["jörg@bücher.example"] * smtputf8)
     assert sorted(relay.recipients()) == sorted(delivered)
     assert (done.sent, done.failed) == ((3, 0) if smtputf8 else (2, 1))
+
+
+def test_internationalised_domains_to_a_relay_without_smtputf8(store, tmp_path, engine_for):
+    """Issue 7 item 7: both spellings of one domain are one mailbox; each address is kept
+    as imported; a relay without SMTPUTF8 gets the domain in ASCII (IDNA), and a local part
+    that needs SMTPUTF8 is not sent, with a reason that no relay wrote."""
+    from email import message_from_bytes
+
+    from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+    from sendstatus_tui.core.listing import details
+
+    csv = tmp_path / "people.csv"
+    csv.write_text(
+        "email\nuser@xn--mnchen-3ya.de\nUser@München.de\nanna@münchen.de\njörg@münchen.de\n"
+    )
+    draft = MailingDraft(name="IDN", subject="Hi", sender="news@bücher.example", text_body="B")
+    with store.write() as session:
+        created, report = create_mailing(session, draft, csv)
+        lifecycle.send_now(session, created.id)
+    assert (report.imported, report.duplicates) == (3, 1)
+    relay = SmtpRelay(smtputf8=False).start()
+    try:
+        engine_for(relay)
+        wait_for(lambda: mailing(store, created.id).state == "completed", what="completion")
+    finally:
+        relay.stop()
+    with store.read() as session:
+        shown = details(session, mailing(store, created.id))
+    assert (shown["sent"], shown["failed"]) == (2, 1)
+    assert sorted(relay.recipients()) == ["anna@xn--mnchen-3ya.de", "user@xn--mnchen-3ya.de"]
+    assert {r.mail_from for r in relay.received} == {"news@xn--bcher-kva.example"}
+    headers = {message_from_bytes(r.data)["To"] for r in relay.received}
+    assert headers == {"anna@xn--mnchen-3ya.de", "user@xn--mnchen-3ya.de"}
+    [error] = shown["last_errors"]
+    assert error["email"] == "jörg@münchen.de"
+    assert error["reply"].startswith("not sent: the relay does not offer SMTPUTF8")
+    assert re.search(r"\b[2-5]\d\d\b", error["reply"]) is None  # no relay reply code
+
+
+@pytest.mark.parametrize("given", ["default", "new", "empty"])
+def test_the_maildir_is_created_with_its_parents(store, make_mailing, tmp_path, monkeypatch, given):
+    """Issue 7 item 10: on a fresh machine the default maildir's parents do not exist yet;
+    a directory an operator made for it is empty."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "fresh" / "data"))
+    directory = tmp_path / "fresh" / "data" / "sendstatus" / "maildir"
+    if given != "default":
+        directory = tmp_path / "not" / "yet" / "there" / "maildir"
+    if given == "empty":
+        directory.mkdir(parents=True)
+    mailing_id = make_mailing(recipients=2)
+    act(store, lifecycle.send_now, mailing_id)
+    url = None if given == "default" else f"maildir:{directory}"
+    thread = EngineThread(Engine(store, transport_for(url), FAST)).start()
+    try:
+        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    finally:
+        thread.stop()
+    assert len(list((directory / "new").iterdir())) == 2
 
 
 def test_a_time_that_passed_while_no_engine_ran_starts_when_one_comes(

@@ -63,9 +63,14 @@ class Engines:
         self.running: list[EngineThread] = []
 
     def start(
-        self, relay: SmtpRelay, settings=FAST, credentials=None, url_options: str = ""
+        self,
+        relay: SmtpRelay,
+        settings=FAST,
+        credentials=None,
+        url_options: str = "",
+        url: str | None = None,
     ) -> EngineThread:
-        transport = transport_for(relay.url + url_options, credentials)
+        transport = transport_for((url or relay.url) + url_options, credentials)
         engine = Engine(self.store, transport, settings)
         thread = EngineThread(engine).start()
         self.running.append(thread)
@@ -466,7 +471,10 @@ def test_bad_credentials_interrupt_then_right_ones_send(
     relay = relays(RelayScript(credentials=("user", "secret")))
     mailing_id = make_mailing(recipients=3)
     act(store, lifecycle.send_now, mailing_id)
-    wrong = engines.start(relay, credentials=Credentials("user", "not-the-Secret-42"))
+    in_clear = "&plaintext_auth=yes"  # the test relay is on loopback and has no TLS
+    wrong = engines.start(
+        relay, credentials=Credentials("user", "not-the-Secret-42"), url_options=in_clear
+    )
     wait_state(store, mailing_id, "standby")
     parked = show(store, mailing_id)
     assert parked["reason"].startswith("interrupted:")
@@ -478,7 +486,7 @@ def test_bad_credentials_interrupt_then_right_ones_send(
     engines.stop(wrong)
     assert "not-the-Secret-42" not in caplog.text
 
-    engines.start(relay, credentials=Credentials("user", "secret"))
+    engines.start(relay, credentials=Credentials("user", "secret"), url_options=in_clear)
     act(store, lifecycle.send_now, mailing_id)
     wait_state(store, mailing_id, COMPLETED)
     assert_complete(store, mailing_id, sent=3)
@@ -497,6 +505,43 @@ def test_no_credentials_for_a_relay_that_wants_them_interrupts(
     assert parked["reason"].startswith("interrupted:")
     assert "530" in parked["reason"]
     assert (parked["failed"], parked["recipients"]) == (0, {"pending": 2})
+
+
+def test_credentials_never_go_to_a_relay_without_starttls(store, make_mailing, relays, engines):
+    """Issue 7 item 3: a relay (or a man in the middle) that offers AUTH but not STARTTLS
+    never reads the password: the mailing is interrupted with the reason."""
+    relay = relays(RelayScript(credentials=("user", "hunter2-Pa55")))
+    mailing_id = make_mailing(recipients=2)
+    act(store, lifecycle.send_now, mailing_id)
+    engines.start(relay, credentials=Credentials("user", "hunter2-Pa55"), url=relay.auto_tls_url)
+    wait_state(store, mailing_id, "standby")
+    parked = show(store, mailing_id)
+    assert parked["reason"].startswith("interrupted:")
+    assert "does not offer STARTTLS" in parked["reason"]
+    assert "credentials are never sent without TLS" in parked["reason"]
+    assert (parked["sent"], parked["failed"], parked["recipients"]) == (0, 0, {"pending": 2})
+    assert relay.auth_attempts == 0
+    assert relay.received == []
+
+
+def test_plaintext_auth_is_for_a_relay_on_loopback_only(store, make_mailing, relays, engines):
+    for url in (
+        "smtp://relay.example.com?plaintext_auth=yes",
+        "smtp://10.0.0.1?plaintext_auth=yes",
+    ):
+        with pytest.raises(TransportConfigError, match="only for a relay on this machine"):
+            transport_for(url, Credentials("user", "pw"))
+    with pytest.raises(TransportConfigError, match="would send the password in clear"):
+        transport_for("smtp://127.0.0.1?starttls=off", Credentials("user", "pw"))
+
+    relay = relays(RelayScript(credentials=("user", "pw")))
+    mailing_id = make_mailing(recipients=2)
+    act(store, lifecycle.send_now, mailing_id)
+    url = relay.auto_tls_url + "?plaintext_auth=yes"
+    engines.start(relay, credentials=Credentials("user", "pw"), url=url)
+    wait_state(store, mailing_id, COMPLETED)
+    assert_complete(store, mailing_id, sent=2)
+    assert relay.auth_attempts >= 1
 
 
 def test_sender_refused_mid_mailing_interrupts_without_failing_anyone(

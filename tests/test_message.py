@@ -68,3 +68,14 @@ def test_a_value_that_looks_encoded_is_encoded_not_decoded_by_the_reader():
     tricky = "=?utf-8?q?Bob?="
     message = parse(render(template, 1, "b@example.com", json.dumps([tricky])))
     assert message["Subject"] == f"Hi {tricky}"
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x0b", "\x0c", "\x1b", "\x7f"])
+def test_control_characters_from_a_field_never_reach_the_subject_unencoded(control):
+    """Issue 7 item 11: a CSV field with NUL, VT, FF... goes into the Subject encoded."""
+    value = f"Zoe{control}Smith"
+    data = render(TEMPLATE, 1, "zoe@example.com", json.dumps([value, "Rome"]))
+    subject = next(line for line in data.split(b"\r\n") if line.startswith(b"Subject:"))
+    assert control.encode() not in subject
+    assert subject.startswith(b"Subject: =?utf-8?b?")
+    assert parse(data)["Subject"] == f"News for {value}"

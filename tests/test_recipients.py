@@ -87,3 +87,33 @@ def test_a_file_that_is_not_utf8_is_refused(store, tmp_path):
     csv.write_bytes("email,name\nann@example.com,Andr\xe9\n".encode("latin-1"))
     with pytest.raises(RecipientsRefused, match="not UTF-8 text"):
         add(store, csv)
+
+
+def test_a_line_break_in_a_field_the_subject_uses_is_found_at_import(store, tmp_path):
+    """Issue 7 item 11: found with its line number, not as a failed message at send time;
+    the same break in a field only the body uses is fine."""
+    csv = write_file(
+        tmp_path,
+        "p.csv",
+        'email,name,address\na@example.com,Ann,"1 Main St\nRome"\n'
+        'b@example.com,"Bob\r\nBcc: victim@example.com",Milan\nc@example.com,"Cy\rX",Oslo\n',
+    )
+    draft = MailingDraft(
+        name="N", subject="Hi {name}", sender="news@shop.example.com", text_body="{address}"
+    )
+    with pytest.raises(RecipientsRefused) as refused, store.write() as session:
+        create_mailing(session, draft, csv)
+    assert [str(error) for error in refused.value.errors] == [
+        "line 5: a line break in 'name', which the subject uses",
+        "line 7: a line break in 'name', which the subject uses",  # a lone CR ends line 6
+    ]
+    with store.write() as session:
+        mailing, report = create_mailing(session, draft, csv, skip_invalid=True)
+    assert report.imported == 1 and [e.line for e in report.skipped] == [5, 7]
+
+
+def test_blank_lines_before_the_header_are_skipped(store, tmp_path):
+    csv = write_file(tmp_path, "p.csv", "\n\r\n\nemail,name\n\nann@example.com,Ann\n")
+    mailing, report = add(store, csv)
+    assert report.imported == 1
+    assert json.loads(mailing.field_names) == ["name"]

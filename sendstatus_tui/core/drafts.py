@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from .addresses import InvalidAddress, normalize_address
+from ..errors import SendStatusError
+from .addresses import InvalidAddress, normalize_address, with_ascii_domain
 from .models import Mailing
 from .personalise import placeholders
 from .recipients import ImportReport, import_recipients
@@ -17,7 +18,7 @@ from .states import State
 DECIDED_LATER = "decided later"
 
 
-class DraftRefused(ValueError):
+class DraftRefused(SendStatusError, ValueError):
     """A field of a new mailing is unusable; ``field`` names it (for forms)."""
 
     def __init__(self, field: str, message: str):
@@ -54,7 +55,8 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
     _single_line("from", draft.sender)
     display_name, address = _parse_sender(draft.sender)
     try:
-        address = normalize_address(address)
+        # the domain in ASCII (IDNA): the From header and every relay take that form
+        address = with_ascii_domain(normalize_address(address))
     except InvalidAddress as exc:
         raise DraftRefused("from", f"{address!r}: {exc}") from None
     if not (draft.text_body or draft.html_body):
@@ -84,7 +86,13 @@ def create_mailing(
     )
     session.add(mailing)
     session.flush()
-    report = import_recipients(session, mailing, recipients_csv, skip_invalid=skip_invalid)
+    report = import_recipients(
+        session,
+        mailing,
+        recipients_csv,
+        skip_invalid=skip_invalid,
+        header_fields=placeholders(draft.subject),
+    )
     _check_placeholders(draft, ["email", *json.loads(mailing.field_names)])
     return mailing, report
 
@@ -116,6 +124,8 @@ def read_body(field: str, path: Path | None) -> str | None:
         raise DraftRefused(field, f"{path}: is a directory") from None
     except UnicodeDecodeError:
         raise DraftRefused(field, f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise DraftRefused(field, f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _parse_sender(text: str) -> tuple[str, str]:

@@ -8,28 +8,45 @@ mailing) commit together or not at all.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
+from ..errors import SendStatusError
 from . import queue
-from .models import Mailing, utc_now
+from .models import Mailing, Recipient, RecipientStatus, utc_now
 from .queue import Direction
-from .states import Action, Mode, State, next_state
+from .states import Action, Mode, State, TransitionRefused, next_state
 from .store import lock_transitions
+from .when import check_horizon
 
 STOPPED = "stopped by an operator"
+# the largest id each database's id column holds (SQLite INTEGER, PostgreSQL INTEGER)
+_LARGEST_ID = {"sqlite": 2**63 - 1, "postgresql": 2**31 - 1}
 
 
-class MailingNotFound(LookupError):
+class MailingNotFound(SendStatusError, LookupError):
     def __init__(self, mailing_id: int):
         super().__init__(f"no mailing with id {mailing_id}")
 
 
-class TimeInPast(ValueError):
+class TimeInPast(SendStatusError, ValueError):
     def __init__(self, when: datetime, now: datetime):
         super().__init__(
             f"{when:%Y-%m-%d %H:%M} UTC is in the past (it is now {now:%Y-%m-%d %H:%M} UTC);"
             " use send-now to send immediately"
         )
+
+
+class StillInFlight(TransitionRefused):
+    """A delete while an engine still holds recipients of the mailing (a TransitionRefused:
+    whoever handles a refused action handles this one)."""
+
+    def __init__(self, mailing_id: int, count: int):
+        SendStatusError.__init__(
+            self,
+            f"cannot delete mailing {mailing_id} yet: an engine is still handing {count}"
+            f" of its recipients to the relay; try again in a few seconds",
+        )
+        self.action, self.state, self.mailing_id = Action.DELETE, State.STANDBY, mailing_id
 
 
 @dataclass(frozen=True)
@@ -39,8 +56,18 @@ class Enqueued:
     promoted: bool
 
 
+def get(session: Session, mailing_id: int) -> Mailing:
+    """The mailing with this id; MailingNotFound if there is none."""
+    mailing = session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+    if mailing is None:
+        raise MailingNotFound(mailing_id)
+    return mailing
+
+
 def get_for_update(session: Session, mailing_id: int) -> Mailing:
     """Loads a mailing and locks its row until the transaction ends."""
+    if not _fits(session, mailing_id):
+        raise MailingNotFound(mailing_id)
     mailing = session.exec(
         select(Mailing).where(Mailing.id == mailing_id).with_for_update()
     ).first()
@@ -62,6 +89,7 @@ def schedule_at(
     now = now or utc_now()
     if when <= now:
         raise TimeInPast(when, now)
+    check_horizon(when, now)
     mailing = _transition(session, mailing_id, Action.SCHEDULE_AT, now)
     mailing.mode = Mode.AT
     mailing.scheduled_at = when
@@ -87,10 +115,23 @@ def stop(session: Session, mailing_id: int, now: datetime | None = None) -> Mail
     return mailing
 
 
+def check_deletable(session: Session, mailing: Mailing) -> None:
+    """Refuses to delete a mailing that is not parked, or whose recipients an engine still
+    holds: stopped while a batch was out, the engine records that batch within seconds."""
+    next_state(mailing.state, Action.DELETE, mailing.id)
+    in_flight = session.exec(
+        select(func.count())
+        .select_from(Recipient)
+        .where(Recipient.mailing_id == mailing.id, Recipient.status == RecipientStatus.IN_FLIGHT)
+    ).one()
+    if in_flight:
+        raise StillInFlight(mailing.id, in_flight)
+
+
 def delete(session: Session, mailing_id: int) -> Mailing:
     lock_transitions(session)
     mailing = get_for_update(session, mailing_id)
-    next_state(mailing.state, Action.DELETE, mailing.id)
+    check_deletable(session, mailing)
     session.delete(mailing)  # recipients go with it (ON DELETE CASCADE)
     session.flush()
     return mailing
@@ -185,6 +226,11 @@ def _transition(
     if was_active_sequential and target not in (State.STARTING, State.SENDING):
         promote_head(session, now)
     return mailing
+
+
+def _fits(session: Session, mailing_id: int) -> bool:
+    """Whether the id can exist at all: a larger one would overflow the driver's integer."""
+    return 0 < mailing_id <= _LARGEST_ID[session.get_bind().dialect.name]
 
 
 def _park(mailing: Mailing, reason: str) -> None:

@@ -8,7 +8,9 @@ file leaves nothing behind.
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+import os
+import stat
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from .addresses import InvalidAddress, normalize_address
+from ..errors import SendStatusError
+from .addresses import InvalidAddress, checked_address
 from .models import Mailing, RecipientStatus
 
 EMAIL_COLUMN = "email"
@@ -45,7 +48,7 @@ class ImportReport:
     skipped: list[RowError] = field(default_factory=list)
 
 
-class RecipientsRefused(ValueError):
+class RecipientsRefused(SendStatusError, ValueError):
     """The file cannot be imported; ``errors`` lists the rows at fault, if any."""
 
     def __init__(self, message: str, errors: list[RowError] | None = None):
@@ -54,17 +57,28 @@ class RecipientsRefused(ValueError):
 
 
 def import_recipients(
-    session: Session, mailing: Mailing, path: Path, *, skip_invalid: bool = False
+    session: Session,
+    mailing: Mailing,
+    path: Path,
+    *,
+    skip_invalid: bool = False,
+    header_fields: Collection[str] = (),
 ) -> ImportReport:
-    """Adds the recipients in ``path`` to ``mailing`` (which must already have an id)."""
+    """Adds the recipients in ``path`` to ``mailing`` (which must already have an id).
+
+    ``header_fields`` are the columns a header (the subject) uses: a line break in one of
+    them is a row error here, not a failed message at send time."""
     report = ImportReport()
     try:
+        if stat.S_ISCHR(os.stat(path).st_mode):  # /dev/zero would be read for ever
+            raise RecipientsRefused(f"{path}: a device, not a CSV file")
         with open(path, encoding="utf-8-sig", newline="") as stream:
             reader = csv.reader(stream, strict=True)
             field_names, email_index = _header(reader, path)
+            in_headers = [(i, name) for i, name in enumerate(field_names) if name in header_fields]
             with _inserter(session, mailing.id) as insert:
                 width = len(field_names) + 1
-                _import_rows(reader, path, width, email_index, insert, report)
+                _import_rows(reader, path, width, email_index, in_headers, insert, report)
     except FileNotFoundError:
         raise RecipientsRefused(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -73,6 +87,8 @@ def import_recipients(
         raise RecipientsRefused(
             f"{path}: not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
         ) from None
+    except OSError as exc:  # unreadable: permissions, a device, /proc/1/mem...
+        raise RecipientsRefused(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if report.skipped and not skip_invalid:
         count = len(report.skipped)
         raise RecipientsRefused(
@@ -92,9 +108,10 @@ def import_recipients(
 def _header(reader, path: Path) -> tuple[list[str], int]:
     """The personalisation field names (in CSV order) and the index of the email column."""
     try:
-        header = next(reader, None)
+        # blank lines before the header are skipped, as they are between rows
+        header = next((row for row in reader if row), None)
     except csv.Error as exc:
-        raise RecipientsRefused(f"{path}: line 1: malformed CSV ({exc})") from None
+        raise RecipientsRefused(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
     if not header:
         raise RecipientsRefused(f"{path}: empty file; expected a header row with an 'email' column")
     names = [name.strip() for name in header]
@@ -109,14 +126,21 @@ def _header(reader, path: Path) -> tuple[list[str], int]:
 
 
 def _import_rows(
-    reader, path: Path, width: int, email_index: int, insert: _Insert, report: ImportReport
+    reader,
+    path: Path,
+    width: int,
+    email_index: int,
+    in_headers: list[tuple[int, str]],
+    insert: _Insert,
+    report: ImportReport,
 ) -> None:
     """Validates, deduplicates and inserts the data rows; the rest goes into ``report``.
+    ``in_headers``: (index in the row without its email, name) of the fields a header uses.
 
     This loop runs once per recipient, a million times for a large list: it stays in one
     frame, with no per-row generators or helpers beyond the address check.
     """
-    seen: set[str] = set()  # lower-cased addresses imported so far
+    seen: set[str] = set()  # mailbox keys of the addresses imported so far
     skipped = report.skipped
     has_fields = width > 1
     batch: list[tuple[str, str | None]] = []
@@ -131,13 +155,17 @@ def _import_rows(
             if not email:
                 skipped.append(RowError(reader.line_num, "empty email"))
                 continue
+            if in_headers and (broken := _line_break_in(row, in_headers)):
+                message = f"a line break in {broken!r}, which the subject uses"
+                skipped.append(RowError(reader.line_num, message))
+                continue
             try:
-                address = normalize_address(email)
+                address, key = checked_address(email)
             except InvalidAddress as exc:
                 skipped.append(RowError(reader.line_num, f"{email!r}: {exc}"))
                 continue
-            # one message per mailbox: addresses differing only in case are the same person
-            key = address.lower()
+            # one message per mailbox: addresses differing only in case, or in the form of
+            # their domain (münchen.de, xn--mnchen-3ya.de), are the same person
             if key in seen:
                 report.duplicates += 1
                 continue
@@ -154,6 +182,15 @@ def _import_rows(
         raise RecipientsRefused(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
     insert(batch)
     report.imported = len(seen)
+
+
+def _line_break_in(values: list[str], fields: list[tuple[int, str]]) -> str | None:
+    """The first of ``fields`` (index, name) whose value has a line break: in a header it
+    would smuggle in headers of its own."""
+    for index, name in fields:
+        if "\r" in values[index] or "\n" in values[index]:
+            return name
+    return None
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from ..errors import SendStatusError
+
 
 class State(StrEnum):
     STANDBY = "standby"
@@ -106,7 +108,7 @@ _VERB = {
 }
 
 
-class TransitionRefused(Exception):
+class TransitionRefused(SendStatusError):
     """An action that the mailing's current state does not allow."""
 
     def __init__(self, action: Action, state: State, mailing_id: int | None = None):

@@ -16,15 +16,20 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Session
 
+from ..errors import SendStatusError, mask_url
 from .locks import advisory_lock
 from .migrations_runner import upgrade_to_head
 
 # how long a writer waits for the SQLite write lock before giving up
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _TRANSITIONS_LOCK = 0x5E4D5741  # any constant shared by every sendstatus process
+# the databases sendstatus runs on, with the URL form an operator gives
+_SUPPORTED = {"sqlite": "sqlite:///FILE", "postgresql": "postgresql+psycopg://USER@HOST/DB"}
+# what SQLite says of a file that is not a database or was damaged
+_SQLITE_DAMAGED = {"file is not a database", "database disk image is malformed"}
 
 
-class StoreError(Exception):
+class StoreError(SendStatusError):
     """The database cannot be opened or used (bad URL, unreachable server, ...)."""
 
 
@@ -33,26 +38,20 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
-        try:
-            self.engine = _create_engine(url)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-            raise StoreError(f"unusable database URL {url!r}: {exc}") from None
+        self.engine = _create_engine(url)
         if migrate:
-            try:
+            with self._explained("cannot open database"):
                 upgrade_to_head(self.engine)
-            except sa.exc.OperationalError as exc:
-                reason = " ".join(str(exc.orig).split())  # the driver's message, on one line
-                raise StoreError(f"cannot open database {_safe(url)}: {reason}") from None
 
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
-        return _safe(self.url)
+        return mask_url(self.url)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction, committed on success and rolled back on any error."""
-        with self.engine.connect() as connection:
+        with self._explained("cannot write to database"), self.engine.connect() as connection:
             connection.execution_options(sqlite_begin="IMMEDIATE")
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                 session.connection()  # BEGIN now, not at the first statement
@@ -61,11 +60,26 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (never blocks writers in WAL mode)."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with (
+            self._explained("cannot read database"),
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def _explained(self, doing: str) -> Iterator[None]:
+        """Turns the driver's errors (full disk, corrupt or read-only file, server gone) into
+        a StoreError of one line; the driver's exception stays attached as its cause."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"{doing} {self.safe_url}: {_reason(exc.orig)}") from exc
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # from code that uses the driver
+            raise StoreError(f"{doing} {self.safe_url}: {_reason(exc)}") from exc
 
 
 def lock_transitions(session: Session) -> None:
@@ -80,6 +94,23 @@ def lock_transitions(session: Session) -> None:
 
 
 def _create_engine(url: str) -> sa.Engine:
+    try:
+        dialect = sa.engine.make_url(url).get_backend_name()
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise StoreError(f"unusable database URL {mask_url(url)}: {_reason(exc)}") from None
+    if dialect not in _SUPPORTED:
+        raise StoreError(
+            f"unsupported database URL {mask_url(url)}: expected {' or '.join(_SUPPORTED.values())}"
+        )
+    try:
+        return _configured_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
+        raise StoreError(f"unusable database URL {mask_url(url)}: {_reason(exc)}") from None
+    except OSError as exc:  # the SQLite file's directory cannot be created
+        raise StoreError(f"cannot open database {mask_url(url)}: {exc}") from None
+
+
+def _configured_engine(url: str) -> sa.Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
     database = sa.engine.make_url(url).database
@@ -106,9 +137,9 @@ def _create_engine(url: str) -> sa.Engine:
     return engine
 
 
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<invalid URL>"
+def _reason(exc: BaseException) -> str:
+    """The driver's message on one line; a damaged SQLite file is called corrupt."""
+    reason = " ".join(str(exc).split())
+    if reason in _SQLITE_DAMAGED:
+        return f"the database file is corrupt ({reason})"
+    return reason

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from platformdirs import user_config_path
 
+from ..errors import SendStatusError
+
 USER_ENV = "SENDSTATUS_SMTP_USER"
 PASSWORD_ENV = "SENDSTATUS_SMTP_PASSWORD"
 FILE_ENV = "SENDSTATUS_CREDENTIALS"
 
 
-class CredentialsError(ValueError):
+class CredentialsError(SendStatusError, ValueError):
     pass
 
 
@@ -49,6 +51,12 @@ def load_credentials(environ=os.environ) -> Credentials | None:
         relay = tomllib.loads(path.read_text(encoding="utf-8")).get("relay", {})
     except tomllib.TOMLDecodeError as exc:
         raise CredentialsError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise CredentialsError(
+            f"{path}: not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise CredentialsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not (isinstance(relay.get("username"), str) and isinstance(relay.get("password"), str)):
         raise CredentialsError(f"{path}: expected a [relay] table with username and password")
     return Credentials(relay["username"], relay["password"])

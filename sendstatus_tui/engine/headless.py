@@ -9,21 +9,23 @@ import logging
 import signal
 
 from ..core.store import Store
-from .credentials import load_credentials
 from .engine import Engine, EngineSettings
-from .transports import transport_for
+from .transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
 
 
-def run_headless(db_url: str, relay_url: str | None, rate_per_second: float | None) -> None:
+def run_headless(
+    db_url: str, relay_url: str | None, transport: Transport, rate_per_second: float | None
+) -> None:
+    """Serves ``db_url`` through ``transport`` (built by the caller from ``relay_url`` and the
+    credentials, so that a bad setting is refused before anything starts)."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # every job run is noise
     store = Store(db_url)
-    transport = transport_for(relay_url, load_credentials())
     settings = EngineSettings(rate_per_second=rate_per_second)
     log.info(
         "engine starting: database %s, relay %s, rate %s",

@@ -17,6 +17,7 @@ from email.policy import SMTP
 from email.utils import formatdate, parseaddr
 from functools import cached_property
 
+from ..core.addresses import with_ascii_domain
 from ..core.personalise import compile_text, fill
 
 CRLF = b"\r\n"
@@ -69,7 +70,7 @@ def render(template: Template, recipient_id: int, email: str, field_values: str 
     subject, text_body, html_body = template.parts
     headers = [
         template.from_header,
-        _header("To", email),
+        _to_header(email),
         _unstructured("Subject", fill(subject, values)),
         b"Date: " + formatdate(usegmt=True).encode(),
         b"Message-ID: "
@@ -106,6 +107,13 @@ def _encode(body: str) -> bytes:
     return encoded.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
 
 
+def _to_header(address: str) -> bytes:
+    """The To header: the domain in ASCII (IDNA), which every reader takes; a non-ASCII
+    local part as UTF-8 (RFC 6532), as such a message only goes out with SMTPUTF8. (The
+    email package would write encoded words into the address, which no reader decodes.)"""
+    return b"To: " + with_ascii_domain(address).encode("utf-8")
+
+
 def _header(name: str, value: str) -> bytes:
     """``Name: value`` as it goes on the wire (no final CRLF)."""
     if "\r" in value or "\n" in value:
@@ -126,8 +134,9 @@ def _unstructured(name: str, value: str) -> bytes:
     folded between words; ~50 times faster than the email package's folding."""
     if "\r" in value or "\n" in value:
         raise ValueError(f"line break in the {name} header: {value!r}")
-    # text that looks like an encoded word would be decoded by the reader: encode it too
-    if value.isascii() and len(value) < 900 and "=?" not in value:
+    # text that looks like an encoded word would be decoded by the reader: encode it too;
+    # so are control characters (NUL, VT, FF... from a CSV field), which readers mangle
+    if value.isascii() and value.isprintable() and len(value) < 900 and "=?" not in value:
         return f"{name}: {value}".encode("ascii")
     data = value.encode("utf-8")
     words, start = [], 0

@@ -8,11 +8,13 @@ import asyncio
 import re
 import time
 
+from ..errors import SendStatusError
+
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*")
 
 
-class RateError(ValueError):
+class RateError(SendStatusError, ValueError):
     pass
 
 

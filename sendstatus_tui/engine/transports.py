@@ -7,6 +7,7 @@ credentials or sender: the mailing cannot go out until an operator acts).
 """
 
 import asyncio
+import ipaddress
 import mailbox
 import re
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiosmtplib
 
+from ..core.addresses import with_ascii_domain
+from ..errors import SendStatusError, mask_url
 from .credentials import Credentials
 
 DEFAULT_POOL_SIZE = 4
 
 
-class DeliveryError(Exception):
+class DeliveryError(SendStatusError):
     def __init__(self, reply: str):
         super().__init__(reply)
         self.reply = reply
@@ -43,6 +46,16 @@ class RelayRefused(DeliveryError):
     """The relay refuses us (credentials, sender): no message of the mailing can go."""
 
 
+class NotDeliverable(PermanentFailure):
+    """We do not hand this message to the relay, which could not take it (an address that
+    needs SMTPUTF8 when the relay lacks it). Its reason starts with "not sent:" and carries
+    no reply code: the relay said nothing. (A PermanentFailure, so that an engine that does
+    not know this class records the recipient as failed all the same.)"""
+
+    def __init__(self, reason: str):
+        super().__init__(f"not sent: {reason}")
+
+
 class Transport(Protocol):
     pool_size: int
 
@@ -55,7 +68,7 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-class TransportConfigError(ValueError):
+class TransportConfigError(SendStatusError, ValueError):
     pass
 
 
@@ -63,10 +76,13 @@ def transport_for(url: str | None, credentials: Credentials | None = None) -> Tr
     """The transport a ``--smtp`` URL names (default: a maildir in the user's data dir)."""
     if not url or url.startswith("maildir:"):
         return MaildirTransport(Path(url.removeprefix("maildir:")) if url else None)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise TransportConfigError(f"not a relay URL: {mask_url(url)!r} ({exc})") from None
     if parts.scheme not in ("smtp", "smtps"):
         raise TransportConfigError(
-            f"unknown relay {url!r}:"
+            f"unknown relay {mask_url(url)!r}:"
             " expected smtp://HOST[:PORT], smtps://HOST[:PORT] or maildir:DIR"
         )
     if parts.password is not None or parts.username is not None:
@@ -76,22 +92,46 @@ def transport_for(url: str | None, credentials: Credentials | None = None) -> Tr
         )
     if not parts.hostname:
         raise TransportConfigError(f"no host in relay URL {url!r}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise TransportConfigError(f"relay URL {url!r}: the port must be a number from 1 to 65535")
     options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = set(options) - {"starttls", "verify", "pool", "timeout"}
+    unknown = set(options) - {"starttls", "verify", "pool", "timeout", "plaintext_auth"}
     if unknown:
         raise TransportConfigError(f"unknown relay URL option(s): {', '.join(sorted(unknown))}")
-    return SmtpTransport(
-        SmtpSettings(
-            host=parts.hostname,
-            port=parts.port or (465 if parts.scheme == "smtps" else 25),
-            implicit_tls=parts.scheme == "smtps",
-            starttls=_choice(options, "starttls", ("auto", "require", "off"), "auto"),
-            verify_certificates=_choice(options, "verify", ("on", "off"), "on") == "on",
-            pool_size=_positive_int(options, "pool", DEFAULT_POOL_SIZE),
-            timeout=float(_positive_int(options, "timeout", 30)),
-        ),
-        credentials,
+    settings = SmtpSettings(
+        host=parts.hostname,
+        port=port or (465 if parts.scheme == "smtps" else 25),
+        implicit_tls=parts.scheme == "smtps",
+        starttls=_choice(options, "starttls", ("auto", "require", "off"), "auto"),
+        verify_certificates=_choice(options, "verify", ("on", "off"), "on") == "on",
+        pool_size=_positive_int(options, "pool", DEFAULT_POOL_SIZE),
+        timeout=float(_positive_int(options, "timeout", 30)),
+        plaintext_auth=_choice(options, "plaintext_auth", ("yes", "no"), "no") == "yes",
     )
+    if settings.plaintext_auth and not _is_loopback(settings.host):
+        raise TransportConfigError(
+            f"relay option plaintext_auth=yes is only for a relay on this machine (loopback),"
+            f" not {settings.host}: credentials are never sent in clear over a network"
+        )
+    if credentials is not None and settings.starttls == "off" and not settings.plaintext_auth:
+        raise TransportConfigError(
+            "starttls=off with credentials would send the password in clear: use TLS, or"
+            " plaintext_auth=yes for a relay on loopback"
+        )
+    return SmtpTransport(settings, credentials)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: it could resolve anywhere
+        return False
 
 
 def _choice(options: dict, key: str, allowed: tuple[str, ...], default: str) -> str:
@@ -126,7 +166,12 @@ class MaildirTransport:
 
     async def check(self, sender: str) -> None:
         try:
-            self._maildir = mailbox.Maildir(self.directory, create=True)
+            # with its parents (on a fresh machine even the user's data directory is new),
+            # and its three folders also when the directory itself exists already (made by
+            # hand): mailbox.Maildir creates them only with the directory
+            for folder in ("tmp", "new", "cur"):
+                (self.directory / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._maildir = mailbox.Maildir(self.directory, create=False)
         except OSError as exc:
             raise RelayRefused(f"cannot write to maildir {self.directory}: {exc}") from None
 
@@ -155,6 +200,8 @@ class SmtpSettings:
     verify_certificates: bool = True
     pool_size: int = DEFAULT_POOL_SIZE
     timeout: float = 30.0
+    # AUTH without TLS, allowed only for a relay on loopback (a local test or a local MTA)
+    plaintext_auth: bool = False
 
 
 class SmtpTransport:
@@ -231,12 +278,16 @@ class SmtpTransport:
         try:
             await connection.connect()
             if self.credentials is not None:
+                self._refuse_auth_in_clear(connection)
                 await connection.login(self.credentials.username, self.credentials.password)
             if connection.is_ehlo_or_helo_needed:  # send() issues its commands directly
                 try:
                     await connection.ehlo()
                 except aiosmtplib.SMTPHeloError:
                     await connection.helo()
+        except RelayRefused:
+            await _quit(connection)
+            raise
         except aiosmtplib.SMTPAuthenticationError as exc:
             await _quit(connection)
             raise RelayRefused(f"the relay refused the credentials: {_reply(exc)}") from None
@@ -249,6 +300,18 @@ class SmtpTransport:
             await _quit(connection)
             raise RelayUnavailable(f"cannot reach {self._where()}: {exc}") from None
         return connection
+
+    def _refuse_auth_in_clear(self, connection: aiosmtplib.SMTP) -> None:
+        """Credentials go only over TLS (implicit, or STARTTLS in auto mode), or in clear to
+        a relay on loopback when the URL says plaintext_auth=yes: a relay (or someone in
+        between) that does not offer STARTTLS would otherwise read the password."""
+        encrypted = connection.get_transport_info("sslcontext") is not None
+        if encrypted or self.settings.plaintext_auth:
+            return
+        raise RelayRefused(
+            f"{self._where()} does not offer STARTTLS: the credentials are never sent"
+            " without TLS (plaintext_auth=yes allows it for a relay on loopback)"
+        )
 
     def _where(self) -> str:
         return f"relay {self.settings.host}:{self.settings.port}"
@@ -301,19 +364,31 @@ def wire_data(message: bytes) -> bytes:
     return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
+def _ascii_recipient(recipient: str) -> str:
+    """The recipient for a relay without SMTPUTF8: its domain in ASCII (IDNA). A non-ASCII
+    local part has no ASCII form: that message cannot go, and says why without pretending
+    that the relay refused it."""
+    recipient = with_ascii_domain(recipient)
+    if not recipient.isascii():
+        raise NotDeliverable(
+            "the relay does not offer SMTPUTF8, which this address needs (its part before"
+            " the @ is not ASCII)"
+        )
+    return recipient
+
+
 async def smtp_transaction(
     connection: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
 ) -> aiosmtplib.SMTPResponse:
     """MAIL, RCPT and DATA for one message. The addresses were checked when imported
-    (aiosmtplib would parse them again, for each message); SMTPUTF8 is asked for when
-    one of them is not ASCII."""
+    (aiosmtplib would parse them again, for each message). A recipient that is not ASCII
+    goes with SMTPUTF8 when the relay offers it, else with its domain in ASCII (IDNA)."""
     options = []
-    if not (sender.isascii() and recipient.isascii()):
-        if not connection.supports_extension("smtputf8"):
-            raise aiosmtplib.SMTPRecipientRefused(
-                553, "the relay does not offer SMTPUTF8 for this address", recipient
-            )
-        options.append(b"SMTPUTF8")
+    if not recipient.isascii():  # the sender is ASCII: checked when the mailing was made
+        if connection.supports_extension("smtputf8"):
+            options.append(b"SMTPUTF8")
+        else:
+            recipient = _ascii_recipient(recipient)
     reply = await connection.execute_command(b"MAIL", b"FROM:<" + sender.encode() + b">", *options)
     if reply.code != 250:
         raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
