@@ -35,6 +35,7 @@ from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
 from .views.snapshot import Snapshot, SpeedMeter, read_snapshot
 
+
 class PanesRead(Message):
     """A refresh's snapshot; ``sequence`` orders them, so an older one is never drawn
     after a newer one."""
