@@ -188,7 +188,7 @@ def _write_outcomes(
                 (
                     PENDING if o.status == IN_DOUBT else o.status,
                     0 if o.status == PENDING else 1,
-                    1 if o.status == IN_DOUBT else 0,
+                    1 if o.status == IN_DOUBT or o.failure_class == FailureClass.DOUBT else 0,
                     o.reply,
                     None if o.retry_at is None else to_driver(o.retry_at),
                     o.failure_class if o.status == FAILED else None,

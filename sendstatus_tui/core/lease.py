@@ -1,7 +1,7 @@
 """One leading engine per database: a lease row with a holder, an expiry and a generation.
 
 The holder renews it while alive; another engine takes it over once it has expired (its
-holder died or stalled). Each change of holder starts a new generation, and every write the
+holder died or stalled). Each taking after an expiry starts a new generation, and every write the
 leader makes checks, in its own transaction, that the lease is still its generation
 (``check``): a leader that stalled past its lease and woke up cannot write any more.
 """
@@ -45,9 +45,11 @@ def acquire(
     if lease is None:
         lease = EngineLease(name=LEASE_NAME, holder=holder, expires_at=now + ttl, generation=1)
         session.add(lease)
-    elif lease.holder == holder:
+    elif lease.holder == holder and lease.expires_at > now:
         lease.expires_at = now + ttl
     elif lease.expires_at <= now:
+        # a new generation, also for the same holder: while it had expired, another engine
+        # may have acted on what this holder was doing (it does, in the tests' interleavings)
         lease.holder, lease.expires_at = holder, now + ttl
         lease.generation += 1
     else:

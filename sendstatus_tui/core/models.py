@@ -158,6 +158,6 @@ class EngineLease(SQLModel, table=True):
     name: str = Field(primary_key=True)
     holder: str
     expires_at: datetime = Field(sa_type=UTCDateTime)
-    # +1 at every change of holder: a leader's writes carry the generation it took, so a
-    # holder that was taken over can no longer write, even once the lease is free again
+    # +1 each time the lease is taken after it expired: a leader's writes carry the
+    # generation it took, so a holder that let it expire can no longer write with it
     generation: int = 0

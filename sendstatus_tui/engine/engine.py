@@ -374,12 +374,13 @@ class Engine:
             template = _template(mailing)
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         stopping = self._stopping(mailing_id)
+        claimant = self.claimant  # a dispatcher lives within one lease generation
         while not self._draining and not stopping.is_set():
             if time.monotonic() >= self._lease_deadline:
                 await self._pause(0.2)  # the lease may have expired: wait for its renewal
                 continue
             try:
-                batch, done = self._claim(mailing_id)
+                batch, done = self._claim(mailing_id, claimant)
             except LeaseLost as exc:
                 log.error("%s", exc)
                 self._lease_lost.set()
@@ -396,7 +397,7 @@ class Engine:
             outcomes, trouble = await self.sender.send(
                 template, batch, lambda: self._may_hand_over(mailing_id), stopping
             )
-            if not await self._record(mailing_id, outcomes):
+            if not await self._record(mailing_id, outcomes, claimant):
                 return
             if isinstance(trouble, RelayRefused):
                 self._interrupt(mailing_id, trouble.reply)
@@ -408,30 +409,28 @@ class Engine:
                 backoff.reset()
                 self._clear_waiting(mailing_id)
 
-    def _claim(self, mailing_id: int) -> tuple[list[deliveries.Claimed], bool]:
+    def _claim(self, mailing_id: int, claimant: str) -> tuple[list[deliveries.Claimed], bool]:
         """The next batch, and whether the mailing is done (stopped, or completed now)."""
         with self._as_leader() as session:
             mailing = deliveries.mailing(session, mailing_id)
             if mailing is None or mailing.state != State.SENDING:
                 return [], True  # stopped by an operator
-            batch = deliveries.claim(
-                session, mailing_id, self._batch_size(), claimant=self.claimant
-            )
+            batch = deliveries.claim(session, mailing_id, self._batch_size(), claimant=claimant)
             if not batch and mailing.remaining == 0:
                 lifecycle.complete(session, mailing_id)
                 log.info("mailing %s: completed", mailing_id)
                 return [], True
         return batch, False
 
-    async def _record(self, mailing_id: int, outcomes: list[deliveries.Outcome]) -> bool:
+    async def _record(
+        self, mailing_id: int, outcomes: list[deliveries.Outcome], claimant: str
+    ) -> bool:
         """Records a batch's outcomes, waiting while the database cannot be written; False
         when the engine must give up on them (it lost its lease, or is stopping)."""
         while True:
             try:
                 with self.store.write() as session:
-                    recorded = deliveries.record(
-                        session, mailing_id, outcomes, claimant=self.claimant
-                    )
+                    recorded = deliveries.record(session, mailing_id, outcomes, claimant=claimant)
                 break
             except sa.exc.OperationalError as exc:
                 self._report_database_trouble(exc)
