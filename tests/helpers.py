@@ -131,12 +131,12 @@ class Mailings:
     def deliver(self, mailing_id: int, sent: int, failed: int, now: datetime = FIXED_NOW) -> None:
         """Records outcomes as the engine would: ``sent`` accepted, then ``failed`` refused."""
         with self.store.write() as session:
-            claimed = deliveries.claim(session, mailing_id, sent + failed, now)
+            claimed = deliveries.claim(session, mailing_id, sent + failed, now, claimant="test")
             outcomes = [deliveries.Outcome(r, deliveries.SENT) for r in claimed[:sent]] + [
                 deliveries.Outcome(r, deliveries.FAILED, "550 5.1.1 no such user")
                 for r in claimed[sent:]
             ]
-            deliveries.record(session, mailing_id, outcomes)
+            deliveries.record(session, mailing_id, outcomes, claimant="test")
 
     def sending(self, name: str, recipients: int = 3, mode: str = "now") -> int:
         """A mailing in Sending now, past starting up (started at FIXED_NOW - 1h)."""

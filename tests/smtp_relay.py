@@ -1,9 +1,11 @@
 """A real SMTP server on loopback (aiosmtpd) that records what it accepts and can be told
 to defer, refuse, demand credentials, or go down."""
 
+import asyncio
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
@@ -28,6 +30,12 @@ class RelayScript:
     refuse_sender: str | None = None  # reply to every MAIL FROM
     credentials: tuple[str, str] | None = None  # required when set
     delay_seconds: float = 0.0  # before accepting DATA
+    # per recipient: what happens after the final dot, for successive deliveries; the
+    # message is stored first in every case. "drop": the connection is closed without a
+    # reply; "late": the reply comes after late_seconds; "hang": no reply while the relay runs
+    data_faults: dict[str, list[str | None]] = field(default_factory=dict)
+    data_fault_default: str | None = None  # for recipients (or deliveries) not listed
+    late_seconds: float = 2.0
 
 
 class _Handler:
@@ -54,10 +62,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if self.relay.script.delay_seconds:
-            import asyncio
-
-            await asyncio.sleep(self.relay.script.delay_seconds)
+        script = self.relay.script
+        if script.delay_seconds:
+            await asyncio.sleep(script.delay_seconds)
         with self.relay.lock:
             for rcpt in envelope.rcpt_tos:
                 self.relay.received.append(
@@ -69,6 +76,15 @@ class _Handler:
                         getattr(session, "began", 0.0),
                     )
                 )
+            faults = [script.data_faults.get(rcpt) for rcpt in envelope.rcpt_tos]
+            fault = next((f.pop(0) for f in faults if f), script.data_fault_default)
+        if fault == "drop":
+            server.transport.close()
+        elif fault == "late":
+            await asyncio.sleep(script.late_seconds)
+        elif fault == "hang":
+            while self.relay.running:
+                await asyncio.sleep(0.05)
         return "250 2.0.0 queued"
 
 
@@ -81,6 +97,7 @@ class SmtpRelay:
         self.lock = threading.Lock()
         self.port = _free_port()
         self._controller: Controller | None = None
+        self.running = False
 
     @property
     def url(self) -> str:
@@ -101,12 +118,18 @@ class SmtpRelay:
             enable_SMTPUTF8=self.smtputf8,
         )
         self._controller.start()
+        self.running = True
         return self
 
     def stop(self) -> None:
+        self.running = False
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def copies(self) -> Counter:
+        """How many times each recipient was received."""
+        return Counter(self.recipients())
 
     def recipients(self) -> list[str]:
         with self.lock:

@@ -1,9 +1,17 @@
 """Recipient bookkeeping for the engine: claim a batch, record what the relay said.
 
-A recipient goes pending -> in_flight (claimed) -> sent | failed | deferred (-> pending
-again when its retry time comes, by being claimable). Counters on the mailing change in the
-same transaction as the recipients they count. Whatever is in flight when an engine dies is
-"in doubt": the next engine puts it back to pending and counts it (it may be sent twice).
+A recipient goes pending -> in_flight (claimed by one engine) -> sent | failed | deferred
+(-> pending again when its retry time comes, by being claimable). Counters on the mailing
+change in the same transaction as the recipients they count, from the rows actually
+changed, so they always equal the counts by status.
+
+Records are fenced: an outcome is written only while the recipient is still in flight under
+the claim of the engine that reports it. An engine that stalled while another took over
+(and handed its claims back) reports into the void instead of counting twice.
+
+A send whose DATA went out without a reply, or that was in flight when its engine died, is
+in doubt: it goes back to pending, counted in ``resent_in_doubt``, and after 3 such tries it
+fails with class ``doubt`` instead of being sent again.
 """
 
 from collections import Counter
@@ -13,7 +21,16 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from .models import DeliveryError, Mailing, Recipient, RecipientStatus, UTCDateTime, utc_now
+from .models import (
+    DeliveryError,
+    FailureClass,
+    Mailing,
+    Recipient,
+    RecipientStatus,
+    UTCDateTime,
+    utc_now,
+)
+from .states import State
 
 PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED = (
     RecipientStatus.PENDING,
@@ -22,6 +39,8 @@ PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED = (
     RecipientStatus.DEFERRED,
     RecipientStatus.FAILED,
 )
+IN_DOUBT = "in_doubt"  # an outcome only: DATA went out, no reply came
+MAX_DOUBTS = 3  # tries in doubt before a recipient fails with class doubt
 ERRORS_KEPT = 50  # per mailing, for the operator
 
 
@@ -31,6 +50,7 @@ class Claimed:
     email: str
     field_values: str | None
     attempts: int
+    doubts: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,15 +58,30 @@ class Outcome:
     """What became of one claimed recipient."""
 
     recipient: Claimed
-    status: str  # SENT, FAILED, DEFERRED or PENDING (handed back untried)
+    status: str  # SENT, FAILED, DEFERRED, IN_DOUBT, or PENDING (handed back untried)
     reply: str | None = None
     retry_at: datetime | None = None
+    failure_class: str | None = None  # for FAILED: a FailureClass
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a record did: outcomes written, and those dropped because the claim was lost."""
+
+    written: int
+    dropped: int
 
 
 def claim(
-    session: Session, mailing_id: int, limit: int, now: datetime | None = None
+    session: Session,
+    mailing_id: int,
+    limit: int,
+    now: datetime | None = None,
+    *,
+    claimant: str,
 ) -> list[Claimed]:
-    """Marks up to ``limit`` recipients due for sending as in flight, in id order."""
+    """Marks up to ``limit`` recipients due for sending as in flight under ``claimant``'s
+    claim, in id order."""
     now = now or utc_now()
     cursor, mark = _driver_cursor(session)
     # two queries, not one with OR: each walks the (mailing_id, status) index in id order
@@ -54,7 +89,7 @@ def claim(
     # the mailing on each claim (0.3 s for a million)
     try:
         cursor.execute(
-            "SELECT id, email, field_values, attempts FROM recipient"
+            "SELECT id, email, field_values, attempts, doubts FROM recipient"
             f" WHERE mailing_id = {mark} AND status = {mark} ORDER BY id LIMIT {mark}",
             (mailing_id, PENDING, limit),
         )
@@ -62,7 +97,13 @@ def claim(
     finally:
         cursor.close()
     retries = session.exec(
-        select(Recipient.id, Recipient.email, Recipient.field_values, Recipient.attempts)
+        select(
+            Recipient.id,
+            Recipient.email,
+            Recipient.field_values,
+            Recipient.attempts,
+            Recipient.doubts,
+        )
         .where(
             Recipient.mailing_id == mailing_id,
             Recipient.status == DEFERRED,
@@ -78,7 +119,8 @@ def claim(
     # driver 200 parameters
     ids = ", ".join(str(int(row[0])) for row in rows)
     session.connection().exec_driver_sql(
-        f"UPDATE recipient SET status = '{IN_FLIGHT}' WHERE id IN ({ids})"
+        f"UPDATE recipient SET status = '{IN_FLIGHT}', claimed_by = {mark} WHERE id IN ({ids})",
+        (claimant,),
     )
     if retries:
         claimed_retries = {row[0] for row in retries} & {row[0] for row in rows}
@@ -87,10 +129,51 @@ def claim(
     return [Claimed(*row) for row in rows]
 
 
-def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
-    """Writes a batch's outcomes and the mailing's counters, in the caller's transaction."""
+def record(
+    session: Session, mailing_id: int, outcomes: list[Outcome], *, claimant: str
+) -> Recorded:
+    """Writes the outcomes still under ``claimant``'s claim, and the mailing's counters, in
+    the caller's transaction. The others are dropped: their claim was handed back."""
     if not outcomes:
-        return
+        return Recorded(0, 0)
+    held = _still_claimed(session, [o.recipient.id for o in outcomes], claimant)
+    kept = [_settle_doubt(o) for o in outcomes if o.recipient.id in held]
+    if kept:
+        _write_outcomes(session, mailing_id, kept, claimant)
+    return Recorded(len(kept), len(outcomes) - len(kept))
+
+
+def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int]:
+    """The recipients among ``ids`` in flight under ``claimant``'s claim, locked until the
+    transaction ends (so that a takeover's hand-back waits for it, on PostgreSQL)."""
+    rows = session.exec(
+        select(Recipient.id)
+        .where(
+            Recipient.id.in_(ids),
+            Recipient.status == IN_FLIGHT,
+            Recipient.claimed_by == claimant,
+        )
+        .with_for_update()
+    ).all()
+    return set(rows)
+
+
+def _settle_doubt(outcome: Outcome) -> Outcome:
+    """An in-doubt send on its last allowed try fails with class doubt."""
+    if outcome.status != IN_DOUBT or outcome.recipient.doubts + 1 < MAX_DOUBTS:
+        return outcome
+    return Outcome(
+        outcome.recipient,
+        FAILED,
+        f"no reply after DATA on {MAX_DOUBTS} tries (it may have been received):"
+        f" {outcome.reply or 'no reply'}",
+        failure_class=FailureClass.DOUBT,
+    )
+
+
+def _write_outcomes(
+    session: Session, mailing_id: int, outcomes: list[Outcome], claimant: str
+) -> None:
     now = utc_now()
     cursor, mark = _driver_cursor(session)
     to_driver = _datetime_to_driver(session)
@@ -98,14 +181,19 @@ def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
         # straight to the driver: SQLAlchemy's executemany cost more than SQLite's work
         cursor.executemany(
             f"UPDATE recipient SET status = {mark}, attempts = attempts + {mark},"
-            f" last_reply = {mark}, next_attempt_at = {mark} WHERE id = {mark}",
+            f" doubts = doubts + {mark}, last_reply = {mark}, next_attempt_at = {mark},"
+            f" failure_class = {mark}, claimed_by = NULL"
+            f" WHERE id = {mark} AND claimed_by = {mark}",
             [
                 (
-                    o.status,
+                    PENDING if o.status == IN_DOUBT else o.status,
                     0 if o.status == PENDING else 1,
+                    1 if o.status == IN_DOUBT or o.failure_class == FailureClass.DOUBT else 0,
                     o.reply,
                     None if o.retry_at is None else to_driver(o.retry_at),
+                    o.failure_class if o.status == FAILED else None,
                     o.recipient.id,
+                    claimant,
                 )
                 for o in outcomes
             ],
@@ -117,11 +205,12 @@ def record(session: Session, mailing_id: int, outcomes: list[Outcome]) -> None:
     mailing.sent += counts[SENT]
     mailing.failed += counts[FAILED]
     mailing.deferred += counts[DEFERRED]
+    mailing.resent_in_doubt += counts[IN_DOUBT]
     mailing.updated_at = now
     errors = [
         DeliveryError(mailing_id=mailing_id, email=o.recipient.email, reply=o.reply, at=now)
         for o in outcomes
-        if o.status in (FAILED, DEFERRED) and o.reply
+        if o.status in (FAILED, DEFERRED, IN_DOUBT) and o.reply
     ]
     session.add_all(errors)
     session.flush()
@@ -142,25 +231,96 @@ def _datetime_to_driver(session: Session):
     return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
 
 
-def recover_in_flight(session: Session) -> dict[int, int]:
-    """After an engine died: puts in-flight recipients back to pending and counts them per
-    mailing as in doubt. Returns {mailing id: count}."""
-    counts = dict(
-        session.exec(
-            select(Recipient.mailing_id, sa.func.count())
-            .where(Recipient.status == IN_FLIGHT)
-            .group_by(Recipient.mailing_id)
-        ).all()
-    )
-    if counts:
-        session.execute(
-            sa.update(Recipient).where(Recipient.status == IN_FLIGHT).values(status=PENDING)
+def hand_back_claims(
+    session: Session, claimant: str | None = None, mailing_id: int | None = None
+) -> dict[int, int]:
+    """Puts recipients in flight back to pending as in doubt, since they may have reached
+    the relay: those under ``claimant``'s claims (or anyone's), of ``mailing_id`` (or of
+    every mailing). Each counts in ``resent_in_doubt``; one on its last allowed try fails
+    with class doubt instead. Returns {mailing id: count}.
+
+    The leader does this for an engine that died or stalled past its lease, and an engine
+    for its own claims when it cannot go on with them."""
+    in_flight = [Recipient.status == IN_FLIGHT]
+    if claimant is not None:
+        in_flight.append(Recipient.claimed_by == claimant)
+    if mailing_id is not None:
+        in_flight.append(Recipient.mailing_id == mailing_id)
+    last_try = Recipient.doubts >= MAX_DOUBTS - 1
+    rows = session.exec(
+        select(Recipient.mailing_id, last_try, sa.func.count())
+        .where(*in_flight)
+        .group_by(Recipient.mailing_id, last_try)
+    ).all()
+    if not rows:
+        return {}
+    session.execute(
+        sa.update(Recipient)
+        .where(*in_flight, last_try)
+        .values(
+            status=FAILED,
+            failure_class=FailureClass.DOUBT,
+            doubts=Recipient.doubts + 1,
+            attempts=Recipient.attempts + 1,
+            last_reply=f"in flight when its engine stopped, on {MAX_DOUBTS} tries"
+            " (it may have been received)",
+            claimed_by=None,
         )
-        for mailing_id, count in counts.items():
-            mailing = session.get(Mailing, mailing_id, with_for_update=True)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        sa.update(Recipient)
+        .where(*in_flight)
+        .values(
+            status=PENDING,
+            doubts=Recipient.doubts + 1,
+            attempts=Recipient.attempts + 1,
+            claimed_by=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    counts: Counter[int] = Counter()
+    for mailing_id, failing, count in rows:
+        mailing = session.get(Mailing, mailing_id, with_for_update=True)
+        if failing:
+            mailing.failed += count
+        else:
             mailing.resent_in_doubt += count
+        counts[mailing_id] += count
+    session.flush()
+    return dict(counts)
+
+
+def mailing(session: Session, mailing_id: int) -> Mailing | None:
+    return session.get(Mailing, mailing_id)
+
+
+@dataclass(frozen=True)
+class ActiveMailing:
+    id: int
+    state: str
+    scheduled_at: datetime | None
+
+
+def active_mailings(session: Session) -> list[ActiveMailing]:
+    """The mailings the engine has to do something about: scheduled, starting, sending."""
+    rows = session.exec(
+        select(Mailing.id, Mailing.state, Mailing.scheduled_at).where(
+            Mailing.state.in_([State.SCHEDULED, State.STARTING, State.SENDING])
+        )
+    ).all()
+    return [ActiveMailing(*row) for row in rows]
+
+
+def show_waiting(
+    session: Session, mailing_id: int, reason: str | None, until: datetime | None
+) -> None:
+    """Notes on the mailing what keeps the engine from sending it, and until when it waits
+    (None, None: nothing any more)."""
+    mailing = session.get(Mailing, mailing_id, with_for_update=True)
+    if mailing is not None:
+        mailing.waiting_reason, mailing.waiting_until = reason, until
         session.flush()
-    return counts
 
 
 def _prune_errors(session: Session, mailing_id: int, keep: int = ERRORS_KEPT) -> None:

@@ -1,7 +1,9 @@
-"""One active engine per database: a lease row with a holder and an expiry.
+"""One leading engine per database: a lease row with a holder, an expiry and a generation.
 
 The holder renews it while alive; another engine takes it over once it has expired (its
-holder died). A holder that finds the lease taken by someone else must stop sending.
+holder died or stalled). Each taking after an expiry starts a new generation, and every write the
+leader makes checks, in its own transaction, that the lease is still its generation
+(``check``): a leader that stalled past its lease and woke up cannot write any more.
 """
 
 from dataclasses import dataclass
@@ -15,11 +17,22 @@ from .store import lock_transitions
 LEASE_NAME = "engine"
 
 
+class LeaseLost(Exception):
+    """This engine no longer holds the lease it took: it must not write nor send."""
+
+    def __init__(self, holder: str, generation: int, current: EngineLease | None):
+        now_held_by = f"{current.holder} (generation {current.generation})" if current else "nobody"
+        super().__init__(
+            f"engine {holder} lost the lease of generation {generation}; now held by {now_held_by}"
+        )
+
+
 @dataclass(frozen=True)
 class LeaseState:
     held: bool
     holder: str
     expires_at: datetime
+    generation: int
 
 
 def acquire(
@@ -30,14 +43,30 @@ def acquire(
     lock_transitions(session)  # two engines starting at once must not both insert the row
     lease = session.get(EngineLease, LEASE_NAME, with_for_update=True)
     if lease is None:
-        lease = EngineLease(name=LEASE_NAME, holder=holder, expires_at=now + ttl)
+        lease = EngineLease(name=LEASE_NAME, holder=holder, expires_at=now + ttl, generation=1)
         session.add(lease)
-    elif lease.holder == holder or lease.expires_at <= now:
+    elif lease.holder == holder and lease.expires_at > now:
+        lease.expires_at = now + ttl
+    elif lease.expires_at <= now:
+        # a new generation, also for the same holder: while it had expired, another engine
+        # may have acted on what this holder was doing (it does, in the tests' interleavings)
         lease.holder, lease.expires_at = holder, now + ttl
+        lease.generation += 1
     else:
-        return LeaseState(False, lease.holder, lease.expires_at)
+        return LeaseState(False, lease.holder, lease.expires_at, lease.generation)
     session.flush()
-    return LeaseState(True, holder, lease.expires_at)
+    return LeaseState(True, holder, lease.expires_at, lease.generation)
+
+
+def check(session: Session, holder: str, generation: int) -> None:
+    """Raises LeaseLost unless ``holder`` still holds the lease of ``generation``.
+
+    Called first in each of the leader's write transactions. The row is locked for share on
+    PostgreSQL, so that a takeover waits for the transaction (on SQLite, BEGIN IMMEDIATE
+    already serialises writers)."""
+    lease = session.get(EngineLease, LEASE_NAME, with_for_update={"read": True})
+    if lease is None or lease.holder != holder or lease.generation != generation:
+        raise LeaseLost(holder, generation, lease)
 
 
 def release(session: Session, holder: str, now: datetime | None = None) -> None:

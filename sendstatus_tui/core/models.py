@@ -59,10 +59,19 @@ class RecipientStatus:
     """A recipient's delivery status (stored as text)."""
 
     PENDING = "pending"
-    IN_FLIGHT = "in_flight"
+    IN_FLIGHT = "in_flight"  # claimed by one engine (``Recipient.claimed_by``)
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
+
+
+class FailureClass:
+    """Why a recipient failed (DESIGN.md §1), stored beside ``failed``."""
+
+    REFUSED = "5xx"  # the relay refused it
+    DEFERRED_TOO_OFTEN = "4xx"  # the relay deferred it on every attempt
+    DOUBT = "doubt"  # no reply after DATA, every try: it may have received up to 3 copies
+    ERROR = "error"  # refused by us before the relay, e.g. a message that cannot be built
 
 
 class Mailing(SQLModel, table=True):
@@ -95,8 +104,13 @@ class Mailing(SQLModel, table=True):
     sent: int = 0
     failed: int = 0
     deferred: int = 0
-    # recipients that were in flight when an engine died: sent again, maybe twice
+    # sends whose fate is unknown (DATA went out without a reply, or an engine died with them
+    # in flight), counted each time they are sent again: each may be a duplicate
     resent_in_doubt: int = 0
+    # what keeps the engine from starting or sending it now (relay down, database full), and
+    # when it tries again; None while all goes well
+    waiting_reason: str | None = Field(default=None, sa_type=sa.Text)
+    waiting_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
     def remaining(self) -> int:
@@ -115,6 +129,11 @@ class Recipient(SQLModel, table=True):
     field_values: str | None = Field(default=None, sa_type=sa.Text)
     status: str = Field(default=RecipientStatus.PENDING, sa_type=sa.String(16))
     attempts: int = 0
+    # the engine whose claim this is while in flight: only it may record the outcome
+    claimed_by: str | None = Field(default=None, sa_type=sa.String(80))
+    # sends of it that ended in doubt (no reply after DATA); at 3 it fails with class doubt
+    doubts: int = 0
+    failure_class: str | None = Field(default=None, sa_type=sa.String(8))
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_reply: str | None = Field(default=None, sa_type=sa.Text)
 
@@ -139,3 +158,6 @@ class EngineLease(SQLModel, table=True):
     name: str = Field(primary_key=True)
     holder: str
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    # +1 each time the lease is taken after it expired: a leader's writes carry the
+    # generation it took, so a holder that let it expire can no longer write with it
+    generation: int = 0

@@ -42,6 +42,11 @@ class RelayUnavailable(DeliveryError):
     """The relay cannot be reached or dropped the connection."""
 
 
+class ReplyLost(RelayUnavailable):
+    """The message went out (DATA and its final dot) but no reply came: the connection
+    dropped or the reply was slower than the timeout. The relay may have stored it."""
+
+
 class RelayRefused(DeliveryError):
     """The relay refuses us (credentials, sender): no message of the mailing can go."""
 
@@ -58,6 +63,7 @@ class NotDeliverable(PermanentFailure):
 
 class Transport(Protocol):
     pool_size: int
+    reply_timeout: float  # the longest one relay command may take to answer
 
     async def check(self, sender: str) -> None:
         """Reaches the relay and checks that it accepts us and ``sender``."""
@@ -155,6 +161,7 @@ class MaildirTransport:
     """Writes each message as a file in a maildir: the embedded default, and the demo's."""
 
     pool_size = 1
+    reply_timeout = 5.0  # a local file write
 
     def __init__(self, directory: Path | None):
         if directory is None:
@@ -211,6 +218,7 @@ class SmtpTransport:
         self.settings = settings
         self.credentials = credentials
         self.pool_size = settings.pool_size
+        self.reply_timeout = settings.timeout
         self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
         for _ in range(settings.pool_size):
             self._idle.put_nowait(None)  # a slot; connected on first use
@@ -236,6 +244,9 @@ class SmtpTransport:
                 connection = await self._connect()
             response = await smtp_transaction(connection, sender, recipient, message)
             return f"{response.code} {response.message}"
+        except _NoReplyAfterData as exc:
+            connection = await _drop(connection)  # a late reply must not answer the next send
+            raise ReplyLost(f"{self._where()}: no reply after DATA: {exc}") from None
         except aiosmtplib.SMTPSenderRefused as exc:
             raise _sender_refused(sender, exc) from None
         except aiosmtplib.SMTPResponseException as exc:
@@ -256,12 +267,21 @@ class SmtpTransport:
             self._idle.put_nowait(connection)
 
     async def close(self) -> None:
+        """Says QUIT on every idle connection, all at once and for at most 2 s: a relay that
+        hangs must not hold up a stop."""
+        connections = []
         while not self._idle.empty():
             connection = self._idle.get_nowait()
-            try:
-                await asyncio.wait_for(_quit(connection), timeout=5)
-            except TimeoutError:
-                connection.close()
+            if connection is not None:
+                connections.append(connection)
+        if not connections:
+            return
+        quits = [asyncio.ensure_future(_quit(c)) for c in connections]
+        _, late = await asyncio.wait(quits, timeout=2)
+        for quit_ in late:
+            quit_.cancel()
+        for connection in connections:
+            connection.close()
 
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -336,6 +356,12 @@ def _sender_refused(sender: str, exc: aiosmtplib.SMTPSenderRefused) -> DeliveryE
     return RelayRefused(reply) if 500 <= exc.code < 600 else RelayUnavailable(reply)
 
 
+async def _drop(connection: aiosmtplib.SMTP | None) -> None:
+    if connection is not None:
+        connection.close()
+    return None
+
+
 async def _quit(connection: aiosmtplib.SMTP | None) -> None:
     if connection is None or not connection.is_connected:
         return None
@@ -344,6 +370,10 @@ async def _quit(connection: aiosmtplib.SMTP | None) -> None:
     except (aiosmtplib.SMTPException, OSError):
         connection.close()
     return None
+
+
+class _NoReplyAfterData(Exception):
+    """Raised by ``smtp_transaction`` when the message went out and no reply came back."""
 
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
@@ -403,7 +433,10 @@ async def smtp_transaction(
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         protocol.write(wire_data(message))
-        reply = await protocol.read_response(timeout=connection.timeout)
+        try:
+            reply = await protocol.read_response(timeout=connection.timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            raise _NoReplyAfterData(str(exc) or type(exc).__name__) from None
         if reply.code != 250:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     except aiosmtplib.SMTPResponseException:

@@ -1,0 +1,167 @@
+"""Hands one claimed batch to the relay: through the pool of connections, at the pace, and
+with a bounded end.
+
+Every recipient of the batch comes back with an outcome, whatever happens: sent, failed,
+deferred, in doubt (the message went out and no reply came), or handed back untried. When
+the mailing is stopped or the engine drains, no new message goes out; those already in the
+relay's hands get a grace period plus one relay timeout to be answered, and whatever is
+still unanswered then is cancelled and counted in doubt.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ..core import deliveries
+from ..core.deliveries import Claimed, Outcome
+from ..core.models import FailureClass, utc_now
+from .message import Template, render
+from .rate import Pace
+from .transports import (
+    NotDeliverable,
+    PermanentFailure,
+    RelayRefused,
+    RelayUnavailable,
+    ReplyLost,
+    TemporaryFailure,
+    Transport,
+)
+
+log = logging.getLogger("sendstatus.engine")
+
+
+@dataclass(frozen=True)
+class Retries:
+    base: timedelta  # the first retry after a 4xx
+    max_attempts: int
+
+
+class BatchSender:
+    """Sends batches for every mailing of one engine; the pool and the pace are shared."""
+
+    def __init__(self, transport: Transport, pace: Pace, retries: Retries, grace_seconds: float):
+        self.transport = transport
+        self.pace = pace
+        self.retries = retries
+        # how long a stop waits for the messages in the relay's hands before cancelling them
+        self.stop_bound = grace_seconds + transport.reply_timeout
+        # a send waits for a free relay connection before it takes its turn at the pace, so
+        # that turns do not pile up while the relay is slow and go out in a burst later
+        self._slots = asyncio.Semaphore(transport.pool_size)
+
+    async def send(
+        self,
+        template: Template,
+        batch: list[Claimed],
+        may_hand_over: Callable[[], bool],
+        stop: asyncio.Event,
+    ) -> tuple[list[Outcome], Exception | None]:
+        """Sends ``batch``; returns an outcome per recipient, and the relay trouble seen.
+
+        ``may_hand_over`` is asked before each message goes to the relay; ``stop`` is set
+        when the mailing is stopped or the engine drains. If the caller is cancelled, the
+        outcomes are lost with it: the claims stay in flight, to be handed back in doubt."""
+        handed: set[int] = set()
+        sends = [
+            asyncio.create_task(self._send_one(template, r, may_hand_over, handed)) for r in batch
+        ]
+        try:
+            await self._until_answered(sends, stop)
+        except asyncio.CancelledError:
+            for task in sends:
+                task.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+            raise
+        outcomes: list[Outcome] = []
+        trouble: Exception | None = None
+        for recipient, task in zip(batch, sends, strict=True):
+            if task.cancelled():
+                outcomes.append(_unanswered(recipient, handed))
+                continue
+            outcome, problem = task.result()
+            outcomes.append(outcome)
+            trouble = trouble or problem
+        return outcomes, trouble
+
+    async def _until_answered(self, sends: list[asyncio.Task], stop: asyncio.Event) -> None:
+        everything = asyncio.gather(*sends, return_exceptions=True)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({everything, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not everything.done():
+                await asyncio.wait({everything}, timeout=self.stop_bound)
+            if not everything.done():
+                log.warning(
+                    "%d sends still unanswered %.0f s after the stop: cancelled, in doubt",
+                    sum(not task.done() for task in sends),
+                    self.stop_bound,
+                )
+                for task in sends:
+                    task.cancel()
+                await everything
+        finally:
+            stopped.cancel()
+
+    async def _send_one(
+        self,
+        template: Template,
+        recipient: Claimed,
+        may_hand_over: Callable[[], bool],
+        handed: set[int],
+    ) -> tuple[Outcome, Exception | None]:
+        try:
+            message = render(template, recipient.id, recipient.email, recipient.field_values)
+        except (KeyError, ValueError, UnicodeError) as exc:
+            return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
+        async with self._slots:
+            if may_hand_over():
+                await self.pace.wait_turn()
+            if not may_hand_over():
+                return Outcome(recipient, deliveries.PENDING), None
+            handed.add(recipient.id)
+            return await self._hand_over(template, recipient, message)
+
+    async def _hand_over(
+        self, template: Template, recipient: Claimed, message: bytes
+    ) -> tuple[Outcome, Exception | None]:
+        try:
+            reply = await self.transport.send(template.sender_address, recipient.email, message)
+        except TemporaryFailure as exc:
+            return self._deferred(recipient, exc.reply), None
+        except NotDeliverable as exc:  # refused by us, not by the relay
+            return _failed(recipient, exc.reply, FailureClass.ERROR), None
+        except PermanentFailure as exc:
+            return _failed(recipient, exc.reply, FailureClass.REFUSED), None
+        except ReplyLost as exc:
+            return Outcome(recipient, deliveries.IN_DOUBT, exc.reply), exc
+        except (RelayUnavailable, RelayRefused) as exc:
+            return Outcome(recipient, deliveries.PENDING), exc
+        except Exception as exc:  # noqa: BLE001  an unforeseen relay error must not lose anyone
+            # it may have happened after the message went out: in doubt, so retries are bounded
+            log.exception("unexpected error sending to recipient %s", recipient.id)
+            return Outcome(recipient, deliveries.IN_DOUBT, repr(exc)), RelayUnavailable(repr(exc))
+        return Outcome(recipient, deliveries.SENT, reply), None
+
+    def _deferred(self, recipient: Claimed, reply: str) -> Outcome:
+        attempt = recipient.attempts + 1
+        if attempt >= self.retries.max_attempts:
+            return _failed(
+                recipient,
+                f"gave up after {attempt} attempts: {reply}",
+                FailureClass.DEFERRED_TOO_OFTEN,
+            )
+        retry_at = utc_now() + deliveries.back_off(attempt, self.retries.base)
+        return Outcome(recipient, deliveries.DEFERRED, reply, retry_at)
+
+
+def _failed(recipient: Claimed, reply: str, failure_class: str) -> Outcome:
+    return Outcome(recipient, deliveries.FAILED, reply, failure_class=failure_class)
+
+
+def _unanswered(recipient: Claimed, handed: set[int]) -> Outcome:
+    """A send cancelled by a bounded stop: in doubt once handed to the relay."""
+    if recipient.id in handed:
+        return Outcome(recipient, deliveries.IN_DOUBT, "no reply before the engine stopped waiting")
+    return Outcome(recipient, deliveries.PENDING)

@@ -1,0 +1,120 @@
+"""Helpers for tests that run `sendstatus engine` as real processes and judge the outcome
+from what the relay received, the counters and the recipients in the database."""
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlmodel import func, select
+
+from sendstatus_tui.core.models import Mailing, Recipient
+
+
+def wait_for(condition, timeout=15.0, what="condition", every=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def mailing(store, mailing_id) -> Mailing:
+    with store.read() as session:
+        return session.get(Mailing, mailing_id)
+
+
+def status_counts(store, mailing_id) -> dict[str, int]:
+    with store.read() as session:
+        rows = session.exec(
+            select(Recipient.status, func.count())
+            .where(Recipient.mailing_id == mailing_id)
+            .group_by(Recipient.status)
+        ).all()
+    return dict(rows)
+
+
+def failure_classes(store, mailing_id) -> dict[str, int]:
+    with store.read() as session:
+        rows = session.exec(
+            select(Recipient.failure_class, func.count())
+            .where(Recipient.mailing_id == mailing_id, Recipient.status == "failed")
+            .group_by(Recipient.failure_class)
+        ).all()
+    return dict(rows)
+
+
+def assert_books_balance(store, mailing_id) -> Mailing:
+    """The counters equal the recipients by status, and never pass the total."""
+    m = mailing(store, mailing_id)
+    counts = status_counts(store, mailing_id)
+    assert (m.sent, m.failed, m.deferred) == (
+        counts.get("sent", 0),
+        counts.get("failed", 0),
+        counts.get("deferred", 0),
+    ), (m, counts)
+    assert 0 <= m.remaining <= m.total and m.sent + m.failed <= m.total
+    return m
+
+
+@dataclass
+class Delivery:
+    """What the relay received against what the books say."""
+
+    copies: Counter
+    resent_in_doubt: int
+
+    @property
+    def delivered(self) -> int:
+        return sum(self.copies.values())
+
+    @property
+    def distinct(self) -> int:
+        return len(self.copies)
+
+    @property
+    def duplicates(self) -> int:
+        return self.delivered - self.distinct
+
+    def __str__(self) -> str:
+        return (
+            f"delivered {self.delivered}, distinct {self.distinct},"
+            f" counted in doubt {self.resent_in_doubt}"
+        )
+
+
+class EngineProcesses:
+    """Starts `sendstatus engine` processes; each logs to a file of its own."""
+
+    def __init__(self, db_url: str, relay_url: str, log_dir: Path):
+        self.db_url, self.relay_url, self.log_dir = db_url, relay_url, log_dir
+        self.started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, *options: str, relay_url: str | None = None) -> subprocess.Popen:
+        log_path = self.log_dir / f"engine-{len(self.started) + 1}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", self.db_url,
+             "--smtp", relay_url or self.relay_url, *options],
+            stderr=log_path.open("w"),
+        )  # fmt: skip
+        self.started.append((process, log_path))
+        return process
+
+    def log(self, process: subprocess.Popen) -> str:
+        return next(path for p, path in self.started if p is process).read_text()
+
+    def took_over(self, process: subprocess.Popen) -> bool:
+        """Whether the engine has held the lease (not merely seen another hold it)."""
+        return "holds the lease (generation" in self.log(process)
+
+    def stop_all(self) -> None:
+        for process, _ in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a stalled one must be able to die
+                process.kill()
+            process.wait()

@@ -1,0 +1,355 @@
+"""Faults, with real engine processes and a real relay on loopback: an engine stalled past
+its lease, a long write lock, replies lost after the final dot or slower than the timeout,
+a relay that hangs after DATA (then SIGTERM, then stop), a full filesystem.
+
+Each is judged from what the relay received, the counters and the recipients in the
+database: nobody skipped, counters never past the total and equal to the recipients by
+status, every duplicate counted in doubt, every mailing completes or shows why not.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.models import Recipient
+
+from .engine_processes import (
+    Delivery,
+    EngineProcesses,
+    assert_books_balance,
+    failure_classes,
+    mailing,
+    status_counts,
+    wait_for,
+)
+from .smtp_relay import RelayScript, SmtpRelay
+
+
+@pytest.fixture
+def relays():
+    started = []
+
+    def start(script: RelayScript | None = None) -> SmtpRelay:
+        relay = SmtpRelay(script).start()
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
+def engines(db_url, relay, tmp_path):
+    processes = EngineProcesses(db_url, relay.url, tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+def send_now(store, mailing_id) -> None:
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+
+
+def everyone(count: int) -> set[str]:
+    return {f"person{i}@example.com" for i in range(count)}
+
+
+def watch_books(store, mailing_id, stop: threading.Event, seen: list) -> threading.Thread:
+    """Checks, until ``stop``, that the counters never pass the total."""
+
+    def watch():
+        while not stop.is_set():
+            m = mailing(store, mailing_id)
+            if m.sent + m.failed > m.total or m.remaining < 0:
+                seen.append((m.sent, m.failed, m.total))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+# --- an engine that stalls past its lease -------------------------------------------------
+
+
+def test_an_engine_stalled_past_its_lease_never_records_again(store, make_mailing, engines, relay):
+    """SIGSTOP for 8 s (the lease lasts 5): the second engine takes over and hands the
+    stalled one's batch back; when the stalled one wakes it records nothing and sends
+    nothing more."""
+    mailing_id = make_mailing(recipients=6000)
+    send_now(store, mailing_id)
+    first = engines.start("--rate", "500/s")
+    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
+    second = engines.start("--rate", "500/s")
+    wait_for(lambda: "waiting for it to stop" in engines.log(second), what="a waiting engine")
+    stop_watching, overruns = threading.Event(), []
+    watch_books(store, mailing_id, stop_watching, overruns)
+
+    first.send_signal(signal.SIGSTOP)
+    stalled_at = time.monotonic()
+    wait_for(lambda: engines.took_over(second), timeout=8, what="the takeover")
+    time.sleep(max(0.0, stalled_at + 8 - time.monotonic()))  # 8 s in all, past the lease
+    first.send_signal(signal.SIGCONT)
+
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
+    stop_watching.set()
+    done = assert_books_balance(store, mailing_id)
+    delivery = Delivery(relay.copies(), done.resent_in_doubt)
+    print(f"stalled engine: {delivery}")
+    assert overruns == []
+    assert (done.sent, done.failed) == (6000, 0)
+    assert set(delivery.copies) == everyone(6000)  # nobody skipped
+    assert delivery.duplicates <= done.resent_in_doubt  # every duplicate counted
+    assert "lost the lease" in engines.log(first)  # it knows, and stopped sending
+
+
+def test_an_engine_blocked_behind_a_long_write_lock(store, db_url, make_mailing, engines, relay):
+    """Another writer holds the lock 7 s (a big import): the engine's writes wait, its lease
+    expires, the other engine may take over; the books stay true either way."""
+    mailing_id = make_mailing(recipients=5000)
+    send_now(store, mailing_id)
+    first = engines.start("--rate", "500/s")
+    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
+    engines.start("--rate", "500/s")
+    stop_watching, overruns = threading.Event(), []
+    watch_books(store, mailing_id, stop_watching, overruns)
+
+    hold_write_lock(db_url, seconds=7)
+
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
+    stop_watching.set()
+    done = assert_books_balance(store, mailing_id)
+    delivery = Delivery(relay.copies(), done.resent_in_doubt)
+    print(f"long write lock: {delivery}")
+    assert overruns == []
+    assert set(delivery.copies) == everyone(5000)
+    assert delivery.duplicates <= done.resent_in_doubt
+    assert first.poll() is None  # it waited, it did not die
+
+
+def hold_write_lock(db_url: str, seconds: float) -> None:
+    """Holds the database's write lock for ``seconds``, as a big import does."""
+    engine = sa.create_engine(db_url)
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.begin()
+            connection.exec_driver_sql("LOCK TABLE recipient IN EXCLUSIVE MODE")
+        time.sleep(seconds)
+        connection.exec_driver_sql("COMMIT")
+    engine.dispose()
+
+
+# --- replies lost ----------------------------------------------------------------------
+
+
+def test_a_reply_lost_after_the_final_dot_is_in_doubt_counted_and_bounded(
+    store, make_mailing, engines, relays
+):
+    """The relay stores the message and drops the connection without a reply: the
+    recipient is resent and counted; one whose reply is lost 3 times fails as doubt."""
+    dropped_once = [f"person{i}@example.com" for i in range(10)]
+    always = "person10@example.com"
+    faults = {address: ["drop"] for address in dropped_once} | {always: ["drop"] * 5}
+    relay = relays(RelayScript(data_faults=faults))
+    mailing_id = make_mailing(recipients=30)
+    send_now(store, mailing_id)
+    engines.start(relay_url=relay.url)
+
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", 60, "completion", 0.1)
+    done = assert_books_balance(store, mailing_id)
+    copies = relay.copies()
+    print(f"lost replies: {Delivery(copies, done.resent_in_doubt)}")
+    assert set(copies) == everyone(30)
+    assert all(copies[address] == 2 for address in dropped_once)
+    assert copies[always] == 3  # three tries, then no more
+    assert done.resent_in_doubt == 10 + 2
+    assert (done.sent, done.failed) == (29, 1)
+    assert failure_classes(store, mailing_id) == {"doubt": 1}
+    with store.read() as session:
+        failed = session.exec(
+            select(Recipient).where(
+                Recipient.mailing_id == mailing_id, Recipient.status == "failed"
+            )
+        ).one()
+    assert failed.email == always and failed.doubts == 3 and "no reply" in failed.last_reply
+
+
+def test_a_reply_slower_than_the_timeout_is_in_doubt(store, make_mailing, engines, relays):
+    late = [f"person{i}@example.com" for i in range(5)]
+    relay = relays(RelayScript(data_faults={a: ["late"] for a in late}, late_seconds=2.5))
+    mailing_id = make_mailing(recipients=20)
+    send_now(store, mailing_id)
+    engines.start(relay_url=f"{relay.url}&timeout=1")
+
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", 60, "completion", 0.1)
+    done = assert_books_balance(store, mailing_id)
+    copies = relay.copies()
+    print(f"slow replies: {Delivery(copies, done.resent_in_doubt)}")
+    assert set(copies) == everyone(20)
+    assert all(copies[address] == 2 for address in late)
+    assert done.resent_in_doubt == 5 and (done.sent, done.failed) == (20, 0)
+
+
+# --- a relay that hangs after DATA -----------------------------------------------------
+
+
+def hanging_relay(relays) -> SmtpRelay:
+    return relays(RelayScript(data_fault_default="hang"))
+
+
+def test_sigterm_is_bounded_when_the_relay_hangs_after_data(store, make_mailing, engines, relays):
+    """SIGTERM ends the engine within 5 s plus one relay timeout (3 s here); what was
+    unanswered is in doubt, counted, and handed back."""
+    relay = hanging_relay(relays)
+    mailing_id = make_mailing(recipients=200)
+    send_now(store, mailing_id)
+    engine = engines.start(relay_url=f"{relay.url}&timeout=3")
+    wait_for(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
+
+    asked = time.monotonic()
+    engine.send_signal(signal.SIGTERM)
+    assert engine.wait(timeout=30) == 0
+    took = time.monotonic() - asked
+    done = assert_books_balance(store, mailing_id)
+    delivery = Delivery(relay.copies(), done.resent_in_doubt)
+    print(f"SIGTERM with a hanging relay: stopped in {took:.1f} s; {delivery}")
+    assert took <= 5 + 3 + 2  # the bound, plus start-up noise
+    assert "in_flight" not in status_counts(store, mailing_id)
+    assert done.sent == 0
+    # every message the relay holds is counted: it will be resent, in doubt
+    assert delivery.delivered <= done.resent_in_doubt
+
+
+def test_stop_is_bounded_when_the_relay_hangs_after_data(
+    store, db_url, make_mailing, engines, relays
+):
+    relay = hanging_relay(relays)
+    mailing_id = make_mailing(recipients=200)
+    send_now(store, mailing_id)
+    engine = engines.start(relay_url=f"{relay.url}&timeout=3")
+    wait_for(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
+
+    asked = time.monotonic()
+    stop = subprocess.run(
+        [sys.executable, "-m", "sendstatus_tui.cli", "--db", db_url, "stop", str(mailing_id)],
+        capture_output=True,
+        text=True,
+    )
+    assert stop.returncode == 0, stop.stderr
+    wait_for(
+        lambda: "in_flight" not in status_counts(store, mailing_id),
+        timeout=5 + 3 + 2,
+        what="the stop to hand every claim back",
+    )
+    took = time.monotonic() - asked
+    done = assert_books_balance(store, mailing_id)
+    delivery = Delivery(relay.copies(), done.resent_in_doubt)
+    print(f"stop with a hanging relay: claims back in {took:.1f} s; {delivery}")
+    assert done.state == "standby" and engine.poll() is None
+    assert delivery.delivered <= done.resent_in_doubt
+
+
+# --- a full filesystem -----------------------------------------------------------------
+
+
+@pytest.fixture
+def small_filesystem(tmp_path) -> Path:
+    """A 48 MB tmpfs (3,000 messages take 12 MB in 4 kB pages), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; run as root to test a full disk")
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Writes a file until the filesystem is full; returns it."""
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
+    from sendstatus_tui.core.store import Store
+
+    db_url = f"sqlite:///{small_filesystem / 'sendstatus.db'}"
+    maildir = small_filesystem / "maildir"
+    store = Store(db_url)
+    mailing_id = make_mailing_in(store, small_filesystem, recipients=3000)
+    send_now(store, mailing_id)
+    processes = EngineProcesses(db_url, f"maildir:{maildir}", small_filesystem.parent)
+    try:
+        processes.start("--rate", "400/s")
+        wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
+        filler = fill(small_filesystem)
+        time.sleep(1)
+        stalled_at = mailing(store, mailing_id).sent
+        time.sleep(2)
+        assert mailing(store, mailing_id).sent == stalled_at  # paused, not failing anyone
+        late = processes.start("--rate", "400/s")  # an engine started on the full disk
+        wait_for(lambda: "cannot write to database" in processes.log(late), 10, "a word")
+        filler.unlink()
+
+        wait_for(lambda: mailing(store, mailing_id).state == "completed", 60, "completion", 0.1)
+        done = assert_books_balance(store, mailing_id)
+        copies = maildir_recipients(maildir)
+        print(f"full disk: {Delivery(copies, done.resent_in_doubt)}")
+        assert (done.sent, done.failed) == (3000, 0)
+        assert set(copies) == everyone(3000)
+        assert sum(copies.values()) - len(copies) <= done.resent_in_doubt
+        assert processes.log(late).count("cannot write to database") == 1
+        for process, _ in processes.started:
+            assert "Traceback" not in processes.log(process)
+            assert "never retrieved" not in processes.log(process)
+    finally:
+        processes.stop_all()
+        store.dispose()
+
+
+def make_mailing_in(store, directory: Path, recipients: int) -> int:
+    from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+
+    csv = directory / "recipients.csv"
+    rows = [f"person{i}@example.com,Person {i}" for i in range(recipients)]
+    csv.write_text("email,first_name\n" + "\n".join(rows) + "\n")
+    draft = MailingDraft(
+        name="Full disk", subject="Hello {first_name}", sender="news@shop.example.com",
+        text_body="Hi {first_name}",
+    )  # fmt: skip
+    with store.write() as session:
+        mailing, _ = create_mailing(session, draft, csv)
+    csv.unlink()
+    return mailing.id
+
+
+def maildir_recipients(maildir: Path):
+    import mailbox
+    from collections import Counter
+
+    return Counter(message["To"] for message in mailbox.Maildir(maildir, create=False))
