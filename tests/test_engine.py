@@ -78,8 +78,8 @@ def test_internationalised_domains_to_a_relay_without_smtputf8(store, tmp_path, 
     that needs SMTPUTF8 is not sent, with a reason that no relay wrote."""
     from email import message_from_bytes
 
+    from sendstatus_tui.core.details import read_details
     from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-    from sendstatus_tui.core.listing import details
 
     csv = tmp_path / "people.csv"
     csv.write_text(
@@ -97,8 +97,9 @@ def test_internationalised_domains_to_a_relay_without_smtputf8(store, tmp_path, 
     finally:
         relay.stop()
     with store.read() as session:
-        shown = details(session, mailing(store, created.id))
+        shown = read_details(session, mailing(store, created.id)).as_json()
     assert (shown["sent"], shown["failed"]) == (2, 1)
+    assert shown["failed_by_class"] == {"error": 1}  # refused by us, not by the relay
     assert sorted(relay.recipients()) == ["anna@xn--mnchen-3ya.de", "user@xn--mnchen-3ya.de"]
     assert {r.mail_from for r in relay.received} == {"news@xn--bcher-kva.example"}
     headers = {message_from_bytes(r.data)["To"] for r in relay.received}

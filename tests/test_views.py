@@ -15,7 +15,9 @@ NINE_UTC = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 
 
 def planned(state: State, **fields) -> SimpleNamespace:
-    values = dict(position=None, scheduled_at=None, started_at=None, total=10, sent=4)
+    values = dict(
+        position=None, scheduled_at=None, started_at=None, total=10, sent=4, waiting_reason=None
+    )
     return SimpleNamespace(state=state, **{**values, **fields})
 
 
@@ -30,6 +32,8 @@ def test_cells_read_the_same_for_any_mailing_like_object():
     )
     assert cells.sent_of_total(planned(State.SENDING, total=12_000, sent=4_500)) == "4,500/12,000"
     assert cells.moment(None, ROME) == "—"
+    waiting = planned(State.STARTING, waiting_reason="relay unavailable: connection refused")
+    assert cells.start_date(waiting, ROME) == "waiting: relay unavailable: connection refused"
     assert heading(Area.STANDBY, 3) == "Sends to schedule (3)"
 
 
@@ -67,6 +71,9 @@ def details(**changes) -> MailingDetails:
         remaining=3,
         resent_in_doubt=0,
         recipients={"sent": 6, "failed": 1, "pending": 3},
+        failed_by_class={"5xx": 1},
+        waiting_reason=None,
+        waiting_until=None,
         last_errors=[LastError("person6@example.com", "550 5.1.1 no such user", NINE_UTC)],
     )
     return MailingDetails(**{**values, **changes})
@@ -84,6 +91,24 @@ def test_show_and_the_details_screen_tell_the_same_mailing():
     assert "Started 2030-03-04 10:00" in counters
     assert errors_text(details()) == "person6@example.com: 550 5.1.1 no such user"
     assert errors_text(details(last_errors=[])) == "none"
+
+
+def test_failures_by_class_and_what_the_engine_waits_for_are_told():
+    sending = details(
+        state=State.SENDING,
+        failed_by_class={"5xx": 298, "doubt": 2},
+        waiting_reason="relay unavailable: connection refused",
+        waiting_until=NINE_UTC,
+    )
+    shown = show_text(sending, ROME)
+    assert "  Failed, why:    298 refused (5xx), 2 no reply (doubt)" in shown
+    assert "  Waiting:        relay unavailable: connection refused; retry at 2030-03-04 10:00" in (
+        shown
+    )
+    counters = counters_text(sending, ROME)
+    assert "Failed       1 — 298 refused (5xx), 2 no reply (doubt)" in counters
+    assert "Waiting      relay unavailable" in counters
+    assert sending.as_json()["failed_by_class"] == {"5xx": 298, "doubt": 2}
 
 
 def test_as_json_has_the_ls_fields_and_iso_times():

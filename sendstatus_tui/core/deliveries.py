@@ -349,6 +349,17 @@ def last_errors(session: Session, mailing_id: int, limit: int = 10) -> list[Deli
     )
 
 
+def failed_by_class(session: Session, mailing_id: int) -> dict[str, int]:
+    """Failed recipients counted by class (5xx, 4xx, doubt, error)."""
+    rows = session.exec(
+        select(Recipient.failure_class, sa.func.count())
+        .where(Recipient.mailing_id == mailing_id, Recipient.status == FAILED)
+        .group_by(Recipient.failure_class)
+    ).all()
+    # a failure recorded before classes were kept reads as a refusal, which it was
+    return dict(Counter({cls or FailureClass.REFUSED: n for cls, n in rows}))
+
+
 def back_off(attempts: int, base: timedelta) -> timedelta:
     """The wait before retry number ``attempts`` (1, 2, ...): doubling, at most an hour."""
     return min(base * (2 ** (attempts - 1)), timedelta(hours=1))

@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from .deliveries import last_errors
+from .deliveries import failed_by_class, last_errors
 from .listing import iso, summary
 from .models import Mailing, Recipient
 from .states import Mode, State
@@ -47,6 +47,10 @@ class MailingDetails:
     remaining: int
     resent_in_doubt: int
     recipients: dict[str, int]  # recipients by status
+    failed_by_class: dict[str, int]  # failed recipients by class: 5xx, 4xx, doubt, error
+    # what keeps the engine from sending it now, and when it tries again
+    waiting_reason: str | None
+    waiting_until: datetime | None
     last_errors: list[LastError]
 
     def as_json(self) -> dict:
@@ -63,6 +67,9 @@ class MailingDetails:
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
             "recipients": self.recipients,
+            "failed_by_class": self.failed_by_class,
+            "waiting_reason": self.waiting_reason,
+            "waiting_until": iso(self.waiting_until),
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors
@@ -83,6 +90,7 @@ def read_details(session: Session, mailing: Mailing) -> MailingDetails:
         "has_html_body": mailing.html_body is not None,
         "fields": json.loads(mailing.field_names),
         "recipients": by_status,
+        "failed_by_class": failed_by_class(session, mailing.id) if mailing.failed else {},
         "last_errors": [
             LastError(error.email, error.reply, error.at)
             for error in last_errors(session, mailing.id)

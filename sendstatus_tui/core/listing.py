@@ -44,6 +44,7 @@ class PaneMailing(NamedTuple):
     total: int
     sent: int
     failed: int
+    waiting_reason: str | None  # what keeps the engine from sending it now
 
     @property
     def remaining(self) -> int:
@@ -63,6 +64,7 @@ _PANE_COLUMNS = (
     Mailing.total,
     Mailing.sent,
     Mailing.failed,
+    Mailing.waiting_reason,
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -104,6 +106,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             total,
             sent,
             failed,
+            waiting_reason,
         )
         for (
             id_,
@@ -118,6 +121,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             total,
             sent,
             failed,
+            waiting_reason,
         ) in json.loads(text)
     ]
 

@@ -20,6 +20,7 @@ class Planned(Protocol):
     started_at: datetime | None
     total: int
     sent: int
+    waiting_reason: str | None
 
 
 def number(count: int) -> str:
@@ -31,7 +32,10 @@ def sent_of_total(mailing: Planned) -> str:
 
 
 def start_date(mailing: Planned, zone: tzinfo) -> str:
-    """When it started, or "starting up" while it is being prepared."""
+    """When it started, or "starting up" while it is being prepared, or what the engine
+    waits for when something keeps it from starting or sending (a relay that is down)."""
+    if mailing.waiting_reason and mailing.state in (State.STARTING, State.SENDING):
+        return f"waiting: {mailing.waiting_reason}"
     if mailing.state == State.STARTING:
         return STARTING_UP
     return format_local(mailing.started_at, zone)

@@ -42,8 +42,13 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     if details.deferred or details.resent_in_doubt:
         lines.append(
             f"  {'':16}{number(details.deferred)} deferred (retrying),"
-            f" {number(details.resent_in_doubt)} resent after an engine stopped mid-send"
+            f" {number(details.resent_in_doubt)} resent in doubt (no reply, or the engine"
+            " stopped mid-send)"
         )
+    if details.failed_by_class:
+        lines.append(f"  {'Failed, why:':16}{failure_classes(details)}")
+    if details.waiting_reason:
+        lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
     if details.fields:
         lines.append(f"  {'Fields:':16}{', '.join(details.fields)}")
     if details.last_errors:
@@ -67,12 +72,38 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         "",
         f"Recipients   {number(details.total)}",
         f"Sent         {number(details.sent)}",
-        f"Failed       {number(details.failed)}",
+        f"Failed       {number(details.failed)}"
+        + (f" — {failure_classes(details)}" if details.failed_by_class else ""),
         f"Deferred     {number(details.deferred)} (retrying)",
         f"Remaining    {number(details.remaining)}",
-        f"Resent after an engine stopped mid-send: {number(details.resent_in_doubt)}",
+        f"Resent in doubt (no reply, or the engine stopped mid-send):"
+        f" {number(details.resent_in_doubt)}",
     ]
+    if details.waiting_reason:
+        lines.append(f"Waiting      {waiting(details, zone)}")
     return "\n".join(lines)
+
+
+def failure_classes(details: MailingDetails) -> str:
+    """e.g. "298 refused (5xx), 2 no reply (doubt)", by class."""
+    return ", ".join(
+        f"{number(count)} {FAILURE_CLASS_NAMES.get(cls, cls)} ({cls})"
+        for cls, count in sorted(details.failed_by_class.items())
+    )
+
+
+FAILURE_CLASS_NAMES = {
+    "5xx": "refused",
+    "4xx": "deferred too often",
+    "doubt": "no reply",
+    "error": "not sent",
+}
+
+
+def waiting(details: MailingDetails, zone: tzinfo) -> str:
+    """What keeps the engine from sending it, and when it tries again."""
+    retry = f"; retry at {moment(details.waiting_until, zone)}" if details.waiting_until else ""
+    return f"{details.waiting_reason}{retry}"
 
 
 def errors_text(details: MailingDetails) -> str:
