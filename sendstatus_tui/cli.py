@@ -29,6 +29,11 @@ class CommandError(SendStatusError):
     """Ends the command with ``error: <message>`` and exit status 1."""
 
 
+# what the command line suggests after some errors, in its own words (core's messages name
+# no command)
+_HINTS = {lifecycle.TimeInPast: "; use send-now to send immediately"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -39,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
-        _print_error(_masked(str(exc), args))
+        _print_error(_masked(str(exc) + _HINTS.get(type(exc), ""), args))
         if isinstance(exc, RecipientsRefused):
             _print_row_errors(exc.errors)
         return 1

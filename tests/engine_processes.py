@@ -4,7 +4,6 @@ from what the relay received, the counters and the recipients in the database.""
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,20 +12,7 @@ from sqlmodel import func, select
 
 from sendstatus_tui.core.models import Mailing, Recipient
 
-
-def wait_for(condition, timeout=15.0, what="condition", every=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def mailing(store, mailing_id) -> Mailing:
-    with store.read() as session:
-        return session.get(Mailing, mailing_id)
+from .helpers import mailing
 
 
 def status_counts(store, mailing_id) -> dict[str, int]:

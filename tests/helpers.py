@@ -53,13 +53,13 @@ FAST = EngineSettings(
 )
 
 
-def wait_for(condition, timeout=15.0, what="condition"):
+def wait_for(condition, timeout=15.0, what="condition", every=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = condition()
         if result:
             return result
-        time.sleep(0.02)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 

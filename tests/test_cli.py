@@ -124,7 +124,7 @@ def test_add_at_a_time_in_a_given_zone(add, run):
 @pytest.mark.parametrize(
     ("when", "zone", "message"),
     [
-        ("2001-01-01 10:00", "UTC", "is in the past"),
+        ("2001-01-01 10:00", "UTC", "UTC); use send-now to send immediately"),
         ("0001-01-01 00:30", "Asia/Tokyo", "is in the past"),  # before year 1 in UTC
         ("9999-12-31 23:30", "America/New_York", "more than 10 years ahead"),
         ("2099-12-01 09:30", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),

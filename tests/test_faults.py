@@ -27,10 +27,9 @@ from .engine_processes import (
     EngineProcesses,
     assert_books_balance,
     failure_classes,
-    mailing,
     status_counts,
-    wait_for,
 )
+from .helpers import mailing, wait_for
 from .smtp_relay import RelayScript, SmtpRelay
 
 

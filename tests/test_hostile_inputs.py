@@ -16,7 +16,7 @@ import pytest
 
 from sendstatus_tui.cli import main
 
-from .conftest import write_file
+from .helpers import write_file
 
 # a time to schedule at: ahead, and within the ten years a plan may reach
 LATER = f"{datetime.now(UTC).year + 1}-06-01 10:00"

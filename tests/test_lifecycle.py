@@ -110,7 +110,7 @@ def test_reschedule_changes_the_time(store, make_mailing):
 
 def test_a_time_in_the_past_is_refused_and_nothing_changes(store, make_mailing):
     mailing_id = make_mailing()
-    with pytest.raises(lifecycle.TimeInPast, match="in the past.*send-now"):
+    with pytest.raises(lifecycle.TimeInPast, match="in the past"):
         act(store, lifecycle.schedule_at, mailing_id, in_minutes(-1))
     mailing = fetch(store, mailing_id)
     assert (mailing.state, mailing.scheduled_at) == (State.STANDBY, None)

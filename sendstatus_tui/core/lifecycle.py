@@ -31,8 +31,7 @@ class MailingNotFound(SendStatusError, LookupError):
 class TimeInPast(SendStatusError, ValueError):
     def __init__(self, when: datetime, now: datetime):
         super().__init__(
-            f"{when:%Y-%m-%d %H:%M} UTC is in the past (it is now {now:%Y-%m-%d %H:%M} UTC);"
-            " use send-now to send immediately"
+            f"{when:%Y-%m-%d %H:%M} UTC is in the past (it is now {now:%Y-%m-%d %H:%M} UTC)"
         )
 
 
