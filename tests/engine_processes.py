@@ -2,12 +2,15 @@
 from what the relay received, the counters and the recipients in the database."""
 
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlmodel import func, select
 
 from sendstatus_tui.core.models import Mailing, Recipient
@@ -72,6 +75,44 @@ class Delivery:
             f"delivered {self.delivered}, distinct {self.distinct},"
             f" counted in doubt {self.resent_in_doubt}"
         )
+
+
+def stall_between_transactions(process: subprocess.Popen, db_url: str) -> None:
+    """SIGSTOPs an engine at a moment when it holds no database transaction. Stopped inside
+    one, it would hold the write lock (SQLite) or its row locks (PostgreSQL): nobody could
+    take over until it woke, which is a different fault from the one under test."""
+    for _ in range(20):
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(0.05)
+        if not _a_transaction_is_open(db_url):
+            return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.1)
+    raise AssertionError("the engine was inside a transaction at every try")
+
+
+def _a_transaction_is_open(db_url: str) -> bool:
+    if db_url.startswith("sqlite"):
+        probe = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return False
+        except sqlite3.OperationalError:  # database is locked
+            return True
+        finally:
+            probe.close()
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return bool(
+                connection.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                    " AND datname = current_database() AND state <> 'idle'"
+                ).scalar()
+            )
+    finally:
+        engine.dispose()
 
 
 class EngineProcesses:

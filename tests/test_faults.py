@@ -27,6 +27,7 @@ from .engine_processes import (
     EngineProcesses,
     assert_books_balance,
     failure_classes,
+    stall_between_transactions,
     status_counts,
 )
 from .helpers import mailing, wait_for
@@ -81,7 +82,9 @@ def watch_books(store, mailing_id, stop: threading.Event, seen: list) -> threadi
 # --- an engine that stalls past its lease -------------------------------------------------
 
 
-def test_an_engine_stalled_past_its_lease_never_records_again(store, make_mailing, engines, relay):
+def test_an_engine_stalled_past_its_lease_never_records_again(
+    store, db_url, make_mailing, engines, relay
+):
     """SIGSTOP for 8 s (the lease lasts 5): the second engine takes over and hands the
     stalled one's batch back; when the stalled one wakes it records nothing and sends
     nothing more."""
@@ -94,7 +97,7 @@ def test_an_engine_stalled_past_its_lease_never_records_again(store, make_mailin
     stop_watching, overruns = threading.Event(), []
     watch_books(store, mailing_id, stop_watching, overruns)
 
-    first.send_signal(signal.SIGSTOP)
+    stall_between_transactions(first, db_url)
     stalled_at = time.monotonic()
     wait_for(lambda: engines.took_over(second), timeout=8, what="the takeover")
     time.sleep(max(0.0, stalled_at + 8 - time.monotonic()))  # 8 s in all, past the lease
