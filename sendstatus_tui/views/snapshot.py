@@ -24,6 +24,8 @@ class Row:
     state: State
     cells: tuple  # one value per column of its pane
     speed: float | None = None  # messages per second, for what is sending
+    # "starting up" blinks in its start date; not while the engine says what it waits for
+    blinks: bool = False
 
     @property
     def key(self) -> str:
@@ -71,7 +73,8 @@ def read_snapshot(store: Store, zone: tzinfo, now: datetime, speeds: SpeedMeter)
         area = AREA_OF_STATE[mailing.state]
         speed = speeds.observe(mailing.id, mailing.sent) if mailing.state == State.SENDING else None
         cells = pane_cells(area, mailing, zone, now, speed)
-        rows[area].append(Row(mailing.id, mailing.name, mailing.state, cells, speed))
+        blinks = mailing.state == State.STARTING and not mailing.waiting_reason
+        rows[area].append(Row(mailing.id, mailing.name, mailing.state, cells, speed, blinks))
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})
     active_holder = holder.holder if holder and holder.expires_at > now else None
     return Snapshot(rows, active_holder, now)

@@ -5,7 +5,6 @@ on the same mailing across refreshes and reorders."""
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ..core.states import State
 from ..views.cells import STARTING_UP
 from ..views.snapshot import Row
 
@@ -84,7 +83,7 @@ class MailingTable(DataTable):
         if self._blink_column is None:
             return
         for row in self._rows_by_key.values():
-            if row.state == State.STARTING:
+            if row.blinks:
                 self.update_cell(row.key, self._blink_column, self._starting_cell())
 
     def _rendered(self, row: Row) -> list:
@@ -93,7 +92,7 @@ class MailingTable(DataTable):
             Text(c, overflow="ellipsis", no_wrap=True) if isinstance(c, str) else c
             for c in row.cells
         ]
-        if self._blink_column is not None and row.state == State.STARTING:
+        if self._blink_column is not None and row.blinks:
             cells[self._column_names.index(self._blink_column)] = self._starting_cell()
         return cells
 
