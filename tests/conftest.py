@@ -10,9 +10,12 @@ import sqlalchemy as sa
 
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.store import Store
+from sendstatus_tui.engine.engine import Engine
+from sendstatus_tui.engine.thread import EngineThread
+from sendstatus_tui.engine.transports import transport_for
 
-from .helpers import Mailings
-from .smtp_relay import SmtpRelay
+from .helpers import FAST, Mailings
+from .smtp_relay import RelayScript, SmtpRelay
 
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
 
@@ -95,6 +98,21 @@ def relay():
 
 
 @pytest.fixture
+def relays():
+    """Starts relays on loopback (stopped again at the end)."""
+    started: list[SmtpRelay] = []
+
+    def start(script: RelayScript | None = None, *, running: bool = True) -> SmtpRelay:
+        relay = SmtpRelay(script)
+        started.append(relay)
+        return relay.start() if running else relay
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -105,3 +123,18 @@ def db(sqlite_url, tmp_path) -> Iterator[Mailings]:
     store = Store(sqlite_url)
     yield Mailings(store, tmp_path)
     store.dispose()
+
+
+@pytest.fixture
+def engine_for(store):
+    threads = []
+
+    def start(relay, settings=FAST, credentials=None) -> EngineThread:
+        engine = Engine(store, transport_for(relay.url, credentials), settings)
+        thread = EngineThread(engine).start()
+        threads.append(thread)
+        return thread
+
+    yield start
+    for thread in threads:
+        thread.stop()

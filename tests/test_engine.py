@@ -17,21 +17,6 @@ from .helpers import FAST, act, mailing, wait_for
 from .smtp_relay import SmtpRelay
 
 
-@pytest.fixture
-def engine_for(store):
-    threads = []
-
-    def start(relay, settings=FAST, credentials=None) -> EngineThread:
-        engine = Engine(store, transport_for(relay.url, credentials), settings)
-        thread = EngineThread(engine).start()
-        threads.append(thread)
-        return thread
-
-    yield start
-    for thread in threads:
-        thread.stop()
-
-
 def test_send_now_delivers_personalised_messages(store, make_mailing, relay, engine_for):
     mailing_id = make_mailing(recipients=5)
     act(store, lifecycle.send_now, mailing_id)

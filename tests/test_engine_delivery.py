@@ -40,21 +40,6 @@ MESSAGE_ID = re.compile(rb"^Message-ID: <m(\d+)\.r(\d+)\.", re.MULTILINE | re.IG
 # --- fixtures and helpers -------------------------------------------------------------------
 
 
-@pytest.fixture
-def relays():
-    """Starts relays on loopback (stopped again at the end)."""
-    started: list[SmtpRelay] = []
-
-    def start(script: RelayScript | None = None, *, running: bool = True) -> SmtpRelay:
-        relay = SmtpRelay(script)
-        started.append(relay)
-        return relay.start() if running else relay
-
-    yield start
-    for relay in started:
-        relay.stop()
-
-
 class Engines:
     """Engines on their threads, each stopped exactly once (at the latest at teardown)."""
 

@@ -8,11 +8,12 @@ import time
 from collections import Counter
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import select
 
 from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.models import EngineLease, Recipient
+from sendstatus_tui.core.models import EngineLease
 
+from .engine_processes import status_counts
 from .helpers import mailing, wait_for
 
 
@@ -36,16 +37,6 @@ def engines(db_url, relay):
         if process.poll() is None:
             process.kill()
         process.wait()
-
-
-def status_counts(store, mailing_id) -> dict[str, int]:
-    with store.read() as session:
-        rows = session.exec(
-            select(Recipient.status, func.count())
-            .where(Recipient.mailing_id == mailing_id)
-            .group_by(Recipient.status)
-        ).all()
-    return dict(rows)
 
 
 def test_sigterm_finishes_the_batch_and_releases_the_lease(store, make_mailing, engines):

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.models import Recipient
+from sendstatus_tui.core.models import EngineLease, Recipient, utc_now
 
 from .engine_processes import (
     Delivery,
@@ -30,22 +32,8 @@ from .engine_processes import (
     stall_between_transactions,
     status_counts,
 )
-from .helpers import mailing, wait_for
-from .smtp_relay import RelayScript, SmtpRelay
-
-
-@pytest.fixture
-def relays():
-    started = []
-
-    def start(script: RelayScript | None = None) -> SmtpRelay:
-        relay = SmtpRelay(script).start()
-        started.append(relay)
-        return relay
-
-    yield start
-    for relay in started:
-        relay.stop()
+from .helpers import FAST, mailing, wait_for
+from .smtp_relay import RelayScript
 
 
 @pytest.fixture
@@ -113,6 +101,27 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     assert set(delivery.copies) == everyone(6000)  # nobody skipped
     assert delivery.duplicates <= done.resent_in_doubt  # every duplicate counted
     assert "lost the lease" in engines.log(first)  # it knows, and stopped sending
+
+
+def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
+    store, make_mailing, relay, engine_for
+):
+    """Another holder takes the lease for 2 s: the engine stops, then takes it back (a new
+    generation), hands its own claims back in doubt, and finishes the mailing."""
+    mailing_id = make_mailing(recipients=600)
+    send_now(store, mailing_id)
+    engine_for(relay, replace(FAST, rate_per_second=200))
+    wait_for(lambda: mailing(store, mailing_id).sent >= 100, what="sending")
+    with store.write() as session:
+        held = session.get(EngineLease, "engine", with_for_update=True)
+        held.holder, held.generation = "intruder", held.generation + 1
+        held.expires_at = utc_now() + timedelta(seconds=2)
+
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", 30, "completion", 0.1)
+    done = assert_books_balance(store, mailing_id)
+    delivery = Delivery(relay.copies(), done.resent_in_doubt)
+    assert set(delivery.copies) == everyone(600)
+    assert delivery.duplicates <= done.resent_in_doubt
 
 
 def test_an_engine_blocked_behind_a_long_write_lock(store, db_url, make_mailing, engines, relay):
@@ -207,18 +216,21 @@ def test_a_reply_slower_than_the_timeout_is_in_doubt(store, make_mailing, engine
 # --- a relay that hangs after DATA -----------------------------------------------------
 
 
-def hanging_relay(relays) -> SmtpRelay:
-    return relays(RelayScript(data_fault_default="hang"))
+def sending_into_a_hanging_relay(store, make_mailing, engines, relays):
+    """An engine sending 200 messages to a relay that stores each and never answers (its
+    timeout 3 s), once 4 connections hang. Returns the relay, the mailing and the engine."""
+    relay = relays(RelayScript(data_fault_default="hang"))
+    mailing_id = make_mailing(recipients=200)
+    send_now(store, mailing_id)
+    engine = engines.start(relay_url=f"{relay.url}&timeout=3")
+    wait_for(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
+    return relay, mailing_id, engine
 
 
 def test_sigterm_is_bounded_when_the_relay_hangs_after_data(store, make_mailing, engines, relays):
     """SIGTERM ends the engine within 5 s plus one relay timeout (3 s here); what was
     unanswered is in doubt, counted, and handed back."""
-    relay = hanging_relay(relays)
-    mailing_id = make_mailing(recipients=200)
-    send_now(store, mailing_id)
-    engine = engines.start(relay_url=f"{relay.url}&timeout=3")
-    wait_for(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
+    relay, mailing_id, engine = sending_into_a_hanging_relay(store, make_mailing, engines, relays)
 
     asked = time.monotonic()
     engine.send_signal(signal.SIGTERM)
@@ -237,11 +249,7 @@ def test_sigterm_is_bounded_when_the_relay_hangs_after_data(store, make_mailing,
 def test_stop_is_bounded_when_the_relay_hangs_after_data(
     store, db_url, make_mailing, engines, relays
 ):
-    relay = hanging_relay(relays)
-    mailing_id = make_mailing(recipients=200)
-    send_now(store, mailing_id)
-    engine = engines.start(relay_url=f"{relay.url}&timeout=3")
-    wait_for(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
+    relay, mailing_id, engine = sending_into_a_hanging_relay(store, make_mailing, engines, relays)
 
     asked = time.monotonic()
     stop = subprocess.run(

@@ -248,6 +248,11 @@ class Engine:
             lease.check(session, self.holder, self.generation)
             yield session
 
+    def _lost(self, exc: LeaseLost) -> None:
+        """Learnt in a write that the lease is another engine's: stop serving at once."""
+        log.error("%s", exc)
+        self._lease_lost.set()
+
     def _report_database_trouble(self, exc: Exception | None) -> None:
         """Logs once when writes start to fail, and once when they work again."""
         reason = None if exc is None else str(exc)
@@ -281,8 +286,7 @@ class Engine:
                         promoted.name,
                     )
         except LeaseLost as exc:
-            log.error("%s", exc)
-            self._lease_lost.set()
+            self._lost(exc)
             return
         except StoreError as exc:
             self._report_database_trouble(exc)
@@ -385,8 +389,7 @@ class Engine:
             try:
                 batch, done = self._claim(mailing_id, claimant)
             except LeaseLost as exc:
-                log.error("%s", exc)
-                self._lease_lost.set()
+                self._lost(exc)
                 return
             except StoreError as exc:
                 self._report_database_trouble(exc)
@@ -479,8 +482,7 @@ class Engine:
         except (TransitionRefused, lifecycle.MailingNotFound) as exc:
             log.info("mailing %s: %s", mailing_id, exc)
         except LeaseLost as exc:
-            log.error("%s", exc)
-            self._lease_lost.set()
+            self._lost(exc)
         except StoreError as exc:
             self._report_database_trouble(exc)
         return False

@@ -268,12 +268,15 @@ class SmtpTransport:
 
     async def close(self) -> None:
         """Says QUIT on every idle connection, all at once and for at most 2 s: a relay that
-        hangs must not hold up a stop."""
+        hangs must not hold up a stop. The pool stays usable: an engine that lost its lease
+        and takes it back sends through it again."""
         connections = []
         while not self._idle.empty():
             connection = self._idle.get_nowait()
             if connection is not None:
                 connections.append(connection)
+        for _ in range(self.pool_size):
+            self._idle.put_nowait(None)  # a slot; connected again on first use
         if not connections:
             return
         quits = [asyncio.ensure_future(_quit(c)) for c in connections]
