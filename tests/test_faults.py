@@ -295,11 +295,10 @@ def small_filesystem(tmp_path) -> Path:
 def fill(directory: Path) -> Path:
     """Writes a file until the filesystem is full; returns it."""
     filler = directory / "filler"
-    with filler.open("wb") as out:
+    with filler.open("wb", buffering=0) as out:  # unbuffered: closing has nothing to flush
         try:
             while True:
                 out.write(b"\0" * 65536)
-                out.flush()
         except OSError:
             pass
     return filler
