@@ -31,7 +31,9 @@ class CommandError(SendStatusError):
 
 # what the command line suggests after some errors, in its own words (core's messages name
 # no command)
-_HINTS = {lifecycle.TimeInPast: "; use send-now to send immediately"}
+_HINTS: dict[type[SendStatusError], str] = {
+    lifecycle.TimeInPast: "; use send-now to send immediately"
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
