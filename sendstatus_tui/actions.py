@@ -9,7 +9,7 @@ app for the few that work on every screen (``scope="app"``).
 from dataclasses import dataclass
 from typing import Literal
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from .core.states import OPERATOR_ACTIONS, TRANSITIONS, Action, State
 
@@ -157,7 +157,7 @@ ACTIONS = (
 BY_NAME = {action.name: action for action in ACTIONS}
 
 
-def bindings(scope: Literal["dashboard", "app"]) -> list[Binding]:
+def bindings(scope: Literal["dashboard", "app"]) -> list[BindingType]:
     return [action.binding() for action in ACTIONS if action.keys and action.scope == scope]
 
 

@@ -173,6 +173,7 @@ class SendStatusApp(App):
         )
         with self.store.write() as session:
             mailing, _ = create_mailing(session, draft, Path(request.recipients_path))
+            assert mailing.id is not None  # flushed by create_mailing
             if request.choice == "now":
                 lifecycle.send_now(session, mailing.id)
             return mailing.id

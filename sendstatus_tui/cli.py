@@ -17,7 +17,7 @@ from .core.drafts import create_mailing, draft_from_files
 from .core.listing import list_mailings, summary
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
-from .core.states import Action, Area, next_state
+from .core.states import Action, Area, State, next_state
 from .core.store import Store
 from .core.when import format_local, parse_when, zone
 from .errors import SendStatusError, mask_url
@@ -31,7 +31,9 @@ class CommandError(SendStatusError):
 
 # what the command line suggests after some errors, in its own words (core's messages name
 # no command)
-_HINTS = {lifecycle.TimeInPast: "; use send-now to send immediately"}
+_HINTS: dict[type[SendStatusError], str] = {
+    lifecycle.TimeInPast: "; use send-now to send immediately"
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +73,7 @@ def _cmd_mailing_add(args) -> None:
         mailing, report = create_mailing(
             session, draft, args.recipients, skip_invalid=args.skip_invalid
         )
+        assert mailing.id is not None  # flushed by create_mailing
         outcome = _plan(args, session, mailing.id, when)
     counts = f"{report.imported:,} recipient{'s' if report.imported != 1 else ''}"
     if report.duplicates:
@@ -246,7 +249,7 @@ def _confirm_sequential(args, session, what: str) -> None:
     if not ahead:
         return
     names = ", ".join(f"{m.id} {m.name!r} ({m.state})" for m in ahead)
-    position = sum(1 for m in ahead if m.state == lifecycle.State.QUEUED) + 1
+    position = sum(1 for m in ahead if m.state == State.QUEUED) + 1
     print(
         f"warning: other sequential mailings are in progress or queued: {names};"
         f" {what} will be number {position} in the sequential queue",

@@ -15,11 +15,14 @@ fails with class ``doubt`` instead of being sent again.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlmodel import Session, col, select
 
 from .models import (
     DeliveryError,
@@ -96,20 +99,20 @@ def claim(
         pending = cursor.fetchall()
     finally:
         cursor.close()
-    retries = session.exec(
-        select(
-            Recipient.id,
-            Recipient.email,
-            Recipient.field_values,
-            Recipient.attempts,
-            Recipient.doubts,
+    retries = session.execute(  # sa.select: sqlmodel's select types at most 4 columns
+        sa.select(
+            col(Recipient.id),
+            col(Recipient.email),
+            col(Recipient.field_values),
+            col(Recipient.attempts),
+            col(Recipient.doubts),
         )
         .where(
-            Recipient.mailing_id == mailing_id,
-            Recipient.status == DEFERRED,
-            Recipient.next_attempt_at <= now,
+            col(Recipient.mailing_id) == mailing_id,
+            col(Recipient.status) == DEFERRED,
+            col(Recipient.next_attempt_at) <= now,
         )
-        .order_by(Recipient.id)
+        .order_by(col(Recipient.id))
         .limit(limit)
     ).all()
     rows = sorted([*pending, *retries], key=lambda row: row[0])[:limit] if retries else pending
@@ -124,7 +127,7 @@ def claim(
     )
     if retries:
         claimed_retries = {row[0] for row in retries} & {row[0] for row in rows}
-        mailing = session.get(Mailing, mailing_id, with_for_update=True)
+        mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
         mailing.deferred -= len(claimed_retries)
     return [Claimed(*row) for row in rows]
 
@@ -143,13 +146,13 @@ def record(
     return Recorded(len(kept), len(outcomes) - len(kept))
 
 
-def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int]:
+def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int | None]:
     """The recipients among ``ids`` in flight under ``claimant``'s claim, locked until the
     transaction ends (so that a takeover's hand-back waits for it, on PostgreSQL)."""
     rows = session.exec(
-        select(Recipient.id)
+        select(col(Recipient.id))
         .where(
-            Recipient.id.in_(ids),
+            col(Recipient.id).in_(ids),
             Recipient.status == IN_FLIGHT,
             Recipient.claimed_by == claimant,
         )
@@ -201,7 +204,7 @@ def _write_outcomes(
     finally:
         cursor.close()
     counts = Counter(o.status for o in outcomes)
-    mailing = session.get(Mailing, mailing_id, with_for_update=True)
+    mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
     mailing.sent += counts[SENT]
     mailing.failed += counts[FAILED]
     mailing.deferred += counts[DEFERRED]
@@ -218,17 +221,19 @@ def _write_outcomes(
         _prune_errors(session, mailing_id)
 
 
-def _driver_cursor(session: Session):
+def _driver_cursor(session: Session) -> tuple[DBAPICursor, str]:
     """A DB-API cursor in the session's transaction, and the driver's parameter marker."""
     connection = session.connection()
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     return connection.connection.cursor(), mark
 
 
-def _datetime_to_driver(session: Session):
+def _datetime_to_driver(session: Session) -> Callable[[datetime], Any]:
     """Converts an aware datetime the way a UTCDateTime column stores it, for the driver."""
     dialect = session.get_bind().dialect
-    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    convert = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert convert is not None  # a TypeDecorator with process_bind_param always has one
+    return convert
 
 
 def hand_back_claims(
@@ -241,16 +246,16 @@ def hand_back_claims(
 
     The leader does this for an engine that died or stalled past its lease, and an engine
     for its own claims when it cannot go on with them."""
-    in_flight = [Recipient.status == IN_FLIGHT]
+    in_flight = [col(Recipient.status) == IN_FLIGHT]
     if claimant is not None:
-        in_flight.append(Recipient.claimed_by == claimant)
+        in_flight.append(col(Recipient.claimed_by) == claimant)
     if mailing_id is not None:
-        in_flight.append(Recipient.mailing_id == mailing_id)
-    last_try = Recipient.doubts >= MAX_DOUBTS - 1
+        in_flight.append(col(Recipient.mailing_id) == mailing_id)
+    last_try = col(Recipient.doubts) >= MAX_DOUBTS - 1
     rows = session.exec(
         select(Recipient.mailing_id, last_try, sa.func.count())
         .where(*in_flight)
-        .group_by(Recipient.mailing_id, last_try)
+        .group_by(col(Recipient.mailing_id), last_try)
     ).all()
     if not rows:
         return {}
@@ -281,7 +286,7 @@ def hand_back_claims(
     )
     counts: Counter[int] = Counter()
     for mailing_id, failing, count in rows:
-        mailing = session.get(Mailing, mailing_id, with_for_update=True)
+        mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
         if failing:
             mailing.failed += count
         else:
@@ -306,7 +311,7 @@ def active_mailings(session: Session) -> list[ActiveMailing]:
     """The mailings the engine has to do something about: scheduled, starting, sending."""
     rows = session.exec(
         select(Mailing.id, Mailing.state, Mailing.scheduled_at).where(
-            Mailing.state.in_([State.SCHEDULED, State.STARTING, State.SENDING])
+            col(Mailing.state).in_([State.SCHEDULED, State.STARTING, State.SENDING])
         )
     ).all()
     return [ActiveMailing(*row) for row in rows]
@@ -327,13 +332,13 @@ def _prune_errors(session: Session, mailing_id: int, keep: int = ERRORS_KEPT) ->
     newest = (
         select(DeliveryError.id)
         .where(DeliveryError.mailing_id == mailing_id)
-        .order_by(DeliveryError.id.desc())
+        .order_by(col(DeliveryError.id).desc())
         .limit(keep)
     )
     session.execute(
         sa.delete(DeliveryError).where(
-            DeliveryError.mailing_id == mailing_id,
-            DeliveryError.id.not_in(newest.scalar_subquery()),
+            col(DeliveryError.mailing_id) == mailing_id,
+            col(DeliveryError.id).not_in(newest.scalar_subquery()),
         )
     )
 
@@ -343,7 +348,7 @@ def last_errors(session: Session, mailing_id: int, limit: int = 10) -> list[Deli
         session.exec(
             select(DeliveryError)
             .where(DeliveryError.mailing_id == mailing_id)
-            .order_by(DeliveryError.id.desc())
+            .order_by(col(DeliveryError.id).desc())
             .limit(limit)
         )
     )
@@ -362,4 +367,5 @@ def failed_by_class(session: Session, mailing_id: int) -> dict[str, int]:
 
 def back_off(attempts: int, base: timedelta) -> timedelta:
     """The wait before retry number ``attempts`` (1, 2, ...): doubling, at most an hour."""
-    return min(base * (2 ** (attempts - 1)), timedelta(hours=1))
+    doubling: int = 2 ** (attempts - 1)  # typeshed calls int ** int Any: a power < 0 is a float
+    return min(base * doubling, timedelta(hours=1))

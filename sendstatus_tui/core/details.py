@@ -53,7 +53,7 @@ class MailingDetails:
     waiting_until: datetime | None
     last_errors: list[LastError]
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, object]:
         """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""
         return {
             **summary(self),
@@ -78,6 +78,7 @@ class MailingDetails:
 
 
 def read_details(session: Session, mailing: Mailing) -> MailingDetails:
+    assert mailing.id is not None
     by_status = dict(
         session.exec(
             select(Recipient.status, sa.func.count())

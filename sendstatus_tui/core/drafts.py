@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import AddressHeader, HeaderRegistry
 from email.utils import formataddr
 from pathlib import Path
 
@@ -131,6 +131,7 @@ def read_body(field: str, path: Path | None) -> str | None:
 def _parse_sender(text: str) -> tuple[str, str]:
     """(display name, address) of a From value like ``Shop <news@shop.example>``."""
     header = HeaderRegistry()("From", text)
+    assert isinstance(header, AddressHeader)  # the registry's class for From is one
     if len(header.addresses) != 1 or header.defects:
         reason = str(header.defects[0]) if header.defects else "give exactly one address"
         raise DraftRefused("from", f"not a sender address: {text!r} ({reason})")

@@ -8,7 +8,7 @@ mailing) commit together or not at all.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from ..errors import SendStatusError
 from . import queue
@@ -117,6 +117,7 @@ def stop(session: Session, mailing_id: int, now: datetime | None = None) -> Mail
 def check_deletable(session: Session, mailing: Mailing) -> None:
     """Refuses to delete a mailing that is not parked, or whose recipients an engine still
     holds: stopped while a batch was out, the engine records that batch within seconds."""
+    assert mailing.id is not None
     next_state(mailing.state, Action.DELETE, mailing.id)
     in_flight = session.exec(
         select(func.count())
@@ -158,10 +159,11 @@ def start_due(session: Session, now: datetime | None = None) -> list[Mailing]:
     lock_transitions(session)
     due = session.exec(
         select(Mailing)
-        .where(Mailing.state == State.SCHEDULED, Mailing.scheduled_at <= now)
+        .where(Mailing.state == State.SCHEDULED, col(Mailing.scheduled_at) <= now)
         .with_for_update()
     ).all()
     for mailing in due:
+        assert mailing.id is not None
         _transition(session, mailing.id, Action.TIME_ARRIVED, now)
     return list(due)
 
@@ -174,7 +176,9 @@ def promote_head(session: Session, now: datetime | None = None) -> Mailing | Non
     waiting = queue.queued(session)
     if not waiting:
         return None
-    return _transition(session, waiting[0].id, Action.PROMOTE, now)
+    head_id = waiting[0].id
+    assert head_id is not None
+    return _transition(session, head_id, Action.PROMOTE, now)
 
 
 def mark_prepared(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
@@ -211,6 +215,7 @@ def _transition(
     lock_transitions(session)
     mailing = get_for_update(session, mailing_id)
     target = next_state(mailing.state, action, mailing.id)
+    assert target is not None  # only a delete leads nowhere, and it is no transition
     was_queued = mailing.state == State.QUEUED
     was_active_sequential = mailing.mode == Mode.SEQUENTIAL and mailing.state in (
         State.STARTING,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from .models import Mailing
 from .states import AREA_OF_STATE, Area, Mode, State
@@ -21,10 +21,14 @@ STATES_OF_AREA = {
 
 def list_mailings(session: Session, area: Area | None = None) -> list[Mailing]:
     """Mailings in pane order: by area, then start time, schedule (queue after), or age."""
-    # the bodies can be large and no list shows them
-    statement = select(Mailing).options(defer(Mailing.text_body), defer(Mailing.html_body))
+    # the bodies can be large and no list shows them (SQLModel types a column attribute as
+    # its value, so defer() cannot see that it is the InstrumentedAttribute defer() takes)
+    statement = select(Mailing).options(
+        defer(Mailing.text_body),  # type: ignore[arg-type]
+        defer(Mailing.html_body),  # type: ignore[arg-type]
+    )
     if area is not None:
-        statement = statement.where(Mailing.state.in_(STATES_OF_AREA[area]))
+        statement = statement.where(col(Mailing.state).in_(STATES_OF_AREA[area]))
     mailings = session.exec(statement).all()
     return sorted(mailings, key=_pane_order)
 
@@ -51,24 +55,25 @@ class PaneMailing(NamedTuple):
         return self.total - self.sent - self.failed
 
 
+# in the order of PaneMailing's fields, which are named after them
 _PANE_COLUMNS = (
-    Mailing.id,
-    Mailing.name,
-    Mailing.state,
-    Mailing.mode,
-    Mailing.state_reason,
-    Mailing.position,
-    Mailing.scheduled_at,
-    Mailing.started_at,
-    Mailing.finished_at,
-    Mailing.total,
-    Mailing.sent,
-    Mailing.failed,
-    Mailing.waiting_reason,
+    col(Mailing.id),
+    col(Mailing.name),
+    col(Mailing.state),
+    col(Mailing.mode),
+    col(Mailing.state_reason),
+    col(Mailing.position),
+    col(Mailing.scheduled_at),
+    col(Mailing.started_at),
+    col(Mailing.finished_at),
+    col(Mailing.total),
+    col(Mailing.sent),
+    col(Mailing.failed),
+    col(Mailing.waiting_reason),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
-    + ", ".join(column.key for column in _PANE_COLUMNS)
+    + ", ".join(PaneMailing._fields)
     + ")) FROM mailing WHERE state IN ({})"
 )
 
@@ -80,7 +85,7 @@ def list_pane_rows(session: Session, areas: tuple[Area, ...]) -> list[PaneMailin
     if session.get_bind().dialect.name == "sqlite":
         rows = _sqlite_pane_rows(session, states)
     else:
-        statement = sa.select(*_PANE_COLUMNS).where(Mailing.state.in_(states))
+        statement = sa.select(*_PANE_COLUMNS).where(col(Mailing.state).in_(states))
         rows = [PaneMailing(*row) for row in session.execute(statement)]
     return sorted(rows, key=_pane_order)
 
@@ -131,20 +136,22 @@ def _utc(stored: str | None) -> datetime | None:
     return datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else None
 
 
-def _pane_order(mailing: "Mailing | PaneMailing") -> tuple:
+def _pane_order(mailing: "Mailing | PaneMailing") -> tuple[int, int, float | None, int | None]:
     area = AREA_OF_STATE[mailing.state]
     areas = list(Area)
     if area == Area.SCHEDULED:
         # timed ones by time, then the sequential queue in its order
         if mailing.state == State.SCHEDULED:
+            assert mailing.scheduled_at is not None  # a scheduled mailing has its time
             return (areas.index(area), 0, mailing.scheduled_at.timestamp(), mailing.id)
         return (areas.index(area), 1, mailing.position, mailing.id)
     if area == Area.DONE:
+        assert mailing.finished_at is not None  # a completed mailing has finished
         return (areas.index(area), 0, -mailing.finished_at.timestamp(), mailing.id)
     return (areas.index(area), 0, 0, mailing.id)
 
 
-def summary(mailing: "Mailing | MailingDetails") -> dict:
+def summary(mailing: "Mailing | MailingDetails") -> dict[str, str | int | None]:
     """The fields of ``ls --json`` (DESIGN.md §3)."""
     return {
         "id": mailing.id,

@@ -5,6 +5,7 @@ that the migrations and these models agree.
 """
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -12,7 +13,7 @@ from sqlmodel import Field, SQLModel
 from .states import Mode, State
 
 
-class UTCDateTime(sa.types.TypeDecorator):
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Stores a timezone-aware datetime as naive UTC and gives it back aware.
 
     SQLite keeps no zone; storing UTC everywhere keeps SQLite and PostgreSQL alike.
@@ -21,18 +22,18 @@ class UTCDateTime(sa.types.TypeDecorator):
     impl = sa.DateTime
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: times must carry a zone")
         return value.astimezone(UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def _enum_column(enum_class) -> sa.Enum:
+def _enum_column(enum_class: type[StrEnum]) -> sa.Enum:
     """Stores an enum as its value in a plain string column (no native enum type)."""
     return sa.Enum(
         enum_class,

@@ -7,7 +7,7 @@ Callers hold the transitions lock (``store.lock_transitions``) for the whole tra
 
 from enum import StrEnum
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from .models import Mailing
 from .states import Mode, State
@@ -22,7 +22,7 @@ class Direction(StrEnum):
 
 def queued(session: Session) -> list[Mailing]:
     """The queued mailings in queue order."""
-    statement = select(Mailing).where(Mailing.state == State.QUEUED).order_by(Mailing.position)
+    statement = select(Mailing).where(Mailing.state == State.QUEUED).order_by(col(Mailing.position))
     return list(session.exec(statement))
 
 
@@ -30,7 +30,7 @@ def active_sequential(session: Session) -> Mailing | None:
     """The sequential mailing in Sending now, if any."""
     statement = select(Mailing).where(
         Mailing.mode == Mode.SEQUENTIAL,
-        Mailing.state.in_([State.STARTING, State.SENDING]),
+        col(Mailing.state).in_([State.STARTING, State.SENDING]),
     )
     return session.exec(statement).first()
 
@@ -63,7 +63,7 @@ def move(session: Session, mailing: Mailing, direction: Direction) -> int:
     }[direction]
     order.insert(target, mailing)
     _renumber(session, order)
-    return mailing.position
+    return target + 1  # the position _renumber gave it
 
 
 def _renumber(session: Session, order: list[Mailing]) -> None:

@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from itertools import chain
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
 from ..errors import SendStatusError
 from .addresses import InvalidAddress, checked_address
 from .models import Mailing, RecipientStatus
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader  # the type csv.reader returns, named in typeshed only
 
 EMAIL_COLUMN = "email"
 # rows per INSERT statement; 800 parameters stay below the oldest SQLite limit (999)
@@ -68,6 +72,7 @@ def import_recipients(
 
     ``header_fields`` are the columns a header (the subject) uses: a line break in one of
     them is a row error here, not a failed message at send time."""
+    assert mailing.id is not None, "import_recipients needs a mailing with an id"
     report = ImportReport()
     try:
         if stat.S_ISCHR(os.stat(path).st_mode):  # /dev/zero would be read for ever
@@ -105,7 +110,7 @@ def import_recipients(
     return report
 
 
-def _header(reader, path: Path) -> tuple[list[str], int]:
+def _header(reader: "CsvReader", path: Path) -> tuple[list[str], int]:
     """The personalisation field names (in CSV order) and the index of the email column."""
     try:
         # blank lines before the header are skipped, as they are between rows
@@ -126,7 +131,7 @@ def _header(reader, path: Path) -> tuple[list[str], int]:
 
 
 def _import_rows(
-    reader,
+    reader: "CsvReader",
     path: Path,
     width: int,
     email_index: int,

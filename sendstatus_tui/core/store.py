@@ -8,12 +8,14 @@ PostgreSQL goes through the same code; there, state transitions take a transacti
 advisory lock (``lock_transitions``).
 """
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 from ..errors import SendStatusError, mask_url
@@ -119,7 +121,7 @@ def _configured_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
-    def _configure(dbapi_connection, _record):
+    def _configure(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # let SQLAlchemy's begin event below emit BEGIN, instead of pysqlite's own handling
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -130,14 +132,14 @@ def _configured_engine(url: str) -> sa.Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(connection):
+    def _begin(connection: sa.Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException | None) -> str:
     """The driver's message on one line; a damaged SQLite file is called corrupt."""
     reason = " ".join(str(exc).split())
     if reason in _SQLITE_DAMAGED:

@@ -5,6 +5,7 @@ logged."""
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def default_credentials_file() -> Path:
     return user_config_path("sendstatus", appauthor=False) / "credentials.toml"
 
 
-def load_credentials(environ=os.environ) -> Credentials | None:
+def load_credentials(environ: Mapping[str, str] = os.environ) -> Credentials | None:
     """From SENDSTATUS_SMTP_USER / SENDSTATUS_SMTP_PASSWORD, else from the credentials file
     (``[relay]`` with ``username`` and ``password``); None when neither is there."""
     user, password = environ.get(USER_ENV), environ.get(PASSWORD_ENV)

@@ -21,9 +21,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVarTuple
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
@@ -39,6 +40,7 @@ from .sending import BatchSender, Retries
 from .transports import RelayRefused, RelayUnavailable, Transport
 
 log = logging.getLogger("sendstatus.engine")
+StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ class Engine:
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
         )
-        self._tasks: dict[int, asyncio.Task] = {}  # mailing id -> its prepare or dispatch task
+        # mailing id -> its prepare or dispatch task
+        self._tasks: dict[int, asyncio.Task[None]] = {}
         # set when a mailing is stopped by an operator, or for all when the engine drains:
         # no new message starts for it
         self._stops: dict[int, asyncio.Event] = {}
@@ -303,8 +306,8 @@ class Engine:
                 del self._tasks[mailing_id]
                 self._stops.pop(mailing_id, None)
                 self._waiting.discard(mailing_id)
-                if not task.cancelled() and task.exception() is not None:
-                    self._after_crash(mailing_id, task.exception())
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    self._after_crash(mailing_id, error)
             elif mailing_id not in running:
                 # stopped by an operator: messages in the relay's hands finish (and count as
                 # sent), the others are handed back untried
@@ -322,7 +325,7 @@ class Engine:
         with contextlib.suppress(LeaseLost, StoreError), self._as_leader() as session:
             deliveries.hand_back_claims(session, self.claimant, mailing_id)
 
-    def _sync_start_jobs(self, scheduled: dict) -> None:
+    def _sync_start_jobs(self, scheduled: dict[int, datetime | None]) -> None:
         """One date job per scheduled mailing, at its time; none for any other."""
         wanted = {f"start:{m_id}": at for m_id, at in scheduled.items()}
         for job in self._scheduler.get_jobs():
@@ -332,6 +335,7 @@ class Engine:
                 job.remove()
         existing = {job.id for job in self._scheduler.get_jobs()}
         for job_id, at in wanted.items():
+            assert at is not None  # a scheduled mailing has its time
             if job_id not in existing and at > utc_now():
                 self._scheduler.add_job(
                     self._reconcile,
@@ -472,7 +476,12 @@ class Engine:
         if self._lifecycle(lifecycle.interrupt, mailing_id, reason):
             log.error("mailing %s: interrupted: %s", mailing_id, reason)
 
-    def _lifecycle(self, operation, mailing_id: int, *args) -> bool:
+    def _lifecycle(
+        self,
+        operation: Callable[[Session, int, *StepArguments], object],
+        mailing_id: int,
+        *args: *StepArguments,
+    ) -> bool:
         """Applies a lifecycle step as the leader; False when it did not happen (an operator
         changed the state first, the lease is lost, the database cannot be written)."""
         try:
@@ -501,6 +510,7 @@ class Engine:
 
 
 def _template(mailing: Mailing) -> Template:
+    assert mailing.id is not None
     return Template(
         mailing_id=mailing.id,
         subject=mailing.subject,
@@ -514,7 +524,7 @@ def _template(mailing: Mailing) -> Template:
 class RelayBackoff:
     """Waits between attempts to reach a relay that is down: 1 s, doubling, up to a cap."""
 
-    def __init__(self, cap_seconds: float, pause):
+    def __init__(self, cap_seconds: float, pause: Callable[[float], Awaitable[None]]):
         self._cap, self._pause = cap_seconds, pause
         self.reset()
 

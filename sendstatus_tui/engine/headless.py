@@ -7,6 +7,7 @@ releases the lease (so that another engine can take over at once) and exits 0.
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from ..core.store import Store
 from .engine import Engine, EngineSettings
@@ -44,7 +45,7 @@ async def _serve(engine: Engine) -> None:
     await engine.run(stop)
 
 
-def _stopper(stop: asyncio.Event, signum: int):
+def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
     def request_stop() -> None:
         log.info("%s: finishing the batches in flight, then stopping", signal.Signals(signum).name)
         stop.set()

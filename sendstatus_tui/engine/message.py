@@ -18,7 +18,7 @@ from email.utils import formatdate, parseaddr
 from functools import cached_property
 
 from ..core.addresses import with_ascii_domain
-from ..core.personalise import compile_text, fill
+from ..core.personalise import Compiled, compile_text, fill
 
 CRLF = b"\r\n"
 
@@ -41,12 +41,13 @@ class Template:
         return parseaddr(self.sender)[1]
 
     @cached_property
-    def parts(self) -> tuple:
+    def parts(self) -> tuple[Compiled, Compiled | None, Compiled | None]:
         """Subject and bodies split at their placeholders, once per mailing."""
-        return tuple(
-            None if text is None else compile_text(text)
-            for text in (self.subject, self.text_body, self.html_body)
-        )
+
+        def compiled(body: str | None) -> Compiled | None:
+            return None if body is None else compile_text(body)
+
+        return compile_text(self.subject), compiled(self.text_body), compiled(self.html_body)
 
     @cached_property
     def from_header(self) -> bytes:
@@ -122,7 +123,7 @@ def _header(name: str, value: str) -> bytes:
     if value.isascii() and len(value) < 900:
         return f"{name}: {value}".encode("ascii")
     # RFC 2047 encoding and folding, by the email package, for anything else
-    folded = SMTP.header_factory(name, value).fold(policy=SMTP)
+    folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
     return folded.encode("ascii").rstrip(CRLF)
 
 

@@ -7,6 +7,7 @@ Messages are spaced evenly (no bursts), and waiters are served in the order they
 import asyncio
 import re
 import time
+from collections.abc import Callable
 
 from ..errors import SendStatusError
 
@@ -31,7 +32,7 @@ def parse_rate(text: str | None) -> float | None:
 class Pace:
     """Hands out permissions to send, at most ``per_second`` of them a second."""
 
-    def __init__(self, per_second: float | None, clock=time.monotonic):
+    def __init__(self, per_second: float | None, clock: Callable[[], float] = time.monotonic):
         self.per_second = per_second
         self._interval = 1 / per_second if per_second else 0.0
         self._clock = clock

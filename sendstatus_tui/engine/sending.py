@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from ..core import deliveries
 from ..core.deliveries import Claimed, Outcome
@@ -85,11 +86,14 @@ class BatchSender:
             trouble = trouble or problem
         return outcomes, trouble
 
-    async def _until_answered(self, sends: list[asyncio.Task], stop: asyncio.Event) -> None:
+    async def _until_answered(
+        self, sends: list[asyncio.Task[tuple[Outcome, Exception | None]]], stop: asyncio.Event
+    ) -> None:
         everything = asyncio.gather(*sends, return_exceptions=True)
         stopped = asyncio.ensure_future(stop.wait())
+        answered_or_stopped: set[asyncio.Future[Any]] = {everything, stopped}
         try:
-            await asyncio.wait({everything, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(answered_or_stopped, return_when=asyncio.FIRST_COMPLETED)
             if not everything.done():
                 await asyncio.wait({everything}, timeout=self.stop_bound)
             if not everything.done():

@@ -24,7 +24,7 @@ class EngineThread:
 
     def stop(self, timeout: float | None = 60) -> None:
         """Asks the engine to finish its batches in flight, and waits for it."""
-        if self._thread.is_alive() and self._loop is not None:
+        if self._thread.is_alive() and self._loop is not None and self._stop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: it has stopped
                 self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)

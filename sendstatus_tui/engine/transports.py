@@ -140,14 +140,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _choice(options: dict, key: str, allowed: tuple[str, ...], default: str) -> str:
+def _choice(options: dict[str, str], key: str, allowed: tuple[str, ...], default: str) -> str:
     value = options.get(key, default)
     if value not in allowed:
         raise TransportConfigError(f"relay option {key}={value!r}: expected one of {allowed}")
     return value
 
 
-def _positive_int(options: dict, key: str, default: int) -> int:
+def _positive_int(options: dict[str, str], key: str, default: int) -> int:
     value = options.get(key, str(default))
     if not value.isdigit() or int(value) < 1:
         raise TransportConfigError(f"relay option {key}={value!r}: expected a positive number")
@@ -185,6 +185,7 @@ class MaildirTransport:
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
         if self._maildir is None:
             await self.check(sender)
+        assert self._maildir is not None  # check() opened it, or raised
         try:
             key = self._maildir.add(message)
         except OSError as exc:
@@ -245,16 +246,19 @@ class SmtpTransport:
             response = await smtp_transaction(connection, sender, recipient, message)
             return f"{response.code} {response.message}"
         except _NoReplyAfterData as exc:
-            connection = await _drop(connection)  # a late reply must not answer the next send
+            await _drop(connection)  # a late reply must not answer the next send
+            connection = None
             raise ReplyLost(f"{self._where()}: no reply after DATA: {exc}") from None
         except aiosmtplib.SMTPSenderRefused as exc:
             raise _sender_refused(sender, exc) from None
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # the relay is closing the connection
-                connection = await _quit(connection)
+                await _quit(connection)
+                connection = None
             raise _classify(exc) from None
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-            connection = await _quit(connection)
+            await _quit(connection)
+            connection = None
             raise RelayUnavailable(f"{self._where()}: {exc}") from None
         except BaseException:
             # cancelled in mid-exchange: the reply still on its way would be read by the next
@@ -362,17 +366,15 @@ def _sender_refused(sender: str, exc: aiosmtplib.SMTPSenderRefused) -> DeliveryE
 async def _drop(connection: aiosmtplib.SMTP | None) -> None:
     if connection is not None:
         connection.close()
-    return None
 
 
 async def _quit(connection: aiosmtplib.SMTP | None) -> None:
     if connection is None or not connection.is_connected:
-        return None
+        return
     try:
         await connection.quit()
     except (aiosmtplib.SMTPException, OSError):
         connection.close()
-    return None
 
 
 class _NoReplyAfterData(Exception):

@@ -58,6 +58,7 @@ def seed(store: Store, directory: Path) -> None:
         )
         with store.write() as session:
             mailing, _ = create_mailing(session, draft, csv)
+            assert mailing.id is not None  # flushed by create_mailing
             return mailing.id
 
     def do(operation, mailing_id, *args):

@@ -85,6 +85,8 @@ class NewMailingForm(ModalScreen[None]):
         if not value["recipients"]:
             self.show_error("recipients", "a CSV file with an email column is needed")
             return
+        choice = event.button.id
+        assert choice is not None  # every button of the form has an id
         request = NewMailingRequest(
             name=value["name"],
             subject=value["subject"],
@@ -92,7 +94,7 @@ class NewMailingForm(ModalScreen[None]):
             text_path=Path(value["text"]).expanduser() if value["text"] else None,
             html_path=Path(value["html"]).expanduser() if value["html"] else None,
             recipients_path=Path(value["recipients"]).expanduser(),
-            choice=event.button.id,
+            choice=choice,
         )
         self._set_submitting(True)
         self.post_message(self.Submitted(self, request))

@@ -10,17 +10,27 @@ from ..core.when import format_local
 STARTING_UP = "starting up"
 NONE_YET = "—"
 
+Cell = int | str  # a value in a pane's column: an id, or text
+
 
 class Planned(Protocol):
-    """What these functions read of a mailing (a row, an ORM object or its details)."""
+    """What these functions read of a mailing (a row, an ORM object or its details); read
+    only, so that named tuples and frozen dataclasses fit."""
 
-    state: State
-    position: int | None
-    scheduled_at: datetime | None
-    started_at: datetime | None
-    total: int
-    sent: int
-    waiting_reason: str | None
+    @property
+    def state(self) -> State: ...
+    @property
+    def position(self) -> int | None: ...
+    @property
+    def scheduled_at(self) -> datetime | None: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def waiting_reason(self) -> str | None: ...
 
 
 def number(count: int) -> str:

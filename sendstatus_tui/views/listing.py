@@ -36,7 +36,7 @@ def render_panes(mailings: list[Mailing], areas: list[Area], zone: tzinfo) -> st
     return "\n".join(lines)
 
 
-def _row(area: Area, m: Mailing, zone: tzinfo) -> tuple:
+def _row(area: Area, m: Mailing, zone: tzinfo) -> tuple[object, ...]:  # printed with str()
     mode = m.mode or ""
     if area == Area.NOW:
         return (m.id, m.name, mode, start_date(m, zone), sent_of_total(m), number(m.failed))

@@ -5,6 +5,7 @@ from datetime import datetime, tzinfo
 from ..core.listing import PaneMailing
 from ..core.states import Area, State
 from .cells import (
+    Cell,
     countdown,
     eta,
     number,
@@ -57,7 +58,7 @@ def heading(area: Area, count: int) -> str:
 
 def pane_cells(
     area: Area, m: PaneMailing, zone: tzinfo, now: datetime, speed: float | None
-) -> tuple:
+) -> tuple[Cell, ...]:
     """One value per column of ``area``'s pane."""
     if area == Area.NOW:
         return (
@@ -72,8 +73,10 @@ def pane_cells(
             eta(m.remaining, speed),
         )
     if area == Area.SCHEDULED:
-        starts_in = (
-            countdown(m.scheduled_at - now) if m.state == State.SCHEDULED else "after the one ahead"
-        )
+        if m.state == State.SCHEDULED:
+            assert m.scheduled_at is not None  # a scheduled mailing has its time
+            starts_in = countdown(m.scheduled_at - now)
+        else:
+            starts_in = "after the one ahead"
         return (m.id, m.name, m.mode or "", planned_for(m, zone), starts_in, number(m.total))
     return (m.id, m.name, m.state_reason or "", number(m.sent), number(m.total))

@@ -14,6 +14,7 @@ from ..core import lease
 from ..core.listing import list_pane_rows
 from ..core.states import AREA_OF_STATE, Area, State
 from ..core.store import Store
+from .cells import Cell
 from .panes import PANE_AREAS, pane_cells
 
 
@@ -22,7 +23,7 @@ class Row:
     mailing_id: int
     name: str
     state: State
-    cells: tuple  # one value per column of its pane
+    cells: tuple[Cell, ...]  # one value per column of its pane
     speed: float | None = None  # messages per second, for what is sending
     # "starting up" blinks in its start date; not while the engine says what it waits for
     blinks: bool = False
@@ -45,7 +46,8 @@ class SpeedMeter:
 
     window: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    _samples: dict[int, deque] = field(default_factory=dict)
+    # mailing id -> (clock time, messages sent by then)
+    _samples: dict[int, deque[tuple[float, int]]] = field(default_factory=dict)
 
     def observe(self, mailing_id: int, sent: int) -> float | None:
         now = self.clock()
@@ -68,7 +70,7 @@ def read_snapshot(store: Store, zone: tzinfo, now: datetime, speeds: SpeedMeter)
     with store.read() as session:
         mailings = list_pane_rows(session, PANE_AREAS)
         holder = lease.current(session)
-    rows = {area: [] for area in PANE_AREAS}
+    rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
         area = AREA_OF_STATE[mailing.state]
         speed = speeds.observe(mailing.id, mailing.sent) if mailing.state == State.SENDING else None

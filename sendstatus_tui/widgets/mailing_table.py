@@ -3,6 +3,7 @@ changed cell by cell where a value changed; the table is never rebuilt, so the c
 on the same mailing across refreshes and reorders."""
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from ..views.cells import STARTING_UP
@@ -101,7 +102,8 @@ class MailingTable(DataTable):
         shown = STARTING_UP if self.blink_visible else " " * len(STARTING_UP)
         return Text(shown, style=STARTING_STYLE)
 
-    def _current_order(self) -> list[str]:
+    def _current_order(self) -> list[str | None]:
         return [
-            self.coordinate_to_cell_key((index, 0)).row_key.value for index in range(self.row_count)
+            self.coordinate_to_cell_key(Coordinate(index, 0)).row_key.value
+            for index in range(self.row_count)
         ]
