@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core import deliveries, lifecycle
 from sendstatus_tui.core.models import Mailing, Recipient
 from sendstatus_tui.core.queue import Direction
 from sendstatus_tui.core.states import Mode, State, TransitionRefused
@@ -190,6 +190,18 @@ def test_stop_parks_the_mailing(store, make_mailing, state):
         None,
         "stopped by an operator",
     )
+
+
+def test_a_state_change_forgets_what_the_engine_waited_for(store, make_mailing):
+    """A mailing stopped while the relay was down, and sent again, must not show the old
+    'waiting: …' while it sends."""
+    mailing_id = make_mailing()
+    act(store, lifecycle.send_now, mailing_id)
+    act(store, deliveries.show_waiting, mailing_id, "relay unavailable", in_minutes(1))
+    act(store, lifecycle.stop, mailing_id)
+    act(store, lifecycle.send_now, mailing_id)
+    mailing = fetch(store, mailing_id)
+    assert (mailing.waiting_reason, mailing.waiting_until) == (None, None)
 
 
 def test_stop_a_queued_mailing_closes_the_gap(store, make_mailing):

@@ -225,6 +225,8 @@ def _transition(
         queue.withdraw(session, mailing)
     mailing.state = target
     mailing.state_reason = None
+    # what the engine waited for belongs to the state it waited in
+    mailing.waiting_reason = mailing.waiting_until = None
     mailing.updated_at = now or utc_now()
     session.flush()
     if was_active_sequential and target not in (State.STARTING, State.SENDING):
