@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlmodel import func, select
+from sqlmodel import Session, func, select
 
-from sendstatus_tui.core.models import Mailing, Recipient
+from sendstatus_tui.core.models import EngineLease, Mailing, Recipient
+from sendstatus_tui.core.store import lock_transitions
 
 from .helpers import mailing
 
@@ -78,20 +79,21 @@ class Delivery:
 
 
 def stall_between_transactions(process: subprocess.Popen, db_url: str) -> None:
-    """SIGSTOPs an engine at a moment when it holds no database transaction. Stopped inside
-    one, it would hold the write lock (SQLite) or its row locks (PostgreSQL): nobody could
-    take over until it woke, which is a different fault from the one under test."""
+    """SIGSTOPs an engine at a moment when it holds none of the locks a takeover needs.
+    Stopped holding one (SQLite's write lock; PostgreSQL's transitions lock or lease row),
+    nobody could take over until it woke, which is a different fault from the one under
+    test."""
     for _ in range(20):
         process.send_signal(signal.SIGSTOP)
         time.sleep(0.05)
-        if not _a_transaction_is_open(db_url):
+        if not _takeover_would_wait(db_url):
             return
         process.send_signal(signal.SIGCONT)
         time.sleep(0.1)
-    raise AssertionError("the engine was inside a transaction at every try")
+    raise AssertionError("the engine held a lock a takeover needs at every try")
 
 
-def _a_transaction_is_open(db_url: str) -> bool:
+def _takeover_would_wait(db_url: str) -> bool:
     if db_url.startswith("sqlite"):
         probe = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0)
         try:
@@ -102,15 +104,16 @@ def _a_transaction_is_open(db_url: str) -> bool:
             return True
         finally:
             probe.close()
+    # PostgreSQL: what a takeover must lock (the transitions lock, the lease row) is free
     engine = sa.create_engine(db_url)
     try:
-        with engine.connect() as connection:
-            return bool(
-                connection.exec_driver_sql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
-                    " AND datname = current_database() AND state <> 'idle'"
-                ).scalar()
-            )
+        with Session(engine) as session, session.begin():
+            session.execute(sa.text("SET LOCAL lock_timeout = '100ms'"))
+            lock_transitions(session)
+            session.exec(select(EngineLease).with_for_update()).all()
+        return False
+    except sa.exc.OperationalError:  # lock timeout: the stopped engine holds one of them
+        return True
     finally:
         engine.dispose()
 

@@ -52,19 +52,31 @@ def everyone(count: int) -> set[str]:
     return {f"person{i}@example.com" for i in range(count)}
 
 
-def watch_books(store, mailing_id, stop: threading.Event, seen: list) -> threading.Thread:
-    """Checks, until ``stop``, that the counters never pass the total."""
+@pytest.fixture
+def watch_books():
+    """Starts a thread that checks, until the test ends, that a mailing's counters never
+    pass its total; returns (its stop event, the overruns it saw)."""
+    watchers = []
 
-    def watch():
-        while not stop.is_set():
-            m = mailing(store, mailing_id)
-            if m.sent + m.failed > m.total or m.remaining < 0:
-                seen.append((m.sent, m.failed, m.total))
-            time.sleep(0.05)
+    def watch(store, mailing_id) -> tuple[threading.Event, list]:
+        stop, overruns = threading.Event(), []
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+        def check():
+            while not stop.is_set():
+                m = mailing(store, mailing_id)
+                if m.sent + m.failed > m.total or m.remaining < 0:
+                    overruns.append((m.sent, m.failed, m.total))
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=check, daemon=True)
+        thread.start()
+        watchers.append((stop, thread))
+        return stop, overruns
+
+    yield watch
+    for stop, thread in watchers:  # also when the test failed: the database goes next
+        stop.set()
+        thread.join(timeout=5)
 
 
 def completed_with_true_books(store, relay, mailing_id, watching=None):
@@ -87,7 +99,7 @@ def completed_with_true_books(store, relay, mailing_id, watching=None):
 
 
 def test_an_engine_stalled_past_its_lease_never_records_again(
-    store, db_url, make_mailing, engines, relay
+    store, db_url, make_mailing, engines, relay, watch_books
 ):
     """SIGSTOP for 8 s (the lease lasts 5): the second engine takes over and hands the
     stalled one's batch back; when the stalled one wakes it records nothing and sends
@@ -98,8 +110,7 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
     second = engines.start("--rate", "500/s")
     wait_for(lambda: "waiting for it to stop" in engines.log(second), what="a waiting engine")
-    stop_watching, overruns = threading.Event(), []
-    watch_books(store, mailing_id, stop_watching, overruns)
+    watching = watch_books(store, mailing_id)
 
     stall_between_transactions(first, db_url)
     stalled_at = time.monotonic()
@@ -107,7 +118,7 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     time.sleep(max(0.0, stalled_at + 8 - time.monotonic()))  # 8 s in all, past the lease
     first.send_signal(signal.SIGCONT)
 
-    done = completed_with_true_books(store, relay, mailing_id, (stop_watching, overruns))
+    done = completed_with_true_books(store, relay, mailing_id, watching)
     print(f"stalled engine: {Delivery(relay.copies(), done.resent_in_doubt)}")
     assert (done.sent, done.failed) == (6000, 0)
     assert "lost the lease" in engines.log(first)  # it knows, and stopped sending
@@ -134,7 +145,9 @@ def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
     assert delivery.duplicates <= done.resent_in_doubt
 
 
-def test_an_engine_blocked_behind_a_long_write_lock(store, db_url, make_mailing, engines, relay):
+def test_an_engine_blocked_behind_a_long_write_lock(
+    store, db_url, make_mailing, engines, relay, watch_books
+):
     """Another writer holds the lock 7 s (a big import): the engine's writes wait, its lease
     expires, the other engine may take over; the books stay true either way."""
     mailing_id = make_mailing(recipients=5000)
@@ -142,12 +155,11 @@ def test_an_engine_blocked_behind_a_long_write_lock(store, db_url, make_mailing,
     first = engines.start("--rate", "500/s")
     wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
     engines.start("--rate", "500/s")
-    stop_watching, overruns = threading.Event(), []
-    watch_books(store, mailing_id, stop_watching, overruns)
+    watching = watch_books(store, mailing_id)
 
     hold_write_lock(db_url, seconds=7)
 
-    done = completed_with_true_books(store, relay, mailing_id, (stop_watching, overruns))
+    done = completed_with_true_books(store, relay, mailing_id, watching)
     print(f"long write lock: {Delivery(relay.copies(), done.resent_in_doubt)}")
     assert first.poll() is None  # it waited, it did not die
 
