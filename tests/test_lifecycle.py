@@ -204,6 +204,20 @@ def test_a_state_change_forgets_what_the_engine_waited_for(store, make_mailing):
     assert (mailing.waiting_reason, mailing.waiting_until) == (None, None)
 
 
+def test_failures_without_a_class_count_with_the_refusals(store, make_mailing):
+    mailing_id = make_mailing(recipients=3)
+    with store.write() as session:
+        claimed = deliveries.claim(session, mailing_id, 3, claimant="test")
+        refused = [
+            deliveries.Outcome(r, deliveries.FAILED, "550 no", failure_class="5xx")
+            for r in claimed[:2]
+        ]
+        unclassed = [deliveries.Outcome(claimed[2], deliveries.FAILED, "550 no")]
+        deliveries.record(session, mailing_id, refused + unclassed, claimant="test")
+    with store.read() as session:
+        assert deliveries.failed_by_class(session, mailing_id) == {"5xx": 3}
+
+
 def test_stop_a_queued_mailing_closes_the_gap(store, make_mailing):
     head, a, b, c = (make_mailing() for _ in range(4))
     for mailing_id in (head, a, b, c):

@@ -356,13 +356,14 @@ def last_errors(session: Session, mailing_id: int, limit: int = 10) -> list[Deli
 
 def failed_by_class(session: Session, mailing_id: int) -> dict[str, int]:
     """Failed recipients counted by class (5xx, 4xx, doubt, error)."""
+    # failures recorded before classes were kept (migration 0004) count as refusals
+    failure_class = sa.func.coalesce(Recipient.failure_class, FailureClass.REFUSED)
     rows = session.exec(
-        select(Recipient.failure_class, sa.func.count())
+        select(failure_class, sa.func.count())
         .where(Recipient.mailing_id == mailing_id, Recipient.status == FAILED)
-        .group_by(Recipient.failure_class)
+        .group_by(failure_class)
     ).all()
-    # a failure recorded before classes were kept reads as a refusal, which it was
-    return dict(Counter({cls or FailureClass.REFUSED: n for cls, n in rows}))
+    return dict(rows)
 
 
 def back_off(attempts: int, base: timedelta) -> timedelta:
