@@ -103,7 +103,7 @@ def relays():
     started: list[SmtpRelay] = []
 
     def start(
-        script: RelayScript | None = None, *, running: bool = True, pipelining: bool = False
+        script: RelayScript | None = None, *, running: bool = True, pipelining: bool = True
     ) -> SmtpRelay:
         relay = SmtpRelay(script, pipelining=pipelining)
         started.append(relay)

@@ -76,3 +76,18 @@ class LatencyProxy:
         except (OSError, asyncio.CancelledError):
             delivering.cancel()
             writer.close()
+
+
+def main() -> None:
+    """``python -m tests.latency_proxy TARGET_PORT ROUND_TRIP_MS``: prints its port, then
+    proxies until killed (the benchmarks run it in a process of its own)."""
+    import sys
+
+    target, round_trip_ms = int(sys.argv[1]), float(sys.argv[2])
+    proxy = LatencyProxy(target, round_trip_ms / 1000).start()
+    print(proxy.port, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -121,21 +121,26 @@ class _LimitedSmtp(SMTP):
         self.relay = relay
 
     def connection_made(self, transport) -> None:
-        with self.relay.lock:
-            self.relay.connections += 1
-            self.relay.peak_connections = max(self.relay.peak_connections, self.relay.connections)
+        limit = self.relay.script.max_connections
+        with self.relay.lock:  # in the order connections arrive
+            self.over_limit = limit is not None and self.relay.connections >= limit
+            if self.over_limit:
+                self.relay.refused_connections += 1
+            else:
+                self.relay.connections += 1
+                self.relay.peak_connections = max(
+                    self.relay.peak_connections, self.relay.connections
+                )
         super().connection_made(transport)
 
     def connection_lost(self, exc) -> None:
-        with self.relay.lock:
-            self.relay.connections -= 1
+        if not self.over_limit:
+            with self.relay.lock:
+                self.relay.connections -= 1
         super().connection_lost(exc)
 
     async def _handle_client(self) -> None:
-        limit = self.relay.script.max_connections
-        if limit is not None and self.relay.connections > limit:
-            with self.relay.lock:
-                self.relay.refused_connections += 1
+        if self.over_limit:
             await self.push("421 4.7.0 too many connections from you, try later")
             self.transport.close()
             return
@@ -153,7 +158,7 @@ class _Controller(Controller):
 
 class SmtpRelay:
     def __init__(
-        self, script: RelayScript | None = None, *, smtputf8: bool = True, pipelining: bool = False
+        self, script: RelayScript | None = None, *, smtputf8: bool = True, pipelining: bool = True
     ):
         self.script = script or RelayScript()
         self.smtputf8 = smtputf8

@@ -41,13 +41,16 @@ from .sending import BatchSender, Retries
 from .transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
+# batches of one mailing in flight at once: while one waits for its last replies (a round
+# trip to a relay far away), the other keeps the connections busy
+DISPATCH_LANES = 2
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
 @dataclass(frozen=True)
 class EngineSettings:
     rate_per_second: float | None = None
-    batch_size: int = 200  # the most recipients in flight per mailing
+    batch_size: int = 200  # the most recipients in flight per mailing (all its lanes)
     lease_ttl: timedelta = timedelta(seconds=5)
     lease_renew_seconds: float = 1.0
     reconcile_seconds: float = 0.25
@@ -384,9 +387,15 @@ class Engine:
             if mailing is None:
                 return  # deleted meanwhile
             template = _template(mailing)
+        claimant = self.claimant  # a dispatcher lives within one lease generation
+        async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
+            for _ in range(DISPATCH_LANES):
+                lanes.create_task(self._send_batches(mailing_id, template, claimant))
+
+    async def _send_batches(self, mailing_id: int, template: Template, claimant: str) -> None:
+        """Claims, sends and records batches until the mailing is done or stopped."""
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         stopping = self._stopping(mailing_id)
-        claimant = self.claimant  # a dispatcher lives within one lease generation
         while not self._draining and not stopping.is_set():
             if time.monotonic() >= self._lease_deadline:
                 await self._pause(0.2)  # the lease may have expired: wait for its renewal
@@ -462,11 +471,14 @@ class Engine:
         return True
 
     def _batch_size(self) -> int:
-        # about a second's worth at the contracted rate, so that stopping is quick
+        """What one lane claims: the lanes of a mailing together have at most batch_size
+        recipients in flight (what a crash can leave in doubt), about a second's worth at
+        the contracted rate (so that stopping is quick), and enough to keep the relay's
+        connections busy."""
         per_second = self.settings.rate_per_second
         size = self.settings.batch_size if not per_second else int(per_second)
-        # and enough to keep the relay's connections busy, up to the configured most
-        return min(self.settings.batch_size, max(self.transport.capacity, size))
+        in_flight = min(self.settings.batch_size, max(self.transport.capacity, size))
+        return max(1, in_flight // DISPATCH_LANES)
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps, but wakes at once when the engine is told to stop."""

@@ -3,9 +3,10 @@
 A relay far away answers each command tens of milliseconds later: one connection then
 sends a few dozen messages a second, and only more connections send more. How many is
 learnt while sending, once a second:
-- the connections were busy (a message in flight most of the time) → open more (×1.5);
+- the connections were busy (a message in flight most of the time) → open more: twice as
+  many until a growth first fails to pay (as TCP's slow start), a quarter more after that;
 - the last growth brought less than a quarter of the gain it should have (the relay, not
-  the round trips, is the limit now) → back to the size before, and no growth for 30 s;
+  the round trips, is the limit now) → back to the size before; a smaller step in 5 s;
 - the relay refused a new connection (421, connection refused) → hold the connections that
   work, and try one more only after 60 s; a 421 closing a connection → one fewer;
 - the connections were mostly idle (a contracted rate, or little to send) → fewer.
@@ -16,13 +17,14 @@ So under a contracted rate connections grow only as far as the rate needs. With
 import math
 from dataclasses import dataclass
 
-GROWTH = 1.5
+SLOW_START_GROWTH = 2.0
+GROWTH = 1.25
 BUSY = 0.8  # above this share of the time in flight, connections are the bottleneck
 IDLE = 0.4  # below it, some connections are not needed
 # of the gain a growth should bring (proportional to the connections added), the share
 # that shows it helped; noisy windows need a margin
 MIN_SHARE_OF_GAIN = 0.25
-NO_GAIN_HOLD_SECONDS = 30.0
+NO_GAIN_HOLD_SECONDS = 5.0
 REFUSED_HOLD_SECONDS = 60.0
 
 
@@ -50,6 +52,7 @@ class PoolSizer:
         self.reason = "starting size" if adapt else "fixed by the relay URL (adapt=off)"
         self._before_growth: tuple[int, float] | None = None  # (size, messages/s)
         self._settling = False  # the window right after a change is not judged
+        self._slow_start = adapt  # doubling, until a growth or the relay says enough
         self._no_growth_until = 0.0
         self._no_open_until = 0.0  # after a refusal (adapt off too): no new connection
 
@@ -70,6 +73,7 @@ class PoolSizer:
             expected = old_rate * (self.size / old_size - 1)
             if rate - old_rate < MIN_SHARE_OF_GAIN * expected:
                 self._no_growth_until = now + NO_GAIN_HOLD_SECONDS
+                self._slow_start = False
                 return self._change(
                     old_size,
                     f"{self.size} connections sent {rate:.0f} msg/s, no more than"
@@ -77,7 +81,8 @@ class PoolSizer:
                 )
         if window.busy_share >= BUSY and self.size < self.maximum and now >= self._no_growth_until:
             self._before_growth = (self.size, rate)
-            grown = min(self.maximum, max(self.size + 1, math.ceil(self.size * GROWTH)))
+            factor = SLOW_START_GROWTH if self._slow_start else GROWTH
+            grown = min(self.maximum, max(self.size + 1, math.ceil(self.size * factor)))
             return self._change(
                 grown, f"connections busy {window.busy_share:.0%} at {rate:.0f} msg/s"
             )
@@ -90,9 +95,11 @@ class PoolSizer:
         return None
 
     def refused(self, now: float, live: int, why: str) -> Change | None:
-        """The relay refused a new connection while ``live`` others work."""
+        """The relay refused a new connection while ``live`` others work (or are being
+        opened; a refusal of one of those brings the size down again)."""
         self._no_open_until = now + REFUSED_HOLD_SECONDS
         self._before_growth = None
+        self._slow_start = False
         if not self.adapt or live >= self.size:
             return None
         self._no_growth_until = now + REFUSED_HOLD_SECONDS
@@ -101,6 +108,7 @@ class PoolSizer:
     def closed_by_relay(self, now: float, why: str) -> Change | None:
         """The relay closed a working connection (421)."""
         self._before_growth = None
+        self._slow_start = False
         if not self.adapt or self.size <= 1:
             return None
         self._no_growth_until = now + REFUSED_HOLD_SECONDS

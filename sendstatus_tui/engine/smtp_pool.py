@@ -146,8 +146,16 @@ class SmtpTransport:
             connection = await open_connection(self.settings, self.credentials)
         except RelayUnavailable as exc:
             if not self._live:
+                # nothing works: the sends waiting for a turn learn it now, not one by one
+                for waiter in self._waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                self._waiters.clear()
                 raise
-            self._resized(self.sizer.refused(time.monotonic(), len(self._live), exc.reply))
+            # refusals come back faster than the set-up of connections opened with this
+            # one, which may still succeed: they count as working
+            others = len(self._live) + self._opening - 1
+            self._resized(self.sizer.refused(time.monotonic(), others, exc.reply))
             return None
         finally:
             self._opening -= 1
