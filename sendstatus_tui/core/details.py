@@ -44,6 +44,7 @@ class MailingDetails:
     sent: int
     failed: int
     deferred: int
+    suppressed: int
     remaining: int
     resent_in_doubt: int
     recipients: dict[str, int]  # recipients by status
@@ -52,6 +53,8 @@ class MailingDetails:
     waiting_reason: str | None
     waiting_until: datetime | None
     last_errors: list[LastError]
+    unsubscribe_url: str | None
+    unsubscribe_mailto: str | None
 
     def as_json(self) -> dict[str, object]:
         """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""
@@ -70,6 +73,8 @@ class MailingDetails:
             "failed_by_class": self.failed_by_class,
             "waiting_reason": self.waiting_reason,
             "waiting_until": iso(self.waiting_until),
+            "unsubscribe_url": self.unsubscribe_url,
+            "unsubscribe_mailto": self.unsubscribe_mailto,
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors

@@ -520,6 +520,8 @@ def _template(mailing: Mailing) -> Template:
         text_body=mailing.text_body,
         html_body=mailing.html_body,
         field_names=tuple(json.loads(mailing.field_names)),
+        unsubscribe_url=mailing.unsubscribe_url,
+        unsubscribe_mailto=mailing.unsubscribe_mailto,
     )
 
 
