@@ -20,7 +20,8 @@ CLASSES = (
 )
 # what a retry takes by default: a doubt may have been received, so only when named
 RETRY_ALL = (FailureClass.REFUSED, FailureClass.DEFERRED_TOO_OFTEN)
-_CODE = re.compile(r"\s*([2-5]\d\d)\b")
+# the first reply code in the reply kept ("gave up after 3 attempts: 451 4.7.1 ..." too)
+_CODE = re.compile(r"(?<![\w.])([245]\d\d)(?=[ -]|$)")
 # failures recorded before classes were kept (migration 0004) count as refusals
 _CLASS = sa.func.coalesce(col(Recipient.failure_class), FailureClass.REFUSED)
 
@@ -75,7 +76,7 @@ def failed_recipients(
     rows = session.execute(statement.execution_options(yield_per=2000))
     for email, values, failure_class, reply in rows:
         fields = dict(zip(field_names, json.loads(values), strict=True)) if values else {}
-        code = _CODE.match(reply) if reply else None
+        code = _CODE.search(reply) if reply else None
         yield FailedRecipient(email, fields, failure_class, code and int(code[1]), reply)
 
 

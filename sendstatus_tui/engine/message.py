@@ -19,6 +19,7 @@ from functools import cached_property
 from urllib.parse import quote
 
 from ..core.addresses import with_ascii_domain
+from ..core.models import Mailing
 from ..core.personalise import Compiled, compile_text, fill
 
 CRLF = b"\r\n"
@@ -66,6 +67,21 @@ class Template:
             # a URI takes ASCII only: the domain in IDNA form, the rest percent-encoded
             mailto = "mailto:" + quote(with_ascii_domain(self.unsubscribe_mailto), safe="@")
         return url, mailto
+
+
+def template_of(mailing: Mailing) -> Template:
+    """What the messages of ``mailing`` share."""
+    assert mailing.id is not None
+    return Template(
+        mailing_id=mailing.id,
+        subject=mailing.subject,
+        sender=mailing.sender,
+        text_body=mailing.text_body,
+        html_body=mailing.html_body,
+        field_names=tuple(json.loads(mailing.field_names)),
+        unsubscribe_url=mailing.unsubscribe_url,
+        unsubscribe_mailto=mailing.unsubscribe_mailto,
+    )
 
 
 def message_id(mailing_id: int, recipient_id: int, sender_address: str) -> str:
