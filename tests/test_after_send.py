@@ -8,8 +8,12 @@ from email import message_from_bytes, policy
 from urllib.parse import unquote
 
 import pytest
+from sqlmodel import select
 
 from sendstatus_tui.cli import main
+from sendstatus_tui.core import deliveries, lifecycle
+from sendstatus_tui.core.deliveries import Outcome
+from sendstatus_tui.core.models import Recipient
 
 from .helpers import mailing, wait_for
 from .smtp_relay import RelayScript
@@ -142,3 +146,43 @@ def test_retry_is_refused_with_a_reason(run, make_mailing):
     assert status == 1
     assert err.startswith(f"error: cannot retry the failed recipients of mailing {mailing_id}:")
     assert "it is starting" in err
+
+
+def test_retry_takes_doubt_only_when_named_and_works_from_a_stopped_mailing(
+    run, store, make_mailing
+):
+    mailing_id = make_mailing(recipients=5)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+        lifecycle.mark_prepared(session, mailing_id)
+        claimed = deliveries.claim(session, mailing_id, 5, claimant="engine-a")
+        outcomes = [
+            Outcome(claimed[0], deliveries.SENT, "250 ok"),
+            Outcome(claimed[1], deliveries.FAILED, "550 no", failure_class="5xx"),
+            Outcome(claimed[2], deliveries.FAILED, "gave up: 451 later", failure_class="4xx"),
+            Outcome(claimed[3], deliveries.FAILED, "no reply", failure_class="doubt"),
+            Outcome(claimed[4], deliveries.FAILED, "cannot build", failure_class="error"),
+        ]
+        deliveries.record(session, mailing_id, outcomes, claimant="engine-a")
+    assert run("stop", str(mailing_id))[0] == 0
+
+    assert run("retry", str(mailing_id), "--yes")[0] == 0  # all: 5xx and 4xx
+    shown = json.loads(run("show", str(mailing_id), "--json")[1])
+    assert shown["failed_by_class"] == {"doubt": 1, "error": 1}
+    assert (shown["reason"], shown["remaining"], shown["sent"]) == ("2 to retry", 2, 1)
+    with store.read() as session:
+        pending = session.exec(
+            select(Recipient).where(
+                Recipient.mailing_id == mailing_id, Recipient.status == "pending"
+            )
+        ).all()
+    assert sorted(r.email for r in pending) == ["person1@example.com", "person2@example.com"]
+    assert all((r.attempts, r.failure_class, r.last_reply) == (0, None, None) for r in pending)
+
+    status, _, err = run("retry", str(mailing_id), "--class", "5xx", "--yes")
+    assert (status, err) == (
+        1,
+        f"error: mailing {mailing_id} has no failed recipients of class 5xx\n",
+    )
+    assert run("retry", str(mailing_id), "--class", "doubt", "--yes")[0] == 0
+    assert json.loads(run("show", str(mailing_id), "--json")[1])["reason"] == "1 to retry"

@@ -4,6 +4,7 @@ the one with an address), and the placeholders that recipient has no value for."
 import json
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from ..errors import SendStatusError
@@ -40,14 +41,21 @@ def persona(session: Session, mailing: Mailing, as_: str | None) -> Persona:
         found = session.exec(statement.order_by(col(Recipient.id)).offset(number - 1)).first()
         if found is None:
             raise NoSuchRecipient(
-                f"mailing {mailing.id} has {mailing.total:,} recipients, no number {number}"
+                f"mailing {mailing.id} has {mailing.total:,}"
+                f" recipient{'' if mailing.total == 1 else 's'}, no number {number}"
             )
     else:
         try:
-            address, _ = checked_address(as_.strip())
+            address, key = checked_address(as_.strip())
         except InvalidAddress as exc:
             raise NoSuchRecipient(f"--as {as_!r}: {exc}") from None
-        found = session.exec(statement.where(Recipient.email == address)).first()
+        # any case, either form of the domain, as duplicates match
+        spellings = {key, address.lower()}
+        found = session.exec(
+            statement.where(sa.func.lower(Recipient.email).in_(spellings)).order_by(
+                col(Recipient.id)
+            )
+        ).first()
         if found is None:
             raise NoSuchRecipient(f"mailing {mailing.id} has no recipient {address}")
     assert found.id is not None

@@ -39,6 +39,11 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         f"  {'Recipients:':16}{number(details.total)} total, {number(details.sent)} sent,"
         f" {number(details.failed)} failed, {number(details.remaining)} remaining"
     )
+    if details.suppressed:
+        lines.append(
+            f"  {'':16}{number(details.suppressed)} suppressed (put on the suppression list"
+            " after the import: never sent)"
+        )
     if details.deferred or details.resent_in_doubt:
         lines.append(
             f"  {'':16}{number(details.deferred)} deferred (retrying),"
@@ -51,10 +56,20 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
     if details.fields:
         lines.append(f"  {'Fields:':16}{', '.join(details.fields)}")
+    lines.append(f"  {'Unsubscribe:':16}{unsubscribe(details)}")
     if details.last_errors:
         lines.append("  Last errors:")
         lines += [f"    {error_line(error)}" for error in details.last_errors]
     return "\n".join(lines)
+
+
+def unsubscribe(details: MailingDetails) -> str:
+    """The List-Unsubscribe a mailing's messages carry, or that they carry none."""
+    ways = [way for way in (details.unsubscribe_url, details.unsubscribe_mailto) if way]
+    if not ways:
+        return "none (no List-Unsubscribe header)"
+    one_click = " (one-click)" if details.unsubscribe_url else ""
+    return ", ".join(ways) + one_click
 
 
 def counters_text(details: MailingDetails, zone: tzinfo) -> str:
