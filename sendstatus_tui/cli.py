@@ -505,7 +505,7 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         common,
         _mailing_id,
-        cli_after_send.Hooks(_store, _confirm, _relay_url, _transport),
+        cli_after_send.Hooks(_store, _confirm, _relay_url),
     )
     return parser
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .core import failed, lifecycle, suppression, trial
-from .core.addresses import InvalidAddress, normalize_address
 from .core.deliveries import failed_by_class
 from .core.models import Mailing
 from .core.store import Store
-from .errors import SendStatusError, mask_url
+from .errors import SendStatusError
 
 # a mailing larger than this, planned without List-Unsubscribe, is confirmed first: the
 # large mailbox providers require one-click unsubscribe of bulk senders
@@ -34,7 +33,6 @@ class Hooks:
     store: Callable[[Any], Store]
     confirm: Callable[[Any, str], None]
     relay_url: Callable[[Any], str | None]
-    transport: Callable[[Any], Any]
 
 
 def add_parsers(commands, common: argparse.ArgumentParser, id_type, hooks: Hooks) -> None:
@@ -187,21 +185,22 @@ def _cmd_retry(args, hooks: Hooks) -> None:
 
 
 def _cmd_test(args, hooks: Hooks) -> None:
-    addresses = _addresses(args.to)
+    try:
+        addresses = trial.parse_test_addresses(args.to)
+    except trial.BadTestAddress as exc:
+        raise AfterSendError(f"--to: {exc}") from None
     with hooks.store(args).read() as session:
         mailing = lifecycle.get(session, args.id)
         persona = trial.persona(session, mailing, args.persona)
         session.expunge(mailing)
-    relay_url = hooks.relay_url(args)
-    transport = hooks.transport(args)
-    if relay_url:
-        through = mask_url(relay_url)
-    else:
-        through = f"the default maildir {transport.directory} (no relay is set: `config set relay`)"
+    from .engine.send_test import relay_for_tests, send_test  # the engine only for this
+
+    relay = relay_for_tests(hooks.relay_url(args))
+    transport = relay.open()  # checks the relay URL and the credentials
     number = f"recipient {persona.number}" if persona.number else "recipient"
     print(
         f"test of mailing {mailing.id} {mailing.name!r} as {number} {persona.email},"
-        f" through {through}"
+        f" through {relay.description}"
     )
     if persona.empty_fields:
         names = ", ".join("{" + name + "}" for name in persona.empty_fields)
@@ -209,8 +208,6 @@ def _cmd_test(args, hooks: Hooks) -> None:
             f"warning: {persona.email} has no value for {names}: the test shows them empty",
             file=sys.stderr,
         )
-    from .engine.test_send import send_test  # the engine only for this command
-
     results = asyncio.run(send_test(transport, mailing, persona, addresses))
     for result in results:
         print(f"  {result.address}: {result.reply}")
@@ -219,20 +216,6 @@ def _cmd_test(args, hooks: Hooks) -> None:
         raise AfterSendError(
             f"the relay did not take the test for {len(refused)} of {len(results)} addresses"
         )
-
-
-def _addresses(text: str) -> list[str]:
-    addresses = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        try:
-            addresses.append(normalize_address(part.strip()))
-        except InvalidAddress as exc:
-            raise AfterSendError(f"--to: {part.strip()!r}: {exc}") from None
-    if not addresses:
-        raise AfterSendError("--to: give at least one address")
-    return addresses
 
 
 # --- suppression list ----------------------------------------------------------------------

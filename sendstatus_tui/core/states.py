@@ -63,6 +63,7 @@ OPERATOR_ACTIONS = (
     Action.MOVE,
     Action.STOP,
     Action.DELETE,
+    Action.RETRY,
 )
 
 # action -> {state it applies to: state it leads to}; None means the mailing is removed.

@@ -8,13 +8,32 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from ..errors import SendStatusError
-from .addresses import InvalidAddress, checked_address
+from .addresses import InvalidAddress, checked_address, normalize_address
 from .models import Mailing, Recipient
 from .personalise import placeholders
 
 
 class NoSuchRecipient(SendStatusError, LookupError):
     pass
+
+
+class BadTestAddress(SendStatusError, ValueError):
+    pass
+
+
+def parse_test_addresses(text: str) -> list[str]:
+    """The addresses of ``ADDR[,ADDR...]``, checked."""
+    addresses = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            addresses.append(normalize_address(part.strip()))
+        except InvalidAddress as exc:
+            raise BadTestAddress(f"{part.strip()!r}: {exc}") from None
+    if not addresses:
+        raise BadTestAddress("give at least one address to send the test to")
+    return addresses
 
 
 @dataclass(frozen=True)
