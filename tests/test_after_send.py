@@ -87,6 +87,17 @@ def test_failed_retry_unsubscribe_and_suppression(run, files, tmp_path, store, r
     )
     assert done["failed_by_class"] == {"5xx": len(refused), "4xx": len(DEFERRED)}
     assert done["recipients"]["suppressed"] == 1
+    # show: the first failed rows, in recipient order, and how to see the rest
+    first = sorted(refused | DEFERRED)[:5]
+    assert [row["email"] for row in done["first_failed"]] == [address(i) for i in first]
+    shown = run("show", str(mailing_id))[1]
+    more = len(refused) + len(DEFERRED) - 5
+    assert f"  First failed: ({more} more: sendstatus failed {mailing_id})\n" in shown
+    assert f"    {address(0)} (5xx): 550 5.7.1 rejected by policy\n" in shown
+    assert (
+        "  Unsubscribe:    https://shop.example.com/u/{token}?n={first_name},"
+        " unsubscribe@shop.example.com (one-click)\n"
+    ) in shown
 
     # every message carries both unsubscribe headers, personalised and percent-encoded
     for received in relay.received:

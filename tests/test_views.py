@@ -78,6 +78,7 @@ def details(**changes) -> MailingDetails:
         last_errors=[LastError("person6@example.com", "550 5.1.1 no such user", NINE_UTC)],
         unsubscribe_url=None,
         unsubscribe_mailto=None,
+        first_failed=[],
     )
     return MailingDetails(**{**values, **changes})
 

@@ -58,10 +58,15 @@ def classes_named(name: str | None, all_means: tuple[str, ...]) -> tuple[str, ..
 
 
 def failed_recipients(
-    session: Session, mailing_id: int, field_names: list[str], classes: tuple[str, ...]
+    session: Session,
+    mailing_id: int,
+    field_names: list[str],
+    classes: tuple[str, ...],
+    limit: int | None = None,
 ) -> Iterator[FailedRecipient]:
-    """The failed recipients of ``classes`` in id order, read as they are used: a million of
-    them never sit in memory at once (a server-side cursor on PostgreSQL)."""
+    """The (first ``limit``) failed recipients of ``classes`` in id order, read as they are
+    used: a million of them never sit in memory at once (a server-side cursor on
+    PostgreSQL)."""
     statement = (
         sa.select(
             col(Recipient.email), col(Recipient.field_values), _CLASS, col(Recipient.last_reply)
@@ -72,6 +77,7 @@ def failed_recipients(
             _CLASS.in_(classes),
         )
         .order_by(col(Recipient.id))
+        .limit(limit)
     )
     rows = session.execute(statement.execution_options(yield_per=2000))
     for email, values, failure_class, reply in rows:
