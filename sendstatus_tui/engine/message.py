@@ -152,10 +152,27 @@ def _unsubscribe_headers(template: Template, values: dict[str, str]) -> list[byt
         uris.append(quote(fill(url_template, escaped), safe="/:?#[]@!$&'()*+,;=%~"))
     if mailto is not None:
         uris.append(mailto)
-    headers = [_header("List-Unsubscribe", ", ".join(f"<{uri}>" for uri in uris))]
+    headers = [_uri_list_header("List-Unsubscribe", uris)]
     if url_template is not None:
         headers.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     return headers
+
+
+_MAX_LINE = 998  # octets in a header line, CRLF aside (RFC 5322)
+
+
+def _uri_list_header(name: str, uris: list[str]) -> bytes:
+    """``Name: <uri>, <uri>``: ASCII already (percent-encoded), folded between the URIs
+    when too long for one line, never inside one. (The email package would turn a long URI
+    into RFC 2047 encoded words, which no reader takes for a URI.)"""
+    line = f"{name}: " + ", ".join(f"<{uri}>" for uri in uris)
+    if len(line) <= _MAX_LINE:
+        return line.encode("ascii")
+    if any(len(f" <{uri}>,") > _MAX_LINE for uri in uris):
+        raise ValueError(f"a {name} URI longer than a header line may be ({_MAX_LINE} octets)")
+    return f"{name}:\r\n ".encode("ascii") + ",\r\n ".join(f"<{uri}>" for uri in uris).encode(
+        "ascii"
+    )
 
 
 def _part_headers(subtype: bytes) -> list[bytes]:
