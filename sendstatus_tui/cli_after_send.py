@@ -134,11 +134,12 @@ def _cmd_failed(args, hooks: Hooks) -> None:
                 f"mailing {mailing.id}: {_count(written, 'failed recipient')} written to {args.csv}"
             )
         elif args.json:
-            for row in rows:
-                print(json.dumps(row.as_json(), ensure_ascii=False))
+            encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one a row
+            sys.stdout.writelines(encode(row.as_json()) + "\n" for row in rows)
         else:
-            for row in rows:
-                print(f"{row.email}\t{row.failure_class}\t{row.reply or ''}")
+            sys.stdout.writelines(
+                f"{row.email}\t{row.failure_class}\t{row.reply or ''}\n" for row in rows
+            )
 
 
 def _write_failed_csv(path: Path, names: list[str], rows) -> int:

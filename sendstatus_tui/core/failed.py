@@ -5,6 +5,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -80,10 +81,17 @@ def failed_recipients(
         .limit(limit)
     )
     rows = session.execute(statement.execution_options(yield_per=2000))
+    decode = json.JSONDecoder().decode  # json.loads makes a decoder per call
     for email, values, failure_class, reply in rows:
-        fields = dict(zip(field_names, json.loads(values), strict=True)) if values else {}
-        code = _CODE.search(reply) if reply else None
-        yield FailedRecipient(email, fields, failure_class, code and int(code[1]), reply)
+        fields = dict(zip(field_names, decode(values), strict=True)) if values else {}
+        yield FailedRecipient(email, fields, failure_class, reply_code(reply), reply)
+
+
+@lru_cache(maxsize=1024)  # a relay says the same few things to many recipients
+def reply_code(reply: str | None) -> int | None:
+    """The SMTP reply code a kept reply carries, if any."""
+    found = _CODE.search(reply) if reply else None
+    return int(found[1]) if found else None
 
 
 def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
