@@ -89,7 +89,10 @@ def _cmd_mailing_add(args) -> None:
         outcome = _plan(args, session, mailing.id, when) if not ask_later else ""
     if ask_later:
         print(f"mailing {mailing.id} {mailing.name!r} created, parked in Sends to schedule")
-        cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
+        try:
+            cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
+        except CommandError:
+            raise CommandError(f"not confirmed; mailing {mailing.id} stays parked") from None
         with store.write() as session:
             outcome = _plan(args, session, mailing.id, when)
     counts = f"{report.imported:,} recipient{'s' if report.imported != 1 else ''}"
