@@ -1,6 +1,6 @@
 """Recipient import speed: ours against a bare sqlite3 executemany of the same rows.
 
-    python benchmarks/bench_import.py [--rows 1000000] [--rounds 3]
+    python benchmarks/bench_import.py [--rows 1000000] [--rounds 3] [--suppressed 100000]
 
 Writes a realistic CSV (email, first_name, city; some mixed case, a few internationalised
 addresses, a few duplicates) to a temporary folder, then, in alternating rounds:
@@ -10,6 +10,10 @@ addresses, a few duplicates) to a temporary folder, then, in alternating rounds:
 - bare: the rows that ours left in the recipient table, inserted with ``sqlite3``
   ``executemany`` into a fresh file with the same schema and the same connection settings
   as ``Store`` (WAL, synchronous=NORMAL, foreign keys on), in one transaction.
+
+- ours with a suppression list: the same import into a database whose suppression list
+  holds ``--suppressed`` addresses (1 % of them in the CSV, so dropped), put there before
+  the clock starts. Its ratio to ours without the list is the cost of the list.
 
 Each measurement runs in a fresh child process, so that rounds do not share caches or
 memory and the peak RSS is the import's own. The machine may be shared: the best of the
@@ -104,11 +108,28 @@ def _ascii(text: str) -> str:
     return text.translate(_TO_ASCII)
 
 
-def run_ours(csv_path: Path, database: Path) -> tuple[float, dict]:
+def write_suppression_list(path: Path, csv_path: Path, count: int) -> None:
+    """``count`` addresses: 1 % taken from the CSV, the others new."""
+    from_csv = count // 100
+    with open(csv_path, encoding="utf-8", newline="") as stream:
+        reader = csv.reader(stream)
+        next(reader)
+        taken = [row[0] for _, row in zip(range(from_csv * 50), reader, strict=False)][::50]
+    others = [f"optout{n}@{_DOMAINS[n % len(_DOMAINS)]}" for n in range(count - len(taken))]
+    path.write_text("\n".join(taken + others) + "\n", encoding="utf-8")
+
+
+def run_ours(
+    csv_path: Path, database: Path, suppression_list: Path | None = None
+) -> tuple[float, dict]:
+    from sendstatus_tui.core import suppression
     from sendstatus_tui.core.drafts import MailingDraft, create_mailing
     from sendstatus_tui.core.store import Store
 
     store = Store(f"sqlite:///{database}")
+    if suppression_list is not None:
+        with store.write() as session:
+            suppression.add(session, suppression_list.read_text(encoding="utf-8").split())
     draft = MailingDraft(
         name="Benchmark", subject="Hello", sender="Shop <news@shop.example.org>", text_body="Hi"
     )
@@ -122,6 +143,7 @@ def run_ours(csv_path: Path, database: Path) -> tuple[float, dict]:
         "cpu_seconds": cpu,
         "imported": report.imported,
         "duplicates": report.duplicates,
+        "suppressed": report.suppressed,
         "before_kib": before_kib,
     }
 
@@ -166,16 +188,19 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-def _child(kind: str, source: Path, database: Path) -> None:
-    elapsed, facts = (run_ours if kind == "ours" else run_bare)(source, database)
+def _child(kind: str, source: Path, database: Path, listed: Path | None) -> None:
+    if kind == "bare":
+        elapsed, facts = run_bare(source, database)
+    else:
+        elapsed, facts = run_ours(source, database, listed if kind == "listed" else None)
     print(_RESULT_PREFIX + json.dumps({"seconds": elapsed, "peak_kib": _peak_rss_kib(), **facts}))
 
 
-def _measure(kind: str, source: Path, database: Path) -> dict:
+def _measure(kind: str, source: Path, database: Path, listed: Path | None = None) -> dict:
     for suffix in ("", "-wal", "-shm"):  # a fresh database every time
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     done = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(source), str(database)],
+        [sys.executable, __file__, "--child", kind, str(source), str(database), str(listed)],
         check=True,
         stdout=subprocess.PIPE,
         text=True,
@@ -188,11 +213,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="CSV data rows")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each kind")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--suppressed",
+        type=int,
+        default=100_000,
+        help="addresses on the suppression list for the third import (0: no third import)",
+    )
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        kind, source, database = args.child
-        _child(kind, Path(source), Path(database))
+        kind, source, database, listed = args.child
+        _child(kind, Path(source), Path(database), Path(listed) if listed != "None" else None)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench_import_") as folder:
@@ -202,14 +233,21 @@ def main() -> None:
         size = csv_path.stat().st_size / 2**20
         print(f"{args.rows:,} rows, {size:.0f} MiB of CSV; SQLite {sqlite3.sqlite_version}")
         ours_db, bare_db = folder / "ours.sqlite", folder / "bare.sqlite"
+        listed_db, listed_path = folder / "listed.sqlite", folder / "suppressed.txt"
+        if args.suppressed:
+            write_suppression_list(listed_path, csv_path, args.suppressed)
         ours: list[dict] = []
         bare: list[dict] = []
+        listed: list[dict] = []
         for round_ in range(1, args.rounds + 1):
             ours.append(_measure("ours", csv_path, ours_db))
             bare.append(_measure("bare", ours_db, bare_db))
+            if args.suppressed:
+                listed.append(_measure("listed", csv_path, listed_db, listed_path))
+            with_list = f", ours with the list {listed[-1]['seconds']:.2f} s" if listed else ""
             print(
                 f"round {round_}: ours {ours[-1]['seconds']:.2f} s,"
-                f" bare {bare[-1]['seconds']:.2f} s"
+                f" bare {bare[-1]['seconds']:.2f} s{with_list}"
             )
         imported = ours[0]["imported"]
         assert all(r["imported"] == imported for r in ours + bare)
@@ -232,6 +270,19 @@ def main() -> None:
     peak = max(r["peak_kib"] for r in ours) / 1024
     before = max(r["before_kib"] for r in ours) / 1024
     print(f"peak RSS of the import:   {peak:>10,.0f} MiB (whole process, {before:.0f} MiB before)")
+    if listed:
+        # the same CSV read either way: rows of it per second, not rows imported
+        slower = min(r["seconds"] for r in listed) / min(r["seconds"] for r in ours)
+        median = statistics.median(r["seconds"] for r in listed) / statistics.median(
+            r["seconds"] for r in ours
+        )
+        print(
+            f"with {args.suppressed:,} addresses on the suppression list"
+            f" ({listed[0]['suppressed']:,} of them in the CSV, dropped):"
+        )
+        print(f"  time with the list / without: {slower:.2f}  (median {median:.2f})")
+        cpu = min(r["cpu_seconds"] for r in listed) / min(r["cpu_seconds"] for r in ours)
+        print(f"  the same in processor time:   {cpu:.2f}")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,25 @@ ACTIONS = (
         rule=Action.MOVE,
     ),
     _on_selection(
+        "retry",
+        "",
+        "Retry",
+        "Retry the failed recipients",
+        "put the refused (5xx) and deferred (4xx) recipients of a stopped mailing back to"
+        " pending, to send them again",
+        rule=Action.RETRY,
+        asks=True,
+    ),
+    _on_selection(
+        "test_send",
+        "",
+        "Test",
+        "Send a test",
+        "send the selected mailing to a few addresses now, personalised as its first"
+        " recipient (nothing is counted)",
+        asks=True,
+    ),
+    _on_selection(
         "details",
         "d",
         "Details",

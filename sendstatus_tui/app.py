@@ -27,6 +27,7 @@ from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
 from .core.states import Area
 from .core.store import Store
 from .core.when import zone
+from .engine.send_test import RelayForTests
 from .engine.thread import EngineThread
 from .errors import SendStatusError
 from .screens.confirm import ConfirmModal
@@ -60,9 +61,11 @@ class SendStatusApp(App):
         refresh_seconds: float = 0.5,
         engine: EngineThread | None = None,
         demo: bool = False,
+        test_relay: RelayForTests | None = None,
     ):
         super().__init__()
         self.store = store
+        self.test_relay = test_relay  # where test sends go (None: the dashboard sends none)
         self.zone = zone(zone_name)
         self.clock = clock
         self.refresh_seconds = refresh_seconds

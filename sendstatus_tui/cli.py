@@ -5,12 +5,13 @@ quickly enough to run in a shell loop.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import config, config_command
+from . import cli_after_send, config, config_command
 from .core import lifecycle, settings
 from .core.details import read_details
 from .core.drafts import create_mailing, draft_from_files
@@ -64,22 +65,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_mailing_add(args) -> None:
     draft = draft_from_files(args.name, args.subject, args.sender, args.text, args.html)
+    draft = dataclasses.replace(
+        draft, unsubscribe_url=args.unsubscribe_url, unsubscribe_mailto=args.unsubscribe_mailto
+    )
     when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
     store = _store(args)
     if args.sequential:
         with store.read() as session:
             _confirm_sequential(args, session, "the new mailing")
+    planned = args.now or when is not None or args.sequential
+    ask_later = False
     with store.write() as session:
         mailing, report = create_mailing(
             session, draft, args.recipients, skip_invalid=args.skip_invalid
         )
         assert mailing.id is not None  # flushed by create_mailing
-        outcome = _plan(args, session, mailing.id, when)
+        if planned and cli_after_send.needs_unsubscribe_confirmation(args, mailing):
+            # not asked inside the transaction, which would hold the database meanwhile:
+            # the mailing is created parked, and planned once confirmed
+            ask_later = sys.stdin.isatty()
+            if not ask_later:
+                cli_after_send.confirm_unsubscribe(args, mailing, _confirm)  # refuses
+        outcome = _plan(args, session, mailing.id, when) if not ask_later else ""
+    if ask_later:
+        print(f"mailing {mailing.id} {mailing.name!r} created, parked in Sends to schedule")
+        try:
+            cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
+        except CommandError:
+            raise CommandError(f"not confirmed; mailing {mailing.id} stays parked") from None
+        with store.write() as session:
+            outcome = _plan(args, session, mailing.id, when)
     counts = f"{report.imported:,} recipient{'s' if report.imported != 1 else ''}"
     if report.duplicates:
         counts += (
             f", {report.duplicates:,} duplicate{'s' if report.duplicates != 1 else ''} dropped"
         )
+    if report.suppressed:
+        counts += f", {report.suppressed:,} suppressed dropped"
     print(f"mailing {mailing.id} {mailing.name!r} created with {counts}; {outcome}")
     if report.skipped:
         print(f"warning: skipped {_count(len(report.skipped), 'invalid row')}:", file=sys.stderr)
@@ -120,6 +142,10 @@ def _cmd_show(args) -> None:
 
 
 def _cmd_send_now(args) -> None:
+    with _store(args).read() as session:
+        mailing = lifecycle.get(session, args.id)
+        next_state(mailing.state, Action.SEND_NOW, mailing.id)  # refuse before asking
+        cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
     with _store(args).write() as session:
         mailing = lifecycle.send_now(session, args.id)
     print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)")
@@ -129,6 +155,10 @@ def _cmd_schedule(args) -> None:
     store = _store(args)
     if args.at:
         when = parse_when(args.at, config.zone_name(args.tz))
+        with store.read() as session:
+            mailing = lifecycle.get(session, args.id)
+            next_state(mailing.state, Action.SCHEDULE_AT, mailing.id)  # refuse before asking
+            cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
         with store.write() as session:
             mailing = lifecycle.schedule_at(session, args.id, when)
         local = format_local(when, zone(config.zone_name(args.tz)))
@@ -137,6 +167,7 @@ def _cmd_schedule(args) -> None:
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
+        cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
         _confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
     with store.write() as session:
         outcome = _enqueued_message(lifecycle.enqueue(session, args.id))
@@ -410,6 +441,17 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--at", metavar="WHEN", help="send at 'YYYY-MM-DD HH:MM' (or ISO 8601)")
     plan.add_argument("--sequential", action="store_true", help="enqueue sequentially")
     plan.add_argument("--standby", action="store_true", help="decide later (the default)")
+    add.add_argument(
+        "--unsubscribe-url",
+        metavar="TEMPLATE",
+        help="one-click unsubscribe URL (https, {field} placeholders from the CSV or {email});"
+        " default: `config get unsubscribe_url`",
+    )
+    add.add_argument(
+        "--unsubscribe-mailto",
+        metavar="ADDR",
+        help="unsubscribe address for List-Unsubscribe; default: `config get unsubscribe_mailto`",
+    )
     add.add_argument("--yes", action="store_true", help="confirm without asking")
     add.set_defaults(run=_cmd_mailing_add)
 
@@ -425,6 +467,7 @@ def _parser() -> argparse.ArgumentParser:
 
     send_now = commands.add_parser("send-now", parents=[common], help="send a mailing now")
     send_now.add_argument("id", type=_mailing_id)
+    send_now.add_argument("--yes", action="store_true", help="confirm without asking")
     send_now.set_defaults(run=_cmd_send_now)
 
     schedule = commands.add_parser(
@@ -461,6 +504,12 @@ def _parser() -> argparse.ArgumentParser:
     move.set_defaults(run=_cmd_move)
 
     config_command.add_parser(commands, common, _cmd_config)
+    cli_after_send.add_parsers(
+        commands,
+        common,
+        _mailing_id,
+        cli_after_send.Hooks(_store, _confirm, _relay_url),
+    )
     return parser
 
 

@@ -25,8 +25,8 @@ from .helpers import (
 @pytest.mark.parametrize(
     ("state", "entries"),
     [
-        ("standby", ["send_now", "schedule", "enqueue", "delete", "details"]),
-        ("scheduled", ["send_now", "schedule", "enqueue", "stop", "details"]),
+        ("standby", ["send_now", "schedule", "enqueue", "delete", "retry", "test_send", "details"]),
+        ("scheduled", ["send_now", "schedule", "enqueue", "stop", "test_send", "details"]),
         (
             "queued",
             [
@@ -37,11 +37,12 @@ from .helpers import (
                 "move_top",
                 "move_bottom",
                 "stop",
+                "test_send",
                 "details",
             ],
         ),
-        ("starting", ["stop", "details"]),
-        ("sending", ["stop", "details"]),
+        ("starting", ["stop", "test_send", "details"]),
+        ("sending", ["stop", "test_send", "details"]),
     ],
 )
 @scenario

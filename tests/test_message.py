@@ -79,3 +79,46 @@ def test_control_characters_from_a_field_never_reach_the_subject_unencoded(contr
     assert control.encode() not in subject
     assert subject.startswith(b"Subject: =?utf-8?b?")
     assert parse(data)["Subject"] == f"News for {value}"
+
+
+UNSUBSCRIBING = Template(
+    mailing_id=7,
+    subject="Hi",
+    sender="news@shop.example.com",
+    text_body="Hello",
+    html_body=None,
+    field_names=("token",),
+    unsubscribe_url="https://shop.example.com/u/{token}?a={email}",
+    unsubscribe_mailto="désinscription@bücher.de",
+)
+
+
+def test_unsubscribe_headers_carry_both_ways_personalised_and_percent_encoded():
+    message = parse(render(UNSUBSCRIBING, 1, "ann+news@example.com", json.dumps(["a/b?c&d é"])))
+    assert message["List-Unsubscribe"] == (
+        "<https://shop.example.com/u/a%2Fb%3Fc%26d%20%C3%A9?a=ann%2Bnews%40example.com>,"
+        " <mailto:d%C3%A9sinscription@xn--bcher-kva.de>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message.defects == []
+
+
+def test_a_long_unsubscribe_url_is_folded_between_uris_never_encoded():
+    data = render(UNSUBSCRIBING, 1, "ann@example.com", json.dumps(["x" * 900]))
+    assert b"=?" not in data  # no RFC 2047 encoded word: a reader would not decode a URI
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    header = parse(data)["List-Unsubscribe"]
+    assert (
+        header.split(",")[0].strip()
+        == f"<https://shop.example.com/u/{'x' * 900}?a=ann%40example.com>"
+    )
+
+
+def test_an_unsubscribe_url_too_long_for_a_header_line_is_refused():
+    with pytest.raises(ValueError, match="longer than a header line"):
+        render(UNSUBSCRIBING, 1, "ann@example.com", json.dumps(["x" * 1000]))
+
+
+def test_without_unsubscribe_settings_no_header_is_added():
+    message = parse(render(TEMPLATE, 1, "ann@example.com", json.dumps(["Ann", "Oslo"])))
+    assert message["List-Unsubscribe"] is None and message["List-Unsubscribe-Post"] is None

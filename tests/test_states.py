@@ -28,6 +28,8 @@ ALLOWED = {
     (Action.STOP, S.SENDING): S.STANDBY,
     (Action.DELETE, S.STANDBY): None,
     (Action.MOVE, S.QUEUED): S.QUEUED,
+    (Action.RETRY, S.COMPLETED): S.STANDBY,  # its failed recipients back to pending
+    (Action.RETRY, S.STANDBY): S.STANDBY,  # a stopped one's
     (Action.TIME_ARRIVED, S.SCHEDULED): S.STARTING,
     (Action.PROMOTE, S.QUEUED): S.STARTING,
     (Action.PREPARED, S.STARTING): S.SENDING,
@@ -54,8 +56,8 @@ def test_refusal_names_the_states_that_allow_it():
         next_state(State.SENDING, Action.DELETE, mailing_id=3)
 
 
-def test_completed_is_final():
-    assert allowed_operator_actions(State.COMPLETED) == []
+def test_completed_is_final_but_for_a_retry_of_its_failed_recipients():
+    assert allowed_operator_actions(State.COMPLETED) == [Action.RETRY]
 
 
 def test_actions_menu_offers_only_what_the_state_allows():
@@ -64,6 +66,7 @@ def test_actions_menu_offers_only_what_the_state_allows():
         Action.SCHEDULE_AT,
         Action.ENQUEUE,
         Action.DELETE,
+        Action.RETRY,
     ]
     assert allowed_operator_actions(State.QUEUED) == [
         Action.SEND_NOW,

@@ -68,6 +68,7 @@ def details(**changes) -> MailingDetails:
         sent=6,
         failed=1,
         deferred=0,
+        suppressed=0,
         remaining=3,
         resent_in_doubt=0,
         recipients={"sent": 6, "failed": 1, "pending": 3},
@@ -75,6 +76,9 @@ def details(**changes) -> MailingDetails:
         waiting_reason=None,
         waiting_until=None,
         last_errors=[LastError("person6@example.com", "550 5.1.1 no such user", NINE_UTC)],
+        unsubscribe_url=None,
+        unsubscribe_mailto=None,
+        first_failed=[],
     )
     return MailingDetails(**{**values, **changes})
 

@@ -15,7 +15,7 @@ fails with class ``doubt`` instead of being sent again.
 """
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
+from . import settings, suppression
+from .addresses import InvalidAddress
 from .models import (
     DeliveryError,
     FailureClass,
@@ -35,12 +37,13 @@ from .models import (
 )
 from .states import State
 
-PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED = (
+PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED, SUPPRESSED = (
     RecipientStatus.PENDING,
     RecipientStatus.IN_FLIGHT,
     RecipientStatus.SENT,
     RecipientStatus.DEFERRED,
     RecipientStatus.FAILED,
+    RecipientStatus.SUPPRESSED,
 )
 IN_DOUBT = "in_doubt"  # an outcome only: DATA went out, no reply came
 MAX_DOUBTS = 3  # tries in doubt before a recipient fails with class doubt
@@ -84,8 +87,20 @@ def claim(
     claimant: str,
 ) -> list[Claimed]:
     """Marks up to ``limit`` recipients due for sending as in flight under ``claimant``'s
-    claim, in id order."""
+    claim, in id order. Those put on the suppression list since the import are marked
+    suppressed instead, and left out (a batch that was all suppressed is followed by the
+    next, so that an empty claim still means that nothing is due)."""
     now = now or utc_now()
+    while True:
+        claimed, suppressed = _claim_once(session, mailing_id, limit, now, claimant)
+        if claimed or not suppressed:
+            return claimed
+
+
+def _claim_once(
+    session: Session, mailing_id: int, limit: int, now: datetime, claimant: str
+) -> tuple[list[Claimed], int]:
+    """One claim: (the recipients claimed, how many were found suppressed)."""
     cursor, mark = _driver_cursor(session)
     # two queries, not one with OR: each walks the (mailing_id, status) index in id order
     # and stops after ``limit`` rows; the OR made SQLite read and sort every recipient of
@@ -117,19 +132,39 @@ def claim(
     ).all()
     rows = sorted([*pending, *retries], key=lambda row: row[0])[:limit] if retries else pending
     if not rows:
-        return []
+        return [], 0
+    blocked = _suppressed_ids(session, rows)
     # ids come from the database as integers: written into the statement, they spare the
     # driver 200 parameters
-    ids = ", ".join(str(int(row[0])) for row in rows)
-    session.connection().exec_driver_sql(
-        f"UPDATE recipient SET status = '{IN_FLIGHT}', claimed_by = {mark} WHERE id IN ({ids})",
-        (claimant,),
-    )
-    if retries:
+    ids = ", ".join(str(int(row[0])) for row in rows if row[0] not in blocked)
+    if ids:
+        session.connection().exec_driver_sql(
+            f"UPDATE recipient SET status = '{IN_FLIGHT}', claimed_by = {mark} WHERE id IN ({ids})",
+            (claimant,),
+        )
+    if blocked:
+        session.connection().exec_driver_sql(
+            f"UPDATE recipient SET status = '{SUPPRESSED}', claimed_by = NULL"
+            f" WHERE id IN ({', '.join(str(int(i)) for i in blocked)})"
+        )
+    if retries or blocked:
         claimed_retries = {row[0] for row in retries} & {row[0] for row in rows}
         mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
         mailing.deferred -= len(claimed_retries)
-    return [Claimed(*row) for row in rows]
+        mailing.suppressed += len(blocked)
+    return [Claimed(*row) for row in rows if row[0] not in blocked], len(blocked)
+
+
+def _suppressed_ids(session: Session, rows: Sequence[Sequence[Any]]) -> set[int]:
+    """The ids among claimable (id, email, ...) rows whose address is on the suppression
+    list."""
+    keys: dict[str, list[int]] = {}
+    for row in rows:
+        try:
+            keys.setdefault(suppression.mailbox_key(row[1]), []).append(row[0])
+        except InvalidAddress:  # imported before a stricter check: the relay will say
+            continue
+    return {id_ for key in suppression.among(session, keys) for id_ in keys[key]}
 
 
 def record(
@@ -219,6 +254,21 @@ def _write_outcomes(
     session.flush()
     if errors:
         _prune_errors(session, mailing_id)
+    _suppress_unknown_users(session, outcomes)
+
+
+def _suppress_unknown_users(session: Session, outcomes: list[Outcome]) -> None:
+    """With ``suppress_unknown_users`` set, a refusal saying that the mailbox does not exist
+    (5.1.1) puts the address on the suppression list, with the reply as its reason."""
+    unknown = [
+        (o.recipient.email, o.reply)
+        for o in outcomes
+        if o.failure_class == FailureClass.REFUSED
+        and o.reply
+        and suppression.means_unknown_user(o.reply)
+    ]
+    if unknown and settings.read(session, "suppress_unknown_users") == "yes":
+        suppression.add_entries(session, unknown)
 
 
 def _driver_cursor(session: Session) -> tuple[DBAPICursor, str]:

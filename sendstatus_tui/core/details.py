@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from .deliveries import failed_by_class, last_errors
+from .failed import CLASSES, FailedRecipient, failed_recipients
 from .listing import iso, summary
 from .models import Mailing, Recipient
 from .states import Mode, State
@@ -44,6 +45,7 @@ class MailingDetails:
     sent: int
     failed: int
     deferred: int
+    suppressed: int
     remaining: int
     resent_in_doubt: int
     recipients: dict[str, int]  # recipients by status
@@ -52,6 +54,9 @@ class MailingDetails:
     waiting_reason: str | None
     waiting_until: datetime | None
     last_errors: list[LastError]
+    unsubscribe_url: str | None
+    unsubscribe_mailto: str | None
+    first_failed: list[FailedRecipient]  # the first few (``sendstatus failed`` lists all)
 
     def as_json(self) -> dict[str, object]:
         """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""
@@ -70,11 +75,23 @@ class MailingDetails:
             "failed_by_class": self.failed_by_class,
             "waiting_reason": self.waiting_reason,
             "waiting_until": iso(self.waiting_until),
+            "unsubscribe_url": self.unsubscribe_url,
+            "unsubscribe_mailto": self.unsubscribe_mailto,
+            "first_failed": [row.as_json() for row in self.first_failed],
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors
             ],
         }
+
+
+FIRST_FAILED = 5
+
+
+def _first_failed(session: Session, mailing: Mailing) -> list[FailedRecipient]:
+    assert mailing.id is not None
+    names = json.loads(mailing.field_names)
+    return list(failed_recipients(session, mailing.id, names, CLASSES, FIRST_FAILED))
 
 
 def read_details(session: Session, mailing: Mailing) -> MailingDetails:
@@ -96,6 +113,7 @@ def read_details(session: Session, mailing: Mailing) -> MailingDetails:
             LastError(error.email, error.reply, error.at)
             for error in last_errors(session, mailing.id)
         ],
+        "first_failed": _first_failed(session, mailing) if mailing.failed else [],
     }
     # every other field is the mailing's own column or property, under the same name
     copied = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from ..errors import SendStatusError
+from . import settings
 from .addresses import InvalidAddress, normalize_address, with_ascii_domain
 from .models import Mailing
 from .personalise import placeholders
@@ -33,6 +34,9 @@ class MailingDraft:
     sender: str
     text_body: str | None = None
     html_body: str | None = None
+    # List-Unsubscribe; when absent, the database's defaults (``config set unsubscribe_url``)
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
 
 
 def draft_from_files(
@@ -67,7 +71,19 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
         sender=formataddr((display_name, address)),
         text_body=draft.text_body,
         html_body=draft.html_body,
+        unsubscribe_url=_checked_setting("unsubscribe-url", draft.unsubscribe_url),
+        unsubscribe_mailto=_checked_setting("unsubscribe-mailto", draft.unsubscribe_mailto),
     )
+
+
+def _checked_setting(field: str, value: str | None) -> str | None:
+    """An unsubscribe URL or address, checked as ``config set`` checks the defaults."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return settings.KEYS[field.replace("-", "_")].check(value.strip())
+    except SendStatusError as exc:
+        raise DraftRefused(field, str(exc)) from None
 
 
 def create_mailing(
@@ -83,6 +99,8 @@ def create_mailing(
         html_body=draft.html_body,
         state=State.STANDBY,
         state_reason=DECIDED_LATER,
+        unsubscribe_url=draft.unsubscribe_url or settings.read(session, "unsubscribe_url"),
+        unsubscribe_mailto=draft.unsubscribe_mailto or settings.read(session, "unsubscribe_mailto"),
     )
     session.add(mailing)
     session.flush()
@@ -93,16 +111,19 @@ def create_mailing(
         skip_invalid=skip_invalid,
         header_fields=placeholders(draft.subject),
     )
-    _check_placeholders(draft, ["email", *json.loads(mailing.field_names)])
+    _check_placeholders(draft, ["email", *json.loads(mailing.field_names)], mailing.unsubscribe_url)
     return mailing, report
 
 
-def _check_placeholders(draft: MailingDraft, fields: list[str]) -> None:
+def _check_placeholders(
+    draft: MailingDraft, fields: list[str], unsubscribe_url: str | None
+) -> None:
     """Every ``{field}`` the message uses must be a column of the CSV (or ``email``)."""
     for part, text in (
         ("subject", draft.subject),
         ("text", draft.text_body),
         ("html", draft.html_body),
+        ("unsubscribe-url", unsubscribe_url),
     ):
         unknown = sorted(placeholders(text) - set(fields))
         if unknown:

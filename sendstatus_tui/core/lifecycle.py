@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlmodel import Session, col, func, select
 
 from ..errors import SendStatusError
-from . import queue
+from . import failed, queue
 from .models import Mailing, Recipient, RecipientStatus, utc_now
 from .queue import Direction
 from .states import Action, Mode, State, TransitionRefused, next_state
@@ -112,6 +112,29 @@ def stop(session: Session, mailing_id: int, now: datetime | None = None) -> Mail
     mailing = _transition(session, mailing_id, Action.STOP, now)
     _park(mailing, STOPPED)
     return mailing
+
+
+def retry(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
+    """Puts a completed or stopped mailing's failed recipients of ``classes`` back to
+    pending and parks it in Sends to schedule as "N to retry"; returns N. Those who were
+    sent it are not touched: sending it again goes only to the N."""
+    # an error below rolls the whole transaction back, the state change with it
+    mailing = _transition(session, mailing_id, Action.RETRY)
+    if mailing.started_at is None:
+        raise NothingToRetry(f"mailing {mailing_id} has not been sent yet: nothing to retry")
+    count = failed.reset_failed(session, mailing_id, classes)
+    if count == 0:
+        raise NothingToRetry(
+            f"mailing {mailing_id} has no failed recipients of class {', '.join(classes)}"
+        )
+    mailing.failed -= count
+    mailing.finished_at = None
+    _park(mailing, f"{count:,} to retry")
+    return count
+
+
+class NothingToRetry(SendStatusError, ValueError):
+    pass
 
 
 def check_deletable(session: Session, mailing: Mailing) -> None:

@@ -48,11 +48,12 @@ class PaneMailing(NamedTuple):
     total: int
     sent: int
     failed: int
+    suppressed: int
     waiting_reason: str | None  # what keeps the engine from sending it now
 
     @property
     def remaining(self) -> int:
-        return self.total - self.sent - self.failed
+        return self.total - self.sent - self.failed - self.suppressed
 
 
 # in the order of PaneMailing's fields, which are named after them
@@ -69,6 +70,7 @@ _PANE_COLUMNS = (
     col(Mailing.total),
     col(Mailing.sent),
     col(Mailing.failed),
+    col(Mailing.suppressed),
     col(Mailing.waiting_reason),
 )
 _SQLITE_PANE_ROWS = (
@@ -111,6 +113,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             total,
             sent,
             failed,
+            suppressed,
             waiting_reason,
         )
         for (
@@ -126,6 +129,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             total,
             sent,
             failed,
+            suppressed,
             waiting_reason,
         ) in json.loads(text)
     ]
@@ -166,6 +170,7 @@ def summary(mailing: "Mailing | MailingDetails") -> dict[str, str | int | None]:
         "total": mailing.total,
         "sent": mailing.sent,
         "failed": mailing.failed,
+        "suppressed": mailing.suppressed,
         "remaining": mailing.remaining,
         "reason": mailing.state_reason,
     }

@@ -64,6 +64,7 @@ class RecipientStatus:
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
+    SUPPRESSED = "suppressed"  # on the suppression list when its turn came: never sent
 
 
 class FailureClass:
@@ -108,14 +109,20 @@ class Mailing(SQLModel, table=True):
     # sends whose fate is unknown (DATA went out without a reply, or an engine died with them
     # in flight), counted each time they are sent again: each may be a duplicate
     resent_in_doubt: int = 0
+    # recipients skipped at send time because their address was put on the suppression list
+    suppressed: int = 0
     # what keeps the engine from starting or sending it now (relay down, database full), and
     # when it tries again; None while all goes well
     waiting_reason: str | None = Field(default=None, sa_type=sa.Text)
     waiting_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # List-Unsubscribe (RFC 2369, RFC 8058): an https URL template with {field}
+    # placeholders, and an address; None when the mailing carries none
+    unsubscribe_url: str | None = Field(default=None, sa_type=sa.Text)
+    unsubscribe_mailto: str | None = Field(default=None, sa_type=sa.Text)
 
     @property
     def remaining(self) -> int:
-        return self.total - self.sent - self.failed
+        return self.total - self.sent - self.failed - self.suppressed
 
 
 class Recipient(SQLModel, table=True):
@@ -172,3 +179,15 @@ class Setting(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(sa_type=sa.Text)
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class Suppression(SQLModel, table=True):
+    """An address never to be mailed (``sendstatus suppress``), found by its mailbox key:
+    every spelling of one mailbox (case, Unicode or ASCII domain) has the same key."""
+
+    __tablename__ = "suppression"
+
+    mailbox: str = Field(primary_key=True, max_length=320)
+    address: str = Field(max_length=320)  # as it was given, in normal form
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session
 
 from ..errors import SendStatusError
+from . import suppression
 from .addresses import InvalidAddress, checked_address
 from .models import Mailing, RecipientStatus
 
@@ -49,6 +50,7 @@ class RowError:
 class ImportReport:
     imported: int = 0
     duplicates: int = 0
+    suppressed: int = 0  # on the suppression list: dropped
     skipped: list[RowError] = field(default_factory=list)
 
 
@@ -74,6 +76,7 @@ def import_recipients(
     them is a row error here, not a failed message at send time."""
     assert mailing.id is not None, "import_recipients needs a mailing with an id"
     report = ImportReport()
+    suppressed = suppression.all_keys(session)
     try:
         if stat.S_ISCHR(os.stat(path).st_mode):  # /dev/zero would be read for ever
             raise RecipientsRefused(f"{path}: a device, not a CSV file")
@@ -83,7 +86,9 @@ def import_recipients(
             in_headers = [(i, name) for i, name in enumerate(field_names) if name in header_fields]
             with _inserter(session, mailing.id) as insert:
                 width = len(field_names) + 1
-                _import_rows(reader, path, width, email_index, in_headers, insert, report)
+                _import_rows(
+                    reader, path, width, email_index, in_headers, suppressed, insert, report
+                )
     except FileNotFoundError:
         raise RecipientsRefused(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -100,6 +105,11 @@ def import_recipients(
             f"{path}: {count} invalid row{'s' if count > 1 else ''}, nothing imported"
             f" (--skip-invalid imports the {report.imported} valid ones)",
             report.skipped,
+        )
+    if report.imported == 0 and report.suppressed:
+        raise RecipientsRefused(
+            f"{path}: no recipients left: all {report.suppressed:,} valid ones are on the"
+            " suppression list"
         )
     if report.imported == 0:
         raise RecipientsRefused(f"{path}: no valid recipients")
@@ -136,11 +146,13 @@ def _import_rows(
     width: int,
     email_index: int,
     in_headers: list[tuple[int, str]],
+    suppressed: set[str],
     insert: _Insert,
     report: ImportReport,
 ) -> None:
     """Validates, deduplicates and inserts the data rows; the rest goes into ``report``.
-    ``in_headers``: (index in the row without its email, name) of the fields a header uses.
+    ``in_headers``: (index in the row without its email, name) of the fields a header uses;
+    ``suppressed``: the mailbox keys on the suppression list, dropped.
 
     This loop runs once per recipient, a million times for a large list: it stays in one
     frame, with no per-row generators or helpers beyond the address check.
@@ -175,6 +187,9 @@ def _import_rows(
                 report.duplicates += 1
                 continue
             seen.add(key)
+            if key in suppressed:
+                report.suppressed += 1
+                continue
             # what json.dumps(row, ensure_ascii=False) gives for a list of strings, at a
             # fifth of the cost (json.dumps builds a new encoder for each call)
             values = f"[{', '.join(map(_json_string, row))}]" if has_fields else None
@@ -186,7 +201,7 @@ def _import_rows(
         # the reader cannot resynchronise after a broken quote: refuse the file
         raise RecipientsRefused(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
     insert(batch)
-    report.imported = len(seen)
+    report.imported = len(seen) - report.suppressed
 
 
 def _line_break_in(values: list[str], fields: list[tuple[int, str]]) -> str | None:

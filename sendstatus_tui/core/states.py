@@ -47,6 +47,7 @@ class Action(StrEnum):
     STOP = "stop"
     DELETE = "delete"
     MOVE = "move"
+    RETRY = "retry"  # the failed recipients back to pending
     # what the engine (or the queue) does
     TIME_ARRIVED = "time-arrived"
     PROMOTE = "promote"
@@ -62,6 +63,7 @@ OPERATOR_ACTIONS = (
     Action.MOVE,
     Action.STOP,
     Action.DELETE,
+    Action.RETRY,
 )
 
 # action -> {state it applies to: state it leads to}; None means the mailing is removed.
@@ -86,6 +88,8 @@ TRANSITIONS: dict[Action, dict[State, State | None]] = {
     },
     Action.DELETE: {State.STANDBY: None},
     Action.MOVE: {State.QUEUED: State.QUEUED},
+    # from STANDBY: a stopped (or interrupted) mailing; it stays parked, to be sent again
+    Action.RETRY: {State.COMPLETED: State.STANDBY, State.STANDBY: State.STANDBY},
     Action.TIME_ARRIVED: {State.SCHEDULED: State.STARTING},
     Action.PROMOTE: {State.QUEUED: State.STARTING},
     Action.PREPARED: {State.STARTING: State.SENDING},
@@ -100,6 +104,7 @@ _VERB = {
     Action.STOP: "stop",
     Action.DELETE: "delete",
     Action.MOVE: "move in the queue",
+    Action.RETRY: "retry the failed recipients of",
     Action.TIME_ARRIVED: "start at its time",
     Action.PROMOTE: "promote",
     Action.PREPARED: "start sending",

@@ -15,7 +15,6 @@ records what another engine has taken over.
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -31,10 +30,10 @@ from sqlmodel import Session
 
 from ..core import deliveries, lease, lifecycle
 from ..core.lease import LeaseLost
-from ..core.models import Mailing, utc_now
+from ..core.models import utc_now
 from ..core.states import State, TransitionRefused
 from ..core.store import Store, StoreError
-from .message import Template
+from .message import Template, template_of
 from .rate import Pace
 from .relay_errors import RelayRefused, RelayUnavailable
 from .sending import BatchSender, Retries
@@ -357,7 +356,7 @@ class Engine:
             mailing = deliveries.mailing(session, mailing_id)
         if mailing is None:
             return  # deleted meanwhile
-        template = _template(mailing)
+        template = template_of(mailing)
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         stopping = self._stopping(mailing_id)
         while not self._draining and not stopping.is_set():
@@ -386,7 +385,7 @@ class Engine:
                 mailing = deliveries.mailing(session, mailing_id)
             if mailing is None:
                 return  # deleted meanwhile
-            template = _template(mailing)
+            template = template_of(mailing)
         claimant = self.claimant  # a dispatcher lives within one lease generation
         async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
             for _ in range(DISPATCH_LANES):
@@ -521,18 +520,6 @@ class Engine:
             deliveries.show_waiting, mailing_id, None, None
         ):
             self._waiting.discard(mailing_id)
-
-
-def _template(mailing: Mailing) -> Template:
-    assert mailing.id is not None
-    return Template(
-        mailing_id=mailing.id,
-        subject=mailing.subject,
-        sender=mailing.sender,
-        text_body=mailing.text_body,
-        html_body=mailing.html_body,
-        field_names=tuple(json.loads(mailing.field_names)),
-    )
 
 
 class RelayBackoff:

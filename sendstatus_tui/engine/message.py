@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from email.policy import SMTP
 from email.utils import formatdate, parseaddr
 from functools import cached_property
+from urllib.parse import quote
 
 from ..core.addresses import with_ascii_domain
+from ..core.models import Mailing
 from ..core.personalise import Compiled, compile_text, fill
 
 CRLF = b"\r\n"
@@ -33,6 +35,9 @@ class Template:
     text_body: str | None
     html_body: str | None
     field_names: tuple[str, ...]
+    # List-Unsubscribe: an https URL template with {field} placeholders, and an address
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
     # "=_" never appears in quoted-printable text, so the boundary cannot clash with a body
     boundary: str = field(default_factory=lambda: f"=_sendstatus_{secrets.token_hex(12)}")
 
@@ -53,6 +58,31 @@ class Template:
     def from_header(self) -> bytes:
         return _header("From", self.sender)
 
+    @cached_property
+    def unsubscribe(self) -> tuple[Compiled | None, str | None]:
+        """The URL template split at its placeholders, and the mailto URI."""
+        url = None if self.unsubscribe_url is None else compile_text(self.unsubscribe_url)
+        mailto = None
+        if self.unsubscribe_mailto is not None:
+            # a URI takes ASCII only: the domain in IDNA form, the rest percent-encoded
+            mailto = "mailto:" + quote(with_ascii_domain(self.unsubscribe_mailto), safe="@")
+        return url, mailto
+
+
+def template_of(mailing: Mailing) -> Template:
+    """What the messages of ``mailing`` share."""
+    assert mailing.id is not None
+    return Template(
+        mailing_id=mailing.id,
+        subject=mailing.subject,
+        sender=mailing.sender,
+        text_body=mailing.text_body,
+        html_body=mailing.html_body,
+        field_names=tuple(json.loads(mailing.field_names)),
+        unsubscribe_url=mailing.unsubscribe_url,
+        unsubscribe_mailto=mailing.unsubscribe_mailto,
+    )
+
 
 def message_id(mailing_id: int, recipient_id: int, sender_address: str) -> str:
     domain = sender_address.rpartition("@")[2] or "sendstatus.invalid"
@@ -60,8 +90,16 @@ def message_id(mailing_id: int, recipient_id: int, sender_address: str) -> str:
     return f"<m{mailing_id}.r{recipient_id}.{digest}@{domain}>"
 
 
-def render(template: Template, recipient_id: int, email: str, field_values: str | None) -> bytes:
-    """The message for one recipient, as bytes ready for the relay."""
+def render(
+    template: Template,
+    recipient_id: int,
+    email: str,
+    field_values: str | None,
+    *,
+    test_to: str | None = None,
+) -> bytes:
+    """The message for one recipient, as bytes ready for the relay. ``test_to``: a test
+    send of it to that address, with a Message-ID of its own."""
     values = (
         dict(zip(template.field_names, json.loads(field_values), strict=True))
         if field_values
@@ -69,14 +107,19 @@ def render(template: Template, recipient_id: int, email: str, field_values: str 
     )
     values["email"] = email
     subject, text_body, html_body = template.parts
+    if test_to is None:
+        the_id = message_id(template.mailing_id, recipient_id, template.sender_address)
+    else:
+        domain = template.sender_address.rpartition("@")[2] or "sendstatus.invalid"
+        the_id = f"<test.m{template.mailing_id}.{secrets.token_hex(8)}@{domain}>"
     headers = [
         template.from_header,
-        _to_header(email),
+        _to_header(test_to or email),
         _unstructured("Subject", fill(subject, values)),
         b"Date: " + formatdate(usegmt=True).encode(),
-        b"Message-ID: "
-        + message_id(template.mailing_id, recipient_id, template.sender_address).encode(),
+        b"Message-ID: " + the_id.encode(),
         b"MIME-Version: 1.0",
+        *_unsubscribe_headers(template, values),
     ]
     parts = []
     if text_body is not None:
@@ -93,6 +136,43 @@ def render(template: Template, recipient_id: int, email: str, field_values: str 
         lines += [b"--" + boundary, *_part_headers(subtype), b"", _encode(body)]
     lines.append(b"--" + boundary + b"--")
     return CRLF.join(lines) + CRLF
+
+
+def _unsubscribe_headers(template: Template, values: dict[str, str]) -> list[bytes]:
+    """List-Unsubscribe (RFC 2369) with the URL and the address, and with a URL the
+    one-click List-Unsubscribe-Post (RFC 8058)."""
+    url_template, mailto = template.unsubscribe
+    if url_template is None and mailto is None:
+        return []
+    uris = []
+    if url_template is not None:
+        # each value percent-encoded: a field cannot add a path, a query or a line break
+        escaped = {name: quote(value, safe="") for name, value in values.items()}
+        # anything left outside ASCII in the template itself (an IDN path) is encoded too
+        uris.append(quote(fill(url_template, escaped), safe="/:?#[]@!$&'()*+,;=%~"))
+    if mailto is not None:
+        uris.append(mailto)
+    headers = [_uri_list_header("List-Unsubscribe", uris)]
+    if url_template is not None:
+        headers.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    return headers
+
+
+_MAX_LINE = 998  # octets in a header line, CRLF aside (RFC 5322)
+
+
+def _uri_list_header(name: str, uris: list[str]) -> bytes:
+    """``Name: <uri>, <uri>``: ASCII already (percent-encoded), folded between the URIs
+    when too long for one line, never inside one. (The email package would turn a long URI
+    into RFC 2047 encoded words, which no reader takes for a URI.)"""
+    line = f"{name}: " + ", ".join(f"<{uri}>" for uri in uris)
+    if len(line) <= _MAX_LINE:
+        return line.encode("ascii")
+    if any(len(f" <{uri}>,") > _MAX_LINE for uri in uris):
+        raise ValueError(f"a {name} URI longer than a header line may be ({_MAX_LINE} octets)")
+    return f"{name}:\r\n ".encode("ascii") + ",\r\n ".join(f"<{uri}>" for uri in uris).encode(
+        "ascii"
+    )
 
 
 def _part_headers(subtype: bytes) -> list[bytes]:

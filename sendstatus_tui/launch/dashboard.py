@@ -11,6 +11,7 @@ from ..core.models import utc_now
 from ..core.store import Store
 from ..engine.credentials import load_credentials
 from ..engine.engine import Engine, EngineSettings
+from ..engine.send_test import relay_for_tests
 from ..engine.thread import EngineThread
 from ..engine.transports import Transport, transport_for
 
@@ -29,6 +30,7 @@ def run_dashboard(
 ) -> None:
     from ..app import SendStatusApp  # textual is imported only for the dashboard
 
+    test_relay = relay_for_tests(relay_url, transport)  # the demo's maildir, or the relay's
     engine = None
     if engine_wanted and not _lease_taken(store):
         _log_engine_to(log_file or user_log_path("sendstatus", appauthor=False) / "engine.log")
@@ -36,7 +38,14 @@ def run_dashboard(
         engine = EngineThread(
             Engine(store, transport, EngineSettings(rate_per_second=rate_per_second))
         ).start()
-    app = SendStatusApp(store, zone_name=zone_name, blink=blink, engine=engine, demo=demo)
+    app = SendStatusApp(
+        store,
+        zone_name=zone_name,
+        blink=blink,
+        engine=engine,
+        demo=demo,
+        test_relay=test_relay,
+    )
     try:
         app.run()
     finally:

@@ -6,6 +6,7 @@ the database transaction in a worker and refreshes the panes.
 """
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,11 +19,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from ..actions import BY_NAME, bindings
-from ..core import lifecycle
+from ..core import failed, lifecycle, trial
+from ..core.deliveries import failed_by_class
 from ..core.queue import Direction
 from ..core.states import Area, State
 from ..core.store import Store
 from ..core.when import zone
+from ..engine.send_test import RelayForTests, send_test
+from ..errors import SendStatusError
 from ..views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
 from ..views.snapshot import Row, Snapshot
 from ..widgets.mailing_table import MailingTable
@@ -32,6 +36,7 @@ from .detail import DetailScreen, RateHistory
 from .new_mailing import NewMailingForm
 from .palette import DashboardCommands
 from .schedule import ScheduleModal
+from .send_test import SendTestModal
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,63 @@ class DashboardScreen(Screen):
     def _move(self, direction: Direction) -> None:
         if row := self.selected():
             self._operate("", lifecycle.move, row.mailing_id, direction)
+
+    @work(group="actions")
+    async def action_retry(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        classes = failed.RETRY_ALL
+        by_class = await asyncio.to_thread(self._failed_by_class, row.mailing_id)
+        count = sum(by_class.get(cls, 0) for cls in classes)
+        if count and not await self.app.push_screen_wait(
+            ConfirmModal(
+                f"Retry {row.name}?",
+                f"{count:,} failed recipients ({', '.join(classes)}) go back to pending; it"
+                " waits in Sends to schedule until you send it. Nobody it was sent to gets"
+                " it again.",
+                "Retry",
+            )
+        ):
+            return
+        # with nothing to retry, the operation says why, as the command line does
+        self._operate(f"{row.name}: {count:,} to retry", lifecycle.retry, row.mailing_id, classes)
+
+    def _failed_by_class(self, mailing_id: int) -> dict[str, int]:
+        with self.store.read() as session:
+            return failed_by_class(session, mailing_id)
+
+    @work(group="actions")
+    async def action_test_send(self) -> None:
+        row = self.selected()
+        relay = getattr(self.app, "test_relay", None)
+        if row is None or relay is None:
+            return
+        addresses = await self.app.push_screen_wait(SendTestModal(row.name, relay.description))
+        if addresses:
+            await asyncio.to_thread(self._send_test, row.mailing_id, row.name, relay, addresses)
+
+    def _send_test(self, mailing_id: int, name: str, relay: RelayForTests, to: list[str]) -> None:
+        """Sends the test (in a thread: the relay may be slow) and tells what came of it."""
+        notify = functools.partial(self.app.call_from_thread, self.app.notify)
+        try:
+            with self.store.read() as session:
+                mailing = lifecycle.get(session, mailing_id)
+                persona = trial.persona(session, mailing, None)
+                session.expunge(mailing)
+            results = asyncio.run(send_test(relay.open(), mailing, persona, to))
+        except SendStatusError as exc:
+            notify(str(exc), severity="error", timeout=8)
+            return
+        if persona.empty_fields:
+            names = ", ".join("{" + field + "}" for field in persona.empty_fields)
+            notify(f"{persona.email} has no value for {names}", severity="warning", timeout=8)
+        for result in results:
+            notify(
+                f"test of {name} to {result.address}: {result.reply}",
+                severity="information" if result.delivered else "error",
+                timeout=8,
+            )
 
     @work(group="actions")
     async def action_delete(self) -> None:

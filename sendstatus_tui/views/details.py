@@ -4,6 +4,7 @@ both from a MailingDetails and the shared cells."""
 from datetime import tzinfo
 
 from ..core.details import LastError, MailingDetails
+from ..core.failed import FailedRecipient
 from .cells import moment, number
 
 
@@ -39,6 +40,11 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         f"  {'Recipients:':16}{number(details.total)} total, {number(details.sent)} sent,"
         f" {number(details.failed)} failed, {number(details.remaining)} remaining"
     )
+    if details.suppressed:
+        lines.append(
+            f"  {'':16}{number(details.suppressed)} suppressed (put on the suppression list"
+            " after the import: never sent)"
+        )
     if details.deferred or details.resent_in_doubt:
         lines.append(
             f"  {'':16}{number(details.deferred)} deferred (retrying),"
@@ -47,14 +53,31 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         )
     if details.failed_by_class:
         lines.append(f"  {'Failed, why:':16}{failure_classes(details)}")
+    if details.first_failed:
+        more = details.failed - len(details.first_failed)
+        lines.append(
+            "  First failed:"
+            + (f" ({number(more)} more: sendstatus failed {details.id})" if more else "")
+        )
+        lines += [f"    {failed_line(row)}" for row in details.first_failed]
     if details.waiting_reason:
         lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
     if details.fields:
         lines.append(f"  {'Fields:':16}{', '.join(details.fields)}")
+    lines.append(f"  {'Unsubscribe:':16}{unsubscribe(details)}")
     if details.last_errors:
         lines.append("  Last errors:")
         lines += [f"    {error_line(error)}" for error in details.last_errors]
     return "\n".join(lines)
+
+
+def unsubscribe(details: MailingDetails) -> str:
+    """The List-Unsubscribe a mailing's messages carry, or that they carry none."""
+    ways = [way for way in (details.unsubscribe_url, details.unsubscribe_mailto) if way]
+    if not ways:
+        return "none (no List-Unsubscribe header)"
+    one_click = " (one-click)" if details.unsubscribe_url else ""
+    return ", ".join(ways) + one_click
 
 
 def counters_text(details: MailingDetails, zone: tzinfo) -> str:
@@ -74,6 +97,7 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         f"Sent         {number(details.sent)}",
         f"Failed       {number(details.failed)}"
         + (f" — {failure_classes(details)}" if details.failed_by_class else ""),
+        *[f"             {failed_line(row)}" for row in details.first_failed[:FIRST_ROWS_SHOWN]],
         f"Deferred     {number(details.deferred)} (retrying)",
         f"Remaining    {number(details.remaining)}",
         f"Resent in doubt (no reply, or the engine stopped mid-send):"
@@ -82,6 +106,14 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
     if details.waiting_reason:
         lines.append(f"Waiting      {waiting(details, zone)}")
     return "\n".join(lines)
+
+
+# failed rows under the Failed counter of the details screen (``show`` has a few more)
+FIRST_ROWS_SHOWN = 3
+
+
+def failed_line(row: FailedRecipient) -> str:
+    return f"{row.email} ({row.failure_class}): {row.reply or 'no reply'}"
 
 
 def failure_classes(details: MailingDetails) -> str:

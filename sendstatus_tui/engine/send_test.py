@@ -1,0 +1,74 @@
+"""A test send: one mailing's message, personalised as one of its recipients, to a few
+addresses through the relay the engines use, now. Nothing is recorded: the mailing and its
+recipients stay as they are."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..core.models import Mailing
+from ..core.trial import Persona
+from ..errors import mask_url
+from .credentials import load_credentials
+from .message import render, template_of
+from .relay_errors import DeliveryError, RelayRefused, RelayUnavailable
+from .transports import MaildirTransport, Transport, transport_for
+
+
+@dataclass(frozen=True)
+class RelayForTests:
+    """Where test sends go: the relay the engines use, said in words, and a way to reach it
+    with a transport of the test's own (the engine's stays with the engine)."""
+
+    description: str
+    open: Callable[[], Transport]
+
+
+def relay_for_tests(
+    relay_url: str | None, engine_transport: Transport | None = None
+) -> RelayForTests:
+    """The relay of ``relay_url`` (None: the default maildir, or the maildir the engine was
+    given, as the demo's is)."""
+    if relay_url:
+        return RelayForTests(
+            mask_url(relay_url), lambda: transport_for(relay_url, load_credentials())
+        )
+    if isinstance(engine_transport, MaildirTransport):
+        directory = engine_transport.directory
+        return RelayForTests(f"the maildir {directory}", lambda: MaildirTransport(directory))
+    default = MaildirTransport(None).directory
+    return RelayForTests(
+        f"the default maildir {default} (no relay is set: `config set relay`)",
+        lambda: MaildirTransport(default),
+    )
+
+
+@dataclass(frozen=True)
+class SendTestResult:
+    address: str
+    reply: str
+    delivered: bool
+
+
+async def send_test(
+    transport: Transport, mailing: Mailing, persona: Persona, addresses: list[str]
+) -> list[SendTestResult]:
+    """Sends the test to each address; the relay's answer for each."""
+    template = template_of(mailing)
+    results = []
+    try:
+        try:
+            await transport.check(template.sender_address)
+        except (RelayRefused, RelayUnavailable) as exc:
+            return [SendTestResult(address, exc.reply, False) for address in addresses]
+        for address in addresses:
+            message = render(
+                template, persona.id, persona.email, persona.field_values, test_to=address
+            )
+            try:
+                reply = await transport.send(template.sender_address, address, message)
+                results.append(SendTestResult(address, reply, True))
+            except DeliveryError as exc:
+                results.append(SendTestResult(address, exc.reply, False))
+    finally:
+        await transport.close()
+    return results
