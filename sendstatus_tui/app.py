@@ -33,7 +33,7 @@ from .screens.confirm import ConfirmModal
 from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
-from .views.snapshot import Snapshot, SpeedMeter, read_snapshot
+from .views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
 
 
 class PanesRead(Message):
@@ -72,6 +72,7 @@ class SendStatusApp(App):
             store, DashboardSettings(zone_name, clock, blink, refresh_seconds)
         )
         self.speeds = SpeedMeter()
+        self.starts = StartWatch()
         self.snapshot: Snapshot | None = None
         self._refreshes_asked = 0
         self._refresh_drawn = 0
@@ -97,7 +98,7 @@ class SendStatusApp(App):
 
     @work(thread=True, exclusive=True, group="refresh")
     def _read_panes(self, sequence: int) -> None:
-        snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds)
+        snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
         if not get_current_worker().is_cancelled:
             self.post_message(PanesRead(snapshot, sequence))
 

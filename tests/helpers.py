@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
 from sendstatus_tui.app import SendStatusApp
-from sendstatus_tui.core import deliveries, lifecycle
+from sendstatus_tui.core import deliveries, lease, lifecycle
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.models import Mailing
 from sendstatus_tui.core.states import State
@@ -145,6 +145,11 @@ class Mailings:
         self.do(start, mailing_id, FIXED_NOW - timedelta(hours=1))
         self.do(lifecycle.mark_prepared, mailing_id, FIXED_NOW - timedelta(hours=1))
         return mailing_id
+
+    def engine_elsewhere(self, holder: str = "engine@elsewhere") -> None:
+        """An engine in another process holds the lease (for a day after FIXED_NOW)."""
+        with self.store.write() as session:
+            assert lease.acquire(session, holder, timedelta(days=1), FIXED_NOW).held
 
     def scheduled(self, name: str, hours: int = 2) -> int:
         """A mailing scheduled ``hours`` after FIXED_NOW."""

@@ -37,8 +37,11 @@ async def test_s_sends_a_parked_mailing_now(db):
         assert db.state(parked) == (State.STARTING, Mode.IMMEDIATE, None)
         assert app.dashboard.table(Area.NOW).mailing_ids == [parked]
         assert app.dashboard.table(Area.STANDBY).mailing_ids == []
+        # the highlight followed it to Sending now, where no engine runs to start it
+        assert app.dashboard.focused is app.dashboard.table(Area.NOW)
+        assert app.dashboard.selected().mailing_id == parked
         cells = app.dashboard.table(Area.NOW).row_for(parked).cells
-        assert cells[3] == "starting up"
+        assert cells[3] == "paused: no engine"
 
 
 @scenario

@@ -49,6 +49,7 @@ class PaneMailing(NamedTuple):
     sent: int
     failed: int
     waiting_reason: str | None  # what keeps the engine from sending it now
+    waiting_until: datetime | None  # when the engine tries again
 
     @property
     def remaining(self) -> int:
@@ -70,6 +71,7 @@ _PANE_COLUMNS = (
     col(Mailing.sent),
     col(Mailing.failed),
     col(Mailing.waiting_reason),
+    col(Mailing.waiting_until),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -112,6 +114,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             sent,
             failed,
             waiting_reason,
+            _utc(waiting_until),
         )
         for (
             id_,
@@ -127,6 +130,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             sent,
             failed,
             waiting_reason,
+            waiting_until,
         ) in json.loads(text)
     ]
 

@@ -12,17 +12,21 @@ from datetime import datetime
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import ActiveBinding
 from textual.containers import Vertical
+from textual.events import Key
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from ..actions import BY_NAME, bindings
+from ..actions import ALWAYS_IN_FOOTER, BY_KEY, BY_NAME, bindings
 from ..core import lifecycle
 from ..core.queue import Direction
-from ..core.states import Area, State
+from ..core.states import Area, State, TransitionRefused
 from ..core.store import Store
 from ..core.when import zone
+from ..views.cells import quoted
+from ..views.layout import pane_heights
 from ..views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
 from ..views.snapshot import Row, Snapshot
 from ..widgets.mailing_table import MailingTable
@@ -91,16 +95,53 @@ class DashboardScreen(Screen):
         return self.query_one(f"#table-{area}", MailingTable)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
+        before, self.snapshot = self.snapshot, snapshot
+        focused = self.focused
+        followed = focused.selected_id if isinstance(focused, MailingTable) else None
         with self.app.batch_update():
             for area in PANE_AREAS:
                 rows = [r for r in snapshot.rows[area] if self._name_filter in r.name.lower()]
                 self.table(area).show(rows)
                 self.query_one(f"#title-{area}", Label).update(heading(area, len(rows)))
+            self._fit_panes()
+            if followed is not None:
+                self._follow(followed)
+        if before is not None:
+            self._tell_completed(before, snapshot)
         for row in snapshot.rows[Area.NOW]:
             if row.speed is not None:
                 self.rates.add(row.mailing_id, row.speed)
         self._bindings_may_change()
+
+    def _follow(self, mailing_id: int) -> None:
+        """Keeps the highlight on the operator's mailing when it changed pane (sent now,
+        started at its time, stopped...): the keys then act on the mailing they chose."""
+        if isinstance(self.focused, MailingTable) and mailing_id in self.focused.mailing_ids:
+            return
+        for area in PANE_AREAS:
+            table = self.table(area)
+            if mailing_id in table.mailing_ids:
+                table.focus(scroll_visible=False)
+                table.move_to(mailing_id)
+                return
+
+    def _tell_completed(self, before: Snapshot, now: Snapshot) -> None:
+        """A mailing that leaves Sending now for no pane has completed: says so."""
+        still_shown = {row.mailing_id for rows in now.rows.values() for row in rows}
+        for row in before.rows[Area.NOW]:
+            if row.mailing_id not in still_shown:
+                self.notify(f"{quoted(row.name)} completed", timeout=6)
+
+    def on_resize(self) -> None:
+        self._fit_panes()
+
+    def _fit_panes(self) -> None:
+        """Gives each pane the lines its rows need, as far as the terminal allows."""
+        filter_shown = self.query_one("#filter", Input).has_class("visible")
+        height = self.size.height - 2 - (1 if filter_shown else 0)  # header, footer
+        counts = [self.table(area).row_count for area in PANE_AREAS]
+        for area, lines in zip(PANE_AREAS, pane_heights(counts, height), strict=True):
+            self.query_one(f"#pane-{area}").styles.height = lines
 
     def _toggle_blink(self) -> None:
         self._blink_visible = not self._blink_visible
@@ -136,6 +177,32 @@ class DashboardScreen(Screen):
             self._bindings_for = offered_for
             self.refresh_bindings()
 
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        # help and quit first, so that a narrow footer never cuts them off
+        bindings = super().active_bindings
+        first = {k: b for k, b in bindings.items() if b.binding.action in ALWAYS_IN_FOOTER}
+        return first | {k: b for k, b in bindings.items() if k not in first}
+
+    async def on_key(self, event: Key) -> None:
+        """A key that does not apply to the selection says why (in the command line's
+        words), rather than doing nothing."""
+        action = BY_KEY.get(event.key)
+        if action is None or not action.on_selection or not self._on_a_pane():
+            return
+        row = self.selected()
+        if row is None:
+            event.stop()
+            self.notify(f"{action.title}: no mailing is selected here", severity="warning")
+        elif not action.applies_to(row.state):
+            event.stop()
+            assert action.rule is not None  # only a rule can refuse a selected mailing
+            refusal = TransitionRefused(action.rule, row.state, row.mailing_id)
+            self.notify(str(refusal), severity="warning", timeout=6)
+
+    def _on_a_pane(self) -> bool:
+        return isinstance(self.focused, MailingTable)
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Offers (and allows) a key only where it applies to the selection."""
         if action not in BY_NAME:
@@ -155,6 +222,25 @@ class DashboardScreen(Screen):
                 await self.run_action(action)
 
         self.app.push_screen(ActionsMenu(row.name, row.state), chosen)
+
+    def _focused_table(self) -> MailingTable | None:
+        return self.focused if isinstance(self.focused, MailingTable) else None
+
+    def action_cursor_down(self) -> None:
+        if table := self._focused_table():
+            table.action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if table := self._focused_table():
+            table.action_cursor_up()
+
+    def action_first_row(self) -> None:
+        if table := self._focused_table():
+            table.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if table := self._focused_table():
+            table.move_cursor(row=table.row_count - 1, animate=False)
 
     def action_send_now(self) -> None:
         if row := self.selected():
@@ -258,6 +344,7 @@ class DashboardScreen(Screen):
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
         field.add_class("visible")
+        self._fit_panes()
         field.focus()
 
     @on(Input.Changed, "#filter")
@@ -275,6 +362,7 @@ class DashboardScreen(Screen):
         if field.has_class("visible"):
             field.value = ""
             field.remove_class("visible")
+            self._fit_panes()
             self.table(Area.NOW).focus()
 
     def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:
