@@ -30,6 +30,7 @@ class DashboardAction:
     # checked before the focused widget (which may want the key too), only where it applies
     priority: bool = False
     footer_shown: bool = True  # cursor keys are in the help, not in the footer
+    moves_cursor: bool = False  # only while a pane has the focus (not the filter field)
 
     def applies_to(self, state: State | None) -> bool:
         """Whether it makes sense with ``state`` selected (None: nothing is selected)."""
@@ -52,8 +53,19 @@ def _on_selection(name: str, keys: str, footer: str, title: str, help: str, **mo
 
 
 def _cursor(name: str, keys: str, title: str) -> DashboardAction:
-    # moving the cursor: in the help, not in the footer, the menu or the palette
-    return DashboardAction(name, keys, "", title, title, palette=False, footer_shown=False)
+    # moving the cursor: in the help, not in the footer, the menu or the palette; before
+    # the table's own home/end (which scroll without moving the cursor)
+    return DashboardAction(
+        name,
+        keys,
+        "",
+        title,
+        title,
+        palette=False,
+        footer_shown=False,
+        priority=True,
+        moves_cursor=True,
+    )
 
 
 ACTIONS = (

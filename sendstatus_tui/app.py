@@ -16,6 +16,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import App
+from textual.content import Content
 from textual.message import Message
 from textual.worker import get_current_worker
 
@@ -33,7 +34,12 @@ from .screens.confirm import ConfirmModal
 from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
+from .views.cells import per_minute
+from .views.header import RelayState, header_status, relay_text
 from .views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
+
+HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
+TITLE_SEPARATOR = " — "
 
 
 class PanesRead(Message):
@@ -77,6 +83,7 @@ class SendStatusApp(App):
         self._refreshes_asked = 0
         self._refresh_drawn = 0
         self._frozen = False
+        self._relay_down_since: datetime | None = None
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -108,7 +115,7 @@ class SendStatusApp(App):
         self._refresh_drawn = message.sequence
         self.snapshot = message.snapshot
         self.dashboard.show_snapshot(message.snapshot)
-        self.sub_title = self._engine_status(message.snapshot)
+        self._show_status(message.snapshot)
         if not self._frozen:
             # the widgets and a thousand rows live as long as the app: out of the cyclic
             # collector's sight, full collections (which stop every thread, the engine's
@@ -116,14 +123,44 @@ class SendStatusApp(App):
             self._frozen = True
             self.call_after_refresh(gc.freeze)
 
+    def _show_status(self, snapshot: Snapshot) -> None:
+        """The header: the relay's state, the engine's, the zone of every time shown, the
+        speed; most important first, as much as fits."""
+        sending = snapshot.rows[Area.NOW]
+        trouble = next((row.waiting_reason for row in sending if row.waiting_reason), None)
+        if trouble is None:
+            self._relay_down_since = None
+        elif self._relay_down_since is None:
+            self._relay_down_since = snapshot.taken_at
+        relay = RelayState(trouble, self._relay_down_since, bool(sending))
+        speed = sum(row.speed or 0 for row in sending)
+        parts = (
+            relay_text(relay, self.zone),
+            self._engine_status(snapshot),
+            str(self.zone),
+            per_minute(speed),
+        )
+        # the header's icon and clock space; the title goes first when it leaves no room
+        room = self.size.width - HEADER_MARGINS
+        with_title = header_status(parts, room - len(TITLE_SEPARATOR) - len(self.TITLE))
+        status = header_status(parts, room)
+        self.title = self.TITLE if with_title == status else ""
+        self.sub_title = status
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        # the status is what the operator reads: not dimmed, as Textual's default would
+        parts = [part for part in (title, sub_title) if part]
+        return Content(TITLE_SEPARATOR.join(parts))
+
     def _engine_status(self, snapshot: Snapshot) -> str:
         if self.engine is not None and self.engine.alive:
             if snapshot.engine_holder == self.engine.engine.holder:
-                return "engine running in this dashboard"
-            return "engine starting: waiting for the lease"
+                return "engine here"
+            return "engine starting"
         if snapshot.engine_holder:
-            return f"client: the engine runs in {snapshot.engine_holder}"
-        return "no engine running: nothing is sent until one starts"
+            host, _, _ = snapshot.engine_holder.partition(":")
+            return f"engine on {host}"
+        return "no engine: nothing is sent"
 
     # --- what the screens ask for -------------------------------------------------------
 

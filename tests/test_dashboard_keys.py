@@ -147,20 +147,22 @@ async def test_e_warning_cancelled_changes_nothing(db):
         assert db.queue() == []
 
 
-@pytest.mark.parametrize("answer", ["confirm", "cancel"])
+# enter answers with the focused button, Cancel: a stray enter stops nothing
+@pytest.mark.parametrize("answer", ["y", "escape", "enter"])
 @scenario
 async def test_x_stops_after_confirmation(db, answer):
     sending = db.sending("Flash sale", recipients=4)
     db.deliver(sending, sent=1, failed=0)
     async with open_dashboard(db.store) as (app, pilot):
         modal = await press_on(pilot, sending, "x", ConfirmModal)
-        assert text_of(modal.query_one("#title")) == "Stop Flash sale?"
+        assert text_of(modal.query_one("#title")) == "Stop “Flash sale”?"
         assert "Messages already accepted stay sent" in text_of(modal.query_one("#message"))
-        await pilot.press("enter" if answer == "confirm" else "escape")
+        assert modal.focused is modal.query_one("#cancel")
+        await pilot.press(answer)
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "the answer")
         await settle(pilot)
         mailing = db.get(sending)
-        if answer == "confirm":
+        if answer == "y":
             assert (mailing.state, mailing.state_reason) == (
                 State.STANDBY,
                 "stopped by an operator",
@@ -193,7 +195,8 @@ async def test_delete_a_parked_mailing_after_confirmation(db):
     keep, doomed = db.add("Keep me"), db.add("Old draft")
     async with open_dashboard(db.store) as (app, pilot):
         modal = await press_on(pilot, doomed, "delete", ConfirmModal)
-        assert text_of(modal.query_one("#title")) == "Delete Old draft?"
+        assert text_of(modal.query_one("#title")) == "Delete “Old draft”?"
+        assert modal.focused is modal.query_one("#cancel")
         await pilot.press("escape")  # first: cancel
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "cancel")
         await settle(pilot)

@@ -207,6 +207,8 @@ class DashboardScreen(Screen):
         """Offers (and allows) a key only where it applies to the selection."""
         if action not in BY_NAME:
             return True
+        if BY_NAME[action].moves_cursor:
+            return self._on_a_pane()
         selected = self.selected()
         return BY_NAME[action].applies_to(selected.state if selected else None)
 
@@ -295,7 +297,9 @@ class DashboardScreen(Screen):
             if row.state in (State.SENDING, State.STARTING)
             else "It goes back to Sends to schedule."
         )
-        if await self.app.push_screen_wait(ConfirmModal(f"Stop {row.name}?", message, "Stop")):
+        if await self.app.push_screen_wait(
+            ConfirmModal(f"Stop {quoted(row.name)}?", message, "Stop", safe=True)
+        ):
             self._operate(f"{row.name}: stopped", lifecycle.stop, row.mailing_id)
 
     def action_move_up(self) -> None:
@@ -321,7 +325,10 @@ class DashboardScreen(Screen):
             return
         if await self.app.push_screen_wait(
             ConfirmModal(
-                f"Delete {row.name}?", "The mailing and its recipients are deleted.", "Delete"
+                f"Delete {quoted(row.name)}?",
+                "The mailing and its recipients are deleted.",
+                "Delete",
+                safe=True,
             )
         ):
             self._operate(f"{row.name}: deleted", lifecycle.delete, row.mailing_id)

@@ -46,8 +46,9 @@ def fit_columns(
     for priority in sorted({c.priority for c in columns} - {0}):
         candidates = shown + [i for i, c in enumerate(columns) if c.priority == priority]
         comfortable = [min(longest(i), max(COMFORTABLE, columns[i].width)) for i in growing]
-        if room(candidates) >= sum(comfortable):
-            shown = candidates
+        if room(candidates) < sum(comfortable):
+            break  # a column of lower priority never shows where a higher one does not
+        shown = candidates
     shown.sort()
     grown = share(
         room(shown),
