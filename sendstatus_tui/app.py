@@ -12,7 +12,6 @@ import gc
 import signal
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 from textual import on, work
 from textual.app import App
@@ -22,7 +21,7 @@ from textual.worker import get_current_worker
 
 from .actions import bindings
 from .core import lifecycle
-from .core.drafts import DraftRefused, create_mailing, draft_from_files
+from .core.drafts import DraftRefused, create_mailing, draft_from_files, draft_problems
 from .core.models import utc_now
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
 from .core.states import Area
@@ -34,12 +33,32 @@ from .screens.confirm import ConfirmModal
 from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
-from .views.cells import per_minute
+from .views.cells import per_minute, quoted
 from .views.header import RelayState, header_status, relay_text
 from .views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
 
 HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
 TITLE_SEPARATOR = " — "
+
+
+CREATED_AS = {
+    "now": "sending now",
+    "schedule": "scheduled",
+    "sequential": "in the sequential queue",
+    "later": "parked in Sends to schedule",
+}
+
+
+def form_problems(request: NewMailingRequest) -> dict[str, str]:
+    """What is wrong with a new mailing's fields, all at once (files are read)."""
+    problems = draft_problems(
+        request.name, request.subject, request.sender, request.text_path, request.html_path
+    )
+    if request.recipients_path is None:
+        problems["recipients"] = "a CSV file with an email column is needed"
+    elif not request.recipients_path.is_file():
+        problems["recipients"] = f"{request.recipients_path}: no such file"
+    return problems
 
 
 class PanesRead(Message):
@@ -186,8 +205,26 @@ class SendStatusApp(App):
 
     @work(group="actions")
     async def _create_mailing(self, form: NewMailingForm, request: NewMailingRequest) -> None:
+        """Creates exactly what the operator confirmed: every field's problem is shown at
+        once, and a time to schedule at (or a sequential warning) is asked before anything
+        is written, so that Escape there leaves nothing behind."""
+        problems = await asyncio.to_thread(form_problems, request)
+        if problems:
+            form.show_errors(problems)
+            return
+        when = None
+        if request.choice == "schedule":
+            when = await self.push_screen_wait(self.dashboard.schedule_modal(request.name))
+            declined = when is None
+        elif request.choice == "sequential":
+            declined = not await self.dashboard.confirm_sequential(request.name)
+        else:
+            declined = False
+        if declined:  # no time chosen, or the queue's warning declined: nothing created
+            form.show_errors({})
+            return
         try:
-            mailing_id = await asyncio.to_thread(self._create, request)
+            mailing_id = await asyncio.to_thread(self._create, request, when)
         except DraftRefused as refusal:
             form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
             return
@@ -195,25 +232,31 @@ class SendStatusApp(App):
             details = [str(error) for error in refusal.errors[:MAX_REPORTED_ERRORS]]
             form.show_error("recipients", "\n".join([str(refusal), *details]))
             return
-        except SendStatusError as exc:  # e.g. the database cannot be written
+        except SendStatusError as exc:  # a time now past, or the database cannot be written
+            form.show_errors({})
             self.notify(str(exc), severity="error", timeout=8)
             return
         if form.is_attached:
             form.dismiss(None)
-        if request.choice == "schedule":
-            self.dashboard.schedule(mailing_id, request.name)
-        self.notify(f"{request.name}: created", timeout=3)
+        self.notify(f"{quoted(request.name)} created ({CREATED_AS[request.choice]})", timeout=4)
+        self.dashboard.follow_next(mailing_id)
         self.refresh_panes()
 
-    def _create(self, request: NewMailingRequest) -> int:
+    def _create(self, request: NewMailingRequest, when: datetime | None) -> int:
+        assert request.recipients_path is not None  # form_problems made sure
         draft = draft_from_files(
             request.name, request.subject, request.sender, request.text_path, request.html_path
         )
         with self.store.write() as session:
-            mailing, _ = create_mailing(session, draft, Path(request.recipients_path))
+            mailing, _ = create_mailing(session, draft, request.recipients_path)
             assert mailing.id is not None  # flushed by create_mailing
             if request.choice == "now":
                 lifecycle.send_now(session, mailing.id)
+            elif request.choice == "schedule":
+                assert when is not None
+                lifecycle.schedule_at(session, mailing.id, when, self.clock())
+            elif request.choice == "sequential":
+                lifecycle.enqueue(session, mailing.id)
             return mailing.id
 
     # --- the actions that work on every screen (actions.py, scope "app") ----------------

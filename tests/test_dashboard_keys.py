@@ -120,8 +120,8 @@ async def test_e_warns_about_the_sequential_mailings_ahead_and_confirm_queues(db
         modal = await _press_e_and_get_warning(db, pilot, new)
         message = text_of(modal.query_one("#message", Static))
         assert text_of(modal.query_one("#title")) == "Other sequential sendings are in progress"
-        assert "Newsletter EN (sending), Newsletter DE (queued)." in message
-        assert "Newsletter FR will be number 2 in the sequential queue" in message
+        assert "“Newsletter EN” (sending), “Newsletter DE” (queued)." in message
+        assert "“Newsletter FR” will be number 2 in the sequential queue" in message
         assert db.state(new) == (State.STANDBY, None, None)  # nothing until confirmed
         await pilot.press("enter")  # the confirm button has the focus
         await wait_until(pilot, lambda: db.get(new).state == State.QUEUED, "queued")
@@ -138,7 +138,7 @@ async def test_e_warning_cancelled_changes_nothing(db):
     new = db.add("Newsletter FR")
     async with open_dashboard(db.store) as (app, pilot):
         modal = await _press_e_and_get_warning(db, pilot, new)
-        assert "Newsletter FR will be number 1" in text_of(modal.query_one("#message", Static))
+        assert "“Newsletter FR” will be number 1" in text_of(modal.query_one("#message", Static))
         await pilot.click("#cancel")
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmModal)

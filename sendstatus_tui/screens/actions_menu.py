@@ -9,6 +9,7 @@ from textual.widgets.option_list import Option
 
 from ..actions import menu_entries
 from ..core.states import State
+from ..views.cells import quoted, state_shown
 
 
 class ActionsMenu(ModalScreen[str | None]):
@@ -22,7 +23,7 @@ class ActionsMenu(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-frame"):
-            yield Label(f"Actions: {self._name} ({self._state})")
+            yield Label(f"Actions: {quoted(self._name)} ({state_shown(self._state)})")
             yield OptionList(
                 *[Option(action.menu_label, id=action.name) for action in menu_entries(self._state)]
             )

@@ -24,8 +24,8 @@ from ..core import lifecycle
 from ..core.queue import Direction
 from ..core.states import Area, State, TransitionRefused
 from ..core.store import Store
-from ..core.when import zone
-from ..views.cells import quoted
+from ..core.when import format_local, zone
+from ..views.cells import quoted, state_shown
 from ..views.layout import pane_heights
 from ..views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
 from ..views.snapshot import Row, Snapshot
@@ -72,6 +72,7 @@ class DashboardScreen(Screen):
         self._name_filter = ""
         self._blink_visible = True
         self._bindings_for: tuple | None = None
+        self._new_mailing: int | None = None  # created here: highlighted once it shows
 
     # --- layout and drawing -------------------------------------------------------------
 
@@ -98,6 +99,10 @@ class DashboardScreen(Screen):
         before, self.snapshot = self.snapshot, snapshot
         focused = self.focused
         followed = focused.selected_id if isinstance(focused, MailingTable) else None
+        if self._new_mailing is not None and any(
+            row.mailing_id == self._new_mailing for rows in snapshot.rows.values() for row in rows
+        ):
+            followed, self._new_mailing = self._new_mailing, None
         with self.app.batch_update():
             for area in PANE_AREAS:
                 rows = [r for r in snapshot.rows[area] if self._name_filter in r.name.lower()]
@@ -112,6 +117,10 @@ class DashboardScreen(Screen):
             if row.speed is not None:
                 self.rates.add(row.mailing_id, row.speed)
         self._bindings_may_change()
+
+    def follow_next(self, mailing_id: int) -> None:
+        """Highlights ``mailing_id`` (just created) when the next refresh shows it."""
+        self._new_mailing = mailing_id
 
     def _follow(self, mailing_id: int) -> None:
         """Keeps the highlight on the operator's mailing when it changed pane (sent now,
@@ -250,37 +259,48 @@ class DashboardScreen(Screen):
 
     def action_schedule(self) -> None:
         if row := self.selected():
-            self.schedule(row.mailing_id, row.name)
+            self.schedule(row.mailing_id, row.name, row.scheduled_at)
 
-    def schedule(self, mailing_id: int, name: str) -> None:
+    def schedule(self, mailing_id: int, name: str, current: datetime | None = None) -> None:
         def chosen(when: datetime | None) -> None:
             if when is not None:
                 now = self.settings.clock()
                 self._operate(f"{name}: scheduled", lifecycle.schedule_at, mailing_id, when, now)
 
-        modal = ScheduleModal(name, self.zone, self.settings.zone_name, self.settings.clock)
-        self.app.push_screen(modal, chosen)
+        self.app.push_screen(self.schedule_modal(name, current), chosen)
+
+    def schedule_modal(self, name: str, current: datetime | None = None) -> ScheduleModal:
+        """The date-and-time dialog, holding ``current`` (a reschedule's time) to edit."""
+        initial = format_local(current, self.zone) if current else ""
+        return ScheduleModal(
+            name, self.zone, self.settings.zone_name, self.settings.clock, initial=initial
+        )
 
     @work(group="actions")
     async def action_enqueue(self) -> None:
         row = self.selected()
         if row is None:
             return
+        if await self.confirm_sequential(row.name):
+            self._operate(f"{row.name}: sent sequentially", lifecycle.enqueue, row.mailing_id)
+
+    async def confirm_sequential(self, name: str) -> bool:
+        """Warns, when other sequential mailings are ahead, which ones and the new place
+        in the queue; True when there are none or the operator confirms."""
         ahead = await asyncio.to_thread(self._sequential_ahead)
-        if ahead:
-            names = ", ".join(f"{name} ({state})" for name, state in ahead)
-            position = sum(1 for _, state in ahead if state == State.QUEUED) + 1
-            confirmed = await self.app.push_screen_wait(
-                ConfirmModal(
-                    "Other sequential sendings are in progress",
-                    f"{names}.\n\n{row.name} will be number {position} in the sequential"
-                    " queue and start after them.",
-                    "Send sequentially",
-                )
+        if not ahead:
+            return True
+        names = ", ".join(f"{quoted(name)} ({state_shown(state)})" for name, state in ahead)
+        position = sum(1 for _, state in ahead if state == State.QUEUED) + 1
+        confirmed: bool = await self.app.push_screen_wait(
+            ConfirmModal(
+                "Other sequential sendings are in progress",
+                f"{names}.\n\n{quoted(name)} will be number {position} in the sequential"
+                " queue and start after them.",
+                "Send sequentially",
             )
-            if not confirmed:
-                return
-        self._operate(f"{row.name}: sent sequentially", lifecycle.enqueue, row.mailing_id)
+        )
+        return confirmed
 
     def _sequential_ahead(self) -> list[tuple[str, State]]:
         with self.store.read() as session:

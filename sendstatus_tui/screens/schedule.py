@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from ..core.when import ACCEPTED_FORMS, WhenError, format_local, parse_when
+from ..views.cells import quoted
 
 
 class ScheduleModal(ModalScreen[datetime | None]):
@@ -30,7 +31,7 @@ class ScheduleModal(ModalScreen[datetime | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-frame"):
-            yield Label(f"Schedule {self._name}", id="title")
+            yield Label(f"Schedule {quoted(self._name)}", id="title")
             yield Static(f"Date and time in {self._zone} ({ACCEPTED_FORMS})")
             yield Input(value=self._initial, placeholder="YYYY-MM-DD HH:MM", id="when")
             yield Static("", id="feedback")

@@ -31,6 +31,7 @@ class Row:
     waiting_until: datetime | None = None
     # its start date says why nothing goes out, or that starting up takes too long
     flagged: bool = False
+    scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
 
     @property
     def key(self) -> str:
@@ -116,6 +117,7 @@ def read_snapshot(
                 mailing.waiting_reason,
                 mailing.waiting_until,
                 flagged,
+                mailing.scheduled_at,
             )
         )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})
