@@ -146,7 +146,9 @@ class SendStatusApp(App):
         """The header: the relay's state, the engine's, the zone of every time shown, the
         speed; most important first, as much as fits."""
         sending = snapshot.rows[Area.NOW]
-        trouble = next((row.waiting_reason for row in sending if row.waiting_reason), None)
+        # what the engine last noted is stale while none runs: the relay's state is unknown
+        noted = (row.waiting_reason for row in sending if row.waiting_reason)
+        trouble = next(noted, None) if snapshot.engine_holder else None
         if trouble is None:
             self._relay_down_since = None
         elif self._relay_down_since is None:

@@ -89,7 +89,9 @@ class NewMailingForm(ModalScreen[None]):
             field = {"body": "text"}.get(field, field)
             by_field.setdefault(field if field in FIELD_KEYS else "recipients", []).append(message)
         for field, messages in by_field.items():
-            self.query_one(f"#error-{field}", Static).update("\n".join(messages))
+            error = self.query_one(f"#error-{field}", Static)
+            error.update("\n".join(messages))
+            error.add_class("shown")
         first = next((key for key in FIELD_KEYS if key in by_field), None)
         if first is not None:
             self.query_one(f"#field-{first}", Input).focus()
@@ -99,7 +101,9 @@ class NewMailingForm(ModalScreen[None]):
 
     def clear_errors(self) -> None:
         for key in FIELD_KEYS:
-            self.query_one(f"#error-{key}", Static).update("")
+            error = self.query_one(f"#error-{key}", Static)
+            error.update("")
+            error.remove_class("shown")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
