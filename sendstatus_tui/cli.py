@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import config
-from .core import lifecycle
+from . import config, config_command
+from .core import lifecycle, settings
 from .core.details import read_details
 from .core.drafts import create_mailing, draft_from_files
 from .core.listing import list_mailings, summary
@@ -172,7 +172,7 @@ def _cmd_dashboard(args) -> None:
     run_dashboard(
         _store(args),
         zone_name=zone_name,
-        relay_url=config.relay_url(args.smtp),
+        relay_url=_relay_url(args),
         rate_per_second=rate,
         engine_wanted=engine_wanted,
         blink=config.blink(args.no_blink),
@@ -202,7 +202,7 @@ def _cmd_demo(args) -> None:
 def _cmd_engine(args) -> None:
     from .engine.headless import run_headless
 
-    relay_url, transport, rate = config.relay_url(args.smtp), _transport(args), _rate(args)
+    relay_url, transport, rate = _relay_url(args), _transport(args), _rate(args)
     run_headless(config.db_url(args.db), relay_url, transport, rate)
 
 
@@ -214,9 +214,23 @@ def _zone_name(args) -> str | None:
 
 
 def _rate(args) -> float | None:
-    from .engine.rate import parse_rate
+    """The pace of this process's engine: the contracted rate stored in the database,
+    capped by ``--rate`` (or its environment variable) when given."""
+    from .core.rates import parse_rate
 
-    return parse_rate(config.rate(args.rate))
+    with _store(args).read() as session:
+        stored = parse_rate(settings.read(session, "rate"))
+    cap = parse_rate(config.rate(args.rate))
+    return min((r for r in (stored, cap) if r is not None), default=None)
+
+
+def _relay_url(args) -> str | None:
+    """``--smtp`` (or its environment variable), else the relay stored in the database,
+    else None: the default maildir."""
+    if override := config.relay_url(args.smtp):
+        return override
+    with _store(args).read() as session:
+        return settings.read(session, "relay")
 
 
 def _transport(args):
@@ -224,7 +238,11 @@ def _transport(args):
     from .engine.credentials import load_credentials
     from .engine.transports import transport_for
 
-    return transport_for(config.relay_url(args.smtp), load_credentials())
+    return transport_for(_relay_url(args), load_credentials())
+
+
+def _cmd_config(args) -> None:
+    config_command.run_config(args, _store(args))
 
 
 def _cmd_move(args) -> None:
@@ -441,6 +459,8 @@ def _parser() -> argparse.ArgumentParser:
     move.add_argument("id", type=_mailing_id)
     move.add_argument("direction", choices=[d.value for d in Direction])
     move.set_defaults(run=_cmd_move)
+
+    config_command.add_parser(commands, common, _cmd_config)
     return parser
 
 

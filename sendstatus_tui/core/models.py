@@ -162,3 +162,13 @@ class EngineLease(SQLModel, table=True):
     # +1 each time the lease is taken after it expired: a leader's writes carry the
     # generation it took, so a holder that let it expire can no longer write with it
     generation: int = 0
+
+
+class Setting(SQLModel, table=True):
+    """One stored setting shared by every engine and dashboard (``sendstatus config``)."""
+
+    __tablename__ = "setting"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_type=sa.Text)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
