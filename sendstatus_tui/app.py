@@ -33,8 +33,8 @@ from .screens.confirm import ConfirmModal
 from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
-from .views.cells import per_minute, quoted
-from .views.header import RelayState, header_status, relay_text
+from .views.cells import quoted
+from .views.header import RelayState, header_status, relay_text, speed_text
 from .views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
 
 HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
@@ -159,7 +159,7 @@ class SendStatusApp(App):
             relay_text(relay, self.zone),
             self._engine_status(snapshot),
             str(self.zone),
-            per_minute(speed),
+            speed_text(speed, snapshot.rate),
         )
         # the header's icon and clock space; the title goes first when it leaves no room
         room = self.size.width - HEADER_MARGINS

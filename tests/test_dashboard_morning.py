@@ -4,8 +4,11 @@ they do not apply."""
 
 from datetime import timedelta
 
+from textual.widgets import Label
+
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.states import Area, State
+from sendstatus_tui.screens.detail import DetailScreen
 from sendstatus_tui.views.layout import fit_columns, pane_heights
 from sendstatus_tui.views.panes import COLUMNS
 
@@ -13,6 +16,7 @@ from .helpers import (
     FIXED_NOW,
     notifications,
     open_dashboard,
+    press_on,
     refresh,
     scenario,
     screen_lines,
@@ -210,3 +214,18 @@ class TestKeys:
             assert app.dashboard.selected().mailing_id == ids[3]
             await pilot.press("home")
             assert app.dashboard.selected().mailing_id == ids[0]
+
+
+@scenario
+async def test_details_sparkline_has_a_scale_and_a_time_axis(db):
+    sending = db.sending("Flash sale", recipients=10)
+    db.engine_elsewhere()
+    async with open_dashboard(db.store) as (app, pilot):
+        for second, rate in enumerate((10.0, 20.0, 5.0)):
+            app.dashboard.rates.add(sending, rate, FIXED_NOW + timedelta(seconds=30 * second))
+        screen = await press_on(pilot, sending, "d", DetailScreen)
+        await settle(pilot)
+        heading = str(screen.query_one("#rate-heading", Label).render())
+        assert heading == "Send rate: now 300/min, top of the graph 1,200/min"
+        assert str(screen.query_one("#rate-since", Label).render()) == "1m 00s ago"
+        assert str(screen.query_one("#rate-now", Label).render()) == "now"

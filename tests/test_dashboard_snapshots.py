@@ -212,6 +212,10 @@ def test_detail_screen(db, looks_as_saved):
     ids = populate(db)
 
     async def details(pilot):
+        # a minute of send rates, as the refreshes would have sampled them
+        for second in range(60):
+            at = FIXED_NOW - timedelta(seconds=59 - second)
+            pilot.app.dashboard.rates.add(ids["black friday"], 15 + (second % 10), at)
         await select_mailing(pilot, ids["black friday"])
         await pilot.press("d")
         await wait_for_screen(pilot, DetailScreen)

@@ -87,8 +87,9 @@ def test_show_and_the_details_screen_tell_the_same_mailing():
     assert "  Recipients:     10 total, 6 sent, 1 failed, 3 remaining" in shown
     assert "    person6@example.com: 550 5.1.1 no such user" in shown
     counters = counters_text(details(), ROME)
-    assert "State        standby (stopped by an operator)" in counters
-    assert "Started 2030-03-04 10:00" in counters
+    assert "State        parked (stopped by an operator)" in counters  # not "standby"
+    assert "Started      2030-03-04 10:00" in counters and "(times in Europe/Rome)" in counters
+    assert all(len(line) <= 76 for line in counters.splitlines())
     assert errors_text(details()) == "person6@example.com: 550 5.1.1 no such user"
     assert errors_text(details(last_errors=[])) == "none"
 

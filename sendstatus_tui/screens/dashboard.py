@@ -115,7 +115,7 @@ class DashboardScreen(Screen):
             self._tell_completed(before, snapshot)
         for row in snapshot.rows[Area.NOW]:
             if row.speed is not None:
-                self.rates.add(row.mailing_id, row.speed)
+                self.rates.add(row.mailing_id, row.speed, snapshot.taken_at)
         self._bindings_may_change()
 
     def follow_next(self, mailing_id: int) -> None:
@@ -360,7 +360,7 @@ class DashboardScreen(Screen):
                     self.store,
                     row.mailing_id,
                     self.zone,
-                    self.rates.samples,
+                    self.rates,
                     self.settings.refresh_seconds,
                 )
             )

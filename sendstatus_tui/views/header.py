@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from ..core.when import to_zone
-from .cells import relay_trouble
+from .cells import per_minute, relay_trouble
 
 SEPARATOR = " · "
 
@@ -23,6 +23,12 @@ def relay_text(relay: RelayState, zone: tzinfo) -> str | None:
         since = f" since {to_zone(relay.since, zone):%H:%M}" if relay.since else ""
         return f"{relay_trouble(relay.trouble)}{since}"
     return "relay ok" if relay.in_use else None
+
+
+def speed_text(speed: float, rate: str | None) -> str | None:
+    """How fast it sends now, and the contracted rate, e.g. "1,200/min of rate 36000/h"."""
+    parts = [part for part in (per_minute(speed), rate and f"rate {rate}") if part]
+    return " of ".join(parts) or None
 
 
 def header_status(parts: Sequence[str | None], width: int) -> str:
