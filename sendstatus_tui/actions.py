@@ -162,6 +162,14 @@ ACTIONS = (
         asks=True,
     ),
     DashboardAction(
+        "completed_today",
+        "H",
+        "Completed",
+        "Completed today",
+        "the mailings completed today, with their counters",
+        footer_shown=False,
+    ),
+    DashboardAction(
         "new_mailing", "n", "New", "New mailing", "name, subject, sender, body, recipients"
     ),
     DashboardAction(

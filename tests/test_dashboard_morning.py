@@ -4,10 +4,11 @@ they do not apply."""
 
 from datetime import timedelta
 
-from textual.widgets import Label
+from textual.widgets import DataTable, Label
 
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.states import Area, State
+from sendstatus_tui.screens.completed import CompletedScreen
 from sendstatus_tui.screens.detail import DetailScreen
 from sendstatus_tui.views.layout import fit_columns, pane_heights
 from sendstatus_tui.views.panes import COLUMNS
@@ -22,6 +23,7 @@ from .helpers import (
     screen_lines,
     select_mailing,
     settle,
+    wait_for_screen,
 )
 
 SMALL = (80, 24)
@@ -229,3 +231,32 @@ async def test_details_sparkline_has_a_scale_and_a_time_axis(db):
         assert heading == "Send rate: now 300/min, top of the graph 1,200/min"
         assert str(screen.query_one("#rate-since", Label).render()) == "1m 00s ago"
         assert str(screen.query_one("#rate-now", Label).render()) == "now"
+
+
+@scenario
+async def test_h_shows_todays_completed_mailings_in_the_operators_day(db):
+    def completed(name: str, finished) -> int:
+        mailing_id = db.sending(name, recipients=2)
+        db.deliver(mailing_id, sent=1, failed=1)
+        db.do(lifecycle.complete, mailing_id, finished)
+        return mailing_id
+
+    # midnight in Rome is 23:00 UTC the day before
+    completed("Late yesterday", FIXED_NOW - timedelta(hours=10, minutes=1))
+    early = completed("Just after midnight", FIXED_NOW - timedelta(hours=9, minutes=59))
+    latest = completed("This morning", FIXED_NOW - timedelta(minutes=5))
+    async with open_dashboard(db.store) as (app, pilot):
+        await pilot.press("H")
+        screen = await wait_for_screen(pilot, CompletedScreen)
+        await settle(pilot)
+        table = screen.query_one(DataTable)
+        rows = [table.get_row_at(index) for index in range(table.row_count)]
+        assert rows == [
+            [latest, "This morning", "09:55", "1", "1", "2"],
+            [early, "Just after midnight", "00:01", "1", "1", "2"],
+        ]
+        title = str(screen.query_one("#completed-title", Label).render())
+        assert title == "Completed today (2), finishing times in Europe/Rome"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard

@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Static
 
 from sendstatus_tui.core import lease, lifecycle
 from sendstatus_tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.screens.completed import CompletedScreen
 from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.detail import DetailScreen
 from sendstatus_tui.screens.help import HelpScreen
@@ -265,3 +266,16 @@ def test_new_mailing_form_with_an_error_at_from(looks_as_saved):
         await settle(pilot)
 
     assert looks_as_saved(refused)
+
+
+def test_completed_today_screen(db, looks_as_saved):
+    finished = db.sending("Order confirmations", recipients=40)
+    db.deliver(finished, sent=39, failed=1)
+    db.do(lifecycle.complete, finished, FIXED_NOW - timedelta(minutes=20))
+
+    async def completed(pilot):
+        await pilot.press("H")
+        await wait_for_screen(pilot, CompletedScreen)
+        await settle(pilot)
+
+    assert looks_as_saved(completed)

@@ -31,6 +31,7 @@ from ..views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, head
 from ..views.snapshot import Row, Snapshot
 from ..widgets.mailing_table import MailingTable
 from .actions_menu import ActionsMenu
+from .completed import CompletedScreen
 from .confirm import ConfirmModal
 from .detail import DetailScreen, RateHistory
 from .new_mailing import NewMailingForm
@@ -364,6 +365,9 @@ class DashboardScreen(Screen):
                     self.settings.refresh_seconds,
                 )
             )
+
+    def action_completed_today(self) -> None:
+        self.app.push_screen(CompletedScreen(self.store, self.zone, self.settings.clock))
 
     def action_new_mailing(self) -> None:
         self.app.push_screen(NewMailingForm())
