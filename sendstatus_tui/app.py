@@ -9,10 +9,14 @@ here or in another process, reacts to them).
 import asyncio
 import contextlib
 import gc
+import os
 import signal
+import tempfile
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
+import platformdirs
 from textual import on, work
 from textual.app import App
 from textual.content import Content
@@ -59,6 +63,16 @@ def form_problems(request: NewMailingRequest) -> dict[str, str]:
     elif not request.recipients_path.is_file():
         problems["recipients"] = f"{request.recipients_path}: no such file"
     return problems
+
+
+def screenshot_directory() -> Path:
+    """The downloads directory if there is one, else the working directory if it can be
+    written, else the temporary directory."""
+    downloads = Path(platformdirs.user_downloads_dir())
+    if downloads.is_dir():
+        return downloads
+    here = Path.cwd()
+    return here if os.access(here, os.W_OK) else Path(tempfile.gettempdir())
 
 
 class PanesRead(Message):
@@ -260,6 +274,19 @@ class SendStatusApp(App):
             elif request.choice == "sequential":
                 lifecycle.enqueue(session, mailing.id)
             return mailing.id
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """The palette's Screenshot: saved where a directory exists (Textual's default,
+        ~/Downloads, is missing on most servers), and the operator told where."""
+        try:
+            saved = self.save_screenshot(filename, path or str(screenshot_directory()), time_format)
+        except OSError as exc:
+            self.notify(f"cannot save the screenshot: {exc}", severity="error", timeout=8)
+            return None
+        self.notify(f"screenshot saved: {saved}", timeout=8)
+        return None
 
     # --- the actions that work on every screen (actions.py, scope "app") ----------------
 

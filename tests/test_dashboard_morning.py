@@ -260,3 +260,25 @@ async def test_h_shows_todays_completed_mailings_in_the_operators_day(db):
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.dashboard
+
+
+def test_the_palettes_screenshot_is_saved_where_a_directory_exists_and_says_where(
+    db, tmp_path, monkeypatch
+):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # no ~/Downloads, as on most servers
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    monkeypatch.chdir(work)
+
+    @scenario
+    async def run():
+        async with open_dashboard(db.store) as (app, pilot):
+            app.deliver_screenshot()
+            await pilot.pause()
+            (saved,) = work.glob("*.svg")
+            assert saved.read_text(encoding="utf-8").startswith("<svg")
+            assert f"screenshot saved: {saved}" in notifications(app)
+
+    run()
