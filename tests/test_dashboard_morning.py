@@ -250,10 +250,10 @@ async def test_h_shows_todays_completed_mailings_in_the_operators_day(db):
         screen = await wait_for_screen(pilot, CompletedScreen)
         await settle(pilot)
         table = screen.query_one(DataTable)
-        rows = [table.get_row_at(index) for index in range(table.row_count)]
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         assert rows == [
-            [latest, "This morning", "09:55", "1", "1", "2"],
-            [early, "Just after midnight", "00:01", "1", "1", "2"],
+            [str(latest), "This morning", "09:55", "1", "1", "2"],
+            [str(early), "Just after midnight", "00:01", "1", "1", "2"],
         ]
         title = str(screen.query_one("#completed-title", Label).render())
         assert title == "Completed today (2), finishing times in Europe/Rome"

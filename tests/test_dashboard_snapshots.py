@@ -269,7 +269,7 @@ def test_new_mailing_form_with_an_error_at_from(looks_as_saved):
 
 
 def test_completed_today_screen(db, looks_as_saved):
-    finished = db.sending("Order confirmations", recipients=40)
+    finished = db.sending(LONG_NAME, recipients=40)
     db.deliver(finished, sent=39, failed=1)
     db.do(lifecycle.complete, finished, FIXED_NOW - timedelta(minutes=20))
 

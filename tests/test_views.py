@@ -109,6 +109,8 @@ def test_failures_by_class_and_what_the_engine_waits_for_are_told():
     counters = counters_text(sending, ROME)
     assert "Failed       1 — 298 refused (5xx), 2 no reply (doubt)" in counters
     assert "Waiting      relay unavailable" in counters
+    # connection failures are errors too
+    assert errors_text(sending).splitlines()[0] == "relay: relay unavailable: connection refused"
     assert sending.as_json()["failed_by_class"] == {"5xx": 298, "doubt": 2}
 
 

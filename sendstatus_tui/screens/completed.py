@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +14,7 @@ from ..core.listing import list_mailings
 from ..core.states import Area
 from ..core.store import Store
 from ..views.completed import COLUMNS, completed_row, finished_today
+from ..views.layout import fit_columns
 
 
 class CompletedScreen(Screen):
@@ -24,6 +26,7 @@ class CompletedScreen(Screen):
     def __init__(self, store: Store, zone: tzinfo, clock: Callable[[], datetime]):
         super().__init__()
         self._store, self._zone, self._clock = store, zone, clock
+        self._rows: list[tuple[int | str, ...]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -33,10 +36,10 @@ class CompletedScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "Completed today"
-        table = self.query_one(DataTable)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
         self.load()
+
+    def on_resize(self) -> None:
+        self._draw()
 
     @work(thread=True, exclusive=True, group="completed")
     def load(self) -> None:
@@ -48,8 +51,19 @@ class CompletedScreen(Screen):
     def _show(self, rows: list[tuple[int | str, ...]]) -> None:
         heading = f"Completed today ({len(rows)}), finishing times in {self._zone}"
         self.query_one("#completed-title", Label).update(heading if rows else f"{heading}: none")
+        self._rows = rows
+        self._draw()
+        self.query_one(DataTable).focus()
+
+    def _draw(self) -> None:
+        """The table with its columns fitted to the width (names take what is left)."""
         table = self.query_one(DataTable)
-        table.clear()
-        for row in rows:
-            table.add_row(*row, key=str(row[0]))
-        table.focus()
+        table.clear(columns=True)
+        shown = fit_columns(COLUMNS, self._rows, table.scrollable_content_region.width)
+        for index, width in shown:
+            table.add_column(COLUMNS[index].title, width=width)
+        for row in self._rows:
+            cells = [row[index] for index, _ in shown]
+            table.add_row(
+                *[Text(c, overflow="ellipsis") if isinstance(c, str) else c for c in cells]
+            )

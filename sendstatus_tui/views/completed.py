@@ -5,8 +5,16 @@ from datetime import datetime, time, tzinfo
 from ..core.models import Mailing
 from ..core.when import to_zone
 from .cells import number
+from .layout import Column
 
-COLUMNS = ("ID", "Name", "Finished", "Sent", "Failed", "Recipients")
+COLUMNS = (
+    Column("ID", 3, fits_values=True),
+    Column("Name", 16, grows=True),
+    Column("Finished", 8),
+    Column("Sent", 4, fits_values=True),
+    Column("Failed", 6, fits_values=True),
+    Column("Recipients", 10, fits_values=True),
+)
 
 
 def start_of_day(now: datetime, zone: tzinfo) -> datetime:

@@ -122,4 +122,8 @@ def waiting(details: MailingDetails, zone: tzinfo) -> str:
 
 
 def errors_text(details: MailingDetails) -> str:
-    return "\n".join(error_line(error) for error in details.last_errors) or "none"
+    """The last errors, the relay's own first while the engine waits for it (a relay it
+    cannot reach fails no recipient, but is the error the operator needs)."""
+    relay = [f"relay: {details.waiting_reason}"] if details.waiting_reason else []
+    lines = relay + [error_line(error) for error in details.last_errors]
+    return "\n".join(lines) or "none"
