@@ -30,10 +30,14 @@ def fit_columns(
     The essential columns (priority 0) are always shown; the others join, by priority,
     while the growing columns keep their longest value (up to COMFORTABLE characters)."""
 
+    measured: dict[int, int] = {}
+
     def longest(index: int) -> int:
-        column = columns[index]
-        values = (len(str(row[index])) for row in rows)
-        return max(len(column.title), column.width, *values)
+        if index not in measured:
+            column = columns[index]
+            values = (len(str(row[index])) for row in rows)
+            measured[index] = max(len(column.title), column.width, *values)
+        return measured[index]
 
     fixed = {i: longest(i) if c.fits_values else c.width for i, c in enumerate(columns)}
     growing = [i for i, c in enumerate(columns) if c.grows]

@@ -89,15 +89,19 @@ class MailingTable(DataTable):
         its place (the nearest)."""
         selected, cursor = self.selected_id, self.cursor_row
         wanted = {row.key: row for row in rows}
-        for key in [k for k in self._rows_by_key if k not in wanted]:
+        gone = [k for k in self._rows_by_key if k not in wanted]
+        for key in gone:
             self.remove_row(key)
             del self._rows_by_key[key]
         shown_titles = self.column_titles
+        values_changed = bool(gone)
         for row in rows:
             old = self._rows_by_key.get(row.key)
             if old is None:
+                values_changed = True
                 self.add_row(*self._rendered(row), key=row.key)
             elif old.cells != row.cells:
+                values_changed = True
                 rendered = dict(zip(shown_titles, self._rendered(row), strict=True))
                 for index, (before, after) in enumerate(zip(old.cells, row.cells, strict=True)):
                     title = self._columns[index].title
@@ -109,7 +113,8 @@ class MailingTable(DataTable):
             position = {int(key): index for index, key in enumerate(order)}
             self.sort("ID", key=lambda mailing_id: position[mailing_id])
         self._order = order
-        self._fit()
+        if values_changed:  # a reorder alone changes no column's width
+            self._fit()
         if selected is not None and str(selected) in wanted:
             self.move_cursor(row=order.index(str(selected)), animate=False)
         elif order:
