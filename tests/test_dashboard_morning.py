@@ -4,7 +4,7 @@ they do not apply."""
 
 from datetime import timedelta
 
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Input, Label
 
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.states import Area, State
@@ -216,6 +216,10 @@ class TestKeys:
             assert app.dashboard.selected().mailing_id == ids[3]
             await pilot.press("home")
             assert app.dashboard.selected().mailing_id == ids[0]
+            # in the filter field, the same keys are the field's own
+            await pilot.press("slash", "j", "g", "home")
+            field = app.dashboard.query_one("#filter", Input)
+            assert (field.value, field.cursor_position) == ("jg", 0)
 
 
 @scenario
