@@ -187,12 +187,19 @@ ACTIONS = (
     ),
 )
 BY_NAME = {action.name: action for action in ACTIONS}
-BY_KEY = {key: action for action in ACTIONS for key in action.keys.split(",") if key}
 ALWAYS_IN_FOOTER = ("help", "quit_dashboard")
 
 
 def bindings(scope: Literal["dashboard", "app"]) -> list[BindingType]:
-    return [action.binding() for action in ACTIONS if action.keys and action.scope == scope]
+    """The bindings of ``scope``; each key that acts on the selection has a second, hidden
+    binding after its own, ``why(name)``, which Textual tries when the first does not
+    apply: the key then says why instead of doing nothing."""
+    own = [action for action in ACTIONS if action.keys and action.scope == scope]
+    return [action.binding() for action in own] + [
+        Binding(action.keys, f"why('{action.name}')", "", show=False, priority=action.priority)
+        for action in own
+        if action.on_selection
+    ]
 
 
 def menu_entries(state: State) -> list[DashboardAction]:

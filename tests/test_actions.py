@@ -26,8 +26,19 @@ def test_no_key_does_two_things():
 
 def test_the_app_and_the_dashboard_bind_what_the_registry_declares():
     declared = {(action.keys, action.name) for action in ACTIONS if action.keys}
-    bound = {(b.key, b.action) for b in bindings("app") + bindings("dashboard")}
-    assert bound == declared
+    # and, after them, each key acting on the selection once more, hidden: says why not
+    explained = {
+        (action.keys, f"why('{action.name}')")
+        for action in ACTIONS
+        if action.keys and action.on_selection
+    }
+    bound = [(b.key, b.action) for b in bindings("app") + bindings("dashboard")]
+    assert set(bound) == declared | explained
+    assert all(
+        bound.index((keys, name)) < bound.index((keys, f"why('{name}')"))
+        for keys, name in declared
+        if (keys, f"why('{name}')") in explained
+    )
     assert {b.action for b in bindings("app")} == {"help", "quit_dashboard"}
 
 

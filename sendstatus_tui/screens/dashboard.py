@@ -14,12 +14,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding
 from textual.containers import Vertical
-from textual.events import Key
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from ..actions import ALWAYS_IN_FOOTER, BY_KEY, BY_NAME, bindings
+from ..actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
 from ..core import lifecycle
 from ..core.queue import Direction
 from ..core.states import Area, State, TransitionRefused
@@ -194,18 +193,14 @@ class DashboardScreen(Screen):
         first = {k: b for k, b in bindings.items() if b.binding.action in ALWAYS_IN_FOOTER}
         return first | {k: b for k, b in bindings.items() if k not in first}
 
-    async def on_key(self, event: Key) -> None:
-        """A key that does not apply to the selection says why (in the command line's
-        words), rather than doing nothing."""
-        action = BY_KEY.get(event.key)
-        if action is None or not action.on_selection or not self._on_a_pane():
-            return
+    def action_why(self, name: str) -> None:
+        """A key that does not apply to the selection says why, in the command line's
+        words (its own binding came first and was not allowed: see actions.bindings)."""
+        action = BY_NAME[name]
         row = self.selected()
         if row is None:
-            event.stop()
             self.notify(f"{action.title}: no mailing is selected here", severity="warning")
         elif not action.applies_to(row.state):
-            event.stop()
             assert action.rule is not None  # only a rule can refuse a selected mailing
             refusal = TransitionRefused(action.rule, row.state, row.mailing_id)
             self.notify(str(refusal), severity="warning", timeout=6)
@@ -215,6 +210,8 @@ class DashboardScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Offers (and allows) a key only where it applies to the selection."""
+        if action == "why":
+            return self._on_a_pane()  # elsewhere (the filter field) the key is the field's
         if action not in BY_NAME:
             return True
         if BY_NAME[action].moves_cursor:
