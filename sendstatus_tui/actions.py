@@ -29,6 +29,8 @@ class DashboardAction:
     scope: Literal["dashboard", "app"] = "dashboard"
     # checked before the focused widget (which may want the key too), only where it applies
     priority: bool = False
+    footer_shown: bool = True  # cursor keys are in the help, not in the footer
+    moves_cursor: bool = False  # only while a pane has the focus (not the filter field)
 
     def applies_to(self, state: State | None) -> bool:
         """Whether it makes sense with ``state`` selected (None: nothing is selected)."""
@@ -41,14 +43,36 @@ class DashboardAction:
         return self.title + ("…" if self.asks else "")
 
     def binding(self) -> Binding:
-        return Binding(self.keys, self.name, self.footer, priority=self.priority)
+        return Binding(
+            self.keys, self.name, self.footer, show=self.footer_shown, priority=self.priority
+        )
 
 
 def _on_selection(name: str, keys: str, footer: str, title: str, help: str, **more):
     return DashboardAction(name, keys, footer, title, help, on_selection=True, menu=True, **more)
 
 
+def _cursor(name: str, keys: str, title: str) -> DashboardAction:
+    # moving the cursor: in the help, not in the footer, the menu or the palette; before
+    # the table's own home/end (which scroll without moving the cursor)
+    return DashboardAction(
+        name,
+        keys,
+        "",
+        title,
+        title,
+        palette=False,
+        footer_shown=False,
+        priority=True,
+        moves_cursor=True,
+    )
+
+
 ACTIONS = (
+    _cursor("cursor_down", "down,j", "Cursor down"),
+    _cursor("cursor_up", "up,k", "Cursor up"),
+    _cursor("first_row", "g,home", "First row"),
+    _cursor("last_row", "G,end", "Last row"),
     # the table under the cursor would take enter as its own "select"
     DashboardAction(
         "actions",
@@ -91,7 +115,7 @@ ACTIONS = (
     ),
     _on_selection(
         "move_up",
-        "shift+up,K",
+        "shift+up,plus",
         "Up",
         "Move up in the queue",
         "move up in the sequential queue",
@@ -99,7 +123,7 @@ ACTIONS = (
     ),
     _on_selection(
         "move_down",
-        "shift+down,J",
+        "shift+down,minus",
         "Down",
         "Move down in the queue",
         "move down in the sequential queue",
@@ -157,6 +181,14 @@ ACTIONS = (
         asks=True,
     ),
     DashboardAction(
+        "completed_today",
+        "H",
+        "Completed",
+        "Completed today",
+        "the mailings completed today, with their counters",
+        footer_shown=False,
+    ),
+    DashboardAction(
         "new_mailing", "n", "New", "New mailing", "name, subject, sender, body, recipients"
     ),
     DashboardAction(
@@ -174,10 +206,19 @@ ACTIONS = (
     ),
 )
 BY_NAME = {action.name: action for action in ACTIONS}
+ALWAYS_IN_FOOTER = ("help", "quit_dashboard")
 
 
 def bindings(scope: Literal["dashboard", "app"]) -> list[BindingType]:
-    return [action.binding() for action in ACTIONS if action.keys and action.scope == scope]
+    """The bindings of ``scope``; each key that acts on the selection has a second, hidden
+    binding after its own, ``why(name)``, which Textual tries when the first does not
+    apply: the key then says why instead of doing nothing."""
+    own = [action for action in ACTIONS if action.keys and action.scope == scope]
+    return [action.binding() for action in own] + [
+        Binding(action.keys, f"why('{action.name}')", "", show=False, priority=action.priority)
+        for action in own
+        if action.on_selection
+    ]
 
 
 def menu_entries(state: State) -> list[DashboardAction]:
@@ -191,7 +232,16 @@ def menu_entries(state: State) -> list[DashboardAction]:
     return sorted(offered, key=lifecycle_order)
 
 
-_KEY_SHOWN = {"up": "↑", "down": "↓", "slash": "/", "question_mark": "?"}
+_KEY_SHOWN = {
+    "up": "↑",
+    "down": "↓",
+    "slash": "/",
+    "question_mark": "?",
+    "plus": "+",
+    "minus": "-",
+    "home": "Home",
+    "end": "End",
+}
 
 
 def keys_shown(action: DashboardAction) -> str:

@@ -9,19 +9,23 @@ here or in another process, reacts to them).
 import asyncio
 import contextlib
 import gc
+import os
 import signal
+import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import platformdirs
 from textual import on, work
 from textual.app import App
+from textual.content import Content
 from textual.message import Message
 from textual.worker import get_current_worker
 
 from .actions import bindings
 from .core import lifecycle
-from .core.drafts import DraftRefused, create_mailing, draft_from_files
+from .core.drafts import DraftRefused, create_mailing, draft_from_files, draft_problems
 from .core.models import utc_now
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
 from .core.states import Area
@@ -34,7 +38,42 @@ from .screens.confirm import ConfirmModal
 from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
-from .views.snapshot import Snapshot, SpeedMeter, read_snapshot
+from .views.cells import quoted
+from .views.header import RelayState, header_status, relay_text, speed_text
+from .views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
+
+HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
+TITLE_SEPARATOR = " — "
+
+
+CREATED_AS = {
+    "now": "sending now",
+    "schedule": "scheduled",
+    "sequential": "in the sequential queue",
+    "later": "parked in Sends to schedule",
+}
+
+
+def form_problems(request: NewMailingRequest) -> dict[str, str]:
+    """What is wrong with a new mailing's fields, all at once (files are read)."""
+    problems = draft_problems(
+        request.name, request.subject, request.sender, request.text_path, request.html_path
+    )
+    if request.recipients_path is None:
+        problems["recipients"] = "a CSV file with an email column is needed"
+    elif not request.recipients_path.is_file():
+        problems["recipients"] = f"{request.recipients_path}: no such file"
+    return problems
+
+
+def screenshot_directory() -> Path:
+    """The downloads directory if there is one, else the working directory if it can be
+    written, else the temporary directory."""
+    downloads = Path(platformdirs.user_downloads_dir())
+    if downloads.is_dir():
+        return downloads
+    here = Path.cwd()
+    return here if os.access(here, os.W_OK) else Path(tempfile.gettempdir())
 
 
 class PanesRead(Message):
@@ -75,10 +114,12 @@ class SendStatusApp(App):
             store, DashboardSettings(zone_name, clock, blink, refresh_seconds)
         )
         self.speeds = SpeedMeter()
+        self.starts = StartWatch()
         self.snapshot: Snapshot | None = None
         self._refreshes_asked = 0
         self._refresh_drawn = 0
         self._frozen = False
+        self._relay_down_since: datetime | None = None
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -100,7 +141,7 @@ class SendStatusApp(App):
 
     @work(thread=True, exclusive=True, group="refresh")
     def _read_panes(self, sequence: int) -> None:
-        snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds)
+        snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
         if not get_current_worker().is_cancelled:
             self.post_message(PanesRead(snapshot, sequence))
 
@@ -110,7 +151,7 @@ class SendStatusApp(App):
         self._refresh_drawn = message.sequence
         self.snapshot = message.snapshot
         self.dashboard.show_snapshot(message.snapshot)
-        self.sub_title = self._engine_status(message.snapshot)
+        self._show_status(message.snapshot)
         if not self._frozen:
             # the widgets and a thousand rows live as long as the app: out of the cyclic
             # collector's sight, full collections (which stop every thread, the engine's
@@ -118,14 +159,46 @@ class SendStatusApp(App):
             self._frozen = True
             self.call_after_refresh(gc.freeze)
 
+    def _show_status(self, snapshot: Snapshot) -> None:
+        """The header: the relay's state, the engine's, the zone of every time shown, the
+        speed; most important first, as much as fits."""
+        sending = snapshot.rows[Area.NOW]
+        # what the engine last noted is stale while none runs: the relay's state is unknown
+        noted = (row.waiting_reason for row in sending if row.waiting_reason)
+        trouble = next(noted, None) if snapshot.engine_holder else None
+        if trouble is None:
+            self._relay_down_since = None
+        elif self._relay_down_since is None:
+            self._relay_down_since = snapshot.taken_at
+        relay = RelayState(trouble, self._relay_down_since, bool(sending))
+        speed = sum(row.speed or 0 for row in sending)
+        parts = (
+            relay_text(relay, self.zone),
+            self._engine_status(snapshot),
+            str(self.zone),
+            speed_text(speed, snapshot.rate),
+        )
+        # the header's icon and clock space; the title goes first when it leaves no room
+        room = self.size.width - HEADER_MARGINS
+        with_title = header_status(parts, room - len(TITLE_SEPARATOR) - len(self.TITLE))
+        status = header_status(parts, room)
+        self.title = self.TITLE if with_title == status else ""
+        self.sub_title = status
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        # the status is what the operator reads: not dimmed, as Textual's default would
+        parts = [part for part in (title, sub_title) if part]
+        return Content(TITLE_SEPARATOR.join(parts))
+
     def _engine_status(self, snapshot: Snapshot) -> str:
         if self.engine is not None and self.engine.alive:
             if snapshot.engine_holder == self.engine.engine.holder:
-                return "engine running in this dashboard"
-            return "engine starting: waiting for the lease"
+                return "engine here"
+            return "engine starting"
         if snapshot.engine_holder:
-            return f"client: the engine runs in {snapshot.engine_holder}"
-        return "no engine running: nothing is sent until one starts"
+            host, _, _ = snapshot.engine_holder.partition(":")
+            return f"engine on {host}"
+        return "no engine: nothing is sent"
 
     # --- what the screens ask for -------------------------------------------------------
 
@@ -151,8 +224,26 @@ class SendStatusApp(App):
 
     @work(group="actions")
     async def _create_mailing(self, form: NewMailingForm, request: NewMailingRequest) -> None:
+        """Creates exactly what the operator confirmed: every field's problem is shown at
+        once, and a time to schedule at (or a sequential warning) is asked before anything
+        is written, so that Escape there leaves nothing behind."""
+        problems = await asyncio.to_thread(form_problems, request)
+        if problems:
+            form.show_errors(problems)
+            return
+        when = None
+        if request.choice == "schedule":
+            when = await self.push_screen_wait(self.dashboard.schedule_modal(request.name))
+            declined = when is None
+        elif request.choice == "sequential":
+            declined = not await self.dashboard.confirm_sequential(request.name)
+        else:
+            declined = False
+        if declined:  # no time chosen, or the queue's warning declined: nothing created
+            form.show_errors({})
+            return
         try:
-            mailing_id = await asyncio.to_thread(self._create, request)
+            mailing_id = await asyncio.to_thread(self._create, request, when)
         except DraftRefused as refusal:
             form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
             return
@@ -160,26 +251,45 @@ class SendStatusApp(App):
             details = [str(error) for error in refusal.errors[:MAX_REPORTED_ERRORS]]
             form.show_error("recipients", "\n".join([str(refusal), *details]))
             return
-        except SendStatusError as exc:  # e.g. the database cannot be written
+        except SendStatusError as exc:  # a time now past, or the database cannot be written
+            form.show_errors({})
             self.notify(str(exc), severity="error", timeout=8)
             return
         if form.is_attached:
             form.dismiss(None)
-        if request.choice == "schedule":
-            self.dashboard.schedule(mailing_id, request.name)
-        self.notify(f"{request.name}: created", timeout=3)
+        self.notify(f"{quoted(request.name)} created ({CREATED_AS[request.choice]})", timeout=4)
+        self.dashboard.follow_next(mailing_id)
         self.refresh_panes()
 
-    def _create(self, request: NewMailingRequest) -> int:
+    def _create(self, request: NewMailingRequest, when: datetime | None) -> int:
+        assert request.recipients_path is not None  # form_problems made sure
         draft = draft_from_files(
             request.name, request.subject, request.sender, request.text_path, request.html_path
         )
         with self.store.write() as session:
-            mailing, _ = create_mailing(session, draft, Path(request.recipients_path))
+            mailing, _ = create_mailing(session, draft, request.recipients_path)
             assert mailing.id is not None  # flushed by create_mailing
             if request.choice == "now":
                 lifecycle.send_now(session, mailing.id)
+            elif request.choice == "schedule":
+                assert when is not None
+                lifecycle.schedule_at(session, mailing.id, when, self.clock())
+            elif request.choice == "sequential":
+                lifecycle.enqueue(session, mailing.id)
             return mailing.id
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """The palette's Screenshot: saved where a directory exists (Textual's default,
+        ~/Downloads, is missing on most servers), and the operator told where."""
+        try:
+            saved = self.save_screenshot(filename, path or str(screenshot_directory()), time_format)
+        except OSError as exc:
+            self.notify(f"cannot save the screenshot: {exc}", severity="error", timeout=8)
+            return None
+        self.notify(f"screenshot saved: {saved}", timeout=8)
+        return None
 
     # --- the actions that work on every screen (actions.py, scope "app") ----------------
 

@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
 from sendstatus_tui.app import SendStatusApp
-from sendstatus_tui.core import deliveries, lifecycle
+from sendstatus_tui.core import deliveries, lease, lifecycle
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.models import Mailing
 from sendstatus_tui.core.states import State
@@ -146,6 +146,16 @@ class Mailings:
         self.do(lifecycle.mark_prepared, mailing_id, FIXED_NOW - timedelta(hours=1))
         return mailing_id
 
+    def relay_down(self, mailing_id: int, retry_in: timedelta = timedelta(seconds=70)) -> None:
+        """The engine notes on the mailing that it cannot reach the relay, as it does."""
+        reason = "cannot reach smtp://127.0.0.1:2525: [Errno 111] Connection refused"
+        self.do(deliveries.show_waiting, mailing_id, reason, FIXED_NOW + retry_in)
+
+    def engine_elsewhere(self, holder: str = "engine@elsewhere") -> None:
+        """An engine in another process holds the lease (for a day after FIXED_NOW)."""
+        with self.store.write() as session:
+            assert lease.acquire(session, holder, timedelta(days=1), FIXED_NOW).held
+
     def scheduled(self, name: str, hours: int = 2) -> int:
         """A mailing scheduled ``hours`` after FIXED_NOW."""
         mailing_id = self.add(name)
@@ -172,21 +182,17 @@ SCENARIO_TIMEOUT = 60  # seconds: a hang fails the test instead of freezing the 
 def dashboard(store: Store, **settings) -> SendStatusApp:
     """The app as tests and snapshots want it: fixed clock, no blinking, no refresh timer
     (a test refreshes the panes itself after it changed the database)."""
-    return SendStatusApp(
-        store,
-        zone_name=ZONE,
-        clock=lambda: FIXED_NOW,
-        blink=False,
-        refresh_seconds=0,
-        **settings,
-    )
+    defaults = dict(zone_name=ZONE, clock=lambda: FIXED_NOW, blink=False, refresh_seconds=0)
+    return SendStatusApp(store, **{**defaults, **settings})
 
 
 @contextlib.asynccontextmanager
-async def open_dashboard(store: Store, **settings) -> AsyncIterator[tuple[SendStatusApp, Pilot]]:
+async def open_dashboard(
+    store: Store, size: tuple[int, int] = SIZE, **settings
+) -> AsyncIterator[tuple[SendStatusApp, Pilot]]:
     """The dashboard running headless, its first refresh drawn."""
     app = dashboard(store, **settings)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await settle(pilot)
         yield app, pilot
 
@@ -292,6 +298,15 @@ def palette_hits(app) -> str:
         return ""
     shown = hits.first()
     return " ".join(str(shown.get_option_at_index(i).prompt) for i in range(shown.option_count))
+
+
+def screen_lines(app) -> list[str]:
+    """The screen as the operator reads it: one string per line."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def notifications(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
 
 
 def text_of(widget: Static) -> str:

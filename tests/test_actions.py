@@ -1,6 +1,7 @@
 """The action registry (actions.py): each action declared once, and everything that offers
 actions built from it."""
 
+import re
 from collections import Counter
 
 import pytest
@@ -25,8 +26,19 @@ def test_no_key_does_two_things():
 
 def test_the_app_and_the_dashboard_bind_what_the_registry_declares():
     declared = {(action.keys, action.name) for action in ACTIONS if action.keys}
-    bound = {(b.key, b.action) for b in bindings("app") + bindings("dashboard")}
-    assert bound == declared
+    # and, after them, each key acting on the selection once more, hidden: says why not
+    explained = {
+        (action.keys, f"why('{action.name}')")
+        for action in ACTIONS
+        if action.keys and action.on_selection
+    }
+    bound = [(b.key, b.action) for b in bindings("app") + bindings("dashboard")]
+    assert set(bound) == declared | explained
+    assert all(
+        bound.index((keys, name)) < bound.index((keys, f"why('{name}')"))
+        for keys, name in declared
+        if (keys, f"why('{name}')") in explained
+    )
     assert {b.action for b in bindings("app")} == {"help", "quit_dashboard"}
 
 
@@ -39,10 +51,18 @@ def test_the_menu_offers_what_the_lifecycle_allows_then_details(state):
     )
 
 
-def test_the_help_screen_lists_every_key_with_its_meaning():
+def test_the_help_screen_lists_every_key_with_its_meaning_on_one_80x24_screen():
     text = help_text()
+    lines = text.splitlines()
     for action in ACTIONS:
         if action.keys:
-            assert f"| {keys_shown(action)} | {action.help} |" in text, action.name
-    assert "| shift+↑ / K | move up in the sequential queue |" in text
-    assert "| / | show only mailings whose name matches |" in text
+            assert any(
+                re.search(rf"(^| ){re.escape(keys_shown(action))} +{action.title}", line)
+                for line in lines
+            ), action.name
+    assert re.search(r"shift\+↑ / \+ +Move up in the queue", text)
+    assert re.search(r"g / Home +First row", text)
+    # inside a frame of 80 columns (border and padding: 4), and under 24 lines with its
+    # title, margins and frame
+    assert max(len(line) for line in lines) <= 76
+    assert len(lines) <= 24 - 6

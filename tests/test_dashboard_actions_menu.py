@@ -3,11 +3,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from textual.widgets import Input, Static
 
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.states import Area, Mode, State
 from sendstatus_tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.screens.schedule import ScheduleModal
+from sendstatus_tui.views.cells import state_shown
 
 from .helpers import (
     FIXED_NOW,
@@ -62,7 +64,8 @@ async def test_enter_opens_the_actions_menu_with_what_the_state_allows(db, state
     async with open_dashboard(db.store) as (app, pilot):
         menu = await press_on(pilot, mailing_id, "enter", ActionsMenu)
         assert menu_entries(app) == entries
-        assert f"Actions: Spring sale ({state})" in text_of(menu.query_one("Label"))
+        shown = state_shown(State(state))  # "parked", not the internal "standby"
+        assert f"Actions: “Spring sale” ({shown})" in text_of(menu.query_one("Label"))
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ActionsMenu)
@@ -81,7 +84,7 @@ async def test_actions_menu_send_now_and_schedule_act_on_the_selected_mailing(db
         await press_on(pilot, second, "enter", ActionsMenu)
         await choose(pilot, "schedule")
         modal = await wait_for_screen(pilot, ScheduleModal)
-        assert text_of(modal.query_one("#title")) == "Schedule Second"
+        assert text_of(modal.query_one("#title")) == "Schedule “Second”"
         await pilot.press(*"2030-03-05 08:00", "enter")
         await settle(pilot)
         assert db.get(second).scheduled_at == datetime(2030, 3, 5, 7, 0, tzinfo=UTC)
@@ -91,7 +94,12 @@ async def test_actions_menu_send_now_and_schedule_act_on_the_selected_mailing(db
 async def test_reschedule_a_scheduled_mailing(db):
     timed = db.scheduled("Weekly digest")
     async with open_dashboard(db.store) as (app, pilot):
-        await press_on(pilot, timed, "t", ScheduleModal)
+        modal = await press_on(pilot, timed, "t", ScheduleModal)
+        # the dialog starts from its time (11:00 UTC, 12:00 in Rome), ready to edit
+        field = modal.query_one("#when", Input)
+        assert field.value == "2030-03-04 12:00"
+        assert "starts 2030-03-04 12:00" in text_of(modal.query_one("#feedback", Static))
+        field.value = ""
         await pilot.press(*"2030-03-10T06:00+00:00", "enter")
         await settle(pilot)
         assert db.state(timed) == (State.SCHEDULED, Mode.AT, None)

@@ -37,8 +37,11 @@ async def test_s_sends_a_parked_mailing_now(db):
         assert db.state(parked) == (State.STARTING, Mode.IMMEDIATE, None)
         assert app.dashboard.table(Area.NOW).mailing_ids == [parked]
         assert app.dashboard.table(Area.STANDBY).mailing_ids == []
+        # the highlight followed it to Sending now, where no engine runs to start it
+        assert app.dashboard.focused is app.dashboard.table(Area.NOW)
+        assert app.dashboard.selected().mailing_id == parked
         cells = app.dashboard.table(Area.NOW).row_for(parked).cells
-        assert cells[3] == "starting up"
+        assert cells[3] == "paused: no engine"
 
 
 @scenario
@@ -117,8 +120,8 @@ async def test_e_warns_about_the_sequential_mailings_ahead_and_confirm_queues(db
         modal = await _press_e_and_get_warning(db, pilot, new)
         message = text_of(modal.query_one("#message", Static))
         assert text_of(modal.query_one("#title")) == "Other sequential sendings are in progress"
-        assert "Newsletter EN (sending), Newsletter DE (queued)." in message
-        assert "Newsletter FR will be number 2 in the sequential queue" in message
+        assert "“Newsletter EN” (sending), “Newsletter DE” (queued)." in message
+        assert "“Newsletter FR” will be number 2 in the sequential queue" in message
         assert db.state(new) == (State.STANDBY, None, None)  # nothing until confirmed
         await pilot.press("enter")  # the confirm button has the focus
         await wait_until(pilot, lambda: db.get(new).state == State.QUEUED, "queued")
@@ -135,7 +138,7 @@ async def test_e_warning_cancelled_changes_nothing(db):
     new = db.add("Newsletter FR")
     async with open_dashboard(db.store) as (app, pilot):
         modal = await _press_e_and_get_warning(db, pilot, new)
-        assert "Newsletter FR will be number 1" in text_of(modal.query_one("#message", Static))
+        assert "“Newsletter FR” will be number 1" in text_of(modal.query_one("#message", Static))
         await pilot.click("#cancel")
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmModal)
@@ -144,20 +147,22 @@ async def test_e_warning_cancelled_changes_nothing(db):
         assert db.queue() == []
 
 
-@pytest.mark.parametrize("answer", ["confirm", "cancel"])
+# enter answers with the focused button, Cancel: a stray enter stops nothing
+@pytest.mark.parametrize("answer", ["y", "escape", "enter"])
 @scenario
 async def test_x_stops_after_confirmation(db, answer):
     sending = db.sending("Flash sale", recipients=4)
     db.deliver(sending, sent=1, failed=0)
     async with open_dashboard(db.store) as (app, pilot):
         modal = await press_on(pilot, sending, "x", ConfirmModal)
-        assert text_of(modal.query_one("#title")) == "Stop Flash sale?"
+        assert text_of(modal.query_one("#title")) == "Stop “Flash sale”?"
         assert "Messages already accepted stay sent" in text_of(modal.query_one("#message"))
-        await pilot.press("enter" if answer == "confirm" else "escape")
+        assert modal.focused is modal.query_one("#cancel")
+        await pilot.press(answer)
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "the answer")
         await settle(pilot)
         mailing = db.get(sending)
-        if answer == "confirm":
+        if answer == "y":
             assert (mailing.state, mailing.state_reason) == (
                 State.STANDBY,
                 "stopped by an operator",
@@ -190,7 +195,8 @@ async def test_delete_a_parked_mailing_after_confirmation(db):
     keep, doomed = db.add("Keep me"), db.add("Old draft")
     async with open_dashboard(db.store) as (app, pilot):
         modal = await press_on(pilot, doomed, "delete", ConfirmModal)
-        assert text_of(modal.query_one("#title")) == "Delete Old draft?"
+        assert text_of(modal.query_one("#title")) == "Delete “Old draft”?"
+        assert modal.focused is modal.query_one("#cancel")
         await pilot.press("escape")  # first: cancel
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "cancel")
         await settle(pilot)

@@ -56,12 +56,13 @@ async def test_cursor_stays_on_its_mailing_when_rows_come_and_go(db):
 @scenario
 async def test_counters_update_in_place_on_refresh(db):
     sending = db.sending("Flash sale", recipients=10)
+    db.engine_elsewhere()
     async with open_dashboard(db.store) as (app, pilot):
         table = await select_mailing(pilot, sending)
-        assert table.row_for(sending).cells[4:7] == ("░░░░░░░░░░   0%", "0/10", "0")
+        assert table.row_for(sending).cells[4:7] == ("░░░░░░░░   0%", "0/10", "0")
         db.deliver(sending, sent=4, failed=1)
         await refresh(pilot)
-        assert table.row_for(sending).cells[4:7] == ("█████░░░░░  50%", "4/10", "1")
+        assert table.row_for(sending).cells[4:7] == ("████░░░░  50%", "4/10", "1")
         assert str(table.get_cell(str(sending), "Sent")) == "4/10"
         second = db.add("Second")
         db.do(lifecycle.send_now, second)
@@ -100,7 +101,7 @@ async def test_a_move_in_one_dashboard_shows_in_the_other_after_its_refresh(db, 
         ):
             await select_mailing(one, es)
             theirs = await select_mailing(two, fr)
-            await one.press("K", "K")  # ES to second place
+            await one.press("plus", "plus")  # ES to second place
             await settle(one)
             assert db.queue() == [de, es, fr, it]
             assert theirs.mailing_ids == [de, fr, it, es]  # not refreshed yet

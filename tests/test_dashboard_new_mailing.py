@@ -9,6 +9,7 @@ from textual.widgets import Button, Input, Static
 
 from sendstatus_tui.core.models import Mailing
 from sendstatus_tui.core.states import Area, Mode, State
+from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.screens.schedule import ScheduleModal
 
@@ -112,7 +113,7 @@ async def test_new_mailing_schedule_opens_the_schedule_modal(db, files):
         form = await _fill_form(pilot, **_form_values(files))
         await _press_button(pilot, form, "schedule")
         modal = await wait_for_screen(pilot, ScheduleModal)
-        assert text_of(modal.query_one("#title")) == "Schedule March newsletter"
+        assert text_of(modal.query_one("#title")) == "Schedule “March newsletter”"
         await pilot.press(*"2030-03-04 12:00", "enter")
         await settle(pilot)
         with db.store.read() as session:
@@ -208,3 +209,79 @@ async def test_new_mailing_pressed_twice_creates_it_once(db, files):
             created = session.exec(select(Mailing)).all()
         assert [(m.name, m.state) for m in created] == [("March newsletter", State.STARTING)]
         assert app.is_running
+
+
+@scenario
+async def test_new_mailing_shows_every_fields_error_at_once(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        values = _form_values(
+            files, name=" ", **{"from": "Shop <news@>"}, text="/nonexistent/body.txt"
+        )
+        values["recipients"] = ""
+        form = await _fill_form(pilot, **values)
+        await _press_button(pilot, form, "now")
+        error = form.query_one("#error-recipients", Static)
+        await wait_until(pilot, lambda: text_of(error), "the errors")
+        await settle(pilot)
+        shown = {key: text_of(form.query_one(f"#error-{key}", Static)) for key in _FIELDS}
+        assert "must not be empty" in shown["name"]
+        assert "news@" in shown["from"]
+        assert "no such file" in shown["text"]
+        assert "a CSV file with an email column" in shown["recipients"]
+        assert shown["subject"] == shown["html"] == ""
+        assert form.focused is form.query_one("#field-name", Input)  # the first of them
+        assert db.names() == set()
+
+
+_FIELDS = ("name", "subject", "from", "text", "html", "recipients")
+
+
+@scenario
+async def test_new_mailing_schedule_then_escape_leaves_nothing_behind(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files))
+        await _press_button(pilot, form, "schedule")
+        await wait_for_screen(pilot, ScheduleModal)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is form, "back to the form")
+        await settle(pilot)
+        assert db.names() == set()  # no parked mailing left behind
+        assert not form.query_one("#now", Button).disabled  # ready for another choice
+        await _press_button(pilot, form, "later")
+        await wait_until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
+
+
+@scenario
+async def test_new_mailing_sequentially_joins_the_queue_after_the_warning(db, files):
+    head, queued = db.queue_of_four()
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files))
+        await _press_button(pilot, form, "sequential")
+        warning = await wait_for_screen(pilot, ConfirmModal)
+        assert "will be number 5 in the sequential queue" in text_of(
+            warning.query_one("#message", Static)
+        )
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "March newsletter" in db.names(), "creation")
+        await settle(pilot)
+        with db.store.read() as session:
+            (created,) = session.exec(select(Mailing).where(Mailing.name == "March newsletter"))
+        assert (created.state, created.mode, created.position) == (
+            State.QUEUED,
+            Mode.SEQUENTIAL,
+            5,
+        )
+        # the new mailing is the one highlighted
+        assert app.dashboard.selected().mailing_id == created.id
+
+
+@scenario
+async def test_new_mailing_placeholders_are_examples_not_values(db):
+    async with open_dashboard(db.store) as (app, pilot):
+        await pilot.press("n")
+        form = await wait_for_screen(pilot, NewMailingForm)
+        for key in _FIELDS:
+            field = form.query_one(f"#field-{key}", Input)
+            assert field.value == "" and field.placeholder.startswith("e.g. "), key
+        labels = [str(button.label) for button in form.query(Button)]
+        assert labels == ["Cancel", "Decide later", "Sequentially", "Schedule…", "Send now"]

@@ -16,17 +16,17 @@ from .helpers import (
 
 
 @scenario
-async def test_shift_arrows_and_k_j_move_a_queued_mailing_and_the_cursor_follows(db):
+async def test_shift_arrows_and_plus_minus_move_a_queued_mailing_and_the_cursor_follows(db):
     _, (de, fr, it, es) = db.queue_of_four()
     async with open_dashboard(db.store) as (app, pilot):
         table = await select_mailing(pilot, it)
         steps = [
             ("shift+up", [de, it, fr, es]),
-            ("K", [it, de, fr, es]),
-            ("K", [it, de, fr, es]),  # already at the top: stays
+            ("plus", [it, de, fr, es]),
+            ("plus", [it, de, fr, es]),  # already at the top: stays
             ("shift+down", [de, it, fr, es]),
-            ("J", [de, fr, it, es]),
-            ("J", [de, fr, es, it]),
+            ("minus", [de, fr, it, es]),
+            ("minus", [de, fr, es, it]),
             ("shift+down", [de, fr, es, it]),  # already at the bottom: stays
         ]
         for key, expected in steps:
@@ -71,7 +71,7 @@ async def test_move_keys_do_nothing_to_a_mailing_that_is_not_queued(db):
     async with open_dashboard(db.store) as (app, pilot):
         await select_mailing(pilot, parked)
         assert app.dashboard.check_action("move_up", ()) is False
-        await pilot.press("K", "shift+up", "J", "shift+down")
+        await pilot.press("plus", "shift+up", "minus", "shift+down")
         await settle(pilot)
         assert db.queue() == queued
         assert db.state(parked) == (State.STANDBY, None, None)

@@ -1,4 +1,5 @@
-"""How the dashboard looks: SVG snapshots (pytest-textual-snapshot) of every screen.
+"""How the dashboard looks: SVG snapshots (pytest-textual-snapshot) of every screen, at
+the default terminal of an SSH session (80×24) and of the main screen at 200×50 too.
 
 Deterministic by construction: a fixed clock, blinking off, no refresh timer, every time
 written into the database fixed (start dates, schedules, so countdowns never vary), and no
@@ -11,16 +12,17 @@ from datetime import timedelta
 import pytest
 from textual.widgets import Button, Input, Static
 
-from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core import lease, lifecycle
 from sendstatus_tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.screens.completed import CompletedScreen
 from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.detail import DetailScreen
+from sendstatus_tui.screens.help import HelpScreen
 from sendstatus_tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.screens.schedule import ScheduleModal
 
 from .helpers import (
     FIXED_NOW,
-    SIZE,
     Mailings,
     dashboard,
     select_mailing,
@@ -35,13 +37,13 @@ def looks_as_saved(db, snap_compare):
     """Compares the dashboard, settled and then brought where ``steps`` leave it, with its
     saved SVG."""
 
-    def compare(steps=None) -> bool:
+    def compare(steps=None, size=SMALL) -> bool:
         async def run_before(pilot):
             await settle(pilot)
             if steps is not None:
                 await steps(pilot)
 
-        return snap_compare(dashboard(db.store), terminal_size=SIZE, run_before=run_before)
+        return snap_compare(dashboard(db.store), terminal_size=size, run_before=run_before)
 
     return compare
 
@@ -49,13 +51,18 @@ def looks_as_saved(db, snap_compare):
 def populate(db: Mailings) -> dict[str, int]:
     """Every pane with rows in every state it shows; returns the ids by name."""
     ids = {}
-    # Sending now: immediate and sequential ones sending, one starting up
-    ids["black friday"] = db.sending("Black Friday last call", recipients=1_200)
-    db.deliver(ids["black friday"], sent=450, failed=12)
+    db.engine_elsewhere("mailer-1:4242:abcd1234")
+    # Sending now: immediate and sequential ones sending, one starting up, one waiting
+    # for its relay; a long name
+    ids["black friday"] = db.sending(LONG_NAME, recipients=12_000)
+    db.deliver(ids["black friday"], sent=4_500, failed=12)
     ids["newsletter en"] = db.sending("Newsletter EN", recipients=800, mode="sequential")
     db.deliver(ids["newsletter en"], sent=300, failed=0)
     ids["orders"] = db.add("Order confirmations", recipients=40)
     db.do(lifecycle.send_now, ids["orders"], FIXED_NOW)
+    ids["partner news"] = db.add("Partner newsletter", recipients=4_000)
+    db.do(lifecycle.send_now, ids["partner news"], FIXED_NOW)
+    db.relay_down(ids["partner news"])
     # Scheduled sendings: three at a time (soonest first), then the sequential queue
     ids["digest"] = db.add("Weekly digest", recipients=30)
     db.do(
@@ -86,10 +93,82 @@ def populate(db: Mailings) -> dict[str, int]:
     return ids
 
 
+LONG_NAME = "Black Friday last call — every store, every country, all weekend long"
+SMALL, LARGE = (80, 24), (200, 50)
+
+
 def test_main_screen_with_every_pane(db, looks_as_saved):
     populate(db)
 
     assert looks_as_saved()
+
+
+def test_main_screen_at_200x50(db, looks_as_saved):
+    populate(db)
+
+    assert looks_as_saved(size=LARGE)
+
+
+def test_main_screen_with_no_engine(db, looks_as_saved):
+    ids = populate(db)
+    with db.store.write() as session:
+        lease.release(session, "mailer-1:4242:abcd1234", FIXED_NOW)
+    del ids
+
+    assert looks_as_saved()
+
+
+def test_help_screen(looks_as_saved):
+    async def help_screen(pilot):
+        await pilot.press("question_mark")
+        await wait_for_screen(pilot, HelpScreen)
+
+    assert looks_as_saved(help_screen)
+
+
+def test_stop_confirmation(db, looks_as_saved):
+    ids = populate(db)
+
+    async def stop(pilot):
+        await select_mailing(pilot, ids["black friday"])
+        await pilot.press("x")
+        await wait_for_screen(pilot, ConfirmModal)
+
+    assert looks_as_saved(stop)
+
+
+def test_delete_confirmation(db, looks_as_saved):
+    ids = populate(db)
+
+    async def delete(pilot):
+        await select_mailing(pilot, ids["spring"])
+        await pilot.press("delete")
+        await wait_for_screen(pilot, ConfirmModal)
+
+    assert looks_as_saved(delete)
+
+
+def test_reschedule_modal(db, looks_as_saved):
+    ids = populate(db)
+
+    async def reschedule(pilot):
+        await select_mailing(pilot, ids["digest"])
+        await pilot.press("t")
+        await wait_for_screen(pilot, ScheduleModal)
+
+    assert looks_as_saved(reschedule)
+
+
+def test_detail_screen_of_a_mailing_waiting_for_its_relay(db, looks_as_saved):
+    ids = populate(db)
+
+    async def details(pilot):
+        await select_mailing(pilot, ids["partner news"])
+        await pilot.press("d")
+        await wait_for_screen(pilot, DetailScreen)
+        await settle(pilot)
+
+    assert looks_as_saved(details)
 
 
 def test_empty_database(looks_as_saved):
@@ -134,6 +213,10 @@ def test_detail_screen(db, looks_as_saved):
     ids = populate(db)
 
     async def details(pilot):
+        # a minute of send rates, as the refreshes would have sampled them
+        for second in range(60):
+            at = FIXED_NOW - timedelta(seconds=59 - second)
+            pilot.app.dashboard.rates.add(ids["black friday"], 15 + (second % 10), at)
         await select_mailing(pilot, ids["black friday"])
         await pilot.press("d")
         await wait_for_screen(pilot, DetailScreen)
@@ -153,7 +236,7 @@ def test_new_mailing_form(db, looks_as_saved):
 
 
 def test_main_screen_footer_for_a_queued_mailing(db, looks_as_saved):
-    """The most keys the footer offers at once: does it fit in 120 columns?"""
+    """The most keys the footer offers at once: ? and q still show at 80 columns."""
     ids = populate(db)
 
     async def queued(pilot):
@@ -183,3 +266,16 @@ def test_new_mailing_form_with_an_error_at_from(looks_as_saved):
         await settle(pilot)
 
     assert looks_as_saved(refused)
+
+
+def test_completed_today_screen(db, looks_as_saved):
+    finished = db.sending(LONG_NAME, recipients=40)
+    db.deliver(finished, sent=39, failed=1)
+    db.do(lifecycle.complete, finished, FIXED_NOW - timedelta(minutes=20))
+
+    async def completed(pilot):
+        await pilot.press("H")
+        await wait_for_screen(pilot, CompletedScreen)
+        await settle(pilot)
+
+    assert looks_as_saved(completed)

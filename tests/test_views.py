@@ -91,8 +91,9 @@ def test_show_and_the_details_screen_tell_the_same_mailing():
     assert "  Recipients:     10 total, 6 sent, 1 failed, 3 remaining" in shown
     assert "    person6@example.com: 550 5.1.1 no such user" in shown
     counters = counters_text(details(), ROME)
-    assert "State        standby (stopped by an operator)" in counters
-    assert "Started 2030-03-04 10:00" in counters
+    assert "State        parked (stopped by an operator)" in counters  # not "standby"
+    assert "Started      2030-03-04 10:00" in counters and "(times in Europe/Rome)" in counters
+    assert all(len(line) <= 76 for line in counters.splitlines())
     assert errors_text(details()) == "person6@example.com: 550 5.1.1 no such user"
     assert errors_text(details(last_errors=[])) == "none"
 
@@ -112,6 +113,8 @@ def test_failures_by_class_and_what_the_engine_waits_for_are_told():
     counters = counters_text(sending, ROME)
     assert "Failed       1 — 298 refused (5xx), 2 no reply (doubt)" in counters
     assert "Waiting      relay unavailable" in counters
+    # connection failures are errors too
+    assert errors_text(sending).splitlines()[0] == "relay: relay unavailable: connection refused"
     assert sending.as_json()["failed_by_class"] == {"5xx": 298, "doubt": 2}
 
 

@@ -56,24 +56,56 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
     """The draft with its sender normalised; DraftRefused for the first bad field."""
     for field, value in (("name", draft.name), ("subject", draft.subject)):
         _single_line(field, value)
-    _single_line("from", draft.sender)
-    display_name, address = _parse_sender(draft.sender)
-    try:
-        # the domain in ASCII (IDNA): the From header and every relay take that form
-        address = with_ascii_domain(normalize_address(address))
-    except InvalidAddress as exc:
-        raise DraftRefused("from", f"{address!r}: {exc}") from None
+    sender = _checked_sender(draft.sender)
     if not (draft.text_body or draft.html_body):
-        raise DraftRefused("body", "a text body, an HTML body or both are needed")
+        raise DraftRefused("body", NO_BODY)
     return MailingDraft(
         name=draft.name.strip(),
         subject=draft.subject.strip(),
-        sender=formataddr((display_name, address)),
+        sender=sender,
         text_body=draft.text_body,
         html_body=draft.html_body,
         unsubscribe_url=_checked_setting("unsubscribe-url", draft.unsubscribe_url),
         unsubscribe_mailto=_checked_setting("unsubscribe-mailto", draft.unsubscribe_mailto),
     )
+
+
+NO_BODY = "a text body, an HTML body or both are needed"
+
+
+def _checked_sender(sender: str) -> str:
+    _single_line("from", sender)
+    display_name, address = _parse_sender(sender)
+    try:
+        # the domain in ASCII (IDNA): the From header and every relay take that form
+        address = with_ascii_domain(normalize_address(address))
+    except InvalidAddress as exc:
+        raise DraftRefused("from", f"{address!r}: {exc}") from None
+    return formataddr((display_name, address))
+
+
+def draft_problems(
+    name: str, subject: str, sender: str, text_path: Path | None, html_path: Path | None
+) -> dict[str, str]:
+    """Every unusable field of a new mailing at once, by field (a form shows them all,
+    where check_draft stops at the first)."""
+    problems: dict[str, str] = {}
+    bodies: list[str | None] = []
+    checks = (
+        ("name", lambda: _single_line("name", name)),
+        ("subject", lambda: _single_line("subject", subject)),
+        ("from", lambda: _checked_sender(sender)),
+        ("text", lambda: bodies.append(read_body("text", text_path))),
+        ("html", lambda: bodies.append(read_body("html", html_path))),
+    )
+    for field, check in checks:
+        try:
+            check()
+        except DraftRefused as refusal:
+            problems[field] = str(refusal).removeprefix(f"{refusal.field}: ")
+    if "text" not in problems and "html" not in problems and not any(bodies):
+        problems["text"] = NO_BODY
+    return problems
 
 
 def _checked_setting(field: str, value: str | None) -> str | None:

@@ -50,6 +50,7 @@ class PaneMailing(NamedTuple):
     failed: int
     suppressed: int
     waiting_reason: str | None  # what keeps the engine from sending it now
+    waiting_until: datetime | None  # when the engine tries again
 
     @property
     def remaining(self) -> int:
@@ -72,6 +73,7 @@ _PANE_COLUMNS = (
     col(Mailing.failed),
     col(Mailing.suppressed),
     col(Mailing.waiting_reason),
+    col(Mailing.waiting_until),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -115,6 +117,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             failed,
             suppressed,
             waiting_reason,
+            _utc(waiting_until),
         )
         for (
             id_,
@@ -131,6 +134,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             failed,
             suppressed,
             waiting_reason,
+            waiting_until,
         ) in json.loads(text)
     ]
 

@@ -9,6 +9,7 @@ from textual.widgets.option_list import Option
 
 from ..actions import menu_entries
 from ..core.states import State
+from ..views.cells import quoted, state_shown
 
 
 class ActionsMenu(ModalScreen[str | None]):
@@ -18,11 +19,11 @@ class ActionsMenu(ModalScreen[str | None]):
 
     def __init__(self, mailing_name: str, state: State):
         super().__init__()
-        self._name, self._state = mailing_name, state
+        self._mailing_name, self._state = mailing_name, state
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-frame"):
-            yield Label(f"Actions: {self._name} ({self._state})")
+            yield Label(f"Actions: {quoted(self._mailing_name)} ({state_shown(self._state)})")
             yield OptionList(
                 *[Option(action.menu_label, id=action.name) for action in menu_entries(self._state)]
             )

@@ -14,9 +14,14 @@ class ConfirmModal(ModalScreen[bool]):
         Binding("n", "answer(False)", "No", show=False),
     ]
 
-    def __init__(self, title: str, message: str, confirm_label: str = "Confirm"):
+    def __init__(
+        self, title: str, message: str, confirm_label: str = "Confirm", *, safe: bool = False
+    ):
+        """``safe``: the question is about something that cannot be undone, or stops a
+        sending; Cancel has the focus, so that a stray enter changes nothing."""
         super().__init__()
         self._title, self._message, self._confirm_label = title, message, confirm_label
+        self._safe = safe
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-frame"):
@@ -27,7 +32,7 @@ class ConfirmModal(ModalScreen[bool]):
                 yield Button(self._confirm_label, id="confirm", variant="warning")
 
     def on_mount(self) -> None:
-        self.query_one("#confirm", Button).focus()
+        self.query_one("#cancel" if self._safe else "#confirm", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm")

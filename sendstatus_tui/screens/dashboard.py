@@ -13,24 +13,28 @@ from datetime import datetime
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import ActiveBinding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from ..actions import BY_NAME, bindings
+from ..actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
 from ..core import failed, lifecycle, trial
 from ..core.deliveries import failed_by_class
 from ..core.queue import Direction
-from ..core.states import Area, State
+from ..core.states import Area, State, TransitionRefused
 from ..core.store import Store
-from ..core.when import zone
+from ..core.when import format_local, zone
 from ..engine.send_test import RelayForTests, send_test
 from ..errors import SendStatusError
+from ..views.cells import quoted, state_shown
+from ..views.layout import pane_heights
 from ..views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
 from ..views.snapshot import Row, Snapshot
 from ..widgets.mailing_table import MailingTable
 from .actions_menu import ActionsMenu
+from .completed import CompletedScreen
 from .confirm import ConfirmModal
 from .detail import DetailScreen, RateHistory
 from .new_mailing import NewMailingForm
@@ -73,6 +77,7 @@ class DashboardScreen(Screen):
         self._name_filter = ""
         self._blink_visible = True
         self._bindings_for: tuple | None = None
+        self._new_mailing: int | None = None  # created here: highlighted once it shows
 
     # --- layout and drawing -------------------------------------------------------------
 
@@ -96,16 +101,61 @@ class DashboardScreen(Screen):
         return self.query_one(f"#table-{area}", MailingTable)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
+        before, self.snapshot = self.snapshot, snapshot
+        focused = self.focused
+        followed = focused.selected_id if isinstance(focused, MailingTable) else None
+        if self._new_mailing is not None and any(
+            row.mailing_id == self._new_mailing for rows in snapshot.rows.values() for row in rows
+        ):
+            followed, self._new_mailing = self._new_mailing, None
         with self.app.batch_update():
             for area in PANE_AREAS:
                 rows = [r for r in snapshot.rows[area] if self._name_filter in r.name.lower()]
                 self.table(area).show(rows)
                 self.query_one(f"#title-{area}", Label).update(heading(area, len(rows)))
+            self._fit_panes()
+            if followed is not None:
+                self._follow(followed)
+        if before is not None:
+            self._tell_completed(before, snapshot)
         for row in snapshot.rows[Area.NOW]:
             if row.speed is not None:
-                self.rates.add(row.mailing_id, row.speed)
+                self.rates.add(row.mailing_id, row.speed, snapshot.taken_at)
         self._bindings_may_change()
+
+    def follow_next(self, mailing_id: int) -> None:
+        """Highlights ``mailing_id`` (just created) when the next refresh shows it."""
+        self._new_mailing = mailing_id
+
+    def _follow(self, mailing_id: int) -> None:
+        """Keeps the highlight on the operator's mailing when it changed pane (sent now,
+        started at its time, stopped...): the keys then act on the mailing they chose."""
+        if isinstance(self.focused, MailingTable) and mailing_id in self.focused.mailing_ids:
+            return
+        for area in PANE_AREAS:
+            table = self.table(area)
+            if mailing_id in table.mailing_ids:
+                table.focus(scroll_visible=False)
+                table.move_to(mailing_id)
+                return
+
+    def _tell_completed(self, before: Snapshot, now: Snapshot) -> None:
+        """A mailing that leaves Sending now for no pane has completed: says so."""
+        still_shown = {row.mailing_id for rows in now.rows.values() for row in rows}
+        for row in before.rows[Area.NOW]:
+            if row.mailing_id not in still_shown:
+                self.notify(f"{quoted(row.name)} completed", timeout=6)
+
+    def on_resize(self) -> None:
+        self._fit_panes()
+
+    def _fit_panes(self) -> None:
+        """Gives each pane the lines its rows need, as far as the terminal allows."""
+        filter_shown = self.query_one("#filter", Input).has_class("visible")
+        height = self.size.height - 2 - (1 if filter_shown else 0)  # header, footer
+        counts = [self.table(area).row_count for area in PANE_AREAS]
+        for area, lines in zip(PANE_AREAS, pane_heights(counts, height), strict=True):
+            self.query_one(f"#pane-{area}").styles.height = lines
 
     def _toggle_blink(self) -> None:
         self._blink_visible = not self._blink_visible
@@ -141,10 +191,36 @@ class DashboardScreen(Screen):
             self._bindings_for = offered_for
             self.refresh_bindings()
 
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        # help and quit first, so that a narrow footer never cuts them off
+        bindings = super().active_bindings
+        first = {k: b for k, b in bindings.items() if b.binding.action in ALWAYS_IN_FOOTER}
+        return first | {k: b for k, b in bindings.items() if k not in first}
+
+    def action_why(self, name: str) -> None:
+        """A key that does not apply to the selection says why, in the command line's
+        words (its own binding came first and was not allowed: see actions.bindings)."""
+        action = BY_NAME[name]
+        row = self.selected()
+        if row is None:
+            self.notify(f"{action.title}: no mailing is selected here", severity="warning")
+        elif not action.applies_to(row.state):
+            assert action.rule is not None  # only a rule can refuse a selected mailing
+            refusal = TransitionRefused(action.rule, row.state, row.mailing_id)
+            self.notify(str(refusal), severity="warning", timeout=6)
+
+    def _on_a_pane(self) -> bool:
+        return isinstance(self.focused, MailingTable)
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Offers (and allows) a key only where it applies to the selection."""
+        if action == "why":
+            return self._on_a_pane()  # elsewhere (the filter field) the key is the field's
         if action not in BY_NAME:
             return True
+        if BY_NAME[action].moves_cursor:
+            return self._on_a_pane()
         selected = self.selected()
         return BY_NAME[action].applies_to(selected.state if selected else None)
 
@@ -161,43 +237,73 @@ class DashboardScreen(Screen):
 
         self.app.push_screen(ActionsMenu(row.name, row.state), chosen)
 
+    def _focused_table(self) -> MailingTable | None:
+        return self.focused if isinstance(self.focused, MailingTable) else None
+
+    def action_cursor_down(self) -> None:
+        if table := self._focused_table():
+            table.action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if table := self._focused_table():
+            table.action_cursor_up()
+
+    def action_first_row(self) -> None:
+        if table := self._focused_table():
+            table.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if table := self._focused_table():
+            table.move_cursor(row=table.row_count - 1, animate=False)
+
     def action_send_now(self) -> None:
         if row := self.selected():
             self._operate(f"{row.name}: sending now", lifecycle.send_now, row.mailing_id)
 
     def action_schedule(self) -> None:
         if row := self.selected():
-            self.schedule(row.mailing_id, row.name)
+            self.schedule(row.mailing_id, row.name, row.scheduled_at)
 
-    def schedule(self, mailing_id: int, name: str) -> None:
+    def schedule(self, mailing_id: int, name: str, current: datetime | None = None) -> None:
         def chosen(when: datetime | None) -> None:
             if when is not None:
                 now = self.settings.clock()
                 self._operate(f"{name}: scheduled", lifecycle.schedule_at, mailing_id, when, now)
 
-        modal = ScheduleModal(name, self.zone, self.settings.zone_name, self.settings.clock)
-        self.app.push_screen(modal, chosen)
+        self.app.push_screen(self.schedule_modal(name, current), chosen)
+
+    def schedule_modal(self, name: str, current: datetime | None = None) -> ScheduleModal:
+        """The date-and-time dialog, holding ``current`` (a reschedule's time) to edit."""
+        initial = format_local(current, self.zone) if current else ""
+        return ScheduleModal(
+            name, self.zone, self.settings.zone_name, self.settings.clock, initial=initial
+        )
 
     @work(group="actions")
     async def action_enqueue(self) -> None:
         row = self.selected()
         if row is None:
             return
+        if await self.confirm_sequential(row.name):
+            self._operate(f"{row.name}: sent sequentially", lifecycle.enqueue, row.mailing_id)
+
+    async def confirm_sequential(self, name: str) -> bool:
+        """Warns, when other sequential mailings are ahead, which ones and the new place
+        in the queue; True when there are none or the operator confirms."""
         ahead = await asyncio.to_thread(self._sequential_ahead)
-        if ahead:
-            names = ", ".join(f"{name} ({state})" for name, state in ahead)
-            position = sum(1 for _, state in ahead if state == State.QUEUED) + 1
-            confirmed = await self.app.push_screen_wait(
-                ConfirmModal(
-                    "Other sequential sendings are in progress",
-                    f"{names}.\n\n{row.name} will be number {position} in the sequential"
-                    " queue and start after them.",
-                    "Send sequentially",
-                )
+        if not ahead:
+            return True
+        names = ", ".join(f"{quoted(name)} ({state_shown(state)})" for name, state in ahead)
+        position = sum(1 for _, state in ahead if state == State.QUEUED) + 1
+        confirmed: bool = await self.app.push_screen_wait(
+            ConfirmModal(
+                "Other sequential sendings are in progress",
+                f"{names}.\n\n{quoted(name)} will be number {position} in the sequential"
+                " queue and start after them.",
+                "Send sequentially",
             )
-            if not confirmed:
-                return
-        self._operate(f"{row.name}: sent sequentially", lifecycle.enqueue, row.mailing_id)
+        )
+        return confirmed
 
     def _sequential_ahead(self) -> list[tuple[str, State]]:
         with self.store.read() as session:
@@ -214,7 +320,9 @@ class DashboardScreen(Screen):
             if row.state in (State.SENDING, State.STARTING)
             else "It goes back to Sends to schedule."
         )
-        if await self.app.push_screen_wait(ConfirmModal(f"Stop {row.name}?", message, "Stop")):
+        if await self.app.push_screen_wait(
+            ConfirmModal(f"Stop {quoted(row.name)}?", message, "Stop", safe=True)
+        ):
             self._operate(f"{row.name}: stopped", lifecycle.stop, row.mailing_id)
 
     def action_move_up(self) -> None:
@@ -297,7 +405,10 @@ class DashboardScreen(Screen):
             return
         if await self.app.push_screen_wait(
             ConfirmModal(
-                f"Delete {row.name}?", "The mailing and its recipients are deleted.", "Delete"
+                f"Delete {quoted(row.name)}?",
+                "The mailing and its recipients are deleted.",
+                "Delete",
+                safe=True,
             )
         ):
             self._operate(f"{row.name}: deleted", lifecycle.delete, row.mailing_id)
@@ -309,10 +420,13 @@ class DashboardScreen(Screen):
                     self.store,
                     row.mailing_id,
                     self.zone,
-                    self.rates.samples,
+                    self.rates,
                     self.settings.refresh_seconds,
                 )
             )
+
+    def action_completed_today(self) -> None:
+        self.app.push_screen(CompletedScreen(self.store, self.zone, self.settings.clock))
 
     def action_new_mailing(self) -> None:
         self.app.push_screen(NewMailingForm())
@@ -320,6 +434,7 @@ class DashboardScreen(Screen):
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
         field.add_class("visible")
+        self._fit_panes()
         field.focus()
 
     @on(Input.Changed, "#filter")
@@ -337,6 +452,7 @@ class DashboardScreen(Screen):
         if field.has_class("visible"):
             field.value = ""
             field.remove_class("visible")
+            self._fit_panes()
             self.table(Area.NOW).focus()
 
     def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:

@@ -2,20 +2,19 @@
 recipients remaining. Refreshed while it is open."""
 
 from collections import deque
-from collections.abc import Callable
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Sparkline, Static
 
 from ..core.details import MailingDetails, read_details
 from ..core.models import Mailing
 from ..core.store import Store
-from ..views.details import counters_text, errors_text, title
+from ..views.details import counters_text, errors_text, rate_heading, time_ago, title
 
 SPARK_POINTS = 60
 
@@ -31,20 +30,23 @@ class DetailScreen(Screen):
         store: Store,
         mailing_id: int,
         zone: tzinfo,
-        rate_samples: Callable[[int], list[float]],
+        rates: "RateHistory",
         refresh_seconds: float,
     ):
         super().__init__()
         self._store, self._mailing_id, self._zone = store, mailing_id, zone
-        self._rate_samples = rate_samples
+        self._rates = rates
         self._refresh_seconds = refresh_seconds
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll():
             yield Static("", id="counters")
-            yield Label("Send rate (messages per second, last minutes)", classes="heading")
+            yield Label("Send rate", classes="heading", id="rate-heading")
             yield Sparkline([], id="rate")
+            with Horizontal(id="rate-axis"):
+                yield Label("", id="rate-since")
+                yield Label("now", id="rate-now")
             yield Static("no samples yet: the rate shows while it is sending", id="no-rate")
             yield Label("Last errors", classes="heading")
             yield Static("", id="errors")
@@ -68,23 +70,34 @@ class DetailScreen(Screen):
             return
         self.title = title(details)
         self.query_one("#counters", Static).update(counters_text(details, self._zone))
-        samples = self._rate_samples(self._mailing_id)
+        samples = self._rates.samples(self._mailing_id)
         # with no samples a sparkline would draw a full bar: say so instead
-        self.query_one("#rate", Sparkline).display = bool(samples)
+        sparkline = self.query_one("#rate", Sparkline)
+        sparkline.display = bool(samples)
+        self.query_one("#rate-axis").display = bool(samples)
         self.query_one("#no-rate", Static).display = not samples
-        self.query_one("#rate", Sparkline).data = samples
+        sparkline.data = samples
+        self.query_one("#rate-heading", Label).update(rate_heading(samples))
+        since = time_ago(self._rates.span(self._mailing_id))
+        self.query_one("#rate-since", Label).update(since)
         self.query_one("#errors", Static).update(errors_text(details))
 
 
 class RateHistory:
-    """Send-rate samples per mailing, for the sparkline (the dashboard feeds it)."""
+    """Send-rate samples per mailing, with when each was taken, for the sparkline and its
+    time axis (the dashboard feeds it at every refresh)."""
 
     def __init__(self, points: int = SPARK_POINTS):
         self._points = points
-        self._history: dict[int, deque[float]] = {}
+        self._history: dict[int, deque[tuple[datetime, float]]] = {}
 
-    def add(self, mailing_id: int, rate: float) -> None:
-        self._history.setdefault(mailing_id, deque(maxlen=self._points)).append(rate)
+    def add(self, mailing_id: int, rate: float, at: datetime) -> None:
+        self._history.setdefault(mailing_id, deque(maxlen=self._points)).append((at, rate))
 
     def samples(self, mailing_id: int) -> list[float]:
-        return list(self._history.get(mailing_id, ()))
+        return [rate for _, rate in self._history.get(mailing_id, ())]
+
+    def span(self, mailing_id: int) -> float:
+        """Seconds from the first sample kept to the last."""
+        history = self._history.get(mailing_id)
+        return (history[-1][0] - history[0][0]).total_seconds() if history else 0.0

@@ -1,36 +1,46 @@
-"""The keys, and what the panes mean: the keys' lines come from the action registry."""
+"""The keys, and what the panes mean, on one 80×24 screen: the keys' lines come from the
+action registry."""
+
+from itertools import zip_longest
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
+from textual.widgets import Label, Static
 
 from ..actions import ACTIONS, keys_shown
 
 PANES = """\
-# Send Status
+Sending now: what goes out, or why it waits (no engine, the relay down).
+Scheduled sendings: at a date and time, then the sequential queue in order.
+Sends to schedule: parked mailings (decided later, stopped, interrupted)."""
+# the focus's own key, which is not an action of ours
+MOVING = (("tab", "Next pane"),)
+GAP = 1
 
-**Sending now**: what is going out. A mailing that was just sent shows a blinking
-*starting up* under Start date while it is prepared.
-**Scheduled sendings**: mailings set for a date and time, then the sequential queue (sent
-one after the other, in the order shown).
-**Sends to schedule**: parked mailings (decided later, stopped, or interrupted), waiting
-for an action.
-"""
-# the tables' and the focus's own keys, which are not actions of ours
-MOVING = (("↑ ↓", "move the cursor"), ("tab", "next pane"))
+
+def key_lines() -> list[tuple[str, str]]:
+    """(keys, meaning) for every key, the cursor's first."""
+    return [*MOVING, *((keys_shown(a), a.title) for a in ACTIONS if a.keys)]
 
 
 def help_text() -> str:
-    rows = [*MOVING, *((keys_shown(a), a.help) for a in ACTIONS if a.keys)]
-    table = "\n".join(f"| {keys} | {meaning} |" for keys, meaning in rows)
-    return f"{PANES}\n| key | action |\n|---|---|\n{table}\n"
+    lines = key_lines()
+    key_width = max(len(keys) for keys, _ in lines) + 2
+    entries = [f"{keys:<{key_width}}{meaning}" for keys, meaning in lines]
+    half = (len(entries) + 1) // 2
+    left_width = max(len(entry) for entry in entries[:half]) + GAP
+    columns = zip_longest(entries[:half], entries[half:], fillvalue="")
+    keys = "\n".join(f"{left:<{left_width}}{right}".rstrip() for left, right in columns)
+    return f"{PANES}\n\n{keys}"
 
 
 class HelpScreen(ModalScreen):
     BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="modal-frame"):
-            yield Markdown(help_text())
+        with Vertical(classes="modal-frame"):
+            yield Label("Send Status: keys and panes", id="title")
+            yield Static(help_text(), id="help")
+            yield Label("escape, ? or q closes", id="closes")

@@ -1,17 +1,20 @@
-"""A new mailing: name, subject, sender, body file, recipients CSV, then Send now,
-Schedule or Decide later. The form posts a Submitted message with its request; whoever
-creates the mailing answers with ``show_error`` (the form stays open) or ``dismiss``."""
+"""A new mailing: name, subject, sender, body files, recipients CSV, then one of the four
+choices (Send now, Schedule…, Sequentially, Decide later). The form posts a Submitted
+message with its request; whoever creates the mailing answers with ``show_errors`` (the
+form stays open, nothing created) or ``dismiss``. Fits 80×24 with its buttons in view."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+# (key, label, example): the examples show as placeholders, marked "e.g." and dimmed
 FIELDS = (
     ("name", "Name", "November newsletter"),
     ("subject", "Subject", "News for {first_name}"),
@@ -19,6 +22,14 @@ FIELDS = (
     ("text", "Text body file", "body.txt"),
     ("html", "HTML body file", "body.html (optional)"),
     ("recipients", "Recipients CSV", "people.csv (an email column)"),
+)
+FIELD_KEYS = tuple(key for key, _, _ in FIELDS)
+# (button id, label): the four ways to plan a new mailing, Cancel first
+CHOICES = (
+    ("later", "Decide later"),
+    ("sequential", "Sequentially"),
+    ("schedule", "Schedule…"),
+    ("now", "Send now"),
 )
 
 
@@ -29,13 +40,14 @@ class NewMailingRequest:
     sender: str
     text_path: Path | None
     html_path: Path | None
-    recipients_path: Path
-    choice: str  # "now", "schedule" or "later"
+    recipients_path: Path | None
+    choice: str  # "now", "schedule", "sequential" or "later"
+    when: datetime | None = None  # for "schedule", once the time is chosen
 
 
 class NewMailingForm(ModalScreen[None]):
     class Submitted(Message):
-        """The form's request; the form waits for ``show_error`` or ``dismiss``."""
+        """The form's request; the form waits for ``show_errors`` or ``dismiss``."""
 
         def __init__(self, form: "NewMailingForm", request: NewMailingRequest):
             super().__init__()
@@ -44,35 +56,54 @@ class NewMailingForm(ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="modal-frame"):
+        with Vertical(classes="modal-frame"):
             yield Label("New mailing", id="title")
-            for key, label, placeholder in FIELDS:
-                yield Label(label, classes="field-label")
-                yield Input(placeholder=placeholder, id=f"field-{key}", compact=True)
+            for key, label, example in FIELDS:
+                with Horizontal(classes="field"):
+                    yield Label(label, classes="field-label")
+                    yield Input(placeholder=f"e.g. {example}", id=f"field-{key}", compact=True)
                 yield Static("", id=f"error-{key}", classes="field-error")
-            with Horizontal():
-                yield Button("Cancel", id="cancel")
-                yield Button("Decide later", id="later")
-                yield Button("Schedule…", id="schedule")
-                yield Button("Send now", id="now", variant="primary")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel", compact=True)
+                for choice, label in CHOICES:
+                    yield Button(
+                        label,
+                        id=choice,
+                        variant="primary" if choice == "now" else "default",
+                        compact=True,
+                    )
 
     def on_mount(self) -> None:
         self.query_one("#field-name", Input).focus()
 
     submitting = False
 
-    def show_error(self, field: str, message: str) -> None:
-        """Shows a refusal at its field (``body`` errors go to the text body)."""
+    def show_errors(self, errors: dict[str, str]) -> None:
+        """Shows every refusal at its field at once (``body`` errors at the text body, any
+        other at the recipients: CSV problems), the first of them focused; none: the form
+        is ready for another try."""
         self._set_submitting(False)
-        field = {"body": "text"}.get(field, field)
-        if field not in {key for key, _, _ in FIELDS}:
-            field = "recipients"  # CSV problems
-        self.query_one(f"#error-{field}", Static).update(message)
-        self.query_one(f"#field-{field}", Input).focus()
+        self.clear_errors()
+        by_field: dict[str, list[str]] = {}
+        for field, message in errors.items():
+            field = {"body": "text"}.get(field, field)
+            by_field.setdefault(field if field in FIELD_KEYS else "recipients", []).append(message)
+        for field, messages in by_field.items():
+            error = self.query_one(f"#error-{field}", Static)
+            error.update("\n".join(messages))
+            error.add_class("shown")
+        first = next((key for key in FIELD_KEYS if key in by_field), None)
+        if first is not None:
+            self.query_one(f"#field-{first}", Input).focus()
+
+    def show_error(self, field: str, message: str) -> None:
+        self.show_errors({field: message})
 
     def clear_errors(self) -> None:
-        for key, _, _ in FIELDS:
-            self.query_one(f"#error-{key}", Static).update("")
+        for key in FIELD_KEYS:
+            error = self.query_one(f"#error-{key}", Static)
+            error.update("")
+            error.remove_class("shown")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
@@ -80,24 +111,27 @@ class NewMailingForm(ModalScreen[None]):
             return
         if self.submitting:
             return  # one mailing per form, however often a button is pressed
-        self.clear_errors()
-        value = {key: self.query_one(f"#field-{key}", Input).value.strip() for key, _, _ in FIELDS}
-        if not value["recipients"]:
-            self.show_error("recipients", "a CSV file with an email column is needed")
-            return
         choice = event.button.id
         assert choice is not None  # every button of the form has an id
-        request = NewMailingRequest(
+        self.clear_errors()
+        self._set_submitting(True)
+        self.post_message(self.Submitted(self, self.request(choice)))
+
+    def request(self, choice: str) -> NewMailingRequest:
+        value = {key: self.query_one(f"#field-{key}", Input).value.strip() for key in FIELD_KEYS}
+
+        def path(key: str) -> Path | None:
+            return Path(value[key]).expanduser() if value[key] else None
+
+        return NewMailingRequest(
             name=value["name"],
             subject=value["subject"],
             sender=value["from"],
-            text_path=Path(value["text"]).expanduser() if value["text"] else None,
-            html_path=Path(value["html"]).expanduser() if value["html"] else None,
-            recipients_path=Path(value["recipients"]).expanduser(),
+            text_path=path("text"),
+            html_path=path("html"),
+            recipients_path=path("recipients"),
             choice=choice,
         )
-        self._set_submitting(True)
-        self.post_message(self.Submitted(self, request))
 
     def _set_submitting(self, submitting: bool) -> None:
         self.submitting = submitting

@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from ..core.when import ACCEPTED_FORMS, WhenError, format_local, parse_when
+from ..views.cells import quoted
 
 
 class ScheduleModal(ModalScreen[datetime | None]):
@@ -24,13 +25,13 @@ class ScheduleModal(ModalScreen[datetime | None]):
         initial: str = "",
     ):
         super().__init__()
-        self._name, self._zone, self._zone_name = mailing_name, zone, zone_name
+        self._mailing_name, self._zone, self._zone_name = mailing_name, zone, zone_name
         self._clock, self._initial = clock, initial
         self._when: datetime | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-frame"):
-            yield Label(f"Schedule {self._name}", id="title")
+            yield Label(f"Schedule {quoted(self._mailing_name)}", id="title")
             yield Static(f"Date and time in {self._zone} ({ACCEPTED_FORMS})")
             yield Input(value=self._initial, placeholder="YYYY-MM-DD HH:MM", id="when")
             yield Static("", id="feedback")

@@ -4,11 +4,15 @@ and the details screen, so that a mailing reads the same everywhere."""
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
+from ..core.listing import PaneMailing
 from ..core.states import State
-from ..core.when import format_local
+from ..core.when import format_local, to_zone
 
 STARTING_UP = "starting up"
 NONE_YET = "—"
+# the reference page allows a minute to start up: longer than that is flagged
+SLOW_START = timedelta(minutes=1)
+PAUSED_NO_ENGINE = "paused: no engine"
 
 Cell = int | str  # a value in a pane's column: an id, or text
 
@@ -33,6 +37,26 @@ class Planned(Protocol):
     def waiting_reason(self) -> str | None: ...
 
 
+# what operators read for a state (JSON and the database keep the state's own name)
+STATE_SHOWN = {
+    State.STANDBY: "parked",
+    State.SCHEDULED: "scheduled",
+    State.QUEUED: "queued",
+    State.STARTING: "starting up",
+    State.SENDING: "sending",
+    State.COMPLETED: "completed",
+}
+
+
+def state_shown(state: State) -> str:
+    return STATE_SHOWN[state]
+
+
+def quoted(name: str) -> str:
+    """A mailing's name inside a sentence, so that where it ends is plain."""
+    return f"\u201c{name}\u201d"
+
+
 def number(count: int) -> str:
     return f"{count:,}"
 
@@ -51,6 +75,40 @@ def start_date(mailing: Planned, zone: tzinfo) -> str:
     return format_local(mailing.started_at, zone)
 
 
+def relay_trouble(reason: str) -> str:
+    """A short name for what the engine waits for (its full reply is in the details)."""
+    return "relay down" if reason.startswith("cannot reach") else "relay error"
+
+
+def clock_time(moment: datetime, zone: tzinfo) -> str:
+    """A time of day to the second, in ``zone`` (today's retries, not dates)."""
+    return to_zone(moment, zone).strftime("%H:%M:%S")
+
+
+def now_status(
+    mailing: PaneMailing,
+    zone: tzinfo,
+    now: datetime,
+    engine_running: bool,
+    starting_since: datetime | None = None,
+) -> str:
+    """The Start date cell of Sending now, short enough for 80 columns: the start date, or
+    why nothing goes out (no engine, a relay that is down), or "starting up" (flagged with
+    how long when it takes more than a minute)."""
+    if not engine_running:
+        return PAUSED_NO_ENGINE
+    if mailing.waiting_reason:
+        until = mailing.waiting_until
+        retry = f"retry {clock_time(until, zone)}" if until and until > now else "retrying"
+        return f"{relay_trouble(mailing.waiting_reason)}, {retry}"
+    if mailing.state == State.STARTING:
+        if starting_since is not None and now - starting_since > SLOW_START:
+            minutes = int((now - starting_since).total_seconds() // 60)
+            return f"still starting: {minutes}m"
+        return STARTING_UP
+    return format_local(mailing.started_at, zone)
+
+
 def planned_for(mailing: Planned, zone: tzinfo) -> str:
     """A scheduled mailing's time, or a queued one's place in the queue."""
     if mailing.state == State.SCHEDULED:
@@ -63,7 +121,7 @@ def moment(when: datetime | None, zone: tzinfo) -> str:
     return format_local(when, zone) if when else NONE_YET
 
 
-def progress_bar(done: int, total: int, width: int = 10) -> str:
+def progress_bar(done: int, total: int, width: int = 8) -> str:
     """A bar and a percentage, e.g. ``██████░░░░░░  50%``."""
     fraction = done / total if total else 1.0
     filled = int(fraction * width)

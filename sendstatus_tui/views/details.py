@@ -1,11 +1,11 @@
 """One mailing in full: the text of ``show`` and the details screen's counters and errors,
 both from a MailingDetails and the shared cells."""
 
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 
 from ..core.details import LastError, MailingDetails
 from ..core.failed import FailedRecipient
-from .cells import moment, number
+from .cells import countdown, moment, number, per_minute, state_shown
 
 
 def title(details: MailingDetails) -> str:
@@ -81,25 +81,25 @@ def unsubscribe(details: MailingDetails) -> str:
 
 
 def counters_text(details: MailingDetails, zone: tzinfo) -> str:
-    """The details screen's counters, in aligned columns."""
+    """The details screen's counters, in aligned columns, 80 columns wide at most; its
+    times in ``zone``, which it names."""
     reason = f" ({details.state_reason})" if details.state_reason else ""
+    plan = details.mode or "none while parked"
     position = f", position {details.position}" if details.position else ""
     lines = [
-        f"State        {details.state}{reason}",
-        f"Mode         {details.mode or '—'}{position}",
+        f"State        {state_shown(details.state)}{reason}",
+        f"Plan         {plan}{position}",
         f"Subject      {details.subject}",
         f"From         {details.sender}",
-        f"Scheduled    {moment(details.scheduled_at, zone)}"
-        f"    Started {moment(details.started_at, zone)}"
-        f"    Finished {moment(details.finished_at, zone)}",
-        "",
-        f"Recipients   {number(details.total)}",
-        f"Sent         {number(details.sent)}",
+        f"Started      {moment(details.started_at, zone):<16}"
+        f"    Scheduled {moment(details.scheduled_at, zone)}",
+        f"Finished     {moment(details.finished_at, zone):<16}    (times in {zone})",
+        f"Recipients   {number(details.total)}: {number(details.sent)} sent,"
+        f" {number(details.remaining)} remaining, {number(details.deferred)} deferred"
+        " (retrying)",
         f"Failed       {number(details.failed)}"
         + (f" — {failure_classes(details)}" if details.failed_by_class else ""),
         *[f"             {failed_line(row)}" for row in details.first_failed[:FIRST_ROWS_SHOWN]],
-        f"Deferred     {number(details.deferred)} (retrying)",
-        f"Remaining    {number(details.remaining)}",
         f"Resent in doubt (no reply, or the engine stopped mid-send):"
         f" {number(details.resent_in_doubt)}",
     ]
@@ -114,6 +114,21 @@ FIRST_ROWS_SHOWN = 3
 
 def failed_line(row: FailedRecipient) -> str:
     return f"{row.email} ({row.failure_class}): {row.reply or 'no reply'}"
+
+
+def rate_heading(samples: list[float]) -> str:
+    """The sparkline's scale: its top and the latest value, in messages per minute."""
+    if not samples:
+        return "Send rate"
+    return (
+        f"Send rate: now {per_minute(samples[-1]) or '0/min'},"
+        f" top of the graph {per_minute(max(samples)) or '0/min'}"
+    )
+
+
+def time_ago(seconds: float) -> str:
+    """The left end of the sparkline's time axis, e.g. "1m 00s ago"."""
+    return f"{countdown(timedelta(seconds=seconds)).removeprefix('in ')} ago"
 
 
 def failure_classes(details: MailingDetails) -> str:
@@ -139,4 +154,8 @@ def waiting(details: MailingDetails, zone: tzinfo) -> str:
 
 
 def errors_text(details: MailingDetails) -> str:
-    return "\n".join(error_line(error) for error in details.last_errors) or "none"
+    """The last errors, the relay's own first while the engine waits for it (a relay it
+    cannot reach fails no recipient, but is the error the operator needs)."""
+    relay = [f"relay: {details.waiting_reason}"] if details.waiting_reason else []
+    lines = relay + [error_line(error) for error in details.last_errors]
+    return "\n".join(lines) or "none"

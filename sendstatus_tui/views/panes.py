@@ -8,13 +8,14 @@ from .cells import (
     Cell,
     countdown,
     eta,
+    now_status,
     number,
     per_minute,
     planned_for,
     progress_bar,
     sent_of_total,
-    start_date,
 )
+from .layout import Column
 
 PANE_AREAS = (Area.NOW, Area.SCHEDULED, Area.STANDBY)
 
@@ -25,28 +26,36 @@ PANE_TITLE = {
     Area.DONE: "Completed",
 }
 
-# (title, width) of each pane's columns; fixed widths keep the panes steady as values change
+# Each pane's columns, in the order of its cells. At 80 columns the essential ones (priority
+# 0) show whole; the others join by priority where there is room; names and reasons take
+# the width that is left.
 COLUMNS = {
     Area.NOW: (
-        ("ID", 3),
-        ("Name", 18),
-        ("Mode", 10),
-        ("Start date", 16),
-        ("Progress", 15),
-        ("Sent", 17),
-        ("Failed", 6),
-        ("Speed", 10),
-        ("ETA", 7),
+        Column("ID", 3, fits_values=True),
+        Column("Name", 16, grows=True),
+        Column("Mode", 10, priority=4),
+        Column("Start date", 16, fits_values=True),
+        Column("Progress", len(progress_bar(1, 1))),
+        Column("Sent", 4, fits_values=True),
+        Column("Failed", 6, priority=1, fits_values=True),
+        Column("Speed", 10, priority=2, fits_values=True),
+        Column("ETA", 7, priority=3, fits_values=True),
     ),
     Area.SCHEDULED: (
-        ("ID", 3),
-        ("Name", 26),
-        ("Mode", 10),
-        ("When", 16),
-        ("Starts in", 19),
-        ("Recipients", 10),
+        Column("ID", 3, fits_values=True),
+        Column("Name", 16, grows=True),
+        Column("Mode", 10, priority=2),
+        Column("When", 16, fits_values=True),
+        Column("Starts in", 9, priority=1, fits_values=True),
+        Column("Recipients", 10, fits_values=True),
     ),
-    Area.STANDBY: (("ID", 3), ("Name", 26), ("Why", 54), ("Sent", 10), ("Recipients", 10)),
+    Area.STANDBY: (
+        Column("ID", 3, fits_values=True),
+        Column("Name", 16, grows=True),
+        Column("Why", 14, grows=True),
+        Column("Sent", 4, fits_values=True),
+        Column("Recipients", 10, fits_values=True),
+    ),
 }
 BLINKING_COLUMN = {Area.NOW: "Start date"}  # where "starting up" blinks
 
@@ -57,7 +66,13 @@ def heading(area: Area, count: int) -> str:
 
 
 def pane_cells(
-    area: Area, m: PaneMailing, zone: tzinfo, now: datetime, speed: float | None
+    area: Area,
+    m: PaneMailing,
+    zone: tzinfo,
+    now: datetime,
+    speed: float | None,
+    engine_running: bool = True,
+    starting_since: datetime | None = None,
 ) -> tuple[Cell, ...]:
     """One value per column of ``area``'s pane."""
     if area == Area.NOW:
@@ -65,7 +80,7 @@ def pane_cells(
             m.id,
             m.name,
             m.mode or "",
-            start_date(m, zone),
+            now_status(m, zone, now, engine_running, starting_since),
             progress_bar(m.sent + m.failed, m.total),
             sent_of_total(m),
             number(m.failed),
@@ -77,6 +92,6 @@ def pane_cells(
             assert m.scheduled_at is not None  # a scheduled mailing has its time
             starts_in = countdown(m.scheduled_at - now)
         else:
-            starts_in = "after the one ahead"
+            starts_in = "in turn"  # after the one ahead of it
         return (m.id, m.name, m.mode or "", planned_for(m, zone), starts_in, number(m.total))
     return (m.id, m.name, m.state_reason or "", number(m.sent), number(m.total))

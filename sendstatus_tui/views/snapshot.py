@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-from ..core import lease
+from ..core import lease, settings
 from ..core.listing import list_pane_rows
 from ..core.states import AREA_OF_STATE, Area, State
 from ..core.store import Store
-from .cells import Cell
+from .cells import SLOW_START, STARTING_UP, Cell
 from .panes import PANE_AREAS, pane_cells
 
 
@@ -27,6 +27,11 @@ class Row:
     speed: float | None = None  # messages per second, for what is sending
     # "starting up" blinks in its start date; not while the engine says what it waits for
     blinks: bool = False
+    waiting_reason: str | None = None  # what keeps the engine from sending it
+    waiting_until: datetime | None = None
+    # its start date says why nothing goes out, or that starting up takes too long
+    flagged: bool = False
+    scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
 
     @property
     def key(self) -> str:
@@ -38,6 +43,7 @@ class Snapshot:
     rows: dict[Area, list[Row]]
     engine_holder: str | None  # who holds the lease, if anyone (unexpired)
     taken_at: datetime
+    rate: str | None = None  # the contracted rate, as stored (e.g. 36000/h)
 
 
 @dataclass
@@ -65,18 +71,56 @@ class SpeedMeter:
             del self._samples[mailing_id]
 
 
-def read_snapshot(store: Store, zone: tzinfo, now: datetime, speeds: SpeedMeter) -> Snapshot:
+@dataclass
+class StartWatch:
+    """When this dashboard first saw each mailing starting up (its started_at is the first
+    start ever, which a mailing sent again after a stop keeps)."""
+
+    _since: dict[int, datetime] = field(default_factory=dict)
+
+    def since(self, mailing_id: int, starting: bool, now: datetime) -> datetime | None:
+        if not starting:
+            self._since.pop(mailing_id, None)
+            return None
+        return self._since.setdefault(mailing_id, now)
+
+
+def read_snapshot(
+    store: Store,
+    zone: tzinfo,
+    now: datetime,
+    speeds: SpeedMeter,
+    starts: StartWatch | None = None,
+) -> Snapshot:
     """One consistent read of everything the panes show."""
     with store.read() as session:
         mailings = list_pane_rows(session, PANE_AREAS)
         holder = lease.current(session)
+        rate = settings.read(session, "rate")
+    active_holder = holder.holder if holder and holder.expires_at > now else None
+    starts = starts or StartWatch()
     rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
         area = AREA_OF_STATE[mailing.state]
         speed = speeds.observe(mailing.id, mailing.sent) if mailing.state == State.SENDING else None
-        cells = pane_cells(area, mailing, zone, now, speed)
-        blinks = mailing.state == State.STARTING and not mailing.waiting_reason
-        rows[area].append(Row(mailing.id, mailing.name, mailing.state, cells, speed, blinks))
+        since = starts.since(mailing.id, mailing.state == State.STARTING, now)
+        cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
+        blinks = area == Area.NOW and cells[3] == STARTING_UP
+        slow = since is not None and now - since > SLOW_START
+        flagged = area == Area.NOW and (not active_holder or bool(mailing.waiting_reason) or slow)
+        rows[area].append(
+            Row(
+                mailing.id,
+                mailing.name,
+                mailing.state,
+                cells,
+                speed,
+                blinks,
+                mailing.waiting_reason,
+                mailing.waiting_until,
+                flagged,
+                mailing.scheduled_at,
+            )
+        )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})
-    active_holder = holder.holder if holder and holder.expires_at > now else None
-    return Snapshot(rows, active_holder, now)
+    return Snapshot(rows, active_holder, now, rate)

@@ -1,15 +1,19 @@
 """A pane's table, kept in step with the database by row key: rows are added, removed, and
-changed cell by cell where a value changed; the table is never rebuilt, so the cursor stays
-on the same mailing across refreshes and reorders."""
+changed cell by cell where a value changed, so the cursor stays on the same mailing across
+refreshes and reorders. Its columns are fitted to its width (views/layout.py): only when
+the columns shown or their widths change is the table rebuilt, the cursor kept on its
+mailing."""
 
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from ..views.cells import STARTING_UP
+from ..views.layout import Column, fit_columns
 from ..views.snapshot import Row
 
 STARTING_STYLE = "bold yellow"
+FLAGGED_STYLE = "bold red"  # what keeps a mailing from sending
 
 
 class MailingTable(DataTable):
@@ -17,18 +21,43 @@ class MailingTable(DataTable):
     MailingTable { height: auto; max-height: 100%; }
     """
 
-    def __init__(
-        self, columns: tuple[tuple[str, int], ...], *, blink_column: str | None = None, **kwargs
-    ):
+    def __init__(self, columns: tuple[Column, ...], *, blink_column: str | None = None, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self._column_names = [name for name, _ in columns]
+        self._columns = columns
+        self._shown: tuple[tuple[int, int], ...] = ()  # (column index, width) of what is shown
         self._blink_column = blink_column
         self._rows_by_key: dict[str, Row] = {}
         self._order: list[str] = []
         self.blink_visible = True
+        self._width = 80  # until the first resize says how wide it is
         # columns now, not on mount: the first snapshot may arrive before the mount
-        for name, width in columns:
-            self.add_column(name, key=name, width=width)
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._width = self.scrollable_content_region.width or self.size.width
+        self._fit()
+
+    @property
+    def column_titles(self) -> list[str]:
+        """The titles of the columns shown, in order."""
+        return [self._columns[index].title for index, _ in self._shown]
+
+    def _fit(self) -> None:
+        """Shows the columns that fit the width; rebuilt only when that changes."""
+        rows = [self._rows_by_key[key].cells for key in self._order]
+        shown = fit_columns(self._columns, rows, self._width)
+        if shown == self._shown:
+            return
+        selected = self.selected_id
+        self._shown = shown
+        self.clear(columns=True)
+        for index, width in shown:
+            title = self._columns[index].title
+            self.add_column(title, key=title, width=width)
+        for key in self._order:
+            self.add_row(*self._rendered(self._rows_by_key[key]), key=key)
+        if selected is not None:
+            self.move_cursor(row=self._order.index(str(selected)), animate=False)
 
     def on_focus(self) -> None:
         self.show_cursor = True
@@ -54,34 +83,52 @@ class MailingTable(DataTable):
         return self._rows_by_key.get(str(mailing_id))
 
     def show(self, rows: list[Row]) -> None:
-        """Brings the table to ``rows`` (in that order) with as few changes as possible."""
-        selected = self.selected_id
+        """Brings the table to ``rows`` (in that order) with as few changes as possible.
+
+        The cursor stays on its mailing; if that one left the pane, on the row that took
+        its place (the nearest)."""
+        selected, cursor = self.selected_id, self.cursor_row
         wanted = {row.key: row for row in rows}
-        for key in [k for k in self._rows_by_key if k not in wanted]:
+        gone = [k for k in self._rows_by_key if k not in wanted]
+        for key in gone:
             self.remove_row(key)
             del self._rows_by_key[key]
+        shown_titles = self.column_titles
+        values_changed = bool(gone)
         for row in rows:
             old = self._rows_by_key.get(row.key)
             if old is None:
+                values_changed = True
                 self.add_row(*self._rendered(row), key=row.key)
             elif old.cells != row.cells:
-                rendered = self._rendered(row)
+                values_changed = True
+                rendered = dict(zip(shown_titles, self._rendered(row), strict=True))
                 for index, (before, after) in enumerate(zip(old.cells, row.cells, strict=True)):
-                    if before != after:
-                        self.update_cell(row.key, self._column_names[index], rendered[index])
+                    title = self._columns[index].title
+                    if before != after and title in rendered:
+                        self.update_cell(row.key, title, rendered[title])
             self._rows_by_key[row.key] = row
         order = [row.key for row in rows]
         if order != self._current_order():
             position = {int(key): index for index, key in enumerate(order)}
             self.sort("ID", key=lambda mailing_id: position[mailing_id])
         self._order = order
+        if values_changed:  # a reorder alone changes no column's width
+            self._fit()
         if selected is not None and str(selected) in wanted:
             self.move_cursor(row=order.index(str(selected)), animate=False)
+        elif order:
+            self.move_cursor(row=min(max(cursor, 0), len(order) - 1), animate=False)
+
+    def move_to(self, mailing_id: int) -> None:
+        """Puts the cursor on ``mailing_id`` (if this pane shows it)."""
+        if str(mailing_id) in self._order:
+            self.move_cursor(row=self._order.index(str(mailing_id)), animate=False)
 
     def set_blink(self, visible: bool) -> None:
         """Shows or hides the blinking "starting up" cells (driven by the app's timer)."""
         self.blink_visible = visible
-        if self._blink_column is None:
+        if self._blink_column not in self.column_titles:
             return
         for row in self._rows_by_key.values():
             if row.blinks:
@@ -89,12 +136,17 @@ class MailingTable(DataTable):
 
     def _rendered(self, row: Row) -> list:
         # text longer than its column ends in "…" rather than being cut mid-word
-        cells = [
-            Text(c, overflow="ellipsis", no_wrap=True) if isinstance(c, str) else c
-            for c in row.cells
-        ]
-        if self._blink_column is not None and row.blinks:
-            cells[self._column_names.index(self._blink_column)] = self._starting_cell()
+        cells: list[Text | int] = []
+        for index, _ in self._shown:
+            value = row.cells[index]
+            if self._columns[index].title == self._blink_column and row.blinks:
+                cells.append(self._starting_cell())
+            elif self._columns[index].title == self._blink_column and row.flagged:
+                cells.append(Text(str(value), style=FLAGGED_STYLE, overflow="ellipsis"))
+            elif isinstance(value, str):
+                cells.append(Text(value, overflow="ellipsis", no_wrap=True))
+            else:
+                cells.append(value)
         return cells
 
     def _starting_cell(self) -> Text:

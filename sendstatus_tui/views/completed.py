@@ -1,0 +1,42 @@
+"""Today's completed mailings (the H screen): which ones, and their rows."""
+
+from datetime import datetime, time, tzinfo
+
+from ..core.models import Mailing
+from ..core.when import to_zone
+from .cells import number
+from .layout import Column
+
+COLUMNS = (
+    Column("ID", 3, fits_values=True),
+    Column("Name", 16, grows=True),
+    Column("Finished", 8),
+    Column("Sent", 4, fits_values=True),
+    Column("Failed", 6, fits_values=True),
+    Column("Recipients", 10, fits_values=True),
+)
+
+
+def start_of_day(now: datetime, zone: tzinfo) -> datetime:
+    """Midnight of ``now``'s day in ``zone`` (an aware time)."""
+    local = to_zone(now, zone)
+    return datetime.combine(local.date(), time(), tzinfo=zone)
+
+
+def finished_today(mailings: list[Mailing], now: datetime, zone: tzinfo) -> list[Mailing]:
+    """Of completed ``mailings``, those that finished since midnight in ``zone``."""
+    midnight = start_of_day(now, zone)
+    return [m for m in mailings if m.finished_at is not None and m.finished_at >= midnight]
+
+
+def completed_row(mailing: Mailing, zone: tzinfo) -> tuple[int | str, ...]:
+    assert mailing.id is not None and mailing.finished_at is not None
+    finished = to_zone(mailing.finished_at, zone).strftime("%H:%M")
+    return (
+        mailing.id,
+        mailing.name,
+        finished,
+        number(mailing.sent),
+        number(mailing.failed),
+        number(mailing.total),
+    )
