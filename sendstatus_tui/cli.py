@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import cli_after_send, config, config_command
+from . import cli_after_send, config, config_command, engines_command
 from .core import lifecycle, settings
 from .core.details import read_details
 from .core.drafts import create_mailing, draft_from_files
@@ -276,6 +276,10 @@ def _cmd_config(args) -> None:
     config_command.run_config(args, _store(args))
 
 
+def _cmd_engines(args) -> None:
+    engines_command.run_engines(args, _store(args), zone(_zone_name(args)))
+
+
 def _cmd_move(args) -> None:
     with _store(args).write() as session:
         position = lifecycle.move(session, args.id, Direction(args.direction))
@@ -504,6 +508,7 @@ def _parser() -> argparse.ArgumentParser:
     move.set_defaults(run=_cmd_move)
 
     config_command.add_parser(commands, common, _cmd_config)
+    engines_command.add_parser(commands, common, _cmd_engines)
     cli_after_send.add_parsers(
         commands,
         common,

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sendstatus_tui.core.details import LastError, MailingDetails
+from sendstatus_tui.core.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.states import Area, Mode, State
 from sendstatus_tui.views import cells
 from sendstatus_tui.views.details import counters_text, errors_text, show_text
@@ -79,6 +79,7 @@ def details(**changes) -> MailingDetails:
         unsubscribe_url=None,
         unsubscribe_mailto=None,
         first_failed=[],
+        engines=[],
     )
     return MailingDetails(**{**values, **changes})
 
@@ -129,3 +130,23 @@ def test_as_json_has_the_ls_fields_and_iso_times():
             "at": data["created_at"],
         }
     ]
+
+
+def test_the_engines_sending_a_mailing_and_their_relay_connections_are_told():
+    on_it = EngineOnIt(
+        "mailer-1:42:ab12cd34", "mailer-1", 42, 12, "connections busy 95% at 300 msg/s"
+    )
+    sending = details(state=State.SENDING, engines=[on_it])
+    relay_line = "12 connections from mailer-1 (connections busy 95% at 300 msg/s)"
+    assert f"Relay        {relay_line}" in counters_text(sending, ROME)
+    assert f"  Relay:          {relay_line}" in show_text(sending, ROME)
+    assert sending.as_json()["engines"] == [
+        {
+            "id": "mailer-1:42:ab12cd34",
+            "host": "mailer-1",
+            "pid": 42,
+            "connections": 12,
+            "connections_reason": "connections busy 95% at 300 msg/s",
+        }
+    ]
+    assert "Relay" not in counters_text(details(), ROME)

@@ -9,11 +9,23 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from . import heartbeats
 from .deliveries import failed_by_class, last_errors
 from .failed import CLASSES, FailedRecipient, failed_recipients
 from .listing import iso, summary
-from .models import Mailing, Recipient
+from .models import Mailing, Recipient, utc_now
 from .states import Mode, State
+
+
+@dataclass(frozen=True)
+class EngineOnIt:
+    """An engine sending the mailing, with its connections to the relay."""
+
+    id: str
+    host: str
+    pid: int
+    connections: int
+    connections_reason: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class MailingDetails:
     unsubscribe_url: str | None
     unsubscribe_mailto: str | None
     first_failed: list[FailedRecipient]  # the first few (``sendstatus failed`` lists all)
+    engines: list[EngineOnIt]  # the live engines sending it
 
     def as_json(self) -> dict[str, object]:
         """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""
@@ -78,6 +91,7 @@ class MailingDetails:
             "unsubscribe_url": self.unsubscribe_url,
             "unsubscribe_mailto": self.unsubscribe_mailto,
             "first_failed": [row.as_json() for row in self.first_failed],
+            "engines": [dataclasses.asdict(engine) for engine in self.engines],
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors
@@ -86,6 +100,15 @@ class MailingDetails:
 
 
 FIRST_FAILED = 5
+
+
+def _engines_on(session: Session, mailing_id: int) -> list[EngineOnIt]:
+    now = utc_now()
+    return [
+        EngineOnIt(row.id, row.host, row.pid, row.connections, row.connections_reason)
+        for row in heartbeats.engines(session)
+        if mailing_id in heartbeats.sending_ids(row) and not heartbeats.is_lost(row, now)
+    ]
 
 
 def _first_failed(session: Session, mailing: Mailing) -> list[FailedRecipient]:
@@ -114,6 +137,7 @@ def read_details(session: Session, mailing: Mailing) -> MailingDetails:
             for error in last_errors(session, mailing.id)
         ],
         "first_failed": _first_failed(session, mailing) if mailing.failed else [],
+        "engines": _engines_on(session, mailing.id),
     }
     # every other field is the mailing's own column or property, under the same name
     copied = {

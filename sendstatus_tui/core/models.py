@@ -191,3 +191,23 @@ class Suppression(SQLModel, table=True):
     address: str = Field(max_length=320)  # as it was given, in normal form
     reason: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class EngineHeartbeat(SQLModel, table=True):
+    """One running engine, as it last told (``sendstatus engines``): written by the engine
+    itself every lease renewal, removed when it stops cleanly. A row whose heartbeat is
+    old is an engine that died or cannot reach the database."""
+
+    __tablename__ = "engine"
+
+    id: str = Field(primary_key=True, max_length=120)  # the lease holder it uses
+    host: str = Field(max_length=255)
+    pid: int
+    role: str = Field(max_length=16)  # leader | standby
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    sending: str = Field(default="", max_length=1000)  # mailing ids, comma-separated
+    sent: int = 0  # messages it sent since it started
+    rate: float = 0.0  # messages a second, over its last heartbeat interval
+    connections: int = 0  # to the relay, now
+    connections_reason: str = Field(default="", sa_type=sa.Text)  # of the last change

@@ -28,7 +28,7 @@ from typing import TypeVarTuple
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from ..core import deliveries, lease, lifecycle
+from ..core import deliveries, heartbeats, lease, lifecycle
 from ..core.lease import LeaseLost
 from ..core.models import utc_now
 from ..core.states import State, TransitionRefused
@@ -67,6 +67,9 @@ class Engine:
         self.settings = settings
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.generation = 0  # of the lease, once held
+        self.started_at = utc_now()
+        self._sent = 0  # messages the relay accepted from this engine, for its heartbeat
+        self._rate_mark = (time.monotonic(), 0)
         self.pace = Pace(settings.rate_per_second)
         self.sender = BatchSender(
             transport,
@@ -96,13 +99,16 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set: waits for the lease, then runs the mailings."""
-        while not stop.is_set():
-            if not await self._wait_for_lease(stop):
-                return
-            self._lease_lost.clear()
-            await self._serve(stop)
-            if self._lease_lost.is_set():
-                log.error("lost the lease to another engine; paused, waiting to take it back")
+        try:
+            while not stop.is_set():
+                if not await self._wait_for_lease(stop):
+                    return
+                self._lease_lost.clear()
+                await self._serve(stop)
+                if self._lease_lost.is_set():
+                    log.error("lost the lease to another engine; paused, waiting to take it back")
+        finally:
+            self._forget_heartbeat()
 
     async def _wait_for_lease(self, stop: asyncio.Event) -> bool:
         announced = None
@@ -128,6 +134,9 @@ class Engine:
         try:
             with self.store.write() as session:
                 state = lease.acquire(session, self.holder, self.settings.lease_ttl)
+                heartbeats.beat(session, self._heartbeat(state.held))
+                if state.held:
+                    heartbeats.forget_lost(session)
         except StoreError as exc:
             self._report_database_trouble(exc)
             return None
@@ -141,6 +150,26 @@ class Engine:
                 margin = self.settings.lease_renew_seconds
                 self._lease_deadline = began + self.settings.lease_ttl.total_seconds() - margin
         return state
+
+    def _heartbeat(self, leading: bool) -> heartbeats.Beat:
+        now, (then, sent_then) = time.monotonic(), self._rate_mark
+        self._rate_mark = (now, self._sent)
+        return heartbeats.Beat(
+            id=self.holder,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            role="leader" if leading else "standby",
+            started_at=self.started_at,
+            sending=tuple(sorted(self._tasks)) if leading else (),
+            sent=self._sent,
+            rate=(self._sent - sent_then) / (now - then) if now > then else 0.0,
+            connections=self.transport.connections,
+            connections_reason=self.transport.connections_reason,
+        )
+
+    def _forget_heartbeat(self) -> None:
+        with contextlib.suppress(StoreError), self.store.write() as session:
+            heartbeats.forget(session, self.holder)
 
     async def _serve(self, stop: asyncio.Event) -> None:
         try:
@@ -450,6 +479,8 @@ class Engine:
             try:
                 with self.store.write() as session:
                     recorded = deliveries.record(session, mailing_id, outcomes, claimant=claimant)
+                if not recorded.dropped:
+                    self._sent += sum(o.status == deliveries.SENT for o in outcomes)
                 break
             except StoreError as exc:
                 self._report_database_trouble(exc)

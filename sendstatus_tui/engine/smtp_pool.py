@@ -46,6 +46,10 @@ class SmtpTransport:
         return self.sizer.size
 
     @property
+    def connections_reason(self) -> str:
+        return self.sizer.reason
+
+    @property
     def capacity(self) -> int:
         """How many messages may be in the pool's hands at once."""
         return self.sizer.size * (2 if self._pipelining else 1)

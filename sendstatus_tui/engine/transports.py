@@ -18,6 +18,14 @@ class Transport(Protocol):
     def capacity(self) -> int:
         """How many messages it may have in hand at once (it can change while sending)."""
 
+    @property
+    def connections(self) -> int:
+        """Its connections to the relay now."""
+
+    @property
+    def connections_reason(self) -> str:
+        """Why it has that many (the last change of its pool)."""
+
     async def check(self, sender: str) -> None:
         """Reaches the relay and checks that it accepts us and ``sender``."""
 
@@ -46,7 +54,8 @@ def transport_for(url: str | None, credentials: Credentials | None = None) -> Tr
 class MaildirTransport:
     """Writes each message as a file in a maildir: the embedded default, and the demo's."""
 
-    capacity = 1
+    capacity = connections = 1
+    connections_reason = "a maildir: one writer"
     reply_timeout = 5.0  # a local file write
 
     def __init__(self, directory: Path | None):

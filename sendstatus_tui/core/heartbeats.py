@@ -1,0 +1,74 @@
+"""Engines tell the database they are alive, and what they do (``sendstatus engines``)."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, delete, select
+
+from .models import EngineHeartbeat, utc_now
+
+# an engine beats every lease renewal (a second); one silent for longer than this is
+# shown as lost (it died, or cannot reach the database)
+SILENT_AFTER = timedelta(seconds=15)
+# rows of engines lost this long ago are removed by the leader
+FORGOTTEN_AFTER = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Beat:
+    id: str
+    host: str
+    pid: int
+    role: str
+    started_at: datetime
+    sending: tuple[int, ...]
+    sent: int
+    rate: float
+    connections: int
+    connections_reason: str
+
+
+def beat(session: Session, beat: Beat) -> None:
+    """Writes the engine's row (created on its first beat)."""
+    row = session.get(EngineHeartbeat, beat.id) or EngineHeartbeat(
+        id=beat.id,
+        host=beat.host,
+        pid=beat.pid,
+        role=beat.role,
+        started_at=beat.started_at,
+        heartbeat_at=utc_now(),
+    )
+    row.role, row.heartbeat_at = beat.role, utc_now()
+    row.sending = ",".join(map(str, beat.sending))
+    row.sent, row.rate = beat.sent, round(beat.rate, 1)
+    row.connections, row.connections_reason = beat.connections, beat.connections_reason
+    session.add(row)
+
+
+def forget(session: Session, engine_id: str) -> None:
+    """An engine that stops cleanly takes its row away."""
+    session.exec(delete(EngineHeartbeat).where(col(EngineHeartbeat.id) == engine_id))
+
+
+def forget_lost(session: Session) -> int:
+    """Removes the rows of engines silent for FORGOTTEN_AFTER; how many."""
+    result = session.exec(
+        delete(EngineHeartbeat).where(
+            col(EngineHeartbeat.heartbeat_at) < utc_now() - FORGOTTEN_AFTER
+        )
+    )
+    return result.rowcount or 0
+
+
+def engines(session: Session) -> list[EngineHeartbeat]:
+    """Every engine row, the leader first, then by start."""
+    rows = session.exec(select(EngineHeartbeat)).all()
+    return sorted(rows, key=lambda r: (r.role != "leader", r.started_at))
+
+
+def is_lost(row: EngineHeartbeat, now: datetime | None = None) -> bool:
+    return (now or utc_now()) - row.heartbeat_at > SILENT_AFTER
+
+
+def sending_ids(row: EngineHeartbeat) -> list[int]:
+    return [int(part) for part in row.sending.split(",") if part]

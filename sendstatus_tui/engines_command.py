@@ -1,0 +1,70 @@
+"""``sendstatus engines``: the engines on this database, as their heartbeats tell."""
+
+import argparse
+import json
+from datetime import tzinfo
+
+from .core import heartbeats
+from .core.listing import iso
+from .core.models import EngineHeartbeat, utc_now
+from .core.store import Store
+from .core.when import format_local
+
+FIELDS = "id, host, pid, role, started_at, heartbeat_at, sending, sent, rate"
+
+
+def add_parser(commands, common: argparse.ArgumentParser, run) -> None:
+    parser = commands.add_parser(
+        "engines",
+        parents=[common],
+        help="the engines running on this database",
+        description="The engines on this database, from the heartbeat each writes every"
+        " second: who leads, what each sends, how fast, and its connections to the relay."
+        f" An engine silent for {heartbeats.SILENT_AFTER.seconds} s is shown as lost."
+        f" --json fields: {FIELDS}, connections, connections_reason, lost.",
+    )
+    parser.add_argument("--json", action="store_true", help="a JSON array, one object each")
+    parser.set_defaults(run=run)
+
+
+def run_engines(args, store: Store, zone: tzinfo) -> None:
+    with store.read() as session:
+        rows = heartbeats.engines(session)
+    now = utc_now()
+    if args.json:
+        print(json.dumps([_as_json(row, now) for row in rows], indent=2))
+        return
+    if not rows:
+        print("no engine running on this database (start one with: sendstatus engine)")
+        return
+    for row in rows:
+        print(_line(row, now, zone))
+
+
+def _as_json(row: EngineHeartbeat, now) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "host": row.host,
+        "pid": row.pid,
+        "role": row.role,
+        "started_at": iso(row.started_at),
+        "heartbeat_at": iso(row.heartbeat_at),
+        "sending": heartbeats.sending_ids(row),
+        "sent": row.sent,
+        "rate": row.rate,
+        "connections": row.connections,
+        "connections_reason": row.connections_reason,
+        "lost": heartbeats.is_lost(row, now),
+    }
+
+
+def _line(row: EngineHeartbeat, now, zone: tzinfo) -> str:
+    silent = int((now - row.heartbeat_at).total_seconds())
+    role = f"lost (silent {silent} s)" if heartbeats.is_lost(row, now) else row.role
+    sending = ", ".join(map(str, heartbeats.sending_ids(row))) or "nothing"
+    return (
+        f"{row.host} pid {row.pid}: {role}, since {format_local(row.started_at, zone)};"
+        f" sending {sending}; {row.sent:,} sent, {row.rate:,.0f} msg/s;"
+        f" {row.connections} relay connection{'' if row.connections == 1 else 's'}"
+        + (f" ({row.connections_reason})" if row.connections_reason else "")
+    )

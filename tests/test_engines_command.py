@@ -1,0 +1,84 @@
+"""`sendstatus engines`: the engines on a database, from their heartbeats."""
+
+import json
+import signal
+
+import pytest
+
+from sendstatus_tui.cli import main
+from sendstatus_tui.core import lifecycle
+
+from .engine_processes import EngineProcesses
+from .helpers import mailing, wait_for
+
+
+@pytest.fixture
+def engines(db_url, relay, tmp_path):
+    processes = EngineProcesses(db_url, relay.url, tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def command(db_url, capsys):
+    def run(*args: str) -> tuple[int, str, str]:
+        status = main(["--db", db_url, *args])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+def listed(command) -> list[dict]:
+    status, out, _ = command("engines", "--json")
+    assert status == 0
+    return json.loads(out)
+
+
+def test_the_engines_say_who_leads_what_they_send_and_their_connections(
+    store, make_mailing, engines, command
+):
+    assert listed(command) == []
+    status, out, _ = command("engines")
+    assert (status, out) == (
+        0,
+        "no engine running on this database (start one with: sendstatus engine)\n",
+    )
+
+    mailing_id = make_mailing(recipients=3000)
+    leader = engines.start("--rate", "300/s")
+    wait_for(lambda: engines.took_over(leader), what="the first engine leading")
+    standby = engines.start()
+    wait_for(lambda: len(listed(command)) == 2, what="both engines' heartbeats")
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
+    wait_for(lambda: listed(command)[0]["sent"] >= 300, what="a heartbeat after sending")
+
+    first, second = listed(command)
+    assert (first["role"], first["pid"]) == ("leader", leader.pid)
+    assert (second["role"], second["pid"]) == ("standby", standby.pid)
+    assert first["sending"] == [mailing_id] and second["sending"] == []
+    assert 0 < first["rate"] <= 300 * 1.05
+    assert first["connections"] >= 1 and first["connections_reason"]
+    assert not first["lost"] and not second["lost"]
+    assert set(first) >= {"id", "host", "pid", "role", "started_at", "heartbeat_at",
+                          "sending", "sent", "rate"}  # fmt: skip
+
+    status, out, _ = command("engines")
+    assert status == 0
+    lines = out.splitlines()
+    assert f"pid {leader.pid}: leader" in lines[0] and f"sending {mailing_id};" in lines[0]
+    assert f"pid {standby.pid}: standby" in lines[1] and "sending nothing" in lines[1]
+
+    # the details of the mailing name the engine sending it and its connections
+    status, out, _ = command("show", str(mailing_id), "--json")
+    shown = json.loads(out)
+    assert [e["pid"] for e in shown["engines"]] == [leader.pid]
+    assert shown["engines"][0]["connections"] >= 1
+    status, out, _ = command("show", str(mailing_id))
+    assert "  Relay:          " in out and " from " in out
+
+    standby.send_signal(signal.SIGTERM)
+    assert standby.wait(timeout=30) == 0
+    assert [e["pid"] for e in listed(command)] == [leader.pid]  # a clean stop takes its row
