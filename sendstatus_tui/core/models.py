@@ -162,3 +162,22 @@ class EngineLease(SQLModel, table=True):
     # +1 each time the lease is taken after it expired: a leader's writes carry the
     # generation it took, so a holder that let it expire can no longer write with it
     generation: int = 0
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change to the mailings, with who made it, from where and when (core/audit.py).
+
+    ``mailing_id`` has no foreign key: a mailing's history outlives the mailing."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, index=True)
+    mailing_id: int | None = Field(default=None, index=True)
+    mailing_name: str | None = Field(default=None, sa_type=sa.Text)
+    action: str = Field(sa_type=sa.String(32))
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+    source: str = Field(sa_type=sa.String(16))  # cli, dashboard, engine
+    os_user: str = Field(sa_type=sa.String(64))
+    sudo_user: str | None = Field(default=None, sa_type=sa.String(64))
+    ssh_from: str | None = Field(default=None, sa_type=sa.String(64))  # the client's address
