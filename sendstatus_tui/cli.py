@@ -5,21 +5,24 @@ quickly enough to run in a shell loop.
 """
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import config
+from .cli_log import add_log_command
 from .core import lifecycle
 from .core.details import read_details
 from .core.drafts import create_mailing, draft_from_files
 from .core.listing import list_mailings, summary
+from .core.migrations_runner import SchemaNotCurrent
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
-from .core.states import Action, Area, State, next_state
-from .core.store import Store
-from .core.when import format_local, parse_when, zone
+from .core.states import STATE_WORDS, Action, Area, State, next_state
+from .core.store import DatabaseMissing, Store
+from .core.when import format_named, parse_when, zone
 from .errors import SendStatusError, mask_url
 from .views.details import show_text
 from .views.listing import render_panes
@@ -32,8 +35,18 @@ class CommandError(SendStatusError):
 # what the command line suggests after some errors, in its own words (core's messages name
 # no command)
 _HINTS: dict[type[SendStatusError], str] = {
-    lifecycle.TimeInPast: "; use send-now to send immediately"
+    lifecycle.TimeInPast: "; use send-now to send immediately",
+    DatabaseMissing: "; `sendstatus init` creates one (so do `mailing add` and the dashboard)",
+    SchemaNotCurrent: "; `sendstatus init` brings it up to date (so does any command that writes)",
 }
+# how each kind of command opens its database (core/store.py): commands that only read
+# never create, migrate nor write it; those that change mailings migrate an existing one;
+# init, mailing add, the dashboard and the engine also create a missing one
+READS = {"create": False, "migrate": False, "read_only": True}
+CHANGES = {"create": False, "migrate": True}
+CREATES = {"create": True, "migrate": True}
+# the dashboard as a pure client reads, and writes only what its operator asks for
+ATTACHES = {"create": False, "migrate": False}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,16 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
-        _print_error(_masked(str(exc) + _HINTS.get(type(exc), ""), args))
+        _forget_new_database(args)
+        _print_error(_masked(str(exc) + _hint(exc), args))
         if isinstance(exc, RecipientsRefused):
             _print_row_errors(exc.errors)
         return 1
     except KeyboardInterrupt:
+        _forget_new_database(args)
         _print_error("interrupted; nothing was changed by the unfinished command")
         return 130
     finally:
         if getattr(args, "store", None) is not None:
             args.store.dispose()
+    _report_opening(args)
     return 0
 
 
@@ -65,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_mailing_add(args) -> None:
     draft = draft_from_files(args.name, args.subject, args.sender, args.text, args.html)
     when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
-    store = _store(args)
+    store = _store(args, CREATES)
     if args.sequential:
         with store.read() as session:
             _confirm_sequential(args, session, "the new mailing")
@@ -93,7 +109,7 @@ def _plan(args, session, mailing_id: int, when) -> str:
         return "sending now (starting up)"
     if when is not None:
         lifecycle.schedule_at(session, mailing_id, when)
-        return f"scheduled at {format_local(when, zone(config.zone_name(args.tz)))}"
+        return f"scheduled at {format_named(when, zone(config.zone_name(args.tz)))}"
     if args.sequential:
         return _enqueued_message(lifecycle.enqueue(session, mailing_id))
     return "parked in Sends to schedule (decide later)"
@@ -101,7 +117,7 @@ def _plan(args, session, mailing_id: int, when) -> str:
 
 def _cmd_ls(args) -> None:
     area = Area(args.area) if args.area else None
-    with _store(args).read() as session:
+    with _store(args, READS).read() as session:
         mailings = list_mailings(session, area)
     if args.json:
         print(json.dumps([summary(m) for m in mailings], indent=2))
@@ -111,7 +127,7 @@ def _cmd_ls(args) -> None:
 
 
 def _cmd_show(args) -> None:
-    with _store(args).read() as session:
+    with _store(args, READS).read() as session:
         details = read_details(session, lifecycle.get(session, args.id))
     if args.json:
         print(json.dumps(details.as_json(), indent=2))
@@ -120,18 +136,18 @@ def _cmd_show(args) -> None:
 
 
 def _cmd_send_now(args) -> None:
-    with _store(args).write() as session:
+    with _store(args, CHANGES).write() as session:
         mailing = lifecycle.send_now(session, args.id)
     print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)")
 
 
 def _cmd_schedule(args) -> None:
-    store = _store(args)
+    store = _store(args, CHANGES)
     if args.at:
         when = parse_when(args.at, config.zone_name(args.tz))
         with store.write() as session:
             mailing = lifecycle.schedule_at(session, args.id, when)
-        local = format_local(when, zone(config.zone_name(args.tz)))
+        local = format_named(when, zone(config.zone_name(args.tz)))
         print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
         return
     with store.read() as session:
@@ -144,13 +160,13 @@ def _cmd_schedule(args) -> None:
 
 
 def _cmd_stop(args) -> None:
-    with _store(args).write() as session:
+    with _store(args, CHANGES).write() as session:
         mailing = lifecycle.stop(session, args.id)
     print(f"mailing {mailing.id} {mailing.name!r}: stopped, parked in Sends to schedule")
 
 
 def _cmd_rm(args) -> None:
-    store = _store(args)
+    store = _store(args, CHANGES)
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
         lifecycle.check_deletable(session, mailing)  # refuse before asking
@@ -170,7 +186,7 @@ def _cmd_dashboard(args) -> None:
     rate = _rate(args) if engine_wanted else None
     transport = _transport(args) if engine_wanted else None
     run_dashboard(
-        _store(args),
+        _store(args, CREATES if engine_wanted else ATTACHES),
         zone_name=zone_name,
         relay_url=config.relay_url(args.smtp),
         rate_per_second=rate,
@@ -228,7 +244,7 @@ def _transport(args):
 
 
 def _cmd_move(args) -> None:
-    with _store(args).write() as session:
+    with _store(args, CHANGES).write() as session:
         position = lifecycle.move(session, args.id, Direction(args.direction))
     print(f"mailing {args.id}: position {position} in the sequential queue")
 
@@ -236,11 +252,52 @@ def _cmd_move(args) -> None:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _store(args) -> Store:
-    """The command's database, opened once and closed when the command ends (see main)."""
+def _cmd_init(args) -> None:
+    store = _store(args, CREATES, report=False)
+    if store.created:
+        print(f"created database {store.safe_url}")
+    elif store.upgraded_from:
+        print(f"upgraded database {store.safe_url} from schema {store.upgraded_from}")
+    else:
+        print(f"database {store.safe_url} is up to date")
+
+
+def _store(args, opening: dict[str, bool], *, report: bool = True) -> Store:
+    """The command's database, opened once and closed when the command ends (see main).
+    A database created or upgraded on the way is said on stderr when the command succeeds
+    (``report``)."""
     if getattr(args, "store", None) is None:
-        args.store = Store(config.db_url(args.db))
+        args.store = Store(config.db_url(args.db), **opening)
+        args.report_opening = report
     return args.store
+
+
+def _report_opening(args) -> None:
+    store = getattr(args, "store", None)
+    if store is None or not args.report_opening:
+        return
+    if store.created:
+        print(f"created database {store.safe_url}", file=sys.stderr)
+    elif store.upgraded_from:
+        print(
+            f"upgraded database {store.safe_url} from schema {store.upgraded_from}", file=sys.stderr
+        )
+
+
+def _forget_new_database(args) -> None:
+    """A command that failed leaves no new database behind (nothing half-done)."""
+    store = getattr(args, "store", None)
+    if store is not None:
+        with contextlib.suppress(SendStatusError, OSError):
+            store.remove_if_unused()
+
+
+def _hint(exc: SendStatusError) -> str:
+    if isinstance(exc, SchemaNotCurrent) and not exc.upgradable:
+        return ""
+    if isinstance(exc, SchemaNotCurrent) and exc.revision is None:
+        return "; `sendstatus init` creates its tables (so does `mailing add` or the dashboard)"
+    return next((hint for kind, hint in _HINTS.items() if isinstance(exc, kind)), "")
 
 
 def _confirm_sequential(args, session, what: str) -> None:
@@ -248,7 +305,7 @@ def _confirm_sequential(args, session, what: str) -> None:
     ahead = lifecycle.sequential_ahead(session)
     if not ahead:
         return
-    names = ", ".join(f"{m.id} {m.name!r} ({m.state})" for m in ahead)
+    names = ", ".join(f"{m.id} {m.name!r} ({STATE_WORDS[m.state]})" for m in ahead)
     position = sum(1 for m in ahead if m.state == State.QUEUED) + 1
     print(
         f"warning: other sequential mailings are in progress or queued: {names};"
@@ -441,6 +498,17 @@ def _parser() -> argparse.ArgumentParser:
     move.add_argument("id", type=_mailing_id)
     move.add_argument("direction", choices=[d.value for d in Direction])
     move.set_defaults(run=_cmd_move)
+
+    init = commands.add_parser(
+        "init",
+        parents=[common],
+        help="create the database, or bring its schema up to date",
+        description="Create the database (an SQLite file, or the tables in an existing"
+        " PostgreSQL database) or bring its schema up to date. Commands that only read"
+        " (ls, show, log, the dashboard with --no-engine) never do.",
+    )
+    init.set_defaults(run=_cmd_init)
+    add_log_command(commands, common, lambda args: _store(args, READS))
     return parser
 
 

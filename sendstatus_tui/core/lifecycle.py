@@ -17,20 +17,11 @@ from . import audit, queue
 from .audit import Actor, Change
 from .models import Mailing, Recipient, RecipientStatus, utc_now
 from .queue import Direction
-from .states import Action, Mode, State, TransitionRefused, next_state
+from .states import STATE_WORDS, Action, Mode, State, TransitionRefused, next_state
 from .store import lock_transitions
 from .when import check_horizon
 
 STOPPED = "stopped by an operator"
-# a state as the operator reads it (the stored names stay in JSON)
-_STATE_WORDS = {
-    State.STANDBY: "parked",
-    State.SCHEDULED: "scheduled",
-    State.QUEUED: "queued",
-    State.STARTING: "starting up",
-    State.SENDING: "sending",
-    State.COMPLETED: "completed",
-}
 # the largest id each database's id column holds (SQLite INTEGER, PostgreSQL INTEGER)
 _LARGEST_ID = {"sqlite": 2**63 - 1, "postgresql": 2**31 - 1}
 
@@ -145,7 +136,7 @@ def stop(
     was = get_for_update(session, mailing_id).state
     mailing = _transition(session, mailing_id, Action.STOP, now, actor)
     _park(mailing, STOPPED)
-    detail = f"was {_STATE_WORDS[was]}, {mailing.sent:,} of {mailing.total:,} sent"
+    detail = f"was {STATE_WORDS[was]}, {mailing.sent:,} of {mailing.total:,} sent"
     audit.record(session, Change.STOPPED, mailing, detail, actor=actor, now=now)
     return mailing
 

@@ -109,6 +109,21 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def remove_if_unused(self) -> bool:
+        """Removes the SQLite file this store created if no mailing was ever put in it (a
+        command that created it, then failed, leaves nothing behind); says if it did."""
+        path = _sqlite_path(self.url)
+        if not self.created or path is None:
+            return False
+        with self.engine.connect() as connection:
+            used = connection.exec_driver_sql("SELECT count(*) FROM mailing").scalar()
+        if used:
+            return False
+        self.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        return True
+
     @contextmanager
     def _explained(self, doing: str) -> Iterator[None]:
         """Turns the driver's errors (full disk, corrupt or read-only file, server gone) into
@@ -162,9 +177,12 @@ def _create_engine(url: str, *, read_only: bool = False) -> sa.Engine:
 
 def _configured_engine(url: str, read_only: bool) -> sa.Engine:
     if not url.startswith("sqlite"):
-        # the server refuses every write of a read-only transaction
-        options = {"options": "-c default_transaction_read_only=on"} if read_only else {}
-        return sa.create_engine(url, pool_pre_ping=True, connect_args=options)
+        if read_only:  # the server refuses every write of a read-only transaction
+            parsed = sa.engine.make_url(url)
+            options = f"{parsed.query.get('options', '')} -c default_transaction_read_only=on"
+            read_only_url = parsed.update_query_dict({"options": options.strip()})
+            return sa.create_engine(read_only_url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True)
     path = _sqlite_path(url)
     if path is not None and not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ both from a MailingDetails and the shared cells."""
 from datetime import tzinfo
 
 from ..core.details import LastError, MailingDetails
+from ..core.states import STATE_WORDS
+from ..core.when import format_named
 from .cells import moment, number
 
 
@@ -19,7 +21,7 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     """``sendstatus show``: what is known, label by label (what is not known is left out)."""
     lines = [title(details)]
     for label, value in (
-        ("State", details.state),
+        ("State", STATE_WORDS[details.state]),
         ("Why", details.state_reason),
         ("Mode", details.mode),
         ("Queue position", details.position),
@@ -34,7 +36,7 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         ("Finished", details.finished_at),
     ):
         if when:
-            lines.append(f"  {label + ':':16}{moment(when, zone)}")
+            lines.append(f"  {label + ':':16}{format_named(when, zone)}")
     lines.append(
         f"  {'Recipients:':16}{number(details.total)} total, {number(details.sent)} sent,"
         f" {number(details.failed)} failed, {number(details.remaining)} remaining"
@@ -48,7 +50,9 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     if details.failed_by_class:
         lines.append(f"  {'Failed, why:':16}{failure_classes(details)}")
     if details.waiting_reason:
-        lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
+        retry = details.waiting_until
+        until = f"; retry at {format_named(retry, zone)}" if retry else ""
+        lines.append(f"  {'Waiting:':16}{details.waiting_reason}{until}")
     if details.fields:
         lines.append(f"  {'Fields:':16}{', '.join(details.fields)}")
     if details.last_errors:
