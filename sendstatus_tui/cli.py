@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import config
+from . import config, config_command
 from .cli_log import add_log_command
-from .core import lifecycle
+from .core import lifecycle, settings
 from .core.details import read_details
 from .core.drafts import create_mailing, draft_from_files
 from .core.listing import list_mailings, summary
@@ -183,12 +183,14 @@ def _cmd_dashboard(args) -> None:
     # the engine's ones even when another engine holds the lease (the next start needs them)
     zone_name = _zone_name(args)
     engine_wanted = not args.no_engine
+    store = _store(args, CREATES if engine_wanted else ATTACHES)
+    _report_opening(args)  # before the screen opens
     rate = _rate(args) if engine_wanted else None
     transport = _transport(args) if engine_wanted else None
     run_dashboard(
-        _store(args, CREATES if engine_wanted else ATTACHES),
+        store,
         zone_name=zone_name,
-        relay_url=config.relay_url(args.smtp),
+        relay_url=_relay_url(args) if engine_wanted else None,
         rate_per_second=rate,
         engine_wanted=engine_wanted,
         blink=config.blink(args.no_blink),
@@ -218,7 +220,8 @@ def _cmd_demo(args) -> None:
 def _cmd_engine(args) -> None:
     from .engine.headless import run_headless
 
-    relay_url, transport, rate = config.relay_url(args.smtp), _transport(args), _rate(args)
+    relay_url, transport, rate = _relay_url(args), _transport(args), _rate(args)
+    _report_opening(args)  # before the engine's log starts
     run_headless(config.db_url(args.db), relay_url, transport, rate)
 
 
@@ -230,9 +233,23 @@ def _zone_name(args) -> str | None:
 
 
 def _rate(args) -> float | None:
-    from .engine.rate import parse_rate
+    """The pace of this process's engine: the contracted rate stored in the database,
+    capped by ``--rate`` (or its environment variable) when given."""
+    from .core.rates import parse_rate
 
-    return parse_rate(config.rate(args.rate))
+    with _store(args, CREATES).read() as session:
+        stored = parse_rate(settings.read(session, "rate"))
+    cap = parse_rate(config.rate(args.rate))
+    return min((r for r in (stored, cap) if r is not None), default=None)
+
+
+def _relay_url(args) -> str | None:
+    """``--smtp`` (or its environment variable), else the relay stored in the database,
+    else None: the default maildir."""
+    if override := config.relay_url(args.smtp):
+        return override
+    with _store(args, CREATES).read() as session:
+        return settings.read(session, "relay")
 
 
 def _transport(args):
@@ -240,7 +257,13 @@ def _transport(args):
     from .engine.credentials import load_credentials
     from .engine.transports import transport_for
 
-    return transport_for(config.relay_url(args.smtp), load_credentials())
+    return transport_for(_relay_url(args), load_credentials())
+
+
+def _cmd_config(args) -> None:
+    words = args.words
+    changes = bool(words) and (words[0] in ("set", "unset") or len(words) > 1)
+    config_command.run_config(args, _store(args, CHANGES if changes else READS))
 
 
 def _cmd_move(args) -> None:
@@ -276,6 +299,7 @@ def _report_opening(args) -> None:
     store = getattr(args, "store", None)
     if store is None or not args.report_opening:
         return
+    args.report_opening = False  # once
     if store.created:
         print(f"created database {store.safe_url}", file=sys.stderr)
     elif store.upgraded_from:
@@ -509,6 +533,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.set_defaults(run=_cmd_init)
     add_log_command(commands, common, lambda args: _store(args, READS))
+    config_command.add_parser(commands, common, _cmd_config)
     return parser
 
 

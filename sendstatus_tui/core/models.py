@@ -164,6 +164,16 @@ class EngineLease(SQLModel, table=True):
     generation: int = 0
 
 
+class Setting(SQLModel, table=True):
+    """One stored setting shared by every engine and dashboard (``sendstatus config``)."""
+
+    __tablename__ = "setting"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_type=sa.Text)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
 class AuditEntry(SQLModel, table=True):
     """One change to the mailings, with who made it, from where and when (core/audit.py).
 

@@ -7,21 +7,23 @@ credentials or sender: the mailing cannot go out until an operator acts).
 """
 
 import asyncio
-import ipaddress
 import mailbox
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, urlsplit
 
 import aiosmtplib
 
 from ..core.addresses import with_ascii_domain
-from ..errors import SendStatusError, mask_url
+from ..core.relay_url import (
+    INITIAL_CONNECTIONS,
+    MaildirSettings,
+    SmtpSettings,
+    TransportConfigError,
+    parse_relay_url,
+)
+from ..errors import SendStatusError
 from .credentials import Credentials
-
-DEFAULT_POOL_SIZE = 4
 
 
 class DeliveryError(SendStatusError):
@@ -74,84 +76,17 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-class TransportConfigError(SendStatusError, ValueError):
-    pass
-
-
 def transport_for(url: str | None, credentials: Credentials | None = None) -> Transport:
-    """The transport a ``--smtp`` URL names (default: a maildir in the user's data dir)."""
-    if not url or url.startswith("maildir:"):
-        return MaildirTransport(Path(url.removeprefix("maildir:")) if url else None)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
-        raise TransportConfigError(f"not a relay URL: {mask_url(url)!r} ({exc})") from None
-    if parts.scheme not in ("smtp", "smtps"):
-        raise TransportConfigError(
-            f"unknown relay {mask_url(url)!r}:"
-            " expected smtp://HOST[:PORT], smtps://HOST[:PORT] or maildir:DIR"
-        )
-    if parts.password is not None or parts.username is not None:
-        raise TransportConfigError(
-            "the relay URL must not carry credentials (every user can read a command line):"
-            " set SENDSTATUS_SMTP_USER and SENDSTATUS_SMTP_PASSWORD, or use the credentials file"
-        )
-    if not parts.hostname:
-        raise TransportConfigError(f"no host in relay URL {url!r}")
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or out of range
-        port = -1
-    if port is not None and not 0 < port < 65536:
-        raise TransportConfigError(f"relay URL {url!r}: the port must be a number from 1 to 65535")
-    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = set(options) - {"starttls", "verify", "pool", "timeout", "plaintext_auth"}
-    if unknown:
-        raise TransportConfigError(f"unknown relay URL option(s): {', '.join(sorted(unknown))}")
-    settings = SmtpSettings(
-        host=parts.hostname,
-        port=port or (465 if parts.scheme == "smtps" else 25),
-        implicit_tls=parts.scheme == "smtps",
-        starttls=_choice(options, "starttls", ("auto", "require", "off"), "auto"),
-        verify_certificates=_choice(options, "verify", ("on", "off"), "on") == "on",
-        pool_size=_positive_int(options, "pool", DEFAULT_POOL_SIZE),
-        timeout=float(_positive_int(options, "timeout", 30)),
-        plaintext_auth=_choice(options, "plaintext_auth", ("yes", "no"), "no") == "yes",
-    )
-    if settings.plaintext_auth and not _is_loopback(settings.host):
-        raise TransportConfigError(
-            f"relay option plaintext_auth=yes is only for a relay on this machine (loopback),"
-            f" not {settings.host}: credentials are never sent in clear over a network"
-        )
+    """The transport a relay URL names (default: a maildir in the user's data dir)."""
+    settings = parse_relay_url(url)
+    if isinstance(settings, MaildirSettings):
+        return MaildirTransport(settings.directory)
     if credentials is not None and settings.starttls == "off" and not settings.plaintext_auth:
         raise TransportConfigError(
             "starttls=off with credentials would send the password in clear: use TLS, or"
             " plaintext_auth=yes for a relay on loopback"
         )
     return SmtpTransport(settings, credentials)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name other than localhost: it could resolve anywhere
-        return False
-
-
-def _choice(options: dict[str, str], key: str, allowed: tuple[str, ...], default: str) -> str:
-    value = options.get(key, default)
-    if value not in allowed:
-        raise TransportConfigError(f"relay option {key}={value!r}: expected one of {allowed}")
-    return value
-
-
-def _positive_int(options: dict[str, str], key: str, default: int) -> int:
-    value = options.get(key, str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise TransportConfigError(f"relay option {key}={value!r}: expected a positive number")
-    return int(value)
 
 
 # --- maildir ------------------------------------------------------------------------------
@@ -199,29 +134,18 @@ class MaildirTransport:
 # --- SMTP ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    implicit_tls: bool = False
-    starttls: str = "auto"  # auto (when offered), require, off
-    verify_certificates: bool = True
-    pool_size: int = DEFAULT_POOL_SIZE
-    timeout: float = 30.0
-    # AUTH without TLS, allowed only for a relay on loopback (a local test or a local MTA)
-    plaintext_auth: bool = False
-
-
 class SmtpTransport:
     """A pool of connections to one relay; a connection that fails is replaced."""
 
     def __init__(self, settings: SmtpSettings, credentials: Credentials | None = None):
         self.settings = settings
         self.credentials = credentials
-        self.pool_size = settings.pool_size
+        self.pool_size = (
+            min(settings.pool_size, INITIAL_CONNECTIONS) if settings.adapt else settings.pool_size
+        )
         self.reply_timeout = settings.timeout
         self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
-        for _ in range(settings.pool_size):
+        for _ in range(self.pool_size):
             self._idle.put_nowait(None)  # a slot; connected on first use
 
     async def check(self, sender: str) -> None:

@@ -1,0 +1,125 @@
+"""Stored settings (`sendstatus config`): what every engine on a database shares."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from sendstatus_tui.cli import main
+from sendstatus_tui.core import lifecycle, settings
+
+from .helpers import mailing, wait_for
+
+
+@pytest.fixture
+def config(db_url, capsys):
+    """Runs ``sendstatus --db <db> config ARGS``; returns (exit status, stdout, stderr).
+    The database exists (config never creates one)."""
+    assert main(["--db", db_url, "init"]) == 0
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        status = main(["--db", db_url, "config", *args])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+def test_a_setting_is_stored_read_and_removed(config):
+    assert config("rate", "36000/h") == (0, "rate = 36000/h\n", "")
+    assert config("rate") == (0, "36000/h\n", "")
+    assert config("get", "rate") == (0, "36000/h\n", "")
+    assert config("set", "relay", "smtp://relay.example.com:587") == (
+        0,
+        "relay = smtp://relay.example.com:587\n",
+        "",
+    )
+    status, out, _ = config("--json")
+    assert status == 0
+    assert json.loads(out) == {
+        "relay": "smtp://relay.example.com:587",
+        "rate": "36000/h",
+        "unsubscribe_url": None,
+        "unsubscribe_mailto": None,
+        "suppress_unknown_users": None,
+    }
+    assert config("unset", "rate") == (0, "rate: not set\n", "")
+    status, out, _ = config()
+    assert status == 0
+    assert "rate                    (not set)" in out
+    assert "relay                   smtp://relay.example.com:587" in out
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("rate", "12/fortnight", "not a rate: '12/fortnight'"),
+        ("relay", "smtp://user:secret@relay.example.com", "must not carry credentials"),
+        ("relay", "smtp://relay.example.com?pool=lots", "pool='lots'"),
+        ("relay", "ftp://relay.example.com", "unknown relay"),
+        ("unsubscribe_url", "http://shop.example.com/u/{token}", "expected an https:// URL"),
+        ("unsubscribe_mailto", "not an address", "unsubscribe_mailto"),
+        ("suppress_unknown_users", "maybe", "expected yes or no"),
+    ],
+)
+def test_a_bad_value_is_refused_and_the_stored_one_kept(config, key, value, why):
+    good = {
+        "rate": "10/s",
+        "relay": "smtp://relay.example.com",
+        "unsubscribe_url": "https://shop.example.com/u/{token}",
+        "unsubscribe_mailto": "unsubscribe@shop.example.com",
+        "suppress_unknown_users": "no",
+    }[key]
+    assert config(key, good)[0] == 0
+    status, out, err = config(key, value)
+    assert status == 1 and out == ""
+    assert err.startswith(f"error: setting {key}: ") and why in err
+    assert "secret" not in err
+    assert config(key) == (0, f"{good}\n", "")
+
+
+def test_unknown_keys_and_stray_words_are_refused(config):
+    status, _, err = config("colour", "blue")
+    assert status == 1 and "unknown setting 'colour': known are relay, rate," in err
+    status, _, err = config("unset", "rate", "now")
+    assert status == 1 and "unexpected 'now'" in err
+    status, _, err = config("set")
+    assert status == 1 and "which setting?" in err
+
+
+def test_yes_no_settings_are_stored_in_one_spelling(store):
+    with store.write() as session:
+        assert settings.write(session, "suppress_unknown_users", " ON ") == "yes"
+    with store.read() as session:
+        assert settings.read(session, "suppress_unknown_users") == "yes"
+
+
+def test_the_engine_sends_through_the_stored_relay_at_the_stored_rate(
+    db_url, store, make_mailing, relay
+):
+    """No --smtp and no --rate: the engine takes both from the database."""
+    with store.write() as session:
+        settings.write(session, "relay", relay.url)
+        settings.write(session, "rate", "20/s")
+    mailing_id = make_mailing(recipients=30)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", db_url],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(relay.received) >= 10, what="messages at the stored relay")
+        first = mailing(store, mailing_id).started_at
+        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+        finished = mailing(store, mailing_id).finished_at
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(timeout=30)
+    assert len(relay.received) == 30
+    # 30 messages at 20/s take at least 1.45 s (the first goes at once)
+    assert (finished - first).total_seconds() >= 1.4
