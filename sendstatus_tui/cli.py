@@ -21,7 +21,7 @@ from .core.migrations_runner import SchemaNotCurrent
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
 from .core.states import STATE_WORDS, Action, Area, State, next_state
-from .core.store import DatabaseMissing, Store
+from .core.store import DatabaseMissing, Store, may_write
 from .core.when import format_named, parse_when, zone
 from .errors import SendStatusError, mask_url
 from .views.details import show_text
@@ -183,7 +183,10 @@ def _cmd_dashboard(args) -> None:
     # the engine's ones even when another engine holds the lease (the next start needs them)
     zone_name = _zone_name(args)
     engine_wanted = not args.no_engine
-    store = _store(args, CREATES if engine_wanted else ATTACHES)
+    if engine_wanted:
+        store = _store(args, CREATES)
+    else:  # a file it may not write is shown all the same (an action says it cannot write)
+        store = _store(args, ATTACHES if may_write(config.db_url(args.db)) else READS)
     _report_opening(args)  # before the screen opens
     rate = _rate(args) if engine_wanted else None
     transport = _transport(args) if engine_wanted else None

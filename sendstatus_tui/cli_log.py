@@ -34,11 +34,16 @@ def add_log_command(
 def _cmd_log(args: argparse.Namespace, store: Store) -> None:
     with store.read() as session:
         entries = audit.history(session, args.id)
-        if args.id is not None and not entries:
-            lifecycle.get(session, args.id)  # no such mailing: says so
+        mailing = lifecycle.find(session, args.id) if args.id is not None else None
+        if args.id is not None and not entries and mailing is None:
+            raise lifecycle.MailingNotFound(args.id)
     if args.json:
         print(json.dumps([entry_json(entry) for entry in entries], indent=2))
-    elif not entries:
+        return
+    if args.id is not None:  # whose history, also once it is gone
+        name = mailing.name if mailing else entries[-1].mailing_name
+        print(f"Mailing {args.id} {name!r}{'' if mailing else ' (deleted)'}")
+    if not entries:
         print("no changes recorded yet")
     else:
         local_zone = zone(config.zone_name(args.tz))

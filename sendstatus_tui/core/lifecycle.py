@@ -66,6 +66,11 @@ def get(session: Session, mailing_id: int) -> Mailing:
     return mailing
 
 
+def find(session: Session, mailing_id: int) -> Mailing | None:
+    """The mailing with this id, or None."""
+    return session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+
+
 def get_for_update(session: Session, mailing_id: int) -> Mailing:
     """Loads a mailing and locks its row until the transaction ends."""
     if not _fits(session, mailing_id):

@@ -42,7 +42,7 @@ def known_revisions() -> set[str]:
     return {path.name[:4] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py")}
 
 
-def upgrade_to_head(engine: sa.Engine) -> str | None:
+def upgrade_to_head(engine: sa.Engine, where: str) -> str | None:
     """Applies pending migrations; cheap when the schema is already current. Returns the
     revision found before (None: a database without our schema, now created).
 
@@ -52,6 +52,8 @@ def upgrade_to_head(engine: sa.Engine) -> str | None:
     before = current_revision(engine)
     if before == HEAD_REVISION:
         return before
+    if before is not None and before not in known_revisions():
+        raise SchemaNotCurrent(where, before)  # a newer version's: nothing to do here
     # alembic is imported only when there is work to do: `sendstatus ls` stays quick
     from alembic import command
     from alembic.config import Config

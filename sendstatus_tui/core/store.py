@@ -13,6 +13,7 @@ PostgreSQL goes through the same code; there, state transitions take a transacti
 advisory lock (``lock_transitions``).
 """
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ class Store:
         self.engine = _create_engine(url, read_only=read_only)
         with self._explained("cannot open database"):
             if migrate:
-                before = upgrade_to_head(self.engine)
+                before = upgrade_to_head(self.engine, f"database {self.safe_url}")
                 self.created = self.created or before is None
                 if before not in (None, HEAD_REVISION):
                     self.upgraded_from = before
@@ -131,9 +132,26 @@ class Store:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            raise StoreError(f"{doing} {self.safe_url}: {_reason(exc.orig)}") from exc
+            raise StoreError(f"{doing} {self.safe_url}: {self._why(exc.orig)}") from exc
         except self.engine.dialect.loaded_dbapi.Error as exc:  # from code that uses the driver
-            raise StoreError(f"{doing} {self.safe_url}: {_reason(exc)}") from exc
+            raise StoreError(f"{doing} {self.safe_url}: {self._why(exc)}") from exc
+
+    def _why(self, exc: BaseException | None) -> str:
+        reason = _reason(exc)
+        path = _sqlite_path(self.url)
+        # SQLite cannot say why it could not open a file it may read: its WAL files
+        if path and "unable to open" in reason and not os.access(path.parent, os.W_OK):
+            return f"{reason} (its directory is read-only: commands that only read work)"
+        return reason
+
+
+def may_write(url: str) -> bool:
+    """Whether this process may write the SQLite file (and its WAL files beside it) of
+    ``url``; other databases say so only when written to."""
+    path = _sqlite_path(url)
+    if path is None or not path.exists():
+        return True
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
 def lock_transitions(session: Session) -> None:
