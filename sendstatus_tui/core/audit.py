@@ -126,7 +126,7 @@ def history(
     statement = select(AuditEntry)
     if mailing_id is not None:
         statement = statement.where(AuditEntry.mailing_id == mailing_id)
-    newest_first = statement.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc())
+    newest_first = statement.order_by(col(AuditEntry.id).desc())  # the order of commits
     if limit is not None:
         newest_first = newest_first.limit(limit)
     return list(reversed(session.exec(newest_first).all()))
