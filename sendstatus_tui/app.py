@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,12 @@ from .screens.confirm import ConfirmModal
 from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
+from .views.engine_fact import EngineFact, EngineWhere
 from .views.snapshot import Snapshot, SpeedMeter, read_snapshot
+
+# between two attempts to start an engine here (each reads the lease, and a failing one
+# must not be retried twice a second)
+ENGINE_START_PAUSE_SECONDS = 5.0
 
 
 class PanesRead(Message):
@@ -59,14 +65,19 @@ class SendStatusApp(App):
         blink: bool = True,
         refresh_seconds: float = 0.5,
         engine: EngineThread | None = None,
+        start_engine: Callable[[], EngineThread | None] | None = None,
         demo: bool = False,
     ):
+        """``start_engine``: starts an engine here if no engine holds the lease (None: a
+        pure client, ``--no-engine``); called whenever the panes show that none does."""
         super().__init__()
         self.store = store
         self.zone = zone(zone_name)
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self.engine = engine
+        self._start_engine = start_engine
+        self._engine_asked_at = -ENGINE_START_PAUSE_SECONDS
         self.demo = demo
         self.dashboard = DashboardScreen(
             store, DashboardSettings(zone_name, clock, blink, refresh_seconds)
@@ -107,7 +118,8 @@ class SendStatusApp(App):
         self._refresh_drawn = message.sequence
         self.snapshot = message.snapshot
         self.dashboard.show_snapshot(message.snapshot)
-        self.sub_title = self._engine_status(message.snapshot)
+        self.sub_title = self.engine_fact.text()
+        self._start_engine_if_none(message.snapshot)
         if not self._frozen:
             # the widgets and a thousand rows live as long as the app: out of the cyclic
             # collector's sight, full collections (which stop every thread, the engine's
@@ -115,14 +127,43 @@ class SendStatusApp(App):
             self._frozen = True
             self.call_after_refresh(gc.freeze)
 
-    def _engine_status(self, snapshot: Snapshot) -> str:
+    @property
+    def engine_fact(self) -> EngineFact:
+        """Where the engine runs and what it sends through, for the header."""
+        holder = self.snapshot.engine_holder if self.snapshot else None
+        here = self.engine if self.engine is not None and self.engine.alive else None
+        if here is not None:
+            where = EngineWhere.HERE if holder == here.engine.holder else EngineWhere.STARTING
+        else:
+            where = EngineWhere.ELSEWHERE if holder else EngineWhere.NONE
+        relay = here.relay if here is not None else None
+        return EngineFact(where, holder, relay, self_starting=self._start_engine is not None)
+
+    def _start_engine_if_none(self, snapshot: Snapshot) -> None:
+        """The engine that held the lease stopped (or this one failed): one starts here,
+        unless this dashboard is a pure client."""
+        if self._start_engine is None or snapshot.engine_holder:
+            return
         if self.engine is not None and self.engine.alive:
-            if snapshot.engine_holder == self.engine.engine.holder:
-                return "engine running in this dashboard"
-            return "engine starting: waiting for the lease"
-        if snapshot.engine_holder:
-            return f"client: the engine runs in {snapshot.engine_holder}"
-        return "no engine running: nothing is sent until one starts"
+            return
+        if time.monotonic() - self._engine_asked_at < ENGINE_START_PAUSE_SECONDS:
+            return
+        self._engine_asked_at = time.monotonic()
+        self._start_engine_here()
+
+    @work(thread=True, exclusive=True, group="engine")
+    def _start_engine_here(self) -> None:
+        assert self._start_engine is not None
+        try:
+            engine = self._start_engine()
+        except SendStatusError as exc:  # e.g. the stored relay's credentials are unusable
+            self.call_from_thread(self.notify, f"cannot start an engine: {exc}", severity="error")
+            return
+        if engine is not None:
+            self.engine = engine
+            self.call_from_thread(
+                self.notify, f"No engine was running: started one here (relay {engine.relay})"
+            )
 
     # --- what the screens ask for -------------------------------------------------------
 

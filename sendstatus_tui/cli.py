@@ -183,21 +183,21 @@ def _cmd_dashboard(args) -> None:
     # the engine's ones even when another engine holds the lease (the next start needs them)
     zone_name = _zone_name(args)
     engine_wanted = not args.no_engine
+    rate = None
     if engine_wanted:
         store = _store(args, CREATES)
+        _report_opening(args)  # before the screen opens
+        rate = _rate(args)
+        _transport(args)  # checked now; the engine builds its own at each start
     else:  # a file it may not write is shown all the same (an action says it cannot write)
         store = _store(args, ATTACHES if may_write(config.db_url(args.db)) else READS)
-    _report_opening(args)  # before the screen opens
-    rate = _rate(args) if engine_wanted else None
-    transport = _transport(args) if engine_wanted else None
     run_dashboard(
         store,
         zone_name=zone_name,
-        relay_url=_relay_url(args) if engine_wanted else None,
+        relay_url=config.relay_url(args.smtp),
         rate_per_second=rate,
         engine_wanted=engine_wanted,
         blink=config.blink(args.no_blink),
-        transport=transport,
     )
 
 
@@ -213,7 +213,7 @@ def _cmd_demo(args) -> None:
         zone_name=zone_name,
         rate_per_second=DEMO_RATE_PER_SECOND,
         blink=config.blink(args.no_blink),
-        transport=transport,
+        transport=("the demo's maildir", transport),
         log_file=directory / "engine.log",
         demo=True,
     )
