@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from .actions import bindings
-from .core import lifecycle
+from .core import audit, lifecycle
 from .core.drafts import DraftRefused, create_mailing, draft_from_files
 from .core.models import utc_now
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
@@ -71,6 +71,7 @@ class SendStatusApp(App):
         """``start_engine``: starts an engine here if no engine holds the lease (None: a
         pure client, ``--no-engine``); called whenever the panes show that none does."""
         super().__init__()
+        audit.operating_from(audit.Source.DASHBOARD)  # the trail says who acted from here
         self.store = store
         self.zone = zone(zone_name)
         self.clock = clock

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import config, config_command
 from .cli_log import add_log_command
-from .core import lifecycle, settings
+from .core import audit, lifecycle, settings
 from .core.details import read_details
 from .core.drafts import create_mailing, draft_from_files
 from .core.listing import list_mailings, summary
@@ -52,6 +52,7 @@ ATTACHES = {"create": False, "migrate": False}
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    audit.operating_from(audit.Source.CLI)
     for option in ("db", "tz", "smtp", "rate"):  # global options, absent when not given
         vars(args).setdefault(option, None)
     if args.command is None:

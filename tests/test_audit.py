@@ -139,7 +139,6 @@ def test_the_engines_changes_are_recorded_as_the_engines(store, make_mailing, no
 
 def test_a_dashboards_changes_say_so(store, make_mailing, monkeypatch):
     mailing_id = make_mailing()
-    monkeypatch.setattr(audit, "_operator_source", Source.CLI)
     audit.operating_from(Source.DASHBOARD)
     act(store, lifecycle.send_now, mailing_id)
     with store.read() as session:

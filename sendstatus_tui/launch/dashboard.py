@@ -6,7 +6,6 @@ from pathlib import Path
 
 from platformdirs import user_log_path
 
-from ..core import audit
 from ..core.store import Store
 from ..engine.transports import Transport
 from .engine_host import EngineHost, log_engine_to
@@ -28,7 +27,6 @@ def run_dashboard(
     a fixed one (the demo's maildir) with what to call it."""
     from ..app import SendStatusApp  # textual is imported only for the dashboard
 
-    audit.operating_from(audit.Source.DASHBOARD)
     host = None
     if engine_wanted:
         log_engine_to(log_file or user_log_path("sendstatus", appauthor=False) / "engine.log")

@@ -11,7 +11,7 @@ from ..core.when import to_zone
 
 
 def entry_line(entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True) -> str:
-    """``2026-11-27 16:25:03 CET  stopped  mailing 4 'Winter sale': was sending, … — by ann
+    """``2026-11-27 16:25:03 CET  stopped  mailing 4 'Winter sale': was sending, …  by ann
     from 10.0.0.7 via dashboard``."""
     local = to_zone(entry.at, zone)
     parts = [f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or 'UTC'}", entry.action]
@@ -23,7 +23,7 @@ def entry_line(entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True) ->
     if what:
         parts.append(what)
     who = describe(entry.os_user, entry.sudo_user, entry.ssh_from, entry.source)
-    return "  ".join(parts) + f" — by {who}"
+    return "  ".join([*parts, f"by {who}"])
 
 
 def entries_text(entries: list[AuditEntry], zone: tzinfo, *, with_mailing: bool = True) -> str:
