@@ -7,6 +7,7 @@ quickly enough to run in a shell loop.
 import argparse
 import contextlib
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -209,16 +210,25 @@ def _cmd_demo(args) -> None:
     zone_name = _zone_name(args)
     print("preparing the demo database…", file=sys.stderr)
     store, transport, directory = create_demo()
-    run_dashboard(
-        store,
-        zone_name=zone_name,
-        rate_per_second=DEMO_RATE_PER_SECOND,
-        blink=config.blink(args.no_blink),
-        transport=("the demo's maildir", transport),
-        log_file=directory / "engine.log",
-        demo=True,
-    )
-    print(f"demo files (database, maildir, engine log) are in {directory}", file=sys.stderr)
+    try:
+        run_dashboard(
+            store,
+            zone_name=zone_name,
+            rate_per_second=DEMO_RATE_PER_SECOND,
+            blink=config.blink(args.no_blink),
+            transport=("the demo's maildir", transport),
+            log_file=directory / "engine.log",
+            demo=True,
+        )
+    finally:
+        store.dispose()
+        if args.keep:
+            print(
+                f"demo files (database, maildir, engine log) kept in {directory}", file=sys.stderr
+            )
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+            print(f"demo files removed ({directory}; --keep keeps them)", file=sys.stderr)
 
 
 def _cmd_engine(args) -> None:
@@ -450,6 +460,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--no-blink", action="store_true", default=argparse.SUPPRESS, help="no blinking"
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the demo's files (database, maildir, engine log) instead of removing them",
     )
     demo.set_defaults(run=_cmd_demo)
 
