@@ -164,7 +164,9 @@ def delete(session: Session, mailing_id: int, *, actor: Actor | None = None) -> 
     lock_transitions(session)
     mailing = get_for_update(session, mailing_id)
     check_deletable(session, mailing)
-    detail = f"{mailing.total:,} recipients, {mailing.sent:,} sent"
+    detail = (
+        f"{mailing.total:,} recipient{'' if mailing.total == 1 else 's'}, {mailing.sent:,} sent"
+    )
     audit.record(session, Change.DELETED, mailing, detail, actor=actor)
     session.delete(mailing)  # recipients go with it (ON DELETE CASCADE)
     session.flush()
