@@ -451,3 +451,31 @@ def test_rm_waits_until_no_engine_holds_its_recipients(add, run, db_url):
     assert run("rm", str(mailing_id), "--yes")[0] == 0
     assert_no_mailings(run)
     store.dispose()
+
+
+def test_every_time_printed_names_its_zone(add, run):
+    mailing_id = add("Zoned", "--at", f"{NEXT_YEAR}-01-10 16:25", "--tz", "Europe/Rome")
+    status, out, _ = run(
+        "schedule", str(mailing_id), "--at", f"{NEXT_YEAR}-01-11 09:00", "--tz", "Europe/Rome"
+    )
+    assert (
+        out == f"mailing {mailing_id} 'Zoned': scheduled at {NEXT_YEAR}-01-11 09:00 Europe/Rome\n"
+    )
+    _, out, _ = run("ls", "--tz", "Europe/Rome")
+    assert "WHEN (Europe/Rome)" in out and f"{NEXT_YEAR}-01-11 09:00" in out
+    _, out, _ = run("show", str(mailing_id), "--tz", "Europe/Rome")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-11 09:00 Europe/Rome" in out
+    assert "State:          scheduled" in out
+    # the same moment for an operator in UTC: 08:00, and named so
+    _, out, _ = run("show", str(mailing_id), "--tz", "UTC")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-11 08:00 UTC" in out
+
+
+def test_the_add_echo_names_the_zone(run, files):
+    _, body, csv = files
+    status, out, _ = run(
+        "mailing", "add", "--name", "Echo", "--subject", "S", "--from", "a@shop.example.com",
+        "--text", str(body), "--recipients", str(csv), "--at", f"{NEXT_YEAR}-03-01 10:00",
+        "--tz", "America/New_York",
+    )  # fmt: skip
+    assert status == 0 and out.endswith(f"scheduled at {NEXT_YEAR}-03-01 10:00 America/New_York\n")
