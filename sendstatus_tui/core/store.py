@@ -65,12 +65,12 @@ class Store:
         self.url = url
         self.created = False
         self.upgraded_from: str | None = None
+        self.engine = _create_engine(url, read_only=read_only, create=create)  # checks the URL
         path = _sqlite_path(url)
         if path is not None and not path.exists():
             if not create:
                 raise DatabaseMissing(path)
             self.created = True
-        self.engine = _create_engine(url, read_only=read_only)
         with self._explained("cannot open database"):
             if migrate:
                 before = upgrade_to_head(self.engine, f"database {self.safe_url}")
@@ -173,10 +173,12 @@ def _sqlite_path(url: str) -> Path | None:
         return None
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
+    if parsed.username or parsed.password or parsed.host:  # no file: the driver refuses it
+        return None
     return Path(parsed.database).expanduser()
 
 
-def _create_engine(url: str, *, read_only: bool = False) -> sa.Engine:
+def _create_engine(url: str, *, read_only: bool, create: bool) -> sa.Engine:
     try:
         dialect = sa.engine.make_url(url).get_backend_name()
     except (sa.exc.ArgumentError, ValueError) as exc:
@@ -186,14 +188,14 @@ def _create_engine(url: str, *, read_only: bool = False) -> sa.Engine:
             f"unsupported database URL {mask_url(url)}: expected {' or '.join(_SUPPORTED.values())}"
         )
     try:
-        return _configured_engine(url, read_only)
+        return _configured_engine(url, read_only, create)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
         raise StoreError(f"unusable database URL {mask_url(url)}: {_reason(exc)}") from None
     except OSError as exc:  # the SQLite file's directory cannot be created
         raise StoreError(f"cannot open database {mask_url(url)}: {exc}") from None
 
 
-def _configured_engine(url: str, read_only: bool) -> sa.Engine:
+def _configured_engine(url: str, read_only: bool, create: bool) -> sa.Engine:
     if not url.startswith("sqlite"):
         if read_only:  # the server refuses every write of a read-only transaction
             parsed = sa.engine.make_url(url)
@@ -202,7 +204,7 @@ def _configured_engine(url: str, read_only: bool) -> sa.Engine:
             return sa.create_engine(read_only_url, pool_pre_ping=True)
         return sa.create_engine(url, pool_pre_ping=True)
     path = _sqlite_path(url)
-    if path is not None and not read_only:
+    if path is not None and create:
         path.parent.mkdir(parents=True, exist_ok=True)
     timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
     if path is not None and read_only:
