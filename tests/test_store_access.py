@@ -14,10 +14,10 @@ from alembic.config import Config
 
 from sendstatus_tui.cli import main
 from sendstatus_tui.core.migrations_runner import HEAD_REVISION, MIGRATIONS_DIR
-from sendstatus_tui.core.store import Store, StoreError
+from sendstatus_tui.core.store import Store, StoreError, may_write
 from sendstatus_tui.errors import mask_url
 
-from .helpers import write_file
+from .helpers import open_dashboard, scenario, select_mailing, settle, write_file
 
 READING_COMMANDS = [("ls",), ("ls", "--json"), ("show", "1"), ("log",), ("log", "1")]
 
@@ -184,3 +184,22 @@ def test_commands_that_change_mailings_never_create_a_database(cli, tmp_path):
         status, _, err = cli(f"sqlite:///{path}", *args)
         assert status == 1 and err.startswith(f"error: no database at {path}")
     assert not path.exists()
+
+
+@scenario
+async def test_a_pure_client_dashboard_shows_a_read_only_file(cli, tmp_path, read_only_mount):
+    """What `sendstatus --no-engine` opens on a file it may not write: a reading store (the
+    command line's choice, `may_write`); the panes show, and an action says it cannot write."""
+    source, mount = read_only_mount
+    add_mailing(cli, f"sqlite:///{source / 'x.db'}", tmp_path)
+    before = {p.name: fingerprint(p) for p in source.iterdir()}
+    url = f"sqlite:///{mount / 'x.db'}"
+    assert not may_write(url) and may_write(f"sqlite:///{source / 'x.db'}")
+    store = Store(url, create=False, migrate=False, read_only=True)
+    async with open_dashboard(store) as (app, pilot):
+        await select_mailing(pilot, 1)
+        await pilot.press("s")
+        await settle(pilot)
+        assert any("readonly database" in str(n.message) for n in app._notifications)
+    store.dispose()
+    assert {p.name: fingerprint(p) for p in source.iterdir()} == before
