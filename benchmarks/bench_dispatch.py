@@ -13,7 +13,7 @@ Throughput, in interleaved rounds (the order alternates from round to round):
 - engine: a fresh SQLite file, one mailing of N personalised recipients (subject, text and
   HTML bodies use two CSV fields), ``send_now``, then the real ``Engine`` (no rate limit,
   the default batch size) on its ``EngineThread`` with
-  ``smtp://127.0.0.1:PORT?starttls=off&pool=C``. Timed from starting the thread to the
+  ``smtp://127.0.0.1:PORT?starttls=off&pool=C&adapt=off``. Timed from starting the thread to the
   mailing's ``finished_at``: lease, preparation, claiming, rendering, sending and recording
   every outcome, all included.
 - bare: the same N messages rendered beforehand with the engine's ``render``, then C
@@ -63,11 +63,13 @@ import sqlalchemy as sa
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.drafts import MailingDraft, check_draft, create_mailing
 from sendstatus_tui.core.models import EngineLease, Mailing, Recipient, utc_now
+from sendstatus_tui.core.relay_url import SmtpSettings, parse_relay_url
 from sendstatus_tui.core.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.message import Template, render
+from sendstatus_tui.engine.smtp_connection import open_connection
 from sendstatus_tui.engine.thread import EngineThread
-from sendstatus_tui.engine.transports import smtp_transaction, transport_for
+from sendstatus_tui.engine.transports import transport_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from smtp_sink import SmtpSink, find_smtp_sink  # noqa: E402  (a sibling script module)
@@ -245,7 +247,7 @@ def engine_run(
     try:
         with store.write() as session:
             lifecycle.send_now(session, mailing_id)
-        transport = transport_for(f"{sink.url}?starttls=off&pool={connections}")
+        transport = transport_for(f"{sink.url}?starttls=off&pool={connections}&adapt=off")
         settings = EngineSettings(rate_per_second=None)
         if batch_size:
             settings = replace(settings, batch_size=batch_size)
@@ -289,26 +291,26 @@ def bare_run(
     async def send_all() -> tuple[float, float]:
         pending = iter(messages)  # shared by the workers: each takes the next message
 
-        async def worker() -> aiosmtplib.SMTP:
+        async def worker() -> None:
+            if engine_wire:
+                settings = parse_relay_url(f"{sink.url}?starttls=off")
+                assert isinstance(settings, SmtpSettings)
+                connection = await open_connection(settings)
+                for recipient, message in pending:
+                    await connection.send(sender, recipient, message, lambda: None)
+                await connection.quit(2.0)
+                return
             smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, start_tls=False)
             await smtp.connect()
-            if engine_wire:
-                await smtp.ehlo()
             for recipient, message in pending:
-                if engine_wire:
-                    await smtp_transaction(smtp, sender, recipient, message)
-                    continue
                 await smtp.mail(sender)
                 await smtp.rcpt(recipient)
                 await smtp.data(message)
-            return smtp
+            await smtp.quit()
 
         started, cpu_started = time.perf_counter(), time.process_time()
-        smtps = await asyncio.gather(*(worker() for _ in range(connections)))
-        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-        for smtp in smtps:
-            await smtp.quit()
-        return seconds, cpu_seconds
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        return time.perf_counter() - started, time.process_time() - cpu_started
 
     gc.collect()
     seconds, cpu_seconds = asyncio.run(send_all())
@@ -465,7 +467,7 @@ def startup(args, sink: SmtpSink, workdir: Path) -> None:
     print(f"  mailing created with create_mailing in {time.perf_counter() - began:.1f} s")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDSTATUS_")}
     env["SENDSTATUS_CREDENTIALS"] = str(workdir / "no-credentials.toml")
-    relay = f"{sink.url}?starttls=off&pool={args.connections}"
+    relay = f"{sink.url}?starttls=off&pool={args.connections}&adapt=off"
     command = [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", url, "--smtp", relay]
     log_path = workdir / "engine.log"
     with open(log_path, "wb") as log:

@@ -110,8 +110,10 @@ def relays():
     """Starts relays on loopback (stopped again at the end)."""
     started: list[SmtpRelay] = []
 
-    def start(script: RelayScript | None = None, *, running: bool = True) -> SmtpRelay:
-        relay = SmtpRelay(script)
+    def start(
+        script: RelayScript | None = None, *, running: bool = True, pipelining: bool = False
+    ) -> SmtpRelay:
+        relay = SmtpRelay(script, pipelining=pipelining)
         started.append(relay)
         return relay.start() if running else relay
 

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 @dataclass
@@ -35,15 +35,29 @@ class RelayScript:
     # reply; "late": the reply comes after late_seconds; "hang": no reply while the relay runs
     data_faults: dict[str, list[str | None]] = field(default_factory=dict)
     data_fault_default: str | None = None  # for recipients (or deliveries) not listed
+    # per recipient: replies to the final dot for successive deliveries (None accepts); a
+    # message refused there is not stored
+    data_replies: dict[str, list[str | None]] = field(default_factory=dict)
     late_seconds: float = 2.0
+    # before each reply to MAIL, RCPT, DATA and the final dot: a relay slow to answer
+    command_delay_seconds: float = 0.0
+    # more connections at once than this are greeted with 421 and closed
+    max_connections: int | None = None
 
 
 class _Handler:
     def __init__(self, relay: "SmtpRelay"):
         self.relay = relay
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.relay.pipelining:  # aiosmtpd reads pipelined commands, but does not say so
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, options):
         script = self.relay.script
+        await self._slow()
         if script.credentials and not session.authenticated:
             return "530 5.7.0 Authentication required"
         if script.refuse_sender:
@@ -53,6 +67,7 @@ class _Handler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
+        await self._slow()
         with self.relay.lock:
             replies = self.relay.script.rcpt_replies.get(address)
             reply = replies.pop(0) if replies else None
@@ -61,11 +76,20 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def _slow(self) -> None:
+        if self.relay.script.command_delay_seconds:
+            await asyncio.sleep(self.relay.script.command_delay_seconds)
+
     async def handle_DATA(self, server, session, envelope):
         script = self.relay.script
+        await self._slow()
         if script.delay_seconds:
             await asyncio.sleep(script.delay_seconds)
         with self.relay.lock:
+            for rcpt in envelope.rcpt_tos:
+                replies = script.data_replies.get(rcpt)
+                if replies and (refusal := replies.pop(0)):
+                    return refusal
             for rcpt in envelope.rcpt_tos:
                 self.relay.received.append(
                     Received(
@@ -88,10 +112,55 @@ class _Handler:
         return "250 2.0.0 queued"
 
 
+class _LimitedSmtp(SMTP):
+    """aiosmtpd's server, counting its connections and greeting those above the relay's
+    limit with 421 (what a relay that takes N connections per client does)."""
+
+    def __init__(self, relay: "SmtpRelay", *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relay = relay
+
+    def connection_made(self, transport) -> None:
+        with self.relay.lock:
+            self.relay.connections += 1
+            self.relay.peak_connections = max(self.relay.peak_connections, self.relay.connections)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        with self.relay.lock:
+            self.relay.connections -= 1
+        super().connection_lost(exc)
+
+    async def _handle_client(self) -> None:
+        limit = self.relay.script.max_connections
+        if limit is not None and self.relay.connections > limit:
+            with self.relay.lock:
+                self.relay.refused_connections += 1
+            await self.push("421 4.7.0 too many connections from you, try later")
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class _Controller(Controller):
+    def __init__(self, relay: "SmtpRelay", *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relay = relay
+
+    def factory(self):
+        return _LimitedSmtp(self.relay, self.handler, **self.SMTP_kwargs)
+
+
 class SmtpRelay:
-    def __init__(self, script: RelayScript | None = None, *, smtputf8: bool = True):
+    def __init__(
+        self, script: RelayScript | None = None, *, smtputf8: bool = True, pipelining: bool = False
+    ):
         self.script = script or RelayScript()
         self.smtputf8 = smtputf8
+        self.pipelining = pipelining
+        self.connections = 0  # open now
+        self.peak_connections = 0
+        self.refused_connections = 0  # greeted with 421 for being above max_connections
         self.received: list[Received] = []
         self.auth_attempts = 0  # AUTH commands received, whatever their outcome
         self.lock = threading.Lock()
@@ -109,7 +178,8 @@ class SmtpRelay:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> "SmtpRelay":
-        self._controller = Controller(
+        self._controller = _Controller(
+            self,
             _Handler(self),
             hostname="127.0.0.1",
             port=self.port,

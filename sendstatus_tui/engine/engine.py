@@ -36,8 +36,9 @@ from ..core.states import State, TransitionRefused
 from ..core.store import Store, StoreError
 from .message import Template
 from .rate import Pace
+from .relay_errors import RelayRefused, RelayUnavailable
 from .sending import BatchSender, Retries
-from .transports import RelayRefused, RelayUnavailable, Transport
+from .transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
@@ -464,7 +465,8 @@ class Engine:
         # about a second's worth at the contracted rate, so that stopping is quick
         per_second = self.settings.rate_per_second
         size = self.settings.batch_size if not per_second else int(per_second)
-        return max(self.transport.pool_size, min(size, self.settings.batch_size))
+        # and enough to keep the relay's connections busy, up to the configured most
+        return min(self.settings.batch_size, max(self.transport.capacity, size))
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps, but wakes at once when the engine is told to stop."""

@@ -20,15 +20,16 @@ from ..core.deliveries import Claimed, Outcome
 from ..core.models import FailureClass, utc_now
 from .message import Template, render
 from .rate import Pace
-from .transports import (
+from .relay_errors import (
     NotDeliverable,
     PermanentFailure,
     RelayRefused,
     RelayUnavailable,
     ReplyLost,
     TemporaryFailure,
-    Transport,
 )
+from .slots import Slots
+from .transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
 
@@ -48,9 +49,9 @@ class BatchSender:
         self.retries = retries
         # how long a stop waits for the messages in the relay's hands before cancelling them
         self.stop_bound = grace_seconds + transport.reply_timeout
-        # a send waits for a free relay connection before it takes its turn at the pace, so
+        # a send waits for room in the transport before it takes its turn at the pace, so
         # that turns do not pile up while the relay is slow and go out in a burst later
-        self._slots = asyncio.Semaphore(transport.pool_size)
+        self._slots = Slots(lambda: transport.capacity)
 
     async def send(
         self,

@@ -1,0 +1,132 @@
+"""The SMTP wire once a connection is set up: commands written, replies read in order.
+
+aiosmtplib (which opens our connections: greeting, EHLO, STARTTLS, AUTH) reads exactly one
+reply per command it writes, so it cannot pipeline (RFC 2920). Once a connection is ready,
+its transport is handed to a ``ReplyReader``: every command written registers a future, and
+replies resolve those futures in the order they arrive, which is the order the commands
+were written. Several commands can then be on the wire at once.
+"""
+
+import asyncio
+import re
+from collections import deque
+from dataclasses import dataclass
+
+# RFC 5321 limits a reply line to 512 octets; be lenient, but not without bound
+_MAX_REPLY_BYTES = 64 * 1024
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {' '.join(self.text.split())}"
+
+
+class ConnectionClosed(Exception):
+    """The relay closed the connection, it broke, or it said something that is not SMTP."""
+
+
+class ReplyReader(asyncio.Protocol):
+    """Reads the relay's replies and hands each to the oldest command still waiting."""
+
+    def __init__(self, transport: asyncio.WriteTransport):
+        self.transport = transport
+        self._buffer = bytearray()
+        self._waiting: deque[asyncio.Future[Reply]] = deque()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.closed: BaseException | None = None
+        transport.set_protocol(self)
+
+    def send(self, data: bytes, replies: int) -> list[asyncio.Future[Reply]]:
+        """Writes ``data`` (``replies`` commands, or message content and its dot) and
+        returns a future for each reply it will get."""
+        if self.closed is not None:
+            raise ConnectionClosed(str(self.closed))
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(replies)]
+        self._waiting.extend(futures)
+        self.transport.write(data)
+        return futures
+
+    async def drained(self) -> None:
+        """Returns once the transport's write buffer is below its high-water mark."""
+        await self._can_write.wait()
+
+    def close(self, reason: str = "closed by us") -> None:
+        self._fail_all(ConnectionClosed(reason))
+        self.transport.close()
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer.extend(data)
+        while (reply := self._next_reply()) is not None:
+            if not self._waiting:
+                self.close(f"a reply nobody asked for: {reply}")
+                return
+            future = self._waiting.popleft()
+            if not future.done():  # its sender may have been cancelled
+                future.set_result(reply)
+        if len(self._buffer) > _MAX_REPLY_BYTES:
+            self.close("a reply too long to be SMTP")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._can_write.set()
+        self._fail_all(ConnectionClosed(str(exc) if exc else "the relay closed the connection"))
+
+    def eof_received(self) -> bool:
+        self._fail_all(ConnectionClosed("the relay closed the connection"))
+        return False
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _fail_all(self, exc: ConnectionClosed) -> None:
+        if self.closed is None:
+            self.closed = exc
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # nobody may await it (a cancelled sender): no warning
+
+    def _next_reply(self) -> Reply | None:
+        """The first complete reply in the buffer, taken out of it; None if there is none.
+        A reply is lines ``CODE-text`` ending with a line ``CODE text``."""
+        lines: list[str] = []
+        offset = 0
+        while (end := self._buffer.find(b"\n", offset)) != -1:
+            line = bytes(self._buffer[offset : end + 1]).rstrip(b"\r\n")
+            offset = end + 1
+            if not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
+                self.close(f"not an SMTP reply: {line[:80]!r}")
+                return None
+            lines.append(line[4:].decode("utf-8", "replace").strip())
+            if line[3:4] != b"-":
+                del self._buffer[:offset]
+                return Reply(int(line[:3]), "\n".join(lines))
+        return None
+
+
+def wire_data(message: bytes) -> bytes:
+    """``message`` as DATA sends it: CRLF line endings, dot-stuffed, ended by ``.``.
+
+    Rendered messages already end their lines in CRLF, so plain byte replacements (in C)
+    do the work; only a message with a lone CR or LF takes the slow path."""
+    if not (message.count(b"\r") == message.count(b"\n") == message.count(b"\r\n")):
+        message = _LINE_ENDINGS.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    if message.startswith(b"."):
+        message = b"." + message
+    return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"

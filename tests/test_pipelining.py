@@ -1,0 +1,203 @@
+"""Speed to a relay far away: pipelining (RFC 2920) and connections that adapt, against
+real SMTP servers on loopback (aiosmtpd), some behind a proxy that adds round trips."""
+
+import asyncio
+import time
+from dataclasses import replace
+
+import pytest
+from sqlmodel import select
+
+from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.models import Recipient
+from sendstatus_tui.core.relay_url import SmtpSettings, parse_relay_url
+from sendstatus_tui.engine.engine import Engine
+from sendstatus_tui.engine.smtp_connection import open_connection
+from sendstatus_tui.engine.thread import EngineThread
+from sendstatus_tui.engine.transports import transport_for
+
+from .engine_processes import assert_books_balance, failure_classes
+from .helpers import FAST, mailing, wait_for
+from .latency_proxy import LatencyProxy
+from .smtp_relay import RelayScript
+
+
+@pytest.fixture
+def start_engine(store):
+    threads: dict[Engine, EngineThread] = {}
+
+    def start(url: str, settings=FAST) -> Engine:
+        engine = Engine(store, transport_for(url), settings)
+        threads[engine] = EngineThread(engine).start()
+        return engine
+
+    def stop(engine: Engine) -> None:
+        thread = threads.pop(engine)
+        thread.stop(timeout=20)
+        assert thread.error is None, f"the engine thread died: {thread.error!r}"
+
+    start.stop = stop
+    yield start
+    for engine in list(threads):
+        stop(engine)
+
+
+@pytest.fixture
+def proxies():
+    started: list[LatencyProxy] = []
+
+    def start(port: int, round_trip_seconds: float) -> LatencyProxy:
+        proxy = LatencyProxy(port, round_trip_seconds).start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def send_now(store, mailing_id: int) -> None:
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+
+
+def recipients_by_email(store, mailing_id: int) -> dict[str, Recipient]:
+    with store.read() as session:
+        rows = session.exec(select(Recipient).where(Recipient.mailing_id == mailing_id)).all()
+    return {r.email: r for r in rows}
+
+
+def smtp_settings(url: str) -> SmtpSettings:
+    settings = parse_relay_url(url)
+    assert isinstance(settings, SmtpSettings)
+    return settings
+
+
+def test_a_connection_pipelines_only_when_the_relay_offers_it(relays):
+    offering, silent = relays(pipelining=True), relays()
+
+    async def pipelines(url: str) -> bool:
+        connection = await open_connection(smtp_settings(url))
+        await connection.quit(2)
+        return connection.pipelining
+
+    assert asyncio.run(pipelines(offering.url)) is True
+    assert asyncio.run(pipelines(silent.url)) is False
+    assert asyncio.run(pipelines(offering.url + "&pipelining=off")) is False
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+def test_each_refusal_is_recorded_against_its_own_recipient(
+    store, make_mailing, relays, start_engine, pipelining
+):
+    """Refusals at RCPT and at the final dot, in the middle of pipelined groups: each lands
+    on the recipient it was for, and nobody else is affected."""
+    script = RelayScript(
+        rcpt_replies={
+            "person3@example.com": ["550 5.1.1 no such user"],
+            "person7@example.com": ["451 4.7.1 greylisted, try later"],  # then accepted
+            "person21@example.com": ["552 5.2.2 mailbox full"],
+        },
+        data_replies={
+            "person10@example.com": ["554 5.7.1 content rejected"],
+            "person12@example.com": ["452 4.3.1 insufficient storage"],  # then accepted
+        },
+    )
+    relay = relays(script, pipelining=pipelining)
+    mailing_id = make_mailing(recipients=40)
+    send_now(store, mailing_id)
+    start_engine(relay.url + "&pool=2&adapt=off")
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+
+    by_email = recipients_by_email(store, mailing_id)
+    failed = {e: r.last_reply for e, r in by_email.items() if r.status == "failed"}
+    assert failed == {
+        "person3@example.com": "550 5.1.1 no such user",
+        "person10@example.com": "554 5.7.1 content rejected",
+        "person21@example.com": "552 5.2.2 mailbox full",
+    }
+    assert by_email["person7@example.com"].status == "sent"
+    assert by_email["person7@example.com"].attempts == 2
+    assert by_email["person12@example.com"].status == "sent"
+    assert by_email["person12@example.com"].attempts == 2
+    # the relay has every accepted recipient once, and none it refused
+    assert relay.copies() == {e: 1 for e, r in by_email.items() if r.status == "sent"}
+    assert failure_classes(store, mailing_id) == {"5xx": 3}
+    assert assert_books_balance(store, mailing_id).sent == 37
+
+
+def test_pipelining_at_least_halves_the_time_per_message(relays, proxies):
+    """One connection to a relay 30 ms away: one message after the other, pipelined and
+    not. What the relay received is the same."""
+    relay = relays(pipelining=True)
+    proxy = proxies(relay.port, 0.030)
+    url = f"smtp://127.0.0.1:{proxy.port}?starttls=off"
+
+    async def send_twenty(url: str) -> float:
+        connection = await open_connection(smtp_settings(url))
+        turns = asyncio.Queue[None]()  # the write turn, handed on as the pool hands it
+        turns.put_nowait(None)
+
+        async def send(k: int) -> None:
+            await turns.get()
+            await connection.send(
+                "news@shop.example.com",
+                f"p{k}@example.com",
+                b"Subject: hi\r\n\r\nhi\r\n",
+                lambda: turns.put_nowait(None),
+            )
+
+        started = time.monotonic()
+        await asyncio.gather(*(send(k) for k in range(20)))
+        seconds = time.monotonic() - started
+        await connection.quit(2)
+        return seconds
+
+    pipelined = asyncio.run(send_twenty(url))
+    one_by_one = asyncio.run(send_twenty(url + "&pipelining=off"))
+    assert relay.copies() == {f"p{k}@example.com": 2 for k in range(20)}
+    # one by one: 4 round trips a message (MAIL, RCPT, DATA, the dot), 2.4 s in all;
+    # pipelined, the next envelope rides with the previous dot: about 1 round trip each
+    print(f"20 messages, 30 ms away: pipelined {pipelined:.2f} s, one by one {one_by_one:.2f} s")
+    assert pipelined <= 0.5 * one_by_one, (pipelined, one_by_one)
+
+
+def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays, start_engine):
+    """A relay that greets connection N+1 with 421: the pool settles within one of N,
+    sends as fast as a pool held at N, and delivers everyone."""
+    limit = 6
+    script = RelayScript(command_delay_seconds=0.01, max_connections=limit)
+    held_relay, adapting_relay = relays(replace(script)), relays(replace(script))
+    held_id, adapting_id = make_mailing(recipients=500), make_mailing(recipients=1500)
+    settings = replace(FAST, batch_size=500)
+
+    send_now(store, held_id)
+    held = start_engine(held_relay.url + f"&pool={limit}&adapt=off", settings)
+    wait_for(lambda: len(held_relay.received) >= 100, what="the held pool sending")
+    held_rate = measured_rate(held_relay, seconds=2.0)
+    wait_for(lambda: mailing(store, held_id).state == "completed", timeout=30, what="held")
+    start_engine.stop(held)
+
+    adapting = start_engine(adapting_relay.url, settings)
+    send_now(store, adapting_id)
+    wait_for(
+        lambda: adapting_relay.refused_connections > 0,
+        timeout=30,
+        what="the pool to grow to the relay's limit",
+    )
+    time.sleep(2.0)  # its one-second window sees the refusal and settles
+    assert limit - 1 <= adapting.transport.connections <= limit + 1
+    adapting_rate = measured_rate(adapting_relay, seconds=2.0)
+    assert limit - 1 <= adapting_relay.connections <= limit
+    wait_for(lambda: mailing(store, adapting_id).state == "completed", timeout=60, what="done")
+    print(f"held at {limit}: {held_rate:.0f} msg/s; adapting: {adapting_rate:.0f} msg/s")
+    assert held_rate > 0 and adapting_rate >= 0.9 * held_rate, (adapting_rate, held_rate)
+    assert adapting_relay.copies() == {f"person{i}@example.com": 1 for i in range(1500)}
+    assert_books_balance(store, adapting_id)
+
+
+def measured_rate(relay, seconds: float) -> float:
+    """Messages a second the relay accepted over the next ``seconds``."""
+    before, started = len(relay.received), time.monotonic()
+    time.sleep(seconds)
+    return (len(relay.received) - before) / (time.monotonic() - started)
