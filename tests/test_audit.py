@@ -74,7 +74,7 @@ def test_every_operator_change_is_recorded_with_who_and_from_where(cli, add):
         (fourth, "created", "2 recipients"),
         (fourth, "enqueued", "position 2"),
         (fourth, "moved", "up: position 2 to 1"),
-        (first, "scheduled", "at 2030-06-01 07:30 UTC"),
+        (first, "scheduled", None),
         (first, "send-now", None),
         (first, "stopped", "was starting up, 0 of 2 sent"),
         (first, "deleted", "2 recipients, 0 sent"),
@@ -87,6 +87,12 @@ def test_every_operator_change_is_recorded_with_who_and_from_where(cli, add):
             "203.0.113.7",
         )
         assert entry["user"] and entry["at"].endswith("Z")
+    # the time a schedule set is a time (each reader sees it in their zone)
+    assert [e["scheduled_at"] for e in entries if e["action"] == "scheduled"] == [
+        "2030-06-01T07:30:00Z"
+    ]
+    _, out, _ = cli("log", str(first), "--tz", "America/New_York")
+    assert "  scheduled  at 2030-06-01 03:30 America/New_York  by " in out
 
 
 def test_log_of_a_deleted_mailing_still_tells_its_history(cli, add):

@@ -94,9 +94,11 @@ def record(
     *,
     actor: Actor | None = None,
     now: datetime | None = None,
+    scheduled_at: datetime | None = None,
 ) -> AuditEntry:
     """Adds an entry to the caller's transaction: ``change`` to ``mailing`` (None for a
-    change of no one mailing, e.g. a setting), with ``detail`` in the operator's words.
+    change of no one mailing, e.g. a setting), with ``detail`` in the operator's words (and
+    ``scheduled_at``, the time a schedule set: shown in each reader's zone).
     ``actor`` defaults to this process's operator. The retry command records with
     ``record(session, Change.RETRIED, mailing, "4xx: 120 recipients")``."""
     actor = actor or operator()
@@ -106,6 +108,7 @@ def record(
         mailing_name=mailing.name if mailing else None,
         action=change.value,
         detail=detail,
+        scheduled_at=scheduled_at,
         source=actor.source.value,
         os_user=actor.user,
         sudo_user=actor.sudo_user,
@@ -114,7 +117,12 @@ def record(
     session.add(entry)
     session.flush()
     subject = f"mailing {mailing.id} {mailing.name!r}" if mailing else "sendstatus"
-    log.info("%s: %s%s (by %s)", subject, change.value, f" {detail}" if detail else "", actor)
+    what = " ".join(
+        [change.value]
+        + ([detail] if detail else [])
+        + ([f"at {scheduled_at:%Y-%m-%d %H:%M} UTC"] if scheduled_at else [])
+    )
+    log.info("%s: %s (by %s)", subject, what, actor)
     return entry
 
 

@@ -110,9 +110,7 @@ def schedule_at(
     mailing = _transition(session, mailing_id, Action.SCHEDULE_AT, now, actor)
     mailing.mode = Mode.AT
     mailing.scheduled_at = when
-    audit.record(
-        session, Change.SCHEDULED, mailing, f"at {when:%Y-%m-%d %H:%M} UTC", actor=actor, now=now
-    )
+    audit.record(session, Change.SCHEDULED, mailing, actor=actor, now=now, scheduled_at=when)
     return mailing
 
 

@@ -187,6 +187,8 @@ class AuditEntry(SQLModel, table=True):
     mailing_name: str | None = Field(default=None, sa_type=sa.Text)
     action: str = Field(sa_type=sa.String(32))
     detail: str | None = Field(default=None, sa_type=sa.Text)
+    # the time a schedule set, kept as a time so that each reader sees it in their zone
+    scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     source: str = Field(sa_type=sa.String(16))  # cli, dashboard, engine
     os_user: str = Field(sa_type=sa.String(64))
     sudo_user: str | None = Field(default=None, sa_type=sa.String(64))

@@ -7,7 +7,7 @@ from typing import Any
 from ..core.audit import describe
 from ..core.listing import iso
 from ..core.models import AuditEntry
-from ..core.when import to_zone
+from ..core.when import format_named, to_zone
 
 
 def entry_line(entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True) -> str:
@@ -18,8 +18,11 @@ def entry_line(entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True) ->
     what = ""
     if with_mailing and entry.mailing_id is not None:
         what = f"mailing {entry.mailing_id} {entry.mailing_name!r}"
-    if entry.detail:
-        what = f"{what}: {entry.detail}" if what else entry.detail
+    detail = entry.detail
+    if entry.scheduled_at:
+        detail = f"at {format_named(entry.scheduled_at, zone)}"
+    if detail:
+        what = f"{what}: {detail}" if what else detail
     if what:
         parts.append(what)
     who = describe(entry.os_user, entry.sudo_user, entry.ssh_from, entry.source)
@@ -38,6 +41,7 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
         "mailing_name": entry.mailing_name,
         "action": entry.action,
         "detail": entry.detail,
+        "scheduled_at": iso(entry.scheduled_at),
         "source": entry.source,
         "user": entry.os_user,
         "sudo_user": entry.sudo_user,

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("mailing_name", sa.Text(), nullable=True),
         sa.Column("action", sa.String(length=32), nullable=False),
         sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("scheduled_at", sa.DateTime(), nullable=True),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("os_user", sa.String(length=64), nullable=False),
         sa.Column("sudo_user", sa.String(length=64), nullable=True),
