@@ -12,6 +12,7 @@ import gc
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from .actions import bindings
-from .core import lifecycle
+from .core import audit, lifecycle
 from .core.drafts import DraftRefused, create_mailing, draft_from_files, draft_problems
 from .core.models import utc_now
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
@@ -39,6 +40,7 @@ from .screens.dashboard import DashboardScreen, DashboardSettings
 from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
 from .views.cells import quoted
+from .views.engine_fact import EngineFact, EngineWhere
 from .views.header import RelayState, header_status, relay_text, speed_text
 from .views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
 
@@ -76,6 +78,11 @@ def screenshot_directory() -> Path:
     return here if os.access(here, os.W_OK) else Path(tempfile.gettempdir())
 
 
+# between two attempts to start an engine here (each reads the lease, and a failing one
+# must not be retried twice a second)
+ENGINE_START_PAUSE_SECONDS = 5.0
+
+
 class PanesRead(Message):
     """A refresh's snapshot; ``sequence`` orders them, so an older one is never drawn
     after a newer one."""
@@ -99,16 +106,22 @@ class SendStatusApp(App):
         blink: bool = True,
         refresh_seconds: float = 0.5,
         engine: EngineThread | None = None,
+        start_engine: Callable[[], EngineThread | None] | None = None,
         demo: bool = False,
         test_relay: RelayForTests | None = None,
     ):
+        """``start_engine``: starts an engine here if no engine holds the lease (None: a
+        pure client, ``--no-engine``); called whenever the panes show that none does."""
         super().__init__()
+        audit.operating_from(audit.Source.DASHBOARD)  # the trail says who acted from here
         self.store = store
         self.test_relay = test_relay  # where test sends go (None: the dashboard sends none)
         self.zone = zone(zone_name)
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self.engine = engine
+        self._start_engine = start_engine
+        self._engine_asked_at = -ENGINE_START_PAUSE_SECONDS
         self.demo = demo
         self.dashboard = DashboardScreen(
             store, DashboardSettings(zone_name, clock, blink, refresh_seconds)
@@ -152,6 +165,7 @@ class SendStatusApp(App):
         self.snapshot = message.snapshot
         self.dashboard.show_snapshot(message.snapshot)
         self._show_status(message.snapshot)
+        self._start_engine_if_none(message.snapshot)
         if not self._frozen:
             # the widgets and a thousand rows live as long as the app: out of the cyclic
             # collector's sight, full collections (which stop every thread, the engine's
@@ -199,6 +213,44 @@ class SendStatusApp(App):
             host, _, _ = snapshot.engine_holder.partition(":")
             return f"engine on {host}"
         return "no engine: nothing is sent"
+
+    @property
+    def engine_fact(self) -> EngineFact:
+        """Where the engine runs and what it sends through, for the header."""
+        holder = self.snapshot.engine_holder if self.snapshot else None
+        here = self.engine if self.engine is not None and self.engine.alive else None
+        if here is not None:
+            where = EngineWhere.HERE if holder == here.engine.holder else EngineWhere.STARTING
+        else:
+            where = EngineWhere.ELSEWHERE if holder else EngineWhere.NONE
+        relay = here.relay if here is not None else None
+        return EngineFact(where, holder, relay, self_starting=self._start_engine is not None)
+
+    def _start_engine_if_none(self, snapshot: Snapshot) -> None:
+        """The engine that held the lease stopped (or this one failed): one starts here,
+        unless this dashboard is a pure client."""
+        if self._start_engine is None or snapshot.engine_holder:
+            return
+        if self.engine is not None and self.engine.alive:
+            return
+        if time.monotonic() - self._engine_asked_at < ENGINE_START_PAUSE_SECONDS:
+            return
+        self._engine_asked_at = time.monotonic()
+        self._start_engine_here()
+
+    @work(thread=True, exclusive=True, group="engine")
+    def _start_engine_here(self) -> None:
+        assert self._start_engine is not None
+        try:
+            engine = self._start_engine()
+        except SendStatusError as exc:  # e.g. the stored relay's credentials are unusable
+            self.call_from_thread(self.notify, f"cannot start an engine: {exc}", severity="error")
+            return
+        if engine is not None:
+            self.engine = engine
+            self.call_from_thread(
+                self.notify, f"No engine was running: started one here (relay {engine.relay})"
+            )
 
     # --- what the screens ask for -------------------------------------------------------
 

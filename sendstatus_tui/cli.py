@@ -5,22 +5,26 @@ quickly enough to run in a shell loop.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import cli_after_send, config, config_command, engines_command
-from .core import lifecycle, settings
+from .cli_log import add_log_command
+from .core import audit, lifecycle, settings
 from .core.details import read_details
 from .core.drafts import create_mailing, draft_from_files
 from .core.listing import list_mailings, summary
+from .core.migrations_runner import SchemaNotCurrent
 from .core.queue import Direction
 from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
-from .core.states import Action, Area, State, next_state
-from .core.store import Store
-from .core.when import format_local, parse_when, zone
+from .core.states import STATE_WORDS, Action, Area, State, next_state
+from .core.store import DatabaseMissing, Store, may_write
+from .core.when import format_named, parse_when, zone
 from .errors import SendStatusError, mask_url
 from .views.details import show_text
 from .views.listing import render_panes
@@ -33,13 +37,25 @@ class CommandError(SendStatusError):
 # what the command line suggests after some errors, in its own words (core's messages name
 # no command)
 _HINTS: dict[type[SendStatusError], str] = {
-    lifecycle.TimeInPast: "; use send-now to send immediately"
+    lifecycle.TimeInPast: "; use send-now to send immediately",
+    DatabaseMissing: "; `sendstatus init` creates one (so do `mailing add` and the dashboard)",
+    SchemaNotCurrent: "; `sendstatus init` brings it up to date (so does any command that writes)",
 }
+# how each kind of command opens its database (core/store.py): commands that only read
+# never create, migrate nor write it; those that change mailings migrate an existing one;
+# init, mailing add, the dashboard and the engine also create a missing one
+READS = {"create": False, "migrate": False, "read_only": True}
+CHANGES = {"create": False, "migrate": True}
+CREATES = {"create": True, "migrate": True}
+# the dashboard as a pure client reads, and writes only what its operator asks for
+ATTACHES = {"create": False, "migrate": False}
+STORE_ACCESS = {"read": READS, "change": CHANGES, "create": CREATES}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    audit.operating_from(audit.Source.CLI)
     for option in ("db", "tz", "smtp", "rate"):  # global options, absent when not given
         vars(args).setdefault(option, None)
     if args.command is None:
@@ -47,16 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
-        _print_error(_masked(str(exc) + _HINTS.get(type(exc), ""), args))
+        _forget_new_database(args)
+        _print_error(_masked(str(exc) + _hint(exc), args))
         if isinstance(exc, RecipientsRefused):
             _print_row_errors(exc.errors)
         return 1
     except KeyboardInterrupt:
+        _forget_new_database(args)
         _print_error("interrupted; nothing was changed by the unfinished command")
         return 130
     finally:
         if getattr(args, "store", None) is not None:
             args.store.dispose()
+    _report_opening(args)
     return 0
 
 
@@ -69,7 +88,7 @@ def _cmd_mailing_add(args) -> None:
         draft, unsubscribe_url=args.unsubscribe_url, unsubscribe_mailto=args.unsubscribe_mailto
     )
     when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
-    store = _store(args)
+    store = _store(args, CREATES)
     if args.sequential:
         with store.read() as session:
             _confirm_sequential(args, session, "the new mailing")
@@ -115,7 +134,7 @@ def _plan(args, session, mailing_id: int, when) -> str:
         return "sending now (starting up)"
     if when is not None:
         lifecycle.schedule_at(session, mailing_id, when)
-        return f"scheduled at {format_local(when, zone(config.zone_name(args.tz)))}"
+        return f"scheduled at {format_named(when, zone(config.zone_name(args.tz)))}"
     if args.sequential:
         return _enqueued_message(lifecycle.enqueue(session, mailing_id))
     return "parked in Sends to schedule (decide later)"
@@ -123,7 +142,7 @@ def _plan(args, session, mailing_id: int, when) -> str:
 
 def _cmd_ls(args) -> None:
     area = Area(args.area) if args.area else None
-    with _store(args).read() as session:
+    with _store(args, READS).read() as session:
         mailings = list_mailings(session, area)
     if args.json:
         print(json.dumps([summary(m) for m in mailings], indent=2))
@@ -133,7 +152,7 @@ def _cmd_ls(args) -> None:
 
 
 def _cmd_show(args) -> None:
-    with _store(args).read() as session:
+    with _store(args, READS).read() as session:
         details = read_details(session, lifecycle.get(session, args.id))
     if args.json:
         print(json.dumps(details.as_json(), indent=2))
@@ -142,17 +161,17 @@ def _cmd_show(args) -> None:
 
 
 def _cmd_send_now(args) -> None:
-    with _store(args).read() as session:
+    with _store(args, CHANGES).read() as session:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.SEND_NOW, mailing.id)  # refuse before asking
         cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
-    with _store(args).write() as session:
+    with _store(args, CHANGES).write() as session:
         mailing = lifecycle.send_now(session, args.id)
     print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)")
 
 
 def _cmd_schedule(args) -> None:
-    store = _store(args)
+    store = _store(args, CHANGES)
     if args.at:
         when = parse_when(args.at, config.zone_name(args.tz))
         with store.read() as session:
@@ -161,7 +180,7 @@ def _cmd_schedule(args) -> None:
             cli_after_send.confirm_unsubscribe(args, mailing, _confirm)
         with store.write() as session:
             mailing = lifecycle.schedule_at(session, args.id, when)
-        local = format_local(when, zone(config.zone_name(args.tz)))
+        local = format_named(when, zone(config.zone_name(args.tz)))
         print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
         return
     with store.read() as session:
@@ -175,13 +194,13 @@ def _cmd_schedule(args) -> None:
 
 
 def _cmd_stop(args) -> None:
-    with _store(args).write() as session:
+    with _store(args, CHANGES).write() as session:
         mailing = lifecycle.stop(session, args.id)
     print(f"mailing {mailing.id} {mailing.name!r}: stopped, parked in Sends to schedule")
 
 
 def _cmd_rm(args) -> None:
-    store = _store(args)
+    store = _store(args, CHANGES)
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
         lifecycle.check_deletable(session, mailing)  # refuse before asking
@@ -198,16 +217,21 @@ def _cmd_dashboard(args) -> None:
     # the engine's ones even when another engine holds the lease (the next start needs them)
     zone_name = _zone_name(args)
     engine_wanted = not args.no_engine
-    rate = _rate(args) if engine_wanted else None
-    transport = _transport(args) if engine_wanted else None
+    rate = None
+    if engine_wanted:
+        store = _store(args, CREATES)
+        _report_opening(args)  # before the screen opens
+        rate = _rate(args)
+        _transport(args)  # checked now; the engine builds its own at each start
+    else:  # a file it may not write is shown all the same (an action says it cannot write)
+        store = _store(args, ATTACHES if may_write(config.db_url(args.db)) else READS)
     run_dashboard(
-        _store(args),
+        store,
         zone_name=zone_name,
-        relay_url=_relay_url(args),
+        relay_url=config.relay_url(args.smtp),
         rate_per_second=rate,
         engine_wanted=engine_wanted,
         blink=config.blink(args.no_blink),
-        transport=transport,
     )
 
 
@@ -218,22 +242,32 @@ def _cmd_demo(args) -> None:
     zone_name = _zone_name(args)
     print("preparing the demo database…", file=sys.stderr)
     store, transport, directory = create_demo()
-    run_dashboard(
-        store,
-        zone_name=zone_name,
-        rate_per_second=DEMO_RATE_PER_SECOND,
-        blink=config.blink(args.no_blink),
-        transport=transport,
-        log_file=directory / "engine.log",
-        demo=True,
-    )
-    print(f"demo files (database, maildir, engine log) are in {directory}", file=sys.stderr)
+    try:
+        run_dashboard(
+            store,
+            zone_name=zone_name,
+            rate_per_second=DEMO_RATE_PER_SECOND,
+            blink=config.blink(args.no_blink),
+            transport=("the demo's maildir", transport),
+            log_file=directory / "engine.log",
+            demo=True,
+        )
+    finally:
+        store.dispose()
+        if args.keep:
+            print(
+                f"demo files (database, maildir, engine log) kept in {directory}", file=sys.stderr
+            )
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+            print(f"demo files removed ({directory}; --keep keeps them)", file=sys.stderr)
 
 
 def _cmd_engine(args) -> None:
     from .engine.headless import run_headless
 
     relay_url, transport, rate = _relay_url(args), _transport(args), _rate(args)
+    _report_opening(args)  # before the engine's log starts
     run_headless(config.db_url(args.db), relay_url, transport, rate)
 
 
@@ -249,7 +283,7 @@ def _rate(args) -> float | None:
     capped by ``--rate`` (or its environment variable) when given."""
     from .core.rates import parse_rate
 
-    with _store(args).read() as session:
+    with _store(args, CREATES).read() as session:
         stored = parse_rate(settings.read(session, "rate"))
     cap = parse_rate(config.rate(args.rate))
     return min((r for r in (stored, cap) if r is not None), default=None)
@@ -260,7 +294,7 @@ def _relay_url(args) -> str | None:
     else None: the default maildir."""
     if override := config.relay_url(args.smtp):
         return override
-    with _store(args).read() as session:
+    with _store(args, CREATES).read() as session:
         return settings.read(session, "relay")
 
 
@@ -273,15 +307,17 @@ def _transport(args):
 
 
 def _cmd_config(args) -> None:
-    config_command.run_config(args, _store(args))
+    words = args.words
+    changes = bool(words) and (words[0] in ("set", "unset") or len(words) > 1)
+    config_command.run_config(args, _store(args, CHANGES if changes else READS))
 
 
 def _cmd_engines(args) -> None:
-    engines_command.run_engines(args, _store(args), zone(_zone_name(args)))
+    engines_command.run_engines(args, _store(args, READS), zone(_zone_name(args)))
 
 
 def _cmd_move(args) -> None:
-    with _store(args).write() as session:
+    with _store(args, CHANGES).write() as session:
         position = lifecycle.move(session, args.id, Direction(args.direction))
     print(f"mailing {args.id}: position {position} in the sequential queue")
 
@@ -289,11 +325,53 @@ def _cmd_move(args) -> None:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _store(args) -> Store:
-    """The command's database, opened once and closed when the command ends (see main)."""
+def _cmd_init(args) -> None:
+    store = _store(args, CREATES, report=False)
+    if store.created:
+        print(f"created database {store.safe_url}")
+    elif store.upgraded_from:
+        print(f"upgraded database {store.safe_url} from schema {store.upgraded_from}")
+    else:
+        print(f"database {store.safe_url} is up to date")
+
+
+def _store(args, opening: dict[str, bool], *, report: bool = True) -> Store:
+    """The command's database, opened once and closed when the command ends (see main).
+    A database created or upgraded on the way is said on stderr when the command succeeds
+    (``report``)."""
     if getattr(args, "store", None) is None:
-        args.store = Store(config.db_url(args.db))
+        args.store = Store(config.db_url(args.db), **opening)
+        args.report_opening = report
     return args.store
+
+
+def _report_opening(args) -> None:
+    store = getattr(args, "store", None)
+    if store is None or not args.report_opening:
+        return
+    args.report_opening = False  # once
+    if store.created:
+        print(f"created database {store.safe_url}", file=sys.stderr)
+    elif store.upgraded_from:
+        print(
+            f"upgraded database {store.safe_url} from schema {store.upgraded_from}", file=sys.stderr
+        )
+
+
+def _forget_new_database(args) -> None:
+    """A command that failed leaves no new database behind (nothing half-done)."""
+    store = getattr(args, "store", None)
+    if store is not None:
+        with contextlib.suppress(SendStatusError, OSError):
+            store.remove_if_unused()
+
+
+def _hint(exc: SendStatusError) -> str:
+    if isinstance(exc, SchemaNotCurrent) and not exc.upgradable:
+        return ""
+    if isinstance(exc, SchemaNotCurrent) and exc.revision is None:
+        return "; `sendstatus init` creates its tables (so does `mailing add` or the dashboard)"
+    return next((hint for kind, hint in _HINTS.items() if isinstance(exc, kind)), "")
 
 
 def _confirm_sequential(args, session, what: str) -> None:
@@ -301,7 +379,7 @@ def _confirm_sequential(args, session, what: str) -> None:
     ahead = lifecycle.sequential_ahead(session)
     if not ahead:
         return
-    names = ", ".join(f"{m.id} {m.name!r} ({m.state})" for m in ahead)
+    names = ", ".join(f"{m.id} {m.name!r} ({STATE_WORDS[m.state]})" for m in ahead)
     position = sum(1 for m in ahead if m.state == State.QUEUED) + 1
     print(
         f"warning: other sequential mailings are in progress or queued: {names};"
@@ -419,6 +497,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-blink", action="store_true", default=argparse.SUPPRESS, help="no blinking"
     )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the demo's files (database, maildir, engine log) instead of removing them",
+    )
     demo.set_defaults(run=_cmd_demo)
 
     mailing = commands.add_parser("mailing", help="create mailings", parents=[common])
@@ -507,13 +590,25 @@ def _parser() -> argparse.ArgumentParser:
     move.add_argument("direction", choices=[d.value for d in Direction])
     move.set_defaults(run=_cmd_move)
 
+    init = commands.add_parser(
+        "init",
+        parents=[common],
+        help="create the database, or bring its schema up to date",
+        description="Create the database (an SQLite file, or the tables in an existing"
+        " PostgreSQL database) or bring its schema up to date. Commands that only read"
+        " (ls, show, log, the dashboard with --no-engine) never do.",
+    )
+    init.set_defaults(run=_cmd_init)
+    add_log_command(commands, common, lambda args: _store(args, READS))
     config_command.add_parser(commands, common, _cmd_config)
     engines_command.add_parser(commands, common, _cmd_engines)
     cli_after_send.add_parsers(
         commands,
         common,
         _mailing_id,
-        cli_after_send.Hooks(_store, _confirm, _relay_url),
+        cli_after_send.Hooks(
+            lambda args, access: _store(args, STORE_ACCESS[access]), _confirm, _relay_url
+        ),
     )
     return parser
 

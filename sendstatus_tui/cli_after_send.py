@@ -30,7 +30,8 @@ class AfterSendError(SendStatusError):
 class Hooks:
     """What these commands share with the rest of the command line."""
 
-    store: Callable[[Any], Store]
+    # the command's database, opened to "read", to "change" (never created) or to "create"
+    store: Callable[[Any, str], Store]
     confirm: Callable[[Any, str], None]
     relay_url: Callable[[Any], str | None]
 
@@ -123,7 +124,7 @@ def add_parsers(commands, common: argparse.ArgumentParser, id_type, hooks: Hooks
 
 def _cmd_failed(args, hooks: Hooks) -> None:
     classes = failed.classes_named(args.failure_class, failed.CLASSES)
-    with hooks.store(args).read() as session:
+    with hooks.store(args, "read").read() as session:
         mailing = lifecycle.get(session, args.id)
         assert mailing.id is not None
         names = json.loads(mailing.field_names)
@@ -163,7 +164,7 @@ def _write_failed_csv(path: Path, names: list[str], rows) -> int:
 
 def _cmd_retry(args, hooks: Hooks) -> None:
     classes = failed.classes_named(args.failure_class, failed.RETRY_ALL)
-    store = hooks.store(args)
+    store = hooks.store(args, "change")
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
         assert mailing.id is not None
@@ -190,7 +191,7 @@ def _cmd_test(args, hooks: Hooks) -> None:
         addresses = trial.parse_test_addresses(args.to)
     except trial.BadTestAddress as exc:
         raise AfterSendError(f"--to: {exc}") from None
-    with hooks.store(args).read() as session:
+    with hooks.store(args, "read").read() as session:
         mailing = lifecycle.get(session, args.id)
         persona = trial.persona(session, mailing, args.persona)
         session.expunge(mailing)
@@ -223,7 +224,7 @@ def _cmd_test(args, hooks: Hooks) -> None:
 
 
 def _cmd_suppress_add(args, hooks: Hooks) -> None:
-    with hooks.store(args).write() as session:
+    with hooks.store(args, "create").write() as session:
         result = suppression.add(session, args.addresses, args.reason)
         _refuse_invalid(result.invalid)  # rolls the whole command back
     print(f"{_count(result.added, 'address')} added" + _already(result.already))
@@ -231,14 +232,14 @@ def _cmd_suppress_add(args, hooks: Hooks) -> None:
 
 def _cmd_suppress_import(args, hooks: Hooks) -> None:
     pairs, bad_lines = suppression.read_file(args.file)
-    with hooks.store(args).write() as session:
+    with hooks.store(args, "create").write() as session:
         result = suppression.add_entries(session, pairs)
         _refuse_invalid(bad_lines + result.invalid, args.file)
     print(f"{args.file}: {_count(result.added, 'address')} added" + _already(result.already))
 
 
 def _cmd_suppress_rm(args, hooks: Hooks) -> None:
-    with hooks.store(args).write() as session:
+    with hooks.store(args, "change").write() as session:
         removed, invalid = suppression.remove(session, args.addresses)
         _refuse_invalid(invalid)
     absent = len(args.addresses) - removed
@@ -249,7 +250,7 @@ def _cmd_suppress_rm(args, hooks: Hooks) -> None:
 
 
 def _cmd_suppress_ls(args, hooks: Hooks) -> None:
-    with hooks.store(args).read() as session:
+    with hooks.store(args, "read").read() as session:
         if not args.json:
             for entry in suppression.entries(session):
                 print(f"{entry.address}\t{entry.reason or ''}")
@@ -264,7 +265,7 @@ def _cmd_suppress_ls(args, hooks: Hooks) -> None:
 
 def _cmd_suppress_export(args, hooks: Hooks) -> None:
     written = 0
-    with hooks.store(args).read() as session:
+    with hooks.store(args, "read").read() as session:
         try:
             with open(args.file, "w", encoding="utf-8", newline="") as stream:
                 writer = csv.writer(stream)

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from .core import settings
+from .core import audit, settings
 from .core.store import Store
 
 _VERBS = ("get", "set", "unset")
@@ -42,6 +42,8 @@ def run_config(args, store: Store) -> None:
     if verb == "unset" or values:
         with store.write() as session:
             stored = settings.write(session, key, None if verb == "unset" else values[0])
+            change = f"{key} = {stored}" if stored is not None else f"{key} unset"
+            audit.record(session, audit.Change.SETTING, detail=change)
         print(f"{key} = {stored}" if stored is not None else f"{key}: not set")
         return
     with store.read() as session:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from sendstatus_tui.core import audit
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.store import Store
 from sendstatus_tui.engine.engine import Engine
@@ -26,6 +27,13 @@ def no_user_database(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.delenv("SENDSTATUS_DB", raising=False)
     monkeypatch.delenv("SENDSTATUS_TZ", raising=False)
+    # operators act from the command line unless a dashboard opens (and says so), as one
+    # user, neither through sudo nor over SSH unless a test says so: the trail is the same
+    # on every machine
+    monkeypatch.setattr(audit, "_operator_source", audit.Source.CLI)
+    monkeypatch.setenv("LOGNAME", "ann")
+    for variable in ("SUDO_USER", "SSH_CONNECTION", "SSH_CLIENT"):
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

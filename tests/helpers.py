@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlmodel import select
 from textual.command import CommandList
 from textual.pilot import Pilot
@@ -20,7 +21,7 @@ from textual.widgets import OptionList, Static
 from sendstatus_tui.app import SendStatusApp
 from sendstatus_tui.core import deliveries, lease, lifecycle
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.models import Mailing
+from sendstatus_tui.core.models import AuditEntry, Mailing
 from sendstatus_tui.core.states import State
 from sendstatus_tui.core.store import Store
 from sendstatus_tui.engine.engine import EngineSettings
@@ -106,6 +107,11 @@ class Mailings:
     def do(self, operation, *args):
         with self.store.write() as session:
             return operation(session, *args)
+
+    def pin_history(self, at: datetime) -> None:
+        """Gives every audit entry the time ``at`` (they carry the real clock's)."""
+        with self.store.write() as session:
+            session.execute(sa.update(AuditEntry).values(at=at))
 
     def get(self, mailing_id: int) -> Mailing | None:
         with self.store.read() as session:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sendstatus_tui.cli import main
+from sendstatus_tui.errors import mask_url
 
 from .helpers import write_file
 
@@ -74,6 +75,17 @@ def listing(run, *args) -> list[dict]:
     return json.loads(out)
 
 
+def assert_no_mailings(run) -> None:
+    """No mailing exists: a first command that failed left no database behind (no SQLite
+    file, no tables in PostgreSQL: ls says so), or the database lists none."""
+    status, out, err = run("ls", "--json")
+    if status == 1:
+        assert out == ""
+        assert err.startswith("error: no database at ") or "holds no sendstatus data yet" in err
+    else:
+        assert json.loads(out) == []
+
+
 def by_id(run, mailing_id) -> dict:
     return next(m for m in listing(run) if m["id"] == mailing_id)
 
@@ -89,13 +101,13 @@ def future(minutes=60) -> str:
 # --- mailing add ----------------------------------------------------------------------------
 
 
-def test_add_parks_by_default_and_counts_duplicates(run, files):
+def test_add_parks_by_default_and_counts_duplicates(run, files, db_url):
     _, body, csv = files
     status, out, err = run(
         "mailing", "add", "--name", "November news", "--subject", "Hi",
         "--from", "news@shop.example.com", "--text", str(body), "--recipients", str(csv),
     )  # fmt: skip
-    assert (status, err) == (0, "")
+    assert (status, err) == (0, f"created database {mask_url(db_url)}\n")  # the first write
     assert "created with 2 recipients, 1 duplicate dropped" in out
     assert "parked in Sends to schedule" in out
     [mailing] = listing(run)
@@ -142,7 +154,7 @@ def test_add_with_a_bad_time_creates_nothing(run, files, when, zone, message):
     assert status == 1 and out == ""
     assert err.startswith("error: ") and message in err
     assert len(err.strip().splitlines()) == 1
-    assert listing(run) == []
+    assert_no_mailings(run)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +173,7 @@ def test_header_injection_and_bad_senders_are_refused(run, files, option, value,
     args = [item for pair in values.items() for item in pair]
     status, _, err = run("mailing", "add", *args, "--text", str(body), "--recipients", str(csv))
     assert status == 1 and err.startswith("error: ") and message in err
-    assert listing(run) == []
+    assert_no_mailings(run)
 
 
 def test_invalid_rows_refuse_the_whole_file_with_line_numbers(run, files, tmp_path):
@@ -181,7 +193,7 @@ def test_invalid_rows_refuse_the_whole_file_with_line_numbers(run, files, tmp_pa
     )
     assert lines[1].startswith("  line 3: 'not-an-address': ")
     assert lines[2].startswith("  line 5: ")  # the quoted address spans lines 4-5
-    assert listing(run) == []
+    assert_no_mailings(run)
 
     status, out, err = run(*common, "--text", str(body), "--recipients", str(csv), "--skip-invalid")
     assert status == 0
@@ -208,7 +220,7 @@ def test_unusable_csv_files_are_refused(run, files, tmp_path, content, message):
         "--text", str(body), "--recipients", str(csv),
     )  # fmt: skip
     assert status == 1 and err.startswith("error: ") and message in err
-    assert listing(run) == []
+    assert_no_mailings(run)
 
 
 def test_missing_files_are_named(run, files, tmp_path):
@@ -220,7 +232,7 @@ def test_missing_files_are_named(run, files, tmp_path):
     assert status == 1 and "no.csv: no such file" in err
     status, _, err = run(*common, "--recipients", str(csv))
     assert status == 1 and "body: a text body, an HTML body or both are needed" in err
-    assert listing(run) == []
+    assert_no_mailings(run)
 
 
 # --- planning and steering ------------------------------------------------------------------
@@ -237,14 +249,14 @@ def test_send_now_schedule_stop_and_rm(add, run):
 
     status, _, err = run("rm", str(mailing_id), "--yes")
     assert status == 1
-    assert err == f"error: cannot delete mailing {mailing_id}: it is starting" + (
-        " (delete applies to a mailing that is standby)\n"
+    assert err == f"error: cannot delete mailing {mailing_id}: it is starting up" + (
+        " (delete applies to a mailing that is parked)\n"
     )
 
     assert run("stop", str(mailing_id))[0] == 0
     assert by_id(run, mailing_id)["reason"] == "stopped by an operator"
     assert run("rm", str(mailing_id), "--yes")[0] == 0
-    assert listing(run) == []
+    assert_no_mailings(run)
 
 
 def test_rm_without_a_terminal_needs_yes(add, run):
@@ -261,7 +273,7 @@ def test_sequential_warning_names_what_is_ahead(add, run):
 
     status, _, err = run("schedule", str(second), "--sequential")
     assert status == 1  # no terminal and no --yes: refused
-    assert f"{first} 'First' (starting)" in err
+    assert f"{first} 'First' (starting up)" in err
     assert "will be number 1 in the sequential queue" in err
     assert "pass --yes to confirm" in err
     assert by_id(run, second)["state"] == "standby"
@@ -296,6 +308,7 @@ def test_move_reorders_the_queue(add, run):
 
 
 def test_unknown_mailing_and_bad_ids(run):
+    assert run("init")[0] == 0
     status, _, err = run("stop", "42")
     assert (status, err) == (1, "error: no mailing with id 42\n")
     with pytest.raises(SystemExit) as usage:
@@ -353,12 +366,14 @@ def test_ls_does_not_import_the_dashboard(tmp_path):
 
 
 def test_the_installed_command_runs(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "sendstatus_tui.cli", "--db", f"sqlite:///{tmp_path}/s.db", "ls"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
+    for command in ("init", "ls"):
+        result = subprocess.run(
+            [sys.executable, "-m", "sendstatus_tui.cli", "--db", f"sqlite:///{tmp_path}/s.db"]
+            + [command],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
     assert "Sending now (0)" in result.stdout
 
 
@@ -379,7 +394,7 @@ def test_placeholders_must_be_csv_columns(run, files):
     assert err == (
         "error: subject: {city} is not a column of the recipients CSV (it has: email, first_name)\n"
     )
-    assert listing(run) == []
+    assert_no_mailings(run)
 
 
 def test_a_stored_date_at_the_end_of_the_calendar_never_crashes_a_view(add, run, db_url):
@@ -434,5 +449,33 @@ def test_rm_waits_until_no_engine_holds_its_recipients(add, run, db_url):
     assert by_id(run, mailing_id)["state"] == "standby"
     set_status("pending")
     assert run("rm", str(mailing_id), "--yes")[0] == 0
-    assert listing(run) == []
+    assert_no_mailings(run)
     store.dispose()
+
+
+def test_every_time_printed_names_its_zone(add, run):
+    mailing_id = add("Zoned", "--at", f"{NEXT_YEAR}-01-10 16:25", "--tz", "Europe/Rome")
+    status, out, _ = run(
+        "schedule", str(mailing_id), "--at", f"{NEXT_YEAR}-01-11 09:00", "--tz", "Europe/Rome"
+    )
+    assert (
+        out == f"mailing {mailing_id} 'Zoned': scheduled at {NEXT_YEAR}-01-11 09:00 Europe/Rome\n"
+    )
+    _, out, _ = run("ls", "--tz", "Europe/Rome")
+    assert "WHEN (Europe/Rome)" in out and f"{NEXT_YEAR}-01-11 09:00" in out
+    _, out, _ = run("show", str(mailing_id), "--tz", "Europe/Rome")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-11 09:00 Europe/Rome" in out
+    assert "State:          scheduled" in out
+    # the same moment for an operator in UTC: 08:00, and named so
+    _, out, _ = run("show", str(mailing_id), "--tz", "UTC")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-11 08:00 UTC" in out
+
+
+def test_the_add_echo_names_the_zone(run, files):
+    _, body, csv = files
+    status, out, _ = run(
+        "mailing", "add", "--name", "Echo", "--subject", "S", "--from", "a@shop.example.com",
+        "--text", str(body), "--recipients", str(csv), "--at", f"{NEXT_YEAR}-03-01 10:00",
+        "--tz", "America/New_York",
+    )  # fmt: skip
+    assert status == 0 and out.endswith(f"scheduled at {NEXT_YEAR}-03-01 10:00 America/New_York\n")

@@ -3,7 +3,7 @@
 Each worker is a separate process (multiprocessing, "spawn") that runs ``sendstatus``
 commands by calling ``cli.main`` - the code an operator runs - with its stdout and stderr
 captured. A refusal because another process changed the mailing first ("error: cannot move
-... it is standby") is a normal outcome; anything else on stderr ("database is locked", a
+... it is parked") is a normal outcome; anything else on stderr ("database is locked", a
 traceback, a unique-constraint error, a deadlock) is a failure. A watcher process runs
 ``ls --json`` meanwhile and checks the queue in every snapshot; the end state is checked
 through ``ls --json`` and straight from the table.
@@ -49,7 +49,7 @@ START_SECONDS = 60.0
 # what a command legitimately prints on stderr when another process acted first
 REFUSAL = re.compile(
     r"error: cannot (send now|schedule|enqueue sequentially|stop|move in the queue)"
-    r" mailing \d+: it is (standby|scheduled|queued|starting|sending|completed) \(.*\)"
+    r" mailing \d+: it is (parked|scheduled|queued|starting up|sending|completed) \(.*\)"
 )
 SEQUENTIAL_WARNING = re.compile(r"warning: other sequential mailings are in progress or queued: ")
 AT_TOP = ": position 1 in the sequential queue"

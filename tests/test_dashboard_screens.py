@@ -1,5 +1,7 @@
 """The other screens and keys: details, help, the name filter, quitting."""
 
+import re
+
 from textual.widgets import Input, Static
 
 from sendstatus_tui.core.states import Area, State
@@ -12,6 +14,7 @@ from .helpers import (
     press_on,
     refresh,
     scenario,
+    select_mailing,
     settle,
     text_of,
     wait_for_screen,
@@ -45,6 +48,22 @@ async def test_d_shows_the_counters(db):
         await pilot.pause()
         assert app.screen is app.dashboard
         assert app.dashboard.selected().mailing_id == sending
+
+
+@scenario
+async def test_the_details_tell_who_changed_the_mailing(db):
+    parked = db.add("Spring sale")
+    async with open_dashboard(db.store) as (app, pilot):
+        await select_mailing(pilot, parked)
+        await pilot.press("s")  # send now, from this dashboard
+        await settle(pilot)
+        screen = await press_on(pilot, parked, "d", DetailScreen)
+        await settle(pilot)
+        history = text_of(screen.query_one("#history", Static)).splitlines()
+    assert [line.split("  ")[1] for line in history] == ["created", "send-now"]
+    assert history[0].endswith("via cli")  # the test's builder added it, as `mailing add` would
+    assert history[1].endswith("via dashboard")
+    assert re.search(r" CES?T  ", history[1])  # in the operator's zone (Rome), named
 
 
 @scenario

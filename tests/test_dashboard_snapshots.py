@@ -90,6 +90,7 @@ def populate(db: Mailings) -> dict[str, int]:
         "535 5.7.8 authentication failed: check the relay credentials",
         FIXED_NOW,
     )
+    db.pin_history(FIXED_NOW - timedelta(hours=2))  # the details show it
     return ids
 
 

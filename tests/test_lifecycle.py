@@ -8,7 +8,7 @@ from sqlmodel import select
 from sendstatus_tui.core import deliveries, lifecycle
 from sendstatus_tui.core.models import Mailing, Recipient
 from sendstatus_tui.core.queue import Direction
-from sendstatus_tui.core.states import Mode, State, TransitionRefused
+from sendstatus_tui.core.states import STATE_WORDS, Mode, State, TransitionRefused
 
 from .helpers import in_minutes
 
@@ -260,7 +260,10 @@ def test_stop_is_refused_when_nothing_runs(store, make_mailing, state):
     if state == "completed":
         sending(store, mailing_id)
         act(store, lifecycle.complete, mailing_id)
-    with pytest.raises(TransitionRefused, match=f"cannot stop mailing {mailing_id}: it is {state}"):
+    with pytest.raises(
+        TransitionRefused,
+        match=f"cannot stop mailing {mailing_id}: it is {STATE_WORDS[State(state)]}",
+    ):
         act(store, lifecycle.stop, mailing_id)
     assert fetch(store, mailing_id).state == state
 

@@ -15,7 +15,10 @@ from .helpers import mailing, wait_for
 
 @pytest.fixture
 def config(db_url, capsys):
-    """Runs ``sendstatus --db <db> config ARGS``; returns (exit status, stdout, stderr)."""
+    """Runs ``sendstatus --db <db> config ARGS``; returns (exit status, stdout, stderr).
+    The database exists (config never creates one)."""
+    assert main(["--db", db_url, "init"]) == 0
+    capsys.readouterr()
 
     def run(*args: str) -> tuple[int, str, str]:
         status = main(["--db", db_url, "config", *args])

@@ -4,6 +4,7 @@ import pytest
 
 from sendstatus_tui.core.states import (
     AREA_OF_STATE,
+    STATE_WORDS,
     Action,
     Area,
     State,
@@ -48,11 +49,13 @@ def test_every_action_from_every_state(action, state):
         with pytest.raises(TransitionRefused) as refused:
             next_state(state, action, mailing_id=7)
         message = str(refused.value)
-        assert "mailing 7" in message and f"it is {state.value}" in message
+        # in the operator's words: the stored name "standby" never reaches them
+        assert "mailing 7" in message and f"it is {STATE_WORDS[state]}" in message
+        assert "standby" not in message
 
 
 def test_refusal_names_the_states_that_allow_it():
-    with pytest.raises(TransitionRefused, match=r"delete applies to a mailing that is standby"):
+    with pytest.raises(TransitionRefused, match=r"delete applies to a mailing that is parked"):
         next_state(State.SENDING, Action.DELETE, mailing_id=3)
 
 

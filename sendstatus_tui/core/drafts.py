@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from ..errors import SendStatusError
-from . import settings
+from . import audit, settings
 from .addresses import InvalidAddress, normalize_address, with_ascii_domain
 from .models import Mailing
 from .personalise import placeholders
@@ -119,11 +119,17 @@ def _checked_setting(field: str, value: str | None) -> str | None:
 
 
 def create_mailing(
-    session: Session, draft: MailingDraft, recipients_csv: Path, *, skip_invalid: bool = False
+    session: Session,
+    draft: MailingDraft,
+    recipients_csv: Path,
+    *,
+    skip_invalid: bool = False,
+    actor: audit.Actor | None = None,
 ) -> tuple[Mailing, ImportReport]:
     """Creates a parked mailing with its recipients, inside the caller's transaction."""
     draft = check_draft(draft)
     mailing = Mailing(
+        id=audit.unused_mailing_id(session),
         name=draft.name,
         subject=draft.subject,
         sender=draft.sender,
@@ -144,7 +150,12 @@ def create_mailing(
         header_fields=placeholders(draft.subject),
     )
     _check_placeholders(draft, ["email", *json.loads(mailing.field_names)], mailing.unsubscribe_url)
+    audit.record(session, audit.Change.CREATED, mailing, _count(mailing.total), actor=actor)
     return mailing, report
+
+
+def _count(recipients: int) -> str:
+    return f"{recipients:,} recipient{'' if recipients == 1 else 's'}"
 
 
 def _check_placeholders(

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from . import audit
 from .models import EngineLease, utc_now
 from .store import lock_transitions
 
@@ -50,6 +51,9 @@ def acquire(
     elif lease.expires_at <= now:
         # a new generation, also for the same holder: while it had expired, another engine
         # may have acted on what this holder was doing (it does, in the tests' interleavings)
+        if lease.holder != holder:
+            detail = f"engine {holder} took the lead from {lease.holder} (stopped or silent)"
+            audit.record(session, audit.Change.TAKEOVER, detail=detail, actor=audit.engine())
         lease.holder, lease.expires_at = holder, now + ttl
         lease.generation += 1
     else:

@@ -2,7 +2,9 @@
 
 Every function works inside the caller's write transaction (``store.write()``), so that a
 command and everything it implies (leaving the queue, promoting the next sequential
-mailing) commit together or not at all.
+mailing, its entries in the audit trail) commit together or not at all. ``actor`` says who
+acts: by default this process's operator for operators' actions (``audit.operator``), the
+engine for the engine's.
 """
 
 from dataclasses import dataclass
@@ -11,10 +13,11 @@ from datetime import datetime
 from sqlmodel import Session, col, func, select
 
 from ..errors import SendStatusError
-from . import failed, queue
+from . import audit, failed, queue
+from .audit import Actor, Change
 from .models import Mailing, Recipient, RecipientStatus, utc_now
 from .queue import Direction
-from .states import Action, Mode, State, TransitionRefused, next_state
+from .states import STATE_WORDS, Action, Mode, State, TransitionRefused, next_state
 from .store import lock_transitions
 from .when import check_horizon
 
@@ -63,6 +66,11 @@ def get(session: Session, mailing_id: int) -> Mailing:
     return mailing
 
 
+def find(session: Session, mailing_id: int) -> Mailing | None:
+    """The mailing with this id, or None."""
+    return session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+
+
 def get_for_update(session: Session, mailing_id: int) -> Mailing:
     """Loads a mailing and locks its row until the transaction ends."""
     if not _fits(session, mailing_id):
@@ -75,46 +83,70 @@ def get_for_update(session: Session, mailing_id: int) -> Mailing:
     return mailing
 
 
-def send_now(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
-    mailing = _transition(session, mailing_id, Action.SEND_NOW, now)
+def send_now(
+    session: Session, mailing_id: int, now: datetime | None = None, *, actor: Actor | None = None
+) -> Mailing:
+    actor = actor or audit.operator()
+    mailing = _transition(session, mailing_id, Action.SEND_NOW, now, actor)
     mailing.mode = Mode.IMMEDIATE
     mailing.scheduled_at = None
+    audit.record(session, Change.SEND_NOW, mailing, actor=actor, now=now)
     return mailing
 
 
 def schedule_at(
-    session: Session, mailing_id: int, when: datetime, now: datetime | None = None
+    session: Session,
+    mailing_id: int,
+    when: datetime,
+    now: datetime | None = None,
+    *,
+    actor: Actor | None = None,
 ) -> Mailing:
     now = now or utc_now()
     if when <= now:
         raise TimeInPast(when, now)
     check_horizon(when, now)
-    mailing = _transition(session, mailing_id, Action.SCHEDULE_AT, now)
+    actor = actor or audit.operator()
+    mailing = _transition(session, mailing_id, Action.SCHEDULE_AT, now, actor)
     mailing.mode = Mode.AT
     mailing.scheduled_at = when
+    audit.record(session, Change.SCHEDULED, mailing, actor=actor, now=now, scheduled_at=when)
     return mailing
 
 
-def enqueue(session: Session, mailing_id: int, now: datetime | None = None) -> Enqueued:
+def enqueue(
+    session: Session, mailing_id: int, now: datetime | None = None, *, actor: Actor | None = None
+) -> Enqueued:
     """Appends to the sequential queue; starts at once if no sequential mailing is ahead."""
-    mailing = _transition(session, mailing_id, Action.ENQUEUE, now)
+    actor = actor or audit.operator()
+    mailing = _transition(session, mailing_id, Action.ENQUEUE, now, actor)
     mailing.mode = Mode.SEQUENTIAL
     mailing.scheduled_at = None
     position = queue.append(session, mailing)
-    if promote_head(session, now) is mailing:
+    audit.record(session, Change.ENQUEUED, mailing, f"position {position}", actor=actor, now=now)
+    if promote_head(session, now, actor=actor) is mailing:
         return Enqueued(mailing, None, promoted=True)
     return Enqueued(mailing, position, promoted=False)
 
 
-def stop(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
+def stop(
+    session: Session, mailing_id: int, now: datetime | None = None, *, actor: Actor | None = None
+) -> Mailing:
     """Parks a mailing. Its recipients are left as they are: the engine hands back the ones
     it had claimed, and sending again later goes only to those not yet sent."""
-    mailing = _transition(session, mailing_id, Action.STOP, now)
+    actor = actor or audit.operator()
+    lock_transitions(session)
+    was = get_for_update(session, mailing_id).state
+    mailing = _transition(session, mailing_id, Action.STOP, now, actor)
     _park(mailing, STOPPED)
+    detail = f"was {STATE_WORDS[was]}, {mailing.sent:,} of {mailing.total:,} sent"
+    audit.record(session, Change.STOPPED, mailing, detail, actor=actor, now=now)
     return mailing
 
 
-def retry(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
+def retry(
+    session: Session, mailing_id: int, classes: tuple[str, ...], *, actor: Actor | None = None
+) -> int:
     """Puts a completed or stopped mailing's failed recipients of ``classes`` back to
     pending and parks it in Sends to schedule as "N to retry"; returns N. Those who were
     sent it are not touched: sending it again goes only to the N."""
@@ -130,6 +162,8 @@ def retry(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
     mailing.failed -= count
     mailing.finished_at = None
     _park(mailing, f"{count:,} to retry")
+    detail = f"{count:,} recipient{'' if count == 1 else 's'} of class {', '.join(classes)}"
+    audit.record(session, Change.RETRIED, mailing, detail, actor=actor)
     return count
 
 
@@ -151,19 +185,29 @@ def check_deletable(session: Session, mailing: Mailing) -> None:
         raise StillInFlight(mailing.id, in_flight)
 
 
-def delete(session: Session, mailing_id: int) -> Mailing:
+def delete(session: Session, mailing_id: int, *, actor: Actor | None = None) -> Mailing:
     lock_transitions(session)
     mailing = get_for_update(session, mailing_id)
     check_deletable(session, mailing)
+    detail = (
+        f"{mailing.total:,} recipient{'' if mailing.total == 1 else 's'}, {mailing.sent:,} sent"
+    )
+    audit.record(session, Change.DELETED, mailing, detail, actor=actor)
     session.delete(mailing)  # recipients go with it (ON DELETE CASCADE)
     session.flush()
     return mailing
 
 
-def move(session: Session, mailing_id: int, direction: Direction) -> int:
+def move(
+    session: Session, mailing_id: int, direction: Direction, *, actor: Actor | None = None
+) -> int:
     """Moves a queued mailing within the queue; returns its new position."""
     mailing = _transition(session, mailing_id, Action.MOVE)
-    return queue.move(session, mailing, direction)
+    was = mailing.position
+    position = queue.move(session, mailing, direction)
+    detail = f"{direction.value}: position {was} to {position}"
+    audit.record(session, Change.MOVED, mailing, detail, actor=actor)
+    return position
 
 
 def sequential_ahead(session: Session) -> list[Mailing]:
@@ -176,9 +220,12 @@ def sequential_ahead(session: Session) -> list[Mailing]:
 # --- what the engine does ----------------------------------------------------------------
 
 
-def start_due(session: Session, now: datetime | None = None) -> list[Mailing]:
+def start_due(
+    session: Session, now: datetime | None = None, *, actor: Actor | None = None
+) -> list[Mailing]:
     """Moves every scheduled mailing whose time has come into Sending now (``starting``)."""
     now = now or utc_now()
+    actor = actor or audit.engine()
     lock_transitions(session)
     due = session.exec(
         select(Mailing)
@@ -187,12 +234,16 @@ def start_due(session: Session, now: datetime | None = None) -> list[Mailing]:
     ).all()
     for mailing in due:
         assert mailing.id is not None
-        _transition(session, mailing.id, Action.TIME_ARRIVED, now)
+        _transition(session, mailing.id, Action.TIME_ARRIVED, now, actor)
+        audit.record(session, Change.STARTED, mailing, "its time came", actor=actor, now=now)
     return list(due)
 
 
-def promote_head(session: Session, now: datetime | None = None) -> Mailing | None:
-    """Starts the head of the queue if no sequential mailing is in Sending now."""
+def promote_head(
+    session: Session, now: datetime | None = None, *, actor: Actor | None = None
+) -> Mailing | None:
+    """Starts the head of the queue if no sequential mailing is in Sending now. ``actor``:
+    whoever made room for it (the engine by default)."""
     lock_transitions(session)
     if queue.active_sequential(session) is not None:
         return None
@@ -201,7 +252,11 @@ def promote_head(session: Session, now: datetime | None = None) -> Mailing | Non
         return None
     head_id = waiting[0].id
     assert head_id is not None
-    return _transition(session, head_id, Action.PROMOTE, now)
+    actor = actor or audit.engine()
+    mailing = _transition(session, head_id, Action.PROMOTE, now, actor)
+    detail = "first in the sequential queue, into Sending now"
+    audit.record(session, Change.PROMOTED, mailing, detail, actor=actor, now=now)
+    return mailing
 
 
 def mark_prepared(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
@@ -213,18 +268,30 @@ def mark_prepared(session: Session, mailing_id: int, now: datetime | None = None
 
 
 def interrupt(
-    session: Session, mailing_id: int, reason: str, now: datetime | None = None
+    session: Session,
+    mailing_id: int,
+    reason: str,
+    now: datetime | None = None,
+    *,
+    actor: Actor | None = None,
 ) -> Mailing:
     """A fatal error (bad credentials, refused sender): parked with the reason."""
-    mailing = _transition(session, mailing_id, Action.INTERRUPT, now)
+    actor = actor or audit.engine()
+    mailing = _transition(session, mailing_id, Action.INTERRUPT, now, actor)
     _park(mailing, f"interrupted: {reason}")
+    audit.record(session, Change.INTERRUPTED, mailing, reason, actor=actor, now=now)
     return mailing
 
 
-def complete(session: Session, mailing_id: int, now: datetime | None = None) -> Mailing:
+def complete(
+    session: Session, mailing_id: int, now: datetime | None = None, *, actor: Actor | None = None
+) -> Mailing:
     now = now or utc_now()
-    mailing = _transition(session, mailing_id, Action.COMPLETE, now)
+    actor = actor or audit.engine()
+    mailing = _transition(session, mailing_id, Action.COMPLETE, now, actor)
     mailing.finished_at = now
+    detail = f"{mailing.sent:,} sent, {mailing.failed:,} failed"
+    audit.record(session, Change.COMPLETED, mailing, detail, actor=actor, now=now)
     return mailing
 
 
@@ -232,9 +299,14 @@ def complete(session: Session, mailing_id: int, now: datetime | None = None) -> 
 
 
 def _transition(
-    session: Session, mailing_id: int, action: Action, now: datetime | None = None
+    session: Session,
+    mailing_id: int,
+    action: Action,
+    now: datetime | None = None,
+    actor: Actor | None = None,
 ) -> Mailing:
-    """Applies ``action``'s state change with what it implies for the queue."""
+    """Applies ``action``'s state change with what it implies for the queue (a promotion
+    it makes room for is recorded as ``actor``'s)."""
     lock_transitions(session)
     mailing = get_for_update(session, mailing_id)
     target = next_state(mailing.state, action, mailing.id)
@@ -253,7 +325,7 @@ def _transition(
     mailing.updated_at = now or utc_now()
     session.flush()
     if was_active_sequential and target not in (State.STARTING, State.SENDING):
-        promote_head(session, now)
+        promote_head(session, now, actor=actor)
     return mailing
 
 

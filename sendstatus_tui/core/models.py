@@ -211,3 +211,24 @@ class EngineHeartbeat(SQLModel, table=True):
     rate: float = 0.0  # messages a second, over its last heartbeat interval
     connections: int = 0  # to the relay, now
     connections_reason: str = Field(default="", sa_type=sa.Text)  # of the last change
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change to the mailings, with who made it, from where and when (core/audit.py).
+
+    ``mailing_id`` has no foreign key: a mailing's history outlives the mailing."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, index=True)
+    mailing_id: int | None = Field(default=None, index=True)
+    mailing_name: str | None = Field(default=None, sa_type=sa.Text)
+    action: str = Field(sa_type=sa.String(32))
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+    # the time a schedule set, kept as a time so that each reader sees it in their zone
+    scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    source: str = Field(sa_type=sa.String(16))  # cli, dashboard, engine
+    os_user: str = Field(sa_type=sa.String(64))
+    sudo_user: str | None = Field(default=None, sa_type=sa.String(64))
+    ssh_from: str | None = Field(default=None, sa_type=sa.String(64))  # the client's address

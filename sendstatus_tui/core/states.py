@@ -97,6 +97,16 @@ TRANSITIONS: dict[Action, dict[State, State | None]] = {
     Action.COMPLETE: {State.SENDING: State.COMPLETED},
 }
 
+# a state in the operator's words (human-readable output; JSON keeps the stored names)
+STATE_WORDS = {
+    State.STANDBY: "parked",
+    State.SCHEDULED: "scheduled",
+    State.QUEUED: "queued",
+    State.STARTING: "starting up",
+    State.SENDING: "sending",
+    State.COMPLETED: "completed",
+}
+
 _VERB = {
     Action.SEND_NOW: "send now",
     Action.SCHEDULE_AT: "schedule",
@@ -118,10 +128,10 @@ class TransitionRefused(SendStatusError):
 
     def __init__(self, action: Action, state: State, mailing_id: int | None = None):
         self.action, self.state, self.mailing_id = action, state, mailing_id
-        allowed = ", ".join(s.value for s in TRANSITIONS[action])
+        allowed = ", ".join(STATE_WORDS[s] for s in TRANSITIONS[action])
         subject = f"mailing {mailing_id}" if mailing_id is not None else "a mailing"
         super().__init__(
-            f"cannot {_VERB[action]} {subject}: it is {state.value}"
+            f"cannot {_VERB[action]} {subject}: it is {STATE_WORDS[state]}"
             f" ({_VERB[action]} applies to a mailing that is {allowed})"
         )
 

@@ -94,6 +94,17 @@ def to_zone(moment: datetime, local_zone: tzinfo) -> datetime:
         return moment
 
 
+def zone_label(local_zone: tzinfo) -> str:
+    """The zone's name as operators set it (Europe/Rome), for output that names its zone."""
+    return str(getattr(local_zone, "key", None) or local_zone)
+
+
+def format_named(moment: datetime, local_zone: tzinfo) -> str:
+    """``format_local`` naming the zone: 2026-12-01 09:30 Europe/Rome."""
+    text = format_local(moment, local_zone)
+    return text if text.endswith(" UTC") else f"{text} {zone_label(local_zone)}"
+
+
 def format_local(moment: datetime | None, local_zone: tzinfo) -> str:
     """A UTC time as the operator reads it: in their zone, to the minute (never fails: a
     time their zone cannot show is shown in UTC, and says so)."""

@@ -9,8 +9,9 @@ from .engine import Engine
 
 
 class EngineThread:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, relay: str = "the default maildir"):
         self.engine = engine
+        self.relay = relay  # what it sends through, for the operator (password masked)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()

@@ -1,19 +1,16 @@
-"""Opening the dashboard: with the engine in-process (its own thread) unless another engine
-holds the lease, in which case it attaches as a client."""
+"""Opening the dashboard: with an engine of its own (on its own thread) whenever no other
+engine holds the lease, or as a pure client with ``--no-engine``."""
 
-import logging
+import sys
 from pathlib import Path
 
 from platformdirs import user_log_path
 
-from ..core import lease
-from ..core.models import utc_now
+from ..core import settings
 from ..core.store import Store
-from ..engine.credentials import load_credentials
-from ..engine.engine import Engine, EngineSettings
 from ..engine.send_test import relay_for_tests
-from ..engine.thread import EngineThread
-from ..engine.transports import Transport, transport_for
+from ..engine.transports import Transport
+from .engine_host import EngineHost, log_engine_to
 
 
 def run_dashboard(
@@ -24,46 +21,37 @@ def run_dashboard(
     rate_per_second: float | None = None,
     engine_wanted: bool = True,
     blink: bool = True,
-    transport: Transport | None = None,
+    transport: tuple[str, Transport] | None = None,
     log_file: Path | None = None,
     demo: bool = False,
 ) -> None:
+    """``relay_url``: the ``--smtp`` override (else the stored relay is used); ``transport``:
+    a fixed one (the demo's maildir) with what to call it."""
     from ..app import SendStatusApp  # textual is imported only for the dashboard
 
-    test_relay = relay_for_tests(relay_url, transport)  # the demo's maildir, or the relay's
-    engine = None
-    if engine_wanted and not _lease_taken(store):
-        _log_engine_to(log_file or user_log_path("sendstatus", appauthor=False) / "engine.log")
-        transport = transport or transport_for(relay_url, load_credentials())
-        engine = EngineThread(
-            Engine(store, transport, EngineSettings(rate_per_second=rate_per_second))
-        ).start()
+    # test sends go where the engines send: the --smtp relay, the stored one, or a maildir
+    with store.read() as session:
+        relay_for_engines = relay_url or settings.read(session, "relay")
+    test_relay = relay_for_tests(relay_for_engines, transport[1] if transport else None)
+    host = None
+    if engine_wanted:
+        log_engine_to(log_file or user_log_path("sendstatus", appauthor=False) / "engine.log")
+        host = EngineHost(
+            store, relay_override=relay_url, rate_per_second=rate_per_second, transport=transport
+        )
+        host.start_if_free()
     app = SendStatusApp(
         store,
         zone_name=zone_name,
         blink=blink,
-        engine=engine,
+        engine=host.engine if host else None,
+        start_engine=host.start_if_free if host else None,
         demo=demo,
         test_relay=test_relay,
     )
     try:
         app.run()
     finally:
-        if engine is not None:
-            engine.stop()  # finishes and records the batches in flight
-
-
-def _lease_taken(store: Store) -> bool:
-    with store.read() as session:
-        current = lease.current(session)
-    return current is not None and current.expires_at > utc_now()
-
-
-def _log_engine_to(path: Path) -> None:
-    """The engine logs to a file: the terminal belongs to the dashboard."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    engine_log = logging.getLogger("sendstatus")
-    engine_log.addHandler(handler)
-    engine_log.setLevel(logging.INFO)
+        if app.engine is not None and app.engine.alive:
+            print("stopping the engine: finishing the batches in flight…", file=sys.stderr)
+            app.engine.stop()  # finishes and records the batches in flight

@@ -11,12 +11,15 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Sparkline, Static
 
+from ..core import audit
 from ..core.details import MailingDetails, read_details
-from ..core.models import Mailing
+from ..core.models import AuditEntry, Mailing
 from ..core.store import Store
+from ..views.audit import entries_text
 from ..views.details import counters_text, errors_text, rate_heading, time_ago, title
 
 SPARK_POINTS = 60
+HISTORY_ENTRIES = 8  # the newest; `sendstatus log ID` has them all
 
 
 class DetailScreen(Screen):
@@ -50,6 +53,8 @@ class DetailScreen(Screen):
             yield Static("no samples yet: the rate shows while it is sending", id="no-rate")
             yield Label("Last errors", classes="heading")
             yield Static("", id="errors")
+            yield Label("History (who changed it, when)", classes="heading")
+            yield Static("", id="history")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -62,9 +67,13 @@ class DetailScreen(Screen):
         with self._store.read() as session:
             mailing = session.get(Mailing, self._mailing_id)
             details = read_details(session, mailing) if mailing else None
-        self.app.call_from_thread(self._show, details)
+            history = audit.history(session, self._mailing_id, limit=HISTORY_ENTRIES)
+        self.app.call_from_thread(self._show, details, history)
 
-    def _show(self, details: MailingDetails | None) -> None:
+    def _show(self, details: MailingDetails | None, history: list[AuditEntry]) -> None:
+        self.query_one("#history", Static).update(
+            entries_text(history, self._zone, with_mailing=False) or "no changes recorded"
+        )
         if details is None:
             self.query_one("#counters", Static).update("This mailing no longer exists.")
             return

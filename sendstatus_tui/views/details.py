@@ -5,6 +5,8 @@ from datetime import timedelta, tzinfo
 
 from ..core.details import EngineOnIt, LastError, MailingDetails
 from ..core.failed import FailedRecipient
+from ..core.states import STATE_WORDS
+from ..core.when import format_named
 from .cells import countdown, moment, number, per_minute, state_shown
 
 
@@ -20,7 +22,7 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     """``sendstatus show``: what is known, label by label (what is not known is left out)."""
     lines = [title(details)]
     for label, value in (
-        ("State", details.state),
+        ("State", STATE_WORDS[details.state]),
         ("Why", details.state_reason),
         ("Mode", details.mode),
         ("Queue position", details.position),
@@ -35,7 +37,7 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         ("Finished", details.finished_at),
     ):
         if when:
-            lines.append(f"  {label + ':':16}{moment(when, zone)}")
+            lines.append(f"  {label + ':':16}{format_named(when, zone)}")
     lines.append(
         f"  {'Recipients:':16}{number(details.total)} total, {number(details.sent)} sent,"
         f" {number(details.failed)} failed, {number(details.remaining)} remaining"
@@ -61,7 +63,9 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         )
         lines += [f"    {failed_line(row)}" for row in details.first_failed]
     if details.waiting_reason:
-        lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
+        retry = details.waiting_until
+        until = f"; retry at {format_named(retry, zone)}" if retry else ""
+        lines.append(f"  {'Waiting:':16}{details.waiting_reason}{until}")
     for engine in details.engines:
         lines.append(f"  {'Relay:':16}{relay_connections(engine)}")
     if details.fields:

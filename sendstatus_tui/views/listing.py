@@ -4,7 +4,7 @@ from datetime import tzinfo
 
 from ..core.models import Mailing
 from ..core.states import AREA_OF_STATE, Area
-from ..core.when import format_local
+from ..core.when import format_local, zone_label
 from .cells import number, planned_for, sent_of_total, start_date
 from .panes import heading
 
@@ -14,6 +14,9 @@ _HEADERS = {
     Area.STANDBY: ("ID", "NAME", "WHY", "SENT", "RECIPIENTS"),
     Area.DONE: ("ID", "NAME", "MODE", "FINISHED", "SENT", "FAILED"),
 }
+
+
+_TIMES = {"START DATE", "WHEN", "FINISHED"}
 
 
 def render_panes(mailings: list[Mailing], areas: list[Area], zone: tzinfo) -> str:
@@ -27,7 +30,8 @@ def render_panes(mailings: list[Mailing], areas: list[Area], zone: tzinfo) -> st
             lines.append("  (none)")
             continue
         rows = [_row(area, m, zone) for m in in_area]
-        header = _HEADERS[area]
+        # the column of times names their zone
+        header = tuple(f"{h} ({zone_label(zone)})" if h in _TIMES else h for h in _HEADERS[area])
         columns = zip(header, *rows, strict=True)
         widths = [max(len(str(cell)) for cell in column) for column in columns]
         for row in [header, *rows]:
