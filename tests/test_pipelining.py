@@ -169,13 +169,13 @@ def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays,
     # 25 ms a command: 10 messages a second a connection, whatever else the machine does
     script = RelayScript(command_delay_seconds=0.025, max_connections=limit)
     held_relay, adapting_relay = relays(replace(script)), relays(replace(script))
-    held_id, adapting_id = make_mailing(recipients=400), make_mailing(recipients=800)
+    held_id, adapting_id = make_mailing(recipients=500), make_mailing(recipients=1400)
     settings = replace(FAST, batch_size=500)
 
     send_now(store, held_id)
     held = start_engine(held_relay.url + f"&pool={limit}&adapt=off", settings)
     wait_for(lambda: len(held_relay.received) >= 30, what="the held pool sending")
-    held_rate = measured_rate(held_relay, seconds=3.0)
+    held_rate = measured_rate(held_relay, seconds=5.0)
     wait_for(lambda: mailing(store, held_id).state == "completed", timeout=30, what="held")
     start_engine.stop(held)
 
@@ -188,12 +188,12 @@ def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays,
     )
     time.sleep(2.0)  # its one-second window sees the refusal and settles
     assert limit - 1 <= adapting.transport.connections <= limit + 1
-    adapting_rate = measured_rate(adapting_relay, seconds=3.0)
+    adapting_rate = measured_rate(adapting_relay, seconds=5.0)
     assert limit - 1 <= adapting_relay.connections <= limit
     wait_for(lambda: mailing(store, adapting_id).state == "completed", timeout=60, what="done")
     print(f"held at {limit}: {held_rate:.0f} msg/s; adapting: {adapting_rate:.0f} msg/s")
     assert held_rate > 0 and adapting_rate >= 0.9 * held_rate, (adapting_rate, held_rate)
-    assert adapting_relay.copies() == {f"person{i}@example.com": 1 for i in range(800)}
+    assert adapting_relay.copies() == {f"person{i}@example.com": 1 for i in range(1400)}
     assert_books_balance(store, adapting_id)
 
 
