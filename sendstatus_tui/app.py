@@ -188,7 +188,7 @@ class SendStatusApp(App):
         speed = sum(row.speed or 0 for row in sending)
         parts = (
             relay_text(relay, self.zone),
-            self._engine_status(snapshot),
+            self.engine_fact.text(),
             str(self.zone),
             speed_text(speed, snapshot.rate),
         )
@@ -203,16 +203,6 @@ class SendStatusApp(App):
         # the status is what the operator reads: not dimmed, as Textual's default would
         parts = [part for part in (title, sub_title) if part]
         return Content(TITLE_SEPARATOR.join(parts))
-
-    def _engine_status(self, snapshot: Snapshot) -> str:
-        if self.engine is not None and self.engine.alive:
-            if snapshot.engine_holder == self.engine.engine.holder:
-                return "engine here"
-            return "engine starting"
-        if snapshot.engine_holder:
-            host, _, _ = snapshot.engine_holder.partition(":")
-            return f"engine on {host}"
-        return "no engine: nothing is sent"
 
     @property
     def engine_fact(self) -> EngineFact:

@@ -20,12 +20,14 @@ class EngineFact:
     self_starting: bool  # this dashboard starts an engine when none runs (no --no-engine)
 
     def text(self) -> str:
+        """For the header at 80 columns: short, the host without the process."""
         if self.where == EngineWhere.HERE:
-            return f"engine here, relay {self.relay}"
+            return "engine here"
         if self.where == EngineWhere.STARTING:
-            return "engine starting here: waiting for the lease"
+            return "engine starting"
         if self.where == EngineWhere.ELSEWHERE:
-            return f"client: the engine runs in {self.holder}"
+            host, _, _ = (self.holder or "").partition(":")
+            return f"engine on {host}"
         if self.self_starting:
-            return "no engine running: starting one here"
-        return "no engine running (--no-engine): nothing is sent until one starts"
+            return "no engine: starting one"
+        return "no engine: nothing is sent"
