@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -68,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, RecipientsRefused):
             _print_row_errors(exc.errors)
         return 1
+    except BrokenPipeError:  # the reader went away (`sendstatus ls | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         _forget_new_database(args)
         _print_error("interrupted; nothing was changed by the unfinished command")

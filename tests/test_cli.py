@@ -377,6 +377,22 @@ def test_the_installed_command_runs(tmp_path):
     assert "Sending now (0)" in result.stdout
 
 
+def test_a_reader_that_goes_away_gets_no_traceback(db_url, add):
+    """`sendstatus ls | head -1`: the pipe closes before ls is done; no traceback."""
+    for k in range(300):
+        add(f"Mailing {k}")
+    ls = subprocess.Popen(
+        [sys.executable, "-m", "sendstatus_tui.cli", "--db", db_url, "ls"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert ls.stdout is not None and ls.stderr is not None
+    ls.stdout.readline()
+    ls.stdout.close()  # as head does once it has its line
+    assert ls.wait(timeout=30) == 0
+    assert ls.stderr.read() == b""
+
+
 def test_a_database_that_cannot_be_opened(capsys):
     status = main(["--db", "postgresql+psycopg://nobody@127.0.0.1:1/none", "ls"])
     err = capsys.readouterr().err

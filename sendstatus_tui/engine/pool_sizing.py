@@ -9,7 +9,8 @@ learnt while sending, once a second:
   the round trips, is the limit now) → back to the size before; a smaller step in 5 s;
 - the relay refused a new connection (421, connection refused) → hold the connections that
   work, and try one more only after 60 s; a 421 closing a connection → one fewer;
-- the connections were mostly idle (a contracted rate, or little to send) → fewer.
+- the connections were mostly idle (a contracted rate, or little to send) → fewer, but not
+  fewer than it started with.
 So under a contracted rate connections grow only as far as the rate needs. With
 ``adapt=off`` the size stays what the relay URL says.
 """
@@ -48,6 +49,7 @@ class PoolSizer:
     def __init__(self, initial: int, maximum: int, *, adapt: bool):
         self.maximum = maximum
         self.adapt = adapt
+        self.floor = min(initial, maximum)  # idleness alone never goes below the start
         self.size = min(initial, maximum) if adapt else maximum
         self.reason = "starting size" if adapt else "fixed by the relay URL (adapt=off)"
         self._before_growth: tuple[int, float] | None = None  # (size, messages/s)
@@ -86,8 +88,8 @@ class PoolSizer:
             return self._change(
                 grown, f"connections busy {window.busy_share:.0%} at {rate:.0f} msg/s"
             )
-        if window.busy_share < IDLE and self.size > 1:
-            needed = max(1, math.ceil(self.size * window.busy_share / ((BUSY + IDLE) / 2)))
+        if window.busy_share < IDLE and self.size > self.floor:
+            needed = max(self.floor, math.ceil(self.size * window.busy_share / ((BUSY + IDLE) / 2)))
             if needed < self.size:
                 return self._change(
                     needed, f"connections idle {1 - window.busy_share:.0%} of the time"

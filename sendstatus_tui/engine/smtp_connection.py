@@ -44,6 +44,7 @@ class RelayConnection:
         self._in_flight = 0
         self._busy_since = 0.0
         self._busy_seconds = 0.0
+        self.idle_since = time.monotonic()  # when its last message ended
 
     @property
     def usable(self) -> bool:
@@ -200,7 +201,8 @@ class RelayConnection:
     def _ended(self) -> None:
         self._in_flight -= 1
         if self._in_flight == 0:
-            self._busy_seconds += time.monotonic() - self._busy_since
+            self.idle_since = time.monotonic()
+            self._busy_seconds += self.idle_since - self._busy_since
 
 
 def _mail_from(sender: str, options: list[bytes]) -> bytes:

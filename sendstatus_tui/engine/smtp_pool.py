@@ -11,6 +11,8 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from ..core.relay_url import INITIAL_CONNECTIONS, SmtpSettings
 from .credentials import Credentials
@@ -22,6 +24,9 @@ log = logging.getLogger("sendstatus.engine")
 
 SIZING_WINDOW_SECONDS = 1.0
 QUIT_SECONDS = 2.0  # the longest a relay that hangs can hold up a close
+# a connection a relay closes is seen at once (its reader gets the close), but one that a
+# firewall or NAT forgets on the way is not: one idle this long is closed by us first
+MAX_IDLE_SECONDS = 30.0
 
 
 class SmtpTransport:
@@ -39,6 +44,7 @@ class SmtpTransport:
         self._completed = 0
         self._busy_at_start = 0.0  # busy seconds of connections live at the window's start
         self._retired_busy = 0.0  # busy seconds of connections closed during the window
+        self._closing: set[asyncio.Task[None]] = set()  # QUITs under way
 
     @property
     def connections(self) -> int:
@@ -95,9 +101,10 @@ class SmtpTransport:
         while True:
             while self._free:
                 free = self._free.popleft()
-                if free.usable:
+                if free.usable and time.monotonic() - free.idle_since < MAX_IDLE_SECONDS:
                     return free
                 self._forget(free)
+                self._in_background(free.quit(QUIT_SECONDS))
             if self._may_open():
                 opened = await self._open()
                 if opened is not None:
@@ -124,7 +131,7 @@ class SmtpTransport:
             self._wake(None)  # a waiter may open a replacement
         elif len(self._live) > self.sizer.size:
             self._forget(connection)
-            asyncio.ensure_future(connection.retire(self.reply_timeout))
+            self._in_background(connection.retire(self.reply_timeout))
         else:
             self._wake(connection)
 
@@ -167,6 +174,11 @@ class SmtpTransport:
         self._pipelining = connection.pipelining
         return connection
 
+    def _in_background(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(closing)
+        self._closing.add(task)  # a task nobody refers to may be collected half-way
+        task.add_done_callback(self._closing.discard)
+
     def _forget(self, connection: RelayConnection) -> None:
         if connection in self._live:
             self._live.remove(connection)
@@ -198,4 +210,4 @@ class SmtpTransport:
         while len(self._live) > change.new and self._free:
             surplus = self._free.pop()
             self._forget(surplus)
-            asyncio.ensure_future(surplus.retire(self.reply_timeout))
+            self._in_background(surplus.retire(self.reply_timeout))
