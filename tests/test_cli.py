@@ -255,6 +255,9 @@ def test_send_now_schedule_stop_and_rm(add, run):
 
     assert run("stop", str(mailing_id))[0] == 0
     assert by_id(run, mailing_id)["reason"] == "stopped by an operator"
+    assert by_id(run, mailing_id)["mode"] is None  # parked: no mode; show tells the last plan
+    status, out, _ = run("show", str(mailing_id))
+    assert "  Was planned:    immediate\n" in out
     assert run("rm", str(mailing_id), "--yes")[0] == 0
     assert_no_mailings(run)
 

@@ -80,6 +80,8 @@ def details(**changes) -> MailingDetails:
         unsubscribe_mailto=None,
         first_failed=[],
         engines=[],
+        planned_as=None,
+        planned_for=None,
     )
     return MailingDetails(**{**values, **changes})
 
@@ -150,3 +152,14 @@ def test_the_engines_sending_a_mailing_and_their_relay_connections_are_told():
         }
     ]
     assert "Relay" not in counters_text(details(), ROME)
+
+
+def test_a_parked_mailing_says_how_it_had_been_planned():
+    stopped = details(mode=None, planned_as=Mode.AT, planned_for=NINE_UTC)
+    assert "Plan         none while parked (was: at 2030-03-04 10:00)" in counters_text(
+        stopped, ROME
+    )
+    assert "  Was planned:    at 2030-03-04 10:00" in show_text(stopped, ROME)
+    never = details(mode=None)
+    assert "Plan         none while parked\n" in counters_text(never, ROME)
+    assert "Was planned" not in show_text(never, ROME)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from sqlmodel import Session, col, func, select
 
 from .models import AuditEntry, Mailing, utc_now
+from .states import Mode
 
 log = logging.getLogger("sendstatus.audit")
 
@@ -138,6 +139,25 @@ def history(
     if limit is not None:
         newest_first = newest_first.limit(limit)
     return list(reversed(session.exec(newest_first).all()))
+
+
+# the changes that plan a mailing, and the mode each gives it
+PLANS = {
+    Change.SEND_NOW: Mode.IMMEDIATE,
+    Change.SCHEDULED: Mode.AT,
+    Change.ENQUEUED: Mode.SEQUENTIAL,
+}
+
+
+def last_plan(session: Session, mailing_id: int) -> AuditEntry | None:
+    """The newest change that planned the mailing (send now, schedule, enqueue), if any."""
+    statement = (
+        select(AuditEntry)
+        .where(AuditEntry.mailing_id == mailing_id, col(AuditEntry.action).in_(list(PLANS)))
+        .order_by(col(AuditEntry.id).desc())
+        .limit(1)
+    )
+    return session.exec(statement).first()
 
 
 def unused_mailing_id(session: Session) -> int | None:

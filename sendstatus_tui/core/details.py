@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from . import heartbeats
+from . import audit, heartbeats
 from .deliveries import failed_by_class, last_errors
 from .failed import CLASSES, FailedRecipient, failed_recipients
 from .listing import iso, summary
@@ -70,6 +70,9 @@ class MailingDetails:
     unsubscribe_mailto: str | None
     first_failed: list[FailedRecipient]  # the first few (``sendstatus failed`` lists all)
     engines: list[EngineOnIt]  # the live engines sending it
+    # how it was last planned (from its history): told once it is parked without a mode
+    planned_as: Mode | None
+    planned_for: datetime | None  # the time it was scheduled at, for Mode.AT
 
     def as_json(self) -> dict[str, object]:
         """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""
@@ -92,6 +95,8 @@ class MailingDetails:
             "unsubscribe_mailto": self.unsubscribe_mailto,
             "first_failed": [row.as_json() for row in self.first_failed],
             "engines": [dataclasses.asdict(engine) for engine in self.engines],
+            "planned_as": self.planned_as,
+            "planned_for": iso(self.planned_for),
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors
@@ -117,6 +122,16 @@ def _first_failed(session: Session, mailing: Mailing) -> list[FailedRecipient]:
     return list(failed_recipients(session, mailing.id, names, CLASSES, FIRST_FAILED))
 
 
+def _last_plan(session: Session, mailing_id: int) -> dict[str, object]:
+    entry = audit.last_plan(session, mailing_id)
+    if entry is None:
+        return {"planned_as": None, "planned_for": None}
+    return {
+        "planned_as": audit.PLANS[audit.Change(entry.action)],
+        "planned_for": entry.scheduled_at,
+    }
+
+
 def read_details(session: Session, mailing: Mailing) -> MailingDetails:
     assert mailing.id is not None
     by_status = dict(
@@ -138,6 +153,7 @@ def read_details(session: Session, mailing: Mailing) -> MailingDetails:
         ],
         "first_failed": _first_failed(session, mailing) if mailing.failed else [],
         "engines": _engines_on(session, mailing.id),
+        **_last_plan(session, mailing.id),
     }
     # every other field is the mailing's own column or property, under the same name
     copied = {

@@ -31,6 +31,8 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     ):
         if value is not None:
             lines.append(f"  {label + ':':16}{value}")
+    if details.mode is None and details.planned_as is not None:
+        lines.append(f"  {'Was planned:':16}{last_plan(details, zone)}")
     for label, when in (
         ("Scheduled at", details.scheduled_at),
         ("Started", details.started_at),
@@ -90,7 +92,7 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
     """The details screen's counters, in aligned columns, 80 columns wide at most; its
     times in ``zone``, which it names."""
     reason = f" ({details.state_reason})" if details.state_reason else ""
-    plan = details.mode or "none while parked"
+    plan = details.mode or f"none while parked{planned_before(details, zone)}"
     position = f", position {details.position}" if details.position else ""
     lines = [
         f"State        {state_shown(details.state)}{reason}",
@@ -113,6 +115,17 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         lines.append(f"Waiting      {waiting(details, zone)}")
     lines += [f"Relay        {relay_connections(engine)}" for engine in details.engines]
     return "\n".join(lines)
+
+
+def planned_before(details: MailingDetails, zone: tzinfo) -> str:
+    """How a parked mailing had been planned, e.g. " (was: at 2030-03-04 10:00)"."""
+    return f" (was: {last_plan(details, zone)})" if details.planned_as else ""
+
+
+def last_plan(details: MailingDetails, zone: tzinfo) -> str:
+    """e.g. "at 2030-03-04 10:00", "immediate", "sequential"."""
+    at = f" {moment(details.planned_for, zone)}" if details.planned_for else ""
+    return f"{details.planned_as}{at}"
 
 
 def relay_connections(engine: EngineOnIt) -> str:
