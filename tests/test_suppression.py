@@ -14,6 +14,10 @@ from .smtp_relay import RelayScript
 
 @pytest.fixture
 def run(db_url, capsys):
+    """Runs a command on a database that exists (a failed first command leaves none)."""
+    assert main(["--db", db_url, "init"]) == 0
+    capsys.readouterr()
+
     def run_command(*args: str) -> tuple[int, str, str]:
         status = main(["--db", db_url, *args])
         captured = capsys.readouterr()
