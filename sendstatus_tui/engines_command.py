@@ -8,7 +8,7 @@ from .core import heartbeats
 from .core.listing import iso
 from .core.models import EngineHeartbeat, utc_now
 from .core.store import Store
-from .core.when import format_local
+from .core.when import format_named
 
 FIELDS = "id, host, pid, role, started_at, heartbeat_at, sending, sent, rate"
 
@@ -63,7 +63,7 @@ def _line(row: EngineHeartbeat, now, zone: tzinfo) -> str:
     role = f"lost (silent {silent} s)" if heartbeats.is_lost(row, now) else row.role
     sending = ", ".join(map(str, heartbeats.sending_ids(row))) or "nothing"
     return (
-        f"{row.host} pid {row.pid}: {role}, since {format_local(row.started_at, zone)};"
+        f"{row.host} pid {row.pid}: {role}, since {format_named(row.started_at, zone)};"
         f" sending {sending}; {row.sent:,} sent, {row.rate:,.0f} msg/s;"
         f" {row.connections} relay connection{'' if row.connections == 1 else 's'}"
         + (f" ({row.connections_reason})" if row.connections_reason else "")

@@ -70,6 +70,8 @@ def test_the_engines_say_who_leads_what_they_send_and_their_connections(
     lines = out.splitlines()
     assert f"pid {leader.pid}: leader" in lines[0] and f"sending {mailing_id};" in lines[0]
     assert f"pid {standby.pid}: standby" in lines[1] and "sending nothing" in lines[1]
+    status, out, _ = command("engines", "--tz", "Europe/Rome")  # its times name their zone
+    assert status == 0 and all(" Europe/Rome; sending " in line for line in out.splitlines())
 
     # the details of the mailing name the engine sending it and its connections
     status, out, _ = command("show", str(mailing_id), "--json")
