@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -62,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run = _cmd_dashboard
     try:
         args.run(args)
+        sys.stdout.flush()  # a reader that left is found here, not at the interpreter's exit
+    except BrokenPipeError:  # the reader of the output left (`sendstatus ls | head -1`)
+        _silence_stdout()
+        return SIGPIPE_STATUS
     except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
         _forget_new_database(args)
         _print_error(_masked(str(exc) + _hint(exc), args))
@@ -416,6 +421,16 @@ def _masked(message: str, args) -> str:
         if url:
             message = message.replace(url, mask_url(url))
     return message
+
+
+# as a command killed by SIGPIPE: what `git log | head -1` leaves in a pipeline
+SIGPIPE_STATUS = 128 + 13
+
+
+def _silence_stdout() -> None:
+    """No more output, and no second BrokenPipeError when Python flushes it at exit."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (captured)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _print_error(message: str) -> None:

@@ -377,6 +377,23 @@ def test_the_installed_command_runs(tmp_path):
     assert "Sending now (0)" in result.stdout
 
 
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(db_url, make_mailing):
+    """`sendstatus ls | head -1`: once head has its line, ls ends quietly."""
+    for _ in range(3):
+        make_mailing()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sendstatus_tui.cli", "--db", db_url, "ls"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before it writes: every write meets a closed pipe
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141, err
+    assert err == ""
+
+
 def test_a_database_that_cannot_be_opened(capsys):
     status = main(["--db", "postgresql+psycopg://nobody@127.0.0.1:1/none", "ls"])
     err = capsys.readouterr().err
