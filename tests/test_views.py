@@ -150,3 +150,10 @@ def test_the_engines_sending_a_mailing_and_their_relay_connections_are_told():
         }
     ]
     assert "Relay" not in counters_text(details(), ROME)
+
+
+def test_progress_says_100_percent_only_when_all_are_done():
+    assert cells.progress_bar(1_989 + 8, 2_000) == "███████░  99%"  # 3 still deferred
+    assert cells.progress_bar(2_000, 2_000) == "████████ 100%"
+    assert cells.progress_bar(1, 2_000) == "░░░░░░░░   0%"
+    assert cells.progress_bar(0, 0) == "████████ 100%"
