@@ -47,7 +47,8 @@ def run_config(args, store: Store) -> None:
             stored = settings.write(session, key, None if verb == "unset" else values[0])
             change = f"{key} = {stored}" if stored is not None else f"{key} unset"
             audit.record(session, audit.Change.SETTING, detail=change)
-            running = [row for row in heartbeats.engines(session) if not heartbeats.is_lost(row)]
+            rows = heartbeats.engines(session)
+            running = [row for row in rows if row.id not in heartbeats.lost_ids(rows)]
         print(f"{key} = {stored}" if stored is not None else f"{key}: not set")
         if key in READ_AT_START and running:
             names = ", ".join(f"{row.host} pid {row.pid}" for row in running)
