@@ -119,14 +119,7 @@ def _cmd_mailing_add(args) -> None:
             raise CommandError(f"not confirmed; mailing {mailing.id} stays parked") from None
         with store.write() as session:
             outcome = _plan(args, session, mailing.id, when)
-    counts = f"{report.imported:,} recipient{'s' if report.imported != 1 else ''}"
-    if report.duplicates:
-        counts += (
-            f", {report.duplicates:,} duplicate{'s' if report.duplicates != 1 else ''} dropped"
-        )
-    if report.suppressed:
-        counts += f", {report.suppressed:,} suppressed dropped"
-    print(f"mailing {mailing.id} {mailing.name!r} created with {counts}; {outcome}")
+    print(f"mailing {mailing.id} {mailing.name!r} created with {report.counted()}; {outcome}")
     if report.skipped:
         print(f"warning: skipped {_count(len(report.skipped), 'invalid row')}:", file=sys.stderr)
         _print_row_errors(report.skipped)
