@@ -184,7 +184,9 @@ class SendStatusApp(App):
             self._relay_down_since = None
         elif self._relay_down_since is None:
             self._relay_down_since = snapshot.taken_at
-        relay = RelayState(trouble, self._relay_down_since, bool(sending))
+        # and "relay ok" is claimed only while an engine uses it
+        in_use = bool(sending) and snapshot.engine_holder is not None
+        relay = RelayState(trouble, self._relay_down_since, in_use)
         speed = sum(row.speed or 0 for row in sending)
         parts = (
             relay_text(relay, self.zone),
