@@ -43,7 +43,9 @@ async def test_a_client_starts_an_engine_when_the_other_one_stops(store, make_ma
             await wait_until(pilot, lambda: holder(store) == other.engine.holder, "the lease")
             await refresh(pilot)
             assert app.engine_fact.where == EngineWhere.ELSEWHERE
-            assert app.sub_title == f"client: the engine runs in {other.engine.holder}"
+            # the header (80 columns first) names the engine's host, not its holder id
+            other_host = other.engine.holder.partition(":")[0]
+            assert f"engine on {other_host}" in app.sub_title
             assert app.engine is None
 
             other.stop()  # releases the lease: nobody sends now
@@ -58,7 +60,7 @@ async def test_a_client_starts_an_engine_when_the_other_one_stops(store, make_ma
             await wait_until(pilot, lambda: holder(store) == app.engine.engine.holder, "lead")
             assert await taken()
             assert app.engine_fact.relay == mask_url(stored_relay.url)
-            assert app.sub_title == f"engine here, relay {mask_url(stored_relay.url)}"
+            assert "engine here" in app.sub_title
 
             act(store, lifecycle.send_now, mailing_id)
             await wait_until(
@@ -80,7 +82,7 @@ async def test_a_pure_client_never_starts_an_engine(store, make_mailing):
         await refresh(pilot)
         assert app.engine is None and holder(store) is None
         assert app.engine_fact.where == EngineWhere.NONE
-        assert app.sub_title == "no engine running (--no-engine): nothing is sent until one starts"
+        assert "no engine: nothing is sent" in app.sub_title
 
 
 def test_the_smtp_option_wins_over_the_stored_relay(store, relays):
