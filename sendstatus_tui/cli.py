@@ -69,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return SIGPIPE_STATUS
     except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
         _forget_new_database(args)
-        _print_error(_masked(str(exc) + _hint(exc), args))
+        message = str(exc)
+        if isinstance(exc, lifecycle.TimeInPast):  # in the zone the time was typed in
+            message = exc.in_zone(zone(config.zone_name(args.tz)))
+        _print_error(_masked(message + _hint(exc), args))
         if isinstance(exc, RecipientsRefused):
             _print_row_errors(exc.errors)
         return 1

@@ -137,6 +137,8 @@ def test_add_at_a_time_in_a_given_zone(add, run):
     ("when", "zone", "message"),
     [
         ("2001-01-01 10:00", "UTC", "UTC); use send-now to send immediately"),
+        # in the zone it was typed in, named, not in UTC
+        ("2001-01-01 10:00", "Europe/Rome", "error: 2001-01-01 10:00 Europe/Rome is in the past"),
         ("0001-01-01 00:30", "Asia/Tokyo", "is in the past"),  # before year 1 in UTC
         ("9999-12-31 23:30", "America/New_York", "more than 10 years ahead"),
         ("2099-12-01 09:30", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
