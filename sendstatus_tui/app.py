@@ -28,7 +28,7 @@ from .actions import bindings
 from .core import audit, lifecycle
 from .core.drafts import DraftRefused, create_mailing, draft_from_files, draft_problems
 from .core.models import utc_now
-from .core.recipients import MAX_REPORTED_ERRORS, RecipientsRefused
+from .core.recipients import MAX_REPORTED_ERRORS, ImportReport, RecipientsRefused
 from .core.states import Area
 from .core.store import Store
 from .core.when import zone
@@ -184,7 +184,9 @@ class SendStatusApp(App):
             self._relay_down_since = None
         elif self._relay_down_since is None:
             self._relay_down_since = snapshot.taken_at
-        relay = RelayState(trouble, self._relay_down_since, bool(sending))
+        # and "relay ok" is claimed only while an engine uses it
+        in_use = bool(sending) and snapshot.engine_holder is not None
+        relay = RelayState(trouble, self._relay_down_since, in_use)
         speed = sum(row.speed or 0 for row in sending)
         parts = (
             relay_text(relay, self.zone),
@@ -285,7 +287,7 @@ class SendStatusApp(App):
             form.show_errors({})
             return
         try:
-            mailing_id = await asyncio.to_thread(self._create, request, when)
+            mailing_id, report = await asyncio.to_thread(self._create, request, when)
         except DraftRefused as refusal:
             form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
             return
@@ -299,17 +301,23 @@ class SendStatusApp(App):
             return
         if form.is_attached:
             form.dismiss(None)
-        self.notify(f"{quoted(request.name)} created ({CREATED_AS[request.choice]})", timeout=4)
+        self.notify(
+            f"{quoted(request.name)} created with {report.counted()}"
+            f" ({CREATED_AS[request.choice]})",
+            timeout=4,
+        )
         self.dashboard.follow_next(mailing_id)
         self.refresh_panes()
 
-    def _create(self, request: NewMailingRequest, when: datetime | None) -> int:
+    def _create(
+        self, request: NewMailingRequest, when: datetime | None
+    ) -> tuple[int, ImportReport]:
         assert request.recipients_path is not None  # form_problems made sure
         draft = draft_from_files(
             request.name, request.subject, request.sender, request.text_path, request.html_path
         )
         with self.store.write() as session:
-            mailing, _ = create_mailing(session, draft, request.recipients_path)
+            mailing, report = create_mailing(session, draft, request.recipients_path)
             assert mailing.id is not None  # flushed by create_mailing
             if request.choice == "now":
                 lifecycle.send_now(session, mailing.id)
@@ -318,7 +326,7 @@ class SendStatusApp(App):
                 lifecycle.schedule_at(session, mailing.id, when, self.clock())
             elif request.choice == "sequential":
                 lifecycle.enqueue(session, mailing.id)
-            return mailing.id
+            return mailing.id, report
 
     def deliver_screenshot(
         self, filename: str | None = None, path: str | None = None, time_format: str | None = None

@@ -63,15 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run = _cmd_dashboard
     try:
         args.run(args)
+        sys.stdout.flush()  # a reader that left is found here, not at the interpreter's exit
+    except BrokenPipeError:  # the reader of the output left (`sendstatus ls | head -1`)
+        _silence_stdout()
+        return SIGPIPE_STATUS
     except SendStatusError as exc:  # every error raised on purpose; anything else is a bug
         _forget_new_database(args)
-        _print_error(_masked(str(exc) + _hint(exc), args))
+        message = str(exc)
+        if isinstance(exc, lifecycle.TimeInPast):  # in the zone the time was typed in
+            message = exc.in_zone(zone(config.zone_name(args.tz)))
+        _print_error(_masked(message + _hint(exc), args))
         if isinstance(exc, RecipientsRefused):
             _print_row_errors(exc.errors)
         return 1
-    except BrokenPipeError:  # the reader went away (`sendstatus ls | head`): nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         _forget_new_database(args)
         _print_error("interrupted; nothing was changed by the unfinished command")
@@ -118,14 +122,7 @@ def _cmd_mailing_add(args) -> None:
             raise CommandError(f"not confirmed; mailing {mailing.id} stays parked") from None
         with store.write() as session:
             outcome = _plan(args, session, mailing.id, when)
-    counts = f"{report.imported:,} recipient{'s' if report.imported != 1 else ''}"
-    if report.duplicates:
-        counts += (
-            f", {report.duplicates:,} duplicate{'s' if report.duplicates != 1 else ''} dropped"
-        )
-    if report.suppressed:
-        counts += f", {report.suppressed:,} suppressed dropped"
-    print(f"mailing {mailing.id} {mailing.name!r} created with {counts}; {outcome}")
+    print(f"mailing {mailing.id} {mailing.name!r} created with {report.counted()}; {outcome}")
     if report.skipped:
         print(f"warning: skipped {_count(len(report.skipped), 'invalid row')}:", file=sys.stderr)
         _print_row_errors(report.skipped)
@@ -420,6 +417,16 @@ def _masked(message: str, args) -> str:
         if url:
             message = message.replace(url, mask_url(url))
     return message
+
+
+# as a command killed by SIGPIPE: what `git log | head -1` leaves in a pipeline
+SIGPIPE_STATUS = 128 + 13
+
+
+def _silence_stdout() -> None:
+    """No more output, and no second BrokenPipeError when Python flushes it at exit."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (captured)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _print_error(message: str) -> None:

@@ -138,9 +138,13 @@ def _cmd_failed(args, hooks: Hooks) -> None:
             encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one a row
             sys.stdout.writelines(encode(row.as_json()) + "\n" for row in rows)
         else:
-            sys.stdout.writelines(
-                f"{row.email}\t{row.failure_class}\t{row.reply or ''}\n" for row in rows
-            )
+            listed = 0
+            for row in rows:
+                sys.stdout.write(f"{row.email}\t{row.failure_class}\t{row.reply or ''}\n")
+                listed += 1
+            if not listed:  # said on stderr: stdout stays the list, empty, for scripts
+                which = "" if args.failure_class in (None, "all") else f" of class {classes[0]}"
+                print(f"mailing {mailing.id} has no failed recipients{which}", file=sys.stderr)
 
 
 def _write_failed_csv(path: Path, names: list[str], rows) -> int:

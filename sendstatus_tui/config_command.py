@@ -2,11 +2,14 @@
 
 import argparse
 import json
+import sys
 
-from .core import audit, settings
+from .core import audit, heartbeats, settings
 from .core.store import Store
 
 _VERBS = ("get", "set", "unset")
+# an engine reads these once, when it starts (the others are read when they are used)
+READ_AT_START = ("relay", "rate")
 
 
 def add_parser(commands, common: argparse.ArgumentParser, run) -> None:
@@ -44,7 +47,16 @@ def run_config(args, store: Store) -> None:
             stored = settings.write(session, key, None if verb == "unset" else values[0])
             change = f"{key} = {stored}" if stored is not None else f"{key} unset"
             audit.record(session, audit.Change.SETTING, detail=change)
+            rows = heartbeats.engines(session)
+            running = [row for row in rows if row.id not in heartbeats.lost_ids(rows)]
         print(f"{key} = {stored}" if stored is not None else f"{key}: not set")
+        if key in READ_AT_START and running:
+            names = ", ".join(f"{row.host} pid {row.pid}" for row in running)
+            print(
+                f"note: engines read {key} when they start: the ones running now ({names})"
+                " keep theirs until restarted",
+                file=sys.stderr,
+            )
         return
     with store.read() as session:
         value = settings.read(session, key)

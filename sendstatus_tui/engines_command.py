@@ -8,7 +8,7 @@ from .core import heartbeats
 from .core.listing import iso
 from .core.models import EngineHeartbeat, utc_now
 from .core.store import Store
-from .core.when import format_local
+from .core.when import format_named
 
 FIELDS = "id, host, pid, role, started_at, heartbeat_at, sending, sent, rate"
 
@@ -20,7 +20,8 @@ def add_parser(commands, common: argparse.ArgumentParser, run) -> None:
         help="the engines running on this database",
         description="The engines on this database, from the heartbeat each writes every"
         " second: who leads, what each sends, how fast, and its connections to the relay."
-        f" An engine silent for {heartbeats.SILENT_AFTER.seconds} s is shown as lost."
+        f" An engine silent for {heartbeats.SILENT_AFTER.seconds} s, or a leader whose lead"
+        " another engine has taken since, is shown as lost."
         f" --json fields: {FIELDS}, connections, connections_reason, lost.",
     )
     parser.add_argument("--json", action="store_true", help="a JSON array, one object each")
@@ -31,17 +32,18 @@ def run_engines(args, store: Store, zone: tzinfo) -> None:
     with store.read() as session:
         rows = heartbeats.engines(session)
     now = utc_now()
+    lost = heartbeats.lost_ids(rows, now)
     if args.json:
-        print(json.dumps([_as_json(row, now) for row in rows], indent=2))
+        print(json.dumps([_as_json(row, row.id in lost) for row in rows], indent=2))
         return
     if not rows:
         print("no engine running on this database (start one with: sendstatus engine)")
         return
     for row in rows:
-        print(_line(row, now, zone))
+        print(_line(row, now, zone, row.id in lost))
 
 
-def _as_json(row: EngineHeartbeat, now) -> dict[str, object]:
+def _as_json(row: EngineHeartbeat, lost: bool) -> dict[str, object]:
     return {
         "id": row.id,
         "host": row.host,
@@ -54,16 +56,16 @@ def _as_json(row: EngineHeartbeat, now) -> dict[str, object]:
         "rate": row.rate,
         "connections": row.connections,
         "connections_reason": row.connections_reason,
-        "lost": heartbeats.is_lost(row, now),
+        "lost": lost,
     }
 
 
-def _line(row: EngineHeartbeat, now, zone: tzinfo) -> str:
+def _line(row: EngineHeartbeat, now, zone: tzinfo, lost: bool) -> str:
     silent = int((now - row.heartbeat_at).total_seconds())
-    role = f"lost (silent {silent} s)" if heartbeats.is_lost(row, now) else row.role
+    role = f"lost (silent {silent} s)" if lost else row.role
     sending = ", ".join(map(str, heartbeats.sending_ids(row))) or "nothing"
     return (
-        f"{row.host} pid {row.pid}: {role}, since {format_local(row.started_at, zone)};"
+        f"{row.host} pid {row.pid}: {role}, since {format_named(row.started_at, zone)};"
         f" sending {sending}; {row.sent:,} sent, {row.rate:,.0f} msg/s;"
         f" {row.connections} relay connection{'' if row.connections == 1 else 's'}"
         + (f" ({row.connections_reason})" if row.connections_reason else "")

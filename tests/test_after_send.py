@@ -147,6 +147,17 @@ def test_failed_retry_unsubscribe_and_suppression(run, files, tmp_path, store, r
     assert address(SUPPRESSED_BEFORE) not in relay.copies()
 
 
+def test_failed_says_so_when_there_are_none(run, make_mailing):
+    mailing_id = make_mailing()
+    assert run("failed", str(mailing_id)) == (
+        0, "", f"mailing {mailing_id} has no failed recipients\n"
+    )  # fmt: skip
+    assert run("failed", str(mailing_id), "--class", "doubt") == (
+        0, "", f"mailing {mailing_id} has no failed recipients of class doubt\n"
+    )  # fmt: skip
+    assert run("failed", str(mailing_id), "--json") == (0, "", "")  # scripts read no note
+
+
 def test_retry_is_refused_with_a_reason(run, make_mailing):
     mailing_id = make_mailing()
     status, _, err = run("retry", str(mailing_id), "--yes")

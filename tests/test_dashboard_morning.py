@@ -107,6 +107,7 @@ async def test_with_no_engine_the_rows_in_sending_now_say_they_are_paused(db):
         row = next(line for line in screen_lines(app) if line.lstrip().startswith(str(sending)))
         assert "paused: no engine" in row
         assert "no engine" in app.sub_title
+        assert "relay" not in app.sub_title  # unknown while no engine uses it: not "ok"
 
 
 @scenario

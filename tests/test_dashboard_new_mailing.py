@@ -7,6 +7,7 @@ import pytest
 from sqlmodel import select
 from textual.widgets import Button, Input, Static
 
+from sendstatus_tui.core import suppression
 from sendstatus_tui.core.models import Mailing
 from sendstatus_tui.core.states import Area, Mode, State
 from sendstatus_tui.screens.confirm import ConfirmModal
@@ -14,6 +15,7 @@ from sendstatus_tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.screens.schedule import ScheduleModal
 
 from .helpers import (
+    notifications,
     open_dashboard,
     scenario,
     settle,
@@ -105,6 +107,28 @@ async def test_new_mailing_decide_later_parks_it(db, files):
         assert (mailing.state, mailing.state_reason) == (State.STANDBY, "decided later")
         assert mailing.html_body is None
         assert app.dashboard.table(Area.STANDBY).mailing_ids == [mailing.id]
+
+
+@scenario
+async def test_new_mailing_says_what_the_import_dropped(db, files, tmp_path):
+    """As `mailing add` does: duplicates and suppressed addresses dropped are counted."""
+    people = tmp_path / "dropped.csv"
+    people.write_text(
+        "email,first_name\nanna@example.com,Anna\nANNA@example.com,Anna\n"
+        "ben@example.com,Ben\nzoe@example.com,Zoe\n",
+        encoding="utf-8",
+    )
+    with db.store.write() as session:
+        suppression.add(session, ["zoe@example.com"])
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files, recipients=str(people)))
+        await _press_button(pilot, form, "later")
+        await wait_until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
+        await settle(pilot)
+        assert (
+            "“March newsletter” created with 2 recipients, 1 duplicate dropped,"
+            " 1 suppressed dropped (parked in Sends to schedule)"
+        ) in notifications(app)
 
 
 @scenario

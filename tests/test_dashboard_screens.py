@@ -60,6 +60,9 @@ async def test_the_details_tell_who_changed_the_mailing(db):
         screen = await press_on(pilot, parked, "d", DetailScreen)
         await settle(pilot)
         history = text_of(screen.query_one("#history", Static)).splitlines()
+        # under its heading, as indented as the errors above it
+        indent = screen.query_one("#history").content_region.x
+        assert indent == screen.query_one("#errors").content_region.x > 0
     assert [line.split("  ")[1] for line in history] == ["created", "send-now"]
     assert history[0].endswith("via cli")  # the test's builder added it, as `mailing add` would
     assert history[1].endswith("via dashboard")

@@ -1,12 +1,15 @@
 """`sendstatus engines`: the engines on a database, from their heartbeats."""
 
+import dataclasses
 import json
 import signal
+from datetime import timedelta
 
 import pytest
 
 from sendstatus_tui.cli import main
-from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core import heartbeats, lifecycle
+from sendstatus_tui.core.models import EngineHeartbeat, utc_now
 
 from .engine_processes import EngineProcesses
 from .helpers import mailing, wait_for
@@ -70,6 +73,8 @@ def test_the_engines_say_who_leads_what_they_send_and_their_connections(
     lines = out.splitlines()
     assert f"pid {leader.pid}: leader" in lines[0] and f"sending {mailing_id};" in lines[0]
     assert f"pid {standby.pid}: standby" in lines[1] and "sending nothing" in lines[1]
+    status, out, _ = command("engines", "--tz", "Europe/Rome")  # its times name their zone
+    assert status == 0 and all(" Europe/Rome; sending " in line for line in out.splitlines())
 
     # the details of the mailing name the engine sending it and its connections
     status, out, _ = command("show", str(mailing_id), "--json")
@@ -82,3 +87,27 @@ def test_the_engines_say_who_leads_what_they_send_and_their_connections(
     standby.send_signal(signal.SIGTERM)
     assert standby.wait(timeout=30) == 0
     assert [e["pid"] for e in listed(command)] == [leader.pid]  # a clean stop takes its row
+
+
+def test_a_leader_killed_mid_send_is_lost_once_another_leads(store, make_mailing, command):
+    """kill -9 leaves the old leader's row saying leader; within seconds another engine
+    takes the lead: the old one is shown lost then, not as a second leader for 15 s."""
+    mailing_id = make_mailing()
+    killed = heartbeats.Beat(
+        "vm:1:a", "vm", 1, "leader", utc_now(), (mailing_id,), 50, 10.0, 4, "starting size"
+    )
+    with store.write() as session:
+        heartbeats.beat(session, killed)
+    with store.write() as session:  # its last beat, 6 s ago: past the lease, not yet silent
+        row = session.get(EngineHeartbeat, "vm:1:a")
+        assert row is not None
+        row.heartbeat_at = utc_now() - timedelta(seconds=6)
+    assert [e["lost"] for e in listed(command)] == [False]  # no other leader: not yet lost
+    with store.write() as session:
+        heartbeats.beat(session, dataclasses.replace(killed, id="vm:2:b", pid=2, sent=0))
+    by_pid = {e["pid"]: e for e in listed(command)}
+    assert (by_pid[1]["lost"], by_pid[2]["lost"]) == (True, False)
+    status, out, _ = command("engines")
+    assert "vm pid 1: lost (silent 6 s)" in out and "vm pid 2: leader" in out
+    shown = json.loads(command("show", str(mailing_id), "--json")[1])
+    assert [e["pid"] for e in shown["engines"]] == [2]  # the lost one's connections are gone

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from sendstatus_tui.cli import main
-from sendstatus_tui.core import lifecycle, settings
+from sendstatus_tui.core import heartbeats, lifecycle, settings
+from sendstatus_tui.core.models import utc_now
 
 from .helpers import mailing, wait_for
 
@@ -95,6 +96,26 @@ def test_yes_no_settings_are_stored_in_one_spelling(store):
         assert settings.write(session, "suppress_unknown_users", " ON ") == "yes"
     with store.read() as session:
         assert settings.read(session, "suppress_unknown_users") == "yes"
+
+
+def test_changing_the_relay_says_the_running_engines_keep_theirs(config, store):
+    """An engine reads relay and rate when it starts: the operator is told, not surprised."""
+    assert config("relay", "smtp://relay.example.com:587")[2] == ""  # no engine: no note
+    with store.write() as session:
+        heartbeats.beat(
+            session,
+            heartbeats.Beat(
+                "vm:4242:x", "vm", 4242, "leader", utc_now(), (), 0, 0.0, 1, "starting size"
+            ),
+        )
+    status, out, err = config("relay", "smtp://other.example.com:587")
+    assert (status, out) == (0, "relay = smtp://other.example.com:587\n")
+    assert err == (
+        "note: engines read relay when they start: the ones running now (vm pid 4242)"
+        " keep theirs until restarted\n"
+    )
+    assert "(vm pid 4242)" in config("rate", "10/s")[2]
+    assert config("unsubscribe_mailto", "u@example.com")[2] == ""  # read when it is used
 
 
 def test_the_engine_sends_through_the_stored_relay_at_the_stored_rate(

@@ -163,3 +163,10 @@ def test_a_parked_mailing_says_how_it_had_been_planned():
     never = details(mode=None)
     assert "Plan         none while parked\n" in counters_text(never, ROME)
     assert "Was planned" not in show_text(never, ROME)
+
+
+def test_progress_says_100_percent_only_when_all_are_done():
+    assert cells.progress_bar(1_989 + 8, 2_000) == "███████░  99%"  # 3 still deferred
+    assert cells.progress_bar(2_000, 2_000) == "████████ 100%"
+    assert cells.progress_bar(1, 2_000) == "░░░░░░░░   0%"
+    assert cells.progress_bar(0, 0) == "████████ 100%"

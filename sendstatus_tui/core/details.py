@@ -108,11 +108,12 @@ FIRST_FAILED = 5
 
 
 def _engines_on(session: Session, mailing_id: int) -> list[EngineOnIt]:
-    now = utc_now()
+    rows = heartbeats.engines(session)
+    lost = heartbeats.lost_ids(rows, utc_now())
     return [
         EngineOnIt(row.id, row.host, row.pid, row.connections, row.connections_reason)
-        for row in heartbeats.engines(session)
-        if mailing_id in heartbeats.sending_ids(row) and not heartbeats.is_lost(row, now)
+        for row in rows
+        if mailing_id in heartbeats.sending_ids(row) and row.id not in lost
     ]
 
 

@@ -70,5 +70,16 @@ def is_lost(row: EngineHeartbeat, now: datetime | None = None) -> bool:
     return (now or utc_now()) - row.heartbeat_at > SILENT_AFTER
 
 
+def lost_ids(rows: list[EngineHeartbeat], now: datetime | None = None) -> set[str]:
+    """The engines among ``rows`` that are lost: silent too long, or a leader whose lead
+    another engine has taken since (one killed mid-send keeps its row, saying leader, until
+    it is silent for SILENT_AFTER; the lease moved on within seconds)."""
+    now = now or utc_now()
+    lost = {row.id for row in rows if is_lost(row, now)}
+    leaders = [row for row in rows if row.role == "leader" and row.id not in lost]
+    freshest = max(leaders, key=lambda row: row.heartbeat_at, default=None)
+    return lost | {row.id for row in leaders if row is not freshest}
+
+
 def sending_ids(row: EngineHeartbeat) -> list[int]:
     return [int(part) for part in row.sending.split(",") if part]

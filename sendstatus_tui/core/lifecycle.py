@@ -8,7 +8,7 @@ engine for the engine's.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from sqlmodel import Session, col, func, select
 
@@ -19,7 +19,7 @@ from .models import Mailing, Recipient, RecipientStatus, utc_now
 from .queue import Direction
 from .states import STATE_WORDS, Action, Mode, State, TransitionRefused, next_state
 from .store import lock_transitions
-from .when import check_horizon
+from .when import check_horizon, format_named
 
 STOPPED = "stopped by an operator"
 # the largest id each database's id column holds (SQLite INTEGER, PostgreSQL INTEGER)
@@ -35,6 +35,14 @@ class TimeInPast(SendStatusError, ValueError):
     def __init__(self, when: datetime, now: datetime):
         super().__init__(
             f"{when:%Y-%m-%d %H:%M} UTC is in the past (it is now {now:%Y-%m-%d %H:%M} UTC)"
+        )
+        self.when, self.now = when, now
+
+    def in_zone(self, local_zone: tzinfo) -> str:
+        """The message in the zone the operator typed the time in, named."""
+        return (
+            f"{format_named(self.when, local_zone)} is in the past"
+            f" (it is now {format_named(self.now, local_zone)})"
         )
 
 

@@ -53,6 +53,15 @@ class ImportReport:
     suppressed: int = 0  # on the suppression list: dropped
     skipped: list[RowError] = field(default_factory=list)
 
+    def counted(self) -> str:
+        """What was imported and what dropped: '2 recipients, 1 duplicate dropped'."""
+        text = f"{self.imported:,} recipient{'s' if self.imported != 1 else ''}"
+        if self.duplicates:
+            text += f", {self.duplicates:,} duplicate{'s' if self.duplicates != 1 else ''} dropped"
+        if self.suppressed:
+            text += f", {self.suppressed:,} suppressed dropped"
+        return text
+
 
 class RecipientsRefused(SendStatusError, ValueError):
     """The file cannot be imported; ``errors`` lists the rows at fault, if any."""

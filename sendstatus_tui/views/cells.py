@@ -125,7 +125,8 @@ def progress_bar(done: int, total: int, width: int = 8) -> str:
     """A bar and a percentage, e.g. ``██████░░░░░░  50%``."""
     fraction = done / total if total else 1.0
     filled = int(fraction * width)
-    return "█" * filled + "░" * (width - filled) + f" {fraction:4.0%}"
+    percent = done * 100 // total if total else 100  # rounded down: 100% only when all done
+    return "█" * filled + "░" * (width - filled) + f" {percent:3d}%"
 
 
 def countdown(left: timedelta) -> str:
