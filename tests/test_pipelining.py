@@ -11,6 +11,7 @@ from sqlmodel import select
 from sendstatus_tui.core import lifecycle
 from sendstatus_tui.core.models import Recipient
 from sendstatus_tui.core.relay_url import SmtpSettings, parse_relay_url
+from sendstatus_tui.engine import smtp_pool
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.smtp_connection import open_connection
 from sendstatus_tui.engine.thread import EngineThread
@@ -219,3 +220,20 @@ def test_under_a_contracted_rate_connections_grow_only_as_far_as_it_needs(
     assert rate >= 60 * 0.8  # and the connections it has do keep up with the rate
     assert relay.peak_connections <= 16
     assert engine.transport.connections <= 10
+
+
+def test_an_engine_with_nothing_to_send_keeps_no_connection_open(relays, monkeypatch):
+    """Idle connections are closed (here after 0.3 s): nothing held open at the relay, and
+    none kept that a firewall on the way may have forgotten."""
+    monkeypatch.setattr(smtp_pool, "MAX_IDLE_SECONDS", 0.3)
+    relay = relays()
+    transport = transport_for(relay.url + "&pool=2&adapt=off")
+
+    async def one_message_then_idle() -> tuple[int, int]:
+        await transport.send("news@shop.example.com", "a@example.com", b"hi\r\n")
+        open_after_sending = relay.connections
+        await asyncio.sleep(1.0)
+        return open_after_sending, relay.connections
+
+    assert asyncio.run(one_message_then_idle()) == (1, 0)
+    assert relay.recipients() == ["a@example.com"]

@@ -27,6 +27,8 @@ IDLE = 0.4  # below it, some connections are not needed
 MIN_SHARE_OF_GAIN = 0.25
 NO_GAIN_HOLD_SECONDS = 5.0
 REFUSED_HOLD_SECONDS = 60.0
+# a window this long had a pause in it (nothing to send): it says nothing of the pool
+STALE_WINDOW_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class PoolSizer:
     def observe(self, now: float, window: Window) -> Change | None:
         """The decision after one window, or None to keep the size."""
         if not self.adapt or window.seconds <= 0:
+            return None
+        if window.seconds > STALE_WINDOW_SECONDS:  # it spans a pause in sending: no verdict
+            self._before_growth, self._settling = None, False
             return None
         if self._settling:  # new connections were being opened in it
             self._settling = False

@@ -24,8 +24,9 @@ log = logging.getLogger("sendstatus.engine")
 
 SIZING_WINDOW_SECONDS = 1.0
 QUIT_SECONDS = 2.0  # the longest a relay that hangs can hold up a close
-# a connection a relay closes is seen at once (its reader gets the close), but one that a
-# firewall or NAT forgets on the way is not: one idle this long is closed by us first
+# a connection idle this long is closed (QUIT): an engine with nothing to send holds none
+# open, and none is used that a firewall or NAT may have forgotten on the way (a close by
+# the relay itself is seen at once: the connection's reader gets it)
 MAX_IDLE_SECONDS = 30.0
 
 
@@ -143,6 +144,18 @@ class SmtpTransport:
                 return
         if connection is not None:
             self._free.append(connection)
+            loop = asyncio.get_running_loop()
+            loop.call_later(MAX_IDLE_SECONDS, self._close_if_idle, connection)
+
+    def _close_if_idle(self, connection: RelayConnection) -> None:
+        """An engine with nothing to send keeps no connection open for long."""
+        if (
+            connection in self._free
+            and time.monotonic() - connection.idle_since >= MAX_IDLE_SECONDS
+        ):
+            self._free.remove(connection)
+            self._forget(connection)
+            self._in_background(connection.quit(QUIT_SECONDS))
 
     def _may_open(self) -> bool:
         return len(self._live) + self._opening < self.sizer.size and (
