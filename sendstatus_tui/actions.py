@@ -189,6 +189,14 @@ ACTIONS = (
         footer_shown=False,
     ),
     DashboardAction(
+        "engines",
+        "E",
+        "Engines",
+        "Engines",
+        "the engines on this database: who leads, what each sends, its relay connections",
+        footer_shown=False,
+    ),
+    DashboardAction(
         "new_mailing", "n", "New", "New mailing", "name, subject, sender, body, recipients"
     ),
     DashboardAction(

@@ -8,7 +8,7 @@ from .core import heartbeats
 from .core.listing import iso
 from .core.models import EngineHeartbeat, utc_now
 from .core.store import Store
-from .core.when import format_named
+from .views.engines import NO_ENGINE, engine_line
 
 FIELDS = "id, host, pid, role, started_at, heartbeat_at, sending, sent, rate"
 
@@ -37,10 +37,10 @@ def run_engines(args, store: Store, zone: tzinfo) -> None:
         print(json.dumps([_as_json(row, row.id in lost) for row in rows], indent=2))
         return
     if not rows:
-        print("no engine running on this database (start one with: sendstatus engine)")
+        print(f"{NO_ENGINE} (start one with: sendstatus engine)")
         return
     for row in rows:
-        print(_line(row, now, zone, row.id in lost))
+        print(engine_line(row, now, zone, row.id in lost))
 
 
 def _as_json(row: EngineHeartbeat, lost: bool) -> dict[str, object]:
@@ -58,15 +58,3 @@ def _as_json(row: EngineHeartbeat, lost: bool) -> dict[str, object]:
         "connections_reason": row.connections_reason,
         "lost": lost,
     }
-
-
-def _line(row: EngineHeartbeat, now, zone: tzinfo, lost: bool) -> str:
-    silent = int((now - row.heartbeat_at).total_seconds())
-    role = f"lost (silent {silent} s)" if lost else row.role
-    sending = ", ".join(map(str, heartbeats.sending_ids(row))) or "nothing"
-    return (
-        f"{row.host} pid {row.pid}: {role}, since {format_named(row.started_at, zone)};"
-        f" sending {sending}; {row.sent:,} sent, {row.rate:,.0f} msg/s;"
-        f" {row.connections} relay connection{'' if row.connections == 1 else 's'}"
-        + (f" ({row.connections_reason})" if row.connections_reason else "")
-    )

@@ -19,9 +19,9 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
 from sendstatus_tui.app import SendStatusApp
-from sendstatus_tui.core import deliveries, lease, lifecycle
+from sendstatus_tui.core import deliveries, heartbeats, lease, lifecycle
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.models import AuditEntry, Mailing
+from sendstatus_tui.core.models import AuditEntry, EngineHeartbeat, Mailing
 from sendstatus_tui.core.states import State
 from sendstatus_tui.core.store import Store
 from sendstatus_tui.engine.engine import EngineSettings
@@ -113,6 +113,18 @@ class Mailings:
         with self.store.write() as session:
             session.execute(sa.update(AuditEntry).values(at=at))
 
+    def heartbeat(self, beat: heartbeats.Beat, at: datetime) -> None:
+        """An engine's heartbeat, written as the engine writes it, then dated ``at`` (it
+        carries the real clock's)."""
+        with self.store.write() as session:
+            heartbeats.beat(session, beat)
+        with self.store.write() as session:
+            session.execute(
+                sa.update(EngineHeartbeat)
+                .where(EngineHeartbeat.id == beat.id)
+                .values(heartbeat_at=at)
+            )
+
     def get(self, mailing_id: int) -> Mailing | None:
         with self.store.read() as session:
             return session.get(Mailing, mailing_id)
@@ -176,6 +188,24 @@ class Mailings:
             self.do(lifecycle.enqueue, mailing_id)
         assert self.queue() == queued
         return head, queued
+
+
+def engine_beat(
+    host: str,
+    pid: int,
+    role: str,
+    started_at: datetime,
+    sending: tuple[int, ...] = (),
+    sent: int = 0,
+    rate: float = 0.0,
+    connections: int = 0,
+    reason: str = "",
+) -> heartbeats.Beat:
+    """A heartbeat as an engine on ``host`` with ``pid`` writes it."""
+    holder = f"{host}:{pid}:abcd1234"
+    return heartbeats.Beat(
+        holder, host, pid, role, started_at, sending, sent, rate, connections, reason
+    )
 
 
 # --- driving the dashboard ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sendstatus_tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.screens.completed import CompletedScreen
 from sendstatus_tui.screens.confirm import ConfirmModal
 from sendstatus_tui.screens.detail import DetailScreen
+from sendstatus_tui.screens.engines import EnginesScreen
 from sendstatus_tui.screens.help import HelpScreen
 from sendstatus_tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.screens.schedule import ScheduleModal
@@ -25,6 +26,7 @@ from .helpers import (
     FIXED_NOW,
     Mailings,
     dashboard,
+    engine_beat,
     select_mailing,
     settle,
     wait_for_screen,
@@ -280,3 +282,28 @@ def test_completed_today_screen(db, looks_as_saved):
         await settle(pilot)
 
     assert looks_as_saved(completed)
+
+
+def test_engines_screen(db, looks_as_saved):
+    """A leader sending, a standby, and an engine silent for 42 s (10:00 in Rome)."""
+    leader = engine_beat(
+        "mailer-1", 4242, "leader", FIXED_NOW - timedelta(hours=2), sending=(3, 7),
+        sent=12_345, rate=299.6, connections=4, reason="connections busy 95% at 300 msg/s",
+    )  # fmt: skip
+    standby = engine_beat("mailer-2", 515, "standby", FIXED_NOW - timedelta(minutes=30))
+    refused = "the relay refused connection 3: 421 4.7.0 Too many connections from your IP"
+    lost = engine_beat(
+        "mailer-3", 77, "standby", FIXED_NOW - timedelta(minutes=20), connections=2,
+        reason=refused,
+    )  # fmt: skip
+    db.engine_elsewhere(leader.id)  # the leader holds the lease, as the header says
+    db.heartbeat(leader, FIXED_NOW - timedelta(seconds=1))
+    db.heartbeat(standby, FIXED_NOW)
+    db.heartbeat(lost, FIXED_NOW - timedelta(seconds=42))
+
+    async def engines(pilot):
+        await pilot.press("E")
+        await wait_for_screen(pilot, EnginesScreen)
+        await settle(pilot)
+
+    assert looks_as_saved(engines)

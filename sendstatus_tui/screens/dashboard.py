@@ -37,6 +37,7 @@ from .actions_menu import ActionsMenu
 from .completed import CompletedScreen
 from .confirm import ConfirmModal
 from .detail import DetailScreen, RateHistory
+from .engines import EnginesScreen
 from .new_mailing import NewMailingForm
 from .palette import DashboardCommands
 from .schedule import ScheduleModal
@@ -427,6 +428,12 @@ class DashboardScreen(Screen):
 
     def action_completed_today(self) -> None:
         self.app.push_screen(CompletedScreen(self.store, self.zone, self.settings.clock))
+
+    def action_engines(self) -> None:
+        settings = self.settings
+        self.app.push_screen(
+            EnginesScreen(self.store, self.zone, settings.clock, settings.refresh_seconds)
+        )
 
     def action_new_mailing(self) -> None:
         self.app.push_screen(NewMailingForm())

@@ -1,0 +1,42 @@
+"""The engines on the database, as their heartbeats tell: the lines of ``sendstatus engines``
+and of the dashboard's E screen."""
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+from ..core import heartbeats
+from ..core.models import EngineHeartbeat
+from ..core.when import format_named
+
+NO_ENGINE = "no engine running on this database"
+
+
+@dataclass(frozen=True)
+class EngineShown:
+    """One engine in three parts, e.g. "mailer-1 pid 4242: leader, since 2030-03-04 10:00",
+    "sending 3, 7; 4,500 sent, 20 msg/s" and "4 relay connections (why)"."""
+
+    who: str
+    work: str
+    relay: str
+    lost: bool
+
+
+def engine_shown(row: EngineHeartbeat, now: datetime, zone: tzinfo, lost: bool) -> EngineShown:
+    """``lost``: from ``heartbeats.lost_ids`` (silent too long, or a leader superseded)."""
+    silent = int((now - row.heartbeat_at).total_seconds())
+    role = f"lost (silent {silent} s)" if lost else row.role
+    sending = ", ".join(map(str, heartbeats.sending_ids(row))) or "nothing"
+    return EngineShown(
+        who=f"{row.host} pid {row.pid}: {role}, since {format_named(row.started_at, zone)}",
+        work=f"sending {sending}; {row.sent:,} sent, {row.rate:,.0f} msg/s",
+        relay=f"{row.connections} relay connection{'' if row.connections == 1 else 's'}"
+        + (f" ({row.connections_reason})" if row.connections_reason else ""),
+        lost=lost,
+    )
+
+
+def engine_line(row: EngineHeartbeat, now: datetime, zone: tzinfo, lost: bool) -> str:
+    """The engine on one line (``sendstatus engines``)."""
+    shown = engine_shown(row, now, zone, lost)
+    return f"{shown.who}; {shown.work}; {shown.relay}"
