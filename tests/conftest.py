@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from sendstatus_tui.cli import main
 from sendstatus_tui.core import audit
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.store import Store
@@ -120,6 +121,19 @@ def relays():
     yield start
     for relay in started:
         relay.stop()
+
+
+@pytest.fixture
+def run(db_url, capsys):
+    """Runs ``sendstatus --db <db> ARGS`` in this process; returns (exit status, stdout,
+    stderr)."""
+
+    def run_command(*args: str) -> tuple[int, str, str]:
+        status = main(["--db", db_url, *args])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run_command
 
 
 @pytest.fixture

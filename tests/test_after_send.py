@@ -10,7 +10,6 @@ from urllib.parse import unquote
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.cli import main
 from sendstatus_tui.core import deliveries, lifecycle
 from sendstatus_tui.core.deliveries import Outcome
 from sendstatus_tui.core.models import Recipient
@@ -27,16 +26,6 @@ DEFERRED = {i for i in range(RECIPIENTS) if i % 7 == 1} - REFUSED - {SUPPRESSED_
 
 def address(i: int) -> str:
     return f"person{i}@example.com"
-
-
-@pytest.fixture
-def run(db_url, capsys):
-    def run_command(*args: str) -> tuple[int, str, str]:
-        status = main(["--db", db_url, *args])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run_command
 
 
 @pytest.fixture

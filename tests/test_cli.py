@@ -30,18 +30,6 @@ LS_FIELDS = {
 
 
 @pytest.fixture
-def run(db_url, capsys):
-    """Runs ``sendstatus --db <db> ARGS``; returns (exit status, stdout, stderr)."""
-
-    def run_command(*args: str) -> tuple[int, str, str]:
-        status = main(["--db", db_url, *args])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run_command
-
-
-@pytest.fixture
 def files(tmp_path):
     body = write_file(tmp_path, "body.txt", "Hello {first_name}\n")
     csv = write_file(

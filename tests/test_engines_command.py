@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from sendstatus_tui.cli import main
 from sendstatus_tui.core import heartbeats, lifecycle
 from sendstatus_tui.core.models import EngineHeartbeat, utc_now
 
@@ -23,12 +22,7 @@ def engines(db_url, relay, tmp_path):
 
 
 @pytest.fixture
-def command(db_url, capsys):
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(["--db", db_url, *args])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
+def command(run):
     return run
 
 

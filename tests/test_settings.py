@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from sendstatus_tui.cli import main
 from sendstatus_tui.core import heartbeats, lifecycle, settings
 from sendstatus_tui.core.models import utc_now
 
@@ -15,18 +14,11 @@ from .helpers import mailing, wait_for
 
 
 @pytest.fixture
-def config(db_url, capsys):
-    """Runs ``sendstatus --db <db> config ARGS``; returns (exit status, stdout, stderr).
-    The database exists (config never creates one)."""
-    assert main(["--db", db_url, "init"]) == 0
-    capsys.readouterr()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(["--db", db_url, "config", *args])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
+def config(run):
+    """Runs ``sendstatus --db <db> config ARGS`` on a database that exists (config never
+    creates one); returns (exit status, stdout, stderr)."""
+    assert run("init")[0] == 0
+    return lambda *args: run("config", *args)
 
 
 def test_a_setting_is_stored_read_and_removed(config):

@@ -5,25 +5,16 @@ import json
 
 import pytest
 
-from sendstatus_tui.cli import main
 from sendstatus_tui.core import suppression
 
 from .helpers import mailing, wait_for
 from .smtp_relay import RelayScript
 
 
-@pytest.fixture
-def run(db_url, capsys):
-    """Runs a command on a database that exists (a failed first command leaves none)."""
-    assert main(["--db", db_url, "init"]) == 0
-    capsys.readouterr()
-
-    def run_command(*args: str) -> tuple[int, str, str]:
-        status = main(["--db", db_url, *args])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run_command
+@pytest.fixture(autouse=True)
+def database(run):
+    """The database exists (a failed first command leaves none)."""
+    assert run("init")[0] == 0
 
 
 def listed(run) -> list[dict]:

@@ -6,19 +6,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from sendstatus_tui.cli import main
-
 from .smtp_relay import RelayScript
-
-
-@pytest.fixture
-def run(db_url, capsys):
-    def run_command(*args: str) -> tuple[int, str, str]:
-        status = main(["--db", db_url, *args])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run_command
 
 
 @pytest.fixture
