@@ -5,8 +5,9 @@ sends a few dozen messages a second, and only more connections send more. How ma
 learnt while sending, once a second:
 - the connections were busy (a message in flight most of the time) → open more: twice as
   many until a growth first fails to pay (as TCP's slow start), a quarter more after that;
-- the last growth brought less than a quarter of the gain it should have (the relay, not
-  the round trips, is the limit now) → back to the size before; a smaller step in 5 s;
+- the last growth brought less than a quarter of the gain it should have (the relay or the
+  engine's own processor, not the round trips, is the limit now) → back to the size
+  before; a smaller step in 5 s;
 - the relay refused a new connection (421, connection refused) → hold the connections that
   work, and try one more only after 60 s; a 421 closing a connection → one fewer;
 - the connections were mostly idle (a contracted rate, or little to send) → fewer, but not
@@ -83,8 +84,8 @@ class PoolSizer:
                 self._slow_start = False
                 return self._change(
                     old_size,
-                    f"{self.size} connections sent {rate:.0f} msg/s, no more than"
-                    f" {old_size} did ({old_rate:.0f}): the relay is the limit",
+                    f"{self.size} connections sent {rate:.0f} msg/s, too little more than"
+                    f" {old_size} did ({old_rate:.0f}): the relay or this engine is the limit",
                 )
         if window.busy_share >= BUSY and self.size < self.maximum and now >= self._no_growth_until:
             self._before_growth = (self.size, rate)
