@@ -46,6 +46,7 @@ class SmtpTransport:
         self._busy_at_start = 0.0  # busy seconds of connections live at the window's start
         self._retired_busy = 0.0  # busy seconds of connections closed during the window
         self._closing: set[asyncio.Task[None]] = set()  # QUITs under way
+        self._idle_sweep: asyncio.TimerHandle | None = None
 
     @property
     def connections(self) -> int:
@@ -88,6 +89,9 @@ class SmtpTransport:
         and takes it back sends through it again."""
         connections, self._live = self._live, []
         self._free.clear()
+        if self._idle_sweep is not None:  # the next start may run on another event loop
+            self._idle_sweep.cancel()
+            self._idle_sweep = None
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -144,18 +148,22 @@ class SmtpTransport:
                 return
         if connection is not None:
             self._free.append(connection)
-            loop = asyncio.get_running_loop()
-            loop.call_later(MAX_IDLE_SECONDS, self._close_if_idle, connection)
+            if self._idle_sweep is None:  # one timer for the pool, not one per message
+                loop = asyncio.get_running_loop()
+                self._idle_sweep = loop.call_later(MAX_IDLE_SECONDS, self._close_idle)
 
-    def _close_if_idle(self, connection: RelayConnection) -> None:
-        """An engine with nothing to send keeps no connection open for long."""
-        if (
-            connection in self._free
-            and time.monotonic() - connection.idle_since >= MAX_IDLE_SECONDS
-        ):
-            self._free.remove(connection)
-            self._forget(connection)
-            self._in_background(connection.quit(QUIT_SECONDS))
+    def _close_idle(self) -> None:
+        """An engine with nothing to send keeps no connection open for long: those idle
+        MAX_IDLE_SECONDS are closed (within twice that)."""
+        self._idle_sweep = None
+        now = time.monotonic()
+        for idle in [c for c in self._free if now - c.idle_since >= MAX_IDLE_SECONDS]:
+            self._free.remove(idle)
+            self._forget(idle)
+            self._in_background(idle.quit(QUIT_SECONDS))
+        if self._free:
+            loop = asyncio.get_running_loop()
+            self._idle_sweep = loop.call_later(MAX_IDLE_SECONDS, self._close_idle)
 
     def _may_open(self) -> bool:
         return len(self._live) + self._opening < self.sizer.size and (
