@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
 from ..core.listing import PaneMailing
-from ..core.states import State
+from ..core.states import STATE_WORDS, State
 from ..core.when import format_local, to_zone
 
 STARTING_UP = "starting up"
@@ -37,19 +37,9 @@ class Planned(Protocol):
     def waiting_reason(self) -> str | None: ...
 
 
-# what operators read for a state (JSON and the database keep the state's own name)
-STATE_SHOWN = {
-    State.STANDBY: "parked",
-    State.SCHEDULED: "scheduled",
-    State.QUEUED: "queued",
-    State.STARTING: "starting up",
-    State.SENDING: "sending",
-    State.COMPLETED: "completed",
-}
-
-
 def state_shown(state: State) -> str:
-    return STATE_SHOWN[state]
+    """What operators read for a state (JSON and the database keep the state's own name)."""
+    return STATE_WORDS[state]
 
 
 def quoted(name: str) -> str:

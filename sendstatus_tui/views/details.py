@@ -5,7 +5,6 @@ from datetime import timedelta, tzinfo
 
 from ..core.details import EngineOnIt, LastError, MailingDetails
 from ..core.failed import FailedRecipient
-from ..core.states import STATE_WORDS
 from ..core.when import format_named
 from .cells import countdown, moment, number, per_minute, state_shown
 
@@ -22,7 +21,7 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     """``sendstatus show``: what is known, label by label (what is not known is left out)."""
     lines = [title(details)]
     for label, value in (
-        ("State", STATE_WORDS[details.state]),
+        ("State", state_shown(details.state)),
         ("Why", details.state_reason),
         ("Mode", details.mode),
         ("Queue position", details.position),
