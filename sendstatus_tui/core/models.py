@@ -211,6 +211,19 @@ class EngineHeartbeat(SQLModel, table=True):
     rate: float = 0.0  # messages a second, over its last heartbeat interval
     connections: int = 0  # to the relay, now
     connections_reason: str = Field(default="", sa_type=sa.Text)  # of the last change
+    # whose claims this engine's recipients carry now (its id and a generation); claims of
+    # a claimant no live engine row names are handed back by the leader
+    claimant: str = Field(default="", max_length=140)
+
+
+class SendPace(SQLModel, table=True):
+    """The contracted rate shared by every engine of the database: engines reserve send
+    slots, one every 1/rate seconds, by moving ``next_slot_at`` on (core/pace.py)."""
+
+    __tablename__ = "send_pace"
+
+    name: str = Field(primary_key=True, max_length=32)
+    next_slot_at: float  # seconds since the epoch: the first slot nobody has reserved
 
 
 class AuditEntry(SQLModel, table=True):
