@@ -119,20 +119,35 @@ class Mailing(SQLModel, table=True):
     # placeholders, and an address; None when the mailing carries none
     unsubscribe_url: str | None = Field(default=None, sa_type=sa.Text)
     unsubscribe_mailto: str | None = Field(default=None, sa_type=sa.Text)
+    # its recipients are still being imported: no list shows it, no command finds it; the
+    # import touches ``updated_at`` at each batch, so one not touched for long was abandoned
+    importing: bool = False
 
     @property
     def remaining(self) -> int:
         return self.total - self.sent - self.failed - self.suppressed
 
 
+# 64-bit on PostgreSQL (ten million recipients a mailing add up); SQLite's INTEGER is
+# already 64-bit, and must stay INTEGER to remain the table's rowid
+RECIPIENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 class Recipient(SQLModel, table=True):
     __tablename__ = "recipient"
     # claims walk this index in id order for one mailing and status, and stop at the batch
-    __table_args__ = (sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),)
+    __table_args__ = (
+        sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
+        # one recipient per mailbox: the import leaves duplicates to this index
+        sa.Index("ix_recipient_mailbox", "mailing_id", "mailbox", unique=True),
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=RECIPIENT_ID)
     mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")
     email: str
+    # the mailbox key (core/addresses.py) of ``email``; None for recipients imported before
+    # the import kept it
+    mailbox: str | None = Field(default=None, sa_type=sa.Text)
     # personalisation values, a JSON array in the order of Mailing.field_names
     field_values: str | None = Field(default=None, sa_type=sa.Text)
     status: str = Field(default=RecipientStatus.PENDING, sa_type=sa.String(16))
