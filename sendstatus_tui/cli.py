@@ -126,6 +126,7 @@ def _cmd_mailing_add(args) -> None:
             then=plan,
             on_interrupt=_removing_import,
         )
+    assert mailing.id is not None  # flushed by add_mailing
     if ask_later:
         print(f"mailing {mailing.id} {mailing.name!r} created, parked in Sends to schedule")
         try:
