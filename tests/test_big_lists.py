@@ -215,3 +215,18 @@ def test_a_killed_import_stays_hidden_and_the_next_add_removes_it(
     assert f"removed mailing {hidden}, whose import was interrupted" in err
     assert counts(store) == (1, 1)
     assert [m["name"] for m in visible(run)] == ["Small"]
+
+
+def test_recipient_ids_beyond_32_bits(store, make_mailing):
+    """64-bit on PostgreSQL (BIGINT and its sequence), as SQLite's INTEGER always was."""
+    mailing_id = make_mailing(recipients=1)
+    with store.write() as session:
+        session.execute(sa.update(Recipient).values(id=2**40))
+        if store.engine.dialect.name == "postgresql":
+            session.execute(sa.text("SELECT setval('recipient_id_seq', :at)"), {"at": 2**40})
+        session.add(Recipient(mailing_id=mailing_id, email="next@example.com"))
+    with store.read() as session:
+        assert session.exec(select(Recipient.id).order_by(Recipient.id)).all() == [
+            2**40,
+            2**40 + 1,
+        ]
