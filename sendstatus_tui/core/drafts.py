@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import AddressHeader, HeaderRegistry
@@ -177,7 +177,6 @@ def add_mailing(
     with store.write() as session:
         mailing = _new_mailing(session, draft, importing=True)
     mailing_id = _id(mailing)
-    report = ImportReport()
     try:
         report = import_recipients(
             store.write,
@@ -192,9 +191,12 @@ def add_mailing(
             _complete(session, mailing, report, actor)
             outcome = then(session, mailing)
     except BaseException as exc:
-        if on_interrupt is not None and not isinstance(exc, Exception):
-            on_interrupt(_written(store, mailing_id))
-        remove_import(store, mailing_id)
+        # the error to report is the first one; a database that fails the removal too
+        # leaves the mailing hidden, for remove_abandoned_imports
+        with suppress(SendStatusError):
+            if on_interrupt is not None and not isinstance(exc, Exception):
+                on_interrupt(_written(store, mailing_id))
+            remove_import(store, mailing_id)
         raise
     return mailing, report, outcome
 
