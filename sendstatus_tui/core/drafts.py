@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Callable
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import AddressHeader, HeaderRegistry
@@ -18,7 +18,7 @@ from . import audit, settings
 from .addresses import InvalidAddress, normalize_address, with_ascii_domain
 from .models import Mailing, Recipient, utc_now
 from .personalise import placeholders
-from .recipients import ImportReport, import_recipients
+from .recipients import ImportReport, OneTransaction, import_recipients
 from .states import State
 from .store import Store
 
@@ -144,7 +144,7 @@ def create_mailing(
     draft = check_draft(draft)
     mailing = _new_mailing(session, draft, importing=False)
     report = import_recipients(
-        lambda: nullcontext(session),
+        OneTransaction(session),
         _id(mailing),
         recipients_csv,
         skip_invalid=skip_invalid,
@@ -179,7 +179,7 @@ def add_mailing(
     mailing_id = _id(mailing)
     try:
         report = import_recipients(
-            store.write,
+            store,
             mailing_id,
             recipients_csv,
             skip_invalid=skip_invalid,

@@ -136,17 +136,13 @@ RECIPIENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 class Recipient(SQLModel, table=True):
     __tablename__ = "recipient"
     # claims walk this index in id order for one mailing and status, and stop at the batch
-    __table_args__ = (
-        sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
-        # one recipient per mailbox: the import leaves duplicates to this index
-        sa.Index("ix_recipient_mailbox", "mailing_id", "mailbox", unique=True),
-    )
+    __table_args__ = (sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),)
 
     id: int | None = Field(default=None, primary_key=True, sa_type=RECIPIENT_ID)
     mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")
     email: str
-    # the mailbox key (core/addresses.py) of ``email``; None for recipients imported before
-    # the import kept it
+    # the mailbox key (core/addresses.py) of ``email``, by which the import finds duplicates;
+    # None for recipients imported before it kept it
     mailbox: str | None = Field(default=None, sa_type=sa.Text)
     # personalisation values, a JSON array in the order of Mailing.field_names
     field_values: str | None = Field(default=None, sa_type=sa.Text)

@@ -2,23 +2,28 @@
 personalisation fields.
 
 A file with invalid rows is refused as a whole (with line numbers and reasons) unless the
-caller asks to skip them. Rows are read and checked a batch at a time, then written in a
-transaction the caller supplies: its own (everything in one, as tests and the demo do) or
+caller asks to skip them. Rows are read and checked a batch at a time, then written in
+transactions the caller supplies: its own (everything in one, as tests and the demo do) or
 a new short one per batch (a list of millions, written into a mailing that stays hidden
-until it is complete; core/drafts.py). Duplicates are found by the database, through the
-unique index on (mailing, mailbox key), so memory does not grow with the list.
+until it is complete; core/drafts.py).
+
+Duplicates are found by the database once every row is in, so that memory does not grow
+with the list: each row carries its mailbox key, and one sorted read of the mailing's keys
+(a read transaction, which blocks no writer) names every row but the first of each
+mailbox; those are deleted a batch at a time. A unique index would find them as they come,
+but its random writes made a 10-million-row import four times slower (bench_import.py).
 """
 
 import csv
 import os
 import stat
 from collections.abc import Callable, Collection, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import chain
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -39,8 +44,34 @@ _TRANSACTION_ROWS = 20_000
 # rows reported in an error message; the count says how many more there are
 MAX_REPORTED_ERRORS = 20
 
-# a transaction to write one batch in (the caller's own, or a new one each time)
-Transaction = Callable[[], AbstractContextManager[Session]]
+# every row of a mailbox after its first (in file order, which is id order)
+_DUPLICATES = (
+    "SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY mailbox ORDER BY id) AS n"
+    " FROM recipient WHERE mailing_id = :mailing_id) AS numbered WHERE n > 1"
+)
+
+
+class Transactions(Protocol):
+    """Where the import writes (a Store: a new transaction each time; or OneTransaction)."""
+
+    def write(self) -> AbstractContextManager[Session]: ...
+
+    def read(self) -> AbstractContextManager[Session]: ...
+
+
+@dataclass(frozen=True)
+class OneTransaction:
+    """Every write and read of an import in the caller's one transaction."""
+
+    session: Session
+
+    def write(self) -> AbstractContextManager[Session]:
+        return nullcontext(self.session)
+
+    def read(self) -> AbstractContextManager[Session]:
+        return nullcontext(self.session)
+
+
 # a checked row: (address in normal form, its mailbox key, field values as JSON or None)
 _Row = tuple[str, str, str | None]
 
@@ -81,7 +112,7 @@ class RecipientsRefused(SendStatusError, ValueError):
 
 
 def import_recipients(
-    transaction: Transaction,
+    transactions: Transactions,
     mailing_id: int,
     path: Path,
     *,
@@ -90,7 +121,8 @@ def import_recipients(
     check_fields: Callable[[list[str]], None] | None = None,
 ) -> ImportReport:
     """Adds the recipients in ``path`` to the mailing ``mailing_id``, a batch in each
-    ``transaction()``; the caller sets the mailing's total and field names from the report.
+    ``transactions.write()``; the caller sets the mailing's total and field names from the
+    report.
     RecipientsRefused leaves behind what earlier batches wrote: the caller removes it.
 
     ``header_fields`` are the columns a header (the subject) uses: a line break in one of
@@ -107,7 +139,7 @@ def import_recipients(
                 check_fields(field_names)
             report.field_names = field_names
             in_headers = [(i, name) for i, name in enumerate(field_names) if name in header_fields]
-            writer = _BatchWriter(transaction, mailing_id, report)
+            writer = _BatchWriter(transactions, mailing_id, report)
             for batch in _checked_rows(
                 reader, path, len(field_names) + 1, email_index, in_headers, report
             ):
@@ -122,6 +154,7 @@ def import_recipients(
         ) from None
     except OSError as exc:  # unreadable: permissions, a device, /proc/1/mem...
         raise RecipientsRefused(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    _drop_duplicates(transactions, mailing_id, report)
     if report.skipped and not skip_invalid:
         count = len(report.skipped)
         raise RecipientsRefused(
@@ -221,47 +254,38 @@ def _line_break_in(values: list[str], fields: list[tuple[int, str]]) -> str | No
 
 
 class _BatchWriter:
-    """Writes batches of checked rows, each in its own ``transaction()``, dropping those on
-    the suppression list and those whose mailbox the mailing already has (the unique index
-    on (mailing_id, mailbox) finds them: INSERT ... ON CONFLICT DO NOTHING).
+    """Writes batches of checked rows, each in its own ``transactions.write()``, dropping
+    those on the suppression list.
 
     It goes straight to the driver, bypassing the ORM (a million ORM objects would cost
     minutes) and SQLAlchemy's parameter handling, and puts many rows in one INSERT: on
     SQLite that takes half the time of executemany, which runs the statement once per row.
     """
 
-    def __init__(self, transaction: Transaction, mailing_id: int, report: ImportReport):
-        self._transaction = transaction
+    def __init__(self, transactions: Transactions, mailing_id: int, report: ImportReport):
+        self._transactions = transactions
         self._mailing_id = mailing_id
         self._report = report
-        # the suppressed mailboxes met so far, never inserted: the index cannot see their
-        # repeats (they stay few: only those of the list that are on the suppression list)
+        # the suppressed mailboxes met so far, never inserted: their repeats are counted
+        # as duplicates (they stay few: only those of the list on the suppression list)
         self._suppressed_seen: set[str] = set()
         self._statements: dict[int, str] = {}  # by number of rows
 
     def write(self, rows: list[_Row]) -> None:
-        with self._transaction() as session:
+        with self._transactions.write() as session:
             connection = session.connection()
             marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
             cursor = connection.connection.cursor()
             try:
                 rows = self._without_suppressed(cursor, marker, rows)
-                inserted = 0
                 for start in range(0, len(rows), _STATEMENT_ROWS):
                     chunk = rows[start : start + _STATEMENT_ROWS]
                     statement = self._statement(len(chunk), marker)
                     cursor.execute(statement, list(chain.from_iterable(chunk)))
-                    inserted += cursor.rowcount
             finally:
                 cursor.close()
-            # the import's heartbeat: a hidden mailing left untouched for long was abandoned
-            session.execute(
-                sa.update(Mailing)
-                .where(Mailing.id == self._mailing_id)  # type: ignore[arg-type]
-                .values(updated_at=utc_now())
-            )
-        self._report.imported += inserted
-        self._report.duplicates += len(rows) - inserted
+            _touch(session, self._mailing_id)
+        self._report.imported += len(rows)
 
     def _without_suppressed(self, cursor: Any, marker: str, rows: list[_Row]) -> list[_Row]:
         listed: set[str] = set()
@@ -296,6 +320,40 @@ class _BatchWriter:
             )
             self._statements[count] = (
                 "INSERT INTO recipient (mailing_id, email, mailbox, field_values, status,"
-                f" attempts) VALUES {', '.join([one_row] * count)} ON CONFLICT DO NOTHING"
+                f" attempts) VALUES {', '.join([one_row] * count)}"
             )
         return self._statements[count]
+
+
+def _drop_duplicates(transactions: Transactions, mailing_id: int, report: ImportReport) -> None:
+    """Deletes every recipient of the mailing but the first of each mailbox, a batch of
+    them in each write transaction, as one read streams their ids (sorted by the database,
+    which spills to disk what does not fit in its memory)."""
+    with transactions.read() as reading:
+        duplicates = reading.execute(
+            sa.text(_DUPLICATES).execution_options(stream_results=True),
+            {"mailing_id": mailing_id},
+        )
+        while ids := [id_ for (id_,) in duplicates.fetchmany(_TRANSACTION_ROWS)]:
+            with transactions.write() as session:
+                cursor = session.connection().connection.cursor()
+                marker = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+                try:
+                    for start in range(0, len(ids), _STATEMENT_ROWS):
+                        chunk = ids[start : start + _STATEMENT_ROWS]
+                        markers = ", ".join([marker] * len(chunk))
+                        cursor.execute(f"DELETE FROM recipient WHERE id IN ({markers})", chunk)
+                finally:
+                    cursor.close()
+                _touch(session, mailing_id)
+            report.imported -= len(ids)
+            report.duplicates += len(ids)
+
+
+def _touch(session: Session, mailing_id: int) -> None:
+    """The import's heartbeat: a hidden mailing left untouched for long was abandoned."""
+    session.execute(
+        sa.update(Mailing)
+        .where(Mailing.id == mailing_id)  # type: ignore[arg-type]
+        .values(updated_at=utc_now())
+    )

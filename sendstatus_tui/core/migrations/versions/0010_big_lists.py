@@ -1,5 +1,5 @@
-"""big lists: mailings hidden while imported, duplicates found by an index, 64-bit
-recipient ids on PostgreSQL
+"""big lists: mailings hidden while imported, each recipient's mailbox key (duplicates are
+found by the database), 64-bit recipient ids on PostgreSQL
 
 Revision ID: 0010
 Revises: 0009
@@ -20,10 +20,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("importing", sa.Boolean(), nullable=False, server_default=sa.false())
         )
-    # existing recipients keep no key (NULLs never clash): only new imports need one
+    # existing recipients keep no key: only an import in progress needs them
     with op.batch_alter_table("recipient") as batch:
         batch.add_column(sa.Column("mailbox", sa.Text(), nullable=True))
-    op.create_index("ix_recipient_mailbox", "recipient", ["mailing_id", "mailbox"], unique=True)
     if op.get_bind().dialect.name == "postgresql":
         # rewrites the table: on a large database this migration takes a while
         op.alter_column("recipient", "id", type_=sa.BigInteger(), existing_nullable=False)
@@ -34,7 +33,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER SEQUENCE IF EXISTS recipient_id_seq AS integer")
         op.alter_column("recipient", "id", type_=sa.Integer(), existing_nullable=False)
-    op.drop_index("ix_recipient_mailbox", table_name="recipient")
     with op.batch_alter_table("recipient") as batch:
         batch.drop_column("mailbox")
     with op.batch_alter_table("mailing") as batch:
