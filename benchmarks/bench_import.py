@@ -8,8 +8,8 @@ Writes a realistic CSV (email, first_name, city; some mixed case, a few internat
 addresses, a few duplicates) to a temporary folder, then, in alternating rounds:
 
 - ours: ``add_mailing`` into a fresh SQLite file opened with ``Store`` (the real code path
-  of ``sendstatus mailing add``: full validation, duplicates found by the database's
-  unique index, short transactions into a hidden mailing); the longest of its write
+  of ``sendstatus mailing add``: full validation, duplicates found by the database (a
+  sorted read), short transactions into a hidden mailing); the longest of its write
   transactions is how long it held the write lock at most;
 - old: ``create_mailing`` of the sendstatus at git revision ``--old`` (default: the one
   before big lists, whose import found duplicates with a Python set of every address and
