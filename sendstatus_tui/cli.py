@@ -280,14 +280,11 @@ def _zone_name(args) -> str | None:
 
 
 def _rate(args) -> float | None:
-    """The pace of this process's engine: the contracted rate stored in the database,
-    capped by ``--rate`` (or its environment variable) when given."""
+    """This process's engine's own cap (``--rate`` or its environment variable), under the
+    contracted rate stored in the database, which every engine reads as it sends."""
     from .core.rates import parse_rate
 
-    with _store(args, CREATES).read() as session:
-        stored = parse_rate(settings.read(session, "rate"))
-    cap = parse_rate(config.rate(args.rate))
-    return min((r for r in (stored, cap) if r is not None), default=None)
+    return parse_rate(config.rate(args.rate))
 
 
 def _relay_url(args) -> str | None:
