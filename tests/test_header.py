@@ -99,3 +99,17 @@ async def test_one_engine_beating_is_named_by_its_host(db):
     beating(db, ("mailer-1", 4242, "leader", 0), ("mailer-2", 77, "standby", 60))
     async with open_dashboard(db.store, size=(80, 24)) as (app, pilot):
         assert app.sub_title == "engine on mailer-1 · Europe/Rome"
+
+
+@scenario
+async def test_a_leader_whose_lease_lapsed_is_not_counted(db):
+    """Killed while leading: its row says leader until it is silent for 15 s, but its lease
+    (renewed with its heartbeat) lapsed after 5: it runs no more."""
+    beating(
+        db,
+        ("mailer-1", 4242, "leader", 6),
+        ("mailer-1", 4243, "standby", 0),
+        ("mailer-2", 77, "standby", 0),
+    )
+    async with open_dashboard(db.store, size=(80, 24)) as (app, pilot):
+        assert app.sub_title == "2 engines · no leader · Europe/Rome"

@@ -99,8 +99,13 @@ def read_snapshot(
         holder = lease.current(session)
         rate = settings.read(session, "rate")
         beats = heartbeats.engines(session)
-    running = len(beats) - len(heartbeats.lost_ids(beats, now))
     active_holder = holder.holder if holder and holder.expires_at > now else None
+    lost = heartbeats.lost_ids(beats, now)
+    # a row still saying leader after its lease lapsed is an engine that died leading (its
+    # heartbeat and its lease are renewed together)
+    running = sum(
+        1 for b in beats if b.id not in lost and (b.role != "leader" or b.id == active_holder)
+    )
     starts = starts or StartWatch()
     rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
