@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .engine_processes import EngineProcesses
+from .engine_processes import EngineProcesses, stall_between_transactions
 from .helpers import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -120,3 +120,30 @@ def test_a_bad_number_of_workers_is_refused(run, capsys, workers):
         f"sendstatus engine: error: argument --workers: not a number of workers: {workers!r}"
         " (give a whole number, 1 or more, or auto)"
     )
+
+
+class Signalled:
+    """A process known by its pid alone (a worker is the supervisor's child, not ours)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+
+def test_a_second_signal_kills_a_worker_that_does_not_stop(db_url, store, engines, run):
+    supervisor = engines.start("--workers", "2")
+    workers = wait_for(lambda: workers_beating(run, supervisor.pid, 2), STARTING, "two workers")
+    stuck = min(workers)
+    # stopped, it cannot stop on SIGTERM; holding no lock, it lets the other stop
+    stall_between_transactions(Signalled(stuck), db_url)
+    supervisor.send_signal(signal.SIGTERM)
+    wait_for(lambda: not any(alive(pid) for pid in workers - {stuck}), STARTING, "the other")
+    assert supervisor.poll() is None  # it waits for the stuck one, within its stop bound
+    supervisor.send_signal(signal.SIGINT)
+    assert supervisor.wait(timeout=STARTING) == 0
+    assert not alive(stuck)
+    log = engines.log(supervisor)
+    assert "SIGINT again: killing the workers now" in log
+    assert f"worker pid {stuck} did not stop: killed" in log
