@@ -70,15 +70,12 @@ class Supervisor:
                 if worker.process is None and now >= worker.start_at:
                     self._start(worker)
             time.sleep(WATCH_SECONDS)
+        name = signal.Signals(self.signals[0]).name
+        log.info("%s: stopping the workers (each finishes its batches in flight)", name)
         self._stop_all()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.signals.append(signum)
-        name = signal.Signals(signum).name
-        if len(self.signals) == 1:
-            log.info("%s: stopping the workers (each finishes its batches in flight)", name)
-        elif len(self.signals) == 2:
-            log.warning("%s again: killing the workers now", name)
+        self.signals.append(signum)  # acted upon (and logged) by the loops, not in here
 
     def _start(self, worker: Worker) -> None:
         worker.process = subprocess.Popen(
@@ -124,7 +121,11 @@ class Supervisor:
             process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_seconds
         while any(p.poll() is None for p in running):
-            if time.monotonic() >= deadline or len(self.signals) > 1:
+            if len(self.signals) > 1:
+                name = signal.Signals(self.signals[1]).name
+                log.warning("%s again: killing the workers now", name)
+                break
+            if time.monotonic() >= deadline:
                 break
             time.sleep(WATCH_SECONDS)
         for process in running:
