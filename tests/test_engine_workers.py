@@ -110,6 +110,14 @@ def test_one_worker_is_the_engine_itself(store, engines, run):
     assert "supervisor" not in engines.log(engine)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="auto is 1 here: no supervisor")
+def test_auto_runs_a_worker_per_core(store, engines, run):
+    cores = len(os.sched_getaffinity(0))
+    supervisor = engines.start("--workers", "auto")
+    wait_for(lambda: workers_beating(run, supervisor.pid, cores), STARTING, f"{cores} workers")
+    assert f"{cores} engine workers" in engines.log(supervisor)
+
+
 @pytest.mark.parametrize("workers", ["0", "-2", "x", "1.5"])
 def test_a_bad_number_of_workers_is_refused(run, capsys, workers):
     with pytest.raises(SystemExit) as stopped:
