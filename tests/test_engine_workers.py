@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sendstatus_tui.engine.supervisor import cores
+
 from .engine_processes import EngineProcesses, stall_between_transactions
 from .helpers import wait_for
 
@@ -110,12 +112,12 @@ def test_one_worker_is_the_engine_itself(store, engines, run):
     assert "supervisor" not in engines.log(engine)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="auto is 1 here: no supervisor")
+@pytest.mark.skipif(cores() < 2, reason="auto is 1 here: no supervisor")
 def test_auto_runs_a_worker_per_core(store, engines, run):
-    cores = len(os.sched_getaffinity(0))
     supervisor = engines.start("--workers", "auto")
-    wait_for(lambda: workers_beating(run, supervisor.pid, cores), STARTING, f"{cores} workers")
-    assert f"{cores} engine workers" in engines.log(supervisor)
+    count = len(os.sched_getaffinity(0))  # the cores this process may run on
+    wait_for(lambda: workers_beating(run, supervisor.pid, count), STARTING, f"{count} workers")
+    assert f"{count} engine workers" in engines.log(supervisor)
 
 
 @pytest.mark.parametrize("workers", ["0", "-2", "x", "1.5"])
