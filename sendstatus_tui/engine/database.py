@@ -11,6 +11,7 @@ that wait says nothing of their health. ``silent_since`` moves the line accordin
 """
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,10 @@ class EngineDatabase:
         self.store = store
         self._work = ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="sendstatus-db")
         self._beats = ThreadPoolExecutor(1, thread_name_prefix="sendstatus-beat")
-        # wall-clock start and end of the last write that waited long to begin
+        # wall-clock start and end of the last stall: writes that waited long to begin,
+        # merged when they overlap (the one that asked first tells when it began)
         self._stall: tuple[float, float] | None = None
+        self._stall_lock = threading.Lock()
 
     async def write(self, work: Callable[[Session], Result]) -> Result:
         """Runs ``work`` in a write transaction on a worker thread."""
@@ -68,8 +71,14 @@ class EngineDatabase:
         with self.store.write() as session:
             began = time.time()
             if began - asked > LONG_WAIT_SECONDS:
-                self._stall = (asked, began)
+                self._note_stall(asked, began)
             return work(session)
+
+    def _note_stall(self, asked: float, began: float) -> None:
+        with self._stall_lock:
+            if self._stall is not None and asked <= self._stall[1]:
+                asked, began = min(asked, self._stall[0]), max(began, self._stall[1])
+            self._stall = (asked, began)
 
     @staticmethod
     async def _run(executor: ThreadPoolExecutor, call: Callable[[], Result]) -> Result:
