@@ -62,8 +62,11 @@ def run_supervisor(
 
 
 def _described(safe_db_url: str, relay_url: str | None, rate_per_second: float | None) -> str:
-    rate = f"{rate_per_second * 3600:.0f}/h" if rate_per_second else "unlimited"
-    return f"database {safe_db_url}, relay {relay_url or 'the default maildir'}, rate {rate}"
+    cap = f", at most {rate_per_second * 3600:.0f}/h from this engine" if rate_per_second else ""
+    return (
+        f"database {safe_db_url}, relay {relay_url or 'the default maildir'}, the rate stored"
+        f" for the database{cap}"
+    )
 
 
 async def _serve(engine: Engine) -> None:
