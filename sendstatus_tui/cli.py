@@ -267,15 +267,16 @@ def _cmd_demo(args) -> None:
 def _cmd_engine(args) -> None:
     from .engine.headless import run_headless, run_supervisor
 
+    # the database is created and migrated once, here, before any engine or worker uses it
+    store = _store(args, CREATES)
     relay_url, transport, rate = _relay_url(args), _transport(args), _rate(args)
     _report_opening(args)  # before the engine's log starts
     if args.workers == 1:
         run_headless(config.db_url(args.db), relay_url, transport, rate)
         return
-    # the database is created and migrated once, here, before any worker opens it
-    args.store.dispose()  # the supervisor needs no connection
+    store.dispose()  # the supervisor needs no connection
     run_supervisor(
-        args.workers, _worker_environment(args), args.store.safe_url, relay_url, transport, rate
+        args.workers, _worker_environment(args), store.safe_url, relay_url, transport, rate
     )
 
 

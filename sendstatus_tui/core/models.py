@@ -212,7 +212,7 @@ class EngineHeartbeat(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=120)  # the lease holder it uses
     host: str = Field(max_length=255)
     pid: int
-    role: str = Field(max_length=16)  # leader | standby
+    role: str = Field(max_length=16)  # leader | sender (every engine sends; one leads)
     started_at: datetime = Field(sa_type=UTCDateTime)
     heartbeat_at: datetime = Field(sa_type=UTCDateTime)
     sending: str = Field(default="", max_length=1000)  # mailing ids, comma-separated
