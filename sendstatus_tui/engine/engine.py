@@ -182,7 +182,7 @@ class Engine:
 
     async def _beat_loop(self) -> None:
         while True:
-            await self._beat()
+            await self._surviving(self._beat)
             if self._registered:
                 await asyncio.sleep(self.settings.lease_renew_seconds)
             else:
@@ -296,6 +296,17 @@ class Engine:
             log.error("%s; retrying", reason)
         self._database_trouble = reason
 
+    async def _surviving(
+        self, step: Callable[[*StepArguments], Awaitable[None]], *args: *StepArguments
+    ) -> None:
+        """Runs one round of a loop that must outlive an unforeseen error: without its
+        heartbeat an engine would stop sending, without its sending loop it would stop
+        noticing mailings."""
+        try:
+            await step(*args)
+        except Exception:  # noqa: BLE001  logged with its traceback, for a bug report
+            log.exception("unexpected error in the engine; going on")
+
     async def _pause(self, seconds: float) -> None:
         """Sleeps, but wakes at once when the engine is told to stop."""
         with contextlib.suppress(TimeoutError):
@@ -312,7 +323,7 @@ class Engine:
     async def _leading(self) -> None:
         while True:
             if self.generation and not self._draining:
-                await self._lead(self.generation)
+                await self._surviving(self._lead, self.generation)
             await self._until(self._wake_leader, self.settings.reconcile_seconds)
 
     async def _lead(self, generation: int) -> None:
@@ -422,7 +433,7 @@ class Engine:
 
     async def _sending_loop(self) -> None:
         while True:
-            await self._sync_senders()
+            await self._surviving(self._sync_senders)
             await self._until(self._wake_senders, self.settings.reconcile_seconds)
 
     async def _sync_senders(self) -> None:
