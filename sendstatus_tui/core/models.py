@@ -136,7 +136,16 @@ RECIPIENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 class Recipient(SQLModel, table=True):
     __tablename__ = "recipient"
     # claims walk this index in id order for one mailing and status, and stop at the batch
-    __table_args__ = (sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),)
+    __table_args__ = (
+        sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
+        # only claimed recipients: how the leader finds the claims of engines gone silent
+        sa.Index(
+            "ix_recipient_claimed_by",
+            "claimed_by",
+            sqlite_where=sa.text("claimed_by IS NOT NULL"),
+            postgresql_where=sa.text("claimed_by IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=RECIPIENT_ID)
     mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")
@@ -214,7 +223,7 @@ class EngineHeartbeat(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=120)  # the lease holder it uses
     host: str = Field(max_length=255)
     pid: int
-    role: str = Field(max_length=16)  # leader | standby
+    role: str = Field(max_length=16)  # leader | sender (every engine sends; one leads)
     started_at: datetime = Field(sa_type=UTCDateTime)
     heartbeat_at: datetime = Field(sa_type=UTCDateTime)
     sending: str = Field(default="", max_length=1000)  # mailing ids, comma-separated
