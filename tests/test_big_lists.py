@@ -25,7 +25,7 @@ from sendstatus_tui.core.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.recipients import RecipientsRefused
 from sendstatus_tui.core.states import Area
 
-from .helpers import write_file
+from .helpers import wait_for, write_file
 
 DRAFT = MailingDraft(name="Big", subject="Hi {name}", sender="news@shop.example.com", text_body="B")
 # more rows than one transaction takes (core/recipients.py: 20,000)
@@ -230,3 +230,12 @@ def test_recipient_ids_beyond_32_bits(store, make_mailing):
             2**40,
             2**40 + 1,
         ]
+
+
+def test_the_leading_engine_removes_an_abandoned_import(store, engine_for, relay):
+    """No `mailing add` comes after a killed import: the leader cleans up all the same."""
+    hidden = _hidden_mailing(store)
+    with store.write() as session:  # its import stopped being touched long ago
+        session.get(Mailing, hidden).updated_at = utc_now() - ABANDONED_AFTER * 2
+    engine_for(relay)
+    wait_for(lambda: counts(store) == (0, 0), what="the abandoned import removed")

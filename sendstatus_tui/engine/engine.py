@@ -31,7 +31,7 @@ from typing import TypeVarTuple
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from ..core import deliveries, heartbeats, lease, lifecycle, pace, rescue
+from ..core import deliveries, drafts, heartbeats, lease, lifecycle, pace, rescue
 from ..core.heartbeats import ClaimantLost
 from ..core.lease import LeaseLost
 from ..core.models import utc_now
@@ -52,6 +52,8 @@ DISPATCH_LANES = 2
 # under a rate, a mailing's batches in flight hold about this long of it: claims reserve
 # their send slots ahead, and a short window keeps engines and mailings taking turns
 RATED_WINDOW_SECONDS = 0.5
+# how often the leader looks for imports abandoned by a killed process
+ABANDONED_IMPORTS_EVERY_SECONDS = 60.0
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
@@ -116,6 +118,7 @@ class Engine:
         self._wake_leader = asyncio.Event()  # a scheduled mailing's time has come
         self._wake_senders = asyncio.Event()  # a mailing was prepared
         self._last_rescue = 0.0
+        self._last_cleanup = 0.0
         self._announced_leader: str | None = None
         self._database_trouble: str | None = None
         self._scheduler = AsyncIOScheduler()
@@ -336,6 +339,9 @@ class Engine:
                 self._last_rescue = time.monotonic()
                 await self.db.write(lambda session: self._rescue(session, generation))
             active = await self.db.read(deliveries.active_mailings)
+            if time.monotonic() - self._last_cleanup >= ABANDONED_IMPORTS_EVERY_SECONDS:
+                self._last_cleanup = time.monotonic()
+                await self._remove_abandoned_imports()
         except LeaseLost as exc:
             log.error("%s", exc)
             if self.generation == generation:
@@ -357,6 +363,12 @@ class Engine:
                 task.cancel()  # stopped or deleted by an operator meanwhile
         for mailing_id in starting - set(self._preparing):
             self._preparing[mailing_id] = asyncio.create_task(self._prepare(mailing_id))
+
+    async def _remove_abandoned_imports(self) -> None:
+        """Hidden mailings whose import was killed (kill -9, a host down) go away."""
+        removed = await asyncio.to_thread(drafts.remove_abandoned_imports, self.store)
+        for mailing_id in removed:
+            log.warning("mailing %s: its import was abandoned (killed); removed", mailing_id)
 
     def _start_and_promote(self, session: Session, generation: int) -> None:
         lease.check(session, self.holder, generation)
