@@ -11,13 +11,16 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from sqlmodel import func, select
+from sqlmodel import select
 
 from sendstatus_tui.core import deliveries, lease, lifecycle
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.lease import LeaseLost
-from sendstatus_tui.core.models import FailureClass, Mailing, Recipient, utc_now
+from sendstatus_tui.core.models import FailureClass, Recipient, utc_now
 from sendstatus_tui.core.store import Store
+
+from .books import assert_balanced, finish, outcome, stop_or_send_again
+from .books import books as mailing_books
 
 RECIPIENTS = 6
 TTL = timedelta(seconds=5)
@@ -109,7 +112,7 @@ class Bookkeeping(RuleBasedStateMachine):
             return
         by_claimant: dict[str, list[deliveries.Outcome]] = {}
         for (claimant, claimed), status in zip(batch, statuses, strict=False):
-            by_claimant.setdefault(claimant, []).append(_outcome(claimed, status))
+            by_claimant.setdefault(claimant, []).append(outcome(claimed, status))
         for claimant, outcomes in by_claimant.items():  # recorded under the claim made
             with self.store.write() as session:
                 recorded = deliveries.record(session, self.mailing_id, outcomes, claimant=claimant)
@@ -126,27 +129,13 @@ class Bookkeeping(RuleBasedStateMachine):
 
     @rule()
     def operator_stops_or_sends_again(self):
-        """Stops a sending mailing, or sends a parked one again (or completes it, settled)."""
-        with self.store.write() as session:
-            mailing = deliveries.mailing(session, self.mailing_id)
-            if mailing.state == "sending" and mailing.remaining == 0:
-                lifecycle.complete(session, self.mailing_id)
-            elif mailing.state == "sending":
-                lifecycle.stop(session, self.mailing_id)
-            elif mailing.state == "standby":
-                lifecycle.send_now(session, self.mailing_id)
-                lifecycle.mark_prepared(session, self.mailing_id)
+        stop_or_send_again(self.store, self.mailing_id)
 
     # --- the books -------------------------------------------------------------------------
 
     @invariant()
     def counters_equal_the_recipients_by_status(self):
-        mailing, counts = self._books()
-        assert mailing.sent == counts.get("sent", 0)
-        assert mailing.failed == counts.get("failed", 0)
-        assert mailing.deferred == counts.get("deferred", 0)
-        assert sum(counts.values()) == mailing.total == RECIPIENTS
-        assert 0 <= mailing.remaining == RECIPIENTS - mailing.sent - mailing.failed
+        assert_balanced(self.store, self.mailing_id, RECIPIENTS)
 
     @invariant()
     def claims_have_an_owner_and_doubts_a_bound(self):
@@ -163,53 +152,15 @@ class Bookkeeping(RuleBasedStateMachine):
         try:
             leader = next(e for e in self.engines.values() if self._leads(e))
             self._take_lease(leader)  # a fresh serve: every claim handed back
-            if self._books()[0].state == "standby":
-                self.operator_stops_or_sends_again()
-            for _ in range(RECIPIENTS * deliveries.MAX_DOUBTS + 5):
-                with self.store.write() as session:
-                    batch = deliveries.claim(
-                        session, self.mailing_id, RECIPIENTS, claimant=leader.claimant
-                    )
-                    if not batch:
-                        break
-                    deliveries.record(
-                        session,
-                        self.mailing_id,
-                        [deliveries.Outcome(r, deliveries.SENT, "250 ok") for r in batch],
-                        claimant=leader.claimant,
-                    )
-            self.operator_stops_or_sends_again()  # completes it, all being settled
-            mailing, counts = self._books()
-            assert mailing.state == "completed", (mailing, counts)
-            assert mailing.sent + mailing.failed == RECIPIENTS
+            finish(self.store, self.mailing_id, RECIPIENTS, leader.claimant)
         finally:
             self.store.dispose()
             self.directory.cleanup()
-
-    def _books(self) -> tuple[Mailing, dict[str, int]]:
-        with self.store.read() as session:
-            mailing = deliveries.mailing(session, self.mailing_id)
-            counts = dict(
-                session.exec(
-                    select(Recipient.status, func.count()).group_by(Recipient.status)
-                ).all()
-            )
-        return mailing, counts
 
     def _leads(self, engine: EngineView) -> bool:
         with self.store.read() as session:
             current = lease.current(session)
         return (current.holder, current.generation) == (engine.holder, engine.generation)
-
-
-def _outcome(claimed: deliveries.Claimed, status: str) -> deliveries.Outcome:
-    if status == deliveries.FAILED:
-        return deliveries.Outcome(claimed, status, "550 no", failure_class=FailureClass.REFUSED)
-    if status == deliveries.DEFERRED:  # due again at once
-        return deliveries.Outcome(claimed, status, "451 later", utc_now() - timedelta(seconds=1))
-    if status == deliveries.IN_DOUBT:
-        return deliveries.Outcome(claimed, status, "no reply after DATA")
-    return deliveries.Outcome(claimed, status, "250 ok" if status == deliveries.SENT else None)
 
 
 Bookkeeping.TestCase.settings = settings(
@@ -229,6 +180,6 @@ def test_a_stale_engine_records_nothing_after_a_takeover_reclaimed_its_batch():
         books.record("A", [deliveries.SENT] * 3, stale=True)  # asserts nothing was written
         books.record("B", [deliveries.SENT] * 3, stale=False)
         books.counters_equal_the_recipients_by_status()
-        assert books._books()[0].sent == 3
+        assert mailing_books(books.store, books.mailing_id)[0].sent == 3
     finally:
         books.teardown()

@@ -12,13 +12,15 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from sqlmodel import func, select
+from sqlmodel import select
 
 from sendstatus_tui.core import deliveries, heartbeats, lifecycle, rescue
 from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.heartbeats import ClaimantLost
-from sendstatus_tui.core.models import EngineHeartbeat, Mailing, Recipient, utc_now
+from sendstatus_tui.core.models import EngineHeartbeat, Recipient, utc_now
 from sendstatus_tui.core.store import Store
+
+from .books import assert_balanced, finish, outcome, stop_or_send_again
 
 RECIPIENTS = 8
 SILENT_AFTER = timedelta(seconds=5)
@@ -105,10 +107,10 @@ class Senders(RuleBasedStateMachine):
         sender = self.senders[name]
         batch, sender.in_hand = sender.in_hand[: len(statuses)], sender.in_hand[len(statuses) :]
         for (claimant, claimed), status in zip(batch, statuses, strict=False):
-            outcome = _outcome(claimed, status)
+            written = outcome(claimed, status)
             with self.store.write() as session:
                 held = self._claimed_by(session, claimed.id) == claimant
-                recorded = deliveries.record(session, self.mailing_id, [outcome], claimant=claimant)
+                recorded = deliveries.record(session, self.mailing_id, [written], claimant=claimant)
             assert (recorded.written, recorded.dropped) == ((1, 0) if held else (0, 1))
             if claimant != sender.claimant:
                 assert not held  # a claim of a rescued claimant never records
@@ -150,25 +152,13 @@ class Senders(RuleBasedStateMachine):
 
     @rule()
     def operator_stops_or_sends_again(self):
-        with self.store.write() as session:
-            mailing = deliveries.mailing(session, self.mailing_id)
-            if mailing.state == "sending" and mailing.remaining == 0:
-                lifecycle.complete(session, self.mailing_id)
-            elif mailing.state == "sending":
-                lifecycle.stop(session, self.mailing_id)
-            elif mailing.state == "standby":
-                lifecycle.send_now(session, self.mailing_id)
-                lifecycle.mark_prepared(session, self.mailing_id)
+        stop_or_send_again(self.store, self.mailing_id)
 
     # --- the books -------------------------------------------------------------------------
 
     @invariant()
     def counters_equal_the_recipients_by_status(self):
-        mailing, counts = self._books()
-        assert mailing.sent == counts.get("sent", 0)
-        assert mailing.failed == counts.get("failed", 0)
-        assert mailing.deferred == counts.get("deferred", 0)
-        assert sum(counts.values()) == mailing.total == RECIPIENTS
+        assert_balanced(self.store, self.mailing_id, RECIPIENTS)
 
     @invariant()
     def every_claim_belongs_to_a_claimant_a_row_names(self):
@@ -198,27 +188,7 @@ class Senders(RuleBasedStateMachine):
                     if row.id != "A":
                         row.heartbeat_at = utc_now() - SILENT_AFTER * 2
                 rescue.rescue(session, utc_now() - SILENT_AFTER, keep="A")
-            with self.store.write() as session:
-                if deliveries.mailing(session, self.mailing_id).state == "standby":
-                    lifecycle.send_now(session, self.mailing_id)
-                    lifecycle.mark_prepared(session, self.mailing_id)
-            for _ in range(RECIPIENTS * deliveries.MAX_DOUBTS + 5):
-                with self.store.write() as session:
-                    batch = deliveries.claim(
-                        session, self.mailing_id, RECIPIENTS, claimant=finisher.claimant
-                    )
-                    if not batch:
-                        break
-                    deliveries.record(
-                        session,
-                        self.mailing_id,
-                        [deliveries.Outcome(r, deliveries.SENT, "250 ok") for r in batch],
-                        claimant=finisher.claimant,
-                    )
-            self.operator_stops_or_sends_again()
-            mailing, counts = self._books()
-            assert mailing.state == "completed", (mailing, counts)
-            assert mailing.sent + mailing.failed == RECIPIENTS
+            finish(self.store, self.mailing_id, RECIPIENTS, finisher.claimant)
         finally:
             self.store.dispose()
             self.directory.cleanup()
@@ -237,24 +207,6 @@ class Senders(RuleBasedStateMachine):
             select(Recipient.id, Recipient.claimed_by).where(Recipient.status == "in_flight")
         ).all()
         return dict(rows)
-
-    def _books(self) -> tuple[Mailing, dict[str, int]]:
-        with self.store.read() as session:
-            mailing = deliveries.mailing(session, self.mailing_id)
-            counts = dict(
-                session.exec(
-                    select(Recipient.status, func.count()).group_by(Recipient.status)
-                ).all()
-            )
-        return mailing, counts
-
-
-def _outcome(claimed: deliveries.Claimed, status: str) -> deliveries.Outcome:
-    if status == deliveries.DEFERRED:  # due again at once
-        return deliveries.Outcome(claimed, status, "451 later", utc_now() - timedelta(seconds=1))
-    if status == deliveries.IN_DOUBT:
-        return deliveries.Outcome(claimed, status, "no reply after DATA")
-    return deliveries.Outcome(claimed, status, "250 ok" if status == deliveries.SENT else None)
 
 
 Senders.TestCase.settings = settings(
