@@ -237,3 +237,43 @@ def test_an_engine_with_nothing_to_send_keeps_no_connection_open(relays, monkeyp
 
     assert asyncio.run(one_message_then_idle()) == (1, 0)
     assert relay.recipients() == ["a@example.com"]
+
+
+def test_a_message_s_content_and_the_next_envelope_go_out_in_one_write(relays, monkeypatch):
+    """Pipelined through the pool on one connection: each content and its final dot go out
+    with the next message's MAIL, RCPT and DATA. As two writes, a relay like Postfix
+    answers the dot alone, and its answer to the envelope then waits up to 40 ms for our
+    delayed ACK (Nagle's algorithm on its side)."""
+    relay = relays()
+    transport = transport_for(relay.url + "&pool=1&adapt=off")
+    writes: list[bytes] = []
+    opened = smtp_pool.open_connection
+
+    async def open_and_watch(*args, **kwargs):
+        connection = await opened(*args, **kwargs)
+        socket_write = connection._wire.transport.write
+
+        def write(data: bytes) -> None:
+            writes.append(bytes(data))
+            socket_write(data)
+
+        connection._wire.transport.write = write  # type: ignore[method-assign]
+        return connection
+
+    monkeypatch.setattr(smtp_pool, "open_connection", open_and_watch)
+
+    async def send_ten() -> None:
+        await asyncio.gather(
+            *(
+                transport.send("news@shop.example.com", f"p{k}@example.com", b"hi\r\n")
+                for k in range(10)
+            )
+        )
+        await transport.close()
+
+    asyncio.run(send_ten())
+    assert relay.recipients() == [f"p{k}@example.com" for k in range(10)]
+    # the first envelope alone, then each content with the next envelope, the last
+    # content alone, then QUIT
+    assert [w.count(b"MAIL FROM") for w in writes] == [1] * 10 + [0, 0]
+    assert [w.count(b"\r\n.\r\n") for w in writes] == [0] + [1] * 10 + [0]

@@ -74,11 +74,16 @@ class RelayConnection:
             if (problem := _envelope_problem(sender, replies)) is not None:
                 await self._end_transaction(replies, problem)
                 raise problem
-            (final,) = self._wire.send(wire_data(message), 1)
+            # pipelining, the next message's envelope may follow at once, and goes out in
+            # the same write as this content: as two writes, the relay answers the dot
+            # alone, and its answer to that envelope waits (Nagle) for our ACK, which
+            # waits (delayed ACK) up to 40 ms for data to ride with
+            (final,) = self._wire.send(wire_data(message), 1, hold=self.pipelining)
             handed = True
-            if self.pipelining:  # the next message's envelope may follow at once
+            if self.pipelining:
                 holding_turn = False
-                turn_done()
+                turn_done()  # a send waiting for this connection writes its envelope now
+                self._wire.flush_soon()  # or, if none did, the content goes alone
             reply = await self._reply(final)
             if reply.code != 250:
                 raise self._refusal(reply)

@@ -37,27 +37,41 @@ class ReplyReader(asyncio.Protocol):
         self.transport = transport
         self._buffer = bytearray()
         self._waiting: deque[asyncio.Future[Reply]] = deque()
+        self._held: list[bytes] = []  # written with the next send, or by flush_soon
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.closed: BaseException | None = None
         transport.set_protocol(self)
 
-    def send(self, data: bytes, replies: int) -> list[asyncio.Future[Reply]]:
+    def send(self, data: bytes, replies: int, *, hold: bool = False) -> list[asyncio.Future[Reply]]:
         """Writes ``data`` (``replies`` commands, or message content and its dot) and
-        returns a future for each reply it will get."""
+        returns a future for each reply it will get. With ``hold``, the data waits for the
+        next send (or ``flush_soon``), to go out with it in one write."""
         if self.closed is not None:
             raise ConnectionClosed(str(self.closed))
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(replies)]
         self._waiting.extend(futures)
-        self.transport.write(data)
+        if hold:
+            self._held.append(data)
+        elif self._held:
+            self._held.append(data)
+            self._flush()
+        else:
+            self.transport.write(data)
         return futures
+
+    def flush_soon(self) -> None:
+        """Writes what is held once the tasks already woken had their turn: a send made by
+        one of them joins it in the same write."""
+        asyncio.get_running_loop().call_soon(self._flush)
 
     async def drained(self) -> None:
         """Returns once the transport's write buffer is below its high-water mark."""
         await self._can_write.wait()
 
     def close(self, reason: str = "closed by us") -> None:
+        self._held.clear()
         self._fail_all(ConnectionClosed(reason))
         self.transport.close()
 
@@ -90,6 +104,11 @@ class ReplyReader(asyncio.Protocol):
         self._can_write.set()
 
     # --- internals --------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if self._held and self.closed is None:
+            self.transport.write(b"".join(self._held))
+        self._held.clear()
 
     def _fail_all(self, exc: ConnectionClosed) -> None:
         if self.closed is None:
