@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import queue
 import signal
 import statistics
 import subprocess
@@ -53,7 +54,7 @@ import sqlalchemy as sa
 from sendstatus_tui.core import deliveries, lifecycle
 from sendstatus_tui.core.drafts import create_mailing
 from sendstatus_tui.core.models import EngineHeartbeat, Mailing
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.core.store import Store, StoreError
 from sendstatus_tui.engine.engine import EngineSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -289,30 +290,38 @@ def bare_run(processes: int, args, sink: SmtpSink) -> Result:
 
 
 def _claiming_process(url, mailing_id, batch, seconds, ready, start, done) -> None:
-    """Claims a batch and records it sent, again and again for ``seconds``; puts how many
-    batches it did, and how many outcomes were written, on ``done``."""
+    """Claims a batch and records it sent, again and again for ``seconds``; puts on
+    ``done`` how many pairs it did, the outcomes they wrote, and the transactions the
+    database refused (a deadlock, say: counted, and the loop goes on)."""
     store = Store(url, migrate=False)
     claimant = f"bench-scale:{os.getpid()}#1"
     ready.put(True)
     start.wait()
-    ends, batches, written = time.monotonic() + seconds, 0, 0
+    ends, pairs, written, refused = time.monotonic() + seconds, 0, 0, 0
     while time.monotonic() < ends:
-        with store.write() as session:
-            claimed = deliveries.claim(session, mailing_id, batch, claimant=claimant)
-        if not claimed:
-            break
-        outcomes = [deliveries.Outcome(r, deliveries.SENT, reply="250 2.0.0 Ok") for r in claimed]
-        with store.write() as session:
-            written += deliveries.record(session, mailing_id, outcomes, claimant=claimant).written
-        batches += 1
+        try:
+            with store.write() as session:
+                claimed = deliveries.claim(session, mailing_id, batch, claimant=claimant)
+            if not claimed:
+                break
+            outcomes = [
+                deliveries.Outcome(r, deliveries.SENT, reply="250 2.0.0 Ok") for r in claimed
+            ]
+            with store.write() as session:
+                recorded = deliveries.record(session, mailing_id, outcomes, claimant=claimant)
+        except StoreError:
+            refused += 1
+            continue
+        written += recorded.written
+        pairs += 1
     store.dispose()
-    done.put((batches, written))
+    done.put((pairs, written, refused))
 
 
-def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[float, int, int]:
-    """Claim-and-record pairs a second that PostgreSQL sustains with ``processes`` at it,
-    the pairs done and the outcomes they wrote (short of batch × pairs when claims
-    collided and their records were dropped)."""
+def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[float, int, int, int]:
+    """Claim-and-record pairs a second that PostgreSQL sustains with ``processes`` at it;
+    the pairs done, the outcomes they wrote (short of batch × pairs when claims collided
+    and their records were dropped), and the transactions the database refused."""
     # enough recipients that nobody runs out before the time is up (at ~2 ms a pair)
     count = min(2_000_000, int(processes * batch * args.claim_seconds * 500 / 4))
     with fresh_database("postgresql", workdir, args.postgres, f"claims{batch}") as url:
@@ -333,7 +342,13 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[flo
                 ready.get(timeout=60)
             started = time.monotonic()
             start.set()
-            counts = [done.get(timeout=args.claim_seconds + 120) for _ in children]
+            counts = []
+            while len(counts) < len(children):
+                try:
+                    counts.append(done.get(timeout=1))
+                except queue.Empty:
+                    if any(c.exitcode for c in children):
+                        raise SystemExit(f"claims, batch {batch}: a process failed") from None
             seconds = time.monotonic() - started
         finally:
             for child in children:
@@ -341,8 +356,10 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[flo
                 if child.is_alive():
                     child.kill()
                     child.join()
-    pairs, written = (sum(column) for column in zip(*counts, strict=True))
-    return pairs / seconds, pairs, written
+    if any(child.exitcode for child in children):
+        raise SystemExit(f"claims, batch {batch}: a process failed (its error is above)")
+    pairs, written, refused = (sum(column) for column in zip(*counts, strict=True))
+    return pairs / seconds, pairs, written, refused
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -445,19 +462,24 @@ def report(args, sink: SmtpSink, workdir: Path) -> None:
 
 def claims(args, workdir: Path, results: dict[str, Result]) -> None:
     print(f"claim and record on PostgreSQL, 4 processes, {args.claim_seconds:.0f} s each:")
-    engine_rate = results.get("engines(1) postgresql") or results.get("engines(1) sqlite")
+    # an engine machine like this one: the best the engines did on it on PostgreSQL
+    on_postgres = [r for name, r in results.items() if name.endswith(" postgresql")]
+    machine = max(on_postgres, key=lambda r: r.rate, default=None)
     for batch in args.claim_batches:
-        pairs, done, written = claims_run(batch, args, workdir)
+        pairs, done, written, refused = claims_run(batch, args, workdir)
         line = f"  batch {batch}: {pairs:,.0f} claim-and-record pairs a second"
         line += f" ({pairs * batch:,.0f} recipients a second"
         if written != done * batch:
             line += f"; {done * batch - written:,} outcomes dropped: claims collided"
+        if refused:
+            line += f"; {refused:,} transactions refused (deadlocks)"
         line += ")"
-        if engine_rate is not None:
-            needed = engine_rate.rate / batch
+        if machine is not None:
+            needed = machine.rate / batch
             line += (
-                f"; an engine at {engine_rate.rate:,.0f} msg/s needs {needed:.1f} pairs a second:"
-                f" one PostgreSQL feeds ~{pairs / needed:.0f} such engines"
+                f"; a machine like this one sending {machine.rate:,.0f} msg/s"
+                f" ({machine.name}) needs {needed:.1f} pairs a second: one PostgreSQL"
+                f" feeds ~{pairs / needed:.0f} such machines"
             )
         print(line, flush=True)
 
