@@ -31,10 +31,19 @@ class ConnectionClosed(Exception):
 
 
 class ReplyReader(asyncio.Protocol):
-    """Reads the relay's replies and hands each to the oldest command still waiting."""
+    """Reads the relay's replies and hands each to the oldest command still waiting.
 
-    def __init__(self, transport: asyncio.WriteTransport):
+    A relay that leaves a command unanswered for ``timeout`` seconds, with no reply at all
+    in that time, is given up: the connection closes and every waiting command fails with
+    ConnectionClosed("no reply in time"). One timer per connection does it (a timeout on
+    each reply cost more processor time than the rest of the reading)."""
+
+    def __init__(self, transport: asyncio.WriteTransport, timeout: float):
         self.transport = transport
+        self.timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._answered_at = 0.0  # loop time of the last reply, or of a first command
+        self._watchdog: asyncio.TimerHandle | None = None
         self._buffer = bytearray()
         self._waiting: deque[asyncio.Future[Reply]] = deque()
         self._held: list[bytes] = []  # written with the next send, or by flush_soon
@@ -49,8 +58,11 @@ class ReplyReader(asyncio.Protocol):
         next send (or ``flush_soon``), to go out with it in one write."""
         if self.closed is not None:
             raise ConnectionClosed(str(self.closed))
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(replies)]
+        futures = [self._loop.create_future() for _ in range(replies)]
+        if not self._waiting:
+            self._answered_at = self._loop.time()  # the relay owes nothing older
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_at(self._answered_at + self.timeout, self._check)
         self._waiting.extend(futures)
         if hold:
             self._held.append(data)
@@ -64,7 +76,7 @@ class ReplyReader(asyncio.Protocol):
     def flush_soon(self) -> None:
         """Writes what is held once the tasks already woken had their turn: a send made by
         one of them joins it in the same write."""
-        asyncio.get_running_loop().call_soon(self._flush)
+        self._loop.call_soon(self._flush)
 
     async def drained(self) -> None:
         """Returns once the transport's write buffer is below its high-water mark."""
@@ -72,6 +84,9 @@ class ReplyReader(asyncio.Protocol):
 
     def close(self, reason: str = "closed by us") -> None:
         self._held.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._fail_all(ConnectionClosed(reason))
         self.transport.close()
 
@@ -79,6 +94,7 @@ class ReplyReader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer.extend(data)
+        self._answered_at = self._loop.time()
         while (reply := self._next_reply()) is not None:
             if not self._waiting:
                 self.close(f"a reply nobody asked for: {reply}")
@@ -104,6 +120,17 @@ class ReplyReader(asyncio.Protocol):
         self._can_write.set()
 
     # --- internals --------------------------------------------------------------------
+
+    def _check(self) -> None:
+        """The watchdog: gives up on a relay silent for ``timeout`` while it owes a reply."""
+        self._watchdog = None
+        if not self._waiting or self.closed is not None:
+            return  # armed again by the next command
+        due = self._answered_at + self.timeout
+        if self._loop.time() >= due:
+            self.close("no reply in time")
+        else:
+            self._watchdog = self._loop.call_at(due, self._check)
 
     def _flush(self) -> None:
         if self._held and self.closed is None:
