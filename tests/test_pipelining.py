@@ -277,3 +277,20 @@ def test_a_message_s_content_and_the_next_envelope_go_out_in_one_write(relays, m
     # content alone, then QUIT
     assert [w.count(b"MAIL FROM") for w in writes] == [1] * 10 + [0, 0]
     assert [w.count(b"\r\n.\r\n") for w in writes] == [0] + [1] * 10 + [0]
+
+
+def test_a_relay_slow_to_answer_each_command_is_waited_for_while_it_keeps_answering(relays):
+    """The reply timeout counts from the relay's last reply: a relay that takes 0.4 s per
+    command (1.2 s for a pipelined MAIL, RCPT and DATA) is not given up at timeout=1 (one
+    silent for the timeout is: test_faults, test_engine_delivery)."""
+    relay = relays(RelayScript(command_delay_seconds=0.4))
+    transport = transport_for(relay.url + "&pool=1&adapt=off&timeout=1")
+
+    async def send_one() -> str:
+        try:
+            return await transport.send("news@shop.example.com", "a@example.com", b"hi\r\n")
+        finally:
+            await transport.close()
+
+    assert asyncio.run(send_one()) == "250 2.0.0 queued"
+    assert relay.recipients() == ["a@example.com"]
