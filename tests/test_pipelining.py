@@ -2,6 +2,7 @@
 real SMTP servers on loopback (aiosmtpd), some behind a proxy that adds round trips."""
 
 import asyncio
+import socket
 import time
 from dataclasses import replace
 
@@ -14,6 +15,7 @@ from sendstatus_tui.core.relay_url import SmtpSettings, parse_relay_url
 from sendstatus_tui.engine import smtp_pool
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.smtp_connection import open_connection
+from sendstatus_tui.engine.smtp_wire import ConnectionClosed, Reply, ReplyReader
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
@@ -294,3 +296,35 @@ def test_a_relay_slow_to_answer_each_command_is_waited_for_while_it_keeps_answer
 
     assert asyncio.run(send_one()) == "250 2.0.0 queued"
     assert relay.recipients() == ["a@example.com"]
+
+
+def test_replies_are_read_in_order_however_the_bytes_arrive():
+    """Replies, some of several lines, cut at awkward places on a real socket: each goes
+    to its command, in order; a line that is not SMTP closes the connection."""
+
+    async def replies_to(chunks: list[bytes], commands: int) -> list[object]:
+        ours, relay = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+        reader = ReplyReader(transport, timeout=5)
+        futures = reader.send(b"", commands)
+        for chunk in chunks:
+            relay.sendall(chunk)
+            await asyncio.sleep(0.01)  # one read each
+        await asyncio.wait(futures, timeout=2)
+        reader.close()
+        relay.close()
+        return [f.result() if not f.exception() else f.exception() for f in futures]
+
+    stream = b"250 2.0.0 Ok: queued\r\n250-first\r\n250-second\r\n250 third\r\n354 go ahead\r\n"
+    expected = [
+        Reply(250, "2.0.0 Ok: queued"),
+        Reply(250, "first\nsecond\nthird"),
+        Reply(354, "go ahead"),
+    ]
+    assert asyncio.run(replies_to([stream], 3)) == expected
+    cuts = [stream[:3], stream[3:25], stream[25:26], stream[26:40], stream[40:]]
+    assert asyncio.run(replies_to(cuts, 3)) == expected
+    broken = asyncio.run(replies_to([b"250 Ok\r\nHTTP/1.1 400 Bad\r\n"], 2))
+    assert broken[0] == Reply(250, "Ok")
+    assert isinstance(broken[1], ConnectionClosed) and "not an SMTP reply" in str(broken[1])

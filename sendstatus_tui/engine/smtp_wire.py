@@ -44,7 +44,9 @@ class ReplyReader(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._answered_at = 0.0  # loop time of the last reply, or of a first command
         self._watchdog: asyncio.TimerHandle | None = None
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # what came after the last complete line
+        self._lines: list[str] = []  # the texts of a multi-line reply so far
+        self._lines_bytes = 0
         self._waiting: deque[asyncio.Future[Reply]] = deque()
         self._held: list[bytes] = []  # written with the next send, or by flush_soon
         self._can_write = asyncio.Event()
@@ -95,14 +97,14 @@ class ReplyReader(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer.extend(data)
         self._answered_at = self._loop.time()
-        while (reply := self._next_reply()) is not None:
-            if not self._waiting:
-                self.close(f"a reply nobody asked for: {reply}")
-                return
-            future = self._waiting.popleft()
-            if not future.done():  # its sender may have been cancelled
-                future.set_result(reply)
-        if len(self._buffer) > _MAX_REPLY_BYTES:
+        end = self._buffer.rfind(b"\n")
+        if end != -1:  # whole lines, split in one go (in C), then read one by one
+            complete = bytes(self._buffer[: end + 1])
+            del self._buffer[: end + 1]
+            for line in complete.split(b"\n")[:-1]:
+                if not self._read_line(line):
+                    return
+        if len(self._buffer) + self._lines_bytes > _MAX_REPLY_BYTES:
             self.close("a reply too long to be SMTP")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -146,22 +148,26 @@ class ReplyReader(asyncio.Protocol):
                 future.set_exception(exc)
                 future.exception()  # nobody may await it (a cancelled sender): no warning
 
-    def _next_reply(self) -> Reply | None:
-        """The first complete reply in the buffer, taken out of it; None if there is none.
-        A reply is lines ``CODE-text`` ending with a line ``CODE text``."""
-        lines: list[str] = []
-        offset = 0
-        while (end := self._buffer.find(b"\n", offset)) != -1:
-            line = bytes(self._buffer[offset : end + 1]).rstrip(b"\r\n")
-            offset = end + 1
-            if not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
-                self.close(f"not an SMTP reply: {line[:80]!r}")
-                return None
-            lines.append(line[4:].decode("utf-8", "replace").strip())
-            if line[3:4] != b"-":
-                del self._buffer[:offset]
-                return Reply(int(line[:3]), "\n".join(lines))
-        return None
+    def _read_line(self, line: bytes) -> bool:
+        """One line of a reply (``CODE-text``, or ``CODE text`` to end it): the reply goes
+        to the oldest command waiting once complete. False once the connection closed."""
+        line = line.rstrip(b"\r")
+        if not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
+            self.close(f"not an SMTP reply: {line[:80]!r}")
+            return False
+        self._lines.append(line[4:].decode("utf-8", "replace").strip())
+        if line[3:4] == b"-":
+            self._lines_bytes += len(line)
+            return True
+        reply = Reply(int(line[:3]), "\n".join(self._lines))
+        self._lines, self._lines_bytes = [], 0
+        if not self._waiting:
+            self.close(f"a reply nobody asked for: {reply}")
+            return False
+        future = self._waiting.popleft()
+        if not future.done():  # its sender may have been cancelled
+            future.set_result(reply)
+        return True
 
 
 def wire_data(message: bytes) -> bytes:
