@@ -322,8 +322,9 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[flo
     """Claim-and-record pairs a second that PostgreSQL sustains with ``processes`` at it;
     the pairs done, the outcomes they wrote (short of batch × pairs when claims collided
     and their records were dropped), and the transactions the database refused."""
-    # enough recipients that nobody runs out before the time is up (at ~2 ms a pair)
-    count = min(2_000_000, int(processes * batch * args.claim_seconds * 500 / 4))
+    # a mailing of --recipients: the processes stop when it runs out, if it does before
+    # --claim-seconds (the rate is then over the time it lasted)
+    count = args.recipients
     with fresh_database("postgresql", workdir, args.postgres, f"claims{batch}") as url:
         mailing_id = new_mailing(url, workdir, count)
         context = multiprocessing.get_context("spawn")
