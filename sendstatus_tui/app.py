@@ -41,7 +41,7 @@ from .screens.help import HelpScreen
 from .screens.new_mailing import NewMailingForm, NewMailingRequest
 from .views.cells import quoted
 from .views.engine_fact import EngineFact, EngineWhere
-from .views.header import RelayState, header_status, relay_text, speed_text
+from .views.header import RelayState, header_parts, header_status, relay_text, speed_text
 from .views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
 
 HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
@@ -174,8 +174,8 @@ class SendStatusApp(App):
             self.call_after_refresh(gc.freeze)
 
     def _show_status(self, snapshot: Snapshot) -> None:
-        """The header: the relay's state, the engine's, the zone of every time shown, the
-        speed; most important first, as much as fits."""
+        """The header: the relay's state, the engines, the zone of every time shown, the
+        speed; as much as fits, what matters least left out first (views/header.py)."""
         sending = snapshot.rows[Area.NOW]
         # what the engine last noted is stale while none runs: the relay's state is unknown
         noted = (row.waiting_reason for row in sending if row.waiting_reason)
@@ -188,9 +188,9 @@ class SendStatusApp(App):
         in_use = bool(sending) and snapshot.engine_holder is not None
         relay = RelayState(trouble, self._relay_down_since, in_use)
         speed = sum(row.speed or 0 for row in sending)
-        parts = (
+        parts = header_parts(
             relay_text(relay, self.zone),
-            self.engine_fact.text(),
+            self.engine_fact,
             str(self.zone),
             speed_text(speed, snapshot.rate),
         )
@@ -210,13 +210,16 @@ class SendStatusApp(App):
     def engine_fact(self) -> EngineFact:
         """Where the engine runs and what it sends through, for the header."""
         holder = self.snapshot.engine_holder if self.snapshot else None
+        running = self.snapshot.engines_running if self.snapshot else 0
         here = self.engine if self.engine is not None and self.engine.alive else None
         if here is not None:
             where = EngineWhere.HERE if holder == here.engine.holder else EngineWhere.STARTING
         else:
             where = EngineWhere.ELSEWHERE if holder else EngineWhere.NONE
         relay = here.relay if here is not None else None
-        return EngineFact(where, holder, relay, self_starting=self._start_engine is not None)
+        return EngineFact(
+            where, holder, relay, self_starting=self._start_engine is not None, running=running
+        )
 
     def _start_engine_if_none(self, snapshot: Snapshot) -> None:
         """The engine that held the lease stopped (or this one failed): one starts here,

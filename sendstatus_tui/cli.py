@@ -265,11 +265,45 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_engine(args) -> None:
-    from .engine.headless import run_headless
+    from .engine.headless import run_headless, run_supervisor
 
     relay_url, transport, rate = _relay_url(args), _transport(args), _rate(args)
     _report_opening(args)  # before the engine's log starts
-    run_headless(config.db_url(args.db), relay_url, transport, rate)
+    if args.workers == 1:
+        run_headless(config.db_url(args.db), relay_url, transport, rate)
+        return
+    # the database is created and migrated once, here, before any worker opens it
+    args.store.dispose()  # the supervisor needs no connection
+    run_supervisor(
+        args.workers, _worker_environment(args), args.store.safe_url, relay_url, transport, rate
+    )
+
+
+def _worker_environment(args) -> dict[str, str]:
+    """This command's settings, as the workers of ``engine --workers`` get them: through
+    their environment, which (unlike the command line) other users cannot read."""
+    given = {
+        config.DB_ENV: config.db_url(args.db),
+        config.SMTP_ENV: args.smtp,
+        config.RATE_ENV: args.rate,
+    }
+    return {name: value for name, value in given.items() if value}
+
+
+def _workers(text: str) -> int:
+    from .engine.supervisor import cores
+
+    if text == "auto":
+        return cores()
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"not a number of workers: {text!r} (give a whole number, 1 or more, or auto)"
+        )
+    return count
 
 
 def _zone_name(args) -> str | None:
@@ -280,14 +314,11 @@ def _zone_name(args) -> str | None:
 
 
 def _rate(args) -> float | None:
-    """The pace of this process's engine: the contracted rate stored in the database,
-    capped by ``--rate`` (or its environment variable) when given."""
+    """This process's engine's own cap (``--rate`` or its environment variable), under the
+    contracted rate stored in the database, which every engine reads as it sends."""
     from .core.rates import parse_rate
 
-    with _store(args, CREATES).read() as session:
-        stored = parse_rate(settings.read(session, "rate"))
-    cap = parse_rate(config.rate(args.rate))
-    return min((r for r in (stored, cap) if r is not None), default=None)
+    return parse_rate(config.rate(args.rate))
 
 
 def _relay_url(args) -> str | None:
@@ -592,7 +623,16 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run the sending engine headless (for a service manager)",
         description="Run the sending engine without the dashboard. It logs to stderr and stops"
-        " cleanly on SIGTERM or SIGINT, recording the batches in flight.",
+        " cleanly on SIGTERM or SIGINT, recording the batches in flight. With --workers N it"
+        " runs N engines as processes of their own under one supervising process, which starts"
+        " another in place of one that dies and stops them all on SIGTERM or SIGINT.",
+    )
+    engine.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N|auto",
+        help="engine processes on this host (auto: one per core; default: 1, this process itself)",
     )
     engine.set_defaults(run=_cmd_engine)
 

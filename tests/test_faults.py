@@ -101,15 +101,15 @@ def completed_with_true_books(store, relay, mailing_id, watching=None):
 def test_an_engine_stalled_past_its_lease_never_records_again(
     store, db_url, make_mailing, engines, relay, watch_books
 ):
-    """SIGSTOP for 8 s (the lease lasts 5): the second engine takes over and hands the
-    stalled one's batch back; when the stalled one wakes it records nothing and sends
-    nothing more."""
+    """SIGSTOP for 8 s (the lease and the heartbeat last 5): the second engine takes over
+    and hands the stalled one's claims back; when the stalled one wakes it records nothing
+    of them and sends none of them, and goes on sending under a new claimant."""
     mailing_id = make_mailing(recipients=6000)
     send_now(store, mailing_id)
     first = engines.start("--rate", "500/s")
     wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
     second = engines.start("--rate", "500/s")
-    wait_for(lambda: "waiting for it to stop" in engines.log(second), what="a waiting engine")
+    wait_for(lambda: "stands by to lead" in engines.log(second), what="a second engine")
     watching = watch_books(store, mailing_id)
 
     stall_between_transactions(first, db_url)
@@ -121,7 +121,8 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     done = completed_with_true_books(store, relay, mailing_id, watching)
     print(f"stalled engine: {Delivery(relay.copies(), done.resent_in_doubt)}")
     assert (done.sent, done.failed) == (6000, 0)
-    assert "lost the lease" in engines.log(first)  # it knows, and stopped sending
+    assert "lost the lease" in engines.log(first)  # it knows
+    assert "the leader handed its claims back" in engines.log(first)
 
 
 def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(

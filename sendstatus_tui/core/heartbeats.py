@@ -1,10 +1,18 @@
-"""Engines tell the database they are alive, and what they do (``sendstatus engines``)."""
+"""Engines tell the database they are alive, and what they do (``sendstatus engines``).
+
+An engine's row also carries its claimant: the name its recipient claims carry. Every
+claim an engine makes checks, in its transaction, that its row still names that claimant
+(``check_claimant``). When an engine falls silent, the leader clears the claimant and
+hands its claims back (core/rescue.py); the engine, if it was only stalled, learns it at
+its next beat and goes on under a new claimant, so nothing it still reports is counted.
+"""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, delete, select
 
+from ..errors import SendStatusError
 from .models import EngineHeartbeat, utc_now
 
 # an engine beats every lease renewal (a second); one silent for longer than this is
@@ -26,11 +34,28 @@ class Beat:
     rate: float
     connections: int
     connections_reason: str
+    claimant: str
 
 
-def beat(session: Session, beat: Beat) -> None:
-    """Writes the engine's row (created on its first beat)."""
-    row = session.get(EngineHeartbeat, beat.id) or EngineHeartbeat(
+class ClaimantLost(SendStatusError):
+    """The leader handed this engine's claims back (it was silent too long): it must not
+    claim under that claimant any more."""
+
+    def __init__(self, claimant: str):
+        super().__init__(
+            f"the claims of {claimant} were handed back by the leader (this engine was silent"
+            " too long)"
+        )
+
+
+def beat(session: Session, beat: Beat, *, fresh: bool) -> bool:
+    """Writes the engine's row (created on its first beat). False, writing nothing, when
+    the row no longer names the engine's claimant (the leader rescued its claims) unless
+    the claimant is ``fresh`` (this engine's new one, which the beat registers)."""
+    row = session.get(EngineHeartbeat, beat.id, with_for_update=True)
+    if not fresh and (row is None or row.claimant != beat.claimant):
+        return False
+    row = row or EngineHeartbeat(
         id=beat.id,
         host=beat.host,
         pid=beat.pid,
@@ -38,11 +63,21 @@ def beat(session: Session, beat: Beat) -> None:
         started_at=beat.started_at,
         heartbeat_at=utc_now(),
     )
-    row.role, row.heartbeat_at = beat.role, utc_now()
+    row.role, row.heartbeat_at, row.claimant = beat.role, utc_now(), beat.claimant
     row.sending = ",".join(map(str, beat.sending))
     row.sent, row.rate = beat.sent, round(beat.rate, 1)
     row.connections, row.connections_reason = beat.connections, beat.connections_reason
     session.add(row)
+    return True
+
+
+def check_claimant(session: Session, engine_id: str, claimant: str) -> None:
+    """Raises ClaimantLost unless the engine's row still names ``claimant``. The row is
+    locked for share on PostgreSQL, so that a rescue waits for the claim to commit (and
+    then hands it back too)."""
+    row = session.get(EngineHeartbeat, engine_id, with_for_update={"read": True})
+    if row is None or row.claimant != claimant:
+        raise ClaimantLost(claimant)
 
 
 def forget(session: Session, engine_id: str) -> None:

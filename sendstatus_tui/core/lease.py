@@ -37,18 +37,29 @@ class LeaseState:
 
 
 def acquire(
-    session: Session, holder: str, ttl: timedelta, now: datetime | None = None
+    session: Session,
+    holder: str,
+    ttl: timedelta,
+    now: datetime | None = None,
+    *,
+    expired_by: datetime | None = None,
 ) -> LeaseState:
-    """Takes or renews the lease for ``holder`` unless someone else holds it unexpired."""
+    """Takes or renews the lease for ``holder`` unless someone else holds it unexpired.
+
+    A lease counts as expired when it expired by ``expired_by`` (by default now). An
+    engine whose writes have just waited long for the database passes the time the wait
+    began: the holder could not renew meanwhile either, and must not lose the lease for
+    it (nor the generation, when it is the holder)."""
     now = now or utc_now()
+    expired_by = min(expired_by or now, now)
     lock_transitions(session)  # two engines starting at once must not both insert the row
     lease = session.get(EngineLease, LEASE_NAME, with_for_update=True)
     if lease is None:
         lease = EngineLease(name=LEASE_NAME, holder=holder, expires_at=now + ttl, generation=1)
         session.add(lease)
-    elif lease.holder == holder and lease.expires_at > now:
+    elif lease.holder == holder and lease.expires_at > expired_by:
         lease.expires_at = now + ttl
-    elif lease.expires_at <= now:
+    elif lease.expires_at <= expired_by:
         # a new generation, also for the same holder: while it had expired, another engine
         # may have acted on what this holder was doing (it does, in the tests' interleavings)
         if lease.holder != holder:

@@ -128,7 +128,16 @@ class Mailing(SQLModel, table=True):
 class Recipient(SQLModel, table=True):
     __tablename__ = "recipient"
     # claims walk this index in id order for one mailing and status, and stop at the batch
-    __table_args__ = (sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),)
+    __table_args__ = (
+        sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
+        # only claimed recipients: how the leader finds the claims of engines gone silent
+        sa.Index(
+            "ix_recipient_claimed_by",
+            "claimed_by",
+            sqlite_where=sa.text("claimed_by IS NOT NULL"),
+            postgresql_where=sa.text("claimed_by IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")

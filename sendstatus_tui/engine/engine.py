@@ -1,16 +1,19 @@
-"""The engine: makes the states true in time, and delivers.
+"""The engine: every engine on a database sends; one of them, the leader, also keeps time.
 
-It holds the database's lease, then: starts scheduled mailings at their minute (APScheduler
-date jobs, rebuilt from the database, plus a short reconcile job as a backstop), promotes the
-next sequential mailing, prepares mailings that are starting up, and runs one dispatcher per
-sending mailing. The database is the truth: operators act on it from any process, and the
-reconcile job notices within a fraction of a second.
+Every engine beats each second (core/heartbeats.py), and claims and delivers batches of
+every sending mailing, at the database's shared rate (core/pace.py). The engine holding
+the database's lease (core/lease.py) is the leader, and also: starts scheduled mailings
+at their minute (APScheduler date jobs, rebuilt from the database, plus a short reconcile
+as a backstop), promotes the next sequential mailing, prepares mailings that are starting
+up, and hands back the claims of engines gone silent (core/rescue.py). The database is the
+truth: operators act on it from any process, and the engines notice within a fraction of
+a second. Database work runs off the event loop (engine/database.py).
 
-Fencing: every write the engine makes as the leader checks the lease generation it took, in
-the same transaction; every record of outcomes checks that the claims are still this
-engine's. And since a relay cannot be fenced, no message goes out once the engine's own
-clock says its lease may have expired: a stalled engine that wakes up neither sends nor
-records what another engine has taken over.
+Fencing: each of the leader's writes checks the lease generation it took, in the same
+transaction; each claim checks that the engine's claimant still stands; each record
+checks that the claims are still that claimant's. And since a relay cannot be fenced, no
+message goes out once the engine's own clock says its heartbeat may have gone stale: an
+engine that stalled and wakes up neither sends nor records what the leader handed back.
 """
 
 import asyncio
@@ -20,19 +23,22 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVarTuple
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from ..core import deliveries, heartbeats, lease, lifecycle
+from ..core import deliveries, heartbeats, lease, lifecycle, pace, rescue
+from ..core.heartbeats import ClaimantLost
 from ..core.lease import LeaseLost
 from ..core.models import utc_now
+from ..core.pace import SlotTimes
 from ..core.states import State, TransitionRefused
 from ..core.store import Store, StoreError
+from .database import EngineDatabase
 from .message import Template, template_of
 from .rate import Pace
 from .relay_errors import RelayRefused, RelayUnavailable
@@ -43,15 +49,19 @@ log = logging.getLogger("sendstatus.engine")
 # batches of one mailing in flight at once: while one waits for its last replies (a round
 # trip to a relay far away), the other keeps the connections busy
 DISPATCH_LANES = 2
+# under a rate, a mailing's batches in flight hold about this long of it: claims reserve
+# their send slots ahead, and a short window keeps engines and mailings taking turns
+RATED_WINDOW_SECONDS = 0.5
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
 @dataclass(frozen=True)
 class EngineSettings:
+    # this engine's own cap (``--rate``), under the rate stored for the database
     rate_per_second: float | None = None
     batch_size: int = 200  # the most recipients in flight per mailing (all its lanes)
-    lease_ttl: timedelta = timedelta(seconds=5)
-    lease_renew_seconds: float = 1.0
+    lease_ttl: timedelta = timedelta(seconds=5)  # of the lease, and of each heartbeat
+    lease_renew_seconds: float = 1.0  # how often an engine beats (and renews the lease)
     reconcile_seconds: float = 0.25
     retry_base: timedelta = timedelta(seconds=60)  # first retry after a 4xx
     max_attempts: int = 5
@@ -60,13 +70,23 @@ class EngineSettings:
     stop_grace_seconds: float = 5.0
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one claim brought: the batch, its send slots under a rate, and whether the
+    mailing is done (stopped, or completed now)."""
+
+    batch: list[deliveries.Claimed]
+    slots: SlotTimes | None = None
+    done: bool = False
+
+
 class Engine:
     def __init__(self, store: Store, transport: Transport, settings: EngineSettings):
         self.store = store
+        self.db = EngineDatabase(store)
         self.transport = transport
         self.settings = settings
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.generation = 0  # of the lease, once held
         self.started_at = utc_now()
         self._sent = 0  # messages the relay accepted from this engine, for its heartbeat
         self._rate_mark = (time.monotonic(), 0)
@@ -77,219 +97,196 @@ class Engine:
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
         )
-        # mailing id -> its prepare or dispatch task
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        # whose claims this engine's recipients carry; a new one each time the leader
+        # hands its claims back
+        self._claimants = 0
+        self.claimant = self._next_claimant()
+        self._registered = False  # the engine's row names the claimant
+        # monotonic time until which the heartbeat surely stands; no message goes out after
+        self._send_deadline = 0.0
+        self.generation = 0  # of the lease, while this engine leads
+        self._sending: dict[int, asyncio.Task[None]] = {}  # mailing id -> its dispatcher
+        self._preparing: dict[int, asyncio.Task[None]] = {}  # the leader's starting ups
         # set when a mailing is stopped by an operator, or for all when the engine drains:
         # no new message starts for it
         self._stops: dict[int, asyncio.Event] = {}
         self._waiting: set[int] = set()  # mailings whose row shows a waiting reason
         self._draining = False
         self._drained = asyncio.Event()  # set with _draining, to wake sleepers
-        self._lease_lost = asyncio.Event()
-        # monotonic time until which the lease is surely ours; no message goes out after it
-        self._lease_deadline = 0.0
+        self._wake_leader = asyncio.Event()  # a scheduled mailing's time has come
+        self._wake_senders = asyncio.Event()  # a mailing was prepared
+        self._last_rescue = 0.0
+        self._announced_leader: str | None = None
         self._database_trouble: str | None = None
+        self._scheduler = AsyncIOScheduler()
 
-    @property
-    def claimant(self) -> str:
-        """Whose claims this engine's recipients carry: one per lease generation."""
-        return f"{self.holder}#{self.generation}"
+    def _next_claimant(self) -> str:
+        self._claimants += 1
+        return f"{self.holder}#{self._claimants}"
 
     # --- life cycle ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serves until ``stop`` is set: waits for the lease, then runs the mailings."""
+        """Serves until ``stop`` is set: beats, sends, and leads while it holds the lease."""
+        self._scheduler.start()
+        beating = asyncio.create_task(self._beat_loop())
+        loops = [asyncio.create_task(self._sending_loop()), asyncio.create_task(self._leading())]
         try:
-            while not stop.is_set():
-                if not await self._wait_for_lease(stop):
-                    return
-                self._lease_lost.clear()
-                await self._serve(stop)
-                if self._lease_lost.is_set():
-                    log.error("lost the lease to another engine; paused, waiting to take it back")
+            await stop.wait()
         finally:
-            self._forget_heartbeat()
+            # the heartbeat goes on while the batches in flight finish: they may go out
+            await self._drain()
+            for task in [*loops, beating]:
+                task.cancel()
+            await asyncio.gather(*loops, beating, return_exceptions=True)
+            self._scheduler.shutdown(wait=False)
+            await self.transport.close()
+            await asyncio.to_thread(self.db.close)  # transactions under way end first
+            await asyncio.to_thread(self._leave)
 
-    async def _wait_for_lease(self, stop: asyncio.Event) -> bool:
-        announced = None
-        while not stop.is_set():
-            state = self._try_lease()
-            if state is not None and state.held:
-                log.info("engine %s holds the lease (generation %s)", self.holder, self.generation)
-                return True
-            if state is not None and announced != state.holder:
-                log.warning(
-                    "another engine (%s) holds the lease until %s; waiting for it to stop",
-                    state.holder,
-                    state.expires_at.isoformat(timespec="seconds"),
-                )
-                announced = state.holder
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.lease_renew_seconds)
-        return False
+    async def _drain(self) -> None:
+        """Lets every dispatcher finish and record what the relay answered, within the
+        stop bound."""
+        self._draining = True
+        self._drained.set()
+        for event in self._stops.values():
+            event.set()
+        for task in self._preparing.values():
+            task.cancel()  # a starting up claims nothing: the next leader starts it again
+        tasks = [*self._sending.values(), *self._preparing.values()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.sender.stop_bound + 1)
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sending.clear()
+        self._preparing.clear()
+        self._stops.clear()
 
-    def _try_lease(self) -> lease.LeaseState | None:
-        """Takes or renews the lease; None when the database cannot be written."""
-        began = time.monotonic()
+    def _leave(self) -> None:
+        """Hands back what this engine still claims, lets the next leader take over at once,
+        and takes the engine's row away."""
         try:
             with self.store.write() as session:
-                state = lease.acquire(session, self.holder, self.settings.lease_ttl)
-                heartbeats.beat(session, self._heartbeat(state.held))
-                if state.held:
-                    heartbeats.forget_lost(session)
+                left = deliveries.hand_back_claims(session, self.claimant)
+                lease.release(session, self.holder)
+                heartbeats.forget(session, self.holder)
+        except StoreError as exc:
+            log.error("engine stopped without handing back its claims: %s", exc)
+            return
+        for mailing_id, count in left.items():
+            log.warning("mailing %s: %s unanswered sends handed back in doubt", mailing_id, count)
+        log.info("engine stopped%s", "; lease released" if self.generation else "")
+
+    # --- heartbeat and lease ------------------------------------------------------------
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await self._beat()
+            if self._registered:
+                await asyncio.sleep(self.settings.lease_renew_seconds)
+            else:
+                await asyncio.sleep(min(0.2, self.settings.lease_renew_seconds))
+
+    async def _beat(self) -> None:
+        """Writes the heartbeat, and takes or renews the lease, in one transaction."""
+        began = time.monotonic()
+        beat, fresh = self._heartbeat(), not self._registered
+        try:
+            state, stands = await self.db.beat(lambda session: self._beat_in(session, beat, fresh))
         except StoreError as exc:
             self._report_database_trouble(exc)
-            return None
+            return
         self._report_database_trouble(None)
-        if state.held:
-            if not self.generation:
-                self.generation = state.generation
-            if state.generation == self.generation:
-                # surely ours until the ttl has passed since before we asked, minus a margin
-                # for a write that took long to commit
-                margin = self.settings.lease_renew_seconds
-                self._lease_deadline = began + self.settings.lease_ttl.total_seconds() - margin
-        return state
+        # surely ours until the ttl has passed since before we asked, minus a margin for a
+        # write that took long to commit
+        deadline = (
+            began + self.settings.lease_ttl.total_seconds() - self.settings.lease_renew_seconds
+        )
+        if stands:
+            self._registered = True
+            self._send_deadline = deadline
+            self._wake_senders.set()
+        else:
+            self._claims_handed_back()
+        self._follow_lease(state)
 
-    def _heartbeat(self, leading: bool) -> heartbeats.Beat:
+    def _beat_in(
+        self, session: Session, beat: heartbeats.Beat, fresh: bool
+    ) -> tuple[lease.LeaseState, bool]:
+        now, ttl = utc_now(), self.settings.lease_ttl
+        expired_by = self.db.silent_since(now, ttl) + ttl
+        state = lease.acquire(session, self.holder, ttl, now, expired_by=expired_by)
+        role = "leader" if state.held else "sender"
+        stands = heartbeats.beat(session, replace(beat, role=role), fresh=fresh)
+        if state.held:
+            heartbeats.forget_lost(session)
+        return state, stands
+
+    def _heartbeat(self) -> heartbeats.Beat:
         now, (then, sent_then) = time.monotonic(), self._rate_mark
         self._rate_mark = (now, self._sent)
         return heartbeats.Beat(
             id=self.holder,
             host=socket.gethostname(),
             pid=os.getpid(),
-            role="leader" if leading else "standby",
+            role="",  # known once the lease is taken or not, in the beat's transaction
             started_at=self.started_at,
-            sending=tuple(sorted(self._tasks)) if leading else (),
+            sending=tuple(sorted(self._sending)),
             sent=self._sent,
             rate=(self._sent - sent_then) / (now - then) if now > then else 0.0,
             connections=self.transport.connections,
             connections_reason=self.transport.connections_reason,
+            claimant=self.claimant,
         )
 
-    def _forget_heartbeat(self) -> None:
-        with contextlib.suppress(StoreError), self.store.write() as session:
-            heartbeats.forget(session, self.holder)
-
-    async def _serve(self, stop: asyncio.Event) -> None:
-        try:
-            with self._as_leader() as session:
-                in_doubt = deliveries.hand_back_claims(session)
-        except (LeaseLost, StoreError) as exc:
-            log.error("cannot start serving: %s", exc)
-            self._new_generation()
-            return
-        for mailing_id, count in in_doubt.items():
-            log.warning(
-                "mailing %s: %s recipients were in flight when the last engine stopped;"
-                " they are sent again (counted as resent_in_doubt)",
-                mailing_id,
-                count,
-            )
-        self._draining = False
-        self._drained.clear()
-        scheduler = AsyncIOScheduler()
-        scheduler.add_job(
-            self._reconcile, "interval", seconds=self.settings.reconcile_seconds, id="reconcile"
+    def _claims_handed_back(self) -> None:
+        """The leader handed this engine's claims back while it was silent (stalled, or
+        cut off from the database): what it still sends under them is not recorded."""
+        log.error(
+            "this engine was silent too long and the leader handed its claims back (they are"
+            " sent again, counted in doubt); going on under a new claimant"
         )
-        scheduler.add_job(
-            self._renew_lease,
-            "interval",
-            seconds=self.settings.lease_renew_seconds,
-            id="lease",
-            misfire_grace_time=None,  # after a stall, renew (or learn of the loss) at once
-            coalesce=True,
-        )
-        self._scheduler = scheduler
-        scheduler.start()
-        try:
-            await self._reconcile()
-            stopped = asyncio.create_task(stop.wait())
-            lost = asyncio.create_task(self._lease_lost.wait())
-            await asyncio.wait([stopped, lost], return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            lost.cancel()
-        finally:
-            self._draining = True  # jobs still queued in the scheduler do nothing now
-            scheduler.pause()
-            await asyncio.sleep(0)  # let already submitted jobs finish before shutdown
-            scheduler.shutdown(wait=False)
-            await self._drain(cancel=self._lease_lost.is_set())
-            await self.transport.close()
-            if not self._lease_lost.is_set():
-                self._hand_back_and_release()
-            self._new_generation()
+        self.claimant = self._next_claimant()
+        self._registered = False
+        self._send_deadline = 0.0
+        for task in self._sending.values():
+            task.cancel()
 
-    def _new_generation(self) -> None:
-        """Forgets the lease generation: the next one taken starts a fresh claimant."""
+    def _follow_lease(self, state: lease.LeaseState) -> None:
+        if state.held and state.generation != self.generation:
+            if self.generation:
+                self._stop_leading()  # another engine led in between: start afresh
+            self.generation = state.generation
+            self._announced_leader = None
+            log.info("engine %s holds the lease (generation %s)", self.holder, self.generation)
+            self._wake_leader.set()
+        elif not state.held:
+            if self.generation:
+                log.error(
+                    "lost the lease to another engine (%s); no longer leading, still sending",
+                    state.holder,
+                )
+                self._stop_leading()
+            if self._announced_leader != state.holder:
+                log.warning(
+                    "another engine (%s) leads until %s; this one sends, and stands by to lead",
+                    state.holder,
+                    state.expires_at.isoformat(timespec="seconds"),
+                )
+                self._announced_leader = state.holder
+
+    def _stop_leading(self) -> None:
         self.generation = 0
-        self._lease_deadline = 0.0
-
-    def _hand_back_and_release(self) -> None:
-        try:
-            with self._as_leader() as session:
-                left = deliveries.hand_back_claims(session, self.claimant)
-                lease.release(session, self.holder)
-        except (LeaseLost, StoreError) as exc:
-            log.error("engine stopped without releasing the lease: %s", exc)
-            return
-        for mailing_id, count in left.items():
-            log.warning("mailing %s: %s unanswered sends handed back in doubt", mailing_id, count)
-        log.info("engine stopped; lease released")
-
-    async def _drain(self, cancel: bool) -> None:
-        """Lets every task finish and record what the relay answered, within the stop
-        bound; cancels them at once when the lease is lost (nothing more may be written)."""
-        self._draining = True
-        self._drained.set()
-        for event in self._stops.values():
-            event.set()
-        tasks = list(self._tasks.values())
-        if cancel:
-            for task in tasks:
-                task.cancel()
-        elif tasks:
-            # sends are bounded by the sender; a relay check hanging at starting up is not
-            _, late = await asyncio.wait(tasks, timeout=self.sender.stop_bound + 1)
-            for task in late:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._stops.clear()
-        self._waiting.clear()
-
-    async def _renew_lease(self) -> None:
-        state = self._try_lease()
-        if state is not None and (not state.held or state.generation != self.generation):
-            self._lease_lost.set()
-
-    def _may_hand_over(self, mailing_id: int) -> bool:
-        """A message may go to the relay: neither stopped nor draining, the lease surely ours."""
-        return (
-            not self._draining
-            and not self._stopping(mailing_id).is_set()
-            and time.monotonic() < self._lease_deadline
-        )
-
-    def _stopping(self, mailing_id: int) -> asyncio.Event:
-        return self._stops.setdefault(mailing_id, asyncio.Event())
+        for task in self._preparing.values():
+            task.cancel()
+        for job in self._scheduler.get_jobs():
+            job.remove()
 
     # --- the database -------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _as_leader(self) -> Iterator[Session]:
-        """A write transaction that commits only while this engine still holds its lease."""
-        with self.store.write() as session:
-            lease.check(session, self.holder, self.generation)
-            yield session
-
-    def _lost(self, exc: LeaseLost) -> None:
-        """Learnt in a write that the lease is another engine's: stop serving at once."""
-        log.error("%s", exc)
-        self._lease_lost.set()
-
     def _report_database_trouble(self, exc: Exception | None) -> None:
-        """Logs once when writes start to fail, and once when they work again."""
+        """Logs once when the database starts to fail, and once when it works again."""
         reason = None if exc is None else str(exc)
         if reason == self._database_trouble:
             return
@@ -299,123 +296,189 @@ class Engine:
             log.error("%s; retrying", reason)
         self._database_trouble = reason
 
-    # --- timing -------------------------------------------------------------------------
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, but wakes at once when the engine is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), seconds)
 
-    async def _reconcile(self) -> None:
-        """Brings the engine in line with the database: due mailings started, the queue
-        promoted, a task per starting or sending mailing, none for the others."""
-        if self._draining:
-            return
-        now = utc_now()
+    async def _until(self, event: asyncio.Event, seconds: float) -> None:
+        """Sleeps ``seconds``, or until ``event`` is set (and clears it)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        event.clear()
+
+    # --- leading: timing ----------------------------------------------------------------
+
+    async def _leading(self) -> None:
+        while True:
+            if self.generation and not self._draining:
+                await self._lead(self.generation)
+            await self._until(self._wake_leader, self.settings.reconcile_seconds)
+
+    async def _lead(self, generation: int) -> None:
+        """Brings the database's states in line with the time: due mailings started, the
+        queue promoted, claims of silent engines handed back, a starting up under way for
+        each mailing starting up."""
         try:
-            with self._as_leader() as session:
-                for mailing in lifecycle.start_due(session, now):
-                    log.info(
-                        "mailing %s %r: its time has come, starting up", mailing.id, mailing.name
-                    )
-                promoted = lifecycle.promote_head(session, now)
-                if promoted is not None:
-                    log.info(
-                        "mailing %s %r: next in the sequential queue, starting up",
-                        promoted.id,
-                        promoted.name,
-                    )
+            await self.db.write(lambda session: self._start_and_promote(session, generation))
+            if time.monotonic() - self._last_rescue >= self.settings.lease_renew_seconds:
+                self._last_rescue = time.monotonic()
+                await self.db.write(lambda session: self._rescue(session, generation))
+            active = await self.db.read(deliveries.active_mailings)
         except LeaseLost as exc:
-            self._lost(exc)
+            log.error("%s", exc)
+            if self.generation == generation:
+                self._stop_leading()
             return
         except StoreError as exc:
             self._report_database_trouble(exc)
-        try:
-            with self.store.read() as session:
-                active = deliveries.active_mailings(session)
-        except StoreError as exc:
-            self._report_database_trouble(exc)
             return
+        if self.generation != generation:
+            return  # the lease was lost meanwhile
         self._sync_start_jobs({m.id: m.scheduled_at for m in active if m.state == State.SCHEDULED})
-        running = {m.id: m.state for m in active if m.state != State.SCHEDULED}
-        for mailing_id, task in list(self._tasks.items()):
+        starting = {m.id for m in active if m.state == State.STARTING}
+        for mailing_id, task in list(self._preparing.items()):
             if task.done():
-                del self._tasks[mailing_id]
-                self._stops.pop(mailing_id, None)
-                self._waiting.discard(mailing_id)
+                del self._preparing[mailing_id]
                 if not task.cancelled() and (error := task.exception()) is not None:
-                    self._after_crash(mailing_id, error)
-            elif mailing_id not in running:
-                # stopped by an operator: messages in the relay's hands finish (and count as
-                # sent), the others are handed back untried
-                self._stopping(mailing_id).set()
-        for mailing_id, state in running.items():
-            if mailing_id not in self._tasks:
-                work = self._prepare if state == State.STARTING else self._dispatch
-                self._stops[mailing_id] = asyncio.Event()
-                self._tasks[mailing_id] = asyncio.create_task(work(mailing_id))
+                    log.error("mailing %s: starting up failed: %r; trying again", mailing_id, error)
+            elif mailing_id not in starting:
+                task.cancel()  # stopped or deleted by an operator meanwhile
+        for mailing_id in starting - set(self._preparing):
+            self._preparing[mailing_id] = asyncio.create_task(self._prepare(mailing_id))
 
-    def _after_crash(self, mailing_id: int, error: BaseException) -> None:
-        """A task ended with an unforeseen error: its claims go back, in doubt, and the
-        next reconcile starts it again."""
-        log.error("mailing %s: sending failed: %r; starting again", mailing_id, error)
-        with contextlib.suppress(LeaseLost, StoreError), self._as_leader() as session:
-            deliveries.hand_back_claims(session, self.claimant, mailing_id)
+    def _start_and_promote(self, session: Session, generation: int) -> None:
+        lease.check(session, self.holder, generation)
+        now = utc_now()
+        for mailing in lifecycle.start_due(session, now):
+            log.info("mailing %s %r: its time has come, starting up", mailing.id, mailing.name)
+        promoted = lifecycle.promote_head(session, now)
+        if promoted is not None:
+            log.info(
+                "mailing %s %r: next in the sequential queue, starting up",
+                promoted.id,
+                promoted.name,
+            )
+
+    def _rescue(self, session: Session, generation: int) -> None:
+        lease.check(session, self.holder, generation)
+        silent = self.db.silent_since(utc_now(), self.settings.lease_ttl)
+        for mailing_id, count in rescue.rescue(session, silent, keep=self.holder).items():
+            log.warning(
+                "mailing %s: %s recipients were in flight with an engine gone silent; they"
+                " are sent again (counted as resent_in_doubt)",
+                mailing_id,
+                count,
+            )
 
     def _sync_start_jobs(self, scheduled: dict[int, datetime | None]) -> None:
         """One date job per scheduled mailing, at its time; none for any other."""
         wanted = {f"start:{m_id}": at for m_id, at in scheduled.items()}
         for job in self._scheduler.get_jobs():
-            if job.id.startswith("start:") and (
-                job.id not in wanted or job.next_run_time != wanted[job.id]
-            ):
+            if job.id not in wanted or job.next_run_time != wanted[job.id]:
                 job.remove()
         existing = {job.id for job in self._scheduler.get_jobs()}
         for job_id, at in wanted.items():
             assert at is not None  # a scheduled mailing has its time
             if job_id not in existing and at > utc_now():
                 self._scheduler.add_job(
-                    self._reconcile,
+                    self._wake_leader.set,
                     "date",
                     run_date=at,
                     id=job_id,
                     misfire_grace_time=None,  # late is better than never
                 )
 
-    # --- starting up --------------------------------------------------------------------
+    # --- leading: starting up -----------------------------------------------------------
 
     async def _prepare(self, mailing_id: int) -> None:
         """Starting up: the message checked, the relay reached and the sender accepted."""
-        with self.store.read() as session:
-            mailing = deliveries.mailing(session, mailing_id)
+        generation = self.generation
+        mailing = await self.db.read(lambda session: deliveries.mailing(session, mailing_id))
         if mailing is None:
             return  # deleted meanwhile
         template = template_of(mailing)
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
-        stopping = self._stopping(mailing_id)
-        while not self._draining and not stopping.is_set():
+        while not self._draining:
             try:
                 await self.transport.check(template.sender_address)
                 break
             except RelayRefused as refusal:
-                self._interrupt(mailing_id, f"the relay check failed: {refusal.reply}")
+                reason = f"the relay check failed: {refusal.reply}"
+                if await self._step(generation, lifecycle.interrupt, mailing_id, reason):
+                    log.error("mailing %s: interrupted: %s", mailing_id, reason)
                 return
             except RelayUnavailable as trouble:
-                self._show_waiting(mailing_id, trouble.reply, backoff.next_seconds)
+                await self._show_waiting(generation, mailing_id, trouble.reply, backoff)
                 await backoff.wait(mailing_id, trouble)
-        if self._draining or stopping.is_set():
+        if self._draining:
             return
-        if not self._lifecycle(lifecycle.mark_prepared, mailing_id):
-            return
-        self._clear_waiting(mailing_id)
-        log.info("mailing %s: prepared, sending", mailing_id)
-        await self._dispatch(mailing_id, template)
+        if await self._step(generation, lifecycle.mark_prepared, mailing_id):
+            await self._clear_waiting(generation, mailing_id)
+            log.info("mailing %s: prepared, sending", mailing_id)
+            self._wake_senders.set()
 
     # --- sending ------------------------------------------------------------------------
 
-    async def _dispatch(self, mailing_id: int, template: Template | None = None) -> None:
-        if template is None:
-            with self.store.read() as session:
-                mailing = deliveries.mailing(session, mailing_id)
-            if mailing is None:
-                return  # deleted meanwhile
-            template = template_of(mailing)
-        claimant = self.claimant  # a dispatcher lives within one lease generation
+    async def _sending_loop(self) -> None:
+        while True:
+            await self._sync_senders()
+            await self._until(self._wake_senders, self.settings.reconcile_seconds)
+
+    async def _sync_senders(self) -> None:
+        """A dispatcher for each sending mailing; a stop for each that no longer is."""
+        try:
+            active = await self.db.read(deliveries.active_mailings)
+        except StoreError as exc:
+            self._report_database_trouble(exc)
+            return
+        sending = {m.id for m in active if m.state == State.SENDING}
+        for mailing_id, task in list(self._sending.items()):
+            if task.done():
+                del self._sending[mailing_id]
+                self._stops.pop(mailing_id, None)
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    await self._after_crash(mailing_id, error)
+            elif mailing_id not in sending:
+                # stopped by an operator: messages in the relay's hands finish (and count as
+                # sent), the others are handed back untried
+                self._stopping(mailing_id).set()
+        if self._draining or not self._registered:
+            return
+        for mailing_id in sending - set(self._sending):
+            self._stops[mailing_id] = asyncio.Event()
+            self._sending[mailing_id] = asyncio.create_task(
+                self._dispatch(mailing_id, self.claimant)
+            )
+
+    async def _after_crash(self, mailing_id: int, error: BaseException) -> None:
+        """A dispatcher ended with an unforeseen error: its claims go back, in doubt, and
+        the next round starts it again."""
+        log.error("mailing %s: sending failed: %r; starting again", mailing_id, error)
+        claimant = self.claimant
+        with contextlib.suppress(StoreError):
+            await self.db.write(
+                lambda session: deliveries.hand_back_claims(session, claimant, mailing_id)
+            )
+
+    def _stopping(self, mailing_id: int) -> asyncio.Event:
+        return self._stops.setdefault(mailing_id, asyncio.Event())
+
+    def _may_hand_over(self, mailing_id: int, claimant: str) -> bool:
+        """A message may go to the relay: neither stopped nor draining, and the claims still
+        surely this engine's."""
+        return (
+            not self._draining
+            and not self._stopping(mailing_id).is_set()
+            and claimant == self.claimant
+            and time.monotonic() < self._send_deadline
+        )
+
+    async def _dispatch(self, mailing_id: int, claimant: str) -> None:
+        mailing = await self.db.read(lambda session: deliveries.mailing(session, mailing_id))
+        if mailing is None or mailing.state != State.SENDING:
+            return  # deleted or stopped meanwhile
+        template = template_of(mailing)
         async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
             for _ in range(DISPATCH_LANES):
                 lanes.create_task(self._send_batches(mailing_id, template, claimant))
@@ -424,73 +487,100 @@ class Engine:
         """Claims, sends and records batches until the mailing is done or stopped."""
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         stopping = self._stopping(mailing_id)
-        while not self._draining and not stopping.is_set():
-            if time.monotonic() >= self._lease_deadline:
-                await self._pause(0.2)  # the lease may have expired: wait for its renewal
+        while not self._draining and not stopping.is_set() and claimant == self.claimant:
+            if time.monotonic() >= self._send_deadline:
+                await self._pause(0.2)  # the heartbeat may be stale: wait for the next
                 continue
             try:
-                batch, done = self._claim(mailing_id, claimant)
-            except LeaseLost as exc:
-                self._lost(exc)
-                return
+                claim = await self.db.write(
+                    lambda session: self._claim(session, mailing_id, claimant)
+                )
+            except ClaimantLost:
+                return  # the beat learns it too, and takes a new claimant
             except StoreError as exc:
                 self._report_database_trouble(exc)
                 await self._pause(1.0)
                 continue
-            if done:
+            if claim.done:
                 return
-            if not batch:  # only deferred recipients left, waiting for their retry time
+            if not claim.batch:  # all in flight elsewhere, or deferred until their retry
                 await self._pause(min(1.0, self.settings.retry_base.total_seconds()))
                 continue
             outcomes, trouble = await self.sender.send(
-                template, batch, lambda: self._may_hand_over(mailing_id), stopping
+                template,
+                claim.batch,
+                lambda: self._may_hand_over(mailing_id, claimant),
+                stopping,
+                claim.slots,
             )
             if not await self._record(mailing_id, outcomes, claimant):
                 return
             if isinstance(trouble, RelayRefused):
-                self._interrupt(mailing_id, trouble.reply)
+                await self._interrupt(claimant, mailing_id, trouble.reply)
                 return
             if isinstance(trouble, RelayUnavailable):
-                self._show_waiting(mailing_id, trouble.reply, backoff.next_seconds)
+                await self._show_waiting(None, mailing_id, trouble.reply, backoff, claimant)
                 await backoff.wait(mailing_id, trouble)
             else:
                 backoff.reset()
-                self._clear_waiting(mailing_id)
+                await self._clear_waiting(None, mailing_id, claimant)
 
-    def _claim(self, mailing_id: int, claimant: str) -> tuple[list[deliveries.Claimed], bool]:
-        """The next batch, and whether the mailing is done (stopped, or completed now)."""
-        with self._as_leader() as session:
-            mailing = deliveries.mailing(session, mailing_id)
-            if mailing is None or mailing.state != State.SENDING:
-                return [], True  # stopped by an operator
-            batch = deliveries.claim(session, mailing_id, self._batch_size(), claimant=claimant)
-            if not batch and mailing.remaining == 0:
-                lifecycle.complete(session, mailing_id)
-                log.info("mailing %s: completed", mailing_id)
-                return [], True
-        return batch, False
+    def _claim(self, session: Session, mailing_id: int, claimant: str) -> Claim:
+        """The next batch and its send slots (on a database thread)."""
+        heartbeats.check_claimant(session, self.holder, claimant)
+        mailing = deliveries.mailing(session, mailing_id)
+        if mailing is None or mailing.state != State.SENDING:
+            return Claim([], done=True)  # stopped by an operator
+        contracted = pace.contracted(session)
+        size = self._lane_size(contracted)
+        batch = deliveries.claim(session, mailing_id, size, claimant=claimant)
+        if batch:
+            slots = pace.reserve(session, len(batch), contracted) if contracted else None
+            return Claim(batch, slots)
+        if mailing.remaining:
+            return Claim([])
+        try:
+            lifecycle.complete(session, mailing_id)
+            log.info("mailing %s: completed", mailing_id)
+        except TransitionRefused:
+            pass  # another engine completed it first
+        return Claim([], done=True)
+
+    def _lane_size(self, contracted: float | None) -> int:
+        """What one lane claims: the lanes of a mailing together have at most batch_size
+        recipients in flight (what a crash can leave in doubt), and under a rate about
+        RATED_WINDOW_SECONDS of it (so that engines and mailings take turns, and stopping
+        is quick)."""
+        rates = [r for r in (contracted, self.settings.rate_per_second) if r]
+        in_flight = self.settings.batch_size
+        if rates:
+            in_flight = min(in_flight, max(1, int(min(rates) * RATED_WINDOW_SECONDS)))
+        return max(1, in_flight // DISPATCH_LANES)
 
     async def _record(
         self, mailing_id: int, outcomes: list[deliveries.Outcome], claimant: str
     ) -> bool:
         """Records a batch's outcomes, waiting while the database cannot be written; False
-        when the engine must give up on them (it lost its lease, or is stopping)."""
+        when the engine must give up on them (its claims were handed back, or it stops)."""
         while True:
             try:
-                with self.store.write() as session:
-                    recorded = deliveries.record(session, mailing_id, outcomes, claimant=claimant)
+                recorded = await self.db.write(
+                    lambda session: deliveries.record(
+                        session, mailing_id, outcomes, claimant=claimant
+                    )
+                )
                 if not recorded.dropped:
                     self._sent += sum(o.status == deliveries.SENT for o in outcomes)
                 break
             except StoreError as exc:
                 self._report_database_trouble(exc)
-                if self._draining or self._lease_lost.is_set():
-                    return False  # left in flight: the next leader hands them back in doubt
+                if self._draining or claimant != self.claimant:
+                    return False  # left in flight: handed back in doubt
                 await self._pause(1.0)
         self._report_database_trouble(None)
         if recorded.dropped:
-            # another engine handed the claims back (this one stalled past its lease), or
-            # the mailing is gone: either way this dispatcher's view is stale
+            # the leader handed the claims back (this engine stalled past its heartbeat),
+            # or the mailing is gone: either way this dispatcher's view is stale
             log.error(
                 "mailing %s: %d outcomes not recorded: their claims are no longer this"
                 " engine's; it stops sending them",
@@ -500,55 +590,63 @@ class Engine:
             return False
         return True
 
-    def _batch_size(self) -> int:
-        """What one lane claims: the lanes of a mailing together have at most batch_size
-        recipients in flight (what a crash can leave in doubt), about a second's worth at
-        the contracted rate (so that stopping is quick), and enough to keep the relay's
-        connections busy."""
-        per_second = self.settings.rate_per_second
-        size = self.settings.batch_size if not per_second else int(per_second)
-        in_flight = min(self.settings.batch_size, max(self.transport.capacity, size))
-        return max(1, in_flight // DISPATCH_LANES)
+    # --- steps of the lifecycle, fenced -------------------------------------------------
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleeps, but wakes at once when the engine is told to stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), seconds)
-
-    def _interrupt(self, mailing_id: int, reason: str) -> None:
-        """The relay refuses us: the mailing waits in Sends to schedule with the reason."""
-        if self._lifecycle(lifecycle.interrupt, mailing_id, reason):
-            log.error("mailing %s: interrupted: %s", mailing_id, reason)
-
-    def _lifecycle(
+    async def _step(
         self,
+        generation: int | None,
         operation: Callable[[Session, int, *StepArguments], object],
         mailing_id: int,
         *args: *StepArguments,
+        claimant: str | None = None,
     ) -> bool:
-        """Applies a lifecycle step as the leader; False when it did not happen (an operator
-        changed the state first, the lease is lost, the database cannot be written)."""
+        """Applies a lifecycle step as the leader of ``generation`` (or, with None, as the
+        sender of ``claimant``); False when it did not happen (an operator changed the
+        state first, the lease or the claims are lost, the database cannot be written)."""
+
+        def fenced(session: Session) -> None:
+            if generation is None:
+                heartbeats.check_claimant(session, self.holder, claimant or self.claimant)
+            else:
+                lease.check(session, self.holder, generation)
+            operation(session, mailing_id, *args)
+
         try:
-            with self._as_leader() as session:
-                operation(session, mailing_id, *args)
+            await self.db.write(fenced)
             return True
         except (TransitionRefused, lifecycle.MailingNotFound) as exc:
             log.info("mailing %s: %s", mailing_id, exc)
-        except LeaseLost as exc:
-            self._lost(exc)
+        except (LeaseLost, ClaimantLost) as exc:
+            log.error("%s", exc)
         except StoreError as exc:
             self._report_database_trouble(exc)
         return False
 
-    def _show_waiting(self, mailing_id: int, reason: str, seconds: float) -> None:
+    async def _interrupt(self, claimant: str, mailing_id: int, reason: str) -> None:
+        """The relay refuses us: the mailing waits in Sends to schedule with the reason."""
+        if await self._step(None, lifecycle.interrupt, mailing_id, reason, claimant=claimant):
+            log.error("mailing %s: interrupted: %s", mailing_id, reason)
+
+    async def _show_waiting(
+        self,
+        generation: int | None,
+        mailing_id: int,
+        reason: str,
+        backoff: "RelayBackoff",
+        claimant: str | None = None,
+    ) -> None:
         """Tells the operator, in the mailing's row, what the engine is waiting for."""
-        until = utc_now() + timedelta(seconds=seconds)
-        if self._lifecycle(deliveries.show_waiting, mailing_id, reason, until):
+        until = utc_now() + timedelta(seconds=backoff.next_seconds)
+        if await self._step(
+            generation, deliveries.show_waiting, mailing_id, reason, until, claimant=claimant
+        ):
             self._waiting.add(mailing_id)
 
-    def _clear_waiting(self, mailing_id: int) -> None:
-        if mailing_id in self._waiting and self._lifecycle(
-            deliveries.show_waiting, mailing_id, None, None
+    async def _clear_waiting(
+        self, generation: int | None, mailing_id: int, claimant: str | None = None
+    ) -> None:
+        if mailing_id in self._waiting and await self._step(
+            generation, deliveries.show_waiting, mailing_id, None, None, claimant=claimant
         ):
             self._waiting.discard(mailing_id)
 

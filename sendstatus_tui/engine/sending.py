@@ -18,6 +18,7 @@ from typing import Any
 from ..core import deliveries
 from ..core.deliveries import Claimed, Outcome
 from ..core.models import FailureClass, utc_now
+from ..core.pace import SlotTimes
 from .message import Template, render
 from .rate import Pace
 from .relay_errors import (
@@ -41,7 +42,10 @@ class Retries:
 
 
 class BatchSender:
-    """Sends batches for every mailing of one engine; the pool and the pace are shared."""
+    """Sends batches for every mailing of one engine; the pool and the pace are shared.
+
+    Each message waits for its slot of the database's shared rate (reserved with the
+    batch's claim), then for its turn at this engine's own cap (``--rate``), if any."""
 
     def __init__(self, transport: Transport, pace: Pace, retries: Retries, grace_seconds: float):
         self.transport = transport
@@ -59,6 +63,7 @@ class BatchSender:
         batch: list[Claimed],
         may_hand_over: Callable[[], bool],
         stop: asyncio.Event,
+        slots: SlotTimes | None = None,
     ) -> tuple[list[Outcome], Exception | None]:
         """Sends ``batch``; returns an outcome per recipient, and the relay trouble seen.
 
@@ -67,7 +72,8 @@ class BatchSender:
         outcomes are lost with it: the claims stay in flight, to be handed back in doubt."""
         handed: set[int] = set()
         sends = [
-            asyncio.create_task(self._send_one(template, r, may_hand_over, handed)) for r in batch
+            asyncio.create_task(self._send_one(template, r, may_hand_over, handed, slots, index))
+            for index, r in enumerate(batch)
         ]
         try:
             await self._until_answered(sends, stop)
@@ -115,12 +121,16 @@ class BatchSender:
         recipient: Claimed,
         may_hand_over: Callable[[], bool],
         handed: set[int],
+        slots: SlotTimes | None,
+        index: int,
     ) -> tuple[Outcome, Exception | None]:
         try:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
         except (KeyError, ValueError, UnicodeError) as exc:
             return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
         async with self._slots:
+            if slots is not None and may_hand_over():
+                await slots.wait(index)
             if may_hand_over():
                 await self.pace.wait_turn()
             if not may_hand_over():

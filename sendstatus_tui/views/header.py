@@ -1,5 +1,5 @@
-"""The dashboard's header line: what matters most first (the relay, the engine, the zone
-the times are in, the speed), cut from the end to fit the width."""
+"""The dashboard's header line: the relay, the engines, the zone the times are in, the
+speed; what matters least is left out first to fit the width."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -7,6 +7,7 @@ from datetime import datetime, tzinfo
 
 from ..core.when import to_zone
 from .cells import per_minute, relay_trouble
+from .engine_fact import EngineFact
 
 SEPARATOR = " · "
 
@@ -31,12 +32,37 @@ def speed_text(speed: float, rate: str | None) -> str | None:
     return " of ".join(parts) or None
 
 
-def header_status(parts: Sequence[str | None], width: int) -> str:
-    """``parts`` (most important first) joined, leaving out from the end what does not fit
-    in ``width`` (the first always shows, cut if it must be)."""
-    shown: list[str] = []
-    for part in (p for p in parts if p):
-        if shown and len(SEPARATOR.join([*shown, part])) > width:
+@dataclass(frozen=True)
+class Part:
+    text: str | None  # None: nothing to say
+    rank: int  # 0 matters most; the part of the highest rank is the first left out
+
+
+def header_parts(relay: str | None, engine: EngineFact, zone: str, speed: str | None) -> list[Part]:
+    """The header's parts in the order shown, ranked: the relay's state, where the engine
+    runs or how many do, the zone every time is read in, who leads, the speed."""
+    return [
+        Part(relay, 0),
+        Part(engine.text(), 1),
+        Part(engine.leader_text(), 3),
+        Part(zone, 2),
+        Part(speed, 4),
+    ]
+
+
+def header_status(parts: Sequence[Part], width: int) -> str:
+    """``parts`` joined in their order, leaving out by rank (the highest first) what does
+    not fit in ``width``: a part shows only if every part of a lower rank does. The most
+    important part always shows."""
+    given = [part.text for part in parts if part.text]
+    ranks = [part.rank for part in parts if part.text]
+    shown: set[int] = set()
+    for index in sorted(range(len(given)), key=lambda i: ranks[i]):
+        if shown and len(_joined(given, shown | {index})) > width:
             break
-        shown.append(part)
-    return SEPARATOR.join(shown)
+        shown.add(index)
+    return _joined(given, shown)
+
+
+def _joined(texts: Sequence[str], shown: set[int]) -> str:
+    return SEPARATOR.join(text for index, text in enumerate(texts) if index in shown)

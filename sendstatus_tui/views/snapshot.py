@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-from ..core import lease, settings
+from ..core import heartbeats, lease, settings
 from ..core.listing import list_pane_rows
 from ..core.states import AREA_OF_STATE, Area, State
 from ..core.store import Store
@@ -44,6 +44,7 @@ class Snapshot:
     engine_holder: str | None  # who holds the lease, if anyone (unexpired)
     taken_at: datetime
     rate: str | None = None  # the contracted rate, as stored (e.g. 36000/h)
+    engines_running: int = 0  # engines whose heartbeat says they run (none lost)
 
 
 @dataclass
@@ -97,7 +98,14 @@ def read_snapshot(
         mailings = list_pane_rows(session, PANE_AREAS)
         holder = lease.current(session)
         rate = settings.read(session, "rate")
+        beats = heartbeats.engines(session)
     active_holder = holder.holder if holder and holder.expires_at > now else None
+    lost = heartbeats.lost_ids(beats, now)
+    # a row still saying leader after its lease lapsed is an engine that died leading (its
+    # heartbeat and its lease are renewed together)
+    running = sum(
+        1 for b in beats if b.id not in lost and (b.role != "leader" or b.id == active_holder)
+    )
     starts = starts or StartWatch()
     rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
@@ -123,4 +131,4 @@ def read_snapshot(
             )
         )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})
-    return Snapshot(rows, active_holder, now, rate)
+    return Snapshot(rows, active_holder, now, rate, running)

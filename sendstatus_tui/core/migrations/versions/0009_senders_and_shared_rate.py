@@ -19,6 +19,15 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("claimant", sa.String(length=140), nullable=False, server_default="")
         )
+    # the leader finds every claim in flight (to rescue those of engines gone silent) by this
+    # index, whatever the size of the lists: only claimed recipients are in it
+    op.create_index(
+        "ix_recipient_claimed_by",
+        "recipient",
+        ["claimed_by"],
+        sqlite_where=sa.text("claimed_by IS NOT NULL"),
+        postgresql_where=sa.text("claimed_by IS NOT NULL"),
+    )
     op.create_table(
         "send_pace",
         sa.Column("name", sa.String(length=32), primary_key=True),
@@ -28,5 +37,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("send_pace")
+    op.drop_index("ix_recipient_claimed_by", table_name="recipient")
     with op.batch_alter_table("engine") as batch:
         batch.drop_column("claimant")

@@ -1,0 +1,85 @@
+"""The engine's database work, off its event loop.
+
+Transactions run on threads, so that a database that is slow, or whose write lock another
+process holds, holds up the engine's bookkeeping and not its sending: messages already
+claimed keep going to the relay meanwhile. Heartbeats have a thread of their own, so that
+they never queue behind claims and records waiting for a lock.
+
+A write that waited long to begin is a sign that nobody could write meanwhile (SQLite has
+one writer at a time): other engines' heartbeats were held up too, so their silence during
+that wait says nothing of their health. ``silent_since`` moves the line accordingly.
+"""
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from sqlmodel import Session
+
+from ..core.store import Store
+
+Result = TypeVar("Result")
+WORK_THREADS = 4  # claims and records of several lanes and mailings at once
+LONG_WAIT_SECONDS = 1.0  # a write that waited longer to begin marks a stall
+
+
+class EngineDatabase:
+    def __init__(self, store: Store):
+        self.store = store
+        self._work = ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="sendstatus-db")
+        self._beats = ThreadPoolExecutor(1, thread_name_prefix="sendstatus-beat")
+        # wall-clock start and end of the last stall: writes that waited long to begin,
+        # merged when they overlap (the one that asked first tells when it began)
+        self._stall: tuple[float, float] | None = None
+        self._stall_lock = threading.Lock()
+
+    async def write(self, work: Callable[[Session], Result]) -> Result:
+        """Runs ``work`` in a write transaction on a worker thread."""
+        return await self._run(self._work, lambda: self._write(work))
+
+    async def read(self, work: Callable[[Session], Result]) -> Result:
+        def in_read() -> Result:
+            with self.store.read() as session:
+                return work(session)
+
+        return await self._run(self._work, in_read)
+
+    async def beat(self, work: Callable[[Session], Result]) -> Result:
+        """Runs a heartbeat's write transaction on the heartbeat thread."""
+        return await self._run(self._beats, lambda: self._write(work))
+
+    def silent_since(self, now: datetime, ttl: timedelta) -> datetime:
+        """Before when a heartbeat must be to count as silent: ``ttl`` before now, or, if a
+        stall ended less than ``ttl`` ago, ``ttl`` before the stall began."""
+        line = now - ttl
+        if self._stall is not None:
+            began, ended = self._stall
+            if now.timestamp() - ended < ttl.total_seconds():
+                line = min(line, datetime.fromtimestamp(began, UTC) - ttl)
+        return line
+
+    def close(self) -> None:
+        self._work.shutdown(wait=True)
+        self._beats.shutdown(wait=True)
+
+    def _write(self, work: Callable[[Session], Result]) -> Result:
+        asked = time.time()
+        with self.store.write() as session:
+            began = time.time()
+            if began - asked > LONG_WAIT_SECONDS:
+                self._note_stall(asked, began)
+            return work(session)
+
+    def _note_stall(self, asked: float, began: float) -> None:
+        with self._stall_lock:
+            if self._stall is not None and asked <= self._stall[1]:
+                asked, began = min(asked, self._stall[0]), max(began, self._stall[1])
+            self._stall = (asked, began)
+
+    @staticmethod
+    async def _run(executor: ThreadPoolExecutor, call: Callable[[], Result]) -> Result:
+        return await asyncio.get_running_loop().run_in_executor(executor, call)

@@ -1,0 +1,259 @@
+"""Several engines on one database, as real processes against a real relay on loopback:
+they share a mailing, survive the kill -9 of any of them, keep to one contracted rate
+together, keep the sequential rule, and a long write lock slows only their bookkeeping.
+
+Judged from what the relay received, the counters, the recipients and the engine rows."""
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from sendstatus_tui.core import lease, lifecycle, settings
+from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.models import EngineHeartbeat, Mailing
+from sendstatus_tui.core.states import Mode, State
+
+from .engine_processes import Delivery, EngineProcesses, assert_books_balance
+from .helpers import mailing, wait_for
+from .test_faults import hold_write_lock
+
+BATCH_SIZE = 200  # EngineSettings.batch_size: the most one engine has in flight per mailing
+
+
+@pytest.fixture
+def engines(db_url, relay, tmp_path):
+    processes = EngineProcesses(db_url, relay.url, tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+def store_rate(store, rate: str | None) -> None:
+    with store.write() as session:
+        settings.write(session, "rate", rate)
+
+
+def registered_engines(store) -> list[EngineHeartbeat]:
+    """The engine rows that name a claimant: engines ready to send."""
+    with store.read() as session:
+        rows = session.exec(select(EngineHeartbeat)).all()
+    return [row for row in rows if row.claimant]
+
+
+def start_engines(engines, store, count: int, *options: str) -> list:
+    processes = [engines.start(*options) for _ in range(count)]
+    wait_for(lambda: len(registered_engines(store)) == count, 20, f"{count} engines registered")
+    return processes
+
+
+def sent_by_engine(store, watching: threading.Event, seen: dict[str, int]) -> threading.Thread:
+    """Notes each engine's `sent` from its row until ``watching`` is cleared (rows go when
+    engines stop)."""
+
+    def watch():
+        while watching.is_set():
+            for row in registered_engines(store):
+                seen[row.id] = max(seen.get(row.id, 0), row.sent)
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def everyone(count: int) -> set[str]:
+    return {f"person{i}@example.com" for i in range(count)}
+
+
+def completed(store, mailing_id, timeout=90) -> Mailing:
+    wait_for(lambda: mailing(store, mailing_id).state == "completed", timeout, "completion", 0.1)
+    return assert_books_balance(store, mailing_id)
+
+
+def test_two_engines_share_one_mailing(store, make_mailing, engines, relay):
+    """Each sends a part; together exactly everyone, once."""
+    store_rate(store, "500/s")  # slow enough that both are under way for seconds
+    mailing_id = make_mailing(recipients=3000)
+    start_engines(engines, store, 2)
+    watching, seen = threading.Event(), {}
+    watching.set()
+    watcher = sent_by_engine(store, watching, seen)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+
+    done = completed(store, mailing_id)
+    time.sleep(1.5)  # the last heartbeats carry the last counts
+    watching.clear()
+    watcher.join()
+    copies = relay.copies()
+    print(f"sent by engine: {sorted(seen.values())}")
+    assert (done.sent, done.resent_in_doubt) == (3000, 0)
+    assert set(copies) == everyone(3000) and max(copies.values()) == 1
+    assert len(seen) == 2 and min(seen.values()) > 300  # each sent a real part
+    assert sum(seen.values()) == 3000
+
+
+@pytest.mark.parametrize("victim", ["leader", "sender"])
+def test_kill_9_of_an_engine_mid_send_loses_nobody(store, make_mailing, engines, relay, victim):
+    """The survivor finishes the mailing: nobody skipped, duplicates only from the killed
+    engine's in-flight window and all counted; a killed leader is replaced within the
+    lease's expiry (5 s)."""
+    store_rate(store, "600/s")
+    mailing_id = make_mailing(recipients=5000)
+    first = engines.start()
+    wait_for(lambda: engines.took_over(first), what="the first engine leading")
+    second = engines.start()
+    wait_for(lambda: len(registered_engines(store)) == 2, 20, "two engines registered")
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    wait_for(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
+
+    killed = first if victim == "leader" else second
+    with store.read() as session:
+        leader_before = lease.current(session).holder
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    killed_at = time.monotonic()
+    if victim == "leader":
+        wait_for(lambda: lease_holder(store) != leader_before, 10, "a new leader")
+        took_over = time.monotonic() - killed_at
+        assert took_over < 5 + 1.5, took_over
+
+    done = completed(store, mailing_id)
+    delivery = Delivery(relay.copies(), done.resent_in_doubt)
+    print(f"kill -9 of the {victim}: {delivery}")
+    assert (done.sent, done.failed) == (5000, 0)
+    assert set(delivery.copies) == everyone(5000)  # nobody skipped
+    assert delivery.duplicates <= done.resent_in_doubt <= BATCH_SIZE  # the in-flight window
+    if victim == "sender":
+        assert lease_holder(store) == leader_before  # the leader went on leading
+
+
+def lease_holder(store) -> str:
+    with store.read() as session:
+        return lease.current(session).holder
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_engines_together_keep_to_the_stored_rate(store, make_mailing, engines, relay, count):
+    """100/s stored, two mailings at once, ``count`` engines: the relay never gets more than
+    the rate since the first message, and each mailing gets about half of it."""
+    store_rate(store, "100/s")
+    first, second = make_mailing(recipients=400), make_mailing(recipients=400)
+    start_engines(engines, store, count)
+    with store.write() as session:
+        lifecycle.send_now(session, first)
+        lifecycle.send_now(session, second)
+    wait_for(lambda: len(relay.received) >= 500, 30, "500 messages", 0.1)
+
+    with relay.lock:
+        times = sorted(r.at for r in relay.received)
+    start = times[0]
+    # at any moment: at most the rate since the first message, plus the one at the start
+    # and a little for the relay's own timing of what arrives in the same instant
+    overruns = [
+        (round(t - start, 2), n + 1)
+        for n, t in enumerate(times)
+        if n + 1 > (t - start) * 100 + 1 + 3
+    ]
+    assert overruns == [], overruns[:5]
+    span = times[499] - start
+    print(f"{count} engines: 500 messages in {span:.2f} s, {499 / span:.1f}/s (rate 100/s)")
+    assert 499 / span > 85  # and the rate is used
+    by_mailing = {m: mailing(store, m).sent for m in (first, second)}
+    assert min(by_mailing.values()) > 0.35 * sum(by_mailing.values()), by_mailing
+
+
+def make_sequential(store, tmp_path: Path, number: int, recipients: int) -> int:
+    csv = tmp_path / f"queue-{number}.csv"
+    csv.write_text("email\n" + "".join(f"q{number}.{i}@example.com\n" for i in range(recipients)))
+    draft = MailingDraft(
+        name=f"Queue {number}",
+        subject="Hello",
+        sender=f"queue{number}@shop.example.com",
+        text_body="Hi",
+    )
+    with store.write() as session:
+        return create_mailing(session, draft, csv)[0].id
+
+
+def test_three_engines_keep_the_sequential_rule(store, engines, relay, tmp_path):
+    """Three sequential mailings, three engines: never two sending at once, and the relay
+    gets the first message of each only after the last of the one before."""
+    store_rate(store, "400/s")
+    queue = [make_sequential(store, tmp_path, n, 300) for n in range(3)]
+    start_engines(engines, store, 3)
+    broken, watching = [], threading.Event()
+    watching.set()
+
+    def watch():
+        while watching.is_set():
+            with store.read() as session:
+                active = session.exec(
+                    select(Mailing.id).where(
+                        Mailing.mode == Mode.SEQUENTIAL,
+                        Mailing.state.in_([State.STARTING, State.SENDING]),
+                    )
+                ).all()
+            if len(active) > 1:
+                broken.append(active)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with store.write() as session:
+        for mailing_id in queue:
+            lifecycle.enqueue(session, mailing_id)
+    for mailing_id in queue:
+        completed(store, mailing_id)
+    watching.clear()
+    watcher.join()
+
+    assert broken == []
+    with relay.lock:
+        received = list(relay.received)
+    spans = []
+    for n in range(3):
+        times = [r.at for r in received if r.mail_from == f"queue{n}@shop.example.com"]
+        assert len(times) == 300
+        spans.append((min(times), max(times)))
+    assert spans[0][1] <= spans[1][0] and spans[1][1] <= spans[2][0], spans
+
+
+def test_a_write_lock_held_10_s_slows_only_bookkeeping(store, make_mailing, engines, relay):
+    """Another process holds the write lock 10 s: messages already claimed keep going to
+    the relay, no engine loses its lease or its claims for it, and the mailing completes
+    with nobody sent twice."""
+    store_rate(store, "300/s")
+    mailing_id = make_mailing(recipients=6000)
+    processes = start_engines(engines, store, 2)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    wait_for(lambda: mailing(store, mailing_id).sent >= 600, 30, "sending under way")
+    with store.read() as session:
+        before = lease.current(session)
+        holder, generation = before.holder, before.generation
+
+    arrived = []
+    locker = threading.Thread(target=hold_write_lock, args=(store.url, 10.0))
+    locker.start()
+    time.sleep(0.3)  # the lock is taken
+    arrived.append(len(relay.received))
+    time.sleep(3.0)
+    arrived.append(len(relay.received))
+    locker.join()
+
+    done = completed(store, mailing_id)
+    print(f"during the lock: {arrived[1] - arrived[0]} messages arrived")
+    assert arrived[1] > arrived[0]  # the in-flight window went on
+    with store.read() as session:
+        after = lease.current(session)
+    assert (after.holder, after.generation) == (holder, generation)
+    assert (done.sent, done.resent_in_doubt) == (6000, 0)
+    assert max(relay.copies().values()) == 1
+    for process in processes:
+        assert "lost the lease" not in engines.log(process)
+        assert "handed its claims back" not in engines.log(process)
