@@ -289,6 +289,25 @@ def bare_run(processes: int, args, sink: SmtpSink) -> Result:
 # --- claim and record on PostgreSQL -------------------------------------------------------
 
 
+def postgres_cpu_seconds() -> float | None:
+    """Processor time of the PostgreSQL server's processes on this machine, those gone
+    included (a backend's time passes to the postmaster that reaped it); None when this
+    machine shows none."""
+    ticks, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, _, rest = text.partition(") ")
+        if not name.endswith("(postgres"):
+            continue
+        fields = rest.split()
+        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
 def _claiming_process(url, mailing_id, batch, seconds, ready, start, done) -> None:
     """Claims a batch and records it sent, again and again for ``seconds``; puts on
     ``done`` how many pairs it did, the outcomes they wrote, and the transactions the
@@ -318,10 +337,17 @@ def _claiming_process(url, mailing_id, batch, seconds, ready, start, done) -> No
     done.put((pairs, written, refused))
 
 
-def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[float, int, int, int]:
-    """Claim-and-record pairs a second that PostgreSQL sustains with ``processes`` at it;
-    the pairs done, the outcomes they wrote (short of batch × pairs when claims collided
-    and their records were dropped), and the transactions the database refused."""
+@dataclass
+class Claims:
+    per_second: float  # claim-and-record pairs
+    pairs: int
+    written: int  # outcomes (short of batch × pairs when claims collided)
+    refused: int  # transactions the database refused
+    server_cpu: float | None  # PostgreSQL's processor seconds a pair
+
+
+def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> Claims:
+    """Claim-and-record pairs a second that PostgreSQL sustains with ``processes`` at it."""
     # a mailing of --recipients: the processes stop when it runs out, if it does before
     # --claim-seconds (the rate is then over the time it lasted)
     count = args.recipients
@@ -341,6 +367,7 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[flo
         try:
             for _ in children:
                 ready.get(timeout=60)
+            cpu_before = postgres_cpu_seconds()
             started = time.monotonic()
             start.set()
             counts = []
@@ -357,10 +384,15 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> tuple[flo
                 if child.is_alive():
                     child.kill()
                     child.join()
+        time.sleep(0.5)  # the backends' exit, so that their time is the postmaster's
+        cpu_after = postgres_cpu_seconds()
     if any(child.exitcode for child in children):
         raise SystemExit(f"claims, batch {batch}: a process failed (its error is above)")
     pairs, written, refused = (sum(column) for column in zip(*counts, strict=True))
-    return pairs / seconds, pairs, written, refused
+    server_cpu = None
+    if cpu_before is not None and cpu_after is not None and pairs:
+        server_cpu = (cpu_after - cpu_before) / pairs
+    return Claims(pairs / seconds, pairs, written, refused, server_cpu)
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -467,22 +499,36 @@ def claims(args, workdir: Path, results: dict[str, Result]) -> None:
     on_postgres = [r for name, r in results.items() if name.endswith(" postgresql")]
     machine = max(on_postgres, key=lambda r: r.rate, default=None)
     for batch in args.claim_batches:
-        pairs, done, written, refused = claims_run(batch, args, workdir)
-        line = f"  batch {batch}: {pairs:,.0f} claim-and-record pairs a second"
-        line += f" ({pairs * batch:,.0f} recipients a second"
-        if written != done * batch:
-            line += f"; {done * batch - written:,} outcomes dropped: claims collided"
-        if refused:
-            line += f"; {refused:,} transactions refused (deadlocks)"
+        found = claims_run(batch, args, workdir)
+        line = f"  batch {batch}: {found.per_second:,.0f} claim-and-record pairs a second"
+        line += f" ({found.per_second * batch:,.0f} recipients a second"
+        if found.written != found.pairs * batch:
+            line += f"; {found.pairs * batch - found.written:,} outcomes dropped: claims collided"
+        if found.refused:
+            line += f"; {found.refused:,} transactions refused (deadlocks)"
         line += ")"
-        if machine is not None:
-            needed = machine.rate / batch
+        if found.server_cpu is not None:
             line += (
-                f"; a machine like this one sending {machine.rate:,.0f} msg/s"
-                f" ({machine.name}) needs {needed:.1f} pairs a second: one PostgreSQL"
-                f" feeds ~{pairs / needed:.0f} such machines"
+                f"; PostgreSQL's processor time: {found.server_cpu * 1000:.2f} ms a pair,"
+                f" so {1 / found.server_cpu:,.0f} pairs a second per core of its own"
             )
         print(line, flush=True)
+        if machine is not None:
+            needed = machine.rate / batch
+            print(
+                f"    a machine like this one sending {machine.rate:,.0f} msg/s"
+                f" ({machine.name}) needs {needed:.1f} pairs a second: as measured here"
+                f" (PostgreSQL sharing these {os.cpu_count()} processors) one PostgreSQL"
+                f" feeds {found.per_second / needed:.1f} such machines",
+                end="",
+            )
+            if found.server_cpu is not None:
+                print(
+                    "; by its processor time, each core of a PostgreSQL machine of its own"
+                    f" feeds {1 / found.server_cpu / needed:.1f}",
+                    end="",
+                )
+            print(flush=True)
 
 
 if __name__ == "__main__":
