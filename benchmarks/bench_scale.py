@@ -84,6 +84,14 @@ def fresh_database(kind: str, workdir: Path, postgres: str, name: str) -> Iterat
     try:
         with admin.connect() as connection:
             connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    except sa.exc.SQLAlchemyError as exc:
+        admin.dispose()
+        raise SystemExit(
+            f"cannot create a database on {server.render_as_string()}: {exc.__class__.__name__}"
+            f" ({str(exc).splitlines()[0]}); --postgres URL names another server,"
+            " --databases sqlite leaves PostgreSQL out"
+        ) from None
+    try:
         yield server.set(database=database).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
@@ -117,6 +125,40 @@ def committed_transactions(store: Store) -> int | None:
         return connection.execute(
             sa.text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
         ).scalar_one()
+
+
+# --- where the processors went -------------------------------------------------------------
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, all) processor seconds of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as stream:
+        ticks = [int(value) for value in stream.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    clock = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / clock, sum(ticks) / clock
+
+
+def process_cpu(pid: int) -> float:
+    """Processor seconds of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def processors(sink: SmtpSink, notes: list[str]) -> Iterator[None]:
+    """Notes how busy the machine's processors were while the block ran, and the share of
+    one that the sink took: a sink near a whole processor is the limit, not the senders."""
+    busy, total = machine_busy()
+    sink_cpu = process_cpu(sink.process.pid)
+    started = time.monotonic()
+    yield
+    seconds = time.monotonic() - started
+    busy_after, total_after = machine_busy()
+    notes.append(
+        f"processors {100 * (busy_after - busy) / (total_after - total):.0f} % busy,"
+        f" the sink {100 * (process_cpu(sink.process.pid) - sink_cpu) / seconds:.0f} % of one"
+    )
 
 
 # --- the sink as a clock ------------------------------------------------------------------
@@ -180,6 +222,7 @@ def engines_run(kind: str, engines: int, args, sink: SmtpSink, workdir: Path) ->
     name = f"engines({engines}) {kind}"
     relay = f"{sink.url}?starttls=off&pool={args.connections}&adapt=off"
     count = args.recipients
+    notes: list[str] = []
     with fresh_database(kind, workdir, args.postgres, f"engines{engines}") as url:
         mailing_id = new_mailing(url, workdir, count)
         store = Store(url)
@@ -197,7 +240,8 @@ def engines_run(kind: str, engines: int, args, sink: SmtpSink, workdir: Path) ->
                 lifecycle.send_now(session, mailing_id)
             first = wait_for_accepted(sink, accepted_before + 1, 60, f"{name}: first message")
             commits_first = committed_transactions(store)
-            last = wait_for_accepted(sink, accepted_before + count, count / 50, name)
+            with processors(sink, notes):
+                last = wait_for_accepted(sink, accepted_before + count, count / 50, name)
             commits_last = committed_transactions(store)
             while (mailing := mailing_row(store, mailing_id)).state != "completed":
                 if time.monotonic() - last > 60:
@@ -210,7 +254,7 @@ def engines_run(kind: str, engines: int, args, sink: SmtpSink, workdir: Path) ->
             store.dispose()
     if mailing.sent != count:
         raise SystemExit(f"{name}: {mailing.sent:,} counted sent of {count:,}")
-    result = Result(name, count - 1, last - first)  # the first message starts the clock
+    result = Result(name, count - 1, last - first, notes)  # the first message starts the clock
     result.notes.append("sent by each engine: " + ", ".join(f"{n:,}" for n in sent_by))
     if commits_first is not None and commits_last is not None:
         result.notes.append(
@@ -271,9 +315,13 @@ def bare_run(processes: int, args, sink: SmtpSink) -> Result:
         if sum(ready.get(timeout=600) for _ in children) != count:
             raise SystemExit("bare: the processes did not render every message")
         accepted_before = sink.accepted()
-        started = time.monotonic()
-        start.set()
-        last = wait_for_accepted(sink, accepted_before + count, count / 50, f"bare({processes})")
+        notes: list[str] = []
+        with processors(sink, notes):
+            started = time.monotonic()
+            start.set()
+            last = wait_for_accepted(
+                sink, accepted_before + count, count / 50, f"bare({processes})"
+            )
         for child in children:
             child.join(30)
     finally:
@@ -283,7 +331,7 @@ def bare_run(processes: int, args, sink: SmtpSink) -> Result:
                 child.join()
     if any(child.exitcode for child in children):
         raise SystemExit(f"bare({processes}): a process failed")
-    return Result(f"bare({processes})", count, last - started)
+    return Result(f"bare({processes})", count, last - started, notes)
 
 
 # --- claim and record on PostgreSQL -------------------------------------------------------
@@ -428,6 +476,8 @@ def main() -> None:
     unknown = set(args.databases) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown database kinds: {', '.join(sorted(unknown))}")
+    if not args.bare or not args.engines:
+        parser.error("--bare and --engines need one number at least")
 
     binary, env = find_smtp_sink(args.smtp_sink)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as temporary:
