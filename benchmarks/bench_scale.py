@@ -28,7 +28,10 @@ Claim and record, on PostgreSQL: 4 processes, standing for 4 engines, each claim
 ``--claim-seconds``, with no SMTP: the pairs of transactions a second the database
 sustains. From that and an engine's measured rate, the engine machines one PostgreSQL can
 feed at each batch size (the projection in the README). The database server shares this
-machine's processors with the 4 processes: a floor, not a ceiling.
+machine's processors with the 4 processes: a floor, not a ceiling. So the processor time
+of the backends serving those 4 (their process titles name the benchmark's database) is
+also read, when the server runs on this machine: what a pair costs PostgreSQL itself, and
+so what each core of a database machine of its own could sustain.
 """
 
 import argparse
@@ -140,7 +143,7 @@ def machine_busy() -> tuple[float, float]:
 
 
 def process_cpu(pid: int) -> float:
-    """Processor seconds of one process so far."""
+    """Processor seconds of one process so far (user and system)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -337,26 +340,25 @@ def bare_run(processes: int, args, sink: SmtpSink) -> Result:
 # --- claim and record on PostgreSQL -------------------------------------------------------
 
 
-def postgres_cpu_seconds() -> float | None:
-    """Processor time of the PostgreSQL server's processes on this machine, those gone
-    included (a backend's time passes to the postmaster that reaped it); None when this
-    machine shows none."""
-    ticks, found = 0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def backends_cpu_seconds(database: str) -> float | None:
+    """Processor time of the PostgreSQL backends serving ``database`` on this machine (their
+    process title names it; other work on the same server is left out); None when this
+    machine shows no PostgreSQL process."""
+    seconds, found = 0.0, False
+    for process in Path("/proc").glob("[0-9]*"):
         try:
-            text = stat.read_text()
-        except OSError:
+            title = (process / "cmdline").read_bytes()
+            if not title.startswith(b"postgres"):
+                continue
+            found = True
+            if f" {database} ".encode() in title:
+                seconds += process_cpu(int(process.name))
+        except (OSError, ValueError):
             continue  # gone meanwhile
-        name, _, rest = text.partition(") ")
-        if not name.endswith("(postgres"):
-            continue
-        fields = rest.split()
-        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        found = True
-    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+    return seconds if found else None
 
 
-def _claiming_process(url, mailing_id, batch, seconds, ready, start, done) -> None:
+def _claiming_process(url, mailing_id, batch, seconds, ready, start, done, release) -> None:
     """Claims a batch and records it sent, again and again for ``seconds``; puts on
     ``done`` how many pairs it did, the outcomes they wrote, and the transactions the
     database refused (a deadlock, say: counted, and the loop goes on)."""
@@ -381,8 +383,9 @@ def _claiming_process(url, mailing_id, batch, seconds, ready, start, done) -> No
             continue
         written += recorded.written
         pairs += 1
-    store.dispose()
     done.put((pairs, written, refused))
+    release.wait()  # its backend's processor time is read before the connection goes
+    store.dispose()
 
 
 @dataclass
@@ -403,10 +406,12 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> Claims:
         mailing_id = new_mailing(url, workdir, count)
         context = multiprocessing.get_context("spawn")
         ready, start, done = context.Queue(), context.Event(), context.Queue()
+        release = context.Event()
+        database = sa.make_url(url).database or ""
         children = [
             context.Process(
                 target=_claiming_process,
-                args=(url, mailing_id, batch, args.claim_seconds, ready, start, done),
+                args=(url, mailing_id, batch, args.claim_seconds, ready, start, done, release),
             )
             for _ in range(processes)
         ]
@@ -415,7 +420,7 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> Claims:
         try:
             for _ in children:
                 ready.get(timeout=60)
-            cpu_before = postgres_cpu_seconds()
+            cpu_before = backends_cpu_seconds(database)
             started = time.monotonic()
             start.set()
             counts = []
@@ -426,14 +431,14 @@ def claims_run(batch: int, args, workdir: Path, processes: int = 4) -> Claims:
                     if any(c.exitcode for c in children):
                         raise SystemExit(f"claims, batch {batch}: a process failed") from None
             seconds = time.monotonic() - started
+            cpu_after = backends_cpu_seconds(database)
         finally:
+            release.set()
             for child in children:
                 child.join(10)
                 if child.is_alive():
                     child.kill()
                     child.join()
-        time.sleep(0.5)  # the backends' exit, so that their time is the postmaster's
-        cpu_after = postgres_cpu_seconds()
     if any(child.exitcode for child in children):
         raise SystemExit(f"claims, batch {batch}: a process failed (its error is above)")
     pairs, written, refused = (sum(column) for column in zip(*counts, strict=True))
