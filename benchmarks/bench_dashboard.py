@@ -1,7 +1,7 @@
 """The dashboard at scale: one refresh, and a key press to the moved row on screen, on an
 idle engine and while the engine sends at full speed to Postfix's smtp-sink.
 
-    python benchmarks/bench_dashboard.py [--mailings 1000] [--recipients 1000000]
+    python benchmarks/bench_dashboard.py [--mailings 1000] [--recipients 1000000[,10000000]]
                                          [--refreshes 30] [--presses 30] [--interval 0.5]
                                          [--connections 4] [--phases idle,load,client]
                                          [--database FILE] [--smtp-sink PATH]
@@ -13,7 +13,9 @@ big ones hold 96 % of the recipients and are sending (three sent now, one the he
 sequential queue, so that the queue does not move under the keys); 99 small ones wait in
 the sequential queue, 50 are scheduled from tomorrow on, the rest are parked. With
 ``--database FILE`` the built file is kept there and reused by later runs (each phase works
-on a copy). Building 1,000 mailings and 1,000,000 recipients takes some 6 s.
+on a copy). Building 1,000 mailings and 1,000,000 recipients takes some 6 s. Several sizes
+(``--recipients 1000000,10000000``) put the phases of each size side by side: a refresh reads
+the mailings' counters, never their recipients, so it should not grow with them.
 
 Each phase runs in a fresh child process (clean memory figures, no state carried over),
 the real ``SendStatusApp`` headless (``run_test``, 160 x 50) on its own copy of the file,
@@ -179,23 +181,24 @@ def build_database(path: Path, mailings: int, recipients: int) -> None:
     )
 
 
-def prepare_database(args, workdir: Path) -> Path:
-    """The database for this run: a copy of ``--database`` (built there if missing)."""
+def prepare_database(args, workdir: Path, recipients: int) -> Path:
+    """The database for this run: ``--database`` (built there if missing; with several
+    sizes, one file per size beside it), or one built in ``workdir``."""
     built = Path(args.database) if args.database else workdir / "built.db"
+    if len(args.sizes) > 1:
+        built = built.with_name(f"{built.stem}-{recipients}{built.suffix}")
     if not built.exists():
         print(
-            f"building the database: {args.mailings:,} mailings, {args.recipients:,} recipients",
+            f"building the database: {args.mailings:,} mailings, {recipients:,} recipients",
             flush=True,
         )
         built.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, __file__, "--build-into", str(built)]
-        command += ["--mailings", str(args.mailings), "--recipients", str(args.recipients)]
+        command += ["--mailings", str(args.mailings), "--recipients", str(recipients)]
         subprocess.run(command, check=True)
     else:
-        print(f"database: a copy of {built}")
-    database = workdir / "sendstatus.db"
-    shutil.copyfile(built, database)
-    return database
+        print(f"database: {built}")
+    return built
 
 
 def totals(store: Store) -> tuple[int, int, int]:
@@ -660,23 +663,27 @@ def run(args) -> None:
     results: list[PhaseResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as temporary:
         workdir = Path(temporary)
-        built = prepare_database(args, workdir)
-        store = Store(f"sqlite:///{built}")
-        count, recipients, _ = totals(store)
-        store.dispose()
-        print(
-            f"{count:,} mailings, {recipients:,} recipients; SQLite"
-            f" {built.stat().st_size / 1e6:,.0f} MB; {args.refreshes} refreshes and"
-            f" {args.presses} key presses per phase, each phase in a fresh process;"
-            f" Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
-            flush=True,
-        )
-        for phase in phases:
-            print(f"phase {phase}: {_PHASES.get(phase, '?')}", flush=True)
-            database = workdir / f"{phase}.db"
-            shutil.copyfile(built, database)
-            results.append(run_child(args, phase, database))
-            database.unlink()
+        for size in args.sizes:
+            built = prepare_database(args, workdir, size)
+            store = Store(f"sqlite:///{built}")
+            count, recipients, _ = totals(store)
+            store.dispose()
+            print(
+                f"{count:,} mailings, {recipients:,} recipients; SQLite"
+                f" {built.stat().st_size / 1e6:,.0f} MB; {args.refreshes} refreshes and"
+                f" {args.presses} key presses per phase, each phase in a fresh process;"
+                f" Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+                flush=True,
+            )
+            for phase in phases:
+                print(f"phase {phase}: {_PHASES.get(phase, '?')}", flush=True)
+                database = workdir / f"{phase}.db"
+                shutil.copyfile(built, database)
+                result = run_child(args, phase, database)
+                if len(args.sizes) > 1:  # the columns side by side: one per phase and size
+                    result.name = f"{phase} {size / 1e6:g}M"
+                results.append(result)
+                database.unlink()
     report(results)
 
 
@@ -802,7 +809,7 @@ def report(results: list[PhaseResult]) -> None:
         lambda r: f"{sum(sum(r.gc_pauses.get(g, [])) for g in ('0', '1')):.0f} ms",
     )
     for result in results:
-        if result.name != "idle" and not all(
+        if not result.name.startswith("idle") and not all(
             result.rates.get(window, 0) > 0 and result.sent_rose.get(window, 0) > 0
             for window in ("refresh", "keys")
         ):
@@ -822,7 +829,12 @@ def report(results: list[PhaseResult]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mailings", type=int, default=1_000)
-    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument(
+        "--recipients",
+        default="1000000",
+        help="recipients in all; several sizes, comma-separated (1000000,10000000), run the"
+        " phases on a database of each, side by side",
+    )
     parser.add_argument("--refreshes", type=int, default=30)
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument(
@@ -841,8 +853,9 @@ def main() -> None:
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--phase-db", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.sizes = [int(size) for size in args.recipients.split(",")]
     if args.build_into:
-        build_database(Path(args.build_into), args.mailings, args.recipients)
+        build_database(Path(args.build_into), args.mailings, args.sizes[0])
     elif args.phase:
         result = phase_process(args)
         print(_RESULT_PREFIX + json.dumps(asdict(result)), flush=True)

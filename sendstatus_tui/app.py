@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import platformdirs
+from sqlmodel import Session
 from textual import on, work
 from textual.app import App
 from textual.content import Content
@@ -26,8 +27,8 @@ from textual.worker import get_current_worker
 
 from .actions import bindings
 from .core import audit, lifecycle
-from .core.drafts import DraftRefused, create_mailing, draft_from_files, draft_problems
-from .core.models import utc_now
+from .core.drafts import DraftRefused, add_mailing, draft_from_files, draft_problems
+from .core.models import Mailing, utc_now
 from .core.recipients import MAX_REPORTED_ERRORS, ImportReport, RecipientsRefused
 from .core.states import Area
 from .core.store import Store
@@ -319,9 +320,10 @@ class SendStatusApp(App):
         draft = draft_from_files(
             request.name, request.subject, request.sender, request.text_path, request.html_path
         )
-        with self.store.write() as session:
-            mailing, report = create_mailing(session, draft, request.recipients_path)
-            assert mailing.id is not None  # flushed by create_mailing
+
+        def plan(session: Session, mailing: Mailing) -> None:
+            # in the transaction that shows the imported mailing: it appears planned
+            assert mailing.id is not None  # flushed by add_mailing
             if request.choice == "now":
                 lifecycle.send_now(session, mailing.id)
             elif request.choice == "schedule":
@@ -329,7 +331,11 @@ class SendStatusApp(App):
                 lifecycle.schedule_at(session, mailing.id, when, self.clock())
             elif request.choice == "sequential":
                 lifecycle.enqueue(session, mailing.id)
-            return mailing.id, report
+
+        # in short transactions: the engine in this process goes on sending meanwhile
+        mailing, report, _ = add_mailing(self.store, draft, request.recipients_path, then=plan)
+        assert mailing.id is not None  # flushed by add_mailing
+        return mailing.id, report
 
     def deliver_screenshot(
         self, filename: str | None = None, path: str | None = None, time_format: str | None = None

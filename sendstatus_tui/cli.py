@@ -10,15 +10,16 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import cli_after_send, config, config_command, engines_command
 from .cli_log import add_log_command
 from .core import audit, lifecycle, settings
 from .core.details import read_details
-from .core.drafts import create_mailing, draft_from_files
+from .core.drafts import add_mailing, draft_from_files, remove_abandoned_imports
 from .core.listing import list_mailings, summary
 from .core.migrations_runner import SchemaNotCurrent
 from .core.queue import Direction
@@ -102,18 +103,30 @@ def _cmd_mailing_add(args) -> None:
             _confirm_sequential(args, session, "the new mailing")
     planned = args.now or when is not None or args.sequential
     ask_later = False
-    with store.write() as session:
-        mailing, report = create_mailing(
-            session, draft, args.recipients, skip_invalid=args.skip_invalid
-        )
-        assert mailing.id is not None  # flushed by create_mailing
+
+    def plan(session, mailing) -> str:
+        # runs in the transaction that shows the imported mailing
+        nonlocal ask_later
         if planned and cli_after_send.needs_unsubscribe_confirmation(args, mailing):
             # not asked inside the transaction, which would hold the database meanwhile:
             # the mailing is created parked, and planned once confirmed
             ask_later = sys.stdin.isatty()
             if not ask_later:
                 cli_after_send.confirm_unsubscribe(args, mailing, _confirm)  # refuses
-        outcome = _plan(args, session, mailing.id, when) if not ask_later else ""
+        return _plan(args, session, mailing.id, when) if not ask_later else ""
+
+    for abandoned in remove_abandoned_imports(store):
+        print(f"removed mailing {abandoned}, whose import was interrupted", file=sys.stderr)
+    with _interrupted_by_sigterm():
+        mailing, report, outcome = add_mailing(
+            store,
+            draft,
+            args.recipients,
+            skip_invalid=args.skip_invalid,
+            then=plan,
+            on_interrupt=_removing_import,
+        )
+    assert mailing.id is not None  # flushed by add_mailing
     if ask_later:
         print(f"mailing {mailing.id} {mailing.name!r} created, parked in Sends to schedule")
         try:
@@ -126,6 +139,29 @@ def _cmd_mailing_add(args) -> None:
     if report.skipped:
         print(f"warning: skipped {_count(len(report.skipped), 'invalid row')}:", file=sys.stderr)
         _print_row_errors(report.skipped)
+
+
+def _removing_import(written: int) -> None:
+    print(
+        f"interrupted: removing the {_count(written, 'recipient')} imported so far...",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+@contextlib.contextmanager
+def _interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM ends the command as Ctrl-C does (what it wrote is removed), instead of
+    killing it on the spot."""
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _plan(args, session, mailing_id: int, when) -> str:
@@ -267,15 +303,16 @@ def _cmd_demo(args) -> None:
 def _cmd_engine(args) -> None:
     from .engine.headless import run_headless, run_supervisor
 
+    # the database is created and migrated once, here, before any engine or worker uses it
+    store = _store(args, CREATES)
     relay_url, transport, rate = _relay_url(args), _transport(args), _rate(args)
     _report_opening(args)  # before the engine's log starts
     if args.workers == 1:
         run_headless(config.db_url(args.db), relay_url, transport, rate)
         return
-    # the database is created and migrated once, here, before any worker opens it
-    args.store.dispose()  # the supervisor needs no connection
+    store.dispose()  # the supervisor needs no connection
     run_supervisor(
-        args.workers, _worker_environment(args), args.store.safe_url, relay_url, transport, rate
+        args.workers, _worker_environment(args), store.safe_url, relay_url, transport, rate
     )
 
 
@@ -359,6 +396,8 @@ def _cmd_move(args) -> None:
 
 def _cmd_init(args) -> None:
     store = _store(args, CREATES, report=False)
+    for abandoned in remove_abandoned_imports(store):
+        print(f"removed mailing {abandoned}, whose import was interrupted")
     if store.created:
         print(f"created database {store.safe_url}")
     elif store.upgraded_from:

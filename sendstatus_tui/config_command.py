@@ -8,8 +8,8 @@ from .core import audit, heartbeats, settings
 from .core.store import Store
 
 _VERBS = ("get", "set", "unset")
-# an engine reads these once, when it starts (the others are read when they are used)
-READ_AT_START = ("relay", "rate")
+# an engine reads these once, when it starts (the others when they are used)
+READ_AT_START = ("relay",)  # the rate is read at every claim
 
 
 def add_parser(commands, common: argparse.ArgumentParser, run) -> None:

@@ -117,7 +117,7 @@ class Mailings:
         """An engine's heartbeat, written as the engine writes it, then dated ``at`` (it
         carries the real clock's)."""
         with self.store.write() as session:
-            heartbeats.beat(session, beat)
+            heartbeats.beat(session, beat, fresh=True)
         with self.store.write() as session:
             session.execute(
                 sa.update(EngineHeartbeat)

@@ -42,19 +42,19 @@ def title_of(screen: EnginesScreen) -> str:
 
 
 @scenario
-async def test_e_shows_the_leader_a_standby_and_a_lost_engine(db):
+async def test_e_shows_the_leader_a_sender_and_a_lost_engine(db):
     # FIXED_NOW is 10:00 in Rome
     leader = engine_beat(
         "mailer-1", 4242, "leader", FIXED_NOW - timedelta(hours=2), sending=(3, 7),
         sent=12_345, rate=299.6, connections=4, reason=BUSY,
     )  # fmt: skip
-    standby = engine_beat("mailer-2", 515, "standby", FIXED_NOW - timedelta(minutes=30))
+    sender = engine_beat("mailer-2", 515, "sender", FIXED_NOW - timedelta(minutes=30))
     lost = engine_beat(
-        "mailer-3", 77, "standby", FIXED_NOW - timedelta(minutes=20), connections=1,
+        "mailer-3", 77, "sender", FIXED_NOW - timedelta(minutes=20), connections=1,
         reason=f"{REFUSED} connections from your IP",
     )  # fmt: skip
     db.heartbeat(leader, FIXED_NOW - timedelta(seconds=1))
-    db.heartbeat(standby, FIXED_NOW)
+    db.heartbeat(sender, FIXED_NOW)
     db.heartbeat(lost, FIXED_NOW - timedelta(seconds=42))
     async with open_dashboard(db.store, size=SMALL) as (app, pilot):
         screen = await open_engines(pilot)
@@ -66,7 +66,7 @@ async def test_e_shows_the_leader_a_standby_and_a_lost_engine(db):
             "  sending 3, 7; 12,345 sent, 300 msg/s",
             f"  4 relay connections ({BUSY})",
             "",
-            "mailer-2 pid 515: standby, since 2030-03-04 09:30 Europe/Rome",
+            "mailer-2 pid 515: sender, since 2030-03-04 09:30 Europe/Rome",
             "  sending nothing; 0 sent, 0 msg/s",
             "  0 relay connections",
             "",

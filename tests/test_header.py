@@ -81,9 +81,9 @@ async def test_the_header_counts_the_running_engines_and_names_the_leader(db):
     beating(
         db,
         ("mailer-1", 4242, "leader", 0),
-        ("mailer-1", 4243, "standby", 1),
-        ("mailer-2", 77, "standby", 2),
-        ("mailer-3", 9, "standby", 60),  # lost: not counted
+        ("mailer-1", 4243, "sender", 1),
+        ("mailer-2", 77, "sender", 2),
+        ("mailer-3", 9, "sender", 60),  # lost: not counted
     )
     async with open_dashboard(db.store, size=(80, 24)) as (app, pilot):
         assert app.sub_title == "3 engines · leader mailer-1 · Europe/Rome"
@@ -96,7 +96,7 @@ async def test_the_header_counts_the_running_engines_and_names_the_leader(db):
 @scenario
 async def test_one_engine_beating_is_named_by_its_host(db):
     db.engine_elsewhere(HOLDER)
-    beating(db, ("mailer-1", 4242, "leader", 0), ("mailer-2", 77, "standby", 60))
+    beating(db, ("mailer-1", 4242, "leader", 0), ("mailer-2", 77, "sender", 60))
     async with open_dashboard(db.store, size=(80, 24)) as (app, pilot):
         assert app.sub_title == "engine on mailer-1 · Europe/Rome"
 
@@ -108,8 +108,8 @@ async def test_a_leader_whose_lease_lapsed_is_not_counted(db):
     beating(
         db,
         ("mailer-1", 4242, "leader", 6),
-        ("mailer-1", 4243, "standby", 0),
-        ("mailer-2", 77, "standby", 0),
+        ("mailer-1", 4243, "sender", 0),
+        ("mailer-2", 77, "sender", 0),
     )
     async with open_dashboard(db.store, size=(80, 24)) as (app, pilot):
         assert app.sub_title == "2 engines · no leader · Europe/Rome"

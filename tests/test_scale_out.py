@@ -17,7 +17,7 @@ from sendstatus_tui.core.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.models import EngineHeartbeat, Mailing
 from sendstatus_tui.core.states import Mode, State
 
-from .engine_processes import Delivery, EngineProcesses, assert_books_balance
+from .engine_processes import Delivery, EngineProcesses, assert_books_balance, status_counts
 from .helpers import mailing, wait_for
 from .test_faults import hold_write_lock
 
@@ -257,3 +257,26 @@ def test_a_write_lock_held_10_s_slows_only_bookkeeping(store, make_mailing, engi
     for process in processes:
         assert "lost the lease" not in engines.log(process)
         assert "handed its claims back" not in engines.log(process)
+
+
+def test_a_stop_reaches_every_engine(store, make_mailing, engines, relay):
+    """Stopped while two engines send it: within the stop bound nothing more reaches the
+    relay, nothing is left in flight, and every message the relay got is counted sent."""
+    store_rate(store, "400/s")
+    mailing_id = make_mailing(recipients=5000)
+    start_engines(engines, store, 2)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    wait_for(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
+
+    with store.write() as session:
+        lifecycle.stop(session, mailing_id)
+    time.sleep(2.0)  # a reconcile (0.25 s) and the batches in the relay's hands
+    arrived = len(relay.received)
+    time.sleep(1.0)
+    assert len(relay.received) == arrived  # nothing more goes out
+    stopped = assert_books_balance(store, mailing_id)
+    assert stopped.state == "standby"
+    assert status_counts(store, mailing_id).get("in_flight", 0) == 0
+    assert stopped.sent == arrived and stopped.resent_in_doubt == 0
+    assert max(relay.copies().values()) == 1

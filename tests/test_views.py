@@ -139,7 +139,7 @@ def test_the_engines_sending_a_mailing_and_their_relay_connections_are_told():
         "mailer-1:42:ab12cd34", "mailer-1", 42, 12, "connections busy 95% at 300 msg/s"
     )
     sending = details(state=State.SENDING, engines=[on_it])
-    relay_line = "12 connections from mailer-1 (connections busy 95% at 300 msg/s)"
+    relay_line = "12 connections from mailer-1 pid 42 (connections busy 95% at 300 msg/s)"
     assert f"Relay        {relay_line}" in counters_text(sending, ROME)
     assert f"  Relay:          {relay_line}" in show_text(sending, ROME)
     assert sending.as_json()["engines"] == [

@@ -1,22 +1,32 @@
 """A new mailing as an operator describes it, checked before anything is written."""
 
 import json
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.headerregistry import AddressHeader, HeaderRegistry
 from email.utils import formataddr
 from pathlib import Path
+from typing import TypeVar
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
 from ..errors import SendStatusError
 from . import audit, settings
 from .addresses import InvalidAddress, normalize_address, with_ascii_domain
-from .models import Mailing
+from .models import Mailing, Recipient, utc_now
 from .personalise import placeholders
-from .recipients import ImportReport, import_recipients
+from .recipients import ImportReport, OneTransaction, import_recipients
 from .states import State
+from .store import Store
 
 DECIDED_LATER = "decided later"
+# an import touches its hidden mailing at every batch (under a second apart): one untouched
+# for this long lost its process, and ``remove_abandoned_imports`` removes it
+ABANDONED_AFTER = timedelta(minutes=10)
+_REMOVED_PER_TRANSACTION = 20_000
 
 
 class DraftRefused(SendStatusError, ValueError):
@@ -25,6 +35,9 @@ class DraftRefused(SendStatusError, ValueError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -126,8 +139,104 @@ def create_mailing(
     skip_invalid: bool = False,
     actor: audit.Actor | None = None,
 ) -> tuple[Mailing, ImportReport]:
-    """Creates a parked mailing with its recipients, inside the caller's transaction."""
+    """Creates a parked mailing with its recipients, inside the caller's transaction (which
+    holds the write lock throughout: for lists of thousands; ``add_mailing`` for more)."""
     draft = check_draft(draft)
+    mailing = _new_mailing(session, draft, importing=False)
+    report = import_recipients(
+        OneTransaction(session),
+        _id(mailing),
+        recipients_csv,
+        skip_invalid=skip_invalid,
+        header_fields=placeholders(draft.subject),
+        check_fields=_placeholder_check(draft, mailing.unsubscribe_url),
+    )
+    _complete(session, mailing, report, actor)
+    return mailing, report
+
+
+def add_mailing(
+    store: Store,
+    draft: MailingDraft,
+    recipients_csv: Path,
+    *,
+    skip_invalid: bool = False,
+    actor: audit.Actor | None = None,
+    then: Callable[[Session, Mailing], T],
+    on_interrupt: Callable[[int], None] | None = None,
+) -> tuple[Mailing, ImportReport, T]:
+    """Creates a parked mailing with its recipients, for lists of any size: its recipients
+    are written in short transactions (no write lock held long) into a mailing that no list
+    shows until the last one. ``then(session, mailing)`` runs in the transaction that shows
+    it (a send choice: the mailing appears planned), and its result is returned.
+
+    On any error or interrupt what was written is removed (``on_interrupt`` is told how many
+    recipients, before the removal of an interrupted import starts); after a crash,
+    ``remove_abandoned_imports`` removes it."""
+    draft = check_draft(draft)
+    with store.write() as session:
+        mailing = _new_mailing(session, draft, importing=True)
+    mailing_id = _id(mailing)
+    try:
+        report = import_recipients(
+            store,
+            mailing_id,
+            recipients_csv,
+            skip_invalid=skip_invalid,
+            header_fields=placeholders(draft.subject),
+            check_fields=_placeholder_check(draft, mailing.unsubscribe_url),
+        )
+        with store.write() as session:
+            session.add(mailing)
+            _complete(session, mailing, report, actor)
+            outcome = then(session, mailing)
+    except BaseException as exc:
+        # the error to report is the first one; a database that fails the removal too
+        # leaves the mailing hidden, for remove_abandoned_imports
+        with suppress(SendStatusError):
+            if on_interrupt is not None and not isinstance(exc, Exception):
+                on_interrupt(_written(store, mailing_id))
+            remove_import(store, mailing_id)
+        raise
+    return mailing, report, outcome
+
+
+def remove_import(store: Store, mailing_id: int) -> None:
+    """Removes a hidden mailing and its recipients, in short transactions (a mailing
+    whose import completed is left alone)."""
+    while True:
+        with store.write() as session:
+            hidden = session.exec(
+                select(Mailing.id).where(Mailing.id == mailing_id, col(Mailing.importing))
+            ).first()
+            if hidden is None:
+                return
+            batch = select(Recipient.id).where(Recipient.mailing_id == mailing_id)
+            deleted = session.execute(
+                sa.delete(Recipient).where(
+                    col(Recipient.id).in_(batch.limit(_REMOVED_PER_TRANSACTION).scalar_subquery())
+                )
+            )
+            if not deleted.rowcount:  # type: ignore[attr-defined]
+                session.execute(sa.delete(Mailing).where(col(Mailing.id) == mailing_id))
+                return
+
+
+def remove_abandoned_imports(store: Store, now: datetime | None = None) -> list[int]:
+    """Removes the hidden mailings whose import stopped without cleaning up (the process was
+    killed) long ago; returns their ids. A live import touches its mailing at each batch."""
+    cutoff = (now or utc_now()) - ABANDONED_AFTER
+    with store.read() as session:
+        abandoned = session.exec(
+            select(Mailing.id).where(col(Mailing.importing), col(Mailing.updated_at) < cutoff)
+        ).all()
+    for mailing_id in abandoned:
+        assert mailing_id is not None  # read from the table
+        remove_import(store, mailing_id)
+    return [mailing_id for mailing_id in abandoned if mailing_id is not None]
+
+
+def _new_mailing(session: Session, draft: MailingDraft, *, importing: bool) -> Mailing:
     mailing = Mailing(
         id=audit.unused_mailing_id(session),
         name=draft.name,
@@ -139,19 +248,41 @@ def create_mailing(
         state_reason=DECIDED_LATER,
         unsubscribe_url=draft.unsubscribe_url or settings.read(session, "unsubscribe_url"),
         unsubscribe_mailto=draft.unsubscribe_mailto or settings.read(session, "unsubscribe_mailto"),
+        importing=importing,
     )
     session.add(mailing)
     session.flush()
-    report = import_recipients(
-        session,
-        mailing,
-        recipients_csv,
-        skip_invalid=skip_invalid,
-        header_fields=placeholders(draft.subject),
-    )
-    _check_placeholders(draft, ["email", *json.loads(mailing.field_names)], mailing.unsubscribe_url)
+    return mailing
+
+
+def _complete(
+    session: Session, mailing: Mailing, report: ImportReport, actor: audit.Actor | None
+) -> None:
+    mailing.field_names = json.dumps(report.field_names, ensure_ascii=False)
+    mailing.total = report.imported
+    mailing.importing = False
+    mailing.updated_at = utc_now()
+    session.flush()
     audit.record(session, audit.Change.CREATED, mailing, _count(mailing.total), actor=actor)
-    return mailing, report
+
+
+def _written(store: Store, mailing_id: int) -> int:
+    with store.read() as session:
+        statement = (
+            select(func.count()).select_from(Recipient).where(Recipient.mailing_id == mailing_id)
+        )
+        return session.exec(statement).one()
+
+
+def _id(mailing: Mailing) -> int:
+    assert mailing.id is not None, "flushed: the database gave it an id"
+    return mailing.id
+
+
+def _placeholder_check(
+    draft: MailingDraft, unsubscribe_url: str | None
+) -> Callable[[list[str]], None]:
+    return lambda field_names: _check_placeholders(draft, ["email", *field_names], unsubscribe_url)
 
 
 def _count(recipients: int) -> str:

@@ -34,7 +34,7 @@ class Beat:
     rate: float
     connections: int
     connections_reason: str
-    claimant: str
+    claimant: str = ""  # none: an engine that claims nothing (yet)
 
 
 class ClaimantLost(SendStatusError):

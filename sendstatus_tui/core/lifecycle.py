@@ -68,15 +68,16 @@ class Enqueued:
 
 def get(session: Session, mailing_id: int) -> Mailing:
     """The mailing with this id; MailingNotFound if there is none."""
-    mailing = session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+    mailing = find(session, mailing_id)
     if mailing is None:
         raise MailingNotFound(mailing_id)
     return mailing
 
 
 def find(session: Session, mailing_id: int) -> Mailing | None:
-    """The mailing with this id, or None."""
-    return session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+    """The mailing with this id, or None (also while its recipients are being imported)."""
+    mailing = session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+    return None if mailing is None or mailing.importing else mailing
 
 
 def get_for_update(session: Session, mailing_id: int) -> Mailing:
@@ -84,7 +85,9 @@ def get_for_update(session: Session, mailing_id: int) -> Mailing:
     if not _fits(session, mailing_id):
         raise MailingNotFound(mailing_id)
     mailing = session.exec(
-        select(Mailing).where(Mailing.id == mailing_id).with_for_update()
+        select(Mailing)
+        .where(Mailing.id == mailing_id, col(Mailing.importing).is_(False))
+        .with_for_update()
     ).first()
     if mailing is None:
         raise MailingNotFound(mailing_id)

@@ -23,9 +23,13 @@ def list_mailings(session: Session, area: Area | None = None) -> list[Mailing]:
     """Mailings in pane order: by area, then start time, schedule (queue after), or age."""
     # the bodies can be large and no list shows them (SQLModel types a column attribute as
     # its value, so defer() cannot see that it is the InstrumentedAttribute defer() takes)
-    statement = select(Mailing).options(
-        defer(Mailing.text_body),  # type: ignore[arg-type]
-        defer(Mailing.html_body),  # type: ignore[arg-type]
+    statement = (
+        select(Mailing)
+        .options(
+            defer(Mailing.text_body),  # type: ignore[arg-type]
+            defer(Mailing.html_body),  # type: ignore[arg-type]
+        )
+        .where(col(Mailing.importing).is_(False))  # shown once its import is complete
     )
     if area is not None:
         statement = statement.where(col(Mailing.state).in_(STATES_OF_AREA[area]))
@@ -78,7 +82,7 @@ _PANE_COLUMNS = (
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
     + ", ".join(PaneMailing._fields)
-    + ")) FROM mailing WHERE state IN ({})"
+    + ")) FROM mailing WHERE state IN ({}) AND NOT importing"
 )
 
 
@@ -89,7 +93,9 @@ def list_pane_rows(session: Session, areas: tuple[Area, ...]) -> list[PaneMailin
     if session.get_bind().dialect.name == "sqlite":
         rows = _sqlite_pane_rows(session, states)
     else:
-        statement = sa.select(*_PANE_COLUMNS).where(col(Mailing.state).in_(states))
+        statement = sa.select(*_PANE_COLUMNS).where(
+            col(Mailing.state).in_(states), col(Mailing.importing).is_(False)
+        )
         rows = [PaneMailing(*row) for row in session.execute(statement)]
     return sorted(rows, key=_pane_order)
 

@@ -119,10 +119,18 @@ class Mailing(SQLModel, table=True):
     # placeholders, and an address; None when the mailing carries none
     unsubscribe_url: str | None = Field(default=None, sa_type=sa.Text)
     unsubscribe_mailto: str | None = Field(default=None, sa_type=sa.Text)
+    # its recipients are still being imported: no list shows it, no command finds it; the
+    # import touches ``updated_at`` at each batch, so one not touched for long was abandoned
+    importing: bool = False
 
     @property
     def remaining(self) -> int:
         return self.total - self.sent - self.failed - self.suppressed
+
+
+# 64-bit on PostgreSQL (ten million recipients a mailing add up); SQLite's INTEGER is
+# already 64-bit, and must stay INTEGER to remain the table's rowid
+RECIPIENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class Recipient(SQLModel, table=True):
@@ -139,9 +147,12 @@ class Recipient(SQLModel, table=True):
         ),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=RECIPIENT_ID)
     mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")
     email: str
+    # the mailbox key (core/addresses.py) of ``email``, by which the import finds duplicates;
+    # None for recipients imported before it kept it
+    mailbox: str | None = Field(default=None, sa_type=sa.Text)
     # personalisation values, a JSON array in the order of Mailing.field_names
     field_values: str | None = Field(default=None, sa_type=sa.Text)
     status: str = Field(default=RecipientStatus.PENDING, sa_type=sa.String(16))
@@ -212,7 +223,7 @@ class EngineHeartbeat(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=120)  # the lease holder it uses
     host: str = Field(max_length=255)
     pid: int
-    role: str = Field(max_length=16)  # leader | standby
+    role: str = Field(max_length=16)  # leader | sender (every engine sends; one leads)
     started_at: datetime = Field(sa_type=UTCDateTime)
     heartbeat_at: datetime = Field(sa_type=UTCDateTime)
     sending: str = Field(default="", max_length=1000)  # mailing ids, comma-separated

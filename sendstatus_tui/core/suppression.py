@@ -101,11 +101,6 @@ def among(session: Session, keys: Iterable[str]) -> set[str]:
     return found
 
 
-def all_keys(session: Session) -> set[str]:
-    """Every mailbox key on the list (an import checks each of its rows against them)."""
-    return set(session.exec(select(Suppression.mailbox)))
-
-
 def entries(session: Session) -> Iterator[Suppression]:
     """The list in address order, read as it is written out (not held in memory)."""
     statement = select(Suppression).order_by(col(Suppression.address))

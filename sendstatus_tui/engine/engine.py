@@ -31,7 +31,7 @@ from typing import TypeVarTuple
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from ..core import deliveries, heartbeats, lease, lifecycle, pace, rescue
+from ..core import deliveries, drafts, heartbeats, lease, lifecycle, pace, rescue
 from ..core.heartbeats import ClaimantLost
 from ..core.lease import LeaseLost
 from ..core.models import utc_now
@@ -52,6 +52,8 @@ DISPATCH_LANES = 2
 # under a rate, a mailing's batches in flight hold about this long of it: claims reserve
 # their send slots ahead, and a short window keeps engines and mailings taking turns
 RATED_WINDOW_SECONDS = 0.5
+# how often the leader looks for imports abandoned by a killed process
+ABANDONED_IMPORTS_EVERY_SECONDS = 60.0
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
@@ -116,6 +118,7 @@ class Engine:
         self._wake_leader = asyncio.Event()  # a scheduled mailing's time has come
         self._wake_senders = asyncio.Event()  # a mailing was prepared
         self._last_rescue = 0.0
+        self._last_cleanup = 0.0
         self._announced_leader: str | None = None
         self._database_trouble: str | None = None
         self._scheduler = AsyncIOScheduler()
@@ -182,7 +185,7 @@ class Engine:
 
     async def _beat_loop(self) -> None:
         while True:
-            await self._beat()
+            await self._surviving(self._beat)
             if self._registered:
                 await asyncio.sleep(self.settings.lease_renew_seconds)
             else:
@@ -296,6 +299,17 @@ class Engine:
             log.error("%s; retrying", reason)
         self._database_trouble = reason
 
+    async def _surviving(
+        self, step: Callable[[*StepArguments], Awaitable[None]], *args: *StepArguments
+    ) -> None:
+        """Runs one round of a loop that must outlive an unforeseen error: without its
+        heartbeat an engine would stop sending, without its sending loop it would stop
+        noticing mailings."""
+        try:
+            await step(*args)
+        except Exception:  # noqa: BLE001  logged with its traceback, for a bug report
+            log.exception("unexpected error in the engine; going on")
+
     async def _pause(self, seconds: float) -> None:
         """Sleeps, but wakes at once when the engine is told to stop."""
         with contextlib.suppress(TimeoutError):
@@ -312,7 +326,7 @@ class Engine:
     async def _leading(self) -> None:
         while True:
             if self.generation and not self._draining:
-                await self._lead(self.generation)
+                await self._surviving(self._lead, self.generation)
             await self._until(self._wake_leader, self.settings.reconcile_seconds)
 
     async def _lead(self, generation: int) -> None:
@@ -325,6 +339,9 @@ class Engine:
                 self._last_rescue = time.monotonic()
                 await self.db.write(lambda session: self._rescue(session, generation))
             active = await self.db.read(deliveries.active_mailings)
+            if time.monotonic() - self._last_cleanup >= ABANDONED_IMPORTS_EVERY_SECONDS:
+                self._last_cleanup = time.monotonic()
+                await self._remove_abandoned_imports()
         except LeaseLost as exc:
             log.error("%s", exc)
             if self.generation == generation:
@@ -346,6 +363,12 @@ class Engine:
                 task.cancel()  # stopped or deleted by an operator meanwhile
         for mailing_id in starting - set(self._preparing):
             self._preparing[mailing_id] = asyncio.create_task(self._prepare(mailing_id))
+
+    async def _remove_abandoned_imports(self) -> None:
+        """Hidden mailings whose import was killed (kill -9, a host down) go away."""
+        removed = await asyncio.to_thread(drafts.remove_abandoned_imports, self.store)
+        for mailing_id in removed:
+            log.warning("mailing %s: its import was abandoned (killed); removed", mailing_id)
 
     def _start_and_promote(self, session: Session, generation: int) -> None:
         lease.check(session, self.holder, generation)
@@ -422,7 +445,7 @@ class Engine:
 
     async def _sending_loop(self) -> None:
         while True:
-            await self._sync_senders()
+            await self._surviving(self._sync_senders)
             await self._until(self._wake_senders, self.settings.reconcile_seconds)
 
     async def _sync_senders(self) -> None:

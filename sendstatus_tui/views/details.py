@@ -128,10 +128,11 @@ def last_plan(details: MailingDetails, zone: tzinfo) -> str:
 
 
 def relay_connections(engine: EngineOnIt) -> str:
-    """e.g. "12 connections from mailer-1 (connections busy 95% at 300 msg/s)"."""
+    """e.g. "12 connections from mailer-1 pid 4242 (connections busy 95% at 300 msg/s)":
+    the pid tells apart the engines of one host."""
     count = f"{engine.connections} connection{'' if engine.connections == 1 else 's'}"
     why = f" ({engine.connections_reason})" if engine.connections_reason else ""
-    return f"{count} from {engine.host}{why}"
+    return f"{count} from {engine.host} pid {engine.pid}{why}"
 
 
 # failed rows under the Failed counter of the details screen (``show`` has a few more)
