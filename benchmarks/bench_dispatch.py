@@ -1,6 +1,7 @@
 """Sending speed: the engine against a bare aiosmtplib loop, both to Postfix's smtp-sink.
 
     python benchmarks/bench_dispatch.py [--messages 20000] [--connections 4] [--rounds 3]
+                                        [--no-one-by-one]
                                         [--startup-recipients 1000000] [--startup-seconds 30]
                                         [--startup-tries 3] [--batch-size B]
                                         [--smtp-sink PATH] [--profile FILE]
@@ -16,6 +17,9 @@ Throughput, in interleaved rounds (the order alternates from round to round):
   ``smtp://127.0.0.1:PORT?starttls=off&pool=C&adapt=off``. Timed from starting the thread to the
   mailing's ``finished_at``: lease, preparation, claiming, rendering, sending and recording
   every outcome, all included.
+- engine, one by one: the same with ``pipelining=off`` in the relay URL (``--no-one-by-one``
+  leaves it out): pipelining must not be slower on loopback, where a round trip costs
+  next to nothing.
 - bare: the same N messages rendered beforehand with the engine's ``render``, then C
   coroutines, each with its own aiosmtplib connection, doing MAIL / RCPT / DATA in a loop
   over a shared iterator. Timed from connecting to the last message accepted.
@@ -186,8 +190,9 @@ def mailing_row(store: Store, mailing_id: int) -> Mailing:
         return session.get(Mailing, mailing_id)
 
 
-def prerendered(count: int) -> tuple[str, list[tuple[str, bytes]]]:
-    """The messages the engine sends for a fresh mailing (id 1, recipients 1..count)."""
+def prerendered(count: int, first: int = 1) -> tuple[str, list[tuple[str, bytes]]]:
+    """The messages the engine sends for a fresh mailing (id 1), to recipients first..count
+    (numbered from 1)."""
     draft = check_draft(DRAFT)
     template = Template(
         mailing_id=1,
@@ -198,8 +203,9 @@ def prerendered(count: int) -> tuple[str, list[tuple[str, bytes]]]:
         field_names=("first_name", "city"),
     )
     messages = [
-        (email, render(template, number, email, json.dumps([first, city], ensure_ascii=False)))
-        for number, (email, first, city) in enumerate(recipient_rows(count), start=1)
+        (email, render(template, number, email, json.dumps([first_name, city], ensure_ascii=False)))
+        for number, (email, first_name, city) in enumerate(recipient_rows(count), start=1)
+        if number >= first
     ]
     return template.sender_address, messages
 
@@ -242,12 +248,15 @@ def engine_run(
     connections: int,
     batch_size: int | None = None,
     thread_class: type[EngineThread] = EngineThread,
+    relay_options: str = "",
 ) -> Run:
     store, _, mailing_id = new_mailing(directory, count)
     try:
         with store.write() as session:
             lifecycle.send_now(session, mailing_id)
-        transport = transport_for(f"{sink.url}?starttls=off&pool={connections}&adapt=off")
+        transport = transport_for(
+            f"{sink.url}?starttls=off&pool={connections}&adapt=off{relay_options}"
+        )
         settings = EngineSettings(rate_per_second=None)
         if batch_size:
             settings = replace(settings, batch_size=batch_size)
@@ -329,15 +338,25 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
     sender, messages = prerendered(args.messages)
     size = statistics.mean(len(m) for _, m in messages)
     print(f"  messages of {size:,.0f} bytes (text and HTML, quoted-printable)")
-    ratios, wire_ratios, cpu_ratios = [], [], []
+    ratios, wire_ratios, cpu_ratios, one_by_one_ratios = [], [], [], []
     for number in range(1, args.rounds + 1):
 
-        def engine(number=number) -> Run:
+        def engine(number=number, relay_options="") -> Run:
             directory = workdir / f"round-{number}"
             try:
-                return engine_run(sink, directory, args.messages, args.connections, args.batch_size)
+                return engine_run(
+                    sink,
+                    directory,
+                    args.messages,
+                    args.connections,
+                    args.batch_size,
+                    relay_options=relay_options,
+                )
             finally:
                 shutil.rmtree(directory, ignore_errors=True)
+
+        def one_by_one() -> Run | None:
+            return engine(relay_options="&pipelining=off") if args.one_by_one else None
 
         def bare() -> Run:
             return bare_run(sink, sender, messages, args.connections)
@@ -346,9 +365,9 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
             return bare_run(sink, sender, messages, args.connections, engine_wire=True)
 
         if number % 2:
-            ours, baseline, same_wire = engine(), bare(), wire()
+            ours, unpipelined, baseline, same_wire = engine(), one_by_one(), bare(), wire()
         else:
-            same_wire, baseline, ours = wire(), bare(), engine()
+            same_wire, baseline, unpipelined, ours = wire(), bare(), one_by_one(), engine()
         ratios.append(ours.rate / baseline.rate)
         wire_ratios.append(ours.rate / same_wire.rate)
         cpu_ratios.append(baseline.cpu_per_message / ours.cpu_per_message)
@@ -362,11 +381,24 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
             f"   ratio {wire_ratios[-1]:.2f}",
             flush=True,
         )
+        if unpipelined is not None:
+            one_by_one_ratios.append(ours.rate / unpipelined.rate)
+            print(
+                f"           engine, pipelining=off {unpipelined.rate:6,.0f} msg/s"
+                f" ({unpipelined.seconds:5.2f} s, {unpipelined.cpu_per_message * 1e6:4.0f} µs"
+                f" CPU/msg)   pipelined / one by one {one_by_one_ratios[-1]:.2f}",
+                flush=True,
+            )
     print(f"  median ratio engine / bare: {statistics.median(ratios):.2f} (aim: 0.80 or better)")
     print(
         "  median ratio engine / bare loop on the engine's own SMTP code (the cost of"
         f" database, rendering and pace alone): {statistics.median(wire_ratios):.2f}"
     )
+    if one_by_one_ratios:
+        print(
+            "  median ratio engine pipelined / engine one by one:"
+            f" {statistics.median(one_by_one_ratios):.2f} (aim: 1.0 or better)"
+        )
     # both sides are bound by one Python thread's CPU: on a busy machine the CPU ratio
     # (bare CPU per message / engine CPU per message) is the steadier figure
     cpu_ratio = statistics.median(cpu_ratios)
@@ -557,6 +589,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-one-by-one",
+        dest="one_by_one",
+        action="store_false",
+        help="leave out the engine run with pipelining=off",
+    )
     parser.add_argument("--startup-recipients", type=int, default=1_000_000)
     parser.add_argument("--startup-seconds", type=float, default=30.0)
     parser.add_argument("--startup-tries", type=int, default=3)

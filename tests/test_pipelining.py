@@ -2,6 +2,7 @@
 real SMTP servers on loopback (aiosmtpd), some behind a proxy that adds round trips."""
 
 import asyncio
+import socket
 import time
 from dataclasses import replace
 
@@ -14,6 +15,7 @@ from sendstatus_tui.core.relay_url import SmtpSettings, parse_relay_url
 from sendstatus_tui.engine import smtp_pool
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.smtp_connection import open_connection
+from sendstatus_tui.engine.smtp_wire import ConnectionClosed, Reply, ReplyReader
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
@@ -237,3 +239,92 @@ def test_an_engine_with_nothing_to_send_keeps_no_connection_open(relays, monkeyp
 
     assert asyncio.run(one_message_then_idle()) == (1, 0)
     assert relay.recipients() == ["a@example.com"]
+
+
+def test_a_message_s_content_and_the_next_envelope_go_out_in_one_write(relays, monkeypatch):
+    """Pipelined through the pool on one connection: each content and its final dot go out
+    with the next message's MAIL, RCPT and DATA. As two writes, a relay like Postfix
+    answers the dot alone, and its answer to the envelope then waits up to 40 ms for our
+    delayed ACK (Nagle's algorithm on its side)."""
+    relay = relays()
+    transport = transport_for(relay.url + "&pool=1&adapt=off")
+    writes: list[bytes] = []
+    opened = smtp_pool.open_connection
+
+    async def open_and_watch(*args, **kwargs):
+        connection = await opened(*args, **kwargs)
+        socket_write = connection._wire.transport.write
+
+        def write(data: bytes) -> None:
+            writes.append(bytes(data))
+            socket_write(data)
+
+        connection._wire.transport.write = write  # type: ignore[method-assign]
+        return connection
+
+    monkeypatch.setattr(smtp_pool, "open_connection", open_and_watch)
+
+    async def send_ten() -> None:
+        await asyncio.gather(
+            *(
+                transport.send("news@shop.example.com", f"p{k}@example.com", b"hi\r\n")
+                for k in range(10)
+            )
+        )
+        await transport.close()
+
+    asyncio.run(send_ten())
+    assert relay.recipients() == [f"p{k}@example.com" for k in range(10)]
+    # the first envelope alone, then each content with the next envelope, the last
+    # content alone, then QUIT
+    assert [w.count(b"MAIL FROM") for w in writes] == [1] * 10 + [0, 0]
+    assert [w.count(b"\r\n.\r\n") for w in writes] == [0] + [1] * 10 + [0]
+
+
+def test_a_relay_slow_to_answer_each_command_is_waited_for_while_it_keeps_answering(relays):
+    """The reply timeout counts from the relay's last reply: a relay that takes 0.4 s per
+    command (1.2 s for a pipelined MAIL, RCPT and DATA) is not given up at timeout=1 (one
+    silent for the timeout is: test_faults, test_engine_delivery)."""
+    relay = relays(RelayScript(command_delay_seconds=0.4))
+    transport = transport_for(relay.url + "&pool=1&adapt=off&timeout=1")
+
+    async def send_one() -> str:
+        try:
+            return await transport.send("news@shop.example.com", "a@example.com", b"hi\r\n")
+        finally:
+            await transport.close()
+
+    assert asyncio.run(send_one()) == "250 2.0.0 queued"
+    assert relay.recipients() == ["a@example.com"]
+
+
+def test_replies_are_read_in_order_however_the_bytes_arrive():
+    """Replies, some of several lines, cut at awkward places on a real socket: each goes
+    to its command, in order; a line that is not SMTP closes the connection."""
+
+    async def replies_to(chunks: list[bytes], commands: int) -> list[object]:
+        ours, relay = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+        reader = ReplyReader(transport, timeout=5)
+        futures = reader.send(b"", commands)
+        for chunk in chunks:
+            relay.sendall(chunk)
+            await asyncio.sleep(0.01)  # one read each
+        await asyncio.wait(futures, timeout=2)
+        reader.close()
+        relay.close()
+        return [f.result() if not f.exception() else f.exception() for f in futures]
+
+    stream = b"250 2.0.0 Ok: queued\r\n250-first\r\n250-second\r\n250 third\r\n354 go ahead\r\n"
+    expected = [
+        Reply(250, "2.0.0 Ok: queued"),
+        Reply(250, "first\nsecond\nthird"),
+        Reply(354, "go ahead"),
+    ]
+    assert asyncio.run(replies_to([stream], 3)) == expected
+    cuts = [stream[:3], stream[3:25], stream[25:26], stream[26:40], stream[40:]]
+    assert asyncio.run(replies_to(cuts, 3)) == expected
+    broken = asyncio.run(replies_to([b"250 Ok\r\nHTTP/1.1 400 Bad\r\n"], 2))
+    assert broken[0] == Reply(250, "Ok")
+    assert isinstance(broken[1], ConnectionClosed) and "not an SMTP reply" in str(broken[1])

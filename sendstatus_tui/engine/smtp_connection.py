@@ -35,11 +35,10 @@ class RelayConnection:
     to it); when it pipelines, the turn passes on once a message's content is written, so
     the next message's envelope follows while the first awaits its answer."""
 
-    def __init__(self, reader: ReplyReader, *, pipelining: bool, smtputf8: bool, timeout: float):
+    def __init__(self, reader: ReplyReader, *, pipelining: bool, smtputf8: bool):
         self._wire = reader
         self.pipelining = pipelining
         self.smtputf8 = smtputf8
-        self.timeout = timeout
         # how long this connection had a message in flight, for the pool's sizing
         self._in_flight = 0
         self._busy_since = 0.0
@@ -74,20 +73,25 @@ class RelayConnection:
             if (problem := _envelope_problem(sender, replies)) is not None:
                 await self._end_transaction(replies, problem)
                 raise problem
-            (final,) = self._wire.send(wire_data(message), 1)
+            # pipelining, the next message's envelope may follow at once, and goes out in
+            # the same write as this content: as two writes, the relay answers the dot
+            # alone, and its answer to that envelope waits (Nagle) for our ACK, which
+            # waits (delayed ACK) up to 40 ms for data to ride with
+            (final,) = self._wire.send(wire_data(message), 1, hold=self.pipelining)
             handed = True
-            if self.pipelining:  # the next message's envelope may follow at once
+            if self.pipelining:
                 holding_turn = False
-                turn_done()
-            reply = await self._reply(final)
+                turn_done()  # a send waiting for this connection writes its envelope now
+                self._wire.flush_soon()  # or, if none did, the content goes alone
+            reply = await final
             if reply.code != 250:
                 raise self._refusal(reply)
             return str(reply)
         except DeliveryError:
             raise
-        except (ConnectionClosed, TimeoutError) as exc:
+        except ConnectionClosed as exc:  # the relay closed, broke, or kept silent too long
             self.close(f"broken: {exc}")
-            why = str(exc) or "no reply in time"
+            why = str(exc)
             if handed:
                 raise ReplyLost(f"no reply after DATA: {why}") from None
             raise RelayUnavailable(why) from None
@@ -105,13 +109,13 @@ class RelayConnection:
         """MAIL FROM ``sender``, then RSET: the relay takes us and the sender (on a
         connection of its own, which nothing else uses)."""
         try:
-            reply = await self._reply(self._wire.send(_mail_from(sender, []), 1)[0])
+            reply = await self._wire.send(_mail_from(sender, []), 1)[0]
             if reply.code != 250:
                 raise _sender_refused(sender, reply)
-            await self._reply(self._wire.send(b"RSET\r\n", 1)[0])
-        except (ConnectionClosed, TimeoutError) as exc:
+            await self._wire.send(b"RSET\r\n", 1)[0]
+        except ConnectionClosed as exc:
             self.close(f"broken: {exc}")
-            raise RelayUnavailable(str(exc) or "no reply in time") from None
+            raise RelayUnavailable(str(exc)) from None
 
     async def retire(self, timeout: float) -> None:
         """QUIT once the messages in flight are answered (or ``timeout`` passed)."""
@@ -162,10 +166,10 @@ class RelayConnection:
         command at a time, stopping at the first refusal."""
         if self.pipelining:
             futures = self._wire.send(b"".join(envelope), len(envelope))
-            return [await self._reply(future) for future in futures]
+            return [await future for future in futures]
         replies: list[Reply] = []
         for command, expected in zip(envelope, (250, 250, 354), strict=True):
-            replies.append(await self._reply(self._wire.send(command, 1)[0]))
+            replies.append(await self._wire.send(command, 1)[0])
             if replies[-1].code != expected and not (expected == 250 and replies[-1].code == 251):
                 break
         return replies
@@ -177,13 +181,9 @@ class RelayConnection:
         if replies[-1].code == 354 or isinstance(problem, RelayUnavailable):
             self.close(f"transaction ended by {problem.reply}")
             return
-        reset = await self._reply(self._wire.send(b"RSET\r\n", 1)[0])
+        reset = await self._wire.send(b"RSET\r\n", 1)[0]
         if reset.code != 250:
             self.close(f"RSET answered {reset}")
-
-    async def _reply(self, future: "asyncio.Future[Reply]") -> Reply:
-        # shield: a timeout must not cancel the future (its reply is still owed to it)
-        return await asyncio.wait_for(asyncio.shield(future), self.timeout)
 
     def _refusal(self, reply: Reply) -> DeliveryError:
         if reply.code == 421:  # the relay is closing this connection: nobody's fault
@@ -282,10 +282,9 @@ async def open_connection(
     if not isinstance(transport, asyncio.WriteTransport):
         raise RelayUnavailable(f"{where}: the connection closed while it was set up")
     return RelayConnection(
-        ReplyReader(transport),
+        ReplyReader(transport, settings.timeout),
         pipelining=settings.pipelining and smtp.supports_extension("pipelining"),
         smtputf8=smtp.supports_extension("smtputf8"),
-        timeout=settings.timeout,
     )
 
 

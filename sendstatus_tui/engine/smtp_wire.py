@@ -31,33 +31,64 @@ class ConnectionClosed(Exception):
 
 
 class ReplyReader(asyncio.Protocol):
-    """Reads the relay's replies and hands each to the oldest command still waiting."""
+    """Reads the relay's replies and hands each to the oldest command still waiting.
 
-    def __init__(self, transport: asyncio.WriteTransport):
+    A relay that leaves a command unanswered for ``timeout`` seconds, with no reply at all
+    in that time, is given up: the connection closes and every waiting command fails with
+    ConnectionClosed("no reply in time"). One timer per connection does it (a timeout on
+    each reply cost more processor time than the rest of the reading)."""
+
+    def __init__(self, transport: asyncio.WriteTransport, timeout: float):
         self.transport = transport
-        self._buffer = bytearray()
+        self.timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._answered_at = 0.0  # loop time of the last reply, or of a first command
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._buffer = bytearray()  # what came after the last complete line
+        self._lines: list[str] = []  # the texts of a multi-line reply so far
+        self._lines_bytes = 0
         self._waiting: deque[asyncio.Future[Reply]] = deque()
+        self._held: list[bytes] = []  # written with the next send, or by flush_soon
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.closed: BaseException | None = None
         transport.set_protocol(self)
 
-    def send(self, data: bytes, replies: int) -> list[asyncio.Future[Reply]]:
+    def send(self, data: bytes, replies: int, *, hold: bool = False) -> list[asyncio.Future[Reply]]:
         """Writes ``data`` (``replies`` commands, or message content and its dot) and
-        returns a future for each reply it will get."""
+        returns a future for each reply it will get. With ``hold``, the data waits for the
+        next send (or ``flush_soon``), to go out with it in one write."""
         if self.closed is not None:
             raise ConnectionClosed(str(self.closed))
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(replies)]
+        futures = [self._loop.create_future() for _ in range(replies)]
+        if not self._waiting:
+            self._answered_at = self._loop.time()  # the relay owes nothing older
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_at(self._answered_at + self.timeout, self._check)
         self._waiting.extend(futures)
-        self.transport.write(data)
+        if hold:
+            self._held.append(data)
+        elif self._held:
+            self._held.append(data)
+            self._flush()
+        else:
+            self.transport.write(data)
         return futures
+
+    def flush_soon(self) -> None:
+        """Writes what is held once the tasks already woken had their turn: a send made by
+        one of them joins it in the same write."""
+        self._loop.call_soon(self._flush)
 
     async def drained(self) -> None:
         """Returns once the transport's write buffer is below its high-water mark."""
         await self._can_write.wait()
 
     def close(self, reason: str = "closed by us") -> None:
+        self._held.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._fail_all(ConnectionClosed(reason))
         self.transport.close()
 
@@ -65,14 +96,15 @@ class ReplyReader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer.extend(data)
-        while (reply := self._next_reply()) is not None:
-            if not self._waiting:
-                self.close(f"a reply nobody asked for: {reply}")
-                return
-            future = self._waiting.popleft()
-            if not future.done():  # its sender may have been cancelled
-                future.set_result(reply)
-        if len(self._buffer) > _MAX_REPLY_BYTES:
+        self._answered_at = self._loop.time()
+        end = self._buffer.rfind(b"\n")
+        if end != -1:  # whole lines, split in one go (in C), then read one by one
+            complete = bytes(self._buffer[: end + 1])
+            del self._buffer[: end + 1]
+            for line in complete.split(b"\n")[:-1]:
+                if not self._read_line(line):
+                    return
+        if len(self._buffer) + self._lines_bytes > _MAX_REPLY_BYTES:
             self.close("a reply too long to be SMTP")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -91,6 +123,22 @@ class ReplyReader(asyncio.Protocol):
 
     # --- internals --------------------------------------------------------------------
 
+    def _check(self) -> None:
+        """The watchdog: gives up on a relay silent for ``timeout`` while it owes a reply."""
+        self._watchdog = None
+        if not self._waiting or self.closed is not None:
+            return  # armed again by the next command
+        due = self._answered_at + self.timeout
+        if self._loop.time() >= due:
+            self.close("no reply in time")
+        else:
+            self._watchdog = self._loop.call_at(due, self._check)
+
+    def _flush(self) -> None:
+        if self._held and self.closed is None:
+            self.transport.write(b"".join(self._held))
+        self._held.clear()
+
     def _fail_all(self, exc: ConnectionClosed) -> None:
         if self.closed is None:
             self.closed = exc
@@ -100,22 +148,26 @@ class ReplyReader(asyncio.Protocol):
                 future.set_exception(exc)
                 future.exception()  # nobody may await it (a cancelled sender): no warning
 
-    def _next_reply(self) -> Reply | None:
-        """The first complete reply in the buffer, taken out of it; None if there is none.
-        A reply is lines ``CODE-text`` ending with a line ``CODE text``."""
-        lines: list[str] = []
-        offset = 0
-        while (end := self._buffer.find(b"\n", offset)) != -1:
-            line = bytes(self._buffer[offset : end + 1]).rstrip(b"\r\n")
-            offset = end + 1
-            if not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
-                self.close(f"not an SMTP reply: {line[:80]!r}")
-                return None
-            lines.append(line[4:].decode("utf-8", "replace").strip())
-            if line[3:4] != b"-":
-                del self._buffer[:offset]
-                return Reply(int(line[:3]), "\n".join(lines))
-        return None
+    def _read_line(self, line: bytes) -> bool:
+        """One line of a reply (``CODE-text``, or ``CODE text`` to end it): the reply goes
+        to the oldest command waiting once complete. False once the connection closed."""
+        line = line.rstrip(b"\r")
+        if not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
+            self.close(f"not an SMTP reply: {line[:80]!r}")
+            return False
+        self._lines.append(line[4:].decode("utf-8", "replace").strip())
+        if line[3:4] == b"-":
+            self._lines_bytes += len(line)
+            return True
+        reply = Reply(int(line[:3]), "\n".join(self._lines))
+        self._lines, self._lines_bytes = [], 0
+        if not self._waiting:
+            self.close(f"a reply nobody asked for: {reply}")
+            return False
+        future = self._waiting.popleft()
+        if not future.done():  # its sender may have been cancelled
+            future.set_result(reply)
+        return True
 
 
 def wire_data(message: bytes) -> bytes:
