@@ -4,6 +4,7 @@
                                      [--databases sqlite,postgresql] [--postgres URL]
                                      [--connections 4] [--claim-seconds 10]
                                      [--claim-batches 100,400] [--smtp-sink PATH]
+                                     [--rate MSGS_PER_SECOND]
 
 Everything goes to one Postfix ``smtp-sink`` on loopback (smtp_sink.py), whose counter of
 accepted messages is the clock: a rate is the messages of a run over the time from its
@@ -19,6 +20,10 @@ first accepted message to its last.
 - bare(P): the same N messages rendered beforehand, split among P processes, each sending
   its share with C aiosmtplib connections in a MAIL / RCPT / DATA loop (bench_dispatch.py's
   first baseline). Timed from the start signal to the last message accepted.
+
+With ``--rate R``, the engines' database stores the contracted rate R/s (``sendstatus
+config set rate``) that all K engines share: each engines(K) run then shows its rate
+against R (the aim: within 5 %, and never above).
 
 Ratios: engines(K) / engine(1) against bare(2) / bare(1) (the engines scale as well as the
 bare loop does when the first is at least 0.9 × the second), and engine(1) / bare(1).
@@ -54,7 +59,7 @@ from pathlib import Path
 import aiosmtplib
 import sqlalchemy as sa
 
-from sendstatus_tui.core import deliveries, lifecycle
+from sendstatus_tui.core import deliveries, lifecycle, settings
 from sendstatus_tui.core.drafts import create_mailing
 from sendstatus_tui.core.models import EngineHeartbeat, Mailing
 from sendstatus_tui.core.store import Store, StoreError
@@ -229,6 +234,9 @@ def engines_run(kind: str, engines: int, args, sink: SmtpSink, workdir: Path) ->
     with fresh_database(kind, workdir, args.postgres, f"engines{engines}") as url:
         mailing_id = new_mailing(url, workdir, count)
         store = Store(url)
+        if args.rate:
+            with store.write() as session:
+                settings.write(session, "rate", f"{args.rate}/s")
         children = start_engines(url, relay, engines, workdir)
         try:
             deadline = time.monotonic() + 60
@@ -259,6 +267,8 @@ def engines_run(kind: str, engines: int, args, sink: SmtpSink, workdir: Path) ->
         raise SystemExit(f"{name}: {mailing.sent:,} counted sent of {count:,}")
     result = Result(name, count - 1, last - first, notes)  # the first message starts the clock
     result.notes.append("sent by each engine: " + ", ".join(f"{n:,}" for n in sent_by))
+    if args.rate:
+        result.notes.append(f"{result.rate / args.rate:.3f} × the stored rate {args.rate:,}/s")
     if commits_first is not None and commits_last is not None:
         result.notes.append(
             f"PostgreSQL: {(commits_last - commits_first) / (last - first):,.0f}"
@@ -477,6 +487,12 @@ def main() -> None:
     parser.add_argument("--claim-seconds", type=float, default=10.0)
     parser.add_argument("--claim-batches", type=_numbers, default=[100, 400], metavar="B,B,...")
     parser.add_argument("--smtp-sink", metavar="PATH", help="an smtp-sink binary to use")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="MSGS_PER_SECOND",
+        help="the contracted rate stored for the engines' database, shared by them all",
+    )
     args = parser.parse_args()
     unknown = set(args.databases) - {"sqlite", "postgresql"}
     if unknown:
