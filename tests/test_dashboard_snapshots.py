@@ -285,20 +285,21 @@ def test_completed_today_screen(db, looks_as_saved):
 
 
 def test_engines_screen(db, looks_as_saved):
-    """A leader sending, a standby, and an engine silent for 42 s (10:00 in Rome)."""
+    """A leader sending, another engine (every engine sends; this one has nothing to send),
+    and an engine silent for 42 s (10:00 in Rome)."""
     leader = engine_beat(
         "mailer-1", 4242, "leader", FIXED_NOW - timedelta(hours=2), sending=(3, 7),
         sent=12_345, rate=299.6, connections=4, reason="connections busy 95% at 300 msg/s",
     )  # fmt: skip
-    standby = engine_beat("mailer-2", 515, "standby", FIXED_NOW - timedelta(minutes=30))
+    sender = engine_beat("mailer-2", 515, "sender", FIXED_NOW - timedelta(minutes=30))
     refused = "the relay refused connection 3: 421 4.7.0 Too many connections from your IP"
     lost = engine_beat(
-        "mailer-3", 77, "standby", FIXED_NOW - timedelta(minutes=20), connections=2,
+        "mailer-3", 77, "sender", FIXED_NOW - timedelta(minutes=20), connections=2,
         reason=refused,
     )  # fmt: skip
     db.engine_elsewhere(leader.id)  # the leader holds the lease, as the header says
     db.heartbeat(leader, FIXED_NOW - timedelta(seconds=1))
-    db.heartbeat(standby, FIXED_NOW)
+    db.heartbeat(sender, FIXED_NOW)
     db.heartbeat(lost, FIXED_NOW - timedelta(seconds=42))
 
     async def engines(pilot):
