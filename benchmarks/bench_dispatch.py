@@ -58,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -285,6 +286,18 @@ def engine_run(
         store.dispose()
 
 
+async def aiosmtplib_loop(port: int, sender: str, pending: Iterator[tuple[str, bytes]]) -> None:
+    """One connection of the bare loop: MAIL, RCPT and DATA through aiosmtplib's API for
+    each next (recipient, rendered message) of ``pending`` (shared by the connections)."""
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+    await smtp.connect()
+    for recipient, message in pending:
+        await smtp.mail(sender)
+        await smtp.rcpt(recipient)
+        await smtp.data(message)
+    await smtp.quit()
+
+
 def bare_run(
     sink: SmtpSink,
     sender: str,
@@ -309,13 +322,7 @@ def bare_run(
                     await connection.send(sender, recipient, message, lambda: None)
                 await connection.quit(2.0)
                 return
-            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, start_tls=False)
-            await smtp.connect()
-            for recipient, message in pending:
-                await smtp.mail(sender)
-                await smtp.rcpt(recipient)
-                await smtp.data(message)
-            await smtp.quit()
+            await aiosmtplib_loop(sink.port, sender, pending)
 
         started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(connections)))

@@ -56,7 +56,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiosmtplib
 import sqlalchemy as sa
 
 from sendstatus_tui.core import deliveries, lifecycle, settings
@@ -66,7 +65,7 @@ from sendstatus_tui.core.store import Store, StoreError
 from sendstatus_tui.engine.engine import EngineSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dispatch import DRAFT, prerendered, write_csv  # noqa: E402  (sibling scripts)
+from bench_dispatch import DRAFT, aiosmtplib_loop, prerendered, write_csv  # noqa: E402  (sibling)
 from smtp_sink import SmtpSink, find_smtp_sink  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -294,16 +293,7 @@ def _bare_process(port, first, last, connections, ready, start) -> None:
     async def send_all() -> None:
         pending = iter(messages)
 
-        async def worker() -> None:
-            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
-            await smtp.connect()
-            for recipient, message in pending:
-                await smtp.mail(sender)
-                await smtp.rcpt(recipient)
-                await smtp.data(message)
-            await smtp.quit()
-
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await asyncio.gather(*(aiosmtplib_loop(port, sender, pending) for _ in range(connections)))
 
     ready.put(len(messages))
     start.wait()
