@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from smtp_sink import SmtpSink, find_smtp_sink  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
-from sendstatus_tui.core import lifecycle  # noqa: E402
-from sendstatus_tui.core.drafts import MailingDraft, create_mailing  # noqa: E402
-from sendstatus_tui.core.models import EngineHeartbeat  # noqa: E402
-from sendstatus_tui.core.states import State  # noqa: E402
-from sendstatus_tui.core.store import Store  # noqa: E402
+from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import EngineHeartbeat
+from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.store.store import Store
 
 DRAFT = MailingDraft(
     name="Big list",
@@ -92,7 +92,7 @@ def process_memory_mb(pid: int) -> dict[str, float]:
 def start_engine(directory: Path, store: Store, sink: SmtpSink) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDSTATUS_")}
     env["SENDSTATUS_CREDENTIALS"] = str(directory / "no-credentials.toml")
-    command = [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", store.url]
+    command = [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", store.url]
     command += ["--smtp", f"{sink.url}?starttls=off"]
     log = open(directory / "engine.log", "wb")  # noqa: SIM115  the child holds it
     engine = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

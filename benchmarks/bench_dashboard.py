@@ -79,16 +79,16 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-import sendstatus_tui.app as app_module
-from sendstatus_tui.app import SendStatusApp
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.drafts import create_mailing
-from sendstatus_tui.core.models import Mailing, utc_now
-from sendstatus_tui.core.states import Area, State
-from sendstatus_tui.core.store import Store
+import sendstatus_tui.tui.app as app_module
+from sendstatus_tui.core.importing.drafts import create_mailing
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import Mailing, utc_now
+from sendstatus_tui.core.model.states import Area, State
+from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
+from sendstatus_tui.tui.app import SendStatusApp
 from sendstatus_tui.views.panes import PANE_AREAS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -628,7 +628,7 @@ def client_phase(store: Store, args) -> PhaseResult:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDSTATUS_")}
     env["SENDSTATUS_CREDENTIALS"] = str(workdir / "no-credentials.toml")
     relay = f"{sink.url}?starttls=off&pool={args.connections}"
-    command = [sys.executable, "-m", "sendstatus_tui.cli", "engine"]
+    command = [sys.executable, "-m", "sendstatus_tui.cli.main", "engine"]
     command += ["--db", f"sqlite:///{args.phase_db}", "--smtp", relay]
     log_path = workdir / "engine.log"
     try:

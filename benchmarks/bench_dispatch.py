@@ -65,14 +65,14 @@ from pathlib import Path
 import aiosmtplib
 import sqlalchemy as sa
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.drafts import MailingDraft, check_draft, create_mailing
-from sendstatus_tui.core.models import EngineLease, Mailing, Recipient, utc_now
-from sendstatus_tui.core.relay_url import SmtpSettings, parse_relay_url
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.core.importing.drafts import MailingDraft, check_draft, create_mailing
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import EngineLease, Mailing, Recipient, utc_now
+from sendstatus_tui.core.model.relay_url import SmtpSettings, parse_relay_url
+from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.message import Template, render
-from sendstatus_tui.engine.smtp_connection import open_connection
+from sendstatus_tui.engine.smtp.connection import open_connection
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
@@ -507,7 +507,16 @@ def startup(args, sink: SmtpSink, workdir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDSTATUS_")}
     env["SENDSTATUS_CREDENTIALS"] = str(workdir / "no-credentials.toml")
     relay = f"{sink.url}?starttls=off&pool={args.connections}&adapt=off"
-    command = [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", url, "--smtp", relay]
+    command = [
+        sys.executable,
+        "-m",
+        "sendstatus_tui.cli.main",
+        "engine",
+        "--db",
+        url,
+        "--smtp",
+        relay,
+    ]
     log_path = workdir / "engine.log"
     with open(log_path, "wb") as log:
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

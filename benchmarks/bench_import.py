@@ -137,9 +137,9 @@ def write_suppression_list(path: Path, csv_path: Path, count: int) -> None:
 def run_ours(
     csv_path: Path, database: Path, suppression_list: Path | None = None
 ) -> tuple[float, dict]:
-    from sendstatus_tui.core import suppression
-    from sendstatus_tui.core.drafts import add_mailing
-    from sendstatus_tui.core.store import Store
+    from sendstatus_tui.core.importing import suppression
+    from sendstatus_tui.core.importing.drafts import add_mailing
+    from sendstatus_tui.core.store.store import Store
 
     class TimedStore(Store):
         """Times each write transaction: how long the SQLite write lock is held."""
@@ -175,8 +175,8 @@ def run_ours(
 
 def run_old(csv_path: Path, database: Path) -> tuple[float, dict]:
     """The import of the revision on PYTHONPATH: create_mailing in one transaction."""
-    from sendstatus_tui.core.drafts import create_mailing
-    from sendstatus_tui.core.store import Store
+    from sendstatus_tui.core.importing.drafts import create_mailing
+    from sendstatus_tui.core.store.store import Store
 
     store = Store(f"sqlite:///{database}")
     before_kib = _peak_rss_kib()
@@ -197,7 +197,7 @@ def run_old(csv_path: Path, database: Path) -> tuple[float, dict]:
 
 
 def _draft():
-    from sendstatus_tui.core.drafts import MailingDraft
+    from sendstatus_tui.core.importing.drafts import MailingDraft
 
     return MailingDraft(
         name="Benchmark", subject="Hello", sender="Shop <news@shop.example.org>", text_body="Hi"

@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_dispatch import new_mailing  # noqa: E402
 from smtp_sink import SinkUnavailable, SmtpSink, find_smtp_sink  # noqa: E402
 
-from sendstatus_tui.core import lifecycle  # noqa: E402
-from sendstatus_tui.engine.engine import Engine, EngineSettings  # noqa: E402
-from sendstatus_tui.engine.thread import EngineThread  # noqa: E402
-from sendstatus_tui.engine.transports import transport_for  # noqa: E402
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.thread import EngineThread
+from sendstatus_tui.engine.transports import transport_for
 
 
 class Proxy:

@@ -58,10 +58,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sendstatus_tui.core import deliveries, lifecycle, settings
-from sendstatus_tui.core.drafts import create_mailing
-from sendstatus_tui.core.models import EngineHeartbeat, Mailing
-from sendstatus_tui.core.store import Store, StoreError
+from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.importing.drafts import create_mailing
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing
+from sendstatus_tui.core.store import settings
+from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.engine import EngineSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -199,7 +201,16 @@ class Result:
 def start_engines(url: str, relay: str, count: int, workdir: Path) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDSTATUS_")}
     env["SENDSTATUS_CREDENTIALS"] = str(workdir / "no-credentials.toml")
-    command = [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", url, "--smtp", relay]
+    command = [
+        sys.executable,
+        "-m",
+        "sendstatus_tui.cli.main",
+        "engine",
+        "--db",
+        url,
+        "--smtp",
+        relay,
+    ]
     children = []
     for number in range(count):
         log = open(workdir / f"engine-{number}.log", "wb")  # noqa: SIM115  (the child's)

@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from sqlmodel import func, select
 
-from sendstatus_tui.core import deliveries, lifecycle
-from sendstatus_tui.core.models import FailureClass, Mailing, Recipient, utc_now
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import FailureClass, Mailing, Recipient, utc_now
+from sendstatus_tui.core.store.store import Store
 
 
 def stop_or_send_again(store: Store, mailing_id: int) -> None:

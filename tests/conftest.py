@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from sendstatus_tui.cli import main
-from sendstatus_tui.core import audit
-from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.cli.main import main
+from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.model import audit
+from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for

@@ -13,8 +13,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from sendstatus_tui.core.models import EngineLease, Mailing, Recipient
-from sendstatus_tui.core.store import lock_transitions
+from sendstatus_tui.core.model.models import EngineLease, Mailing, Recipient
+from sendstatus_tui.core.store.store import lock_transitions
 
 from .helpers import mailing
 
@@ -128,7 +128,7 @@ class EngineProcesses:
     def start(self, *options: str, relay_url: str | None = None) -> subprocess.Popen:
         log_path = self.log_dir / f"engine-{len(self.started) + 1}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", self.db_url,
+            [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", self.db_url,
              "--smtp", relay_url or self.relay_url, *options],
             stderr=log_path.open("w"),
         )  # fmt: skip

@@ -18,15 +18,16 @@ from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
-from sendstatus_tui.app import SendStatusApp
-from sendstatus_tui.core import deliveries, heartbeats, lease, lifecycle
-from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.models import AuditEntry, EngineHeartbeat, Mailing
-from sendstatus_tui.core.states import State
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.core.coordination import deliveries, heartbeats, lease
+from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import AuditEntry, EngineHeartbeat, Mailing
+from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import EngineSettings
+from sendstatus_tui.tui.app import SendStatusApp
+from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 from sendstatus_tui.views.panes import PANE_AREAS
-from sendstatus_tui.widgets.mailing_table import MailingTable
 
 # --- files and times ------------------------------------------------------------------------
 

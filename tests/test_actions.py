@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from sendstatus_tui.actions import ACTIONS, bindings, keys_shown, menu_entries
-from sendstatus_tui.app import SendStatusApp
-from sendstatus_tui.core.states import State, allowed_operator_actions
-from sendstatus_tui.screens.dashboard import DashboardScreen
-from sendstatus_tui.screens.help import help_text
+from sendstatus_tui.core.model.states import State, allowed_operator_actions
+from sendstatus_tui.tui.actions import ACTIONS, bindings, keys_shown, menu_entries
+from sendstatus_tui.tui.app import SendStatusApp
+from sendstatus_tui.tui.screens.dashboard import DashboardScreen
+from sendstatus_tui.tui.screens.help import help_text
 
 
 def test_every_action_has_the_method_that_does_it():

@@ -10,9 +10,10 @@ from urllib.parse import unquote
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core import deliveries, lifecycle
-from sendstatus_tui.core.deliveries import Outcome
-from sendstatus_tui.core.models import Recipient
+from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.coordination.deliveries import Outcome
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import Recipient
 
 from .helpers import mailing, wait_for
 from .smtp_relay import RelayScript

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from sendstatus_tui.cli import main
-from sendstatus_tui.core import audit, lease, lifecycle
-from sendstatus_tui.core.audit import Actor, Source
+from sendstatus_tui.cli.main import main
+from sendstatus_tui.core.coordination import lease
+from sendstatus_tui.core.model import audit, lifecycle
+from sendstatus_tui.core.model.audit import Actor, Source
 
 from .helpers import FAST, act, in_minutes, mailing, wait_for, write_file
 

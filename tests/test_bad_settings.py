@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sendstatus_tui.cli import main
+from sendstatus_tui.cli.main import main
 
 from .helpers import write_file
 
@@ -150,7 +150,7 @@ def test_a_bad_setting_is_one_error_line(command, setting, workspace, tmp_path, 
     before = listing(capsys)
     if command in IN_SUBPROCESS:
         result = subprocess.run(
-            [sys.executable, "-m", "sendstatus_tui.cli", *argv],
+            [sys.executable, "-m", "sendstatus_tui.cli.main", *argv],
             capture_output=True,
             text=True,
             env={**os.environ, **env, "TERM": "dumb"},

@@ -13,17 +13,18 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import func, select
 
-from sendstatus_tui.core import lifecycle, suppression
-from sendstatus_tui.core.drafts import (
+from sendstatus_tui.core.importing import suppression
+from sendstatus_tui.core.importing.drafts import (
     ABANDONED_AFTER,
     MailingDraft,
     add_mailing,
     remove_abandoned_imports,
 )
-from sendstatus_tui.core.listing import list_mailings, list_pane_rows
-from sendstatus_tui.core.models import Mailing, Recipient, utc_now
-from sendstatus_tui.core.recipients import RecipientsRefused
-from sendstatus_tui.core.states import Area
+from sendstatus_tui.core.importing.recipients import RecipientsRefused
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
+from sendstatus_tui.core.model.states import Area
+from sendstatus_tui.core.reads.listing import list_mailings, list_pane_rows
 
 from .helpers import wait_for, write_file
 
@@ -151,7 +152,7 @@ def big_csv(tmp_path_factory):
 def start_import(db_url, tmp_path, csv) -> subprocess.Popen:
     body = write_file(tmp_path, "body.txt", "Hello {name}\n")
     return subprocess.Popen(
-        [sys.executable, "-m", "sendstatus_tui.cli", "--db", db_url, "mailing", "add",
+        [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", db_url, "mailing", "add",
          "--name", "Big", "--subject", "Hi", "--from", "news@shop.example.com",
          "--text", str(body), "--recipients", str(csv)],
         stdout=subprocess.PIPE,

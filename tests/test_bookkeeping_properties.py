@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlmodel import select
 
-from sendstatus_tui.core import deliveries, lease, lifecycle
-from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.lease import LeaseLost
-from sendstatus_tui.core.models import FailureClass, Recipient, utc_now
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.core.coordination import deliveries, lease
+from sendstatus_tui.core.coordination.lease import LeaseLost
+from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import FailureClass, Recipient, utc_now
+from sendstatus_tui.core.store.store import Store
 
 from .books import assert_balanced, finish, outcome, stop_or_send_again
 from .books import books as mailing_books

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sendstatus_tui.cli import main
+from sendstatus_tui.cli.main import main
 from sendstatus_tui.errors import mask_url
 
 from .helpers import write_file
@@ -351,7 +351,7 @@ def test_ls_json_area_filter_and_show(add, run):
 def test_ls_does_not_import_the_dashboard(tmp_path):
     """`sendstatus ls` must start fast enough for a shell loop: no textual import."""
     code = (
-        "import sys; from sendstatus_tui.cli import main;"
+        "import sys; from sendstatus_tui.cli.main import main;"
         f" main(['--db', 'sqlite:///{tmp_path}/s.db', 'ls']);"
         " print('textual' in sys.modules, 'apscheduler' in sys.modules)"
     )
@@ -363,7 +363,7 @@ def test_ls_does_not_import_the_dashboard(tmp_path):
 def test_the_installed_command_runs(tmp_path):
     for command in ("init", "ls"):
         result = subprocess.run(
-            [sys.executable, "-m", "sendstatus_tui.cli", "--db", f"sqlite:///{tmp_path}/s.db"]
+            [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", f"sqlite:///{tmp_path}/s.db"]
             + [command],
             capture_output=True,
             text=True,
@@ -377,7 +377,7 @@ def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(db_url, make_mail
     for _ in range(3):
         make_mailing()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sendstatus_tui.cli", "--db", db_url, "ls"],
+        [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", db_url, "ls"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -411,8 +411,8 @@ def test_placeholders_must_be_csv_columns(run, files):
 
 def test_a_stored_date_at_the_end_of_the_calendar_never_crashes_a_view(add, run, db_url):
     """Refused at entry now, but a database may hold one (entered by an older version)."""
-    from sendstatus_tui.core.models import Mailing
-    from sendstatus_tui.core.store import Store
+    from sendstatus_tui.core.model.models import Mailing
+    from sendstatus_tui.core.store.store import Store
 
     mailing_id = add("Far")
     store = Store(db_url)
@@ -436,7 +436,7 @@ def test_rm_waits_until_no_engine_holds_its_recipients(add, run, db_url):
     the engine has recorded that batch (deleting it then broke the engine)."""
     import sqlalchemy as sa
 
-    from sendstatus_tui.core.store import Store
+    from sendstatus_tui.core.store.store import Store
 
     mailing_id = add("Busy", "--now")
     store = Store(db_url)

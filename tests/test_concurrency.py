@@ -27,9 +27,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sendstatus_tui.cli import main
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.states import Mode, State
+from sendstatus_tui.cli.main import main
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.states import Mode, State
 
 from .helpers import in_minutes
 

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from textual.widgets import Input, Static
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.states import Area, Mode, State
-from sendstatus_tui.screens.actions_menu import ActionsMenu
-from sendstatus_tui.screens.schedule import ScheduleModal
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.states import Area, Mode, State
+from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.schedule import ScheduleModal
 from sendstatus_tui.views.cells import state_shown
 
 from .helpers import (

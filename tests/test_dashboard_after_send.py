@@ -3,11 +3,11 @@ confirmations and errors."""
 
 from email import message_from_bytes
 
-from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.engine.send_test import relay_for_tests
-from sendstatus_tui.screens.actions_menu import ActionsMenu
-from sendstatus_tui.screens.confirm import ConfirmModal
-from sendstatus_tui.screens.send_test import SendTestModal
+from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.confirm import ConfirmModal
+from sendstatus_tui.tui.screens.send_test import SendTestModal
 
 from .helpers import choose, open_dashboard, press_on, scenario, settle, text_of, wait_until
 

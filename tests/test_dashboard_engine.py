@@ -3,13 +3,15 @@ the lease and stopped), through the stored relay; with --no-engine it never does
 
 import contextlib
 
-from sendstatus_tui.app import SendStatusApp
-from sendstatus_tui.core import lease, lifecycle, settings
+from sendstatus_tui.core.coordination import lease
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.store import settings
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 from sendstatus_tui.errors import mask_url
-from sendstatus_tui.launch.engine_host import EngineHost
+from sendstatus_tui.tui.app import SendStatusApp
+from sendstatus_tui.tui.launch.engine_host import EngineHost
 from sendstatus_tui.views.engine_fact import EngineWhere
 
 from .helpers import FAST, SIZE, ZONE, act, mailing, refresh, scenario, settle, wait_until

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from textual.widgets import Label
 
-from sendstatus_tui.screens.engines import EnginesScreen
+from sendstatus_tui.tui.screens.engines import EnginesScreen
 
 from .helpers import (
     FIXED_NOW,

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 import pytest
 from textual.widgets import Button, Static
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.states import Area, Mode, State
-from sendstatus_tui.screens.actions_menu import ActionsMenu
-from sendstatus_tui.screens.confirm import ConfirmModal
-from sendstatus_tui.screens.schedule import ScheduleModal
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.states import Area, Mode, State
+from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.confirm import ConfirmModal
+from sendstatus_tui.tui.screens.schedule import ScheduleModal
 
 from .helpers import (
     choose,

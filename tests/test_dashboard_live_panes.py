@@ -3,11 +3,11 @@ also with two dashboards on one database."""
 
 from datetime import timedelta
 
-from sendstatus_tui.app import PanesRead
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.states import Area, Mode, State
-from sendstatus_tui.core.store import Store
-from sendstatus_tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.states import Area, Mode, State
+from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.tui.app import PanesRead
+from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.views.snapshot import SpeedMeter, read_snapshot
 
 from .helpers import (

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from textual.widgets import DataTable, Input, Label
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.states import Area, State
-from sendstatus_tui.screens.completed import CompletedScreen
-from sendstatus_tui.screens.detail import DetailScreen
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.states import Area, State
+from sendstatus_tui.tui.screens.completed import CompletedScreen
+from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.views.layout import fit_columns, pane_heights
 from sendstatus_tui.views.panes import COLUMNS
 

@@ -7,12 +7,12 @@ import pytest
 from sqlmodel import select
 from textual.widgets import Button, Input, Static
 
-from sendstatus_tui.core import suppression
-from sendstatus_tui.core.models import Mailing
-from sendstatus_tui.core.states import Area, Mode, State
-from sendstatus_tui.screens.confirm import ConfirmModal
-from sendstatus_tui.screens.new_mailing import NewMailingForm
-from sendstatus_tui.screens.schedule import ScheduleModal
+from sendstatus_tui.core.importing import suppression
+from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.states import Area, Mode, State
+from sendstatus_tui.tui.screens.confirm import ConfirmModal
+from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
+from sendstatus_tui.tui.screens.schedule import ScheduleModal
 
 from .helpers import (
     notifications,

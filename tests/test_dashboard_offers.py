@@ -1,7 +1,7 @@
 """What the dashboard offers is what applies to the selection: the footer, the palette."""
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.states import Area, Mode, State
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.states import Area, Mode, State
 
 from .helpers import (
     footer_actions,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sendstatus_tui.core.states import State
-from sendstatus_tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.core.model.states import State
+from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
 
 from .helpers import (
     choose,

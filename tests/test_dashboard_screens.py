@@ -4,10 +4,10 @@ import re
 
 from textual.widgets import Input, Static
 
-from sendstatus_tui.core.states import Area, State
-from sendstatus_tui.screens.detail import DetailScreen
-from sendstatus_tui.screens.help import HelpScreen
-from sendstatus_tui.widgets.mailing_table import MailingTable
+from sendstatus_tui.core.model.states import Area, State
+from sendstatus_tui.tui.screens.detail import DetailScreen
+from sendstatus_tui.tui.screens.help import HelpScreen
+from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 
 from .helpers import (
     open_dashboard,

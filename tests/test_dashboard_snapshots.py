@@ -12,15 +12,16 @@ from datetime import timedelta
 import pytest
 from textual.widgets import Button, Input, Static
 
-from sendstatus_tui.core import lease, lifecycle
-from sendstatus_tui.screens.actions_menu import ActionsMenu
-from sendstatus_tui.screens.completed import CompletedScreen
-from sendstatus_tui.screens.confirm import ConfirmModal
-from sendstatus_tui.screens.detail import DetailScreen
-from sendstatus_tui.screens.engines import EnginesScreen
-from sendstatus_tui.screens.help import HelpScreen
-from sendstatus_tui.screens.new_mailing import NewMailingForm
-from sendstatus_tui.screens.schedule import ScheduleModal
+from sendstatus_tui.core.coordination import lease
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.completed import CompletedScreen
+from sendstatus_tui.tui.screens.confirm import ConfirmModal
+from sendstatus_tui.tui.screens.detail import DetailScreen
+from sendstatus_tui.tui.screens.engines import EnginesScreen
+from sendstatus_tui.tui.screens.help import HelpScreen
+from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
+from sendstatus_tui.tui.screens.schedule import ScheduleModal
 
 from .helpers import (
     FIXED_NOW,

@@ -26,7 +26,7 @@ def run_demo(tmp_path: Path, *options: str) -> str:
     os.set_blocking(controller, False)
     environment = {**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "80", "LINES": "24"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sendstatus_tui.cli", "demo", "--no-blink", *options],
+        [sys.executable, "-m", "sendstatus_tui.cli.main", "demo", "--no-blink", *options],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from sendstatus_tui.core import lifecycle
+from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
@@ -37,7 +37,7 @@ def test_send_now_delivers_personalised_messages(store, make_mailing, relay, eng
 def test_an_internationalised_address(store, tmp_path, engine_for, smtputf8):
     """An address whose local part is not ASCII needs SMTPUTF8: a relay that offers it
     takes it; without it, that one recipient is not sent, and the mailing still completes."""
-    from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+    from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
 
     csv = tmp_path / "people.csv"
     csv.write_text("email\nann@example.com\njörg@bücher.example\nbob@example.com\n")
@@ -63,8 +63,8 @@ def test_internationalised_domains_to_a_relay_without_smtputf8(store, tmp_path, 
     that needs SMTPUTF8 is not sent, with a reason that no relay wrote."""
     from email import message_from_bytes
 
-    from sendstatus_tui.core.details import read_details
-    from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+    from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+    from sendstatus_tui.core.reads.details import read_details
 
     csv = tmp_path / "people.csv"
     csv.write_text(

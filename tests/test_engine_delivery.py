@@ -15,10 +15,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.details import read_details
-from sendstatus_tui.core.models import Recipient, RecipientStatus, utc_now
-from sendstatus_tui.engine.credentials import (
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import Recipient, RecipientStatus, utc_now
+from sendstatus_tui.core.reads.details import read_details
+from sendstatus_tui.engine.engine import Engine
+from sendstatus_tui.engine.smtp.credentials import (
     FILE_ENV,
     PASSWORD_ENV,
     USER_ENV,
@@ -26,7 +27,6 @@ from sendstatus_tui.engine.credentials import (
     CredentialsError,
     load_credentials,
 )
-from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import TransportConfigError, transport_for
 

@@ -10,8 +10,9 @@ from collections import Counter
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core import lease, lifecycle
-from sendstatus_tui.core.models import EngineLease
+from sendstatus_tui.core.coordination import lease
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import EngineLease
 
 from .engine_processes import status_counts
 from .helpers import mailing, wait_for
@@ -24,7 +25,7 @@ def engines(db_url, relay):
 
     def start(*options: str) -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", db_url,
+            [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", db_url,
              "--smtp", relay.url, *options],
             stderr=subprocess.PIPE,
             text=True,

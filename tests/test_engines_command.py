@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from sendstatus_tui.core import heartbeats, lifecycle
-from sendstatus_tui.core.models import EngineHeartbeat, utc_now
+from sendstatus_tui.core.coordination import heartbeats
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import EngineHeartbeat, utc_now
 
 from .engine_processes import EngineProcesses
 from .helpers import mailing, wait_for

@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.models import EngineLease, Recipient, utc_now
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import EngineLease, Recipient, utc_now
 
 from .engine_processes import (
     Delivery,
@@ -266,7 +266,7 @@ def test_stop_is_bounded_when_the_relay_hangs_after_data(
 
     asked = time.monotonic()
     stop = subprocess.run(
-        [sys.executable, "-m", "sendstatus_tui.cli", "--db", db_url, "stop", str(mailing_id)],
+        [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", db_url, "stop", str(mailing_id)],
         capture_output=True,
         text=True,
     )
@@ -318,7 +318,7 @@ def fill(directory: Path) -> Path:
 
 
 def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
-    from sendstatus_tui.core.store import Store
+    from sendstatus_tui.core.store.store import Store
 
     db_url = f"sqlite:///{small_filesystem / 'sendstatus.db'}"
     maildir = small_filesystem / "maildir"
@@ -355,7 +355,7 @@ def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
 
 
 def make_mailing_in(store, directory: Path, recipients: int) -> int:
-    from sendstatus_tui.core.drafts import MailingDraft, create_mailing
+    from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
 
     csv = directory / "recipients.csv"
     rows = [f"person{i}@example.com,Person {i}" for i in range(recipients)]

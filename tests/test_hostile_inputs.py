@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sendstatus_tui.cli import main
+from sendstatus_tui.cli.main import main
 
 from .helpers import write_file
 
@@ -220,7 +220,16 @@ def test_unusable_database_urls_are_one_line_without_the_password(run, url, says
 def test_unusable_relay_urls_are_one_line_without_the_password(sqlite_url, url, says):
     # the real command: with a URL it wrongly took, the engine would serve for ever
     engine = subprocess.run(
-        [sys.executable, "-m", "sendstatus_tui.cli", "--db", sqlite_url, "--smtp", url, "engine"],
+        [
+            sys.executable,
+            "-m",
+            "sendstatus_tui.cli.main",
+            "--db",
+            sqlite_url,
+            "--smtp",
+            url,
+            "engine",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

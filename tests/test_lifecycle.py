@@ -5,10 +5,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core import deliveries, lifecycle
-from sendstatus_tui.core.models import Mailing, Recipient
-from sendstatus_tui.core.queue import Direction
-from sendstatus_tui.core.states import STATE_WORDS, Mode, State, TransitionRefused
+from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import Mailing, Recipient
+from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.states import STATE_WORDS, Mode, State, TransitionRefused
 
 from .helpers import in_minutes
 
@@ -406,8 +407,8 @@ def test_complete_is_refused_while_starting(store, make_mailing):
 
 def test_pane_rows_match_the_full_listing(store, make_mailing, now):
     """The panes' light read gives what the full listing gives, in the same order."""
-    from sendstatus_tui.core.listing import list_mailings, list_pane_rows
-    from sendstatus_tui.core.states import Area
+    from sendstatus_tui.core.model.states import Area
+    from sendstatus_tui.core.reads.listing import list_mailings, list_pane_rows
 
     ids = [make_mailing() for _ in range(6)]
     act(store, lifecycle.schedule_at, ids[0], now + timedelta(hours=2), now)

@@ -9,13 +9,13 @@ from dataclasses import replace
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core import lifecycle
-from sendstatus_tui.core.models import Recipient
-from sendstatus_tui.core.relay_url import SmtpSettings, parse_relay_url
-from sendstatus_tui.engine import smtp_pool
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import Recipient
+from sendstatus_tui.core.model.relay_url import SmtpSettings, parse_relay_url
 from sendstatus_tui.engine.engine import Engine
-from sendstatus_tui.engine.smtp_connection import open_connection
-from sendstatus_tui.engine.smtp_wire import ConnectionClosed, Reply, ReplyReader
+from sendstatus_tui.engine.smtp import pool as smtp_pool
+from sendstatus_tui.engine.smtp.connection import open_connection
+from sendstatus_tui.engine.smtp.wire import ConnectionClosed, Reply, ReplyReader
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 

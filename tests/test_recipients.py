@@ -5,9 +5,9 @@ import json
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.models import Mailing, Recipient
-from sendstatus_tui.core.recipients import RecipientsRefused
+from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.importing.recipients import RecipientsRefused
+from sendstatus_tui.core.model.models import Mailing, Recipient
 
 from .helpers import write_file
 

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlmodel import select
 
-from sendstatus_tui.core import deliveries, heartbeats, lifecycle, rescue
-from sendstatus_tui.core.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.heartbeats import ClaimantLost
-from sendstatus_tui.core.models import EngineHeartbeat, Recipient, utc_now
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.core.coordination import deliveries, heartbeats, rescue
+from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
+from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import EngineHeartbeat, Recipient, utc_now
+from sendstatus_tui.core.store.store import Store
 
 from .books import assert_balanced, finish, outcome, stop_or_send_again
 

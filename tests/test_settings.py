@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from sendstatus_tui.core import heartbeats, lifecycle, settings
-from sendstatus_tui.core.models import utc_now
+from sendstatus_tui.core.coordination import heartbeats
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.core.store import settings
 
 from .helpers import mailing, wait_for
 
@@ -123,7 +125,7 @@ def test_the_engine_sends_through_the_stored_relay_at_the_stored_rate(
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
     engine = subprocess.Popen(
-        [sys.executable, "-m", "sendstatus_tui.cli", "engine", "--db", db_url],
+        [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", db_url],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sendstatus_tui.core.states import (
+from sendstatus_tui.core.model.states import (
     AREA_OF_STATE,
     STATE_WORDS,
     Action,

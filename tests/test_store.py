@@ -14,8 +14,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-from sendstatus_tui.core.migrations_runner import HEAD_REVISION, MIGRATIONS_DIR
-from sendstatus_tui.core.store import Store
+from sendstatus_tui.core.store.migrate import HEAD_REVISION, MIGRATIONS_DIR
+from sendstatus_tui.core.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

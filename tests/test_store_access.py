@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from sendstatus_tui.cli import main
-from sendstatus_tui.core.migrations_runner import HEAD_REVISION, MIGRATIONS_DIR
-from sendstatus_tui.core.store import Store, StoreError, may_write
+from sendstatus_tui.cli.main import main
+from sendstatus_tui.core.store.migrate import HEAD_REVISION, MIGRATIONS_DIR
+from sendstatus_tui.core.store.store import Store, StoreError, may_write
 from sendstatus_tui.errors import mask_url
 
 from .helpers import open_dashboard, scenario, select_mailing, settle, write_file

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sendstatus_tui.core import suppression
+from sendstatus_tui.core.importing import suppression
 
 from .helpers import mailing, wait_for
 from .smtp_relay import RelayScript

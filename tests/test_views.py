@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sendstatus_tui.core.details import EngineOnIt, LastError, MailingDetails
-from sendstatus_tui.core.states import Area, Mode, State
+from sendstatus_tui.core.model.states import Area, Mode, State
+from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.views import cells
 from sendstatus_tui.views.details import counters_text, errors_text, show_text
 from sendstatus_tui.views.panes import heading

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sendstatus_tui.core.when import WhenError, format_local, parse_when
+from sendstatus_tui.core.model.when import WhenError, format_local, parse_when
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_up_to_ten_years_ahead_is_taken():
 
 
 def test_schedule_at_refuses_the_far_future_whoever_asks(store, make_mailing):
-    from sendstatus_tui.core import lifecycle
+    from sendstatus_tui.core.model import lifecycle
 
     mailing_id = make_mailing()
     with pytest.raises(WhenError, match="more than 10 years ahead"), store.write() as session:

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from sqlmodel import Session
 
-from ..core.store import Store
+from sendstatus_tui.core.store.store import Store
 
 Result = TypeVar("Result")
 WORK_THREADS = 4  # claims and records of several lanes and mailings at once

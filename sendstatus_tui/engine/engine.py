@@ -31,19 +31,22 @@ from typing import TypeVarTuple
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from ..core import deliveries, drafts, heartbeats, lease, lifecycle, pace, rescue
-from ..core.heartbeats import ClaimantLost
-from ..core.lease import LeaseLost
-from ..core.models import utc_now
-from ..core.pace import SlotTimes
-from ..core.states import State, TransitionRefused
-from ..core.store import Store, StoreError
-from .database import EngineDatabase
-from .message import Template, template_of
-from .rate import Pace
-from .relay_errors import RelayRefused, RelayUnavailable
-from .sending import BatchSender, Retries
-from .transports import Transport
+from sendstatus_tui.core.coordination import deliveries, heartbeats, lease, rescue
+from sendstatus_tui.core.coordination import shared_rate as pace
+from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
+from sendstatus_tui.core.coordination.lease import LeaseLost
+from sendstatus_tui.core.coordination.shared_rate import SlotTimes
+from sendstatus_tui.core.importing import drafts
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.core.model.states import State, TransitionRefused
+from sendstatus_tui.core.store.store import Store, StoreError
+from sendstatus_tui.engine.database import EngineDatabase
+from sendstatus_tui.engine.message import Template, template_of
+from sendstatus_tui.engine.rate import Pace
+from sendstatus_tui.engine.sending import BatchSender, Retries
+from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
 # batches of one mailing in flight at once: while one waits for its last replies (a round

@@ -11,10 +11,10 @@ import os
 import signal
 from collections.abc import Callable
 
-from ..core.store import Store
-from .engine import Engine, EngineSettings
-from .supervisor import WORKER_ENV, Supervisor
-from .transports import Transport
+from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.supervisor import WORKER_ENV, Supervisor
+from sendstatus_tui.engine.transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
 

@@ -5,13 +5,13 @@ recipients stay as they are."""
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..core.models import Mailing
-from ..core.trial import Persona
-from ..errors import mask_url
-from .credentials import load_credentials
-from .message import render, template_of
-from .relay_errors import DeliveryError, RelayRefused, RelayUnavailable
-from .transports import MaildirTransport, Transport, transport_for
+from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.reads.trial import Persona
+from sendstatus_tui.engine.message import render, template_of
+from sendstatus_tui.engine.smtp.credentials import load_credentials
+from sendstatus_tui.engine.smtp.errors import DeliveryError, RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.transports import MaildirTransport, Transport, transport_for
+from sendstatus_tui.errors import mask_url
 
 
 @dataclass(frozen=True)

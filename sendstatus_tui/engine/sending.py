@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ..core import deliveries
-from ..core.deliveries import Claimed, Outcome
-from ..core.models import FailureClass, utc_now
-from ..core.pace import SlotTimes
-from .message import Template, render
-from .rate import Pace
-from .relay_errors import (
+from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.coordination.deliveries import Claimed, Outcome
+from sendstatus_tui.core.coordination.shared_rate import SlotTimes
+from sendstatus_tui.core.model.models import FailureClass, utc_now
+from sendstatus_tui.engine.message import Template, render
+from sendstatus_tui.engine.rate import Pace
+from sendstatus_tui.engine.slots import Slots
+from sendstatus_tui.engine.smtp.errors import (
     NotDeliverable,
     PermanentFailure,
     RelayRefused,
@@ -29,8 +30,7 @@ from .relay_errors import (
     ReplyLost,
     TemporaryFailure,
 )
-from .slots import Slots
-from .transports import Transport
+from sendstatus_tui.engine.transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
 

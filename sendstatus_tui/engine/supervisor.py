@@ -79,7 +79,7 @@ class Supervisor:
 
     def _start(self, worker: Worker) -> None:
         worker.process = subprocess.Popen(
-            [sys.executable, "-m", "sendstatus_tui.cli", "engine"],
+            [sys.executable, "-m", "sendstatus_tui.cli.main", "engine"],
             env={**os.environ, **self.environment, WORKER_ENV: str(worker.number)},
             stdin=subprocess.DEVNULL,
             # its own process group: a Ctrl-C reaches the supervisor alone, which stops

@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import threading
 
-from .engine import Engine
+from sendstatus_tui.engine.engine import Engine
 
 
 class EngineThread:

@@ -5,10 +5,14 @@ import mailbox
 from pathlib import Path
 from typing import Protocol
 
-from ..core.relay_url import MaildirSettings, TransportConfigError, parse_relay_url
-from .credentials import Credentials
-from .relay_errors import RelayRefused, RelayUnavailable
-from .smtp_pool import SmtpTransport
+from sendstatus_tui.core.model.relay_url import (
+    MaildirSettings,
+    TransportConfigError,
+    parse_relay_url,
+)
+from sendstatus_tui.engine.smtp.credentials import Credentials
+from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.smtp.pool import SmtpTransport
 
 
 class Transport(Protocol):

@@ -4,10 +4,10 @@ its details screen (times in the operator's zone, each naming it)."""
 from datetime import tzinfo
 from typing import Any
 
-from ..core.audit import describe
-from ..core.listing import iso
-from ..core.models import AuditEntry
-from ..core.when import format_named, to_zone
+from sendstatus_tui.core.model.audit import describe
+from sendstatus_tui.core.model.models import AuditEntry
+from sendstatus_tui.core.model.when import format_named, to_zone
+from sendstatus_tui.core.reads.listing import iso
 
 
 def entry_line(entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True) -> str:

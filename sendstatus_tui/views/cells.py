@@ -4,9 +4,9 @@ and the details screen, so that a mailing reads the same everywhere."""
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
-from ..core.listing import PaneMailing
-from ..core.states import STATE_WORDS, State
-from ..core.when import format_local, to_zone
+from sendstatus_tui.core.model.states import STATE_WORDS, State
+from sendstatus_tui.core.model.when import format_local, to_zone
+from sendstatus_tui.core.reads.listing import PaneMailing
 
 STARTING_UP = "starting up"
 NONE_YET = "—"

@@ -2,10 +2,10 @@
 
 from datetime import datetime, time, tzinfo
 
-from ..core.models import Mailing
-from ..core.when import to_zone
-from .cells import number
-from .layout import Column
+from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.when import to_zone
+from sendstatus_tui.views.cells import number
+from sendstatus_tui.views.layout import Column
 
 COLUMNS = (
     Column("ID", 3, fits_values=True),

@@ -3,10 +3,10 @@ both from a MailingDetails and the shared cells."""
 
 from datetime import timedelta, tzinfo
 
-from ..core.details import EngineOnIt, LastError, MailingDetails
-from ..core.failed import FailedRecipient
-from ..core.when import format_named
-from .cells import countdown, moment, number, per_minute, state_shown
+from sendstatus_tui.core.model.when import format_named
+from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
+from sendstatus_tui.core.reads.failed import FailedRecipient
+from sendstatus_tui.views.cells import countdown, moment, number, per_minute, state_shown
 
 
 def title(details: MailingDetails) -> str:

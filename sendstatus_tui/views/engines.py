@@ -4,9 +4,9 @@ and of the dashboard's E screen."""
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from ..core import heartbeats
-from ..core.models import EngineHeartbeat
-from ..core.when import format_named
+from sendstatus_tui.core.coordination import heartbeats
+from sendstatus_tui.core.model.models import EngineHeartbeat
+from sendstatus_tui.core.model.when import format_named
 
 NO_ENGINE = "no engine running on this database"
 

@@ -5,9 +5,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from ..core.when import to_zone
-from .cells import per_minute, relay_trouble
-from .engine_fact import EngineFact
+from sendstatus_tui.core.model.when import to_zone
+from sendstatus_tui.views.cells import per_minute, relay_trouble
+from sendstatus_tui.views.engine_fact import EngineFact
 
 SEPARATOR = " · "
 

@@ -2,11 +2,11 @@
 
 from datetime import tzinfo
 
-from ..core.models import Mailing
-from ..core.states import AREA_OF_STATE, Area
-from ..core.when import format_local, zone_label
-from .cells import number, planned_for, sent_of_total, start_date
-from .panes import heading
+from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.states import AREA_OF_STATE, Area
+from sendstatus_tui.core.model.when import format_local, zone_label
+from sendstatus_tui.views.cells import number, planned_for, sent_of_total, start_date
+from sendstatus_tui.views.panes import heading
 
 _HEADERS = {
     Area.NOW: ("ID", "NAME", "MODE", "START DATE", "SENT", "FAILED"),

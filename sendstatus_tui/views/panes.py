@@ -2,9 +2,9 @@
 
 from datetime import datetime, tzinfo
 
-from ..core.listing import PaneMailing
-from ..core.states import Area, State
-from .cells import (
+from sendstatus_tui.core.model.states import Area, State
+from sendstatus_tui.core.reads.listing import PaneMailing
+from sendstatus_tui.views.cells import (
     Cell,
     countdown,
     eta,
@@ -15,7 +15,7 @@ from .cells import (
     progress_bar,
     sent_of_total,
 )
-from .layout import Column
+from sendstatus_tui.views.layout import Column
 
 PANE_AREAS = (Area.NOW, Area.SCHEDULED, Area.STANDBY)
 

@@ -1,0 +1,334 @@
+"""After the send: ``failed``, ``retry``, ``test`` and ``suppress`` (DESIGN.md §3), and the
+unsubscribe warning given when a large mailing without one is planned."""
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sendstatus_tui.core.coordination.deliveries import failed_by_class
+from sendstatus_tui.core.importing import suppression
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.reads import failed, trial
+from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.errors import SendStatusError
+
+# a mailing larger than this, planned without List-Unsubscribe, is confirmed first: the
+# large mailbox providers require one-click unsubscribe of bulk senders
+UNSUBSCRIBE_WARNING_ABOVE = 5_000
+
+
+class AfterSendError(SendStatusError):
+    pass
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What these commands share with the rest of the command line."""
+
+    # the command's database, opened to "read", to "change" (never created) or to "create"
+    store: Callable[[Any, str], Store]
+    confirm: Callable[[Any, str], None]
+    relay_url: Callable[[Any], str | None]
+
+
+def add_parsers(commands, common: argparse.ArgumentParser, id_type, hooks: Hooks) -> None:
+    def runs(command: Callable[[Any, Hooks], None]) -> Callable[[Any], None]:
+        return lambda args: command(args, hooks)
+
+    listing = commands.add_parser(
+        "failed",
+        parents=[common],
+        help="list a mailing's failed recipients, with why",
+        description="Each failed recipient with its class (5xx refused, 4xx deferred too"
+        " often, doubt: no reply after DATA, error: not sent by us), the relay's code and"
+        " reply. --csv writes a file that `mailing add --recipients` takes back.",
+    )
+    listing.add_argument("id", type=id_type)
+    listing.add_argument("--class", dest="failure_class", choices=[*failed.CLASSES, "all"])
+    output = listing.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON object per line")
+    output.add_argument("--csv", type=Path, metavar="FILE", help="write a recipients CSV")
+    listing.set_defaults(run=runs(_cmd_failed))
+
+    retry = commands.add_parser(
+        "retry",
+        parents=[common],
+        help="put a mailing's failed recipients back to pending, to send them again",
+        description="Puts the failed recipients of a completed or stopped mailing back to"
+        " pending (attempts reset) and parks it in Sends to schedule as 'N to retry': send it"
+        " now, schedule or enqueue it as usual. Nobody it was sent to gets it again. --class"
+        " all (the default) is 5xx and 4xx; doubt only when named (they may have received it).",
+    )
+    retry.add_argument("id", type=id_type)
+    retry.add_argument("--class", dest="failure_class", choices=[*failed.CLASSES, "all"])
+    retry.add_argument("--yes", action="store_true", help="confirm without asking")
+    retry.set_defaults(run=runs(_cmd_retry))
+
+    test = commands.add_parser(
+        "test",
+        parents=[common],
+        help="send a mailing to a few addresses now, to see it (nothing is counted)",
+        description="Sends the mailing, personalised as one of its recipients, to the given"
+        " addresses only, now, through the relay the engines use, with a Message-ID of its"
+        " own. The mailing and its recipients do not change.",
+    )
+    test.add_argument("id", type=id_type)
+    test.add_argument("--to", required=True, metavar="ADDR[,ADDR...]")
+    test.add_argument(
+        "--as",
+        dest="persona",
+        metavar="N|ADDR",
+        help="personalise as the N-th recipient or the one with this address (default: the first)",
+    )
+    test.set_defaults(run=runs(_cmd_test))
+
+    suppress = commands.add_parser(
+        "suppress",
+        parents=[common],
+        help="the suppression list: addresses never to be mailed",
+        description="Addresses never to be mailed. They match as duplicates do (any case, the"
+        " domain in Unicode or ASCII form). Suppressed addresses are dropped at import and"
+        " skipped at send time.",
+    )
+    verbs = suppress.add_subparsers(dest="suppress_command", metavar="COMMAND")
+    verbs.required = True
+    add = verbs.add_parser("add", parents=[common], help="put addresses on the list")
+    add.add_argument("addresses", nargs="+", metavar="ADDR")
+    add.add_argument("--reason", help="why (kept with each address)")
+    add.set_defaults(run=runs(_cmd_suppress_add))
+    rm = verbs.add_parser("rm", parents=[common], help="take addresses off the list")
+    rm.add_argument("addresses", nargs="+", metavar="ADDR")
+    rm.set_defaults(run=runs(_cmd_suppress_rm))
+    ls = verbs.add_parser("ls", parents=[common], help="list the suppressed addresses")
+    ls.add_argument("--json", action="store_true", help="a JSON array of objects")
+    ls.set_defaults(run=runs(_cmd_suppress_ls))
+    load = verbs.add_parser(
+        "import",
+        parents=[common],
+        help="add the addresses of a file: one per line, or a CSV with an 'email' column",
+    )
+    load.add_argument("file", type=Path)
+    load.set_defaults(run=runs(_cmd_suppress_import))
+    export = verbs.add_parser("export", parents=[common], help="write the list as a CSV file")
+    export.add_argument("file", type=Path)
+    export.set_defaults(run=runs(_cmd_suppress_export))
+
+
+# --- failed and retry ----------------------------------------------------------------------
+
+
+def _cmd_failed(args, hooks: Hooks) -> None:
+    classes = failed.classes_named(args.failure_class, failed.CLASSES)
+    with hooks.store(args, "read").read() as session:
+        mailing = lifecycle.get(session, args.id)
+        assert mailing.id is not None
+        names = json.loads(mailing.field_names)
+        rows = failed.failed_recipients(session, mailing.id, names, classes)
+        if args.csv:
+            written = _write_failed_csv(args.csv, names, rows)
+            print(
+                f"mailing {mailing.id}: {_count(written, 'failed recipient')} written to {args.csv}"
+            )
+        elif args.json:
+            encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one a row
+            sys.stdout.writelines(encode(row.as_json()) + "\n" for row in rows)
+        else:
+            listed = 0
+            for row in rows:
+                sys.stdout.write(f"{row.email}\t{row.failure_class}\t{row.reply or ''}\n")
+                listed += 1
+            if not listed:  # said on stderr: stdout stays the list, empty, for scripts
+                which = "" if args.failure_class in (None, "all") else f" of class {classes[0]}"
+                print(f"mailing {mailing.id} has no failed recipients{which}", file=sys.stderr)
+
+
+def _write_failed_csv(path: Path, names: list[str], rows) -> int:
+    """A recipients CSV of the failed ones: their fields, plus why they failed."""
+    # the extra columns take a name the file does not have already
+    class_column = next(n for n in ("class", "failed_class", "failure_class_") if n not in names)
+    reply_column = next(n for n in ("reply", "failed_reply", "failure_reply_") if n not in names)
+    written = 0
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["email", *names, class_column, reply_column])
+            for row in rows:
+                fields = [row.fields.get(name, "") for name in names]
+                writer.writerow([row.email, *fields, row.failure_class, row.reply or ""])
+                written += 1
+    except OSError as exc:
+        raise AfterSendError(f"{path}: cannot write it ({exc.strerror or exc})") from None
+    return written
+
+
+def _cmd_retry(args, hooks: Hooks) -> None:
+    classes = failed.classes_named(args.failure_class, failed.RETRY_ALL)
+    store = hooks.store(args, "change")
+    with store.read() as session:
+        mailing = lifecycle.get(session, args.id)
+        assert mailing.id is not None
+        by_class = failed_by_class(session, mailing.id)
+    count = sum(by_class.get(cls, 0) for cls in classes)
+    if count:  # else the retry itself says why not
+        what = _count(count, "failed recipient")
+        hooks.confirm(
+            args, f"put {what} ({', '.join(classes)}) of mailing {mailing.id} back to pending?"
+        )
+    with store.write() as session:
+        count = lifecycle.retry(session, args.id, classes)
+    print(
+        f"mailing {args.id} {mailing.name!r}: {count:,} to retry, parked in Sends to schedule;"
+        f" send it with `sendstatus send-now {args.id}` or schedule it"
+    )
+
+
+# --- test send ---------------------------------------------------------------------------
+
+
+def _cmd_test(args, hooks: Hooks) -> None:
+    try:
+        addresses = trial.parse_test_addresses(args.to)
+    except trial.BadTestAddress as exc:
+        raise AfterSendError(f"--to: {exc}") from None
+    with hooks.store(args, "read").read() as session:
+        mailing = lifecycle.get(session, args.id)
+        persona = trial.persona(session, mailing, args.persona)
+        session.expunge(mailing)
+    from sendstatus_tui.engine.send_test import relay_for_tests, send_test
+
+    relay = relay_for_tests(hooks.relay_url(args))
+    transport = relay.open()  # checks the relay URL and the credentials
+    number = f"recipient {persona.number}" if persona.number else "recipient"
+    print(
+        f"test of mailing {mailing.id} {mailing.name!r} as {number} {persona.email},"
+        f" through {relay.description}"
+    )
+    if persona.empty_fields:
+        names = ", ".join("{" + name + "}" for name in persona.empty_fields)
+        print(
+            f"warning: {persona.email} has no value for {names}: the test shows them empty",
+            file=sys.stderr,
+        )
+    results = asyncio.run(send_test(transport, mailing, persona, addresses))
+    for result in results:
+        print(f"  {result.address}: {result.reply}")
+    refused = [r for r in results if not r.delivered]
+    if refused:
+        raise AfterSendError(
+            f"the relay did not take the test for {len(refused)} of {len(results)} addresses"
+        )
+
+
+# --- suppression list ----------------------------------------------------------------------
+
+
+def _cmd_suppress_add(args, hooks: Hooks) -> None:
+    with hooks.store(args, "create").write() as session:
+        result = suppression.add(session, args.addresses, args.reason)
+        _refuse_invalid(result.invalid)  # rolls the whole command back
+    print(f"{_count(result.added, 'address')} added" + _already(result.already))
+
+
+def _cmd_suppress_import(args, hooks: Hooks) -> None:
+    pairs, bad_lines = suppression.read_file(args.file)
+    with hooks.store(args, "create").write() as session:
+        result = suppression.add_entries(session, pairs)
+        _refuse_invalid(bad_lines + result.invalid, args.file)
+    print(f"{args.file}: {_count(result.added, 'address')} added" + _already(result.already))
+
+
+def _cmd_suppress_rm(args, hooks: Hooks) -> None:
+    with hooks.store(args, "change").write() as session:
+        removed, invalid = suppression.remove(session, args.addresses)
+        _refuse_invalid(invalid)
+    absent = len(args.addresses) - removed
+    print(
+        f"{_count(removed, 'address')} removed"
+        + (f"; {absent:,} not on the list" if absent else "")
+    )
+
+
+def _cmd_suppress_ls(args, hooks: Hooks) -> None:
+    with hooks.store(args, "read").read() as session:
+        if not args.json:
+            for entry in suppression.entries(session):
+                print(f"{entry.address}\t{entry.reason or ''}")
+            return
+        # written as it is read: a list of a million stays out of memory
+        print("[", end="")
+        for index, entry in enumerate(suppression.entries(session)):
+            item = {"address": entry.address, "reason": entry.reason, "added_at": _iso(entry)}
+            print(("," if index else "") + "\n  " + json.dumps(item, ensure_ascii=False), end="")
+        print("\n]")
+
+
+def _cmd_suppress_export(args, hooks: Hooks) -> None:
+    written = 0
+    with hooks.store(args, "read").read() as session:
+        try:
+            with open(args.file, "w", encoding="utf-8", newline="") as stream:
+                writer = csv.writer(stream)
+                writer.writerow(["email", "reason", "added_at"])
+                for entry in suppression.entries(session):
+                    writer.writerow([entry.address, entry.reason or "", _iso(entry)])
+                    written += 1
+        except OSError as exc:
+            raise AfterSendError(f"{args.file}: cannot write it ({exc.strerror or exc})") from None
+    print(f"{args.file}: {_count(written, 'address')} written")
+
+
+def _refuse_invalid(invalid: list[str], path: Path | None = None) -> None:
+    if not invalid:
+        return
+    first = "; ".join(invalid[:3]) + (
+        f"; and {len(invalid) - 3:,} more" if len(invalid) > 3 else ""
+    )
+    where = f"{path}: " if path else ""
+    raise AfterSendError(
+        f"{where}{_count(len(invalid), 'invalid address')}, nothing changed: {first}"
+    )
+
+
+def _already(count: int) -> str:
+    return f"; {count:,} already on the list" if count else ""
+
+
+def _iso(entry) -> str:
+    return entry.created_at.isoformat().replace("+00:00", "Z")
+
+
+# --- the unsubscribe warning ---------------------------------------------------------------
+
+
+def needs_unsubscribe_confirmation(args, mailing: Mailing) -> bool:
+    return (
+        not args.yes
+        and not (mailing.unsubscribe_url or mailing.unsubscribe_mailto)
+        and mailing.total > UNSUBSCRIBE_WARNING_ABOVE
+    )
+
+
+def confirm_unsubscribe(args, mailing: Mailing, confirm: Callable[[Any, str], None]) -> None:
+    """A large mailing planned without List-Unsubscribe: warn and ask, as the sequential
+    warning does."""
+    if not needs_unsubscribe_confirmation(args, mailing):
+        return
+    print(
+        f"warning: mailing {mailing.id} goes to {mailing.total:,} recipients without an"
+        " unsubscribe header; the large mailbox providers require one-click unsubscribe of"
+        " bulk senders (mailing add --unsubscribe-url, or `config set unsubscribe_url`)",
+        file=sys.stderr,
+    )
+    confirm(args, "send it without one?")
+
+
+def _count(number: int, noun: str) -> str:
+    plural = "es" if noun.endswith("ss") else "s"
+    return f"{number:,} {noun}{'' if number == 1 else plural}"

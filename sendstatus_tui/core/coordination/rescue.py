@@ -1,0 +1,56 @@
+"""The leader hands back the claims of engines gone silent, so that nobody is skipped.
+
+An engine silent for longer than its heartbeat's time to live has died, or stalled past
+it: its claimant is cleared (it can claim nothing more, and learns at its next beat that
+it must take a new one), and every recipient still in flight under a claimant that no
+engine row names goes back to pending, in doubt (``deliveries.hand_back_claims``). The
+whole claim counts as in doubt, handed to the relay or not: engines write nothing per
+message before sending, which keeps a claim one write; the cost is that up to a claim's
+worth of recipients is counted in ``resent_in_doubt`` when an engine dies, of which only
+those that reached the relay can be duplicates.
+"""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.model.models import EngineHeartbeat, Recipient
+
+
+def rescue(session: Session, silent_before: datetime, keep: str) -> dict[int, int]:
+    """Clears the claimant of every engine whose last beat is older than ``silent_before``
+    (never ``keep``'s: the leader's own), and hands back the claims of every claimant no
+    engine row names. Returns {mailing id: recipients handed back}."""
+    session.execute(
+        sa.update(EngineHeartbeat)
+        .where(
+            col(EngineHeartbeat.claimant) != "",
+            col(EngineHeartbeat.heartbeat_at) < silent_before,
+            col(EngineHeartbeat.id) != keep,
+        )
+        .values(claimant="")
+        .execution_options(synchronize_session=False)
+    )
+    # the claims are read before the live claimants: an engine registers its claimant
+    # before it claims, so a claim read here has its claimant among those read next
+    claiming = set(
+        session.exec(
+            select(col(Recipient.claimed_by))
+            .where(col(Recipient.claimed_by).is_not(None))
+            .distinct()
+        ).all()
+    )
+    if not claiming:
+        return {}
+    live = set(
+        session.exec(
+            select(col(EngineHeartbeat.claimant)).where(col(EngineHeartbeat.claimant) != "")
+        ).all()
+    )
+    handed: dict[int, int] = {}
+    for claimant in sorted(c for c in claiming - live if c is not None):
+        for mailing_id, count in deliveries.hand_back_claims(session, claimant).items():
+            handed[mailing_id] = handed.get(mailing_id, 0) + count
+    return handed

@@ -1,0 +1,267 @@
+"""The tables: mailings, their recipients, and the engine lease.
+
+Schema changes go through the Alembic migrations in ``core/migrations``; a test checks
+that the migrations and these models agree.
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from sendstatus_tui.core.model.states import Mode, State
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores a timezone-aware datetime as naive UTC and gives it back aware.
+
+    SQLite keeps no zone; storing UTC everywhere keeps SQLite and PostgreSQL alike.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: times must carry a zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _enum_column(enum_class: type[StrEnum]) -> sa.Enum:
+    """Stores an enum as its value in a plain string column (no native enum type)."""
+    return sa.Enum(
+        enum_class,
+        native_enum=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+# named constraints, so that migrations can refer to them on every database
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecipientStatus:
+    """A recipient's delivery status (stored as text)."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"  # claimed by one engine (``Recipient.claimed_by``)
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"  # on the suppression list when its turn came: never sent
+
+
+class FailureClass:
+    """Why a recipient failed (DESIGN.md §1), stored beside ``failed``."""
+
+    REFUSED = "5xx"  # the relay refused it
+    DEFERRED_TOO_OFTEN = "4xx"  # the relay deferred it on every attempt
+    DOUBT = "doubt"  # no reply after DATA, every try: it may have received up to 3 copies
+    ERROR = "error"  # refused by us before the relay, e.g. a message that cannot be built
+
+
+class Mailing(SQLModel, table=True):
+    __tablename__ = "mailing"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    subject: str
+    sender: str
+    text_body: str | None = Field(default=None, sa_type=sa.Text)
+    html_body: str | None = Field(default=None, sa_type=sa.Text)
+    # personalisation field names, in CSV order, as a JSON array
+    field_names: str = Field(default="[]", sa_type=sa.Text)
+
+    state: State = Field(default=State.STANDBY, sa_type=_enum_column(State), index=True)
+    mode: Mode | None = Field(default=None, sa_type=_enum_column(Mode))
+    # why a mailing is parked: decided later, stopped, interrupted (with the error)
+    state_reason: str | None = None
+    # 1-based place in the sequential queue while queued; unique (NULLs never clash)
+    position: int | None = Field(default=None, unique=True)
+
+    scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+    # counters kept in the same transaction as the recipients they count
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    # sends whose fate is unknown (DATA went out without a reply, or an engine died with them
+    # in flight), counted each time they are sent again: each may be a duplicate
+    resent_in_doubt: int = 0
+    # recipients skipped at send time because their address was put on the suppression list
+    suppressed: int = 0
+    # what keeps the engine from starting or sending it now (relay down, database full), and
+    # when it tries again; None while all goes well
+    waiting_reason: str | None = Field(default=None, sa_type=sa.Text)
+    waiting_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # List-Unsubscribe (RFC 2369, RFC 8058): an https URL template with {field}
+    # placeholders, and an address; None when the mailing carries none
+    unsubscribe_url: str | None = Field(default=None, sa_type=sa.Text)
+    unsubscribe_mailto: str | None = Field(default=None, sa_type=sa.Text)
+    # its recipients are still being imported: no list shows it, no command finds it; the
+    # import touches ``updated_at`` at each batch, so one not touched for long was abandoned
+    importing: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.sent - self.failed - self.suppressed
+
+
+# 64-bit on PostgreSQL (ten million recipients a mailing add up); SQLite's INTEGER is
+# already 64-bit, and must stay INTEGER to remain the table's rowid
+RECIPIENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Recipient(SQLModel, table=True):
+    __tablename__ = "recipient"
+    # claims walk this index in id order for one mailing and status, and stop at the batch
+    __table_args__ = (
+        sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
+        # only claimed recipients: how the leader finds the claims of engines gone silent
+        sa.Index(
+            "ix_recipient_claimed_by",
+            "claimed_by",
+            sqlite_where=sa.text("claimed_by IS NOT NULL"),
+            postgresql_where=sa.text("claimed_by IS NOT NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=RECIPIENT_ID)
+    mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE")
+    email: str
+    # the mailbox key (core/addresses.py) of ``email``, by which the import finds duplicates;
+    # None for recipients imported before it kept it
+    mailbox: str | None = Field(default=None, sa_type=sa.Text)
+    # personalisation values, a JSON array in the order of Mailing.field_names
+    field_values: str | None = Field(default=None, sa_type=sa.Text)
+    status: str = Field(default=RecipientStatus.PENDING, sa_type=sa.String(16))
+    attempts: int = 0
+    # the engine whose claim this is while in flight: only it may record the outcome
+    claimed_by: str | None = Field(default=None, sa_type=sa.String(80))
+    # sends of it that ended in doubt (no reply after DATA); at 3 it fails with class doubt
+    doubts: int = 0
+    failure_class: str | None = Field(default=None, sa_type=sa.String(8))
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_reply: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class DeliveryError(SQLModel, table=True):
+    """A relay's refusal or deferral, kept for the operator (the newest few per mailing)."""
+
+    __tablename__ = "delivery_error"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE", index=True)
+    email: str
+    reply: str = Field(sa_type=sa.Text)
+    at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class EngineLease(SQLModel, table=True):
+    """Who may run the engine on this database, until when (renewed while alive)."""
+
+    __tablename__ = "engine_lease"
+
+    name: str = Field(primary_key=True)
+    holder: str
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    # +1 each time the lease is taken after it expired: a leader's writes carry the
+    # generation it took, so a holder that let it expire can no longer write with it
+    generation: int = 0
+
+
+class Setting(SQLModel, table=True):
+    """One stored setting shared by every engine and dashboard (``sendstatus config``)."""
+
+    __tablename__ = "setting"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_type=sa.Text)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class Suppression(SQLModel, table=True):
+    """An address never to be mailed (``sendstatus suppress``), found by its mailbox key:
+    every spelling of one mailbox (case, Unicode or ASCII domain) has the same key."""
+
+    __tablename__ = "suppression"
+
+    mailbox: str = Field(primary_key=True, max_length=320)
+    address: str = Field(max_length=320)  # as it was given, in normal form
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class EngineHeartbeat(SQLModel, table=True):
+    """One running engine, as it last told (``sendstatus engines``): written by the engine
+    itself every lease renewal, removed when it stops cleanly. A row whose heartbeat is
+    old is an engine that died or cannot reach the database."""
+
+    __tablename__ = "engine"
+
+    id: str = Field(primary_key=True, max_length=120)  # the lease holder it uses
+    host: str = Field(max_length=255)
+    pid: int
+    role: str = Field(max_length=16)  # leader | sender (every engine sends; one leads)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    sending: str = Field(default="", max_length=1000)  # mailing ids, comma-separated
+    sent: int = 0  # messages it sent since it started
+    rate: float = 0.0  # messages a second, over its last heartbeat interval
+    connections: int = 0  # to the relay, now
+    connections_reason: str = Field(default="", sa_type=sa.Text)  # of the last change
+    # whose claims this engine's recipients carry now (its id and a generation); claims of
+    # a claimant no live engine row names are handed back by the leader
+    claimant: str = Field(default="", max_length=140)
+
+
+class SendPace(SQLModel, table=True):
+    """The contracted rate shared by every engine of the database: engines reserve send
+    slots, one every 1/rate seconds, by moving ``next_slot_at`` on (core/pace.py)."""
+
+    __tablename__ = "send_pace"
+
+    name: str = Field(primary_key=True, max_length=32)
+    next_slot_at: float  # seconds since the epoch: the first slot nobody has reserved
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change to the mailings, with who made it, from where and when (core/audit.py).
+
+    ``mailing_id`` has no foreign key: a mailing's history outlives the mailing."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, index=True)
+    mailing_id: int | None = Field(default=None, index=True)
+    mailing_name: str | None = Field(default=None, sa_type=sa.Text)
+    action: str = Field(sa_type=sa.String(32))
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+    # the time a schedule set, kept as a time so that each reader sees it in their zone
+    scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    source: str = Field(sa_type=sa.String(16))  # cli, dashboard, engine
+    os_user: str = Field(sa_type=sa.String(64))
+    sudo_user: str | None = Field(default=None, sa_type=sa.String(64))
+    ssh_from: str | None = Field(default=None, sa_type=sa.String(64))  # the client's address

@@ -1,0 +1,120 @@
+"""Stored settings: what every engine and dashboard on a database shares (``sendstatus
+config``). Each value is checked before it is written, so a reader can trust it; credentials
+are never stored (a relay URL that carries them is refused)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, select
+
+from sendstatus_tui.core.importing.addresses import normalize_address
+from sendstatus_tui.core.model.models import Setting, utc_now
+from sendstatus_tui.core.model.rates import parse_rate
+from sendstatus_tui.core.model.relay_url import parse_relay_url
+from sendstatus_tui.errors import SendStatusError
+
+
+class SettingError(SendStatusError, ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Known:
+    help: str
+    # the value as stored, or SendStatusError saying why it cannot be
+    check: Callable[[str], str]
+
+
+def _relay(value: str) -> str:
+    parse_relay_url(value)
+    return value
+
+
+def _rate(value: str) -> str:
+    parse_rate(value)
+    return value.strip()
+
+
+def _https_template(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        raise SettingError(
+            f"{value!r}: expected an https:// URL, e.g. https://shop.example.com/u/{{token}}"
+        )
+    return value
+
+
+def _address(value: str) -> str:
+    return normalize_address(value.removeprefix("mailto:"))
+
+
+def _yes_no(value: str) -> str:
+    answer = value.strip().lower()
+    if answer in ("yes", "on", "true", "1"):
+        return "yes"
+    if answer in ("no", "off", "false", "0"):
+        return "no"
+    raise SettingError(f"expected yes or no, not {value!r}")
+
+
+KEYS: dict[str, Known] = {
+    "relay": Known(
+        "the relay every engine sends through: smtp://HOST[:PORT], smtps://HOST[:PORT] or"
+        " maildir:DIR (credentials never: they come from the environment or the credentials"
+        " file)",
+        _relay,
+    ),
+    "rate": Known(
+        "the contracted speed shared by every engine, e.g. 36000/h, 600/min, 10/s", _rate
+    ),
+    "unsubscribe_url": Known(
+        "the one-click unsubscribe URL template new mailings get, e.g."
+        " https://shop.example.com/u/{token}",
+        _https_template,
+    ),
+    "unsubscribe_mailto": Known(
+        "the unsubscribe address new mailings get, e.g. unsubscribe@shop.example.com", _address
+    ),
+    "suppress_unknown_users": Known(
+        "yes: a 5.1.1 refusal (no such mailbox) adds the address to the suppression list",
+        _yes_no,
+    ),
+}
+
+
+def check_key(key: str) -> str:
+    if key not in KEYS:
+        raise SettingError(f"unknown setting {key!r}: known are {', '.join(KEYS)}")
+    return key
+
+
+def read(session: Session, key: str) -> str | None:
+    """The stored value, or None when it is not set."""
+    row = session.get(Setting, check_key(key))
+    return None if row is None else row.value
+
+
+def read_all(session: Session) -> dict[str, str | None]:
+    """Every known setting, in the order of KEYS, None where not set."""
+    stored = {row.key: row.value for row in session.exec(select(Setting))}
+    return {key: stored.get(key) for key in KEYS}
+
+
+def write(session: Session, key: str, value: str | None) -> str | None:
+    """Stores ``value`` (None or empty unsets); returns what was stored."""
+    row = session.get(Setting, check_key(key), with_for_update=True)
+    if value is None or not value.strip():
+        if row is not None:
+            session.delete(row)
+        return None
+    try:
+        stored = KEYS[key].check(value.strip())
+    except SendStatusError as exc:
+        raise SettingError(f"setting {key}: {exc}") from None
+    if row is None:
+        session.add(Setting(key=key, value=stored))
+    else:
+        row.value, row.updated_at = stored, utc_now()
+        session.add(row)
+    return stored

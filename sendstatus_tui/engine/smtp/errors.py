@@ -1,0 +1,44 @@
+"""What can go wrong handing a message to the relay, sorted by what it means for the
+recipient and the mailing: TemporaryFailure (4xx: defer and retry), PermanentFailure (5xx:
+this recipient failed), RelayUnavailable (down or dropped: wait and retry, nobody's fault),
+ReplyLost (the message went out, no reply came: in doubt), RelayRefused (bad credentials or
+sender: the mailing cannot go out until an operator acts)."""
+
+from sendstatus_tui.errors import SendStatusError
+
+
+class DeliveryError(SendStatusError):
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
+class TemporaryFailure(DeliveryError):
+    """The relay said 4xx for this recipient."""
+
+
+class PermanentFailure(DeliveryError):
+    """The relay said 5xx for this recipient."""
+
+
+class RelayUnavailable(DeliveryError):
+    """The relay cannot be reached or dropped the connection."""
+
+
+class ReplyLost(RelayUnavailable):
+    """The message went out (DATA and its final dot) but no reply came: the connection
+    dropped or the reply was slower than the timeout. The relay may have stored it."""
+
+
+class RelayRefused(DeliveryError):
+    """The relay refuses us (credentials, sender): no message of the mailing can go."""
+
+
+class NotDeliverable(PermanentFailure):
+    """We do not hand this message to the relay, which could not take it (an address that
+    needs SMTPUTF8 when the relay lacks it). Its reason starts with "not sent:" and carries
+    no reply code: the relay said nothing. (A PermanentFailure, so that an engine that does
+    not know this class records the recipient as failed all the same.)"""
+
+    def __init__(self, reason: str):
+        super().__init__(f"not sent: {reason}")

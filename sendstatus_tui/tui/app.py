@@ -1,0 +1,389 @@
+"""The Send Status app: it holds the store, the engine and the workers; the dashboard
+screen (screens/dashboard.py) draws the panes and takes the keys.
+
+Reads run in a worker thread and come back as PanesRead messages; operators' actions come
+from the screens as messages and run as database transactions off the UI loop (the engine,
+here or in another process, reacts to them).
+"""
+
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import platformdirs
+from sqlmodel import Session
+from textual import on, work
+from textual.app import App
+from textual.content import Content
+from textual.message import Message
+from textual.worker import get_current_worker
+
+from sendstatus_tui.core.importing.drafts import (
+    DraftRefused,
+    add_mailing,
+    draft_from_files,
+    draft_problems,
+)
+from sendstatus_tui.core.importing.recipients import (
+    MAX_REPORTED_ERRORS,
+    ImportReport,
+    RecipientsRefused,
+)
+from sendstatus_tui.core.model import audit, lifecycle
+from sendstatus_tui.core.model.models import Mailing, utc_now
+from sendstatus_tui.core.model.states import Area
+from sendstatus_tui.core.model.when import zone
+from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.send_test import RelayForTests
+from sendstatus_tui.engine.thread import EngineThread
+from sendstatus_tui.errors import SendStatusError
+from sendstatus_tui.tui.actions import bindings
+from sendstatus_tui.tui.screens.confirm import ConfirmModal
+from sendstatus_tui.tui.screens.dashboard import DashboardScreen, DashboardSettings
+from sendstatus_tui.tui.screens.help import HelpScreen
+from sendstatus_tui.tui.screens.new_mailing import NewMailingForm, NewMailingRequest
+from sendstatus_tui.views.cells import quoted
+from sendstatus_tui.views.engine_fact import EngineFact, EngineWhere
+from sendstatus_tui.views.header import (
+    RelayState,
+    header_parts,
+    header_status,
+    relay_text,
+    speed_text,
+)
+from sendstatus_tui.views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
+
+HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
+TITLE_SEPARATOR = " — "
+
+
+CREATED_AS = {
+    "now": "sending now",
+    "schedule": "scheduled",
+    "sequential": "in the sequential queue",
+    "later": "parked in Sends to schedule",
+}
+
+
+def form_problems(request: NewMailingRequest) -> dict[str, str]:
+    """What is wrong with a new mailing's fields, all at once (files are read)."""
+    problems = draft_problems(
+        request.name, request.subject, request.sender, request.text_path, request.html_path
+    )
+    if request.recipients_path is None:
+        problems["recipients"] = "a CSV file with an email column is needed"
+    elif not request.recipients_path.is_file():
+        problems["recipients"] = f"{request.recipients_path}: no such file"
+    return problems
+
+
+def screenshot_directory() -> Path:
+    """The downloads directory if there is one, else the working directory if it can be
+    written, else the temporary directory."""
+    downloads = Path(platformdirs.user_downloads_dir())
+    if downloads.is_dir():
+        return downloads
+    here = Path.cwd()
+    return here if os.access(here, os.W_OK) else Path(tempfile.gettempdir())
+
+
+# between two attempts to start an engine here (each reads the lease, and a failing one
+# must not be retried twice a second)
+ENGINE_START_PAUSE_SECONDS = 5.0
+
+
+class PanesRead(Message):
+    """A refresh's snapshot; ``sequence`` orders them, so an older one is never drawn
+    after a newer one."""
+
+    def __init__(self, snapshot: Snapshot, sequence: int):
+        super().__init__()
+        self.snapshot, self.sequence = snapshot, sequence
+
+
+class SendStatusApp(App):
+    TITLE = "Send Status"
+    CSS_PATH = ["screens/dashboard.tcss", "screens/modals.tcss", "screens/detail.tcss"]
+    BINDINGS = bindings("app")
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        zone_name: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        blink: bool = True,
+        refresh_seconds: float = 0.5,
+        engine: EngineThread | None = None,
+        start_engine: Callable[[], EngineThread | None] | None = None,
+        demo: bool = False,
+        test_relay: RelayForTests | None = None,
+    ):
+        """``start_engine``: starts an engine here if no engine holds the lease (None: a
+        pure client, ``--no-engine``); called whenever the panes show that none does."""
+        super().__init__()
+        audit.operating_from(audit.Source.DASHBOARD)  # the trail says who acted from here
+        self.store = store
+        self.test_relay = test_relay  # where test sends go (None: the dashboard sends none)
+        self.zone = zone(zone_name)
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self.engine = engine
+        self._start_engine = start_engine
+        self._engine_asked_at = -ENGINE_START_PAUSE_SECONDS
+        self.demo = demo
+        self.dashboard = DashboardScreen(
+            store, DashboardSettings(zone_name, clock, blink, refresh_seconds)
+        )
+        self.speeds = SpeedMeter()
+        self.starts = StartWatch()
+        self.snapshot: Snapshot | None = None
+        self._refreshes_asked = 0
+        self._refresh_drawn = 0
+        self._frozen = False
+        self._relay_down_since: datetime | None = None
+
+    def get_default_screen(self) -> DashboardScreen:
+        return self.dashboard
+
+    def on_mount(self) -> None:
+        self.sub_title = "loading…"
+        self.refresh_panes()
+        if self.refresh_seconds:
+            self.set_interval(self.refresh_seconds, self.refresh_panes)
+        # an SSH connection that drops is a quit: the engine records its batch in flight
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+
+    # --- refreshing the panes -----------------------------------------------------------
+
+    def refresh_panes(self) -> None:
+        self._refreshes_asked += 1
+        self._read_panes(self._refreshes_asked)
+
+    @work(thread=True, exclusive=True, group="refresh")
+    def _read_panes(self, sequence: int) -> None:
+        snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
+        if not get_current_worker().is_cancelled:
+            self.post_message(PanesRead(snapshot, sequence))
+
+    def on_panes_read(self, message: PanesRead) -> None:
+        if message.sequence < self._refresh_drawn:
+            return  # a newer snapshot is already on screen
+        self._refresh_drawn = message.sequence
+        self.snapshot = message.snapshot
+        self.dashboard.show_snapshot(message.snapshot)
+        self._show_status(message.snapshot)
+        self._start_engine_if_none(message.snapshot)
+        if not self._frozen:
+            # the widgets and a thousand rows live as long as the app: out of the cyclic
+            # collector's sight, full collections (which stop every thread, the engine's
+            # too) take microseconds instead of a tenth of a second
+            self._frozen = True
+            self.call_after_refresh(gc.freeze)
+
+    def _show_status(self, snapshot: Snapshot) -> None:
+        """The header: the relay's state, the engines, the zone of every time shown, the
+        speed; as much as fits, what matters least left out first (views/header.py)."""
+        sending = snapshot.rows[Area.NOW]
+        # what the engine last noted is stale while none runs: the relay's state is unknown
+        noted = (row.waiting_reason for row in sending if row.waiting_reason)
+        trouble = next(noted, None) if snapshot.engine_holder else None
+        if trouble is None:
+            self._relay_down_since = None
+        elif self._relay_down_since is None:
+            self._relay_down_since = snapshot.taken_at
+        # and "relay ok" is claimed only while an engine uses it
+        in_use = bool(sending) and snapshot.engine_holder is not None
+        relay = RelayState(trouble, self._relay_down_since, in_use)
+        speed = sum(row.speed or 0 for row in sending)
+        parts = header_parts(
+            relay_text(relay, self.zone),
+            self.engine_fact,
+            str(self.zone),
+            speed_text(speed, snapshot.rate),
+        )
+        # the header's icon and clock space; the title goes first when it leaves no room
+        room = self.size.width - HEADER_MARGINS
+        with_title = header_status(parts, room - len(TITLE_SEPARATOR) - len(self.TITLE))
+        status = header_status(parts, room)
+        self.title = self.TITLE if with_title == status else ""
+        self.sub_title = status
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        # the status is what the operator reads: not dimmed, as Textual's default would
+        parts = [part for part in (title, sub_title) if part]
+        return Content(TITLE_SEPARATOR.join(parts))
+
+    @property
+    def engine_fact(self) -> EngineFact:
+        """Where the engine runs and what it sends through, for the header."""
+        holder = self.snapshot.engine_holder if self.snapshot else None
+        running = self.snapshot.engines_running if self.snapshot else 0
+        here = self.engine if self.engine is not None and self.engine.alive else None
+        if here is not None:
+            where = EngineWhere.HERE if holder == here.engine.holder else EngineWhere.STARTING
+        else:
+            where = EngineWhere.ELSEWHERE if holder else EngineWhere.NONE
+        relay = here.relay if here is not None else None
+        return EngineFact(
+            where, holder, relay, self_starting=self._start_engine is not None, running=running
+        )
+
+    def _start_engine_if_none(self, snapshot: Snapshot) -> None:
+        """The engine that held the lease stopped (or this one failed): one starts here,
+        unless this dashboard is a pure client."""
+        if self._start_engine is None or snapshot.engine_holder:
+            return
+        if self.engine is not None and self.engine.alive:
+            return
+        if time.monotonic() - self._engine_asked_at < ENGINE_START_PAUSE_SECONDS:
+            return
+        self._engine_asked_at = time.monotonic()
+        self._start_engine_here()
+
+    @work(thread=True, exclusive=True, group="engine")
+    def _start_engine_here(self) -> None:
+        assert self._start_engine is not None
+        try:
+            engine = self._start_engine()
+        except SendStatusError as exc:  # e.g. the stored relay's credentials are unusable
+            self.call_from_thread(self.notify, f"cannot start an engine: {exc}", severity="error")
+            return
+        if engine is not None:
+            self.engine = engine
+            self.call_from_thread(
+                self.notify, f"No engine was running: started one here (relay {engine.relay})"
+            )
+
+    # --- what the screens ask for -------------------------------------------------------
+
+    @on(DashboardScreen.Operation)
+    def _operation_asked(self, asked: DashboardScreen.Operation) -> None:
+        self._operate(asked.done, asked.operation, asked.mailing_id, *asked.args)
+
+    @work(thread=True, group="actions")
+    def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:
+        try:
+            with self.store.write() as session:
+                operation(session, mailing_id, *args)
+        except SendStatusError as exc:  # refused, or the database cannot be written
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=6)
+        else:
+            if done:
+                self.call_from_thread(self.notify, done, timeout=3)
+        self.call_from_thread(self.refresh_panes)
+
+    @on(NewMailingForm.Submitted)
+    def _creation_asked(self, submitted: NewMailingForm.Submitted) -> None:
+        self._create_mailing(submitted.form, submitted.request)
+
+    @work(group="actions")
+    async def _create_mailing(self, form: NewMailingForm, request: NewMailingRequest) -> None:
+        """Creates exactly what the operator confirmed: every field's problem is shown at
+        once, and a time to schedule at (or a sequential warning) is asked before anything
+        is written, so that Escape there leaves nothing behind."""
+        problems = await asyncio.to_thread(form_problems, request)
+        if problems:
+            form.show_errors(problems)
+            return
+        when = None
+        if request.choice == "schedule":
+            when = await self.push_screen_wait(self.dashboard.schedule_modal(request.name))
+            declined = when is None
+        elif request.choice == "sequential":
+            declined = not await self.dashboard.confirm_sequential(request.name)
+        else:
+            declined = False
+        if declined:  # no time chosen, or the queue's warning declined: nothing created
+            form.show_errors({})
+            return
+        try:
+            mailing_id, report = await asyncio.to_thread(self._create, request, when)
+        except DraftRefused as refusal:
+            form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
+            return
+        except RecipientsRefused as refusal:
+            details = [str(error) for error in refusal.errors[:MAX_REPORTED_ERRORS]]
+            form.show_error("recipients", "\n".join([str(refusal), *details]))
+            return
+        except SendStatusError as exc:  # a time now past, or the database cannot be written
+            form.show_errors({})
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        if form.is_attached:
+            form.dismiss(None)
+        self.notify(
+            f"{quoted(request.name)} created with {report.counted()}"
+            f" ({CREATED_AS[request.choice]})",
+            timeout=4,
+        )
+        self.dashboard.follow_next(mailing_id)
+        self.refresh_panes()
+
+    def _create(
+        self, request: NewMailingRequest, when: datetime | None
+    ) -> tuple[int, ImportReport]:
+        assert request.recipients_path is not None  # form_problems made sure
+        draft = draft_from_files(
+            request.name, request.subject, request.sender, request.text_path, request.html_path
+        )
+
+        def plan(session: Session, mailing: Mailing) -> None:
+            # in the transaction that shows the imported mailing: it appears planned
+            assert mailing.id is not None  # flushed by add_mailing
+            if request.choice == "now":
+                lifecycle.send_now(session, mailing.id)
+            elif request.choice == "schedule":
+                assert when is not None
+                lifecycle.schedule_at(session, mailing.id, when, self.clock())
+            elif request.choice == "sequential":
+                lifecycle.enqueue(session, mailing.id)
+
+        # in short transactions: the engine in this process goes on sending meanwhile
+        mailing, report, _ = add_mailing(self.store, draft, request.recipients_path, then=plan)
+        assert mailing.id is not None  # flushed by add_mailing
+        return mailing.id, report
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """The palette's Screenshot: saved where a directory exists (Textual's default,
+        ~/Downloads, is missing on most servers), and the operator told where."""
+        try:
+            saved = self.save_screenshot(filename, path or str(screenshot_directory()), time_format)
+        except OSError as exc:
+            self.notify(f"cannot save the screenshot: {exc}", severity="error", timeout=8)
+            return None
+        self.notify(f"screenshot saved: {saved}", timeout=8)
+        return None
+
+    # --- the actions that work on every screen (actions.py, scope "app") ----------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    @work(group="actions")
+    async def action_quit_dashboard(self) -> None:
+        if not self.demo and self.engine is not None and self._sending_here():
+            confirmed = await self.push_screen_wait(
+                ConfirmModal(
+                    "Quit and pause sending?",
+                    "This dashboard runs the engine. Mailings in Sending now pause until an"
+                    " engine runs again (another dashboard, or `sendstatus engine`).",
+                    "Quit",
+                )
+            )
+            if not confirmed:
+                return
+        self.exit()
+
+    def _sending_here(self) -> bool:
+        return bool(self.snapshot and self.snapshot.rows[Area.NOW])

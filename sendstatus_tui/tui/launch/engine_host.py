@@ -1,0 +1,73 @@
+"""The engine a dashboard runs: started when no engine holds the lease, at opening and
+again whenever the engine that held it stops, through the relay given with ``--smtp`` or
+else the one stored in the database (``config relay``), read at each start."""
+
+import logging
+import threading
+from pathlib import Path
+
+from sendstatus_tui.core.coordination import lease
+from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.core.store import settings
+from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.smtp.credentials import load_credentials
+from sendstatus_tui.engine.thread import EngineThread
+from sendstatus_tui.engine.transports import Transport, transport_for
+from sendstatus_tui.errors import mask_url
+
+log = logging.getLogger("sendstatus.dashboard")
+DEFAULT_RELAY = "the default maildir"
+
+
+class EngineHost:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        relay_override: str | None,
+        rate_per_second: float | None,
+        transport: tuple[str, Transport] | None = None,
+    ):
+        self.store = store
+        self.relay_override = relay_override
+        self.rate_per_second = rate_per_second
+        self._fixed_transport = transport  # (what it is, the transport): the demo's maildir
+        self.engine: EngineThread | None = None
+        self._starting = threading.Lock()
+
+    def start_if_free(self) -> EngineThread | None:
+        """Starts an engine here unless one runs here or another holds the lease; returns
+        the engine it started (None: none was needed). Safe from any thread."""
+        with self._starting:
+            if (self.engine is not None and self.engine.alive) or self._lease_taken():
+                return None
+            relay, transport = self._relay()
+            engine = Engine(self.store, transport, EngineSettings(self.rate_per_second))
+            log.info("starting an engine in this dashboard: relay %s", relay)
+            self.engine = EngineThread(engine, relay=relay).start()
+            return self.engine
+
+    def _relay(self) -> tuple[str, Transport]:
+        """What the engine sends through: never the default maildir while the database
+        names a relay (read now: it may have been set since the dashboard opened)."""
+        if self._fixed_transport is not None:
+            return self._fixed_transport
+        with self.store.read() as session:
+            url = self.relay_override or settings.read(session, "relay")
+        return (mask_url(url) if url else DEFAULT_RELAY), transport_for(url, load_credentials())
+
+    def _lease_taken(self) -> bool:
+        with self.store.read() as session:
+            current = lease.current(session)
+        return current is not None and current.expires_at > utc_now()
+
+
+def log_engine_to(path: Path) -> None:
+    """The engine logs to a file: the terminal belongs to the dashboard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    engine_log = logging.getLogger("sendstatus")
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.INFO)

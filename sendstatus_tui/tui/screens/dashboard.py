@@ -1,0 +1,467 @@
+"""The dashboard: three live panes and the keys that act on the selected mailing.
+
+Its keys are its own bindings, so they are silent whenever another screen (a modal, the
+details) is on top. What it changes goes to the app as an Operation message: the app runs
+the database transaction in a worker and refreshes the panes.
+"""
+
+import asyncio
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import ActiveBinding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label
+
+from sendstatus_tui.core.coordination.deliveries import failed_by_class
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.states import Area, State, TransitionRefused
+from sendstatus_tui.core.model.when import format_local, zone
+from sendstatus_tui.core.reads import failed, trial
+from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.send_test import RelayForTests, send_test
+from sendstatus_tui.errors import SendStatusError
+from sendstatus_tui.tui.actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
+from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.completed import CompletedScreen
+from sendstatus_tui.tui.screens.confirm import ConfirmModal
+from sendstatus_tui.tui.screens.detail import DetailScreen, RateHistory
+from sendstatus_tui.tui.screens.engines import EnginesScreen
+from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
+from sendstatus_tui.tui.screens.palette import DashboardCommands
+from sendstatus_tui.tui.screens.schedule import ScheduleModal
+from sendstatus_tui.tui.screens.send_test import SendTestModal
+from sendstatus_tui.tui.widgets.mailing_table import MailingTable
+from sendstatus_tui.views.cells import quoted, state_shown
+from sendstatus_tui.views.layout import pane_heights
+from sendstatus_tui.views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
+from sendstatus_tui.views.snapshot import Row, Snapshot
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    zone_name: str | None
+    clock: Callable[[], datetime]
+    blink: bool
+    refresh_seconds: float  # also how often an open details screen reloads
+
+
+class DashboardScreen(Screen):
+    BINDINGS = bindings("dashboard")
+    COMMANDS = {DashboardCommands}
+
+    class Operation(Message):
+        """Asks the app to run ``operation(session, mailing_id, *args)`` in a transaction,
+        then to say ``done`` (if anything) and refresh the panes."""
+
+        def __init__(self, done: str, operation: Callable, mailing_id: int, *args):
+            super().__init__()
+            self.done, self.operation, self.mailing_id, self.args = (
+                done,
+                operation,
+                mailing_id,
+                args,
+            )
+
+    def __init__(self, store: Store, settings: DashboardSettings):
+        super().__init__()
+        self.store, self.settings = store, settings
+        self.zone = zone(settings.zone_name)
+        self.rates = RateHistory()
+        self.snapshot: Snapshot | None = None
+        self._name_filter = ""
+        self._blink_visible = True
+        self._bindings_for: tuple | None = None
+        self._new_mailing: int | None = None  # created here: highlighted once it shows
+
+    # --- layout and drawing -------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter by name (escape clears)", id="filter")
+        for area in PANE_AREAS:
+            with Vertical(classes="pane", id=f"pane-{area}"):
+                yield Label(PANE_TITLE[area], classes="pane-title", id=f"title-{area}")
+                yield MailingTable(
+                    COLUMNS[area], blink_column=BLINKING_COLUMN.get(area), id=f"table-{area}"
+                )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.settings.blink:
+            self.set_interval(0.5, self._toggle_blink)
+        self.table(Area.NOW).focus()
+
+    def table(self, area: Area) -> MailingTable:
+        return self.query_one(f"#table-{area}", MailingTable)
+
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        before, self.snapshot = self.snapshot, snapshot
+        focused = self.focused
+        followed = focused.selected_id if isinstance(focused, MailingTable) else None
+        if self._new_mailing is not None and any(
+            row.mailing_id == self._new_mailing for rows in snapshot.rows.values() for row in rows
+        ):
+            followed, self._new_mailing = self._new_mailing, None
+        with self.app.batch_update():
+            for area in PANE_AREAS:
+                rows = [r for r in snapshot.rows[area] if self._name_filter in r.name.lower()]
+                self.table(area).show(rows)
+                self.query_one(f"#title-{area}", Label).update(heading(area, len(rows)))
+            self._fit_panes()
+            if followed is not None:
+                self._follow(followed)
+        if before is not None:
+            self._tell_completed(before, snapshot)
+        for row in snapshot.rows[Area.NOW]:
+            if row.speed is not None:
+                self.rates.add(row.mailing_id, row.speed, snapshot.taken_at)
+        self._bindings_may_change()
+
+    def follow_next(self, mailing_id: int) -> None:
+        """Highlights ``mailing_id`` (just created) when the next refresh shows it."""
+        self._new_mailing = mailing_id
+
+    def _follow(self, mailing_id: int) -> None:
+        """Keeps the highlight on the operator's mailing when it changed pane (sent now,
+        started at its time, stopped...): the keys then act on the mailing they chose."""
+        if isinstance(self.focused, MailingTable) and mailing_id in self.focused.mailing_ids:
+            return
+        for area in PANE_AREAS:
+            table = self.table(area)
+            if mailing_id in table.mailing_ids:
+                table.focus(scroll_visible=False)
+                table.move_to(mailing_id)
+                return
+
+    def _tell_completed(self, before: Snapshot, now: Snapshot) -> None:
+        """A mailing that leaves Sending now for no pane has completed: says so."""
+        still_shown = {row.mailing_id for rows in now.rows.values() for row in rows}
+        for row in before.rows[Area.NOW]:
+            if row.mailing_id not in still_shown:
+                self.notify(f"{quoted(row.name)} completed", timeout=6)
+
+    def on_resize(self) -> None:
+        self._fit_panes()
+
+    def _fit_panes(self) -> None:
+        """Gives each pane the lines its rows need, as far as the terminal allows."""
+        filter_shown = self.query_one("#filter", Input).has_class("visible")
+        height = self.size.height - 2 - (1 if filter_shown else 0)  # header, footer
+        counts = [self.table(area).row_count for area in PANE_AREAS]
+        for area, lines in zip(PANE_AREAS, pane_heights(counts, height), strict=True):
+            self.query_one(f"#pane-{area}").styles.height = lines
+
+    def _toggle_blink(self) -> None:
+        self._blink_visible = not self._blink_visible
+        self.table(Area.NOW).set_blink(self._blink_visible)
+
+    # --- selection, and what applies to it ----------------------------------------------
+
+    def selected(self) -> Row | None:
+        """The mailing under the cursor of the focused pane."""
+        focused = self.focused
+        if isinstance(focused, MailingTable) and focused.selected_id is not None:
+            return focused.row_for(focused.selected_id)
+        return None
+
+    @on(DataTable.RowHighlighted)
+    def _selection_moved(self) -> None:
+        self._bindings_may_change()
+
+    @on(DataTable.RowSelected)
+    def _row_clicked(self) -> None:
+        self.action_actions()
+
+    def on_descendant_focus(self) -> None:
+        self._bindings_may_change()
+
+    def _bindings_may_change(self) -> None:
+        """Refreshes the footer when what it offers may differ: the focus, or the state of
+        the selected mailing, changed. Textual rebuilds the whole footer on every
+        refresh_bindings (some 20 ms of the UI loop), so not on every refresh."""
+        selected = self.selected()
+        offered_for = (self.focused, selected.state if selected else None)
+        if offered_for != self._bindings_for:
+            self._bindings_for = offered_for
+            self.refresh_bindings()
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        # help and quit first, so that a narrow footer never cuts them off
+        bindings = super().active_bindings
+        first = {k: b for k, b in bindings.items() if b.binding.action in ALWAYS_IN_FOOTER}
+        return first | {k: b for k, b in bindings.items() if k not in first}
+
+    def action_why(self, name: str) -> None:
+        """A key that does not apply to the selection says why, in the command line's
+        words (its own binding came first and was not allowed: see actions.bindings)."""
+        action = BY_NAME[name]
+        row = self.selected()
+        if row is None:
+            self.notify(f"{action.title}: no mailing is selected here", severity="warning")
+        elif not action.applies_to(row.state):
+            assert action.rule is not None  # only a rule can refuse a selected mailing
+            refusal = TransitionRefused(action.rule, row.state, row.mailing_id)
+            self.notify(str(refusal), severity="warning", timeout=6)
+
+    def _on_a_pane(self) -> bool:
+        return isinstance(self.focused, MailingTable)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Offers (and allows) a key only where it applies to the selection."""
+        if action == "why":
+            return self._on_a_pane()  # elsewhere (the filter field) the key is the field's
+        if action not in BY_NAME:
+            return True
+        if BY_NAME[action].moves_cursor:
+            return self._on_a_pane()
+        selected = self.selected()
+        return BY_NAME[action].applies_to(selected.state if selected else None)
+
+    # --- the actions of the registry (actions.py) ---------------------------------------
+
+    def action_actions(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+
+        async def chosen(action: str | None) -> None:
+            if action is not None:
+                await self.run_action(action)
+
+        self.app.push_screen(ActionsMenu(row.name, row.state), chosen)
+
+    def _focused_table(self) -> MailingTable | None:
+        return self.focused if isinstance(self.focused, MailingTable) else None
+
+    def action_cursor_down(self) -> None:
+        if table := self._focused_table():
+            table.action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if table := self._focused_table():
+            table.action_cursor_up()
+
+    def action_first_row(self) -> None:
+        if table := self._focused_table():
+            table.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if table := self._focused_table():
+            table.move_cursor(row=table.row_count - 1, animate=False)
+
+    def action_send_now(self) -> None:
+        if row := self.selected():
+            self._operate(f"{row.name}: sending now", lifecycle.send_now, row.mailing_id)
+
+    def action_schedule(self) -> None:
+        if row := self.selected():
+            self.schedule(row.mailing_id, row.name, row.scheduled_at)
+
+    def schedule(self, mailing_id: int, name: str, current: datetime | None = None) -> None:
+        def chosen(when: datetime | None) -> None:
+            if when is not None:
+                now = self.settings.clock()
+                self._operate(f"{name}: scheduled", lifecycle.schedule_at, mailing_id, when, now)
+
+        self.app.push_screen(self.schedule_modal(name, current), chosen)
+
+    def schedule_modal(self, name: str, current: datetime | None = None) -> ScheduleModal:
+        """The date-and-time dialog, holding ``current`` (a reschedule's time) to edit."""
+        initial = format_local(current, self.zone) if current else ""
+        return ScheduleModal(
+            name, self.zone, self.settings.zone_name, self.settings.clock, initial=initial
+        )
+
+    @work(group="actions")
+    async def action_enqueue(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        if await self.confirm_sequential(row.name):
+            self._operate(f"{row.name}: sent sequentially", lifecycle.enqueue, row.mailing_id)
+
+    async def confirm_sequential(self, name: str) -> bool:
+        """Warns, when other sequential mailings are ahead, which ones and the new place
+        in the queue; True when there are none or the operator confirms."""
+        ahead = await asyncio.to_thread(self._sequential_ahead)
+        if not ahead:
+            return True
+        names = ", ".join(f"{quoted(name)} ({state_shown(state)})" for name, state in ahead)
+        position = sum(1 for _, state in ahead if state == State.QUEUED) + 1
+        confirmed: bool = await self.app.push_screen_wait(
+            ConfirmModal(
+                "Other sequential sendings are in progress",
+                f"{names}.\n\n{quoted(name)} will be number {position} in the sequential"
+                " queue and start after them.",
+                "Send sequentially",
+            )
+        )
+        return confirmed
+
+    def _sequential_ahead(self) -> list[tuple[str, State]]:
+        with self.store.read() as session:
+            return [(m.name, m.state) for m in lifecycle.sequential_ahead(session)]
+
+    @work(group="actions")
+    async def action_stop(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        message = (
+            "Messages already accepted stay sent; the rest wait in Sends to schedule until"
+            " you send it again."
+            if row.state in (State.SENDING, State.STARTING)
+            else "It goes back to Sends to schedule."
+        )
+        if await self.app.push_screen_wait(
+            ConfirmModal(f"Stop {quoted(row.name)}?", message, "Stop", safe=True)
+        ):
+            self._operate(f"{row.name}: stopped", lifecycle.stop, row.mailing_id)
+
+    def action_move_up(self) -> None:
+        self._move(Direction.UP)
+
+    def action_move_down(self) -> None:
+        self._move(Direction.DOWN)
+
+    def action_move_top(self) -> None:
+        self._move(Direction.TOP)
+
+    def action_move_bottom(self) -> None:
+        self._move(Direction.BOTTOM)
+
+    def _move(self, direction: Direction) -> None:
+        if row := self.selected():
+            self._operate("", lifecycle.move, row.mailing_id, direction)
+
+    @work(group="actions")
+    async def action_retry(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        classes = failed.RETRY_ALL
+        by_class = await asyncio.to_thread(self._failed_by_class, row.mailing_id)
+        count = sum(by_class.get(cls, 0) for cls in classes)
+        if count and not await self.app.push_screen_wait(
+            ConfirmModal(
+                f"Retry {row.name}?",
+                f"{count:,} failed recipients ({', '.join(classes)}) go back to pending; it"
+                " waits in Sends to schedule until you send it. Nobody it was sent to gets"
+                " it again.",
+                "Retry",
+            )
+        ):
+            return
+        # with nothing to retry, the operation says why, as the command line does
+        self._operate(f"{row.name}: {count:,} to retry", lifecycle.retry, row.mailing_id, classes)
+
+    def _failed_by_class(self, mailing_id: int) -> dict[str, int]:
+        with self.store.read() as session:
+            return failed_by_class(session, mailing_id)
+
+    @work(group="actions")
+    async def action_test_send(self) -> None:
+        row = self.selected()
+        relay = getattr(self.app, "test_relay", None)
+        if row is None or relay is None:
+            return
+        addresses = await self.app.push_screen_wait(SendTestModal(row.name, relay.description))
+        if addresses:
+            await asyncio.to_thread(self._send_test, row.mailing_id, row.name, relay, addresses)
+
+    def _send_test(self, mailing_id: int, name: str, relay: RelayForTests, to: list[str]) -> None:
+        """Sends the test (in a thread: the relay may be slow) and tells what came of it."""
+        notify = functools.partial(self.app.call_from_thread, self.app.notify)
+        try:
+            with self.store.read() as session:
+                mailing = lifecycle.get(session, mailing_id)
+                persona = trial.persona(session, mailing, None)
+                session.expunge(mailing)
+            results = asyncio.run(send_test(relay.open(), mailing, persona, to))
+        except SendStatusError as exc:
+            notify(str(exc), severity="error", timeout=8)
+            return
+        if persona.empty_fields:
+            names = ", ".join("{" + field + "}" for field in persona.empty_fields)
+            notify(f"{persona.email} has no value for {names}", severity="warning", timeout=8)
+        for result in results:
+            notify(
+                f"test of {name} to {result.address}: {result.reply}",
+                severity="information" if result.delivered else "error",
+                timeout=8,
+            )
+
+    @work(group="actions")
+    async def action_delete(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        if await self.app.push_screen_wait(
+            ConfirmModal(
+                f"Delete {quoted(row.name)}?",
+                "The mailing and its recipients are deleted.",
+                "Delete",
+                safe=True,
+            )
+        ):
+            self._operate(f"{row.name}: deleted", lifecycle.delete, row.mailing_id)
+
+    def action_details(self) -> None:
+        if row := self.selected():
+            self.app.push_screen(
+                DetailScreen(
+                    self.store,
+                    row.mailing_id,
+                    self.zone,
+                    self.rates,
+                    self.settings.refresh_seconds,
+                )
+            )
+
+    def action_completed_today(self) -> None:
+        self.app.push_screen(CompletedScreen(self.store, self.zone, self.settings.clock))
+
+    def action_engines(self) -> None:
+        settings = self.settings
+        self.app.push_screen(
+            EnginesScreen(self.store, self.zone, settings.clock, settings.refresh_seconds)
+        )
+
+    def action_new_mailing(self) -> None:
+        self.app.push_screen(NewMailingForm())
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.add_class("visible")
+        self._fit_panes()
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._name_filter = event.value.strip().lower()
+        if self.snapshot is not None:
+            self.show_snapshot(self.snapshot)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.table(Area.NOW).focus()
+
+    def key_escape(self) -> None:
+        field = self.query_one("#filter", Input)
+        if field.has_class("visible"):
+            field.value = ""
+            field.remove_class("visible")
+            self._fit_panes()
+            self.table(Area.NOW).focus()
+
+    def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:
+        self.post_message(self.Operation(done, operation, mailing_id, *args))
