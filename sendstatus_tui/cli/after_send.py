@@ -1,22 +1,20 @@
 """After the send: ``failed``, ``retry``, ``test`` and ``suppress`` (DESIGN.md §3), and the
 unsubscribe warning given when a large mailing without one is planned."""
 
-import argparse
 import asyncio
 import csv
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sendstatus_tui.cli.context import Access, Context, counted, mailing_id
 from sendstatus_tui.core.coordination.deliveries import failed_by_class
 from sendstatus_tui.core.importing import suppression
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.reads import failed, trial
-from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.errors import SendStatusError
 
 # a mailing larger than this, planned without List-Unsubscribe, is confirmed first: the
@@ -28,19 +26,11 @@ class AfterSendError(SendStatusError):
     pass
 
 
-@dataclass(frozen=True)
-class Hooks:
-    """What these commands share with the rest of the command line."""
+def register(commands: Any, context: Context) -> None:
+    common, id_type = context.common, mailing_id
 
-    # the command's database, opened to "read", to "change" (never created) or to "create"
-    store: Callable[[Any, str], Store]
-    confirm: Callable[[Any, str], None]
-    relay_url: Callable[[Any], str | None]
-
-
-def add_parsers(commands, common: argparse.ArgumentParser, id_type, hooks: Hooks) -> None:
-    def runs(command: Callable[[Any, Hooks], None]) -> Callable[[Any], None]:
-        return lambda args: command(args, hooks)
+    def runs(command: Callable[[Any, Context], None]) -> Callable[[Any], None]:
+        return lambda args: command(args, context)
 
     listing = commands.add_parser(
         "failed",
@@ -124,18 +114,17 @@ def add_parsers(commands, common: argparse.ArgumentParser, id_type, hooks: Hooks
 # --- failed and retry ----------------------------------------------------------------------
 
 
-def _cmd_failed(args, hooks: Hooks) -> None:
+def _cmd_failed(args, context: Context) -> None:
     classes = failed.classes_named(args.failure_class, failed.CLASSES)
-    with hooks.store(args, "read").read() as session:
+    with context.store(args, Access.READ).read() as session:
         mailing = lifecycle.get(session, args.id)
         assert mailing.id is not None
         names = json.loads(mailing.field_names)
         rows = failed.failed_recipients(session, mailing.id, names, classes)
         if args.csv:
             written = _write_failed_csv(args.csv, names, rows)
-            print(
-                f"mailing {mailing.id}: {_count(written, 'failed recipient')} written to {args.csv}"
-            )
+            what = counted(written, "failed recipient")
+            print(f"mailing {mailing.id}: {what} written to {args.csv}")
         elif args.json:
             encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one a row
             sys.stdout.writelines(encode(row.as_json()) + "\n" for row in rows)
@@ -168,17 +157,17 @@ def _write_failed_csv(path: Path, names: list[str], rows) -> int:
     return written
 
 
-def _cmd_retry(args, hooks: Hooks) -> None:
+def _cmd_retry(args, context: Context) -> None:
     classes = failed.classes_named(args.failure_class, failed.RETRY_ALL)
-    store = hooks.store(args, "change")
+    store = context.store(args, Access.CHANGE)
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
         assert mailing.id is not None
         by_class = failed_by_class(session, mailing.id)
     count = sum(by_class.get(cls, 0) for cls in classes)
     if count:  # else the retry itself says why not
-        what = _count(count, "failed recipient")
-        hooks.confirm(
+        what = counted(count, "failed recipient")
+        context.confirm(
             args, f"put {what} ({', '.join(classes)}) of mailing {mailing.id} back to pending?"
         )
     with store.write() as session:
@@ -192,18 +181,18 @@ def _cmd_retry(args, hooks: Hooks) -> None:
 # --- test send ---------------------------------------------------------------------------
 
 
-def _cmd_test(args, hooks: Hooks) -> None:
+def _cmd_test(args, context: Context) -> None:
     try:
         addresses = trial.parse_test_addresses(args.to)
     except trial.BadTestAddress as exc:
         raise AfterSendError(f"--to: {exc}") from None
-    with hooks.store(args, "read").read() as session:
+    with context.store(args, Access.READ).read() as session:
         mailing = lifecycle.get(session, args.id)
         persona = trial.persona(session, mailing, args.persona)
         session.expunge(mailing)
     from sendstatus_tui.engine.send_test import relay_for_tests, send_test
 
-    relay = relay_for_tests(hooks.relay_url(args))
+    relay = relay_for_tests(context.relay_url(args))
     transport = relay.open()  # checks the relay URL and the credentials
     number = f"recipient {persona.number}" if persona.number else "recipient"
     print(
@@ -229,34 +218,34 @@ def _cmd_test(args, hooks: Hooks) -> None:
 # --- suppression list ----------------------------------------------------------------------
 
 
-def _cmd_suppress_add(args, hooks: Hooks) -> None:
-    with hooks.store(args, "create").write() as session:
+def _cmd_suppress_add(args, context: Context) -> None:
+    with context.store(args, Access.CREATE).write() as session:
         result = suppression.add(session, args.addresses, args.reason)
         _refuse_invalid(result.invalid)  # rolls the whole command back
-    print(f"{_count(result.added, 'address')} added" + _already(result.already))
+    print(f"{counted(result.added, 'address')} added" + _already(result.already))
 
 
-def _cmd_suppress_import(args, hooks: Hooks) -> None:
+def _cmd_suppress_import(args, context: Context) -> None:
     pairs, bad_lines = suppression.read_file(args.file)
-    with hooks.store(args, "create").write() as session:
+    with context.store(args, Access.CREATE).write() as session:
         result = suppression.add_entries(session, pairs)
         _refuse_invalid(bad_lines + result.invalid, args.file)
-    print(f"{args.file}: {_count(result.added, 'address')} added" + _already(result.already))
+    print(f"{args.file}: {counted(result.added, 'address')} added" + _already(result.already))
 
 
-def _cmd_suppress_rm(args, hooks: Hooks) -> None:
-    with hooks.store(args, "change").write() as session:
+def _cmd_suppress_rm(args, context: Context) -> None:
+    with context.store(args, Access.CHANGE).write() as session:
         removed, invalid = suppression.remove(session, args.addresses)
         _refuse_invalid(invalid)
     absent = len(args.addresses) - removed
     print(
-        f"{_count(removed, 'address')} removed"
+        f"{counted(removed, 'address')} removed"
         + (f"; {absent:,} not on the list" if absent else "")
     )
 
 
-def _cmd_suppress_ls(args, hooks: Hooks) -> None:
-    with hooks.store(args, "read").read() as session:
+def _cmd_suppress_ls(args, context: Context) -> None:
+    with context.store(args, Access.READ).read() as session:
         if not args.json:
             for entry in suppression.entries(session):
                 print(f"{entry.address}\t{entry.reason or ''}")
@@ -269,9 +258,9 @@ def _cmd_suppress_ls(args, hooks: Hooks) -> None:
         print("\n]")
 
 
-def _cmd_suppress_export(args, hooks: Hooks) -> None:
+def _cmd_suppress_export(args, context: Context) -> None:
     written = 0
-    with hooks.store(args, "read").read() as session:
+    with context.store(args, Access.READ).read() as session:
         try:
             with open(args.file, "w", encoding="utf-8", newline="") as stream:
                 writer = csv.writer(stream)
@@ -281,7 +270,7 @@ def _cmd_suppress_export(args, hooks: Hooks) -> None:
                     written += 1
         except OSError as exc:
             raise AfterSendError(f"{args.file}: cannot write it ({exc.strerror or exc})") from None
-    print(f"{args.file}: {_count(written, 'address')} written")
+    print(f"{args.file}: {counted(written, 'address')} written")
 
 
 def _refuse_invalid(invalid: list[str], path: Path | None = None) -> None:
@@ -292,7 +281,7 @@ def _refuse_invalid(invalid: list[str], path: Path | None = None) -> None:
     )
     where = f"{path}: " if path else ""
     raise AfterSendError(
-        f"{where}{_count(len(invalid), 'invalid address')}, nothing changed: {first}"
+        f"{where}{counted(len(invalid), 'invalid address')}, nothing changed: {first}"
     )
 
 
@@ -327,8 +316,3 @@ def confirm_unsubscribe(args, mailing: Mailing, confirm: Callable[[Any, str], No
         file=sys.stderr,
     )
     confirm(args, "send it without one?")
-
-
-def _count(number: int, noun: str) -> str:
-    plural = "es" if noun.endswith("ss") else "s"
-    return f"{number:,} {noun}{'' if number == 1 else plural}"

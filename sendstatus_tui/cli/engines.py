@@ -1,9 +1,10 @@
 """``sendstatus engines``: the engines on this database, as their heartbeats tell."""
 
-import argparse
 import json
 from datetime import tzinfo
+from typing import Any
 
+from sendstatus_tui.cli.context import Access, Context
 from sendstatus_tui.core.coordination import heartbeats
 from sendstatus_tui.core.model.models import EngineHeartbeat, utc_now
 from sendstatus_tui.core.reads.listing import iso
@@ -13,10 +14,10 @@ from sendstatus_tui.views.engines import NO_ENGINE, engine_line
 FIELDS = "id, host, pid, role, started_at, heartbeat_at, sending, sent, rate"
 
 
-def add_parser(commands, common: argparse.ArgumentParser, run) -> None:
+def register(commands: Any, context: Context) -> None:
     parser = commands.add_parser(
         "engines",
-        parents=[common],
+        parents=[context.common],
         help="the engines running on this database",
         description="The engines on this database, from the heartbeat each writes every"
         " second: who leads, what each sends, how fast, and its connections to the relay."
@@ -25,10 +26,12 @@ def add_parser(commands, common: argparse.ArgumentParser, run) -> None:
         f" --json fields: {FIELDS}, connections, connections_reason, lost.",
     )
     parser.add_argument("--json", action="store_true", help="a JSON array, one object each")
-    parser.set_defaults(run=run)
+    parser.set_defaults(
+        run=lambda args: run_engines(args, context.store(args, Access.READ), context.zone(args))
+    )
 
 
-def run_engines(args, store: Store, zone: tzinfo) -> None:
+def run_engines(args: Any, store: Store, zone: tzinfo) -> None:
     with store.read() as session:
         rows = heartbeats.engines(session)
     now = utc_now()

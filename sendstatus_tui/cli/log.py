@@ -3,23 +3,20 @@
 
 import argparse
 import json
-from collections.abc import Callable
+from typing import Any
 
 from sendstatus_tui import config
+from sendstatus_tui.cli.context import Access, Context
 from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.when import zone
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.views.audit import entries_text, entry_json
 
 
-def add_log_command(
-    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
-    common: argparse.ArgumentParser,
-    open_store: Callable[[argparse.Namespace], Store],
-) -> None:
+def register(commands: Any, context: Context) -> None:
     log = commands.add_parser(
         "log",
-        parents=[common],
+        parents=[context.common],
         help="who changed what, when: the audit trail (of one mailing with ID)",
         description="Print the audit trail: every change to the mailings (by operators, on"
         " the command line or a dashboard, and by engines), oldest first, with who made it"
@@ -28,7 +25,7 @@ def add_log_command(
     )
     log.add_argument("id", nargs="?", type=int, metavar="ID")
     log.add_argument("--json", action="store_true", help="a JSON array, one object per entry")
-    log.set_defaults(run=lambda args: _cmd_log(args, open_store(args)))
+    log.set_defaults(run=lambda args: _cmd_log(args, context.store(args, Access.READ)))
 
 
 def _cmd_log(args: argparse.Namespace, store: Store) -> None:

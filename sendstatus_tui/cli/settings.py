@@ -1,9 +1,10 @@
 """``sendstatus config``: lists, reads and changes the settings stored in the database."""
 
-import argparse
 import json
 import sys
+from typing import Any
 
+from sendstatus_tui.cli.context import Access, Context
 from sendstatus_tui.core.coordination import heartbeats
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.store import settings
@@ -14,10 +15,10 @@ _VERBS = ("get", "set", "unset")
 READ_AT_START = ("relay",)  # the rate is read at every claim
 
 
-def add_parser(commands, common: argparse.ArgumentParser, run) -> None:
+def register(commands: Any, context: Context) -> None:
     parser = commands.add_parser(
         "config",
-        parents=[common],
+        parents=[context.common],
         help="list, read or change the settings stored in the database",
         description="Settings shared by every engine and dashboard on this database."
         " Without KEY: all of them. With KEY: its value. With KEY and VALUE: change it"
@@ -27,10 +28,16 @@ def add_parser(commands, common: argparse.ArgumentParser, run) -> None:
     )
     parser.add_argument("words", nargs="*", metavar="[get|set|unset] KEY [VALUE]")
     parser.add_argument("--json", action="store_true", help="a JSON object of every setting")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=lambda args: _config(args, context))
 
 
-def run_config(args, store: Store) -> None:
+def _config(args: Any, context: Context) -> None:
+    words = args.words
+    changes = bool(words) and (words[0] in ("set", "unset") or len(words) > 1)
+    run_config(args, context.store(args, Access.CHANGE if changes else Access.READ))
+
+
+def run_config(args: Any, store: Store) -> None:
     words = list(args.words)
     verb = words.pop(0) if words and words[0] in _VERBS else None
     if not words:

@@ -118,3 +118,10 @@ def write(session: Session, key: str, value: str | None) -> str | None:
         row.value, row.updated_at = stored, utc_now()
         session.add(row)
     return stored
+
+
+def relay_in_use(session: Session, override: str | None) -> str | None:
+    """The relay engines send through: this process's override (``--smtp`` or its
+    environment variable), else the relay stored in the database, else None: the default
+    maildir (never while a relay is stored)."""
+    return override or read(session, "relay")

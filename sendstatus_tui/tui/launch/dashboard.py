@@ -31,7 +31,7 @@ def run_dashboard(
 
     # test sends go where the engines send: the --smtp relay, the stored one, or a maildir
     with store.read() as session:
-        relay_for_engines = relay_url or settings.read(session, "relay")
+        relay_for_engines = settings.relay_in_use(session, relay_url)
     test_relay = relay_for_tests(relay_for_engines, transport[1] if transport else None)
     host = None
     if engine_wanted:

@@ -54,7 +54,7 @@ class EngineHost:
         if self._fixed_transport is not None:
             return self._fixed_transport
         with self.store.read() as session:
-            url = self.relay_override or settings.read(session, "relay")
+            url = settings.relay_in_use(session, self.relay_override)
         return (mask_url(url) if url else DEFAULT_RELAY), transport_for(url, load_credentials())
 
     def _lease_taken(self) -> bool:

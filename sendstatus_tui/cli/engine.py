@@ -1,0 +1,72 @@
+"""``sendstatus engine [--workers N|auto]``: the engine alone, headless, for a service
+manager; with ``--workers``, N engine processes under one supervisor."""
+
+import argparse
+from typing import Any
+
+from sendstatus_tui import config
+from sendstatus_tui.cli.context import Access, Context
+
+
+def register(commands: Any, context: Context) -> None:
+    engine = commands.add_parser(
+        "engine",
+        parents=[context.common],
+        help="run the sending engine headless (for a service manager)",
+        description="Run the sending engine without the dashboard. It logs to stderr and stops"
+        " cleanly on SIGTERM or SIGINT, recording the batches in flight. With --workers N it"
+        " runs N engines as processes of their own under one supervising process, which starts"
+        " another in place of one that dies and stops them all on SIGTERM or SIGINT.",
+    )
+    engine.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N|auto",
+        help="engine processes on this host (auto: one per core; default: 1, this process itself)",
+    )
+    engine.set_defaults(run=lambda args: _engine(args, context))
+
+
+def _engine(args: Any, context: Context) -> None:
+    from sendstatus_tui.engine.headless import run_headless, run_supervisor
+
+    # the database is created and migrated once, here, before any engine or worker uses it
+    store = context.store(args, Access.CREATE)
+    relay_url, transport = context.relay_url(args), context.transport(args)
+    rate = context.rate(args)
+    context.report_opening(args)  # before the engine's log starts
+    if args.workers == 1:
+        run_headless(config.db_url(args.db), relay_url, transport, rate)
+        return
+    store.dispose()  # the supervisor needs no connection
+    run_supervisor(
+        args.workers, _worker_environment(args), store.safe_url, relay_url, transport, rate
+    )
+
+
+def _worker_environment(args: Any) -> dict[str, str]:
+    """This command's settings, as the workers of ``engine --workers`` get them: through
+    their environment, which (unlike the command line) other users cannot read."""
+    given = {
+        config.DB_ENV: config.db_url(args.db),
+        config.SMTP_ENV: args.smtp,
+        config.RATE_ENV: args.rate,
+    }
+    return {name: value for name, value in given.items() if value}
+
+
+def _workers(text: str) -> int:
+    from sendstatus_tui.engine.supervisor import cores
+
+    if text == "auto":
+        return cores()
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"not a number of workers: {text!r} (give a whole number, 1 or more, or auto)"
+        )
+    return count

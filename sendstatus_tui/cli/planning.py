@@ -1,0 +1,106 @@
+"""Planning and steering mailings: ``send-now``, ``schedule``, ``stop``, ``rm`` and
+``move`` (DESIGN.md §1, the reference page's rules)."""
+
+from typing import Any
+
+from sendstatus_tui import config
+from sendstatus_tui.cli import after_send
+from sendstatus_tui.cli.context import Access, Context, mailing_id
+from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.states import Action, next_state
+from sendstatus_tui.core.model.when import format_named, parse_when
+
+
+def register(commands: Any, context: Context) -> None:
+    common = context.common
+    send_now = commands.add_parser("send-now", parents=[common], help="send a mailing now")
+    send_now.add_argument("id", type=mailing_id)
+    send_now.add_argument("--yes", action="store_true", help="confirm without asking")
+    send_now.set_defaults(run=lambda args: _send_now(args, context))
+
+    schedule = commands.add_parser(
+        "schedule", parents=[common], help="schedule at a time, or enqueue sequentially"
+    )
+    schedule.add_argument("id", type=mailing_id)
+    when = schedule.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", metavar="WHEN", help="'YYYY-MM-DD HH:MM' (or ISO 8601)")
+    when.add_argument("--sequential", action="store_true", help="append to the sequential queue")
+    schedule.add_argument("--yes", action="store_true", help="confirm without asking")
+    schedule.set_defaults(run=lambda args: _schedule(args, context))
+
+    stop = commands.add_parser("stop", parents=[common], help="stop and park a mailing")
+    stop.add_argument("id", type=mailing_id)
+    stop.set_defaults(run=lambda args: _stop(args, context))
+
+    rm = commands.add_parser("rm", parents=[common], help="delete a parked mailing")
+    rm.add_argument("id", type=mailing_id)
+    rm.add_argument("--yes", action="store_true", help="confirm without asking")
+    rm.set_defaults(run=lambda args: _rm(args, context))
+
+    move = commands.add_parser("move", parents=[common], help="reorder the sequential queue")
+    move.add_argument("id", type=mailing_id)
+    move.add_argument("direction", choices=[d.value for d in Direction])
+    move.set_defaults(run=lambda args: _move(args, context))
+
+
+def enqueued_message(result: lifecycle.Enqueued) -> str:
+    if result.promoted:
+        return "first in the sequential queue: sending now (starting up)"
+    return f"queued sequentially at position {result.position}"
+
+
+def _send_now(args: Any, context: Context) -> None:
+    with context.store(args, Access.CHANGE).read() as session:
+        mailing = lifecycle.get(session, args.id)
+        next_state(mailing.state, Action.SEND_NOW, mailing.id)  # refuse before asking
+        after_send.confirm_unsubscribe(args, mailing, context.confirm)
+    with context.store(args, Access.CHANGE).write() as session:
+        mailing = lifecycle.send_now(session, args.id)
+    print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)")
+
+
+def _schedule(args: Any, context: Context) -> None:
+    store = context.store(args, Access.CHANGE)
+    if args.at:
+        when = parse_when(args.at, config.zone_name(args.tz))
+        with store.read() as session:
+            mailing = lifecycle.get(session, args.id)
+            next_state(mailing.state, Action.SCHEDULE_AT, mailing.id)  # refuse before asking
+            after_send.confirm_unsubscribe(args, mailing, context.confirm)
+        with store.write() as session:
+            mailing = lifecycle.schedule_at(session, args.id, when)
+        local = format_named(when, context.zone(args))
+        print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
+        return
+    with store.read() as session:
+        mailing = lifecycle.get(session, args.id)
+        next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
+        after_send.confirm_unsubscribe(args, mailing, context.confirm)
+        context.confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
+    with store.write() as session:
+        outcome = enqueued_message(lifecycle.enqueue(session, args.id))
+    print(f"mailing {args.id} {mailing.name!r}: {outcome}")
+
+
+def _stop(args: Any, context: Context) -> None:
+    with context.store(args, Access.CHANGE).write() as session:
+        mailing = lifecycle.stop(session, args.id)
+    print(f"mailing {mailing.id} {mailing.name!r}: stopped, parked in Sends to schedule")
+
+
+def _rm(args: Any, context: Context) -> None:
+    store = context.store(args, Access.CHANGE)
+    with store.read() as session:
+        mailing = lifecycle.get(session, args.id)
+        lifecycle.check_deletable(session, mailing)  # refuse before asking
+    context.confirm(args, f"delete mailing {mailing.id} {mailing.name!r} and its recipients?")
+    with store.write() as session:
+        lifecycle.delete(session, args.id)
+    print(f"mailing {mailing.id} {mailing.name!r}: deleted")
+
+
+def _move(args: Any, context: Context) -> None:
+    with context.store(args, Access.CHANGE).write() as session:
+        position = lifecycle.move(session, args.id, Direction(args.direction))
+    print(f"mailing {args.id}: position {position} in the sequential queue")
