@@ -60,9 +60,8 @@ import sqlalchemy as sa
 
 from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.importing.drafts import create_mailing
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing
-from sendstatus_tui.core.store import settings
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.engine import EngineSettings
 

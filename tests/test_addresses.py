@@ -6,11 +6,7 @@ import string
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from sendstatus_tui.core.importing.addresses import (
-    InvalidAddress,
-    checked_address,
-    normalize_address,
-)
+from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address, normalize_address
 
 
 def validator_verdict(text: str) -> str | None:

@@ -4,8 +4,7 @@ the lease and stopped), through the stored relay; with --no-engine it never does
 import contextlib
 
 from sendstatus_tui.core.coordination import lease
-from sendstatus_tui.core.model import lifecycle
-from sendstatus_tui.core.store import settings
+from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for

@@ -14,10 +14,9 @@ from sqlmodel import select
 
 from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing
 from sendstatus_tui.core.model.states import Mode, State
-from sendstatus_tui.core.store import settings
 
 from .engine_processes import Delivery, EngineProcesses, assert_books_balance, status_counts
 from .helpers import mailing, wait_for

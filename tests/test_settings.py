@@ -8,9 +8,8 @@ import sys
 import pytest
 
 from sendstatus_tui.core.coordination import heartbeats
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import utc_now
-from sendstatus_tui.core.store import settings
 
 from .helpers import mailing, wait_for
 

@@ -14,6 +14,7 @@ from sendstatus_tui.core.coordination.deliveries import failed_by_class
 from sendstatus_tui.core.importing import suppression
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.retry import CLASSES, RETRY_ALL
 from sendstatus_tui.core.reads import failed, trial
 from sendstatus_tui.errors import SendStatusError
 
@@ -41,7 +42,7 @@ def register(commands: Any, context: Context) -> None:
         " reply. --csv writes a file that `mailing add --recipients` takes back.",
     )
     listing.add_argument("id", type=id_type)
-    listing.add_argument("--class", dest="failure_class", choices=[*failed.CLASSES, "all"])
+    listing.add_argument("--class", dest="failure_class", choices=[*CLASSES, "all"])
     output = listing.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per line")
     output.add_argument("--csv", type=Path, metavar="FILE", help="write a recipients CSV")
@@ -57,7 +58,7 @@ def register(commands: Any, context: Context) -> None:
         " all (the default) is 5xx and 4xx; doubt only when named (they may have received it).",
     )
     retry.add_argument("id", type=id_type)
-    retry.add_argument("--class", dest="failure_class", choices=[*failed.CLASSES, "all"])
+    retry.add_argument("--class", dest="failure_class", choices=[*CLASSES, "all"])
     retry.add_argument("--yes", action="store_true", help="confirm without asking")
     retry.set_defaults(run=runs(_cmd_retry))
 
@@ -115,7 +116,7 @@ def register(commands: Any, context: Context) -> None:
 
 
 def _cmd_failed(args, context: Context) -> None:
-    classes = failed.classes_named(args.failure_class, failed.CLASSES)
+    classes = failed.classes_named(args.failure_class, CLASSES)
     with context.store(args, Access.READ).read() as session:
         mailing = lifecycle.get(session, args.id)
         assert mailing.id is not None
@@ -158,7 +159,7 @@ def _write_failed_csv(path: Path, names: list[str], rows) -> int:
 
 
 def _cmd_retry(args, context: Context) -> None:
-    classes = failed.classes_named(args.failure_class, failed.RETRY_ALL)
+    classes = failed.classes_named(args.failure_class, RETRY_ALL)
     store = context.store(args, Access.CHANGE)
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)

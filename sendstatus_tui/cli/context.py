@@ -17,10 +17,9 @@ from typing import Any
 from sqlmodel import Session
 
 from sendstatus_tui import config
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.states import STATE_WORDS, State
 from sendstatus_tui.core.model.when import zone
-from sendstatus_tui.core.store import settings
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.errors import SendStatusError
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from sendstatus_tui.cli.context import Access, Context
 from sendstatus_tui.core.coordination import heartbeats
-from sendstatus_tui.core.model import audit
-from sendstatus_tui.core.store import settings
+from sendstatus_tui.core.model import audit, settings
 from sendstatus_tui.core.store.store import Store
 
 _VERBS = ("get", "set", "unset")

@@ -18,8 +18,8 @@ from email.utils import formatdate, parseaddr
 from functools import cached_property
 from urllib.parse import quote
 
-from sendstatus_tui.core.importing.addresses import with_ascii_domain
 from sendstatus_tui.core.importing.personalise import Compiled, compile_text, fill
+from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing
 
 CRLF = b"\r\n"

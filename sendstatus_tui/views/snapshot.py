@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from sendstatus_tui.core.coordination import heartbeats, lease
+from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
 from sendstatus_tui.core.reads.listing import list_pane_rows
-from sendstatus_tui.core.store import settings
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Cell
 from sendstatus_tui.views.panes import PANE_AREAS, pane_cells

@@ -25,7 +25,8 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.importing import suppression
-from sendstatus_tui.core.importing.addresses import InvalidAddress
+from sendstatus_tui.core.model import settings
+from sendstatus_tui.core.model.addresses import InvalidAddress
 from sendstatus_tui.core.model.models import (
     DeliveryError,
     FailureClass,
@@ -36,7 +37,6 @@ from sendstatus_tui.core.model.models import (
     utc_now,
 )
 from sendstatus_tui.core.model.states import State
-from sendstatus_tui.core.store import settings
 
 PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED, SUPPRESSED = (
     RecipientStatus.PENDING,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
+from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.model.models import SendPace
 from sendstatus_tui.core.model.rates import parse_rate
-from sendstatus_tui.core.store import settings
 
 PACE_ROW = "rate"
 

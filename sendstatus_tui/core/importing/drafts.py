@@ -13,17 +13,12 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
-from sendstatus_tui.core.importing.addresses import (
-    InvalidAddress,
-    normalize_address,
-    with_ascii_domain,
-)
 from sendstatus_tui.core.importing.personalise import placeholders
 from sendstatus_tui.core.importing.recipients import ImportReport, OneTransaction, import_recipients
-from sendstatus_tui.core.model import audit
+from sendstatus_tui.core.model import audit, settings
+from sendstatus_tui.core.model.addresses import InvalidAddress, normalize_address, with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.states import State
-from sendstatus_tui.core.store import settings
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.errors import SendStatusError
 

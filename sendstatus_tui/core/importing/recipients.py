@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from sendstatus_tui.core.importing.addresses import InvalidAddress, checked_address
+from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
 from sendstatus_tui.core.model.models import Mailing, RecipientStatus, utc_now
 from sendstatus_tui.errors import SendStatusError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from sendstatus_tui.core.importing.addresses import InvalidAddress, checked_address
+from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
 from sendstatus_tui.core.model.models import Suppression, utc_now
 from sendstatus_tui.errors import SendStatusError
 

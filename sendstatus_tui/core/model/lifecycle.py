@@ -16,6 +16,7 @@ from sendstatus_tui.core.model import audit, queue
 from sendstatus_tui.core.model.audit import Actor, Change
 from sendstatus_tui.core.model.models import Mailing, Recipient, RecipientStatus, utc_now
 from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.retry import reset_failed
 from sendstatus_tui.core.model.states import (
     STATE_WORDS,
     Action,
@@ -25,7 +26,6 @@ from sendstatus_tui.core.model.states import (
     next_state,
 )
 from sendstatus_tui.core.model.when import check_horizon, format_named
-from sendstatus_tui.core.reads import failed
 from sendstatus_tui.core.store.store import lock_transitions
 from sendstatus_tui.errors import SendStatusError
 
@@ -173,7 +173,7 @@ def retry(
     mailing = _transition(session, mailing_id, Action.RETRY)
     if mailing.started_at is None:
         raise NothingToRetry(f"mailing {mailing_id} has not been sent yet: nothing to retry")
-    count = failed.reset_failed(session, mailing_id, classes)
+    count = reset_failed(session, mailing_id, classes)
     if count == 0:
         raise NothingToRetry(
             f"mailing {mailing_id} has no failed recipients of class {', '.join(classes)}"

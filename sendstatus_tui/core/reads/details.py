@@ -13,8 +13,9 @@ from sendstatus_tui.core.coordination import heartbeats
 from sendstatus_tui.core.coordination.deliveries import failed_by_class, last_errors
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
+from sendstatus_tui.core.model.retry import CLASSES
 from sendstatus_tui.core.model.states import Mode, State
-from sendstatus_tui.core.reads.failed import CLASSES, FailedRecipient, failed_recipients
+from sendstatus_tui.core.reads.failed import FailedRecipient, failed_recipients
 from sendstatus_tui.core.reads.listing import iso, summary
 
 

@@ -1,5 +1,5 @@
-"""Failed recipients: listed by class (``sendstatus failed``) and put back to pending to be
-sent again (``sendstatus retry``)."""
+"""Failed recipients, listed by class (``sendstatus failed``); putting them back to pending
+(``sendstatus retry``) is in model/retry.py."""
 
 import json
 import re
@@ -10,21 +10,12 @@ from functools import lru_cache
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from sendstatus_tui.core.model.models import FailureClass, Recipient, RecipientStatus
+from sendstatus_tui.core.model.models import Recipient, RecipientStatus
+from sendstatus_tui.core.model.retry import CLASSES, STORED_CLASS
 from sendstatus_tui.errors import SendStatusError
 
-CLASSES = (
-    FailureClass.REFUSED,
-    FailureClass.DEFERRED_TOO_OFTEN,
-    FailureClass.DOUBT,
-    FailureClass.ERROR,
-)
-# what a retry takes by default: a doubt may have been received, so only when named
-RETRY_ALL = (FailureClass.REFUSED, FailureClass.DEFERRED_TOO_OFTEN)
 # the first reply code in the reply kept ("gave up after 3 attempts: 451 4.7.1 ..." too)
 _CODE = re.compile(r"(?<![\w.])([245]\d\d)(?=[ -]|$)")
-# failures recorded before classes were kept (migration 0004) count as refusals
-_CLASS = sa.func.coalesce(col(Recipient.failure_class), FailureClass.REFUSED)
 
 
 class FailedError(SendStatusError, ValueError):
@@ -70,12 +61,15 @@ def failed_recipients(
     PostgreSQL)."""
     statement = (
         sa.select(
-            col(Recipient.email), col(Recipient.field_values), _CLASS, col(Recipient.last_reply)
+            col(Recipient.email),
+            col(Recipient.field_values),
+            STORED_CLASS,
+            col(Recipient.last_reply),
         )
         .where(
             col(Recipient.mailing_id) == mailing_id,
             col(Recipient.status) == RecipientStatus.FAILED,
-            _CLASS.in_(classes),
+            STORED_CLASS.in_(classes),
         )
         .order_by(col(Recipient.id))
         .limit(limit)
@@ -92,26 +86,3 @@ def reply_code(reply: str | None) -> int | None:
     """The SMTP reply code a kept reply carries, if any."""
     found = _CODE.search(reply) if reply else None
     return int(found[1]) if found else None
-
-
-def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
-    """Puts the failed recipients of ``classes`` back to pending with their attempts reset;
-    returns how many. Nobody sent, suppressed or still pending is touched."""
-    result = session.execute(
-        sa.update(Recipient)
-        .where(
-            col(Recipient.mailing_id) == mailing_id,
-            col(Recipient.status) == RecipientStatus.FAILED,
-            _CLASS.in_(classes),
-        )
-        .values(
-            status=RecipientStatus.PENDING,
-            attempts=0,
-            doubts=0,
-            failure_class=None,
-            last_reply=None,
-            next_attempt_at=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
@@ -11,8 +11,39 @@ from sqlmodel import Session, col, select
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, Mode, State
 
-if TYPE_CHECKING:
-    from sendstatus_tui.core.reads.details import MailingDetails
+
+class Summarised(Protocol):
+    """What ``summary`` reads: a Mailing row, or a mailing's details (reads/details.py)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> State: ...
+    @property
+    def mode(self) -> Mode | None: ...
+    @property
+    def position(self) -> int | None: ...
+    @property
+    def scheduled_at(self) -> datetime | None: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def suppressed(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def state_reason(self) -> str | None: ...
+
 
 STATES_OF_AREA = {
     area: [state for state, its_area in AREA_OF_STATE.items() if its_area == area] for area in Area
@@ -165,7 +196,7 @@ def _pane_order(mailing: "Mailing | PaneMailing") -> tuple[int, int, float | Non
     return (areas.index(area), 0, 0, mailing.id)
 
 
-def summary(mailing: "Mailing | MailingDetails") -> dict[str, str | int | None]:
+def summary(mailing: Summarised) -> dict[str, str | int | None]:
     """The fields of ``ls --json`` (DESIGN.md §3)."""
     return {
         "id": mailing.id,

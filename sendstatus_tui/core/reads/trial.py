@@ -7,12 +7,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from sendstatus_tui.core.importing.addresses import (
-    InvalidAddress,
-    checked_address,
-    normalize_address,
-)
 from sendstatus_tui.core.importing.personalise import placeholders
+from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address, normalize_address
 from sendstatus_tui.core.model.models import Mailing, Recipient
 from sendstatus_tui.errors import SendStatusError
 

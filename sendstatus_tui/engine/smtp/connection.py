@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import aiosmtplib
 
-from sendstatus_tui.core.importing.addresses import with_ascii_domain
+from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.relay_url import SmtpSettings
 from sendstatus_tui.engine.smtp.credentials import Credentials
 from sendstatus_tui.engine.smtp.errors import (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from platformdirs import user_log_path
 
-from sendstatus_tui.core.store import settings
+from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.send_test import relay_for_tests
 from sendstatus_tui.engine.transports import Transport

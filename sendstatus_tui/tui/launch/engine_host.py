@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 from sendstatus_tui.core.coordination import lease
+from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.model.models import utc_now
-from sendstatus_tui.core.store import settings
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.smtp.credentials import load_credentials

@@ -20,11 +20,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from sendstatus_tui.core.coordination.deliveries import failed_by_class
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, retry
 from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Area, State, TransitionRefused
 from sendstatus_tui.core.model.when import format_local, zone
-from sendstatus_tui.core.reads import failed, trial
+from sendstatus_tui.core.reads import trial
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.send_test import RelayForTests, send_test
 from sendstatus_tui.errors import SendStatusError
@@ -348,7 +348,7 @@ class DashboardScreen(Screen):
         row = self.selected()
         if row is None:
             return
-        classes = failed.RETRY_ALL
+        classes = retry.RETRY_ALL
         by_class = await asyncio.to_thread(self._failed_by_class, row.mailing_id)
         count = sum(by_class.get(cls, 0) for cls in classes)
         if count and not await self.app.push_screen_wait(

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, select
 
-from sendstatus_tui.core.importing.addresses import normalize_address
+from sendstatus_tui.core.model.addresses import normalize_address
 from sendstatus_tui.core.model.models import Setting, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
 from sendstatus_tui.core.model.relay_url import parse_relay_url

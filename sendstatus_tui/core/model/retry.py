@@ -1,0 +1,42 @@
+"""Which failures a retry takes, and putting them back to pending (``sendstatus retry``;
+the mailing's side of it is ``lifecycle.retry``)."""
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from sendstatus_tui.core.model.models import FailureClass, Recipient, RecipientStatus
+
+CLASSES = (
+    FailureClass.REFUSED,
+    FailureClass.DEFERRED_TOO_OFTEN,
+    FailureClass.DOUBT,
+    FailureClass.ERROR,
+)
+# what a retry takes by default: a doubt may have been received, so only when named
+RETRY_ALL = (FailureClass.REFUSED, FailureClass.DEFERRED_TOO_OFTEN)
+# a failed recipient's class; failures recorded before classes were kept (migration 0004)
+# count as refusals
+STORED_CLASS = sa.func.coalesce(col(Recipient.failure_class), FailureClass.REFUSED)
+
+
+def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
+    """Puts the failed recipients of ``classes`` back to pending with their attempts reset;
+    returns how many. Nobody sent, suppressed or still pending is touched."""
+    result = session.execute(
+        sa.update(Recipient)
+        .where(
+            col(Recipient.mailing_id) == mailing_id,
+            col(Recipient.status) == RecipientStatus.FAILED,
+            STORED_CLASS.in_(classes),
+        )
+        .values(
+            status=RecipientStatus.PENDING,
+            attempts=0,
+            doubts=0,
+            failure_class=None,
+            last_reply=None,
+            next_attempt_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
