@@ -49,10 +49,6 @@ class RelayConnection:
     def usable(self) -> bool:
         return self._wire.closed is None
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def busy_seconds(self, now: float) -> float:
         """Seconds with at least one message in flight, up to ``now`` (monotonic)."""
         current = now - self._busy_since if self._in_flight else 0.0
