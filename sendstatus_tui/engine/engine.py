@@ -41,9 +41,9 @@ from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError
+from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.message import Template, template_of
-from sendstatus_tui.engine.rate import Pace
 from sendstatus_tui.engine.sending import BatchSender, Retries
 from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
 from sendstatus_tui.engine.transports import Transport
@@ -95,10 +95,10 @@ class Engine:
         self.started_at = utc_now()
         self._sent = 0  # messages the relay accepted from this engine, for its heartbeat
         self._rate_mark = (time.monotonic(), 0)
-        self.pace = Pace(settings.rate_per_second)
+        self.cap = EngineCap(settings.rate_per_second)
         self.sender = BatchSender(
             transport,
-            self.pace,
+            self.cap,
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
         )

@@ -1,5 +1,5 @@
-"""Hands one claimed batch to the relay: through the pool of connections, at the pace, and
-with a bounded end.
+"""Hands one claimed batch to the relay: through the pool of connections, in its send slots
+and under this engine's cap, with a bounded end.
 
 Every recipient of the batch comes back with an outcome, whatever happens: sent, failed,
 deferred, in doubt (the message went out and no reply came), or handed back untried. When
@@ -19,8 +19,8 @@ from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.deliveries import Claimed, Outcome
 from sendstatus_tui.core.coordination.shared_rate import SlotTimes
 from sendstatus_tui.core.model.models import FailureClass, utc_now
+from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.message import Template, render
-from sendstatus_tui.engine.rate import Pace
 from sendstatus_tui.engine.slots import Slots
 from sendstatus_tui.engine.smtp.errors import (
     NotDeliverable,
@@ -42,18 +42,20 @@ class Retries:
 
 
 class BatchSender:
-    """Sends batches for every mailing of one engine; the pool and the pace are shared.
+    """Sends batches for every mailing of one engine; the pool and the cap are shared.
 
     Each message waits for its slot of the database's shared rate (reserved with the
     batch's claim), then for its turn at this engine's own cap (``--rate``), if any."""
 
-    def __init__(self, transport: Transport, pace: Pace, retries: Retries, grace_seconds: float):
+    def __init__(
+        self, transport: Transport, cap: EngineCap, retries: Retries, grace_seconds: float
+    ):
         self.transport = transport
-        self.pace = pace
+        self.cap = cap
         self.retries = retries
         # how long a stop waits for the messages in the relay's hands before cancelling them
         self.stop_bound = grace_seconds + transport.reply_timeout
-        # a send waits for room in the transport before it takes its turn at the pace, so
+        # a send waits for room in the transport before it takes its turn under the cap, so
         # that turns do not pile up while the relay is slow and go out in a burst later
         self._slots = Slots(lambda: transport.capacity)
 
@@ -132,7 +134,7 @@ class BatchSender:
             if slots is not None and may_hand_over():
                 await slots.wait(index)
             if may_hand_over():
-                await self.pace.wait_turn()
+                await self.cap.wait_turn()
             if not may_hand_over():
                 return Outcome(recipient, deliveries.PENDING), None
             handed.add(recipient.id)
