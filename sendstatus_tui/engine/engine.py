@@ -1,11 +1,12 @@
 """The engine: every engine on a database sends; one of them, the leader, also keeps time.
 
-Every engine beats each second (core/heartbeats.py), and claims and delivers batches of
-every sending mailing, at the database's shared rate (core/pace.py). The engine holding
-the database's lease (core/lease.py) is the leader, and also: starts scheduled mailings
-at their minute (APScheduler date jobs, rebuilt from the database, plus a short reconcile
-as a backstop), promotes the next sequential mailing, prepares mailings that are starting
-up, and hands back the claims of engines gone silent (core/rescue.py). The database is the
+Every engine beats each second (coordination/heartbeats.py), and claims and delivers
+batches of every sending mailing, in send slots of the database's shared rate
+(coordination/shared_rate.py). The engine holding the database's lease
+(coordination/lease.py) is the leader, and also: starts scheduled mailings at their minute
+(APScheduler date jobs, rebuilt from the database, plus a short reconcile as a backstop),
+promotes the next sequential mailing, prepares mailings that are starting up, and hands
+back the claims of engines gone silent (coordination/rescue.py). The database is the
 truth: operators act on it from any process, and the engines notice within a fraction of
 a second. Database work runs off the event loop (engine/database.py).
 
@@ -31,11 +32,10 @@ from typing import TypeVarTuple
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from sendstatus_tui.core.coordination import deliveries, heartbeats, lease, rescue
-from sendstatus_tui.core.coordination import shared_rate as pace
+from sendstatus_tui.core.coordination import deliveries, heartbeats, lease, rescue, shared_rate
 from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.lease import LeaseLost
-from sendstatus_tui.core.coordination.shared_rate import SlotTimes
+from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import utc_now
@@ -81,7 +81,7 @@ class Claim:
     mailing is done (stopped, or completed now)."""
 
     batch: list[deliveries.Claimed]
-    slots: SlotTimes | None = None
+    slots: ReservedSlots | None = None
     done: bool = False
 
 
@@ -557,11 +557,11 @@ class Engine:
         mailing = deliveries.mailing(session, mailing_id)
         if mailing is None or mailing.state != State.SENDING:
             return Claim([], done=True)  # stopped by an operator
-        contracted = pace.contracted(session)
+        contracted = shared_rate.contracted(session)
         size = self._lane_size(contracted)
         batch = deliveries.claim(session, mailing_id, size, claimant=claimant)
         if batch:
-            slots = pace.reserve(session, len(batch), contracted) if contracted else None
+            slots = shared_rate.reserve(session, len(batch), contracted) if contracted else None
             return Claim(batch, slots)
         if mailing.remaining:
             return Claim([])

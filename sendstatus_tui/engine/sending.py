@@ -17,11 +17,11 @@ from typing import Any
 
 from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.deliveries import Claimed, Outcome
-from sendstatus_tui.core.coordination.shared_rate import SlotTimes
+from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.models import FailureClass, utc_now
 from sendstatus_tui.engine.cap import EngineCap
+from sendstatus_tui.engine.capacity import SendCapacity
 from sendstatus_tui.engine.message import Template, render
-from sendstatus_tui.engine.slots import Slots
 from sendstatus_tui.engine.smtp.errors import (
     NotDeliverable,
     PermanentFailure,
@@ -57,7 +57,7 @@ class BatchSender:
         self.stop_bound = grace_seconds + transport.reply_timeout
         # a send waits for room in the transport before it takes its turn under the cap, so
         # that turns do not pile up while the relay is slow and go out in a burst later
-        self._slots = Slots(lambda: transport.capacity)
+        self._capacity = SendCapacity(lambda: transport.capacity)
 
     async def send(
         self,
@@ -65,7 +65,7 @@ class BatchSender:
         batch: list[Claimed],
         may_hand_over: Callable[[], bool],
         stop: asyncio.Event,
-        slots: SlotTimes | None = None,
+        slots: ReservedSlots | None = None,
     ) -> tuple[list[Outcome], Exception | None]:
         """Sends ``batch``; returns an outcome per recipient, and the relay trouble seen.
 
@@ -123,14 +123,14 @@ class BatchSender:
         recipient: Claimed,
         may_hand_over: Callable[[], bool],
         handed: set[int],
-        slots: SlotTimes | None,
+        slots: ReservedSlots | None,
         index: int,
     ) -> tuple[Outcome, Exception | None]:
         try:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
         except (KeyError, ValueError, UnicodeError) as exc:
             return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
-        async with self._slots:
+        async with self._capacity:
             if slots is not None and may_hand_over():
                 await slots.wait(index)
             if may_hand_over():

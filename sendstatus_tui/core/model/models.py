@@ -236,9 +236,10 @@ class EngineHeartbeat(SQLModel, table=True):
     claimant: str = Field(default="", max_length=140)
 
 
-class SendPace(SQLModel, table=True):
+class NextSlot(SQLModel, table=True):
     """The contracted rate shared by every engine of the database: engines reserve send
-    slots, one every 1/rate seconds, by moving ``next_slot_at`` on (core/pace.py)."""
+    slots, one every 1/rate seconds, by moving ``next_slot_at`` on
+    (coordination/shared_rate.py). The table keeps its first name."""
 
     __tablename__ = "send_pace"
 
