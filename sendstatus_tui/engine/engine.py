@@ -6,9 +6,9 @@ batches of every sending mailing, in send slots of the database's shared rate
 (coordination/lease.py) is the leader, and also: starts scheduled mailings at their minute
 (APScheduler date jobs, rebuilt from the database, plus a short reconcile as a backstop),
 promotes the next sequential mailing, prepares mailings that are starting up, and hands
-back the claims of engines gone silent (coordination/rescue.py). The database is the
-truth: operators act on it from any process, and the engines notice within a fraction of
-a second. Database work runs off the event loop (engine/database.py).
+back the claims of engines whose heartbeat expired (coordination/rescue.py). The database
+is the truth: operators act on it from any process, and the engines notice within a
+fraction of a second. Database work runs off the event loop (engine/database.py).
 
 Fencing: each of the leader's writes checks the lease generation it took, in the same
 transaction; each claim checks that the engine's claimant still stands; each record
@@ -221,7 +221,7 @@ class Engine:
         self, session: Session, beat: heartbeats.Beat, fresh: bool
     ) -> tuple[lease.LeaseState, bool]:
         now, ttl = utc_now(), self.settings.lease_ttl
-        expired_by = self.db.silent_since(now, ttl) + ttl
+        expired_by = self.db.expired_before(now, ttl) + ttl
         state = lease.acquire(session, self.holder, ttl, now, expired_by=expired_by)
         role = "leader" if state.held else "sender"
         stands = heartbeats.beat(session, replace(beat, role=role), fresh=fresh)
@@ -247,8 +247,8 @@ class Engine:
         )
 
     def _claims_handed_back(self) -> None:
-        """The leader handed this engine's claims back while it was silent (stalled, or
-        cut off from the database): what it still sends under them is not recorded."""
+        """The leader handed this engine's claims back after its heartbeat expired (stalled,
+        or cut off from the database): what it still sends under them is not recorded."""
         log.error(
             "this engine was silent too long and the leader handed its claims back (they are"
             " sent again, counted in doubt); going on under a new claimant"
@@ -388,8 +388,8 @@ class Engine:
 
     def _rescue(self, session: Session, generation: int) -> None:
         lease.check(session, self.holder, generation)
-        silent = self.db.silent_since(utc_now(), self.settings.lease_ttl)
-        for mailing_id, count in rescue.rescue(session, silent, keep=self.holder).items():
+        expired = self.db.expired_before(utc_now(), self.settings.lease_ttl)
+        for mailing_id, count in rescue.rescue(session, expired, keep=self.holder).items():
             log.warning(
                 "mailing %s: %s recipients were in flight with an engine gone silent; they"
                 " are sent again (counted as resent_in_doubt)",

@@ -138,7 +138,8 @@ class Recipient(SQLModel, table=True):
     # claims walk this index in id order for one mailing and status, and stop at the batch
     __table_args__ = (
         sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
-        # only claimed recipients: how the leader finds the claims of engines gone silent
+        # only claimed recipients: how the leader finds the claims of engines whose heartbeat
+        # expired
         sa.Index(
             "ix_recipient_claimed_by",
             "claimed_by",
