@@ -24,7 +24,7 @@ from sendstatus_tui.core.store.store import Store
 from .books import assert_balanced, finish, outcome, stop_or_send_again
 
 RECIPIENTS = 8
-SILENT_AFTER = timedelta(seconds=5)
+EXPIRED_AFTER = timedelta(seconds=5)
 NAMES = "ABC"
 OUTCOMES = [deliveries.SENT, deliveries.DEFERRED, deliveries.IN_DOUBT, deliveries.PENDING]
 
@@ -124,11 +124,11 @@ class Senders(RuleBasedStateMachine):
         if sender.registered:
             with self.store.write() as session:
                 row = session.get(EngineHeartbeat, sender.name)
-                row.heartbeat_at = utc_now() - SILENT_AFTER * 2
+                row.heartbeat_at = utc_now() - EXPIRED_AFTER * 2
             sender.rescued = True
         leader = next(n for n in NAMES if n != name)
         with self.store.write() as session:
-            rescue.rescue(session, utc_now() - SILENT_AFTER, keep=leader)
+            rescue.rescue(session, utc_now() - EXPIRED_AFTER, keep=leader)
 
     @rule()
     def leader_rescues_nobody_alive(self):
@@ -142,7 +142,7 @@ class Senders(RuleBasedStateMachine):
             live = {
                 row.claimant for row in session.exec(select(EngineHeartbeat)).all() if row.claimant
             }
-            rescue.rescue(session, utc_now() - SILENT_AFTER, keep="A")
+            rescue.rescue(session, utc_now() - EXPIRED_AFTER, keep="A")
         with self.store.read() as session:
             after = self._in_flight(session)
         assert {k: v for k, v in before.items() if v in live} == {
@@ -187,8 +187,8 @@ class Senders(RuleBasedStateMachine):
             with self.store.write() as session:
                 for row in session.exec(select(EngineHeartbeat)).all():
                     if row.id != "A":
-                        row.heartbeat_at = utc_now() - SILENT_AFTER * 2
-                rescue.rescue(session, utc_now() - SILENT_AFTER, keep="A")
+                        row.heartbeat_at = utc_now() - EXPIRED_AFTER * 2
+                rescue.rescue(session, utc_now() - EXPIRED_AFTER, keep="A")
             finish(self.store, self.mailing_id, RECIPIENTS, finisher.claimant)
         finally:
             self.store.dispose()

@@ -21,7 +21,7 @@ def register(commands: Any, context: Context) -> None:
         help="the engines running on this database",
         description="The engines on this database, from the heartbeat each writes every"
         " second: who leads, what each sends, how fast, and its connections to the relay."
-        f" An engine silent for {heartbeats.SILENT_AFTER.seconds} s, or a leader whose lead"
+        f" An engine silent for {heartbeats.LOST_AFTER.seconds} s, or a leader whose lead"
         " another engine has taken since, is shown as lost."
         f" --json fields: {FIELDS}, connections, connections_reason, lost.",
     )

@@ -7,7 +7,7 @@ they never queue behind claims and records waiting for a lock.
 
 A write that waited long to begin is a sign that nobody could write meanwhile (SQLite has
 one writer at a time): other engines' heartbeats were held up too, so their silence during
-that wait says nothing of their health. ``silent_since`` moves the line accordingly.
+that wait says nothing of their health. ``expired_before`` moves the line accordingly.
 """
 
 import asyncio
@@ -52,8 +52,8 @@ class EngineDatabase:
         """Runs a heartbeat's write transaction on the heartbeat thread."""
         return await self._run(self._beats, lambda: self._write(work))
 
-    def silent_since(self, now: datetime, ttl: timedelta) -> datetime:
-        """Before when a heartbeat must be to count as silent: ``ttl`` before now, or, if a
+    def expired_before(self, now: datetime, ttl: timedelta) -> datetime:
+        """Before when a heartbeat must be to have expired: ``ttl`` before now, or, if a
         stall ended less than ``ttl`` ago, ``ttl`` before the stall began."""
         line = now - ttl
         if self._stall is not None:

@@ -1,13 +1,14 @@
 """The engine: every engine on a database sends; one of them, the leader, also keeps time.
 
-Every engine beats each second (core/heartbeats.py), and claims and delivers batches of
-every sending mailing, at the database's shared rate (core/pace.py). The engine holding
-the database's lease (core/lease.py) is the leader, and also: starts scheduled mailings
-at their minute (APScheduler date jobs, rebuilt from the database, plus a short reconcile
-as a backstop), promotes the next sequential mailing, prepares mailings that are starting
-up, and hands back the claims of engines gone silent (core/rescue.py). The database is the
-truth: operators act on it from any process, and the engines notice within a fraction of
-a second. Database work runs off the event loop (engine/database.py).
+Every engine beats each second (coordination/heartbeats.py), and claims and delivers
+batches of every sending mailing, in send slots of the database's shared rate
+(coordination/shared_rate.py). The engine holding the database's lease
+(coordination/lease.py) is the leader, and also: starts scheduled mailings at their minute
+(APScheduler date jobs, rebuilt from the database, plus a short reconcile as a backstop),
+promotes the next sequential mailing, prepares mailings that are starting up, and hands
+back the claims of engines whose heartbeat expired (coordination/rescue.py). The database
+is the truth: operators act on it from any process, and the engines notice within a
+fraction of a second. Database work runs off the event loop (engine/database.py).
 
 Fencing: each of the leader's writes checks the lease generation it took, in the same
 transaction; each claim checks that the engine's claimant still stands; each record
@@ -31,19 +32,18 @@ from typing import TypeVarTuple
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from sendstatus_tui.core.coordination import deliveries, heartbeats, lease, rescue
-from sendstatus_tui.core.coordination import shared_rate as pace
+from sendstatus_tui.core.coordination import deliveries, heartbeats, lease, rescue, shared_rate
 from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.lease import LeaseLost
-from sendstatus_tui.core.coordination.shared_rate import SlotTimes
+from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError
+from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.message import Template, template_of
-from sendstatus_tui.engine.rate import Pace
 from sendstatus_tui.engine.sending import BatchSender, Retries
 from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
 from sendstatus_tui.engine.transports import Transport
@@ -81,7 +81,7 @@ class Claim:
     mailing is done (stopped, or completed now)."""
 
     batch: list[deliveries.Claimed]
-    slots: SlotTimes | None = None
+    slots: ReservedSlots | None = None
     done: bool = False
 
 
@@ -95,10 +95,10 @@ class Engine:
         self.started_at = utc_now()
         self._sent = 0  # messages the relay accepted from this engine, for its heartbeat
         self._rate_mark = (time.monotonic(), 0)
-        self.pace = Pace(settings.rate_per_second)
+        self.cap = EngineCap(settings.rate_per_second)
         self.sender = BatchSender(
             transport,
-            self.pace,
+            self.cap,
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
         )
@@ -221,7 +221,7 @@ class Engine:
         self, session: Session, beat: heartbeats.Beat, fresh: bool
     ) -> tuple[lease.LeaseState, bool]:
         now, ttl = utc_now(), self.settings.lease_ttl
-        expired_by = self.db.silent_since(now, ttl) + ttl
+        expired_by = self.db.expired_before(now, ttl) + ttl
         state = lease.acquire(session, self.holder, ttl, now, expired_by=expired_by)
         role = "leader" if state.held else "sender"
         stands = heartbeats.beat(session, replace(beat, role=role), fresh=fresh)
@@ -247,8 +247,8 @@ class Engine:
         )
 
     def _claims_handed_back(self) -> None:
-        """The leader handed this engine's claims back while it was silent (stalled, or
-        cut off from the database): what it still sends under them is not recorded."""
+        """The leader handed this engine's claims back after its heartbeat expired (stalled,
+        or cut off from the database): what it still sends under them is not recorded."""
         log.error(
             "this engine was silent too long and the leader handed its claims back (they are"
             " sent again, counted in doubt); going on under a new claimant"
@@ -388,8 +388,8 @@ class Engine:
 
     def _rescue(self, session: Session, generation: int) -> None:
         lease.check(session, self.holder, generation)
-        silent = self.db.silent_since(utc_now(), self.settings.lease_ttl)
-        for mailing_id, count in rescue.rescue(session, silent, keep=self.holder).items():
+        expired = self.db.expired_before(utc_now(), self.settings.lease_ttl)
+        for mailing_id, count in rescue.rescue(session, expired, keep=self.holder).items():
             log.warning(
                 "mailing %s: %s recipients were in flight with an engine gone silent; they"
                 " are sent again (counted as resent_in_doubt)",
@@ -557,11 +557,11 @@ class Engine:
         mailing = deliveries.mailing(session, mailing_id)
         if mailing is None or mailing.state != State.SENDING:
             return Claim([], done=True)  # stopped by an operator
-        contracted = pace.contracted(session)
+        contracted = shared_rate.contracted(session)
         size = self._lane_size(contracted)
         batch = deliveries.claim(session, mailing_id, size, claimant=claimant)
         if batch:
-            slots = pace.reserve(session, len(batch), contracted) if contracted else None
+            slots = shared_rate.reserve(session, len(batch), contracted) if contracted else None
             return Claim(batch, slots)
         if mailing.remaining:
             return Claim([])

@@ -9,7 +9,7 @@ from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.reads.trial import Persona
 from sendstatus_tui.engine.message import render, template_of
 from sendstatus_tui.engine.smtp.credentials import load_credentials
-from sendstatus_tui.engine.smtp.errors import DeliveryError, RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.smtp.errors import RelayError, RelayRefused, RelayUnavailable
 from sendstatus_tui.engine.transports import MaildirTransport, Transport, transport_for
 from sendstatus_tui.errors import mask_url
 
@@ -67,7 +67,7 @@ async def send_test(
             try:
                 reply = await transport.send(template.sender_address, address, message)
                 results.append(SendTestResult(address, reply, True))
-            except DeliveryError as exc:
+            except RelayError as exc:
                 results.append(SendTestResult(address, exc.reply, False))
     finally:
         await transport.close()

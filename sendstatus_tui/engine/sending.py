@@ -1,5 +1,5 @@
-"""Hands one claimed batch to the relay: through the pool of connections, at the pace, and
-with a bounded end.
+"""Hands one claimed batch to the relay: through the pool of connections, in its send slots
+and under this engine's cap, with a bounded end.
 
 Every recipient of the batch comes back with an outcome, whatever happens: sent, failed,
 deferred, in doubt (the message went out and no reply came), or handed back untried. When
@@ -17,11 +17,11 @@ from typing import Any
 
 from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.deliveries import Claimed, Outcome
-from sendstatus_tui.core.coordination.shared_rate import SlotTimes
+from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.models import FailureClass, utc_now
+from sendstatus_tui.engine.cap import EngineCap
+from sendstatus_tui.engine.capacity import SendCapacity
 from sendstatus_tui.engine.message import Template, render
-from sendstatus_tui.engine.rate import Pace
-from sendstatus_tui.engine.slots import Slots
 from sendstatus_tui.engine.smtp.errors import (
     NotDeliverable,
     PermanentFailure,
@@ -42,20 +42,22 @@ class Retries:
 
 
 class BatchSender:
-    """Sends batches for every mailing of one engine; the pool and the pace are shared.
+    """Sends batches for every mailing of one engine; the pool and the cap are shared.
 
     Each message waits for its slot of the database's shared rate (reserved with the
     batch's claim), then for its turn at this engine's own cap (``--rate``), if any."""
 
-    def __init__(self, transport: Transport, pace: Pace, retries: Retries, grace_seconds: float):
+    def __init__(
+        self, transport: Transport, cap: EngineCap, retries: Retries, grace_seconds: float
+    ):
         self.transport = transport
-        self.pace = pace
+        self.cap = cap
         self.retries = retries
         # how long a stop waits for the messages in the relay's hands before cancelling them
         self.stop_bound = grace_seconds + transport.reply_timeout
-        # a send waits for room in the transport before it takes its turn at the pace, so
+        # a send waits for room in the transport before it takes its turn under the cap, so
         # that turns do not pile up while the relay is slow and go out in a burst later
-        self._slots = Slots(lambda: transport.capacity)
+        self._capacity = SendCapacity(lambda: transport.capacity)
 
     async def send(
         self,
@@ -63,7 +65,7 @@ class BatchSender:
         batch: list[Claimed],
         may_hand_over: Callable[[], bool],
         stop: asyncio.Event,
-        slots: SlotTimes | None = None,
+        slots: ReservedSlots | None = None,
     ) -> tuple[list[Outcome], Exception | None]:
         """Sends ``batch``; returns an outcome per recipient, and the relay trouble seen.
 
@@ -121,18 +123,18 @@ class BatchSender:
         recipient: Claimed,
         may_hand_over: Callable[[], bool],
         handed: set[int],
-        slots: SlotTimes | None,
+        slots: ReservedSlots | None,
         index: int,
     ) -> tuple[Outcome, Exception | None]:
         try:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
         except (KeyError, ValueError, UnicodeError) as exc:
             return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
-        async with self._slots:
+        async with self._capacity:
             if slots is not None and may_hand_over():
                 await slots.wait(index)
             if may_hand_over():
-                await self.pace.wait_turn()
+                await self.cap.wait_turn()
             if not may_hand_over():
                 return Outcome(recipient, deliveries.PENDING), None
             handed.add(recipient.id)

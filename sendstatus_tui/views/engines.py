@@ -23,7 +23,7 @@ class EngineShown:
 
 
 def engine_shown(row: EngineHeartbeat, now: datetime, zone: tzinfo, lost: bool) -> EngineShown:
-    """``lost``: from ``heartbeats.lost_ids`` (silent too long, or a leader superseded)."""
+    """``lost``: from ``heartbeats.lost_ids`` (silent for LOST_AFTER, or a leader superseded)."""
     silent = int((now - row.heartbeat_at).total_seconds())
     role = f"lost (silent {silent} s)" if lost else row.role
     sending = ", ".join(map(str, heartbeats.sending_ids(row))) or "nothing"

@@ -2,9 +2,11 @@
 
 An engine's row also carries its claimant: the name its recipient claims carry. Every
 claim an engine makes checks, in its transaction, that its row still names that claimant
-(``check_claimant``). When an engine falls silent, the leader clears the claimant and
-hands its claims back (core/rescue.py); the engine, if it was only stalled, learns it at
-its next beat and goes on under a new claimant, so nothing it still reports is counted.
+(``check_claimant``). When an engine's heartbeat expires (it was silent for longer than
+the heartbeat's time to live), the leader clears the claimant and hands its claims back
+(coordination/rescue.py); the engine, if it was only stalled, learns it at its next beat
+and goes on under a new claimant, so nothing it still reports is counted. An engine silent
+for LOST_AFTER, much longer, is shown as lost.
 """
 
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from sendstatus_tui.errors import SendStatusError
 
 # an engine beats every lease renewal (a second); one silent for longer than this is
 # shown as lost (it died, or cannot reach the database)
-SILENT_AFTER = timedelta(seconds=15)
+LOST_AFTER = timedelta(seconds=15)
 # rows of engines lost this long ago are removed by the leader
 FORGOTTEN_AFTER = timedelta(hours=1)
 
@@ -38,7 +40,7 @@ class Beat:
 
 
 class ClaimantLost(SendStatusError):
-    """The leader handed this engine's claims back (it was silent too long): it must not
+    """The leader handed this engine's claims back (its heartbeat expired): it must not
     claim under that claimant any more."""
 
     def __init__(self, claimant: str):
@@ -102,13 +104,13 @@ def engines(session: Session) -> list[EngineHeartbeat]:
 
 
 def is_lost(row: EngineHeartbeat, now: datetime | None = None) -> bool:
-    return (now or utc_now()) - row.heartbeat_at > SILENT_AFTER
+    return (now or utc_now()) - row.heartbeat_at > LOST_AFTER
 
 
 def lost_ids(rows: list[EngineHeartbeat], now: datetime | None = None) -> set[str]:
     """The engines among ``rows`` that are lost: silent too long, or a leader whose lead
     another engine has taken since (one killed mid-send keeps its row, saying leader, until
-    it is silent for SILENT_AFTER; the lease moved on within seconds)."""
+    it is silent for LOST_AFTER; the lease moved on within seconds)."""
     now = now or utc_now()
     lost = {row.id for row in rows if is_lost(row, now)}
     leaders = [row for row in rows if row.role == "leader" and row.id not in lost]

@@ -1,13 +1,14 @@
-"""The leader hands back the claims of engines gone silent, so that nobody is skipped.
+"""The leader hands back the claims of engines whose heartbeat expired, so that nobody is
+skipped.
 
-An engine silent for longer than its heartbeat's time to live has died, or stalled past
-it: its claimant is cleared (it can claim nothing more, and learns at its next beat that
-it must take a new one), and every recipient still in flight under a claimant that no
-engine row names goes back to pending, in doubt (``deliveries.hand_back_claims``). The
-whole claim counts as in doubt, handed to the relay or not: engines write nothing per
-message before sending, which keeps a claim one write; the cost is that up to a claim's
-worth of recipients is counted in ``resent_in_doubt`` when an engine dies, of which only
-those that reached the relay can be duplicates.
+An engine whose heartbeat expired (silent for longer than the heartbeat's time to live)
+has died, or stalled past it: its claimant is cleared (it can claim nothing more, and
+learns at its next beat that it must take a new one), and every recipient still in flight
+under a claimant that no engine row names goes back to pending, in doubt
+(``deliveries.hand_back_claims``). The whole claim counts as in doubt, handed to the relay
+or not: engines write nothing per message before sending, which keeps a claim one write;
+the cost is that up to a claim's worth of recipients is counted in ``resent_in_doubt``
+when an engine dies, of which only those that reached the relay can be duplicates.
 """
 
 from datetime import datetime
@@ -19,15 +20,15 @@ from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.model.models import EngineHeartbeat, Recipient
 
 
-def rescue(session: Session, silent_before: datetime, keep: str) -> dict[int, int]:
-    """Clears the claimant of every engine whose last beat is older than ``silent_before``
+def rescue(session: Session, expired_before: datetime, keep: str) -> dict[int, int]:
+    """Clears the claimant of every engine whose last beat is older than ``expired_before``
     (never ``keep``'s: the leader's own), and hands back the claims of every claimant no
     engine row names. Returns {mailing id: recipients handed back}."""
     session.execute(
         sa.update(EngineHeartbeat)
         .where(
             col(EngineHeartbeat.claimant) != "",
-            col(EngineHeartbeat.heartbeat_at) < silent_before,
+            col(EngineHeartbeat.heartbeat_at) < expired_before,
             col(EngineHeartbeat.id) != keep,
         )
         .values(claimant="")

@@ -2,7 +2,7 @@
 
 The stored ``rate`` setting (``sendstatus config set rate 36000/h``) is a sequence of send
 slots, one every 1/rate seconds. An engine that claims a batch reserves as many
-consecutive slots in the same transaction, by moving the one ``send_pace`` row on, and
+consecutive slots in the same transaction, by moving the one ``NextSlot`` row on, and
 hands each message to the relay no earlier than its slot. Since slots are never given
 twice, all engines together never send more than the rate since the first slot (a message
 late for its slot goes out late, never early). Slots nobody reserved while nothing was
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from sendstatus_tui.core.model import settings
-from sendstatus_tui.core.model.models import SendPace
+from sendstatus_tui.core.model.models import NextSlot
 from sendstatus_tui.core.model.rates import parse_rate
 
-PACE_ROW = "rate"
+RATE_ROW = "rate"  # the name of the one NextSlot row
 
 
 @dataclass(frozen=True)
-class SlotTimes:
+class ReservedSlots:
     """Consecutive send slots reserved for one batch: the first, and the spacing."""
 
     first_at: float  # seconds since the epoch
@@ -47,16 +47,18 @@ def contracted(session: Session) -> float | None:
     return parse_rate(settings.read(session, "rate"))
 
 
-def reserve(session: Session, count: int, per_second: float, now: float | None = None) -> SlotTimes:
+def reserve(
+    session: Session, count: int, per_second: float, now: float | None = None
+) -> ReservedSlots:
     """Reserves ``count`` consecutive slots at ``per_second``, in the caller's transaction
     (the row stays locked until it ends, so that two engines never get the same slot)."""
     now = time.time() if now is None else now
-    row = session.get(SendPace, PACE_ROW, with_for_update=True)
+    row = session.get(NextSlot, RATE_ROW, with_for_update=True)
     if row is None:
-        row = SendPace(name=PACE_ROW, next_slot_at=now)
+        row = NextSlot(name=RATE_ROW, next_slot_at=now)
     interval = 1 / per_second
     first = max(row.next_slot_at, now)
     row.next_slot_at = first + count * interval
     session.add(row)
     session.flush()
-    return SlotTimes(first, interval)
+    return ReservedSlots(first, interval)

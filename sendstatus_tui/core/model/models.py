@@ -138,7 +138,8 @@ class Recipient(SQLModel, table=True):
     # claims walk this index in id order for one mailing and status, and stop at the batch
     __table_args__ = (
         sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
-        # only claimed recipients: how the leader finds the claims of engines gone silent
+        # only claimed recipients: how the leader finds the claims of engines whose heartbeat
+        # expired
         sa.Index(
             "ix_recipient_claimed_by",
             "claimed_by",
@@ -236,9 +237,10 @@ class EngineHeartbeat(SQLModel, table=True):
     claimant: str = Field(default="", max_length=140)
 
 
-class SendPace(SQLModel, table=True):
+class NextSlot(SQLModel, table=True):
     """The contracted rate shared by every engine of the database: engines reserve send
-    slots, one every 1/rate seconds, by moving ``next_slot_at`` on (core/pace.py)."""
+    slots, one every 1/rate seconds, by moving ``next_slot_at`` on
+    (coordination/shared_rate.py). The table keeps its first name."""
 
     __tablename__ = "send_pace"
 

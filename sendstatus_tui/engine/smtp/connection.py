@@ -19,9 +19,9 @@ from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.relay_url import SmtpSettings
 from sendstatus_tui.engine.smtp.credentials import Credentials
 from sendstatus_tui.engine.smtp.errors import (
-    DeliveryError,
     NotDeliverable,
     PermanentFailure,
+    RelayError,
     RelayRefused,
     RelayUnavailable,
     ReplyLost,
@@ -49,10 +49,6 @@ class RelayConnection:
     def usable(self) -> bool:
         return self._wire.closed is None
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def busy_seconds(self, now: float) -> float:
         """Seconds with at least one message in flight, up to ``now`` (monotonic)."""
         current = now - self._busy_since if self._in_flight else 0.0
@@ -63,7 +59,7 @@ class RelayConnection:
     ) -> str:
         """One message: MAIL, RCPT, DATA and its content. The caller holds the write turn
         and ``turn_done`` gives it back (called exactly once). Returns the relay's final
-        reply; raises a DeliveryError that says what the outcome means (ReplyLost once the
+        reply; raises a RelayError that says what the outcome means (ReplyLost once the
         content went out and no reply came)."""
         holding_turn, handed = True, False
         self._began()
@@ -87,7 +83,7 @@ class RelayConnection:
             if reply.code != 250:
                 raise self._refusal(reply)
             return str(reply)
-        except DeliveryError:
+        except RelayError:
             raise
         except ConnectionClosed as exc:  # the relay closed, broke, or kept silent too long
             self.close(f"broken: {exc}")
@@ -174,7 +170,7 @@ class RelayConnection:
                 break
         return replies
 
-    async def _end_transaction(self, replies: list[Reply], problem: DeliveryError) -> None:
+    async def _end_transaction(self, replies: list[Reply], problem: RelayError) -> None:
         """After a refusal in the envelope: RSET, so the next message starts clean. A relay
         that said 354 to DATA all the same (it took a pipelined DATA despite the refusal)
         waits for content we will not send: that connection goes."""
@@ -185,7 +181,7 @@ class RelayConnection:
         if reset.code != 250:
             self.close(f"RSET answered {reset}")
 
-    def _refusal(self, reply: Reply) -> DeliveryError:
+    def _refusal(self, reply: Reply) -> RelayError:
         if reply.code == 421:  # the relay is closing this connection: nobody's fault
             self.close(str(reply))
             return RelayUnavailable(str(reply))
@@ -209,7 +205,7 @@ def _mail_from(sender: str, options: list[bytes]) -> bytes:
     return b" ".join([b"MAIL FROM:<" + sender.encode() + b">", *options]) + b"\r\n"
 
 
-def _envelope_problem(sender: str, replies: list[Reply]) -> DeliveryError | None:
+def _envelope_problem(sender: str, replies: list[Reply]) -> RelayError | None:
     """What the first refusal among MAIL, RCPT and DATA means, or None if all went well."""
     mail, *rest = replies
     if mail.code != 250:
@@ -222,7 +218,7 @@ def _envelope_problem(sender: str, replies: list[Reply]) -> DeliveryError | None
     return None
 
 
-def _recipient_refused(reply: Reply) -> DeliveryError:
+def _recipient_refused(reply: Reply) -> RelayError:
     if reply.code == 421:
         return RelayUnavailable(str(reply))
     if 400 <= reply.code < 500:
@@ -230,7 +226,7 @@ def _recipient_refused(reply: Reply) -> DeliveryError:
     return PermanentFailure(str(reply))
 
 
-def _sender_refused(sender: str, reply: Reply) -> DeliveryError:
+def _sender_refused(sender: str, reply: Reply) -> RelayError:
     """A 5xx to MAIL FROM stops the mailing; a 4xx (try later) is waited out."""
     text = f"the relay refused the sender {sender}: {reply}"
     return RelayRefused(text) if 500 <= reply.code < 600 else RelayUnavailable(text)

@@ -7,21 +7,24 @@ sender: the mailing cannot go out until an operator acts)."""
 from sendstatus_tui.errors import SendStatusError
 
 
-class DeliveryError(SendStatusError):
+class RelayError(SendStatusError):
+    """The root of what handing a message to the relay can raise, with the relay's reply
+    (or our reason). Not a DeliveryError, which is a row recording one for the operator."""
+
     def __init__(self, reply: str):
         super().__init__(reply)
         self.reply = reply
 
 
-class TemporaryFailure(DeliveryError):
+class TemporaryFailure(RelayError):
     """The relay said 4xx for this recipient."""
 
 
-class PermanentFailure(DeliveryError):
+class PermanentFailure(RelayError):
     """The relay said 5xx for this recipient."""
 
 
-class RelayUnavailable(DeliveryError):
+class RelayUnavailable(RelayError):
     """The relay cannot be reached or dropped the connection."""
 
 
@@ -30,7 +33,7 @@ class ReplyLost(RelayUnavailable):
     dropped or the reply was slower than the timeout. The relay may have stored it."""
 
 
-class RelayRefused(DeliveryError):
+class RelayRefused(RelayError):
     """The relay refuses us (credentials, sender): no message of the mailing can go."""
 
 

@@ -49,8 +49,6 @@ class ReplyReader(asyncio.Protocol):
         self._lines_bytes = 0
         self._waiting: deque[asyncio.Future[Reply]] = deque()
         self._held: list[bytes] = []  # written with the next send, or by flush_soon
-        self._can_write = asyncio.Event()
-        self._can_write.set()
         self.closed: BaseException | None = None
         transport.set_protocol(self)
 
@@ -80,10 +78,6 @@ class ReplyReader(asyncio.Protocol):
         one of them joins it in the same write."""
         self._loop.call_soon(self._flush)
 
-    async def drained(self) -> None:
-        """Returns once the transport's write buffer is below its high-water mark."""
-        await self._can_write.wait()
-
     def close(self, reason: str = "closed by us") -> None:
         self._held.clear()
         if self._watchdog is not None:
@@ -108,18 +102,11 @@ class ReplyReader(asyncio.Protocol):
             self.close("a reply too long to be SMTP")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._can_write.set()
         self._fail_all(ConnectionClosed(str(exc) if exc else "the relay closed the connection"))
 
     def eof_received(self) -> bool:
         self._fail_all(ConnectionClosed("the relay closed the connection"))
         return False
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
 
     # --- internals --------------------------------------------------------------------
 

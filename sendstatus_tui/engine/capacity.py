@@ -1,5 +1,6 @@
-"""Room for sends: at most ``capacity()`` at once, where the capacity may change while
-sending (a relay's pool of connections grows and shrinks). Waiters are served in order."""
+"""The send capacity: at most ``capacity()`` sends at once, where the capacity may change
+while sending (a relay's pool of connections grows and shrinks). Waiters are served in
+order."""
 
 import asyncio
 from collections import deque
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 
-class Slots:
+class SendCapacity:
     def __init__(self, capacity: Callable[[], int]):
         self._capacity = capacity
         self._taken = 0
@@ -20,10 +21,10 @@ class Slots:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await waiter  # its slot is counted as taken when it is woken
+            await waiter  # its room is counted as taken when it is woken
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # woken as it was cancelled: pass the slot on
+                self._release()  # woken as it was cancelled: pass the room on
             else:
                 self._waiters.remove(waiter)
             raise

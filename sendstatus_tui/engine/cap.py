@@ -1,7 +1,8 @@
-"""The contracted sending speed: one global pace shared by every mailing that is sending.
+"""This engine's own cap (``--rate``): at most so many messages a second from this engine,
+whatever the rate stored for the database allows, shared by its mailings that are sending.
 
 Messages are spaced evenly (no bursts), and waiters are served in the order they arrived
-(asyncio.Lock is fair), so mailings sending at once share the rate fairly.
+(asyncio.Lock is fair), so mailings sending at once share the cap fairly.
 """
 
 import asyncio
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable
 
 
-class Pace:
+class EngineCap:
     """Hands out permissions to send, at most ``per_second`` of them a second."""
 
     def __init__(self, per_second: float | None, clock: Callable[[], float] = time.monotonic):
