@@ -27,7 +27,7 @@ memory and the peak RSS is the import's own. The machine may be shared: the best
 rounds counts, the median is shown beside it. The figure is the ratio ours / bare; the
 same ratio in processor time (user + system) is shown too, as a check when the machine is
 busy. For 10,000,000 rows, ``--rounds 1 --suppressed 0``: one round takes long (see the
-README's figures).
+figures in docs/benchmarks.md).
 """
 
 import argparse

@@ -32,7 +32,7 @@ Claim and record, on PostgreSQL: 4 processes, standing for 4 engines, each claim
 (``deliveries.claim``) and record it sent (``deliveries.record``) in a loop for
 ``--claim-seconds``, with no SMTP: the pairs of transactions a second the database
 sustains. From that and an engine's measured rate, the engine machines one PostgreSQL can
-feed at each batch size (the projection in the README). The database server shares this
+feed at each batch size (the projection in docs/benchmarks.md). The database server shares this
 machine's processors with the 4 processes: a floor, not a ceiling. So the processor time
 of the backends serving those 4 (their process titles name the benchmark's database) is
 also read, when the server runs on this machine: what a pair costs PostgreSQL itself, and
