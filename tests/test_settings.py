@@ -61,7 +61,7 @@ def test_a_setting_is_stored_read_and_removed(config):
         ("unsubscribe_mailto", "not an address", "unsubscribe_mailto"),
         ("suppress_unknown_users", "maybe", "expected yes or no"),
         ("return_path", "bounces+x@bounce.example.com", "no '+' in the return path"),
-        ("return_path", "b" * 20 + "@bounce.example.com", "at most 18 characters"),
+        ("return_path", "b" * 20 + "@bounce.example.com", "18 characters at most"),
         ("suppress_bounces", "perhaps", "expected yes or no"),
     ],
 )
