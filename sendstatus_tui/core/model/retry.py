@@ -4,7 +4,7 @@ the mailing's side of it is ``lifecycle.retry``)."""
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from sendstatus_tui.core.model.models import FailureClass, Recipient, RecipientStatus
+from sendstatus_tui.core.model.models import FailureClass, Mailing, Recipient, RecipientStatus
 
 CLASSES = (
     FailureClass.REFUSED,
@@ -29,6 +29,20 @@ def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) ->
     returns how many. Nobody sent, suppressed or still pending is touched, nor a hard
     bounce whatever is asked."""
     classes = tuple(c for c in classes if c not in NEVER_RETRIED)
+    if FailureClass.BLOCKED in classes:  # its counter follows: it counts failed ones
+        blocked = session.execute(
+            sa.select(sa.func.count()).where(
+                col(Recipient.mailing_id) == mailing_id,
+                col(Recipient.status) == RecipientStatus.FAILED,
+                STORED_CLASS == FailureClass.BLOCKED,
+            )
+        ).scalar_one()
+        session.execute(
+            sa.update(Mailing)
+            .where(col(Mailing.id) == mailing_id)
+            .values(blocked=col(Mailing.blocked) - blocked)
+            .execution_options(synchronize_session=False)
+        )
     result = session.execute(
         sa.update(Recipient)
         .where(

@@ -45,7 +45,9 @@ def parse(data: bytes, envelope_to: str | None = None, truncated: bool = False) 
         if message_id:
             basis = f"message-id:{message_id}"
         return_codes = _return_codes(message, envelope_to)
-        header_codes = tuple(dict.fromkeys(m.lower() for m in _SIGNED.findall(data)))
+        header_codes = tuple(
+            dict.fromkeys(m.decode("ascii").lower() for m in _SIGNED.findall(data))
+        )
         found = _what_it_is(message)
     except Exception as exc:  # noqa: BLE001  malformed MIME, a detector's surprise: never fatal
         why = f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"

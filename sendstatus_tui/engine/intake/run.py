@@ -43,7 +43,7 @@ class Tally:
             f" not a bounce; {c[Outcome.UNMATCHED.value]:,} unmatched;"
             f" {c[Outcome.NO_EFFECT.value]:,} without effect;"
             f" {c[Outcome.DUPLICATE.value]:,} duplicates"
-            + (f"; {c['left']:,} left for later (database trouble)" if c["left"] else "")
+            + (f"; {c['left']:,} left for later (see the log)" if c["left"] else "")
         )
 
 
@@ -78,6 +78,10 @@ def _one(store: Store, source: Source, message: Incoming, tally: Tally) -> None:
     except StoreError as exc:
         # left in place: the next pass (or run) reads it again
         log.error("%s %s: not applied, left for later: %s", source.name, message.ref, exc)
+        tally.counts["left"] += 1
+        return
+    except Exception:  # a bug must not stop the intake: this message waits, the others go on
+        log.exception("%s %s: not applied, left for later", source.name, message.ref)
         tally.counts["left"] += 1
         return
     acknowledged = source.acknowledge(message)
