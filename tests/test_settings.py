@@ -39,6 +39,9 @@ def test_a_setting_is_stored_read_and_removed(config):
         "unsubscribe_url": None,
         "unsubscribe_mailto": None,
         "suppress_unknown_users": None,
+        "return_path": None,
+        "complaints_address": None,
+        "suppress_bounces": None,
     }
     assert config("unset", "rate") == (0, "rate: not set\n", "")
     status, out, _ = config()
@@ -57,6 +60,9 @@ def test_a_setting_is_stored_read_and_removed(config):
         ("unsubscribe_url", "http://shop.example.com/u/{token}", "expected an https:// URL"),
         ("unsubscribe_mailto", "not an address", "unsubscribe_mailto"),
         ("suppress_unknown_users", "maybe", "expected yes or no"),
+        ("return_path", "bounces+x@bounce.example.com", "no '+' in the return path"),
+        ("return_path", "b" * 20 + "@bounce.example.com", "18 characters at most"),
+        ("suppress_bounces", "perhaps", "expected yes or no"),
     ],
 )
 def test_a_bad_value_is_refused_and_the_stored_one_kept(config, key, value, why):
@@ -66,6 +72,8 @@ def test_a_bad_value_is_refused_and_the_stored_one_kept(config, key, value, why)
         "unsubscribe_url": "https://shop.example.com/u/{token}",
         "unsubscribe_mailto": "unsubscribe@shop.example.com",
         "suppress_unknown_users": "no",
+        "return_path": "bounces@bounce.example.com",
+        "suppress_bounces": "no",
     }[key]
     assert config(key, good)[0] == 0
     status, out, err = config(key, value)

@@ -67,7 +67,7 @@ def test_export_and_import_round_trip(run, tmp_path):
     assert {e["address"] for e in listed(run)} == {"a@example.com", "B@example.com", "c@例え.jp"}
 
 
-def test_unknown_users_are_suppressed_when_asked(run, store, make_mailing, relays, engine_for):
+def test_unknown_users_are_suppressed_by_default(run, store, make_mailing, relays, engine_for):
     relay = relays(
         RelayScript(
             rcpt_replies={
@@ -76,7 +76,6 @@ def test_unknown_users_are_suppressed_when_asked(run, store, make_mailing, relay
             }
         )
     )
-    assert run("config", "set", "suppress_unknown_users", "yes")[0] == 0
     mailing_id = make_mailing(recipients=4)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
@@ -86,7 +85,11 @@ def test_unknown_users_are_suppressed_when_asked(run, store, make_mailing, relay
     ]
 
 
-def test_unknown_users_are_not_suppressed_by_default(run, store, make_mailing, relays, engine_for):
+def test_unknown_users_are_not_suppressed_when_switched_off(
+    run, store, make_mailing, relays, engine_for
+):
+    """suppress_unknown_users is on by default (as suppress_bounces): `no` switches it off."""
+    assert run("config", "set", "suppress_unknown_users", "no")[0] == 0
     relay = relays(RelayScript(rcpt_replies={"person0@example.com": ["550 5.1.1 no such user"]}))
     mailing_id = make_mailing(recipients=2)
     assert run("send-now", str(mailing_id))[0] == 0

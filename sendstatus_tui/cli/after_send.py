@@ -14,7 +14,7 @@ from sendstatus_tui.core.coordination.deliveries import failed_by_class
 from sendstatus_tui.core.importing import suppression
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import Mailing
-from sendstatus_tui.core.model.retry import CLASSES, RETRY_ALL
+from sendstatus_tui.core.model.retry import CLASSES, RETRY_ALL, RETRYABLE
 from sendstatus_tui.core.reads import failed, trial
 from sendstatus_tui.errors import SendStatusError
 
@@ -38,8 +38,10 @@ def register(commands: Any, context: Context) -> None:
         parents=[common],
         help="list a mailing's failed recipients, with why",
         description="Each failed recipient with its class (5xx refused, 4xx deferred too"
-        " often, doubt: no reply after DATA, error: not sent by us), the relay's code and"
-        " reply. --csv writes a file that `mailing add --recipients` takes back.",
+        " often, doubt: no reply after DATA, error: not sent by us, bounce: bounced later, the"
+        " address does not exist, blocked: bounced later for another reason), the relay's"
+        " code and reply (for bounces: the status and diagnostic). --csv writes a file that"
+        " `mailing add --recipients` takes back.",
     )
     listing.add_argument("id", type=id_type)
     listing.add_argument("--class", dest="failure_class", choices=[*CLASSES, "all"])
@@ -55,10 +57,11 @@ def register(commands: Any, context: Context) -> None:
         description="Puts the failed recipients of a completed or stopped mailing back to"
         " pending (attempts reset) and parks it in Sends to schedule as 'N to retry': send it"
         " now, schedule or enqueue it as usual. Nobody it was sent to gets it again. --class"
-        " all (the default) is 5xx and 4xx; doubt only when named (they may have received it).",
+        " all (the default) is 5xx and 4xx; doubt only when named (they may have received it);"
+        " blocked only when named; a hard bounce (class bounce) never.",
     )
     retry.add_argument("id", type=id_type)
-    retry.add_argument("--class", dest="failure_class", choices=[*CLASSES, "all"])
+    retry.add_argument("--class", dest="failure_class", choices=[*RETRYABLE, "all"])
     retry.add_argument("--yes", action="store_true", help="confirm without asking")
     retry.set_defaults(run=runs(_cmd_retry))
 

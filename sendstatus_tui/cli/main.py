@@ -19,6 +19,7 @@ from sendstatus_tui.cli import (
     database,
     engine,
     engines,
+    intake,
     log,
     mailing,
     planning,
@@ -45,6 +46,7 @@ COMMAND_GROUPS = (
     settings,
     engines,
     after_send,
+    intake,
 )
 
 # what the command line suggests after some errors, in its own words (core's messages name

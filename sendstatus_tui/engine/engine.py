@@ -37,7 +37,7 @@ from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.lease import LeaseLost
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError
@@ -420,14 +420,16 @@ class Engine:
     async def _prepare(self, mailing_id: int) -> None:
         """Starting up: the message checked, the relay reached and the sender accepted."""
         generation = self.generation
-        mailing = await self.db.read(lambda session: deliveries.mailing(session, mailing_id))
+        mailing, return_path = await self.db.read(
+            lambda session: (deliveries.mailing(session, mailing_id), signing.return_path(session))
+        )
         if mailing is None:
             return  # deleted meanwhile
-        template = template_of(mailing)
+        template = template_of(mailing, return_path)
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         while not self._draining:
             try:
-                await self.transport.check(template.sender_address)
+                await self.transport.check(template.check_sender)
                 break
             except RelayRefused as refusal:
                 reason = f"the relay check failed: {refusal.reply}"
@@ -501,10 +503,12 @@ class Engine:
         )
 
     async def _dispatch(self, mailing_id: int, claimant: str) -> None:
-        mailing = await self.db.read(lambda session: deliveries.mailing(session, mailing_id))
+        mailing, return_path = await self.db.read(
+            lambda session: (deliveries.mailing(session, mailing_id), signing.return_path(session))
+        )
         if mailing is None or mailing.state != State.SENDING:
             return  # deleted or stopped meanwhile
-        template = template_of(mailing)
+        template = template_of(mailing, return_path)
         async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
             for _ in range(DISPATCH_LANES):
                 lanes.create_task(self._send_batches(mailing_id, template, claimant))

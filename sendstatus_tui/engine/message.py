@@ -21,6 +21,7 @@ from urllib.parse import quote
 from sendstatus_tui.core.importing.personalise import Compiled, compile_text, fill
 from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.verp import RECIPIENT_HEADER, ReturnPath
 
 CRLF = b"\r\n"
 
@@ -38,12 +39,26 @@ class Template:
     # List-Unsubscribe: an https URL template with {field} placeholders, and an address
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    # VERP (``config set return_path``): each message's envelope sender and signed header
+    # name its recipient; None: the sender's address, as before
+    return_path: ReturnPath | None = None
     # "=_" never appears in quoted-printable text, so the boundary cannot clash with a body
     boundary: str = field(default_factory=lambda: f"=_sendstatus_{secrets.token_hex(12)}")
 
     @cached_property
     def sender_address(self) -> str:  # read twice per message: parseaddr costs ~10 µs
         return parseaddr(self.sender)[1]
+
+    @property
+    def check_sender(self) -> str:
+        """The envelope sender a relay check tries: the return path, else the sender."""
+        return self.return_path.plain if self.return_path else self.sender_address
+
+    def envelope_sender(self, recipient_id: int) -> str:
+        """MAIL FROM of one recipient's message: its VERP address, else the sender."""
+        if self.return_path is None:
+            return self.sender_address
+        return self.return_path.address_for(self.mailing_id, recipient_id)
 
     @cached_property
     def parts(self) -> tuple[Compiled, Compiled | None, Compiled | None]:
@@ -69,8 +84,8 @@ class Template:
         return url, mailto
 
 
-def template_of(mailing: Mailing) -> Template:
-    """What the messages of ``mailing`` share."""
+def template_of(mailing: Mailing, return_path: ReturnPath | None = None) -> Template:
+    """What the messages of ``mailing`` share (``return_path``: core/model/signing.py)."""
     assert mailing.id is not None
     return Template(
         mailing_id=mailing.id,
@@ -81,6 +96,7 @@ def template_of(mailing: Mailing) -> Template:
         field_names=tuple(json.loads(mailing.field_names)),
         unsubscribe_url=mailing.unsubscribe_url,
         unsubscribe_mailto=mailing.unsubscribe_mailto,
+        return_path=return_path,
     )
 
 
@@ -120,6 +136,7 @@ def render(
         b"Message-ID: " + the_id.encode(),
         b"MIME-Version: 1.0",
         *_unsubscribe_headers(template, values),
+        *([] if test_to is not None else _feedback_headers(template, recipient_id)),
     ]
     parts = []
     if text_body is not None:
@@ -156,6 +173,18 @@ def _unsubscribe_headers(template: Template, values: dict[str, str]) -> list[byt
     if url_template is not None:
         headers.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     return headers
+
+
+def _feedback_headers(template: Template, recipient_id: int) -> list[bytes]:
+    """With a return path: the signed recipient header, for reports that quote only the
+    original's headers, and Feedback-ID (Gmail's feedback loop: campaign, sender)."""
+    if template.return_path is None:
+        return []
+    code = template.return_path.code(template.mailing_id, recipient_id)
+    return [
+        f"{RECIPIENT_HEADER}: {code}".encode("ascii"),
+        f"Feedback-ID: {template.mailing_id}:mailing:sendstatus".encode("ascii"),
+    ]
 
 
 _MAX_LINE = 998  # octets in a header line, CRLF aside (RFC 5322)

@@ -144,7 +144,8 @@ class BatchSender:
         self, template: Template, recipient: Claimed, message: bytes
     ) -> tuple[Outcome, Exception | None]:
         try:
-            reply = await self.transport.send(template.sender_address, recipient.email, message)
+            sender = template.envelope_sender(recipient.id)
+            reply = await self.transport.send(sender, recipient.email, message)
         except TemporaryFailure as exc:
             return self._deferred(recipient, exc.reply), None
         except NotDeliverable as exc:  # refused by us, not by the relay

@@ -86,7 +86,8 @@ class MaildirTransport:
             await self.check(sender)
         assert self._maildir is not None  # check() opened it, or raised
         try:
-            key = self._maildir.add(message)
+            # as a local delivery agent does: the envelope sender, where bounces would go
+            key = self._maildir.add(b"Return-Path: <" + sender.encode() + b">\r\n" + message)
         except OSError as exc:
             raise RelayUnavailable(f"maildir {self.directory}: {exc}") from None
         return f"250 stored as {key}"

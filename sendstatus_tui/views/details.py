@@ -54,6 +54,13 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             f" {number(details.resent_in_doubt)} resent in doubt (no reply, or the engine"
             " stopped mid-send)"
         )
+    if details.bounced or details.blocked or details.complained or details.unsubscribed:
+        lines.append(
+            f"  {'Came back:':16}{number(details.bounced)} bounced,"
+            f" {number(details.blocked)} blocked (both counted failed),"
+            f" {number(details.complained)} complained, {number(details.unsubscribed)}"
+            " unsubscribed"
+        )
     if details.failed_by_class:
         lines.append(f"  {'Failed, why:':16}{failure_classes(details)}")
     if details.first_failed:
@@ -170,6 +177,8 @@ FAILURE_CLASS_NAMES = {
     "5xx": "refused",
     "4xx": "deferred too often",
     "doubt": "no reply",
+    "bounce": "bounced",
+    "blocked": "blocked",
     "error": "not sent",
 }
 

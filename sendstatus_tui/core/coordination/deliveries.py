@@ -273,7 +273,7 @@ def _suppress_unknown_users(session: Session, outcomes: list[Outcome]) -> None:
         and o.reply
         and suppression.means_unknown_user(o.reply)
     ]
-    if unknown and settings.read(session, "suppress_unknown_users") == "yes":
+    if unknown and settings.enabled(session, "suppress_unknown_users"):
         suppression.add_entries(session, unknown)
 
 

@@ -27,6 +27,7 @@ class Source(StrEnum):
     CLI = "cli"
     DASHBOARD = "dashboard"
     ENGINE = "engine"
+    INTAKE = "intake"  # bounces and complaints read back (core/feedback)
 
 
 class Change(StrEnum):
@@ -46,6 +47,7 @@ class Change(StrEnum):
     INTERRUPTED = "interrupted"
     COMPLETED = "completed"
     TAKEOVER = "takeover"  # an engine took the lease over from another one
+    FEEDBACK = "feedback"  # bounces and complaints of one hour: one entry, kept up to date
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,10 @@ class FailureClass:
     DEFERRED_TOO_OFTEN = "4xx"  # the relay deferred it on every attempt
     DOUBT = "doubt"  # no reply after DATA, every try: it may have received up to 3 copies
     ERROR = "error"  # refused by us before the relay, e.g. a message that cannot be built
+    # accepted by the relay, bounced later (core/feedback): the address does not exist
+    # (5.1.x, 5.2.1, 5.4.4), or any other permanent reason (policy: the address is fine)
+    BOUNCE = "bounce"
+    BLOCKED = "blocked"
 
 
 class Mailing(SQLModel, table=True):
@@ -111,6 +115,13 @@ class Mailing(SQLModel, table=True):
     resent_in_doubt: int = 0
     # recipients skipped at send time because their address was put on the suppression list
     suppressed: int = 0
+    # what came back after the relay accepted (core/feedback): hard bounces and blocks,
+    # each also counted in ``failed`` (a class of it); complaints and one-click
+    # unsubscribes, whose recipients stay sent
+    bounced: int = 0
+    blocked: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
     # what keeps the engine from starting or sending it now (relay down, database full), and
     # when it tries again; None while all goes well
     waiting_reason: str | None = Field(default=None, sa_type=sa.Text)
@@ -267,3 +278,40 @@ class AuditEntry(SQLModel, table=True):
     os_user: str = Field(sa_type=sa.String(64))
     sudo_user: str | None = Field(default=None, sa_type=sa.String(64))
     ssh_from: str | None = Field(default=None, sa_type=sa.String(64))  # the client's address
+
+
+class Secret(SQLModel, table=True):
+    """A key made once per database (by its migration) and never shown: ``feedback`` signs
+    the return paths and the recipient header of each message (core/model/verp.py)."""
+
+    __tablename__ = "secret"
+
+    name: str = Field(primary_key=True, max_length=32)
+    value: str = Field(sa_type=sa.Text)  # hex
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class Feedback(SQLModel, table=True):
+    """What came back about one recipient after the relay accepted its message: a bounce
+    (hard, blocked or soft) or a complaint (core/feedback). ``report_key`` makes the same
+    report count once, however often it is read."""
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_key: str = Field(max_length=64, unique=True)
+    mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE", index=True)
+    recipient_id: int = Field(
+        foreign_key="recipient.id", ondelete="CASCADE", index=True, sa_type=RECIPIENT_ID
+    )
+    kind: str = Field(sa_type=sa.String(16))  # bounce, blocked, soft, complaint
+    # whether it changed the recipient or the counters (not for a recipient never sent, nor
+    # a second report about one already bounced)
+    counted: bool = False
+    action: str | None = Field(default=None, sa_type=sa.String(16))  # DSN Action
+    status: str | None = Field(default=None, sa_type=sa.String(16))  # DSN Status: 5.1.1
+    diagnostic: str | None = Field(default=None, sa_type=sa.Text)
+    reporting_mta: str | None = Field(default=None, sa_type=sa.Text)
+    feedback_type: str | None = Field(default=None, sa_type=sa.String(32))  # ARF: abuse
+    matched_by: str = Field(sa_type=sa.String(16))  # return-path | header
+    arrived_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, index=True)

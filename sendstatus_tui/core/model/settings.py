@@ -12,6 +12,7 @@ from sendstatus_tui.core.model.addresses import normalize_address
 from sendstatus_tui.core.model.models import Setting, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
 from sendstatus_tui.core.model.relay_url import parse_relay_url
+from sendstatus_tui.core.model.verp import check_return_path
 from sendstatus_tui.errors import SendStatusError
 
 
@@ -77,10 +78,29 @@ KEYS: dict[str, Known] = {
         "the unsubscribe address new mailings get, e.g. unsubscribe@shop.example.com", _address
     ),
     "suppress_unknown_users": Known(
-        "yes: a 5.1.1 refusal (no such mailbox) adds the address to the suppression list",
+        "yes (the default): a 5.1.1 refusal (no such mailbox) adds the address to the"
+        " suppression list",
+        _yes_no,
+    ),
+    "return_path": Known(
+        "turns on VERP: each message's envelope sender becomes LOCAL+CODE@DOMAIN of this"
+        " address, e.g. bounces@bounce.example.com, and bounces sent back to it are matched"
+        " by `sendstatus intake`",
+        check_return_path,
+    ),
+    "complaints_address": Known(
+        "where the providers' feedback loops send complaints (ARF reports), e.g."
+        " fbl@bounce.example.com: deliver it to the intake's mailbox too",
+        _address,
+    ),
+    "suppress_bounces": Known(
+        "yes (the default): a hard bounce (the address does not exist) adds the address to"
+        " the suppression list",
         _yes_no,
     ),
 }
+# what a yes/no setting means while it is not set
+DEFAULTS = {"suppress_unknown_users": "yes", "suppress_bounces": "yes"}
 
 
 def check_key(key: str) -> str:
@@ -93,6 +113,11 @@ def read(session: Session, key: str) -> str | None:
     """The stored value, or None when it is not set."""
     row = session.get(Setting, check_key(key))
     return None if row is None else row.value
+
+
+def enabled(session: Session, key: str) -> bool:
+    """A yes/no setting, its default while not set."""
+    return (read(session, key) or DEFAULTS.get(key, "no")) == "yes"
 
 
 def read_all(session: Session) -> dict[str, str | None]:

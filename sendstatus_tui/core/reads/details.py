@@ -75,6 +75,11 @@ class MailingDetails:
     # how it was last planned (from its history): told once it is parked without a mode
     planned_as: Mode | None
     planned_for: datetime | None  # the time it was scheduled at, for Mode.AT
+    # what came back after the send (core/feedback): bounced and blocked are also failed
+    bounced: int = 0
+    blocked: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
 
     def as_json(self) -> dict[str, object]:
         """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""

@@ -43,6 +43,14 @@ class Summarised(Protocol):
     def remaining(self) -> int: ...
     @property
     def state_reason(self) -> str | None: ...
+    @property
+    def bounced(self) -> int: ...
+    @property
+    def blocked(self) -> int: ...
+    @property
+    def complained(self) -> int: ...
+    @property
+    def unsubscribed(self) -> int: ...
 
 
 STATES_OF_AREA = {
@@ -214,6 +222,10 @@ def summary(mailing: Summarised) -> dict[str, str | int | None]:
         "suppressed": mailing.suppressed,
         "remaining": mailing.remaining,
         "reason": mailing.state_reason,
+        "bounced": mailing.bounced,
+        "blocked": mailing.blocked,
+        "complained": mailing.complained,
+        "unsubscribed": mailing.unsubscribed,
     }
 
 

@@ -1,0 +1,104 @@
+"""The intake: each message of a source parsed, applied in one transaction of its own, and
+only then acknowledged. A message read again (a crash between commit and acknowledge, two
+intakes on one source) is a duplicate in the database: its effect counts once.
+
+Every message ends as one log line and one count; none stops the intake."""
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sendstatus_tui.core.feedback.effects import Applied, Outcome, apply
+from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.store.store import Store, StoreError
+from sendstatus_tui.engine.intake.parse import parse
+from sendstatus_tui.engine.intake.source import Incoming, Source
+
+log = logging.getLogger("sendstatus.intake")
+
+DEFAULT_INTERVAL = 5.0  # seconds between two passes of --follow
+
+
+@dataclass
+class Tally:
+    """What an intake did, for its closing line."""
+
+    processed: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, report: Report, applied: Applied) -> None:
+        self.processed += 1
+        if applied.outcome in (Outcome.COUNTED, Outcome.RECORDED):
+            self.counts[report.verdict.value] += 1
+        else:
+            self.counts[applied.outcome.value] += 1
+
+    def line(self) -> str:
+        c = self.counts
+        return (
+            f"{self.processed:,} processed: bounces {c[Verdict.BOUNCE.value]:,} hard,"
+            f" {c[Verdict.BLOCKED.value]:,} blocked, {c[Verdict.SOFT.value]:,} soft;"
+            f" {c[Verdict.COMPLAINT.value]:,} complaints; {c[Outcome.NOT_A_BOUNCE.value]:,}"
+            f" not a bounce; {c[Outcome.UNMATCHED.value]:,} unmatched;"
+            f" {c[Outcome.NO_EFFECT.value]:,} without effect;"
+            f" {c[Outcome.DUPLICATE.value]:,} duplicates"
+            + (f"; {c['left']:,} left for later (see the log)" if c["left"] else "")
+        )
+
+
+def run_intake(
+    store: Store,
+    source: Source,
+    *,
+    follow: bool = False,
+    interval: float = DEFAULT_INTERVAL,
+    stop: threading.Event | None = None,
+) -> Tally:
+    """Processes what ``source`` holds: once, or with ``follow`` pass after pass every
+    ``interval`` seconds until ``stop`` is set (the message in hand is finished first)."""
+    stop = stop or threading.Event()
+    tally = Tally()
+    while not stop.is_set():
+        for message in source.messages():
+            if stop.is_set():
+                break
+            _one(store, source, message, tally)
+        if not follow:
+            break
+        stop.wait(interval)
+    return tally
+
+
+def _one(store: Store, source: Source, message: Incoming, tally: Tally) -> None:
+    report = parse(message.data, message.envelope_to, message.truncated)
+    try:
+        with store.write() as session:
+            applied = apply(session, report)
+    except StoreError as exc:
+        # left in place: the next pass (or run) reads it again
+        log.error("%s %s: not applied, left for later: %s", source.name, message.ref, exc)
+        tally.counts["left"] += 1
+        return
+    except Exception:  # a bug must not stop the intake: this message waits, the others go on
+        log.exception("%s %s: not applied, left for later", source.name, message.ref)
+        tally.counts["left"] += 1
+        return
+    acknowledged = source.acknowledge(message)
+    tally.add(report, applied)
+    where = (
+        f" mailing {applied.mailing_id} recipient {applied.recipient_id}"
+        if applied.recipient_id is not None
+        else ""
+    )
+    note = "" if acknowledged else " (another intake moved it first)"
+    log.info(
+        "%s %s: %s%s: %s, %s%s",
+        source.name,
+        message.ref,
+        report.verdict.value,
+        where,
+        applied.outcome.value,
+        applied.why or report.why,
+        note,
+    )
