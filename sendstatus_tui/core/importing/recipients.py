@@ -157,9 +157,14 @@ def import_recipients(
     _drop_duplicates(transactions, mailing_id, report)
     if report.skipped and not skip_invalid:
         count = len(report.skipped)
+        offer = (
+            f"--skip-invalid imports the {report.imported} valid"
+            f" one{'s' if report.imported > 1 else ''}"
+            if report.imported
+            else "no row is valid: there is nothing to import"
+        )
         raise RecipientsRefused(
-            f"{path}: {count} invalid row{'s' if count > 1 else ''}, nothing imported"
-            f" (--skip-invalid imports the {report.imported} valid ones)",
+            f"{path}: {count} invalid row{'s' if count > 1 else ''}, nothing imported ({offer})",
             report.skipped,
         )
     if report.imported == 0 and report.suppressed:

@@ -1,0 +1,167 @@
+"""Promises that hold (found by an adversarial probe): bad input never acts, no
+tracebacks, SQLite URLs name the file written, wide CSVs, private files, exports that cannot
+run as formulas, no side effects from failed commands, and messages that read."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sendstatus_tui.cli.context import Context
+from sendstatus_tui.cli.main import _global_options, _parser, main
+
+from .helpers import write_file
+
+
+@pytest.fixture
+def run(capsys):
+    """Runs ``sendstatus ARGS`` in this process; returns (exit status, stdout, stderr)."""
+
+    def run_command(*args: str) -> tuple[int, str, str]:
+        try:
+            status = main(list(args))
+        except SystemExit as exit:  # a usage error
+            status = exit.code
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run_command
+
+
+def sendstatus(*args: str, cwd: Path | None = None, env: dict | None = None):
+    """The real command, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "sendstatus_tui.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env,
+    )
+
+
+@pytest.fixture
+def files(tmp_path):
+    body = write_file(tmp_path, "body.txt", "Hello\n")
+    csv = write_file(tmp_path, "people.csv", "email\nann@example.com\nbob@example.com\n")
+    return body, csv
+
+
+def add_args(db: str, body: Path, csv: Path | str) -> list[str]:
+    sender = "a@shop.example.com"
+    return ["--db", db, "mailing", "add", "--name", "N", "--subject", "S", "--from", sender,
+            "--text", str(body), "--recipients", str(csv)]  # fmt: skip
+
+
+def one_error(status: int, err: str) -> str:
+    assert "Traceback" not in err
+    assert status == 1, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def states(db: str) -> list[tuple[int, str]]:
+    listed = sendstatus("--db", db, "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return [(m["id"], m["state"]) for m in json.loads(listed.stdout)]
+
+
+# --- 1. bad input never acts -------------------------------------------------------------
+
+
+def test_schedule_at_blank_is_refused_and_sends_nothing(tmp_path, files):
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    assert sendstatus(*add_args(db, *files)).returncode == 0
+    for blank in ("", " ", "\t"):
+        scheduled = sendstatus("--db", db, "schedule", "1", "--at", blank, "--yes")
+        assert scheduled.returncode == 2, scheduled.stderr
+        assert "Traceback" not in scheduled.stderr
+        assert "error: argument --at: blank value" in scheduled.stderr
+        assert scheduled.stdout == ""
+    assert states(db) == [(1, "standby")]  # still parked: nothing enqueued, nothing sent
+
+
+def test_mailing_add_at_blank_is_refused_and_creates_nothing(tmp_path, files):
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    added = sendstatus(*add_args(db, *files), "--at", "")
+    assert added.returncode == 2
+    assert "error: argument --at: blank value" in added.stderr
+    assert not (tmp_path / "sendstatus.db").exists()
+
+
+def _value_options(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
+    """(the words of a command, an option of it that takes a value), for every command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from _value_options(subparser, (*words, name))
+        elif action.option_strings and action.nargs != 0:
+            yield words, action.option_strings[-1]
+
+
+VALUE_OPTIONS = sorted(set(_value_options(_parser(Context(_global_options())))))
+
+
+def test_every_option_of_every_command_is_checked():
+    # the list the next test walks holds every command's own options, not only the global
+    assert len(VALUE_OPTIONS) > 40
+    assert (("schedule",), "--at") in VALUE_OPTIONS
+    assert (("mailing", "add"), "--recipients") in VALUE_OPTIONS
+    assert (("failed",), "--csv") in VALUE_OPTIONS
+
+
+@pytest.mark.parametrize(("words", "option"), VALUE_OPTIONS, ids=lambda v: " ".join(v))
+def test_a_blank_value_of_any_option_is_a_usage_error_naming_it(
+    run, tmp_path, words, option, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    for blank in ("", "  "):
+        status, out, err = run(*words, option, blank)
+        assert status == 2, err
+        assert f"error: argument {option}" in err and "blank value" in err, err
+        assert out == "" and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+def test_config_set_blank_does_not_unset(tmp_path):
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    assert sendstatus("--db", db, "init").returncode == 0
+    assert sendstatus("--db", db, "config", "set", "relay", "smtp://127.0.0.1:2525").returncode == 0
+    blank = sendstatus("--db", db, "config", "set", "relay", "")
+    assert blank.returncode == 2 and "blank value" in blank.stderr
+    got = sendstatus("--db", db, "config", "get", "relay")
+    assert got.stdout.strip().endswith("smtp://127.0.0.1:2525"), got.stdout
+
+
+# --- 8. wording ----------------------------------------------------------------------------
+
+
+def test_retry_refused_reads(run, tmp_path, files):
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    assert run(*add_args(db, *files), "--now", "--yes")[0] == 0  # no engine runs here
+    line = one_error(*run("--db", db, "retry", "1", "--yes")[::2])
+    assert line == (
+        "error: cannot retry the failed recipients of mailing 1: it is starting up"
+        " (retrying the failed recipients applies to a mailing that is completed, parked)"
+    )
+
+
+def test_no_valid_row_offers_no_skip_invalid(run, tmp_path, files):
+    body, _ = files
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    csv = write_file(tmp_path, "bad.csv", "email\nnot-an-address\nalso bad\n")
+    status, _, err = run(*add_args(db, body, csv))
+    assert status == 1
+    first = err.splitlines()[0]
+    assert first == (
+        f"error: {csv}: 2 invalid rows, nothing imported"
+        " (no row is valid: there is nothing to import)"
+    )
+    assert "--skip-invalid" not in err
+    one = write_file(tmp_path, "one.csv", "email\nann@example.com\nbad\n")
+    status, _, err = run(*add_args(db, body, one))
+    assert "(--skip-invalid imports the 1 valid one)" in err.splitlines()[0]
