@@ -165,3 +165,108 @@ def test_no_valid_row_offers_no_skip_invalid(run, tmp_path, files):
     one = write_file(tmp_path, "one.csv", "email\nann@example.com\nbad\n")
     status, _, err = run(*add_args(db, body, one))
     assert "(--skip-invalid imports the 1 valid one)" in err.splitlines()[0]
+
+
+# --- 2. no tracebacks ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("log",), ("show",), ("stop",), ("send-now", "--yes"), ("failed",), ("retry", "--yes")],
+    ids=lambda c: c[0],
+)
+def test_huge_ids_are_not_found(tmp_path, files, command):
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    assert sendstatus(*add_args(db, *files)).returncode == 0
+    for too_big in ("99999999999999999999999", str(2**63)):
+        done = sendstatus("--db", db, command[0], too_big, *command[1:])
+        assert (done.returncode, done.stderr) == (1, f"error: no mailing with id {too_big}\n")
+    assert states(db) == [(1, "standby")]
+
+
+def test_workers_are_bounded(tmp_path):
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    for count in ("65", "99999999999999999999", "0"):
+        engine = sendstatus("--db", db, "engine", "--workers", count)
+        assert engine.returncode == 2
+        assert "Traceback" not in engine.stderr
+        assert f"argument --workers: not a number of workers: '{count}'" in engine.stderr
+        assert "from 1 to 64, or auto" in engine.stderr
+    assert not (tmp_path / "sendstatus.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("timeout=" + "9" * 400, "relay option timeout=999999999999... (400 digits): too large"),
+        ("timeout=99999999999999999", "timeout=99999999999999999: too large"),
+        ("timeout=3601", "timeout=3601: too large (give a number from 1 to 3600)"),
+        ("pool=99999999999999999999", "pool=99999999999999999999: too large"),
+        ("pool=1001", "pool=1001: too large (give a number from 1 to 1000)"),
+        ("pool=²", "relay option pool='²': expected a positive number"),
+    ],
+)
+def test_huge_relay_url_numbers_are_one_line(tmp_path, query, says):
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    url = f"smtp://127.0.0.1:2525?{query}"
+    engine = sendstatus("--db", db, "--smtp", url, "engine")
+    assert says in one_error(engine.returncode, engine.stderr)
+    assert sendstatus("--db", db, "init").returncode == 0
+    stored = sendstatus("--db", db, "config", "set", "relay", url)
+    assert says in one_error(stored.returncode, stored.stderr)
+
+
+def _in_a_terminal(args: list[str], keys: bytes = b"q", seconds: float = 60) -> tuple[int, str]:
+    """Runs the real command in a pseudo-terminal, types ``keys`` once it drew a screen;
+    (its exit status, all it wrote)."""
+    import os
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child
+        os.environ["TERM"] = "xterm-256color"
+        os.execv(sys.executable, [sys.executable, "-m", "sendstatus_tui.cli.main", *args])
+    output, typed, deadline = b"", False, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # the child is gone
+                break
+            if not data:
+                break
+            output += data
+        if not typed and b"Sends to schedule" in output:
+            os.write(fd, keys)
+            typed = True
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("engine", [False, True], ids=["no-engine", "engine"])
+def test_the_dashboard_on_a_damaged_file_is_one_error_line(tmp_path, files, engine, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    path = tmp_path / "sendstatus.db"
+    db = f"sqlite:///{path}"
+    assert sendstatus(*add_args(db, *files)).returncode == 0
+    with sqlite3.connect(path) as connection:  # a table the dashboard reads, ls does not
+        (root,) = connection.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'engine'"
+        ).fetchone()
+    connection.close()
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * 4096 : root * 4096] = b"\xaa" * 4096
+    path.write_bytes(bytes(data))
+    assert sendstatus("--db", db, "ls").returncode == 0  # ls still works
+    status, output = _in_a_terminal(["--db", db, *([] if engine else ["--no-engine"])])
+    assert "Traceback" not in output and "Error" not in output.replace("error:", "")
+    assert status == 1
+    assert f"error: cannot read database {db}: the database file is corrupt" in output
