@@ -50,7 +50,7 @@ def files(tmp_path):
     return body, csv
 
 
-def add_args(db: str, body: Path, csv: Path | str) -> list[str]:
+def add_args(db: str | None, body: Path, csv: Path | str) -> list[str]:
     sender = "a@shop.example.com"
     return ["--db", db, "mailing", "add", "--name", "N", "--subject", "S", "--from", sender,
             "--text", str(body), "--recipients", str(csv)]  # fmt: skip
@@ -270,3 +270,56 @@ def test_the_dashboard_on_a_damaged_file_is_one_error_line(tmp_path, files, engi
     assert "Traceback" not in output and "Error" not in output.replace("error:", "")
     assert status == 1
     assert f"error: cannot read database {db}: the database file is corrupt" in output
+
+
+# --- 3. SQLite URLs name the file written --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "file"),
+    [("a%20b.db", "a b.db"), ("what%3F.db", "what?.db"), ("p%25.db", "p%.db")],
+)
+def test_the_file_written_is_the_one_the_url_names(tmp_path, files, name, file):
+    folder = tmp_path / "db"
+    folder.mkdir()
+    db = f"sqlite:///{folder}/{name}"
+    assert sendstatus(*add_args(db, *files)).returncode == 0
+    assert {p.name for p in folder.iterdir()} <= {file, f"{file}-wal", f"{file}-shm"}
+    assert (folder / file).exists()
+    assert states(db) == [(1, "standby")]
+
+
+def test_a_question_mark_in_an_sqlite_url_writes_nothing(tmp_path, files):
+    folder = tmp_path / "db"
+    folder.mkdir()
+    db = f"sqlite:///{folder}/what?.db"
+    line = one_error(*_status_err(sendstatus(*add_args(db, *files))))
+    assert "an SQLite URL takes no options after '?'; in a file name, write '?' as %3F" in line
+    assert list(folder.iterdir()) == []
+
+
+def test_the_default_database_in_a_folder_with_odd_characters(tmp_path, files):
+    import os
+
+    data = tmp_path / "my data %20 ?"
+    env = {**os.environ, "XDG_DATA_HOME": str(data)}
+    env.pop("SENDSTATUS_DB", None)
+    assert sendstatus(*add_args(None, *files)[2:], env=env).returncode == 0
+    assert (data / "sendstatus" / "sendstatus.db").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["body.txt", data.name, "people.csv"]
+
+
+def test_a_tilde_is_the_home_directory_for_every_command(tmp_path, files):
+    import os
+
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    db = "sqlite:///~/mail.db"
+    assert sendstatus(*add_args(db, *files), env=env, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "home" / "mail.db").exists()
+    assert not (tmp_path / "~").exists()
+    listed = sendstatus("--db", db, "ls", "--json", env=env, cwd=tmp_path)
+    assert [m["id"] for m in json.loads(listed.stdout)] == [1]
+
+
+def _status_err(done) -> tuple[int, str]:
+    return done.returncode, done.stderr

@@ -192,6 +192,11 @@ def _create_engine(url: str, *, read_only: bool, create: bool) -> sa.Engine:
         raise StoreError(
             f"unsupported database URL {mask_url(url)}: expected {' or '.join(_SUPPORTED.values())}"
         )
+    if dialect == "sqlite" and "?" in url:  # SQLAlchemy would read the rest as options
+        raise StoreError(
+            f"unusable database URL {mask_url(url)}: an SQLite URL takes no options after"
+            " '?'; in a file name, write '?' as %3F (and '%' as %25)"
+        )
     try:
         return _configured_engine(url, read_only, create)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
@@ -214,6 +219,9 @@ def _configured_engine(url: str, read_only: bool, create: bool) -> sa.Engine:
     timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
     if path is not None and read_only:
         engine = sa.create_engine("sqlite://", creator=lambda: _read_only_sqlite(path, timeout))
+    elif path is not None:  # the very file this store names (~ expanded, as everywhere)
+        file_url = sa.engine.make_url(url).set(database=str(path))
+        engine = sa.create_engine(file_url, connect_args={"timeout": timeout})
     else:
         engine = sa.create_engine(url, connect_args={"timeout": timeout})
 
