@@ -350,3 +350,57 @@ def test_a_wide_csv_imports_in_linear_time(run, tmp_path, files):
     # was 4 s and 137 s: a repeated-column check that counted every name in the header)
     assert wide < 12 * narrow + 1, (narrow, wide)
     assert wide < 60
+
+
+# --- 6. exports cannot run as formulas ------------------------------------------------------
+
+HOSTILE = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"]
+
+
+def test_exports_defuse_formulas_but_never_an_address(run, tmp_path, files):
+    import csv as csv_module
+
+    body, _ = files
+    db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
+    people = tmp_path / "hostile.csv"
+    with open(people, "w", newline="", encoding="utf-8") as stream:
+        writer = csv_module.writer(stream)
+        writer.writerow(["email", "note"])
+        for index, value in enumerate(HOSTILE):
+            writer.writerow([f"-p{index}@example.com" if index == 0 else f"p{index}@example.com", value])
+    assert run(*add_args(db, body, people))[0] == 0
+    # the engine marks them failed
+    from sendstatus_tui.core.model.models import Recipient, RecipientStatus
+    from sendstatus_tui.core.store.store import Store
+    from sqlmodel import select
+
+    store = Store(db)
+    with store.write() as session:
+        for recipient in session.exec(select(Recipient)).all():
+            recipient.status = RecipientStatus.FAILED
+            recipient.failure_class = "5xx"
+            recipient.last_reply = "=550 no"
+    store.dispose()
+    exported = tmp_path / "failed.csv"
+    status, _, err = run("--db", db, "failed", "1", "--csv", str(exported))
+    assert status == 0, err
+    with open(exported, newline="", encoding="utf-8") as stream:
+        rows = list(csv_module.reader(stream))
+    assert rows[0][:2] == ["email", "note"]
+    by_address = {row[0]: row for row in rows[1:]}
+    assert "-p0@example.com" in by_address  # the address as it is
+    for index, value in enumerate(HOSTILE):
+        address = f"-p{index}@example.com" if index == 0 else f"p{index}@example.com"
+        expected = value if value[0] not in "=+-@\t\r" else "'" + value
+        assert by_address[address][1] == expected
+        assert by_address[address][3] == "'=550 no"
+
+    suppressed = ["-x@example.com", "=y@example.com"]
+    reason = "=cmd|' /C calc'!A0"
+    assert run("--db", db, "suppress", "add", "--reason", reason, "--", *suppressed)[0] == 0
+    listed = tmp_path / "suppressed.csv"
+    assert run("--db", db, "suppress", "export", str(listed))[0] == 0
+    with open(listed, newline="", encoding="utf-8") as stream:
+        rows = list(csv_module.reader(stream))
+    assert sorted(row[0] for row in rows[1:]) == sorted(suppressed)
+    assert {row[1] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}
