@@ -354,7 +354,7 @@ def test_a_wide_csv_imports_in_linear_time(run, tmp_path, files):
 
 # --- 6. exports cannot run as formulas ------------------------------------------------------
 
-HOSTILE = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"]
+HOSTILE = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"]
 
 
 def test_exports_defuse_formulas_but_never_an_address(run, tmp_path, files):
@@ -367,12 +367,13 @@ def test_exports_defuse_formulas_but_never_an_address(run, tmp_path, files):
         writer = csv_module.writer(stream)
         writer.writerow(["email", "note"])
         for index, value in enumerate(HOSTILE):
-            writer.writerow([f"-p{index}@example.com" if index == 0 else f"p{index}@example.com", value])
+            writer.writerow([_address(index), value])
     assert run(*add_args(db, body, people))[0] == 0
-    # the engine marks them failed
+    # as the engine leaves them: failed, with the relay's reply
+    from sqlmodel import select
+
     from sendstatus_tui.core.model.models import Recipient, RecipientStatus
     from sendstatus_tui.core.store.store import Store
-    from sqlmodel import select
 
     store = Store(db)
     with store.write() as session:
@@ -390,7 +391,7 @@ def test_exports_defuse_formulas_but_never_an_address(run, tmp_path, files):
     by_address = {row[0]: row for row in rows[1:]}
     assert "-p0@example.com" in by_address  # the address as it is
     for index, value in enumerate(HOSTILE):
-        address = f"-p{index}@example.com" if index == 0 else f"p{index}@example.com"
+        address = _address(index)
         expected = value if value[0] not in "=+-@\t\r" else "'" + value
         assert by_address[address][1] == expected
         assert by_address[address][3] == "'=550 no"
@@ -404,3 +405,92 @@ def test_exports_defuse_formulas_but_never_an_address(run, tmp_path, files):
         rows = list(csv_module.reader(stream))
     assert sorted(row[0] for row in rows[1:]) == sorted(suppressed)
     assert {row[1] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}
+
+
+def _address(index: int) -> str:
+    """The first address begins with a '-': valid, and never altered."""
+    return f"-p{index}@example.com" if index == 0 else f"p{index}@example.com"
+
+
+# --- 5. private by default -----------------------------------------------------------------
+
+
+def test_a_new_database_its_wal_and_folders_are_private(tmp_path, files, monkeypatch):
+    import os
+    import stat
+
+    from sendstatus_tui.core.store.store import Store
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    env = {**os.environ}
+    env.pop("SENDSTATUS_DB", None)
+    assert sendstatus(*add_args(None, *files)[2:], env=env).returncode == 0
+    folder = tmp_path / "xdg" / "sendstatus"
+    path = folder / "sendstatus.db"
+    for made in (tmp_path / "xdg", folder):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700, made
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    store = Store(f"sqlite:///{path}")  # open: its WAL and SHM files are there
+    try:
+        with store.write() as session:
+            session.connection().exec_driver_sql("UPDATE mailing SET name = 'M'")
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
+    finally:
+        store.dispose()
+    listed = sendstatus("ls", env=env)
+    assert listed.returncode == 0 and "warning" not in listed.stderr
+
+
+def test_an_existing_database_others_can_read_is_warned_of_once(tmp_path, files):
+    path = tmp_path / "sendstatus.db"
+    db = f"sqlite:///{path}"
+    assert sendstatus(*add_args(db, *files)).returncode == 0
+    path.chmod(0o644)
+    listed = sendstatus("--db", db, "ls")
+    assert listed.returncode == 0
+    assert listed.stderr == (
+        f"warning: other users of this machine can read the database {path};"
+        f" `chmod 600 {path}` makes it yours alone\n"
+    )
+    path.chmod(0o600)
+    assert sendstatus("--db", db, "ls").stderr == ""
+
+
+def test_the_engine_log_is_private(tmp_path):
+    import stat
+
+    from sendstatus_tui.tui.launch.engine_host import log_engine_to
+
+    log = tmp_path / "state" / "sendstatus" / "log" / "engine.log"
+    log_engine_to(log)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    for folder in (log.parent, log.parent.parent, log.parent.parent.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+# --- 7. no side effects from failed commands -----------------------------------------------
+
+
+def test_suppress_add_never_creates_a_database(tmp_path):
+    path = tmp_path / "new" / "sendstatus.db"
+    listed = write_file(tmp_path, "list.txt", "a@example.com\n")
+    for args in (["suppress", "add", "a@example.com"], ["suppress", "import", str(listed)]):
+        done = sendstatus("--db", f"sqlite:///{path}", *args)
+        line = one_error(done.returncode, done.stderr)
+        assert line.startswith(f"error: no database at {path}; `sendstatus init` creates one")
+    assert list(tmp_path.iterdir()) == [listed]
+
+
+def test_a_failed_first_command_leaves_no_folder(tmp_path, files):
+    body, _ = files
+    bad = write_file(tmp_path, "bad.csv", "email\nnot an address\n")
+    db = f"sqlite:///{tmp_path / 'data' / 'deeper' / 'sendstatus.db'}"
+    done = sendstatus(*add_args(db, body, bad))
+    assert done.returncode == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "body.txt", "people.csv"]
+    # a folder that was there before stays
+    (tmp_path / "data").mkdir()
+    assert sendstatus(*add_args(db, body, bad)).returncode == 1
+    assert list((tmp_path / "data").iterdir()) == []

@@ -221,7 +221,7 @@ def _cmd_test(args, context: Context) -> None:
 
 
 def _cmd_suppress_add(args, context: Context) -> None:
-    with context.store(args, Access.CREATE).write() as session:
+    with context.store(args, Access.CHANGE).write() as session:
         result = suppression.add(session, args.addresses, args.reason)
         _refuse_invalid(result.invalid)  # rolls the whole command back
     print(f"{counted(result.added, 'address')} added" + _already(result.already))
@@ -229,7 +229,7 @@ def _cmd_suppress_add(args, context: Context) -> None:
 
 def _cmd_suppress_import(args, context: Context) -> None:
     pairs, bad_lines = suppression.read_file(args.file)
-    with context.store(args, Access.CREATE).write() as session:
+    with context.store(args, Access.CHANGE).write() as session:
         result = suppression.add_entries(session, pairs)
         _refuse_invalid(bad_lines + result.invalid, args.file)
     print(f"{args.file}: {counted(result.added, 'address')} added" + _already(result.already))

@@ -181,9 +181,7 @@ class SendStatusApp(App):
     @work(thread=True, exclusive=True, group="refresh")
     def _read_panes(self, sequence: int) -> None:
         try:
-            snapshot = read_snapshot(
-                self.store, self.zone, self.clock(), self.speeds, self.starts
-            )
+            snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
         except SendStatusError as exc:  # e.g. a damaged page of a table only panes read
             self.post_message(PanesUnread(exc))
             return
