@@ -70,9 +70,12 @@ def _workers(text: str) -> int:
         count = int(text)
     except ValueError:
         count = 0
-    if not 1 <= count <= MAX_WORKERS:
+    if count < 1:
         raise argparse.ArgumentTypeError(
-            f"not a number of workers: {text!r} (give a whole number from 1 to {MAX_WORKERS},"
-            " or auto)"
+            f"not a number of workers: {text!r} (give a whole number, 1 or more, or auto)"
+        )
+    if count > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"too many workers: {text} (at most {MAX_WORKERS}; auto: one per core)"
         )
     return count
