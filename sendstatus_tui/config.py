@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from platformdirs import user_data_path
 
@@ -15,7 +16,13 @@ BLINK_ENV = "SENDSTATUS_BLINK"
 def default_db_url() -> str:
     """The embedded default: an SQLite file in the user's data directory."""
     path = Path(user_data_path("sendstatus", appauthor=False)) / "sendstatus.db"
-    return f"sqlite:///{path}"
+    return sqlite_url(path)
+
+
+def sqlite_url(path: Path) -> str:
+    """The URL of an SQLite file: its path percent-encoded, as SQLAlchemy reads URLs (a
+    ``%``, ``?`` or space in a folder's name stays part of the name)."""
+    return f"sqlite:///{quote(str(path), safe='/')}"
 
 
 def db_url(option: str | None) -> str:

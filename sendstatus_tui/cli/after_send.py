@@ -154,7 +154,8 @@ def _write_failed_csv(path: Path, names: list[str], rows) -> int:
             writer.writerow(["email", *names, class_column, reply_column])
             for row in rows:
                 fields = [row.fields.get(name, "") for name in names]
-                writer.writerow([row.email, *fields, row.failure_class, row.reply or ""])
+                cells = [*fields, row.failure_class, row.reply or ""]
+                writer.writerow([row.email, *map(defused, cells)])  # the address as it is
                 written += 1
     except OSError as exc:
         raise AfterSendError(f"{path}: cannot write it ({exc.strerror or exc})") from None
@@ -223,7 +224,7 @@ def _cmd_test(args, context: Context) -> None:
 
 
 def _cmd_suppress_add(args, context: Context) -> None:
-    with context.store(args, Access.CREATE).write() as session:
+    with context.store(args, Access.CHANGE).write() as session:
         result = suppression.add(session, args.addresses, args.reason)
         _refuse_invalid(result.invalid)  # rolls the whole command back
     print(f"{counted(result.added, 'address')} added" + _already(result.already))
@@ -231,7 +232,7 @@ def _cmd_suppress_add(args, context: Context) -> None:
 
 def _cmd_suppress_import(args, context: Context) -> None:
     pairs, bad_lines = suppression.read_file(args.file)
-    with context.store(args, Access.CREATE).write() as session:
+    with context.store(args, Access.CHANGE).write() as session:
         result = suppression.add_entries(session, pairs)
         _refuse_invalid(bad_lines + result.invalid, args.file)
     print(f"{args.file}: {counted(result.added, 'address')} added" + _already(result.already))
@@ -270,11 +271,22 @@ def _cmd_suppress_export(args, context: Context) -> None:
                 writer = csv.writer(stream)
                 writer.writerow(["email", "reason", "added_at"])
                 for entry in suppression.entries(session):
-                    writer.writerow([entry.address, entry.reason or "", _iso(entry)])
+                    reason = defused(entry.reason or "")  # the address as it is
+                    writer.writerow([entry.address, reason, _iso(entry)])
                     written += 1
         except OSError as exc:
             raise AfterSendError(f"{args.file}: cannot write it ({exc.strerror or exc})") from None
     print(f"{args.file}: {counted(written, 'address')} written")
+
+
+# what makes a spreadsheet read a cell as a formula (OWASP: CSV injection)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defused(cell: str) -> str:
+    """A cell a spreadsheet shows as text: one that would start a formula gets a leading
+    single quote. Never applied to an address, which stays as it is (one may begin so)."""
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
 
 
 def _refuse_invalid(invalid: list[str], path: Path | None = None) -> None:

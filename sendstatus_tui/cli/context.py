@@ -20,7 +20,7 @@ from sendstatus_tui import config
 from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.states import STATE_WORDS, State
 from sendstatus_tui.core.model.when import zone
-from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.store.store import Store, readable_by_others
 from sendstatus_tui.errors import SendStatusError
 
 
@@ -64,8 +64,16 @@ class Context:
         A database created or upgraded on the way is said on stderr when the command
         succeeds (``report``)."""
         if getattr(args, "store", None) is None:
-            args.store = Store(config.db_url(args.db), **access.value)
+            url = config.db_url(args.db)
+            args.store = Store(url, **access.value)
             args.report_opening = report
+            exposed = readable_by_others(url)
+            if exposed is not None:  # once: the command opens its database once
+                print(
+                    f"warning: other users of this machine can read the database {exposed};"
+                    f" `chmod 600 {exposed}` makes it yours alone",
+                    file=sys.stderr,
+                )
         store: Store = args.store
         return store
 

@@ -7,6 +7,10 @@ from typing import Any
 from sendstatus_tui import config
 from sendstatus_tui.cli.context import Access, Context
 
+# the most engine processes one supervisor runs: each is a Python process with its own
+# connections, and a few per core already keep a relay busy
+MAX_WORKERS = 64
+
 
 def register(commands: Any, context: Context) -> None:
     engine = commands.add_parser(
@@ -23,7 +27,8 @@ def register(commands: Any, context: Context) -> None:
         type=_workers,
         default=1,
         metavar="N|auto",
-        help="engine processes on this host (auto: one per core; default: 1, this process itself)",
+        help="engine processes on this host, at most 64 (auto: one per core; default: 1, this"
+        " process itself)",
     )
     engine.set_defaults(run=lambda args: _engine(args, context))
 
@@ -68,5 +73,9 @@ def _workers(text: str) -> int:
     if count < 1:
         raise argparse.ArgumentTypeError(
             f"not a number of workers: {text!r} (give a whole number, 1 or more, or auto)"
+        )
+    if count > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"too many workers: {text} (at most {MAX_WORKERS}; auto: one per core)"
         )
     return count

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from sendstatus_tui import config
-from sendstatus_tui.cli.context import Access, Context
+from sendstatus_tui.cli.context import Access, Context, mailing_id
 from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.when import zone
 from sendstatus_tui.core.store.store import Store
@@ -23,13 +23,15 @@ def register(commands: Any, context: Context) -> None:
         " (user, sudo user, SSH client address) and from where. With ID, that mailing's"
         " history, also once it is deleted.",
     )
-    log.add_argument("id", nargs="?", type=int, metavar="ID")
+    log.add_argument("id", nargs="?", type=mailing_id, metavar="ID")
     log.add_argument("--json", action="store_true", help="a JSON array, one object per entry")
     log.set_defaults(run=lambda args: _cmd_log(args, context.store(args, Access.READ)))
 
 
 def _cmd_log(args: argparse.Namespace, store: Store) -> None:
     with store.read() as session:
+        if args.id is not None and not lifecycle.can_exist(session, args.id):
+            raise lifecycle.MailingNotFound(args.id)  # beyond the database's integers
         entries = audit.history(session, args.id)
         mailing = lifecycle.find(session, args.id) if args.id is not None else None
         if args.id is not None and not entries and mailing is None:

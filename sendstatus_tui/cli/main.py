@@ -176,7 +176,34 @@ def _parser(context: Context) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(commands, context)
+    _refuse_blank_values(parser)
     return parser
+
+
+def _refuse_blank_values(parser: argparse.ArgumentParser) -> None:
+    """Every value given on the command line, of every option and argument of every
+    command, is refused when blank (empty or only spaces): a usage error naming the option
+    (exit status 2), before anything acts. An empty ``--at ""`` or ``config set relay ""``
+    would otherwise read as the option left out, and act as if it were."""
+    for action in parser._actions:  # argparse keeps no public list
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in set(action.choices.values()):
+                _refuse_blank_values(subparser)
+        elif action.nargs != 0 and not getattr(action.type, "refuses_blank", False):
+            action.type = _not_blank(action.type)
+
+
+def _not_blank(convert: Any) -> Any:
+    def checked(text: str) -> Any:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(
+                f"blank value {text!r}: give a value (or leave the option out)"
+            )
+        return text if convert is None else convert(text)
+
+    checked.refuses_blank = True  # type: ignore[attr-defined]  # the parents share actions
+    checked.__name__ = getattr(convert, "__name__", "str")  # argparse's "invalid X value"
+    return checked
 
 
 if __name__ == "__main__":

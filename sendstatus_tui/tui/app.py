@@ -108,6 +108,14 @@ class PanesRead(Message):
         self.snapshot, self.sequence = snapshot, sequence
 
 
+class PanesUnread(Message):
+    """A refresh that could not read the database (a damaged file, a server gone)."""
+
+    def __init__(self, error: SendStatusError):
+        super().__init__()
+        self.error = error
+
+
 class SendStatusApp(App):
     TITLE = "Send Status"
     CSS_PATH = ["screens/dashboard.tcss", "screens/modals.tcss", "screens/detail.tcss"]
@@ -149,6 +157,8 @@ class SendStatusApp(App):
         self._refresh_drawn = 0
         self._frozen = False
         self._relay_down_since: datetime | None = None
+        # what ended the dashboard before it could show anything: the command says it
+        self.failure: SendStatusError | None = None
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -170,9 +180,24 @@ class SendStatusApp(App):
 
     @work(thread=True, exclusive=True, group="refresh")
     def _read_panes(self, sequence: int) -> None:
-        snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
+        try:
+            snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
+        except SendStatusError as exc:  # e.g. a damaged page of a table only panes read
+            self.post_message(PanesUnread(exc))
+            return
         if not get_current_worker().is_cancelled:
             self.post_message(PanesRead(snapshot, sequence))
+
+    def on_panes_unread(self, message: PanesUnread) -> None:
+        """Nothing read yet: the dashboard ends, and the command says why in one line;
+        else the panes shown stay, with the error in the header until a read succeeds."""
+        if self.snapshot is None:
+            self.failure = message.error
+            # after the screen's first refresh: an exit while it mounts leaves its
+            # coroutines unawaited (Python warns of them at exit)
+            self.call_after_refresh(self.exit, return_code=1)
+            return
+        self.sub_title = f"error: {' '.join(str(message.error).split())}"
 
     def on_panes_read(self, message: PanesRead) -> None:
         if message.sequence < self._refresh_drawn:

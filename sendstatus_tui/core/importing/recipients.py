@@ -17,6 +17,7 @@ but its random writes made a 10-million-row import four times slower (bench_impo
 import csv
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -157,9 +158,14 @@ def import_recipients(
     _drop_duplicates(transactions, mailing_id, report)
     if report.skipped and not skip_invalid:
         count = len(report.skipped)
+        offer = (
+            f"--skip-invalid imports the {report.imported} valid"
+            f" one{'s' if report.imported > 1 else ''}"
+            if report.imported
+            else "no row is valid: there is nothing to import"
+        )
         raise RecipientsRefused(
-            f"{path}: {count} invalid row{'s' if count > 1 else ''}, nothing imported"
-            f" (--skip-invalid imports the {report.imported} valid ones)",
+            f"{path}: {count} invalid row{'s' if count > 1 else ''}, nothing imported ({offer})",
             report.skipped,
         )
     if report.imported == 0 and report.suppressed:
@@ -185,7 +191,7 @@ def _header(reader: "CsvReader", path: Path) -> tuple[list[str], int]:
     lowered = [name.lower() for name in names]
     if EMAIL_COLUMN not in lowered:
         raise RecipientsRefused(f"{path}: no 'email' column in the header row ({', '.join(names)})")
-    repeated = sorted({name for name in lowered if lowered.count(name) > 1})
+    repeated = sorted(name for name, times in Counter(lowered).items() if times > 1)
     if repeated:
         raise RecipientsRefused(f"{path}: repeated columns in the header: {', '.join(repeated)}")
     email_index = lowered.index(EMAIL_COLUMN)

@@ -84,13 +84,13 @@ def get(session: Session, mailing_id: int) -> Mailing:
 
 def find(session: Session, mailing_id: int) -> Mailing | None:
     """The mailing with this id, or None (also while its recipients are being imported)."""
-    mailing = session.get(Mailing, mailing_id) if _fits(session, mailing_id) else None
+    mailing = session.get(Mailing, mailing_id) if can_exist(session, mailing_id) else None
     return None if mailing is None or mailing.importing else mailing
 
 
 def get_for_update(session: Session, mailing_id: int) -> Mailing:
     """Loads a mailing and locks its row until the transaction ends."""
-    if not _fits(session, mailing_id):
+    if not can_exist(session, mailing_id):
         raise MailingNotFound(mailing_id)
     mailing = session.exec(
         select(Mailing)
@@ -348,7 +348,7 @@ def _transition(
     return mailing
 
 
-def _fits(session: Session, mailing_id: int) -> bool:
+def can_exist(session: Session, mailing_id: int) -> bool:
     """Whether the id can exist at all: a larger one would overflow the driver's integer."""
     return 0 < mailing_id <= _LARGEST_ID[session.get_bind().dialect.name]
 

@@ -13,6 +13,9 @@ from sendstatus_tui.errors import SendStatusError, mask_url
 
 # the most connections an engine opens to one relay (``?pool=N`` sets another maximum)
 DEFAULT_POOL_MAX = 64
+# the largest ?pool= and ?timeout= (seconds) a relay URL may give
+MAX_POOL = 1000
+MAX_TIMEOUT = 3600
 # the connections an adaptive pool starts with
 INITIAL_CONNECTIONS = 4
 _OPTIONS = {"starttls", "verify", "pool", "timeout", "plaintext_auth", "adapt", "pipelining"}
@@ -79,10 +82,10 @@ def parse_relay_url(url: str | None) -> SmtpSettings | MaildirSettings:
         implicit_tls=parts.scheme == "smtps",
         starttls=_choice(options, "starttls", ("auto", "require", "off"), "auto"),
         verify_certificates=_choice(options, "verify", ("on", "off"), "on") == "on",
-        pool_size=_positive_int(options, "pool", DEFAULT_POOL_MAX),
+        pool_size=_positive_int(options, "pool", DEFAULT_POOL_MAX, MAX_POOL),
         adapt=_choice(options, "adapt", ("on", "off"), "on") == "on",
         pipelining=_choice(options, "pipelining", ("auto", "off"), "auto") == "auto",
-        timeout=float(_positive_int(options, "timeout", 30)),
+        timeout=float(_positive_int(options, "timeout", 30, MAX_TIMEOUT)),
         plaintext_auth=_choice(options, "plaintext_auth", ("yes", "no"), "no") == "yes",
     )
     if settings.plaintext_auth and not _is_loopback(settings.host):
@@ -109,8 +112,15 @@ def _choice(options: dict[str, str], key: str, allowed: tuple[str, ...], default
     return value
 
 
-def _positive_int(options: dict[str, str], key: str, default: int) -> int:
+def _positive_int(options: dict[str, str], key: str, default: int, largest: int) -> int:
     value = options.get(key, str(default))
-    if not value.isdigit() or int(value) < 1:
+    # isascii: isdigit() also takes digits int() refuses ("²")
+    if not (value.isascii() and value.isdigit()) or not value.strip("0"):
         raise TransportConfigError(f"relay option {key}={value!r}: expected a positive number")
-    return int(value)
+    number = value.lstrip("0")  # its length first: int() of thousands of digits fails
+    if len(number) > len(str(largest)) or int(number) > largest:
+        shown = value if len(value) <= 20 else f"{value[:12]}... ({len(value)} digits)"
+        raise TransportConfigError(
+            f"relay option {key}={shown}: too large (give a number from 1 to {largest})"
+        )
+    return int(number)

@@ -121,6 +121,9 @@ _VERB = {
     Action.INTERRUPT: "interrupt",
     Action.COMPLETE: "complete",
 }
+# the action as the subject of "... applies to a mailing that is ...", where its verb
+# phrase does not read as one
+_RULE = {Action.RETRY: "retrying the failed recipients"}
 
 
 class TransitionRefused(SendStatusError):
@@ -132,7 +135,7 @@ class TransitionRefused(SendStatusError):
         subject = f"mailing {mailing_id}" if mailing_id is not None else "a mailing"
         super().__init__(
             f"cannot {_VERB[action]} {subject}: it is {STATE_WORDS[state]}"
-            f" ({_VERB[action]} applies to a mailing that is {allowed})"
+            f" ({_RULE.get(action, _VERB[action])} applies to a mailing that is {allowed})"
         )
 
 

@@ -70,12 +70,25 @@ class Store:
         self.url = url
         self.created = False
         self.upgraded_from: str | None = None
-        self.engine = _create_engine(url, read_only=read_only, create=create)  # checks the URL
         path = _sqlite_path(url)
+        self.engine = _create_engine(url, read_only=read_only)  # checks the URL
+        # the folders made for a new file: removed with it (remove_if_unused)
+        self._new_folders: list[Path] = []
         if path is not None and not path.exists():
             if not create:
                 raise DatabaseMissing(path)
+            self._new_folders = _make_private_file(path, url)
             self.created = True
+        try:
+            self._open(migrate)
+        except BaseException:
+            if path is not None and self.created:  # nothing half-made stays
+                self.dispose()
+                _remove_files(path)
+                _remove_folders(self._new_folders)
+            raise
+
+    def _open(self, migrate: bool) -> None:
         with self._explained("cannot open database"):
             if migrate:
                 before = upgrade_to_head(self.engine, f"database {self.safe_url}")
@@ -126,8 +139,8 @@ class Store:
         if used:
             return False
         self.dispose()
-        for suffix in ("", "-wal", "-shm"):
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        _remove_files(path)
+        _remove_folders(self._new_folders)
         return True
 
     @contextmanager
@@ -183,7 +196,51 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(parsed.database).expanduser()
 
 
-def _create_engine(url: str, *, read_only: bool, create: bool) -> sa.Engine:
+def _make_private_file(path: Path, url: str) -> list[Path]:
+    """Creates the empty file of a new SQLite database, readable by its owner only (0600;
+    SQLite gives its WAL and SHM files the same mode), in folders it makes 0700; the
+    folders it made, deepest first."""
+    made = [f for f in (path.parent, *path.parent.parents) if not f.exists()]
+    try:
+        make_private_folder(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        _remove_folders(made)
+        raise StoreError(f"cannot open database {mask_url(url)}: {exc}") from None
+    return made
+
+
+def make_private_folder(folder: Path) -> None:
+    """Makes ``folder`` and its missing parents, each readable by its owner only (0700)."""
+    for missing in reversed([f for f in (folder, *folder.parents) if not f.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)
+
+
+def readable_by_others(url: str) -> Path | None:
+    """The existing SQLite file of ``url`` if its group or other users may read it."""
+    path = _sqlite_path(url)
+    try:
+        exposed = path is not None and bool(path.stat().st_mode & 0o044)
+    except OSError:
+        return None
+    return path if exposed else None
+
+
+def _remove_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Removes the folders this process made, deepest first, those still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # no longer empty, or gone: left as they are
+            return
+
+
+def _create_engine(url: str, *, read_only: bool) -> sa.Engine:
     try:
         dialect = sa.engine.make_url(url).get_backend_name()
     except (sa.exc.ArgumentError, ValueError) as exc:
@@ -192,15 +249,18 @@ def _create_engine(url: str, *, read_only: bool, create: bool) -> sa.Engine:
         raise StoreError(
             f"unsupported database URL {mask_url(url)}: expected {' or '.join(_SUPPORTED.values())}"
         )
+    if dialect == "sqlite" and "?" in url:  # SQLAlchemy would read the rest as options
+        raise StoreError(
+            f"unusable database URL {mask_url(url)}: an SQLite URL takes no options after"
+            " '?'; in a file name, write '?' as %3F (and '%' as %25)"
+        )
     try:
-        return _configured_engine(url, read_only, create)
+        return _configured_engine(url, read_only)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
         raise StoreError(f"unusable database URL {mask_url(url)}: {_reason(exc)}") from None
-    except OSError as exc:  # the SQLite file's directory cannot be created
-        raise StoreError(f"cannot open database {mask_url(url)}: {exc}") from None
 
 
-def _configured_engine(url: str, read_only: bool, create: bool) -> sa.Engine:
+def _configured_engine(url: str, read_only: bool) -> sa.Engine:
     if not url.startswith("sqlite"):
         if read_only:  # the server refuses every write of a read-only transaction
             parsed = sa.engine.make_url(url)
@@ -209,11 +269,12 @@ def _configured_engine(url: str, read_only: bool, create: bool) -> sa.Engine:
             return sa.create_engine(read_only_url, pool_pre_ping=True)
         return sa.create_engine(url, pool_pre_ping=True)
     path = _sqlite_path(url)
-    if path is not None and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
     timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
     if path is not None and read_only:
         engine = sa.create_engine("sqlite://", creator=lambda: _read_only_sqlite(path, timeout))
+    elif path is not None:  # the very file this store names (~ expanded, as everywhere)
+        file_url = sa.engine.make_url(url).set(database=str(path))
+        engine = sa.create_engine(file_url, connect_args={"timeout": timeout})
     else:
         engine = sa.create_engine(url, connect_args={"timeout": timeout})
 

@@ -55,3 +55,5 @@ def run_dashboard(
         if app.engine is not None and app.engine.alive:
             print("stopping the engine: finishing the batches in flight…", file=sys.stderr)
             app.engine.stop()  # finishes and records the batches in flight
+    if app.failure is not None:  # what kept the dashboard from showing the database
+        raise app.failure

@@ -7,6 +7,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+from sendstatus_tui.config import sqlite_url
 from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import utc_now
@@ -32,7 +33,7 @@ class SlowStartMaildir(MaildirTransport):
 def create_demo(directory: Path | None = None) -> tuple[Store, SlowStartMaildir, Path]:
     """A fresh demo database and its maildir, in ``directory`` (default: a temp dir)."""
     directory = Path(directory or tempfile.mkdtemp(prefix="sendstatus-demo-"))
-    store = Store(f"sqlite:///{directory / 'demo.db'}")
+    store = Store(sqlite_url(directory / "demo.db"))
     seed(store, directory)
     return store, SlowStartMaildir(directory / "maildir"), directory
 

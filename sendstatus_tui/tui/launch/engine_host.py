@@ -3,13 +3,14 @@ again whenever the engine that held it stops, through the relay given with ``--s
 else the one stored in the database (``config relay``), read at each start."""
 
 import logging
+import os
 import threading
 from pathlib import Path
 
 from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.model.models import utc_now
-from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.store.store import Store, make_private_folder
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.smtp.credentials import load_credentials
 from sendstatus_tui.engine.thread import EngineThread
@@ -64,8 +65,10 @@ class EngineHost:
 
 
 def log_engine_to(path: Path) -> None:
-    """The engine logs to a file: the terminal belongs to the dashboard."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The engine logs to a file: the terminal belongs to the dashboard. It names
+    recipients: made readable by its owner only (0600, in folders made 0700)."""
+    make_private_folder(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     engine_log = logging.getLogger("sendstatus")
