@@ -1,8 +1,10 @@
 """Which failures a retry takes, and putting them back to pending (``sendstatus retry``;
 the mailing's side of it is ``lifecycle.retry``)."""
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
-from sqlmodel import Session, col
+from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.model.models import FailureClass, Recipient, RecipientStatus
 
@@ -19,9 +21,30 @@ RETRY_ALL = (FailureClass.REFUSED, FailureClass.DEFERRED_TOO_OFTEN)
 STORED_CLASS = sa.func.coalesce(col(Recipient.failure_class), FailureClass.REFUSED)
 
 
-def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
+@dataclass(frozen=True)
+class Reset:
+    """What a reset put back to pending: how many, and how many of them failed in doubt
+    (each may have received up to MAX_DOUBTS copies already: sending it again may make
+    one more)."""
+
+    count: int
+    in_doubt: int
+
+
+def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) -> Reset:
     """Puts the failed recipients of ``classes`` back to pending with their attempts reset;
-    returns how many. Nobody sent, suppressed or still pending is touched."""
+    says how many. Nobody sent, suppressed or still pending is touched."""
+    in_doubt = 0
+    if FailureClass.DOUBT in classes:
+        in_doubt = session.exec(
+            select(func.count())
+            .select_from(Recipient)
+            .where(
+                col(Recipient.mailing_id) == mailing_id,
+                col(Recipient.status) == RecipientStatus.FAILED,
+                col(Recipient.failure_class) == FailureClass.DOUBT,
+            )
+        ).one()
     result = session.execute(
         sa.update(Recipient)
         .where(
@@ -39,4 +62,4 @@ def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) ->
         )
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return Reset(int(result.rowcount), in_doubt)  # type: ignore[attr-defined]
