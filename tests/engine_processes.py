@@ -13,7 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from sendstatus_tui.core.model.models import EngineLease, Mailing, Recipient
+from sendstatus_tui.core.model.models import EngineHeartbeat, EngineLease, Mailing, Recipient
 from sendstatus_tui.core.store.store import lock_transitions
 
 from .helpers import mailing
@@ -104,13 +104,16 @@ def _takeover_would_wait(db_url: str) -> bool:
             return True
         finally:
             probe.close()
-    # PostgreSQL: what a takeover must lock (the transitions lock, the lease row) is free
+    # PostgreSQL: what a takeover must lock (the transitions lock, the lease row, the
+    # engine rows) is free
     engine = sa.create_engine(db_url)
     try:
         with Session(engine) as session, session.begin():
             session.execute(sa.text("SET LOCAL lock_timeout = '100ms'"))
             lock_transitions(session)
             session.exec(select(EngineLease).with_for_update()).all()
+            # a rescue clears the claimant of a silent engine: its row must be free too
+            session.exec(select(EngineHeartbeat).with_for_update()).all()
         return False
     except sa.exc.OperationalError:  # lock timeout: the stopped engine holds one of them
         return True

@@ -212,6 +212,31 @@ def test_a_reply_lost_after_the_final_dot_is_in_doubt_counted_and_bounded(
     assert failed.email == always and failed.doubts == 3 and "no reply" in failed.last_reply
 
 
+def test_a_retry_of_doubts_counts_every_copy_it_may_duplicate(store, make_mailing, engines, relays):
+    """A recipient failed as doubt has up to 3 copies already: `retry --class doubt` sends
+    it again, and every copy beyond the first, whatever sent it, is counted in doubt."""
+    always = "person3@example.com"
+    relay = relays(RelayScript(data_faults={always: ["drop"] * 4}))
+    mailing_id = make_mailing(recipients=10)
+    send_now(store, mailing_id)
+    engines.start(relay_url=relay.url)
+    first = completed_with_true_books(store, relay, mailing_id)
+    assert relay.copies()[always] == 3 and first.failed == 1
+
+    with store.write() as session:
+        assert lifecycle.retry(session, mailing_id, ("doubt",)) == 1
+    retried = assert_books_balance(store, mailing_id)
+    assert (retried.failed, retried.remaining) == (0, 1)
+    send_now(store, mailing_id)
+
+    done = completed_with_true_books(store, relay, mailing_id)  # duplicates <= counted
+    delivery = Delivery(relay.copies(), done.resent_in_doubt)
+    print(f"doubts retried: {delivery}")
+    assert relay.copies()[always] == 5  # 3, then one more lost reply, then accepted
+    assert (done.sent, done.failed) == (10, 0)
+    assert done.resent_in_doubt == delivery.duplicates == 4
+
+
 def test_a_reply_slower_than_the_timeout_is_in_doubt(store, make_mailing, engines, relays):
     late = [f"person{i}@example.com" for i in range(5)]
     relay = relays(RelayScript(data_faults={a: ["late"] for a in late}, late_seconds=2.5))

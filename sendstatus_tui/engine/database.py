@@ -5,9 +5,11 @@ process holds, holds up the engine's bookkeeping and not its sending: messages a
 claimed keep going to the relay meanwhile. Heartbeats have a thread of their own, so that
 they never queue behind claims and records waiting for a lock.
 
-A write that waited long to begin is a sign that nobody could write meanwhile (SQLite has
-one writer at a time): other engines' heartbeats were held up too, so their silence during
-that wait says nothing of their health. ``expired_before`` moves the line accordingly.
+A write that took long, waiting to begin or for a lock on a row or table, is a sign that
+others could not write meanwhile either (SQLite has one writer at a time; on PostgreSQL a
+locked table holds up every engine that needs it): other engines' heartbeats and the
+leader's lease were held up too, so their silence during that wait says nothing of their
+health. ``expired_before`` moves the line accordingly.
 """
 
 import asyncio
@@ -24,7 +26,7 @@ from sendstatus_tui.core.store.store import Store
 
 Result = TypeVar("Result")
 WORK_THREADS = 4  # claims and records of several lanes and mailings at once
-LONG_WAIT_SECONDS = 1.0  # a write that waited longer to begin marks a stall
+LONG_WAIT_SECONDS = 1.0  # a write that took longer (waiting for a lock) marks a stall
 
 
 class EngineDatabase:
@@ -68,11 +70,15 @@ class EngineDatabase:
 
     def _write(self, work: Callable[[Session], Result]) -> Result:
         asked = time.time()
-        with self.store.write() as session:
-            began = time.time()
-            if began - asked > LONG_WAIT_SECONDS:
-                self._note_stall(asked, began)
-            return work(session)
+        try:
+            with self.store.write() as session:
+                return work(session)
+        finally:
+            # a wait for a lock is a stall wherever it happens: at BEGIN (SQLite's write
+            # lock) or at a statement (a row or table another transaction holds)
+            ended = time.time()
+            if ended - asked > LONG_WAIT_SECONDS:
+                self._note_stall(asked, ended)
 
     def _note_stall(self, asked: float, began: float) -> None:
         with self._stall_lock:

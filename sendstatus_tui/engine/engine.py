@@ -40,7 +40,7 @@ from sendstatus_tui.core.importing import drafts
 from sendstatus_tui.core.model import lifecycle, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
-from sendstatus_tui.core.store.store import Store, StoreError
+from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.message import Template, template_of
@@ -83,6 +83,7 @@ class Claim:
     batch: list[deliveries.Claimed]
     slots: ReservedSlots | None = None
     done: bool = False
+    finished: bool = False  # nothing remains: to be completed
 
 
 class Engine:
@@ -123,7 +124,8 @@ class Engine:
         self._last_rescue = 0.0
         self._last_cleanup = 0.0
         self._announced_leader: str | None = None
-        self._database_trouble: str | None = None
+        # what failed, by the kind of work that failed: {work: reason}
+        self._database_trouble: dict[str, str] = {}
         self._scheduler = AsyncIOScheduler()
 
     def _next_claimant(self) -> str:
@@ -173,10 +175,10 @@ class Engine:
         """Hands back what this engine still claims, lets the next leader take over at once,
         and takes the engine's row away."""
         try:
-            with self.store.write() as session:
-                left = deliveries.hand_back_claims(session, self.claimant)
+            with self.store.write() as session:  # in the lock order (core/store/locks.py)
                 lease.release(session, self.holder)
                 heartbeats.forget(session, self.holder)
+                left = deliveries.hand_back_claims(session, self.claimant)
         except StoreError as exc:
             log.error("engine stopped without handing back its claims: %s", exc)
             return
@@ -201,9 +203,9 @@ class Engine:
         try:
             state, stands = await self.db.beat(lambda session: self._beat_in(session, beat, fresh))
         except StoreError as exc:
-            self._report_database_trouble(exc)
+            self._report_database_trouble("beat", exc)
             return
-        self._report_database_trouble(None)
+        self._report_database_trouble("beat", None)
         # surely ours until the ttl has passed since before we asked, minus a margin for a
         # write that took long to commit
         deadline = (
@@ -220,9 +222,11 @@ class Engine:
     def _beat_in(
         self, session: Session, beat: heartbeats.Beat, fresh: bool
     ) -> tuple[lease.LeaseState, bool]:
-        now, ttl = utc_now(), self.settings.lease_ttl
-        expired_by = self.db.expired_before(now, ttl) + ttl
-        state = lease.acquire(session, self.holder, ttl, now, expired_by=expired_by)
+        ttl = self.settings.lease_ttl
+        # decided by the time the beat began: a wait for a lock must not expire the lease
+        # (the new expiry counts from when the lease row is locked)
+        expired_by = self.db.expired_before(utc_now(), ttl) + ttl
+        state = lease.acquire(session, self.holder, ttl, expired_by=expired_by)
         role = "leader" if state.held else "sender"
         stands = heartbeats.beat(session, replace(beat, role=role), fresh=fresh)
         if state.held:
@@ -291,16 +295,17 @@ class Engine:
 
     # --- the database -------------------------------------------------------------------
 
-    def _report_database_trouble(self, exc: Exception | None) -> None:
-        """Logs once when the database starts to fail, and once when it works again."""
-        reason = None if exc is None else str(exc)
-        if reason == self._database_trouble:
-            return
-        if reason is None:
+    def _report_database_trouble(self, work: str, exc: Exception | None) -> None:
+        """Logs once when the database starts to fail (once per reason), and once when it
+        works again: when every kind of ``work`` that failed (a beat, a claim, a record,
+        the leader's, a step) has since committed, not merely one that never failed."""
+        trouble = self._database_trouble
+        if exc is not None:
+            if str(exc) not in trouble.values():
+                log.error("%s; retrying", exc)
+            trouble[work] = str(exc)
+        elif trouble.pop(work, None) is not None and not trouble:
             log.warning("the database works again; going on")
-        else:
-            log.error("%s; retrying", reason)
-        self._database_trouble = reason
 
     async def _surviving(
         self, step: Callable[[*StepArguments], Awaitable[None]], *args: *StepArguments
@@ -337,10 +342,13 @@ class Engine:
         queue promoted, claims of silent engines handed back, a starting up under way for
         each mailing starting up."""
         try:
-            await self.db.write(lambda session: self._start_and_promote(session, generation))
+            started = await self.db.write(
+                lambda session: self._start_and_promote(session, generation)
+            )
+            self._log_started(started)
             if time.monotonic() - self._last_rescue >= self.settings.lease_renew_seconds:
                 self._last_rescue = time.monotonic()
-                await self.db.write(lambda session: self._rescue(session, generation))
+                await self._rescue_silent(generation)
             active = await self.db.read(deliveries.active_mailings)
             if time.monotonic() - self._last_cleanup >= ABANDONED_IMPORTS_EVERY_SECONDS:
                 self._last_cleanup = time.monotonic()
@@ -351,8 +359,9 @@ class Engine:
                 self._stop_leading()
             return
         except StoreError as exc:
-            self._report_database_trouble(exc)
+            self._report_database_trouble("lead", exc)
             return
+        self._report_database_trouble("lead", None)
         if self.generation != generation:
             return  # the lease was lost meanwhile
         self._sync_start_jobs({m.id: m.scheduled_at for m in active if m.state == State.SCHEDULED})
@@ -373,23 +382,49 @@ class Engine:
         for mailing_id in removed:
             log.warning("mailing %s: its import was abandoned (killed); removed", mailing_id)
 
-    def _start_and_promote(self, session: Session, generation: int) -> None:
+    def _start_and_promote(self, session: Session, generation: int) -> list[str]:
+        """Starts due mailings and promotes the queue; what to log once committed."""
         lease.check(session, self.holder, generation)
         now = utc_now()
-        for mailing in lifecycle.start_due(session, now):
-            log.info("mailing %s %r: its time has come, starting up", mailing.id, mailing.name)
+        started = [
+            f"mailing {mailing.id} {mailing.name!r}: its time has come, starting up"
+            for mailing in lifecycle.start_due(session, now)
+        ]
         promoted = lifecycle.promote_head(session, now)
         if promoted is not None:
-            log.info(
-                "mailing %s %r: next in the sequential queue, starting up",
-                promoted.id,
-                promoted.name,
+            started.append(
+                f"mailing {promoted.id} {promoted.name!r}: next in the sequential queue,"
+                " starting up"
             )
+        return started
 
-    def _rescue(self, session: Session, generation: int) -> None:
-        lease.check(session, self.holder, generation)
+    @staticmethod
+    def _log_started(started: list[str]) -> None:
+        for line in started:
+            log.info("%s", line)
+
+    async def _rescue_silent(self, generation: int) -> None:
+        """Hands back the claims of silent engines; its own kind of work for the reports of
+        database trouble (it runs once a second, the rest of the leading more often)."""
         expired = self.db.expired_before(utc_now(), self.settings.lease_ttl)
-        for mailing_id, count in rescue.rescue(session, expired, keep=self.holder).items():
+        try:
+            handed = await self.db.write(lambda session: self._rescue(session, generation, expired))
+        except StoreError as exc:
+            self._report_database_trouble("rescue", exc)
+            return
+        self._report_database_trouble("rescue", None)
+        self._log_rescued(handed)
+
+    def _rescue(self, session: Session, generation: int, expired: datetime) -> dict[int, int]:
+        """Hands back the claims of engines silent since before ``expired`` (a line drawn
+        before the transaction waited for any lock)."""
+        lease.check(session, self.holder, generation)
+        return rescue.rescue(session, expired, keep=self.holder)
+
+    @staticmethod
+    def _log_rescued(handed: dict[int, int]) -> None:
+        """Logged once the hand-back has committed, not while it may still fail."""
+        for mailing_id, count in handed.items():
             log.warning(
                 "mailing %s: %s recipients were in flight with an engine gone silent; they"
                 " are sent again (counted as resent_in_doubt)",
@@ -458,8 +493,9 @@ class Engine:
         try:
             active = await self.db.read(deliveries.active_mailings)
         except StoreError as exc:
-            self._report_database_trouble(exc)
+            self._report_database_trouble("read", exc)
             return
+        self._report_database_trouble("read", None)
         sending = {m.id for m in active if m.state == State.SENDING}
         for mailing_id, task in list(self._sending.items()):
             if task.done():
@@ -528,9 +564,13 @@ class Engine:
             except ClaimantLost:
                 return  # the beat learns it too, and takes a new claimant
             except StoreError as exc:
-                self._report_database_trouble(exc)
+                self._report_database_trouble("claim", exc)
                 await self._pause(1.0)
                 continue
+            self._report_database_trouble("claim", None)
+            if claim.finished:
+                await self._complete(mailing_id, claimant)
+                return
             if claim.done:
                 return
             if not claim.batch:  # all in flight elsewhere, or deferred until their retry
@@ -569,12 +609,28 @@ class Engine:
             return Claim(batch, slots)
         if mailing.remaining:
             return Claim([])
+        # completed in a transaction of its own, which takes the transitions lock first:
+        # this one holds row locks already (the lock order: core/store/locks.py)
+        return Claim([], done=True, finished=True)
+
+    async def _complete(self, mailing_id: int, claimant: str) -> None:
+        """Completes the mailing if, read afresh under the lock, it is still sending with
+        nothing remaining; logged once committed."""
+
+        def complete(session: Session) -> bool:
+            lock_transitions(session)
+            heartbeats.check_claimant(session, self.holder, claimant)
+            return lifecycle.complete_if_done(session, mailing_id) is not None
+
         try:
-            lifecycle.complete(session, mailing_id)
+            completed = await self.db.write(complete)
+        except ClaimantLost:
+            return  # the beat learns it too, and takes a new claimant
+        except StoreError as exc:
+            self._report_database_trouble("claim", exc)
+            return  # the next round tries again
+        if completed:  # else completed by another engine first, stopped, retried, deleted
             log.info("mailing %s: completed", mailing_id)
-        except TransitionRefused:
-            pass  # another engine completed it first
-        return Claim([], done=True)
 
     def _lane_size(self, contracted: float | None) -> int:
         """What one lane claims: the lanes of a mailing together have at most batch_size
@@ -603,11 +659,11 @@ class Engine:
                     self._sent += sum(o.status == deliveries.SENT for o in outcomes)
                 break
             except StoreError as exc:
-                self._report_database_trouble(exc)
+                self._report_database_trouble("record", exc)
                 if self._draining or claimant != self.claimant:
                     return False  # left in flight: handed back in doubt
                 await self._pause(1.0)
-        self._report_database_trouble(None)
+        self._report_database_trouble("record", None)
         if recorded.dropped:
             # the leader handed the claims back (this engine stalled past its heartbeat),
             # or the mailing is gone: either way this dispatcher's view is stale
@@ -635,6 +691,7 @@ class Engine:
         state first, the lease or the claims are lost, the database cannot be written)."""
 
         def fenced(session: Session) -> None:
+            lock_transitions(session)  # first (the lock order: core/store/locks.py)
             if generation is None:
                 heartbeats.check_claimant(session, self.holder, claimant or self.claimant)
             else:
@@ -643,13 +700,14 @@ class Engine:
 
         try:
             await self.db.write(fenced)
+            self._report_database_trouble("step", None)
             return True
         except (TransitionRefused, lifecycle.MailingNotFound) as exc:
             log.info("mailing %s: %s", mailing_id, exc)
         except (LeaseLost, ClaimantLost) as exc:
             log.error("%s", exc)
         except StoreError as exc:
-            self._report_database_trouble(exc)
+            self._report_database_trouble("step", exc)
         return False
 
     async def _interrupt(self, claimant: str, mailing_id: int, reason: str) -> None:

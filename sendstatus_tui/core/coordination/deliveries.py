@@ -293,18 +293,21 @@ def _datetime_to_driver(session: Session) -> Callable[[datetime], Any]:
 
 
 def hand_back_claims(
-    session: Session, claimant: str | None = None, mailing_id: int | None = None
+    session: Session, claimant: str | list[str] | None = None, mailing_id: int | None = None
 ) -> dict[int, int]:
     """Puts recipients in flight back to pending as in doubt, since they may have reached
-    the relay: those under ``claimant``'s claims (or anyone's), of ``mailing_id`` (or of
-    every mailing). Each counts in ``resent_in_doubt``; one on its last allowed try fails
-    with class doubt instead. Returns {mailing id: count}.
+    the relay: those under ``claimant``'s claims (one or several; or anyone's), of
+    ``mailing_id`` (or of every mailing). Each counts in ``resent_in_doubt``; one on its
+    last allowed try fails with class doubt instead. Returns {mailing id: count}.
+    Recipients are locked before their mailings, these in id order (core/store/locks.py).
 
     The leader does this for an engine that died or stalled past its lease, and an engine
     for its own claims when it cannot go on with them."""
     in_flight = [col(Recipient.status) == IN_FLIGHT]
-    if claimant is not None:
+    if isinstance(claimant, str):
         in_flight.append(col(Recipient.claimed_by) == claimant)
+    elif claimant is not None:
+        in_flight.append(col(Recipient.claimed_by).in_(claimant))
     if mailing_id is not None:
         in_flight.append(col(Recipient.mailing_id) == mailing_id)
     last_try = col(Recipient.doubts) >= MAX_DOUBTS - 1
@@ -312,6 +315,7 @@ def hand_back_claims(
         select(Recipient.mailing_id, last_try, sa.func.count())
         .where(*in_flight)
         .group_by(col(Recipient.mailing_id), last_try)
+        .order_by(col(Recipient.mailing_id))
     ).all()
     if not rows:
         return {}

@@ -53,8 +53,10 @@ class ClaimantLost(SendStatusError):
 def beat(session: Session, beat: Beat, *, fresh: bool) -> bool:
     """Writes the engine's row (created on its first beat). False, writing nothing, when
     the row no longer names the engine's claimant (the leader rescued its claims) unless
-    the claimant is ``fresh`` (this engine's new one, which the beat registers)."""
-    row = session.get(EngineHeartbeat, beat.id, with_for_update=True)
+    the claimant is ``fresh`` (this engine's new one, which the beat registers). The row
+    is locked ``FOR NO KEY UPDATE``: the engine's own claims under way do not hold its
+    beat up (the lock order: core/store/locks.py)."""
+    row = session.get(EngineHeartbeat, beat.id, with_for_update={"key_share": True})
     if not fresh and (row is None or row.claimant != beat.claimant):
         return False
     row = row or EngineHeartbeat(
@@ -75,9 +77,9 @@ def beat(session: Session, beat: Beat, *, fresh: bool) -> bool:
 
 def check_claimant(session: Session, engine_id: str, claimant: str) -> None:
     """Raises ClaimantLost unless the engine's row still names ``claimant``. The row is
-    locked for share on PostgreSQL, so that a rescue waits for the claim to commit (and
-    then hands it back too)."""
-    row = session.get(EngineHeartbeat, engine_id, with_for_update={"read": True})
+    locked ``FOR KEY SHARE`` on PostgreSQL, so that a rescue (``FOR UPDATE``) waits for
+    the claim to commit (and then hands it back too), and the engine's beat does not."""
+    row = session.get(EngineHeartbeat, engine_id, with_for_update={"read": True, "key_share": True})
     if row is None or row.claimant != claimant:
         raise ClaimantLost(claimant)
 

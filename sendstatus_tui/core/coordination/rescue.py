@@ -24,16 +24,26 @@ def rescue(session: Session, expired_before: datetime, keep: str) -> dict[int, i
     """Clears the claimant of every engine whose last beat is older than ``expired_before``
     (never ``keep``'s: the leader's own), and hands back the claims of every claimant no
     engine row names. Returns {mailing id: recipients handed back}."""
-    session.execute(
-        sa.update(EngineHeartbeat)
-        .where(
-            col(EngineHeartbeat.claimant) != "",
-            col(EngineHeartbeat.heartbeat_at) < expired_before,
-            col(EngineHeartbeat.id) != keep,
-        )
-        .values(claimant="")
-        .execution_options(synchronize_session=False)
+    silent = (
+        col(EngineHeartbeat.claimant) != "",
+        col(EngineHeartbeat.heartbeat_at) < expired_before,
+        col(EngineHeartbeat.id) != keep,
     )
+    # FOR UPDATE, in id order: a claim under way (FOR KEY SHARE) commits first, and is
+    # then handed back too (the lock order: core/store/locks.py)
+    ids = session.exec(
+        select(col(EngineHeartbeat.id))
+        .where(*silent)
+        .order_by(col(EngineHeartbeat.id))
+        .with_for_update()
+    ).all()
+    if ids:
+        session.execute(
+            sa.update(EngineHeartbeat)
+            .where(col(EngineHeartbeat.id).in_(ids), *silent)
+            .values(claimant="")
+            .execution_options(synchronize_session=False)
+        )
     # the claims are read before the live claimants: an engine registers its claimant
     # before it claims, so a claim read here has its claimant among those read next
     claiming = set(
@@ -50,8 +60,8 @@ def rescue(session: Session, expired_before: datetime, keep: str) -> dict[int, i
             select(col(EngineHeartbeat.claimant)).where(col(EngineHeartbeat.claimant) != "")
         ).all()
     )
-    handed: dict[int, int] = {}
-    for claimant in sorted(c for c in claiming - live if c is not None):
-        for mailing_id, count in deliveries.hand_back_claims(session, claimant).items():
-            handed[mailing_id] = handed.get(mailing_id, 0) + count
-    return handed
+    orphans = sorted(c for c in claiming - live if c is not None)
+    if not orphans:
+        return {}
+    # in one hand-back: every recipient first, then their mailings (the lock order)
+    return deliveries.hand_back_claims(session, orphans)

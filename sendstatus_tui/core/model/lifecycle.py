@@ -89,7 +89,8 @@ def find(session: Session, mailing_id: int) -> Mailing | None:
 
 
 def get_for_update(session: Session, mailing_id: int) -> Mailing:
-    """Loads a mailing and locks its row until the transaction ends."""
+    """Loads a mailing and locks its row until the transaction ends; the row is read
+    fresh under the lock, also when the session holds an older copy (store/locks.py)."""
     if not can_exist(session, mailing_id):
         raise MailingNotFound(mailing_id)
     mailing = session.exec(
@@ -173,15 +174,21 @@ def retry(
     mailing = _transition(session, mailing_id, Action.RETRY)
     if mailing.started_at is None:
         raise NothingToRetry(f"mailing {mailing_id} has not been sent yet: nothing to retry")
-    count = reset_failed(session, mailing_id, classes)
+    reset = reset_failed(session, mailing_id, classes)
+    count = reset.count
     if count == 0:
         raise NothingToRetry(
             f"mailing {mailing_id} has no failed recipients of class {', '.join(classes)}"
         )
     mailing.failed -= count
+    # a recipient that failed in doubt may have received the message: sending it again
+    # may be a second copy, counted like every resend in doubt (when it is decided)
+    mailing.resent_in_doubt += reset.in_doubt
     mailing.finished_at = None
     _park(mailing, f"{count:,} to retry")
     detail = f"{count:,} recipient{'' if count == 1 else 's'} of class {', '.join(classes)}"
+    if reset.in_doubt:
+        detail += f" ({reset.in_doubt:,} in doubt: may receive a second copy)"
     audit.record(session, Change.RETRIED, mailing, detail, actor=actor)
     return count
 
@@ -312,6 +319,17 @@ def complete(
     detail = f"{mailing.sent:,} sent, {mailing.failed:,} failed"
     audit.record(session, Change.COMPLETED, mailing, detail, actor=actor, now=now)
     return mailing
+
+
+def complete_if_done(session: Session, mailing_id: int) -> Mailing | None:
+    """Completes a sending mailing whose every recipient is final, as read afresh under
+    the lock (the engine's view may be stale: another engine completed it, an operator
+    stopped it or put recipients back to pending meanwhile); None when it does not."""
+    lock_transitions(session)  # first (the lock order: core/store/locks.py)
+    mailing = find(session, mailing_id) and get_for_update(session, mailing_id)
+    if mailing is None or mailing.state != State.SENDING or mailing.remaining != 0:
+        return None
+    return complete(session, mailing_id)
 
 
 # --- the one place where a mailing changes state -------------------------------------------

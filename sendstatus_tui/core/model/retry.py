@@ -1,6 +1,8 @@
 """Which failures a retry takes, and putting them back to pending (``sendstatus retry``;
 the mailing's side of it is ``lifecycle.retry``)."""
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
@@ -24,10 +26,20 @@ RETRY_ALL = (FailureClass.REFUSED, FailureClass.DEFERRED_TOO_OFTEN)
 STORED_CLASS = sa.func.coalesce(col(Recipient.failure_class), FailureClass.REFUSED)
 
 
-def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) -> int:
+@dataclass(frozen=True)
+class Reset:
+    """What a reset put back to pending: how many, and how many of them failed in doubt
+    (each may have received up to MAX_DOUBTS copies already: sending it again may make
+    one more)."""
+
+    count: int
+    in_doubt: int
+
+
+def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) -> Reset:
     """Puts the failed recipients of ``classes`` back to pending with their attempts reset;
-    returns how many. Nobody sent, suppressed or still pending is touched, nor a hard
-    bounce whatever is asked."""
+    says how many. Nobody sent, suppressed or still pending is touched, nor a hard bounce
+    whatever is asked."""
     classes = tuple(c for c in classes if c not in NEVER_RETRIED)
     if FailureClass.BLOCKED in classes:  # its counter follows: it counts failed ones
         blocked = session.execute(
@@ -43,6 +55,15 @@ def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) ->
             .values(blocked=col(Mailing.blocked) - blocked)
             .execution_options(synchronize_session=False)
         )
+    in_doubt = 0
+    if FailureClass.DOUBT in classes:
+        in_doubt = session.execute(
+            sa.select(sa.func.count()).where(
+                col(Recipient.mailing_id) == mailing_id,
+                col(Recipient.status) == RecipientStatus.FAILED,
+                col(Recipient.failure_class) == FailureClass.DOUBT,
+            )
+        ).scalar_one()
     result = session.execute(
         sa.update(Recipient)
         .where(
@@ -60,4 +81,4 @@ def reset_failed(session: Session, mailing_id: int, classes: tuple[str, ...]) ->
         )
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return Reset(int(result.rowcount), in_doubt)  # type: ignore[attr-defined]

@@ -176,8 +176,8 @@ def lock_transitions(session: Session) -> None:
     """Serialises state transitions (and so the queue) until the transaction ends.
 
     On SQLite, BEGIN IMMEDIATE already does; PostgreSQL needs an explicit lock, because two
-    READ COMMITTED transactions would otherwise renumber the queue from stale reads. Taking
-    this one lock before any row lock also keeps two transitions from deadlocking.
+    READ COMMITTED transactions would otherwise renumber the queue from stale reads. It is
+    taken first, before any row lock (the lock order: core/store/locks.py).
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(advisory_lock(_TRANSITIONS_LOCK))
