@@ -1,0 +1,31 @@
+"""send slots follow a rate change: the rate the last slots were reserved at (and for which
+mailing, so that mailings take turns), and the one
+NextSlot row created here, once, instead of by the first claims of engines racing for it
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-04
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("send_pace", sa.Column("per_second", sa.Float(), nullable=True))
+    op.add_column("send_pace", sa.Column("mailing_id", sa.Integer(), nullable=True))
+    op.execute(
+        "INSERT INTO send_pace (name, next_slot_at)"
+        " SELECT 'rate', 0 WHERE NOT EXISTS (SELECT 1 FROM send_pace WHERE name = 'rate')"
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("send_pace") as batch:
+        batch.drop_column("mailing_id")
+        batch.drop_column("per_second")
