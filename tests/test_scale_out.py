@@ -346,3 +346,6 @@ def test_a_rate_change_is_followed_within_a_second_both_ways(store, make_mailing
     done = assert_books_balance(store, mailing_id)
     assert done.sent == len(relay.received) == len(relay.copies())
     assert done.resent_in_doubt == 0
+    for process, _ in engines.started:  # the one NextSlot row is the migration's
+        assert "pk_send_pace" not in engines.log(process)
+        assert "duplicate key" not in engines.log(process)
