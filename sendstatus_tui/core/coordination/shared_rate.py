@@ -139,7 +139,7 @@ def release(session: Session, slots: ReservedSlots, used: int) -> bool:
     pushed out by them. Says whether it did (else they are lost: at most one claim's)."""
     if used >= slots.count:
         return False
-    row = session.get(NextSlot, RATE_ROW, with_for_update=True)
+    row = session.get(NextSlot, RATE_ROW, with_for_update=True, populate_existing=True)
     if row is None or row.next_slot_at != slots.end or row.per_second != slots.per_second:
         return False
     row.next_slot_at = slots.at(used)
@@ -150,7 +150,9 @@ def release(session: Session, slots: ReservedSlots, used: int) -> bool:
 def _locked_row(session: Session, now: float) -> NextSlot:
     """The one NextSlot row, locked. The migration creates it; should it be missing, it is
     created without a race (two engines at once: neither fails on the other's row)."""
-    row = session.get(NextSlot, RATE_ROW, with_for_update=True)
+    # populate_existing: the values as locked, not those an earlier read of this
+    # transaction left in the session (two engines would get the same slots)
+    row = session.get(NextSlot, RATE_ROW, with_for_update=True, populate_existing=True)
     if row is not None:
         return row
     table = sa.table("send_pace", sa.column("name"), sa.column("next_slot_at"))
