@@ -170,6 +170,7 @@ class SmtpRelay:
         self.auth_attempts = 0  # AUTH commands received, whatever their outcome
         self.lock = threading.Lock()
         self.port = _free_port()
+        self.tls_context = None  # an ssl.SSLContext: STARTTLS offered, with its certificate
         self._controller: Controller | None = None
         self.running = False
 
@@ -191,6 +192,7 @@ class SmtpRelay:
             auth_require_tls=False,
             authenticator=self._authenticate,
             enable_SMTPUTF8=self.smtputf8,
+            tls_context=self.tls_context,
         )
         self._controller.start()
         self.running = True

@@ -66,6 +66,15 @@ BAD_SETTINGS = {
     ),  # fmt: skip
     "zone": BadSetting("zone", ("--tz", "Mars/Olympus"), says="unknown time zone 'Mars/Olympus'"),
     "rate": BadSetting("rate", ("--rate", "fast"), says="not a rate: 'fast'"),
+    # a pause is a stop, not a rate of 0; a negative rate reaches the check, not the parser
+    "rate 0": BadSetting("rate", ("--rate", "0"), says="would send nothing: to pause"),
+    "rate negative": BadSetting("rate", ("--rate", "-5/s"), says="cannot be negative"),
+    "rate too large for a number": BadSetting(
+        "rate", env={"SENDSTATUS_RATE": "1e400/s"}, says="too large: rates from 1/h to 1000000/s"
+    ),
+    "rate of a huge integer": BadSetting(
+        "rate", env={"SENDSTATUS_RATE": "9" * 400 + "/min"}, says="to 1000000/s are accepted"
+    ),
 }
 
 ALL = {"relay", "credentials", "database", "zone", "rate"}

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 import stat
+import subprocess
 import time
 from collections import Counter
 from dataclasses import replace
@@ -507,6 +509,53 @@ def test_credentials_never_go_to_a_relay_without_starttls(store, make_mailing, r
     assert (parked["sent"], parked["failed"], parked["recipients"]) == (0, 0, {"pending": 2})
     assert relay.auth_attempts == 0
     assert relay.received == []
+
+
+@pytest.fixture
+def self_signed_tls(tmp_path) -> ssl.SSLContext:
+    """A server context with a self-signed certificate for 127.0.0.1, made by openssl."""
+    key, cert = tmp_path / "relay.key", tmp_path / "relay.crt"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a certificate here: {made.stderr.strip()}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_a_relay_certificate_that_fails_verification_interrupts_with_why(
+    store, make_mailing, relays, engines, self_signed_tls
+):
+    """Issue "Promises that hold" 3: a relay whose STARTTLS certificate is self-signed was
+    retried for ever as "relay unavailable" while the mailing showed "starting up". Like a
+    relay without STARTTLS, it interrupts the mailing, saying why and what to do."""
+    relay = relays(running=False)
+    relay.tls_context = self_signed_tls
+    relay.start()
+    mailing_id = make_mailing(recipients=2)
+    act(store, lifecycle.send_now, mailing_id)
+    engine = engines.start(relay, url=relay.auto_tls_url)
+    wait_state(store, mailing_id, "standby")
+    parked = show(store, mailing_id)
+    assert parked["reason"].startswith("interrupted:")
+    assert "TLS certificate cannot be verified" in parked["reason"]
+    assert "self-signed certificate" in parked["reason"]  # the verification error
+    assert "?verify=off" in parked["reason"]
+    assert (parked["sent"], parked["failed"], parked["recipients"]) == (0, 0, {"pending": 2})
+    assert relay.received == []
+    engines.stop(engine)
+
+    # the operator trusts this relay: verify=off sends through it, over TLS
+    engines.start(relay, url=relay.auto_tls_url + "?verify=off")
+    act(store, lifecycle.send_now, mailing_id)
+    wait_state(store, mailing_id, COMPLETED)
+    assert_complete(store, mailing_id, sent=2)
 
 
 def test_plaintext_auth_is_for_a_relay_on_loopback_only(store, make_mailing, relays, engines):

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import EngineLease, Recipient, utc_now
 
 from .engine_processes import (
@@ -400,3 +400,68 @@ def maildir_recipients(maildir: Path):
     from collections import Counter
 
     return Counter(message["To"] for message in mailbox.Maildir(maildir, create=False))
+
+
+# --- a stop under a slow rate ------------------------------------------------------------
+
+
+def slow_rate_send(store, make_mailing, engines, relay):
+    """One engine sending 20 recipients at 6/min, once the first went out and the next is
+    claimed, waiting for its send slot (claimed HORIZON_SECONDS ahead of it): returns the
+    mailing and the engine."""
+    with store.write() as session:
+        settings.write(session, "rate", "6/min")
+    mailing_id = make_mailing(recipients=20)
+    engine = engines.start()
+    send_now(store, mailing_id)
+    wait_for(lambda: relay.received, 20, "the first message")
+    wait_for(
+        lambda: status_counts(store, mailing_id).get("in_flight"),
+        15,
+        "the next recipient claimed, waiting for its slot",
+        0.01,
+    )
+    return mailing_id, engine
+
+
+def assert_stopped_clean(store, mailing_id, relay, log: str) -> None:
+    """Nothing in flight, the books balance, nobody counted in doubt: the recipients never
+    handed to the relay went back to pending."""
+    counts = status_counts(store, mailing_id)
+    assert "in_flight" not in counts, counts
+    done = assert_books_balance(store, mailing_id)
+    assert done.sent == len(relay.received) == len(relay.copies()) == 1
+    assert counts.get("pending", 0) == 20 - done.sent
+    assert done.resent_in_doubt == 0
+    assert "in doubt" not in log, log
+
+
+def test_sigterm_under_a_slow_rate_ends_within_a_second(store, make_mailing, engines, relay):
+    """Issue "Promises that hold" 2: at 6/min SIGTERM waited for send slots (19 s), and the
+    recipients never handed over were logged as unanswered, in doubt."""
+    mailing_id, engine = slow_rate_send(store, make_mailing, engines, relay)
+    asked = time.monotonic()
+    engine.send_signal(signal.SIGTERM)
+    assert engine.wait(timeout=30) == 0
+    took = time.monotonic() - asked
+    print(f"SIGTERM at 6/min: the engine ended in {took:.2f} s")
+    assert took <= 1.0 + 0.5  # the promise, plus the interpreter's exit
+    assert_stopped_clean(store, mailing_id, relay, engines.log(engine))
+
+
+def test_stop_under_a_slow_rate_hands_back_within_a_second(store, make_mailing, engines, relay):
+    """The same for a stop (what `sendstatus stop ID` does, in this process so that it
+    lands while the claim waits for its slot)."""
+    mailing_id, engine = slow_rate_send(store, make_mailing, engines, relay)
+    with store.write() as session:
+        lifecycle.stop(session, mailing_id)
+    stopped = time.monotonic()
+    wait_for(
+        lambda: "in_flight" not in status_counts(store, mailing_id),
+        timeout=1.0,
+        what="the stop to hand every claim back within a second",
+    )
+    print(f"stop at 6/min: claims back {time.monotonic() - stopped:.2f} s after it")
+    assert mailing(store, mailing_id).state == "standby" and engine.poll() is None
+    time.sleep(0.5)  # what the engine logs after handing back
+    assert_stopped_clean(store, mailing_id, relay, engines.log(engine))

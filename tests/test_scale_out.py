@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from sendstatus_tui.core.coordination import lease
+from sendstatus_tui.core.coordination import lease, shared_rate
 from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing
 from sendstatus_tui.core.model.states import Mode, State
+from sendstatus_tui.engine.engine import EngineSettings
 
 from .engine_processes import Delivery, EngineProcesses, assert_books_balance, status_counts
 from .helpers import mailing, wait_for
@@ -281,3 +282,70 @@ def test_a_stop_reaches_every_engine(store, make_mailing, engines, relay):
     assert status_counts(store, mailing_id).get("in_flight", 0) == 0
     assert stopped.sent == arrived and stopped.resent_in_doubt == 0
     assert max(relay.copies().values()) == 1
+
+
+# how late an engine may follow a change of the stored rate, from its settings: a claimer
+# waiting for its slot looks at the rate every reconcile interval, slots are reserved
+# HORIZON_SECONDS ahead (those keep the old spacing) plus one claim's, a mailing that had
+# the last slots waits TURN_SECONDS more; and the noise of four processes on two cores
+FOLLOW_BOUND = (
+    EngineSettings().reconcile_seconds
+    + shared_rate.HORIZON_SECONDS
+    + shared_rate.TURN_SECONDS
+    + 0.5
+)
+
+
+def arrivals(relay) -> list[float]:
+    with relay.lock:
+        return sorted(r.at for r in relay.received)
+
+
+def test_a_rate_change_is_followed_within_a_second_both_ways(store, make_mailing, engines, relay):
+    """Issue "Promises that hold" 1: 6/min raised to 600/min while four engines send (it
+    took 83 s: the slots reserved at 10 s apart were kept), then lowered to 60/min (the old
+    rate ran on for 2 s). The relay's arrivals follow each change within FOLLOW_BOUND."""
+    store_rate(store, "6/min")
+    mailing_id = make_mailing(recipients=400)
+    start_engines(engines, store, 4)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+    wait_for(lambda: relay.received, 20, "the first message")
+    time.sleep(3)  # every engine's lanes are waiting for a slot of 6/min
+    assert len(relay.received) == 1
+
+    raised = time.monotonic()
+    store_rate(store, "600/min")
+    wait_for(lambda: len(relay.received) >= 12, 30, "ten messages at 600/min", 0.05)
+    after = [t for t in arrivals(relay) if t > raised]
+    followed_up = after[0] - raised
+    ten = after[10] - after[0]
+    print(f"raised 6/min -> 600/min: first message after {followed_up:.2f} s, ten in {ten:.2f} s")
+    assert followed_up <= FOLLOW_BOUND
+    assert 0.9 <= ten <= 1.0 + FOLLOW_BOUND  # and at the new rate, not above it
+
+    time.sleep(1.5)
+    lowered = time.monotonic()
+    store_rate(store, "60/min")
+    time.sleep(FOLLOW_BOUND + 3.5)
+    times = [t for t in arrivals(relay) if t > lowered - 1]
+    # the last message spaced at the old rate (less than half the new spacing after the one
+    # before it) is when the old rate ended
+    fast = [b for a, b in zip(times, times[1:], strict=False) if b - a < 0.5 and b > lowered]
+    followed_down = (fast[-1] - lowered) if fast else 0.0
+    later = [t for t in times if t > lowered + FOLLOW_BOUND]
+    print(
+        f"lowered 600/min -> 60/min: the old rate ended {followed_down:.2f} s after;"
+        f" {len(later)} messages in the {times[-1] - lowered - FOLLOW_BOUND:.1f} s after"
+    )
+    assert followed_down <= FOLLOW_BOUND
+    assert all(b - a >= 0.9 for a, b in zip(later, later[1:], strict=False)), later
+    with store.write() as session:
+        lifecycle.stop(session, mailing_id)
+    wait_for(lambda: "in_flight" not in status_counts(store, mailing_id), 10, "claims back")
+    done = assert_books_balance(store, mailing_id)
+    assert done.sent == len(relay.received) == len(relay.copies())
+    assert done.resent_in_doubt == 0
+    for process, _ in engines.started:  # the one NextSlot row is the migration's
+        assert "pk_send_pace" not in engines.log(process)
+        assert "duplicate key" not in engines.log(process)

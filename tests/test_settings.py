@@ -54,6 +54,16 @@ def test_a_setting_is_stored_read_and_removed(config):
     ("key", "value", "why"),
     [
         ("rate", "12/fortnight", "not a rate: '12/fortnight'"),
+        # issue "Promises that hold": 0 is no longer unlimited (a pause is a stop), a rate
+        # too large for a number no longer wedges every claim, a negative one is no usage
+        # error of the parser
+        ("rate", "0", "a rate of 0 would send nothing: to pause a mailing, `sendstatus stop"),
+        ("rate", "0/min", "would send nothing"),
+        ("rate", "1e400/s", "too large: rates from 1/h to 1000000/s are accepted"),
+        ("rate", "9" * 400 + "/s", "too large: rates from 1/h to 1000000/s are accepted"),
+        ("rate", "1000001/s", "too large"),
+        ("rate", "-5/s", "a rate cannot be negative: '-5/s'"),
+        ("rate", "-600/min", "a rate cannot be negative"),
         ("relay", "smtp://user:secret@relay.example.com", "must not carry credentials"),
         ("relay", "smtp://relay.example.com?pool=lots", "pool='lots'"),
         ("relay", "ftp://relay.example.com", "unknown relay"),
@@ -81,6 +91,13 @@ def test_a_bad_value_is_refused_and_the_stored_one_kept(config, key, value, why)
     assert err.startswith(f"error: setting {key}: ") and why in err
     assert "secret" not in err
     assert config(key) == (0, f"{good}\n", "")
+
+
+def test_rates_from_the_smallest_to_the_largest_are_taken_as_written(config):
+    for rate in ("1/h", "1000000/s", "60000000/min", "1.5e3/min", "unlimited"):
+        assert config("rate", rate) == (0, f"rate = {rate}\n", "")
+    status, _, err = config("rate", "0.5/h")
+    assert status == 1 and "too small: rates from 1/h to 1000000/s are accepted" in err
 
 
 def test_unknown_keys_and_stray_words_are_refused(config):

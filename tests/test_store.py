@@ -105,3 +105,26 @@ def test_an_older_database_is_upgraded_with_its_data(sqlite_url):
         row = connection.exec_driver_sql("SELECT name, resent_in_doubt FROM mailing").one()
         version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     assert tuple(row) == ("Old", 0) and version == HEAD_REVISION
+
+
+@pytest.mark.parametrize("stored, kept", [("0", False), ("0/min", False), ("600/min", True)])
+def test_a_stored_rate_of_zero_becomes_unlimited_on_upgrade(sqlite_url, stored, kept):
+    """Zero meant unlimited before it was refused: the upgrade unsets it, so that engines do
+    not stop claiming on an error; any other rate stays as it was."""
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0010")
+        connection.exec_driver_sql(
+            "INSERT INTO setting (key, value, updated_at) VALUES"
+            f" ('rate', '{stored}', '2026-01-01 00:00:00')"
+        )
+    engine.dispose()
+    store = Store(sqlite_url)
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT value FROM setting WHERE key = 'rate'").all()
+    assert [tuple(row) for row in rows] == ([(stored,)] if kept else [])

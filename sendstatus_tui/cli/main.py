@@ -8,6 +8,7 @@ quickly enough to run in a shell loop."""
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -150,8 +151,8 @@ def _global_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--rate",
         metavar="RATE",
-        help=f"the contracted sending speed, e.g. 36000/h, 600/min, 10/s (${config.RATE_ENV};"
-        " default: unlimited)",
+        help=f"this engine's cap under the stored rate, e.g. 36000/h, 600/min, 10/s, from 1/h"
+        f" to 1000000/s (${config.RATE_ENV}; default: none, only the stored rate)",
     )
     return common
 
@@ -177,6 +178,7 @@ def _parser(context: Context) -> argparse.ArgumentParser:
     for group in COMMAND_GROUPS:
         group.register(commands, context)
     _refuse_blank_values(parser)
+    _dash_digit_is_a_value(parser)
     return parser
 
 
@@ -204,6 +206,17 @@ def _not_blank(convert: Any) -> Any:
     checked.refuses_blank = True  # type: ignore[attr-defined]  # the parents share actions
     checked.__name__ = getattr(convert, "__name__", "str")  # argparse's "invalid X value"
     return checked
+
+
+def _dash_digit_is_a_value(parser: argparse.ArgumentParser) -> None:
+    """An argument that starts with a minus and a digit (``--rate -5/s``, ``config set rate
+    -5/s``) is a value, as Python 3.13's argparse takes it, not an unknown option: it reaches
+    the check that says what is wrong with it. No option of ours starts so."""
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")  # noqa: SLF001
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for subparser in action.choices.values():
+                _dash_digit_is_a_value(subparser)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from sendstatus_tui.core.model import audit, settings
 from sendstatus_tui.core.store.store import Store
 
 _VERBS = ("get", "set", "unset")
-# an engine reads these once, when it starts (the others when they are used)
-READ_AT_START = ("relay",)  # the rate is read at every claim
+# an engine reads these once, when it starts (the others when they are used: the rate at
+# every claim, a change followed within a second)
+READ_AT_START = ("relay",)
 
 
 def register(commands: Any, context: Context) -> None:

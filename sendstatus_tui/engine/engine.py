@@ -78,12 +78,14 @@ class EngineSettings:
 @dataclass(frozen=True)
 class Claim:
     """What one claim brought: the batch, its send slots under a rate, and whether the
-    mailing is done (stopped, or completed now)."""
+    mailing is done (stopped, or completed now); or, under a rate, when the next send slot
+    may be claimed (epoch seconds), when it is not due yet."""
 
     batch: list[deliveries.Claimed]
     slots: ReservedSlots | None = None
     done: bool = False
     finished: bool = False  # nothing remains: to be completed
+    not_before: float | None = None  # no send slot is due yet: claim again then
 
 
 class Engine:
@@ -561,6 +563,8 @@ class Engine:
                 claim = await self.db.write(
                     lambda session: self._claim(session, mailing_id, claimant)
                 )
+            except shared_rate.NotDue as not_due:  # what it claimed went back with it
+                claim = Claim([], not_before=not_due.due)
             except ClaimantLost:
                 return  # the beat learns it too, and takes a new claimant
             except StoreError as exc:
@@ -573,6 +577,9 @@ class Engine:
                 return
             if claim.done:
                 return
+            if claim.not_before is not None:
+                await self._until_due(mailing_id, claim.not_before, stopping)
+                continue
             if not claim.batch:  # all in flight elsewhere, or deferred until their retry
                 await self._pause(min(1.0, self.settings.retry_base.total_seconds()))
                 continue
@@ -583,7 +590,10 @@ class Engine:
                 stopping,
                 claim.slots,
             )
-            if not await self._record(mailing_id, outcomes, claimant):
+            recorded = await self._record(mailing_id, outcomes, claimant)
+            if claim.slots is not None:
+                await self._release_unused(claim.slots, outcomes)
+            if not recorded:
                 return
             if isinstance(trouble, RelayRefused):
                 await self._interrupt(claimant, mailing_id, trouble.reply)
@@ -602,10 +612,17 @@ class Engine:
         if mailing is None or mailing.state != State.SENDING:
             return Claim([], done=True)  # stopped by an operator
         contracted = shared_rate.contracted(session)
+        if contracted and (due := shared_rate.due(session, contracted, mailing_id)) > time.time():
+            return Claim([], not_before=due)
         size = self._lane_size(contracted)
         batch = deliveries.claim(session, mailing_id, size, claimant=claimant)
         if batch:
-            slots = shared_rate.reserve(session, len(batch), contracted) if contracted else None
+            # NotDue when another claim took the slots meanwhile: this one is rolled back
+            slots = (
+                shared_rate.reserve(session, len(batch), contracted, mailing_id)
+                if contracted
+                else None
+            )
             return Claim(batch, slots)
         if mailing.remaining:
             return Claim([])
@@ -631,6 +648,36 @@ class Engine:
             return  # the next round tries again
         if completed:  # else completed by another engine first, stopped, retried, deleted
             log.info("mailing %s: completed", mailing_id)
+
+    async def _until_due(self, mailing_id: int, not_before: float, stopping: asyncio.Event) -> None:
+        """Waits for the next send slot of the rate, looking again at the rate and the
+        slots every reconcile interval: a raised rate brings the slot nearer (a lowered
+        one, further), and the claim that follows finds the slots as they are then."""
+        while not self._draining and not stopping.is_set():
+            left = not_before - time.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), min(left, self.settings.reconcile_seconds))
+            try:
+                due = await self.db.read(lambda session: _slot_due(session, mailing_id))
+            except StoreError:
+                continue  # the claim that follows reports it
+            not_before = time.time() if due is None else due
+
+    async def _release_unused(
+        self, slots: ReservedSlots, outcomes: list[deliveries.Outcome]
+    ) -> None:
+        """Gives back the send slots after the batch's last message that went to the relay
+        (a stop, or relay trouble, left them unused): the next claim is not pushed out."""
+        used = next(
+            (i + 1 for i in range(len(outcomes) - 1, -1, -1)
+             if outcomes[i].status != deliveries.PENDING),
+            0,
+        )  # fmt: skip
+        if used < slots.count:
+            with contextlib.suppress(StoreError):
+                await self.db.write(lambda session: shared_rate.release(session, slots, used))
 
     def _lane_size(self, contracted: float | None) -> int:
         """What one lane claims: the lanes of a mailing together have at most batch_size
@@ -737,6 +784,12 @@ class Engine:
             generation, deliveries.show_waiting, mailing_id, None, None, claimant=claimant
         ):
             self._waiting.discard(mailing_id)
+
+
+def _slot_due(session: Session, mailing_id: int) -> float | None:
+    """When the mailing may claim its next send slot of the stored rate; None: no rate."""
+    contracted = shared_rate.contracted(session)
+    return None if contracted is None else shared_rate.due(session, contracted, mailing_id)
 
 
 class RelayBackoff:

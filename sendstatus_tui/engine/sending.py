@@ -10,7 +10,7 @@ still unanswered then is cancelled and counted in doubt.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -74,11 +74,13 @@ class BatchSender:
         outcomes are lost with it: the claims stay in flight, to be handed back in doubt."""
         handed: set[int] = set()
         sends = [
-            asyncio.create_task(self._send_one(template, r, may_hand_over, handed, slots, index))
+            asyncio.create_task(
+                self._send_one(template, r, may_hand_over, handed, slots, index, stop)
+            )
             for index, r in enumerate(batch)
         ]
         try:
-            await self._until_answered(sends, stop)
+            await self._until_answered(sends, stop, batch, handed)
         except asyncio.CancelledError:
             for task in sends:
                 task.cancel()
@@ -96,7 +98,11 @@ class BatchSender:
         return outcomes, trouble
 
     async def _until_answered(
-        self, sends: list[asyncio.Task[tuple[Outcome, Exception | None]]], stop: asyncio.Event
+        self,
+        sends: list[asyncio.Task[tuple[Outcome, Exception | None]]],
+        stop: asyncio.Event,
+        batch: list[Claimed],
+        handed: set[int],
     ) -> None:
         everything = asyncio.gather(*sends, return_exceptions=True)
         stopped = asyncio.ensure_future(stop.wait())
@@ -106,11 +112,17 @@ class BatchSender:
             if not everything.done():
                 await asyncio.wait({everything}, timeout=self.stop_bound)
             if not everything.done():
-                log.warning(
-                    "%d sends still unanswered %.0f s after the stop: cancelled, in doubt",
-                    sum(not task.done() for task in sends),
-                    self.stop_bound,
+                # those never handed to the relay go back to pending, untried
+                unanswered = sum(
+                    not task.done() and recipient.id in handed
+                    for recipient, task in zip(batch, sends, strict=True)
                 )
+                if unanswered:
+                    log.warning(
+                        "%d sends still unanswered %.0f s after the stop: cancelled, in doubt",
+                        unanswered,
+                        self.stop_bound,
+                    )
                 for task in sends:
                     task.cancel()
                 await everything
@@ -125,16 +137,19 @@ class BatchSender:
         handed: set[int],
         slots: ReservedSlots | None,
         index: int,
+        stop: asyncio.Event,
     ) -> tuple[Outcome, Exception | None]:
         try:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
         except (KeyError, ValueError, UnicodeError) as exc:
             return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
         async with self._capacity:
+            # a stop ends the waits for a slot and for the cap at once: what has not gone to
+            # the relay goes back to pending, and the slots to the rate
             if slots is not None and may_hand_over():
-                await slots.wait(index)
-            if may_hand_over():
-                await self.cap.wait_turn()
+                await slots.wait(index, stop)
+            if may_hand_over() and not stop.is_set():
+                await _unless_stopped(self.cap.wait_turn(), stop)
             if not may_hand_over():
                 return Outcome(recipient, deliveries.PENDING), None
             handed.add(recipient.id)
@@ -172,6 +187,18 @@ class BatchSender:
             )
         retry_at = utc_now() + deliveries.back_off(attempt, self.retries.base)
         return Outcome(recipient, deliveries.DEFERRED, reply, retry_at)
+
+
+async def _unless_stopped(wait: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """Awaits ``wait``, or cancels it as soon as ``stop`` is set."""
+    waiting = asyncio.ensure_future(wait)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, stopped):
+            task.cancel()
+        await asyncio.gather(waiting, stopped, return_exceptions=True)
 
 
 def _failed(recipient: Claimed, reply: str, failure_class: str) -> Outcome:

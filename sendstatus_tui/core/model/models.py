@@ -251,12 +251,19 @@ class EngineHeartbeat(SQLModel, table=True):
 class NextSlot(SQLModel, table=True):
     """The contracted rate shared by every engine of the database: engines reserve send
     slots, one every 1/rate seconds, by moving ``next_slot_at`` on
-    (coordination/shared_rate.py). The table keeps its first name."""
+    (coordination/shared_rate.py). The table keeps its first name; its one row is created
+    by the migration that added ``per_second``."""
 
     __tablename__ = "send_pace"
 
     name: str = Field(primary_key=True, max_length=32)
-    next_slot_at: float  # seconds since the epoch: the first slot nobody has reserved
+    # seconds since the epoch: the first slot nobody has reserved, at ``per_second``
+    next_slot_at: float
+    # the rate the last slots were reserved at (None: none yet since the column came); after
+    # a change the next slot is the last one reserved plus the new spacing
+    per_second: float | None = None
+    # the mailing the last slots went to (no foreign key: a hint), which waits its turn
+    mailing_id: int | None = None
 
 
 class AuditEntry(SQLModel, table=True):

@@ -67,7 +67,10 @@ KEYS: dict[str, Known] = {
         _relay,
     ),
     "rate": Known(
-        "the contracted speed shared by every engine, e.g. 36000/h, 600/min, 10/s", _rate
+        "the contracted speed shared by every engine, e.g. 36000/h, 600/min, 10/s (from"
+        " 1/h to 1000000/s; unset: unlimited; a pause is `sendstatus stop`); engines follow a"
+        " change within a second",
+        _rate,
     ),
     "unsubscribe_url": Known(
         "the one-click unsubscribe URL template new mailings get, e.g."

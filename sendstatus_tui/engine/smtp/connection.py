@@ -10,6 +10,7 @@ and checked for the recipient it belongs to.
 """
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 
@@ -273,6 +274,12 @@ async def open_connection(
         raise RelayUnavailable(f"{where}: {_reply_text(exc)}") from None
     except (aiosmtplib.SMTPException, OSError) as exc:
         await _quit(smtp)
+        if (untrusted := _certificate_refused(exc)) is not None:
+            # as a relay without STARTTLS when credentials need it: waiting changes nothing
+            raise RelayRefused(
+                f"{where}: its TLS certificate cannot be verified ({untrusted}); for a relay"
+                " you trust, add ?verify=off to its URL"
+            ) from None
         raise RelayUnavailable(f"cannot reach {where}: {exc}") from None
     transport = smtp.transport
     if not isinstance(transport, asyncio.WriteTransport):
@@ -295,6 +302,20 @@ def _refuse_auth_in_clear(smtp: aiosmtplib.SMTP, settings: SmtpSettings, where: 
         f"{where} does not offer STARTTLS: the credentials are never sent"
         " without TLS (plaintext_auth=yes allows it for a relay on loopback)"
     )
+
+
+def _certificate_refused(exc: BaseException) -> str | None:
+    """The verification error, when ``exc`` (or what caused it) is a certificate that
+    failed verification (self-signed, expired, for another name, of an unknown
+    authority)."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # aiosmtplib may wrap it
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or seen.reason or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _reply_text(exc: aiosmtplib.SMTPResponseException) -> str:
