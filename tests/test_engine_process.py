@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from sqlmodel import select
@@ -13,6 +14,8 @@ from sqlmodel import select
 from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineLease
+from sendstatus_tui.engine.engine import EngineSettings
+from sendstatus_tui.engine.headless import LEASE_ENV, engine_settings
 
 from .engine_processes import status_counts
 from .helpers import mailing, wait_for
@@ -96,3 +99,13 @@ def test_a_second_engine_sends_too_and_takes_over_after_kill_9(store, make_maili
     assert done.resent_in_doubt <= 200  # the in-flight window: one batch
     assert takeover_seconds < 10
     print(f"takeover {takeover_seconds:.1f} s, in doubt {done.resent_in_doubt}, twice {twice}")
+
+
+def test_the_lease_can_be_shortened_through_the_environment():
+    """SENDSTATUS_LEASE_SECONDS sets the lease and the heartbeat's life; the engine beats
+    five times in one. Unset, the defaults hold."""
+    assert engine_settings(None, {}) == EngineSettings()
+    short = engine_settings(300.0, {LEASE_ENV: "2"})
+    assert (short.lease_ttl, short.lease_renew_seconds) == (timedelta(seconds=2), 0.4)
+    assert short.rate_per_second == 300.0
+    assert engine_settings(None, {LEASE_ENV: "1"}).lease_ttl == timedelta(seconds=1)  # the floor
