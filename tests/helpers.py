@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,6 +41,42 @@ def write_file(directory: Path, name: str, text: str) -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# --- mailings --------------------------------------------------------------------------------
+
+
+def add_mailing(
+    store: Store,
+    directory: Path,
+    recipients: int | Sequence[str] = 3,
+    *,
+    name: str = "Mailing",
+    sender: str = "Shop <news@shop.example.com>",
+    subject: str = "Hello {first_name}",
+    text_body: str = "Hi {first_name}",
+) -> int:
+    """The one builder of test mailings: a parked ("decided later") mailing, imported as
+    an operator's would be; returns its id.
+
+    ``recipients``: how many people (person0@example.com, first name "Person 0", ...), or
+    the addresses themselves (then the list has no first names: give a ``subject`` and
+    ``text_body`` without fields). The recipients file is written in ``directory`` and
+    removed once imported."""
+    if isinstance(recipients, int):
+        csv_text = "email,first_name\n" + "".join(
+            f"person{i}@example.com,Person {i}\n" for i in range(recipients)
+        )
+    else:
+        csv_text = "email\n" + "".join(f"{address}\n" for address in recipients)
+    csv = write_file(directory, f"recipients-{uuid.uuid4().hex[:12]}.csv", csv_text)
+    draft = MailingDraft(name=name, subject=subject, sender=sender, text_body=text_body)
+    try:
+        with store.write() as session:
+            mailing, _ = create_mailing(session, draft, csv)
+            return mailing.id
+    finally:
+        csv.unlink()
 
 
 # --- the engine ------------------------------------------------------------------------------
@@ -91,19 +128,7 @@ class Mailings:
 
     def add(self, name: str, recipients: int = 3) -> int:
         """A parked ("decided later") mailing with ``recipients`` addresses; returns its id."""
-        self._files += 1
-        csv = self.directory / f"recipients-{self._files}.csv"
-        rows = "".join(f"person{i}@example.com,Person {i}\n" for i in range(recipients))
-        csv.write_text("email,first_name\n" + rows, encoding="utf-8")
-        draft = MailingDraft(
-            name=name,
-            subject="Hello {first_name}",
-            sender="Shop <news@shop.example.com>",
-            text_body="Hi {first_name}",
-        )
-        with self.store.write() as session:
-            mailing, _ = create_mailing(session, draft, csv)
-            return mailing.id
+        return add_mailing(self.store, self.directory, recipients, name=name)
 
     def do(self, operation, *args):
         with self.store.write() as session:

@@ -13,7 +13,7 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
-from .helpers import FAST, act, mailing, wait_for
+from .helpers import FAST, act, add_mailing, mailing, wait_for
 from .smtp_relay import SmtpRelay
 
 
@@ -37,13 +37,10 @@ def test_send_now_delivers_personalised_messages(store, make_mailing, relay, eng
 def test_an_internationalised_address(store, tmp_path, engine_for, smtputf8):
     """An address whose local part is not ASCII needs SMTPUTF8: a relay that offers it
     takes it; without it, that one recipient is not sent, and the mailing still completes."""
-    from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
-
-    csv = tmp_path / "people.csv"
-    csv.write_text("email\nann@example.com\njörg@bücher.example\nbob@example.com\n")
-    draft = MailingDraft(name="IDN", subject="Hi", sender="a@shop.example.com", text_body="B")
+    people = ["ann@example.com", "jörg@bücher.example", "bob@example.com"]
+    idn = dict(name="IDN", sender="a@shop.example.com", subject="Hi", text_body="B")
+    mailing_id = add_mailing(store, tmp_path, people, **idn)
     with store.write() as session:
-        mailing_id = create_mailing(session, draft, csv)[0].id
         lifecycle.send_now(session, mailing_id)
     relay = SmtpRelay(smtputf8=smtputf8).start()
     try:

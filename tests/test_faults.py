@@ -32,7 +32,7 @@ from .engine_processes import (
     stall_between_transactions,
     status_counts,
 )
-from .helpers import FAST, mailing, wait_for
+from .helpers import FAST, add_mailing, mailing, wait_for
 from .smtp_relay import RelayScript
 
 
@@ -323,7 +323,7 @@ def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
     db_url = f"sqlite:///{small_filesystem / 'sendstatus.db'}"
     maildir = small_filesystem / "maildir"
     store = Store(db_url)
-    mailing_id = make_mailing_in(store, small_filesystem, recipients=3000)
+    mailing_id = add_mailing(store, small_filesystem, 3000, name="Full disk")
     send_now(store, mailing_id)
     processes = EngineProcesses(db_url, f"maildir:{maildir}", small_filesystem.parent)
     try:
@@ -352,22 +352,6 @@ def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
     finally:
         processes.stop_all()
         store.dispose()
-
-
-def make_mailing_in(store, directory: Path, recipients: int) -> int:
-    from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
-
-    csv = directory / "recipients.csv"
-    rows = [f"person{i}@example.com,Person {i}" for i in range(recipients)]
-    csv.write_text("email,first_name\n" + "\n".join(rows) + "\n")
-    draft = MailingDraft(
-        name="Full disk", subject="Hello {first_name}", sender="news@shop.example.com",
-        text_body="Hi {first_name}",
-    )  # fmt: skip
-    with store.write() as session:
-        mailing, _ = create_mailing(session, draft, csv)
-    csv.unlink()
-    return mailing.id
 
 
 def maildir_recipients(maildir: Path):

@@ -13,14 +13,13 @@ import pytest
 from sqlmodel import select
 
 from sendstatus_tui.core.coordination import lease
-from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing
 from sendstatus_tui.core.model.states import Mode, State
 from sendstatus_tui.core.store import settings
 
 from .engine_processes import Delivery, EngineProcesses, assert_books_balance, status_counts
-from .helpers import mailing, wait_for
+from .helpers import add_mailing, mailing, wait_for
 from .test_faults import hold_write_lock
 
 BATCH_SIZE = 200  # EngineSettings.batch_size: the most one engine has in flight per mailing
@@ -170,16 +169,16 @@ def test_engines_together_keep_to_the_stored_rate(store, make_mailing, engines, 
 
 
 def make_sequential(store, tmp_path: Path, number: int, recipients: int) -> int:
-    csv = tmp_path / f"queue-{number}.csv"
-    csv.write_text("email\n" + "".join(f"q{number}.{i}@example.com\n" for i in range(recipients)))
-    draft = MailingDraft(
+    """Mailing ``number`` of a queue: its own sender, so that the relay tells them apart."""
+    return add_mailing(
+        store,
+        tmp_path,
+        [f"q{number}.{i}@example.com" for i in range(recipients)],
         name=f"Queue {number}",
-        subject="Hello",
         sender=f"queue{number}@shop.example.com",
+        subject="Hello",
         text_body="Hi",
     )
-    with store.write() as session:
-        return create_mailing(session, draft, csv)[0].id
 
 
 def test_three_engines_keep_the_sequential_rule(store, engines, relay, tmp_path):
