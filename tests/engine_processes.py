@@ -118,6 +118,20 @@ def _takeover_would_wait(db_url: str) -> bool:
         engine.dispose()
 
 
+def hold_write_lock(db_url: str, seconds: float) -> None:
+    """Holds the database's write lock for ``seconds``, as a big import does."""
+    engine = sa.create_engine(db_url)
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.begin()
+            connection.exec_driver_sql("LOCK TABLE recipient IN EXCLUSIVE MODE")
+        time.sleep(seconds)
+        connection.exec_driver_sql("COMMIT")
+    engine.dispose()
+
+
 class EngineProcesses:
     """Starts `sendstatus engine` processes; each logs to a file of its own."""
 

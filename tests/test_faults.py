@@ -18,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlmodel import select
 
 from sendstatus_tui.core.model import lifecycle
@@ -29,6 +28,7 @@ from .engine_processes import (
     EngineProcesses,
     assert_books_balance,
     failure_classes,
+    hold_write_lock,
     stall_between_transactions,
     status_counts,
 )
@@ -163,20 +163,6 @@ def test_an_engine_blocked_behind_a_long_write_lock(
     done = completed_with_true_books(store, relay, mailing_id, watching)
     print(f"long write lock: {Delivery(relay.copies(), done.resent_in_doubt)}")
     assert first.poll() is None  # it waited, it did not die
-
-
-def hold_write_lock(db_url: str, seconds: float) -> None:
-    """Holds the database's write lock for ``seconds``, as a big import does."""
-    engine = sa.create_engine(db_url)
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.begin()
-            connection.exec_driver_sql("LOCK TABLE recipient IN EXCLUSIVE MODE")
-        time.sleep(seconds)
-        connection.exec_driver_sql("COMMIT")
-    engine.dispose()
 
 
 # --- replies lost ----------------------------------------------------------------------

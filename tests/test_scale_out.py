@@ -18,9 +18,14 @@ from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing
 from sendstatus_tui.core.model.states import Mode, State
 from sendstatus_tui.core.store import settings
 
-from .engine_processes import Delivery, EngineProcesses, assert_books_balance, status_counts
+from .engine_processes import (
+    Delivery,
+    EngineProcesses,
+    assert_books_balance,
+    hold_write_lock,
+    status_counts,
+)
 from .helpers import add_mailing, mailing, wait_for
-from .test_faults import hold_write_lock
 
 BATCH_SIZE = 200  # EngineSettings.batch_size: the most one engine has in flight per mailing
 
