@@ -92,14 +92,17 @@ FAST = EngineSettings(
 )
 
 
-def wait_for(condition, timeout=15.0, what="condition", every=0.02):
+def wait_until(predicate, timeout=15.0, what="condition", every=0.02):
+    """Polls ``predicate`` every ``every`` seconds until it is true, and returns its value;
+    fails with "timed out waiting for ``what``" after ``timeout`` seconds. Tests wait on
+    what they need, never for a fixed time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = condition()
+        result = predicate()
         if result:
             return result
         time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what} ({timeout:g} s)")
 
 
 def mailing(store, mailing_id) -> Mailing:
@@ -288,7 +291,8 @@ async def refresh(pilot) -> None:
     await settle(pilot)
 
 
-async def wait_until(pilot, condition, what: str = "condition", timeout: float = 10) -> None:
+async def until(pilot, condition, what: str = "condition", timeout: float = 10) -> None:
+    """``wait_until`` inside a running dashboard: polls between the app's own steps."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
@@ -298,7 +302,7 @@ async def wait_until(pilot, condition, what: str = "condition", timeout: float =
 
 
 async def wait_for_screen(pilot, screen_type):
-    await wait_until(
+    await until(
         pilot, lambda: isinstance(pilot.app.screen, screen_type), f"a {screen_type.__name__}"
     )
     await pilot.pause()

@@ -13,7 +13,7 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
-from .helpers import FAST, act, add_mailing, mailing, wait_for
+from .helpers import FAST, act, add_mailing, mailing, wait_until
 from .smtp_relay import SmtpRelay
 
 
@@ -21,7 +21,7 @@ def test_send_now_delivers_personalised_messages(store, make_mailing, relay, eng
     mailing_id = make_mailing(recipients=5)
     act(store, lifecycle.send_now, mailing_id)
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     done = mailing(store, mailing_id)
     assert (done.sent, done.failed, done.remaining) == (5, 0, 0)
     assert sorted(relay.recipients()) == [f"person{i}@example.com" for i in range(5)]
@@ -45,7 +45,7 @@ def test_an_internationalised_address(store, tmp_path, engine_for, smtputf8):
     relay = SmtpRelay(smtputf8=smtputf8).start()
     try:
         engine_for(relay)
-        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+        wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     finally:
         relay.stop()
     done = mailing(store, mailing_id)
@@ -75,7 +75,7 @@ def test_internationalised_domains_to_a_relay_without_smtputf8(store, tmp_path, 
     relay = SmtpRelay(smtputf8=False).start()
     try:
         engine_for(relay)
-        wait_for(lambda: mailing(store, created.id).state == "completed", what="completion")
+        wait_until(lambda: mailing(store, created.id).state == "completed", what="completion")
     finally:
         relay.stop()
     with store.read() as session:
@@ -107,7 +107,7 @@ def test_the_maildir_is_created_with_its_parents(store, make_mailing, tmp_path, 
     url = None if given == "default" else f"maildir:{directory}"
     thread = EngineThread(Engine(store, transport_for(url), FAST)).start()
     try:
-        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+        wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     finally:
         thread.stop()
     assert len(list((directory / "new").iterdir())) == 2
@@ -123,7 +123,7 @@ def test_a_time_that_passed_while_no_engine_ran_starts_when_one_comes(
     assert mailing(store, mailing_id).state == "scheduled"
     started = time.monotonic()
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state != "scheduled", what="the late start")
+    wait_until(lambda: mailing(store, mailing_id).state != "scheduled", what="the late start")
     assert time.monotonic() - started < 1.0
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     assert sorted(relay.recipients()) == ["person0@example.com", "person1@example.com"]

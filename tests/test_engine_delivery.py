@@ -30,7 +30,7 @@ from sendstatus_tui.engine.smtp.credentials import (
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import TransportConfigError, transport_for
 
-from .helpers import FAST, act, mailing, wait_for
+from .helpers import FAST, act, mailing, wait_until
 from .smtp_relay import Received, RelayScript, SmtpRelay
 
 COMPLETED = "completed"
@@ -170,7 +170,7 @@ def test_immediate_scheduled_and_sequential_mailings_together(store, make_mailin
 
     engines.start(relay, settings)
     everyone = [immediate, *sequential, scheduled]
-    wait_for(
+    wait_until(
         lambda: all(mailing(store, m).state == COMPLETED for m in everyone),
         timeout=30,
         what="every mailing to complete",
@@ -240,9 +240,9 @@ def _stop_midway_then_resend(
     mailing_id = make_mailing(recipients=total)
     act(store, lifecycle.send_now, mailing_id)
     engines.start(relay, settings)
-    wait_for(lambda: len(relay.received) >= stop_after, what="the first messages")
+    wait_until(lambda: len(relay.received) >= stop_after, what="the first messages")
     act(store, lifecycle.stop, mailing_id)
-    wait_for(lambda: none_in_flight(store, mailing_id), what="the claimed recipients handed back")
+    wait_until(lambda: none_in_flight(store, mailing_id), what="the claimed recipients handed back")
     time.sleep(0.3)  # anything the relay was still busy with has arrived by now
     stopped = show(store, mailing_id)
     assert stopped["state"] == "standby"
@@ -313,7 +313,7 @@ def test_a_cancelled_send_leaves_no_stale_reply_on_its_connection(relays):
 
     reply = asyncio.run(scenario())
     assert reply == "250 2.0.0 queued"
-    wait_for(lambda: "person1@example.com" in relay.recipients(), timeout=3, what="person1")
+    wait_until(lambda: "person1@example.com" in relay.recipients(), timeout=3, what="person1")
 
 
 def test_stopping_one_mailing_does_not_disturb_another(
@@ -326,9 +326,9 @@ def test_stopping_one_mailing_does_not_disturb_another(
     # one connection, so the other mailing gets the stopped one's; a short relay timeout, so
     # that a hang costs seconds here, not the default 30 s
     engines.start(relay, url_options="&pool=1&timeout=2")
-    wait_for(lambda: len(relay.received) >= 1, what="the first message")
+    wait_until(lambda: len(relay.received) >= 1, what="the first message")
     act(store, lifecycle.send_now, other)  # its sends queue for the connection
-    wait_for(
+    wait_until(
         lambda: any(r.status == RecipientStatus.IN_FLIGHT for r in recipients(store, other)),
         what="the other mailing's first batch",
     )
@@ -353,7 +353,7 @@ def test_4xx_then_success_is_retried_and_sent(store, make_mailing, relays, engin
     mailing_id = make_mailing(recipients=3)
     act(store, lifecycle.send_now, mailing_id)
     engines.start(relay, replace(FAST, max_attempts=5))
-    wait_for(lambda: show(store, mailing_id)["deferred"] == 1, what="the deferral counted")
+    wait_until(lambda: show(store, mailing_id)["deferred"] == 1, what="the deferral counted")
     wait_state(store, mailing_id, COMPLETED)
 
     shown = assert_complete(store, mailing_id, sent=3)
@@ -430,7 +430,7 @@ def test_relay_goes_down_mid_mailing_then_comes_back(store, make_mailing, relays
     mailing_id = make_mailing(recipients=40)
     act(store, lifecycle.send_now, mailing_id)
     engines.start(relay)
-    wait_for(lambda: len(relay.received) >= 8, what="the first messages")
+    wait_until(lambda: len(relay.received) >= 8, what="the first messages")
     relay.stop()
     time.sleep(1.0)
     down = show(store, mailing_id)
@@ -536,10 +536,10 @@ def test_sender_refused_mid_mailing_interrupts_without_failing_anyone(
     mailing_id = make_mailing(recipients=30)
     act(store, lifecycle.send_now, mailing_id)
     engines.start(relay, replace(FAST, batch_size=4))
-    wait_for(lambda: len(relay.received) >= 6, what="the first messages")
+    wait_until(lambda: len(relay.received) >= 6, what="the first messages")
     relay.script.refuse_sender = "553 5.7.1 sender not allowed"
     wait_state(store, mailing_id, "standby")
-    wait_for(lambda: none_in_flight(store, mailing_id), what="the batch recorded")
+    wait_until(lambda: none_in_flight(store, mailing_id), what="the batch recorded")
     parked = show(store, mailing_id)
     assert parked["reason"].startswith("interrupted:") and "553" in parked["reason"]
     assert parked["failed"] == 0 and "failed" not in parked["recipients"]
@@ -565,7 +565,7 @@ def test_a_temporary_sender_refusal_is_waited_out(store, make_mailing, relays, e
     act(store, lifecycle.send_now, mailing_id)
     engines.start(relay, replace(FAST, batch_size=4))
     if when == "midway":
-        wait_for(lambda: len(relay.received) >= 4, what="the first messages")
+        wait_until(lambda: len(relay.received) >= 4, what="the first messages")
         relay.script.refuse_sender = "451 4.3.2 system busy, try again later"
     time.sleep(0.6)
     assert mailing(store, mailing_id).state != "standby", mailing(store, mailing_id).state_reason
@@ -587,7 +587,7 @@ def test_rate_is_held_and_shared_fairly(store, make_mailing, relays, engines):
     # batches of a fifth of a second's worth: the engine's graceful stop at the end (which
     # sends the batches in flight) is quick
     engines.start(relay, replace(FAST, rate_per_second=rate, batch_size=rate // 5))
-    wait_for(
+    wait_until(
         lambda: len(relay.received) >= measured, timeout=seconds * 3, what="the measured window"
     )
     with relay.lock:
@@ -616,9 +616,9 @@ def test_a_relay_stall_is_not_followed_by_a_burst(store, make_mailing, relays, e
     mailing_id = make_mailing(recipients=80)
     act(store, lifecycle.send_now, mailing_id)
     engines.start(relay, replace(FAST, rate_per_second=rate), url_options="&pool=4&adapt=off")
-    wait_for(lambda: len(relay.received) >= 8, what="the first messages")
+    wait_until(lambda: len(relay.received) >= 8, what="the first messages")
     relay.script.delay_seconds = 0.0  # the relay recovers
-    wait_for(lambda: len(relay.received) >= 50, what="messages after the stall")
+    wait_until(lambda: len(relay.received) >= 50, what="messages after the stall")
     engines.stop_all()
     with relay.lock:
         # what the engine paces is when it begins each hand-over; the ones the slow relay

@@ -18,7 +18,7 @@ from sendstatus_tui.engine.engine import EngineSettings
 from sendstatus_tui.engine.headless import LEASE_ENV, engine_settings
 
 from .engine_processes import status_counts
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_sigterm_finishes_the_batch_and_releases_the_lease(store, make_mailing, 
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
     engine = engines("--rate", "400/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 100, what="sending to start")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 100, what="sending to start")
     engine.send_signal(signal.SIGTERM)
     assert engine.wait(timeout=30) == 0
     log = engine.stderr.read()
@@ -72,7 +72,7 @@ def test_a_second_engine_sends_too_and_takes_over_after_kill_9(store, make_maili
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
     first = engines("--rate", "1000/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="first engine sending")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="first engine sending")
 
     second = engines("--rate", "1000/s")
     standing_by = second.stderr.readline()
@@ -85,9 +85,11 @@ def test_a_second_engine_sends_too_and_takes_over_after_kill_9(store, make_maili
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     killed_at = time.monotonic()
-    wait_for(lambda: lease_holder(store) != first_holder, timeout=10, what="the takeover")
+    wait_until(lambda: lease_holder(store) != first_holder, timeout=10, what="the takeover")
     takeover_seconds = time.monotonic() - killed_at
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", timeout=60, what="completion")
+    wait_until(
+        lambda: mailing(store, mailing_id).state == "completed", timeout=60, what="completion"
+    )
 
     done = mailing(store, mailing_id)
     assert (done.sent, done.failed) == (3000, 0)

@@ -32,7 +32,7 @@ from .engine_processes import (
     stall_between_transactions,
     status_counts,
 )
-from .helpers import FAST, add_mailing, mailing, wait_for
+from .helpers import FAST, add_mailing, mailing, wait_until
 from .smtp_relay import RelayScript
 
 
@@ -83,7 +83,7 @@ def completed_with_true_books(store, relay, mailing_id, watching=None):
     """Waits for the mailing to complete, then checks the books: never past the total while
     it sent (when ``watching``, from watch_books), nobody skipped, every duplicate counted
     in doubt."""
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
     done = assert_books_balance(store, mailing_id)
     delivery = Delivery(relay.copies(), done.resent_in_doubt)
     if watching is not None:
@@ -107,14 +107,14 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     mailing_id = make_mailing(recipients=6000)
     send_now(store, mailing_id)
     first = engines.start("--rate", "500/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
     second = engines.start("--rate", "500/s")
-    wait_for(lambda: "stands by to lead" in engines.log(second), what="a second engine")
+    wait_until(lambda: "stands by to lead" in engines.log(second), what="a second engine")
     watching = watch_books(store, mailing_id)
 
     stall_between_transactions(first, db_url)
     stalled_at = time.monotonic()
-    wait_for(lambda: engines.took_over(second), timeout=8, what="the takeover")
+    wait_until(lambda: engines.took_over(second), timeout=8, what="the takeover")
     time.sleep(max(0.0, stalled_at + 8 - time.monotonic()))  # 8 s in all, past the lease
     first.send_signal(signal.SIGCONT)
 
@@ -133,13 +133,13 @@ def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
     mailing_id = make_mailing(recipients=600)
     send_now(store, mailing_id)
     engine_for(relay, replace(FAST, rate_per_second=200))
-    wait_for(lambda: mailing(store, mailing_id).sent >= 100, what="sending")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 100, what="sending")
     with store.write() as session:
         held = session.get(EngineLease, "engine", with_for_update=True)
         held.holder, held.generation = "intruder", held.generation + 1
         held.expires_at = utc_now() + timedelta(seconds=2)
 
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", 30, "completion", 0.1)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", 30, "completion", 0.1)
     done = assert_books_balance(store, mailing_id)
     delivery = Delivery(relay.copies(), done.resent_in_doubt)
     assert set(delivery.copies) == everyone(600)
@@ -154,7 +154,7 @@ def test_an_engine_blocked_behind_a_long_write_lock(
     mailing_id = make_mailing(recipients=5000)
     send_now(store, mailing_id)
     first = engines.start("--rate", "500/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
     engines.start("--rate", "500/s")
     watching = watch_books(store, mailing_id)
 
@@ -222,7 +222,7 @@ def sending_into_a_hanging_relay(store, make_mailing, engines, relays):
     mailing_id = make_mailing(recipients=200)
     send_now(store, mailing_id)
     engine = engines.start(relay_url=f"{relay.url}&timeout=3")
-    wait_for(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
+    wait_until(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
     return relay, mailing_id, engine
 
 
@@ -257,7 +257,7 @@ def test_stop_is_bounded_when_the_relay_hangs_after_data(
         text=True,
     )
     assert stop.returncode == 0, stop.stderr
-    wait_for(
+    wait_until(
         lambda: "in_flight" not in status_counts(store, mailing_id),
         timeout=5 + 3 + 2,
         what="the stop to hand every claim back",
@@ -314,17 +314,17 @@ def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
     processes = EngineProcesses(db_url, f"maildir:{maildir}", small_filesystem.parent)
     try:
         processes.start("--rate", "400/s")
-        wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
+        wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
         filler = fill(small_filesystem)
         time.sleep(1)
         stalled_at = mailing(store, mailing_id).sent
         time.sleep(2)
         assert mailing(store, mailing_id).sent == stalled_at  # paused, not failing anyone
         late = processes.start("--rate", "400/s")  # an engine started on the full disk
-        wait_for(lambda: "cannot write to database" in processes.log(late), 10, "a word")
+        wait_until(lambda: "cannot write to database" in processes.log(late), 10, "a word")
         filler.unlink()
 
-        wait_for(lambda: mailing(store, mailing_id).state == "completed", 60, "completion", 0.1)
+        wait_until(lambda: mailing(store, mailing_id).state == "completed", 60, "completion", 0.1)
         done = assert_books_balance(store, mailing_id)
         copies = maildir_recipients(maildir)
         print(f"full disk: {Delivery(copies, done.resent_in_doubt)}")

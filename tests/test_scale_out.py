@@ -25,7 +25,7 @@ from .engine_processes import (
     hold_write_lock,
     status_counts,
 )
-from .helpers import add_mailing, mailing, wait_for
+from .helpers import add_mailing, mailing, wait_until
 
 BATCH_SIZE = 200  # EngineSettings.batch_size: the most one engine has in flight per mailing
 
@@ -51,7 +51,7 @@ def registered_engines(store) -> list[EngineHeartbeat]:
 
 def start_engines(engines, store, count: int, *options: str) -> list:
     processes = [engines.start(*options) for _ in range(count)]
-    wait_for(lambda: len(registered_engines(store)) == count, 20, f"{count} engines registered")
+    wait_until(lambda: len(registered_engines(store)) == count, 20, f"{count} engines registered")
     return processes
 
 
@@ -75,7 +75,7 @@ def everyone(count: int) -> set[str]:
 
 
 def completed(store, mailing_id, timeout=90) -> Mailing:
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", timeout, "completion", 0.1)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", timeout, "completion", 0.1)
     return assert_books_balance(store, mailing_id)
 
 
@@ -110,12 +110,12 @@ def test_kill_9_of_an_engine_mid_send_loses_nobody(store, make_mailing, engines,
     store_rate(store, "600/s")
     mailing_id = make_mailing(recipients=5000)
     first = engines.start()
-    wait_for(lambda: engines.took_over(first), what="the first engine leading")
+    wait_until(lambda: engines.took_over(first), what="the first engine leading")
     second = engines.start()
-    wait_for(lambda: len(registered_engines(store)) == 2, 20, "two engines registered")
+    wait_until(lambda: len(registered_engines(store)) == 2, 20, "two engines registered")
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    wait_for(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
+    wait_until(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
 
     killed = first if victim == "leader" else second
     with store.read() as session:
@@ -124,7 +124,7 @@ def test_kill_9_of_an_engine_mid_send_loses_nobody(store, make_mailing, engines,
     killed.wait()
     killed_at = time.monotonic()
     if victim == "leader":
-        wait_for(lambda: lease_holder(store) != leader_before, 10, "a new leader")
+        wait_until(lambda: lease_holder(store) != leader_before, 10, "a new leader")
         took_over = time.monotonic() - killed_at
         assert took_over < 5 + 1.5, took_over
 
@@ -153,7 +153,7 @@ def test_engines_together_keep_to_the_stored_rate(store, make_mailing, engines, 
     with store.write() as session:
         lifecycle.send_now(session, first)
         lifecycle.send_now(session, second)
-    wait_for(lambda: len(relay.received) >= 500, 30, "500 messages", 0.1)
+    wait_until(lambda: len(relay.received) >= 500, 30, "500 messages", 0.1)
 
     with relay.lock:
         times = sorted(r.at for r in relay.received)
@@ -238,7 +238,7 @@ def test_a_write_lock_held_10_s_slows_only_bookkeeping(store, make_mailing, engi
     processes = start_engines(engines, store, 2)
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    wait_for(lambda: mailing(store, mailing_id).sent >= 600, 30, "sending under way")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 600, 30, "sending under way")
     with store.read() as session:
         before = lease.current(session)
         holder, generation = before.holder, before.generation
@@ -273,7 +273,7 @@ def test_a_stop_reaches_every_engine(store, make_mailing, engines, relay):
     start_engines(engines, store, 2)
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    wait_for(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
+    wait_until(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
 
     with store.write() as session:
         lifecycle.stop(session, mailing_id)

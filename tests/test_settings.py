@@ -12,7 +12,7 @@ from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.store import settings
 
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 
 
 @pytest.fixture
@@ -130,9 +130,9 @@ def test_the_engine_sends_through_the_stored_relay_at_the_stored_rate(
         text=True,
     )
     try:
-        wait_for(lambda: len(relay.received) >= 10, what="messages at the stored relay")
+        wait_until(lambda: len(relay.received) >= 10, what="messages at the stored relay")
         first = mailing(store, mailing_id).started_at
-        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+        wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
         finished = mailing(store, mailing_id).finished_at
     finally:
         engine.send_signal(signal.SIGTERM)
