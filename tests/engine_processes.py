@@ -1,10 +1,12 @@
 """Helpers for tests that run `sendstatus engine` as real processes and judge the outcome
 from what the relay received, the counters and the recipients in the database."""
 
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -15,8 +17,24 @@ from sqlmodel import Session, func, select
 
 from sendstatus_tui.core.model.models import EngineLease, Mailing, Recipient
 from sendstatus_tui.core.store.store import lock_transitions
+from sendstatus_tui.engine.headless import BEATS_PER_LEASE, LEASE_ENV
 
 from .helpers import mailing
+
+# The lease the engine processes under test take (SENDSTATUS_LEASE_SECONDS; 5 s by default):
+# a takeover after kill -9 or SIGSTOP comes within seconds, and the tests wait that less.
+LEASE_SECONDS = 2.0
+BEAT_SECONDS = LEASE_SECONDS / BEATS_PER_LEASE  # how often each engine beats and renews
+# How soon after the leader died another engine leads: the lease runs out at most a lease
+# after the dead one's last renewal; the next beat of a survivor (one beat later at most)
+# takes it, and that beat's transaction has up to one more beat to commit (the engine's own
+# margin: it sends only until a lease minus a beat after it asked).
+TAKEOVER_SECONDS = LEASE_SECONDS + 2 * BEAT_SECONDS
+
+
+def engine_environment() -> dict[str, str]:
+    """The environment of an engine process under test: this one's, and the short lease."""
+    return {**os.environ, LEASE_ENV: str(LEASE_SECONDS)}
 
 
 def status_counts(store, mailing_id) -> dict[str, int]:
@@ -118,8 +136,9 @@ def _takeover_would_wait(db_url: str) -> bool:
         engine.dispose()
 
 
-def hold_write_lock(db_url: str, seconds: float) -> None:
-    """Holds the database's write lock for ``seconds``, as a big import does."""
+def hold_write_lock(db_url: str, seconds: float, taken: threading.Event | None = None) -> None:
+    """Holds the database's write lock for ``seconds``, as a big import does; sets ``taken``
+    once it holds it."""
     engine = sa.create_engine(db_url)
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
@@ -127,7 +146,9 @@ def hold_write_lock(db_url: str, seconds: float) -> None:
         else:
             connection.begin()
             connection.exec_driver_sql("LOCK TABLE recipient IN EXCLUSIVE MODE")
-        time.sleep(seconds)
+        if taken is not None:
+            taken.set()
+        time.sleep(seconds)  # the fault itself: a writer that keeps the lock this long
         connection.exec_driver_sql("COMMIT")
     engine.dispose()
 
@@ -145,6 +166,7 @@ class EngineProcesses:
             [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", self.db_url,
              "--smtp", relay_url or self.relay_url, *options],
             stderr=log_path.open("w"),
+            env=engine_environment(),
         )  # fmt: skip
         self.started.append((process, log_path))
         return process

@@ -105,6 +105,17 @@ def wait_until(predicate, timeout=15.0, what="condition", every=0.02):
     raise AssertionError(f"timed out waiting for {what} ({timeout:g} s)")
 
 
+def assert_stays(predicate, seconds, what="condition", every=0.02) -> None:
+    """Checks that ``predicate`` holds for ``seconds`` (what must *not* happen can only be
+    watched for a while); fails as soon as it stops holding."""
+    started = time.monotonic()
+    while True:
+        assert predicate(), f"{what} stopped holding after {time.monotonic() - started:.2f} s"
+        if time.monotonic() - started >= seconds:
+            return
+        time.sleep(every)
+
+
 def mailing(store, mailing_id) -> Mailing:
     with store.read() as session:
         return session.get(Mailing, mailing_id)

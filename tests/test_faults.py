@@ -24,6 +24,7 @@ from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineLease, Recipient, utc_now
 
 from .engine_processes import (
+    LEASE_SECONDS,
     Delivery,
     EngineProcesses,
     assert_books_balance,
@@ -32,8 +33,12 @@ from .engine_processes import (
     stall_between_transactions,
     status_counts,
 )
-from .helpers import FAST, add_mailing, mailing, wait_until
+from .helpers import FAST, add_mailing, assert_stays, mailing, wait_until
 from .smtp_relay import RelayScript
+
+# an engine stalled (SIGSTOP) this long is past its lease, and stays stalled as long again
+# after it (the lease is the processes' short one, engine_processes.LEASE_SECONDS)
+STALL_SECONDS = 2 * LEASE_SECONDS
 
 
 @pytest.fixture
@@ -101,8 +106,8 @@ def completed_with_true_books(store, relay, mailing_id, watching=None):
 def test_an_engine_stalled_past_its_lease_never_records_again(
     store, db_url, make_mailing, engines, relay, watch_books
 ):
-    """SIGSTOP for 8 s (the lease and the heartbeat last 5): the second engine takes over
-    and hands the stalled one's claims back; when the stalled one wakes it records nothing
+    """SIGSTOP for twice the lease (which the heartbeat lasts too): the second engine takes
+    over and hands the stalled one's claims back; when the stalled one wakes it records nothing
     of them and sends none of them, and goes on sending under a new claimant."""
     mailing_id = make_mailing(recipients=6000)
     send_now(store, mailing_id)
@@ -114,8 +119,8 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
 
     stall_between_transactions(first, db_url)
     stalled_at = time.monotonic()
-    wait_until(lambda: engines.took_over(second), timeout=8, what="the takeover")
-    time.sleep(max(0.0, stalled_at + 8 - time.monotonic()))  # 8 s in all, past the lease
+    wait_until(lambda: engines.took_over(second), timeout=STALL_SECONDS, what="the takeover")
+    time.sleep(max(0.0, stalled_at + STALL_SECONDS - time.monotonic()))  # the fault: stalled
     first.send_signal(signal.SIGCONT)
 
     done = completed_with_true_books(store, relay, mailing_id, watching)
@@ -149,8 +154,9 @@ def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
 def test_an_engine_blocked_behind_a_long_write_lock(
     store, db_url, make_mailing, engines, relay, watch_books
 ):
-    """Another writer holds the lock 7 s (a big import): the engine's writes wait, its lease
-    expires, the other engine may take over; the books stay true either way."""
+    """Another writer holds the lock past the lease (a big import): the engine's writes
+    wait, its lease expires, the other engine may take over; the books stay true either
+    way."""
     mailing_id = make_mailing(recipients=5000)
     send_now(store, mailing_id)
     first = engines.start("--rate", "500/s")
@@ -158,7 +164,7 @@ def test_an_engine_blocked_behind_a_long_write_lock(
     engines.start("--rate", "500/s")
     watching = watch_books(store, mailing_id)
 
-    hold_write_lock(db_url, seconds=7)
+    hold_write_lock(db_url, seconds=LEASE_SECONDS + 2)  # past the lease (5 + 2 s before)
 
     done = completed_with_true_books(store, relay, mailing_id, watching)
     print(f"long write lock: {Delivery(relay.copies(), done.resent_in_doubt)}")
@@ -316,10 +322,12 @@ def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
         processes.start("--rate", "400/s")
         wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
         filler = fill(small_filesystem)
-        time.sleep(1)
+        first = processes.started[0][0]
+        wait_until(lambda: "cannot write to database" in processes.log(first), 10, "a word")
         stalled_at = mailing(store, mailing_id).sent
-        time.sleep(2)
-        assert mailing(store, mailing_id).sent == stalled_at  # paused, not failing anyone
+        assert_stays(  # paused, not failing anyone, for 2 s of the engine retrying its writes
+            lambda: mailing(store, mailing_id).sent == stalled_at, 2, "the pause"
+        )
         late = processes.start("--rate", "400/s")  # an engine started on the full disk
         wait_until(lambda: "cannot write to database" in processes.log(late), 10, "a word")
         filler.unlink()
