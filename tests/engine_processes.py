@@ -21,8 +21,10 @@ from sendstatus_tui.engine.headless import BEATS_PER_LEASE, LEASE_ENV
 
 from .helpers import mailing
 
-# The lease the engine processes under test take (SENDSTATUS_LEASE_SECONDS; 5 s by default):
-# a takeover after kill -9 or SIGSTOP comes within seconds, and the tests wait that less.
+# The lease the engine processes take in tests that wait on it (kill -9, SIGSTOP, a lock
+# past the lease), through SENDSTATUS_LEASE_SECONDS (5 s by default): a takeover comes
+# within seconds, and they wait that less. Tests of throughput keep the default: a beat
+# delayed past a short lease on a busy machine pauses an engine's sending.
 LEASE_SECONDS = 2.0
 BEAT_SECONDS = LEASE_SECONDS / BEATS_PER_LEASE  # how often each engine beats and renews
 # How soon after the leader died another engine leads: the lease runs out at most a lease
@@ -32,8 +34,8 @@ BEAT_SECONDS = LEASE_SECONDS / BEATS_PER_LEASE  # how often each engine beats an
 TAKEOVER_SECONDS = LEASE_SECONDS + 2 * BEAT_SECONDS
 
 
-def engine_environment() -> dict[str, str]:
-    """The environment of an engine process under test: this one's, and the short lease."""
+def short_lease() -> dict[str, str]:
+    """The environment of an engine process that takes the short lease."""
     return {**os.environ, LEASE_ENV: str(LEASE_SECONDS)}
 
 
@@ -160,13 +162,16 @@ class EngineProcesses:
         self.db_url, self.relay_url, self.log_dir = db_url, relay_url, log_dir
         self.started: list[tuple[subprocess.Popen, Path]] = []
 
-    def start(self, *options: str, relay_url: str | None = None) -> subprocess.Popen:
+    def start(
+        self, *options: str, relay_url: str | None = None, lease: bool = False
+    ) -> subprocess.Popen:
+        """An engine with ``options``; with ``lease``, it takes the short lease."""
         log_path = self.log_dir / f"engine-{len(self.started) + 1}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", self.db_url,
              "--smtp", relay_url or self.relay_url, *options],
             stderr=log_path.open("w"),
-            env=engine_environment(),
+            env=short_lease() if lease else None,
         )  # fmt: skip
         self.started.append((process, log_path))
         return process

@@ -17,7 +17,7 @@ from sendstatus_tui.core.model.models import EngineLease
 from sendstatus_tui.engine.engine import EngineSettings
 from sendstatus_tui.engine.headless import LEASE_ENV, engine_settings
 
-from .engine_processes import TAKEOVER_SECONDS, engine_environment, status_counts
+from .engine_processes import TAKEOVER_SECONDS, short_lease, status_counts
 from .helpers import mailing, wait_until
 
 
@@ -26,13 +26,14 @@ def engines(db_url, relay):
     """Starts `sendstatus engine` processes on the test database and relay."""
     started = []
 
-    def start(*options: str) -> subprocess.Popen:
+    def start(*options: str, lease: bool = False) -> subprocess.Popen:
+        """An engine with ``options``; with ``lease``, it takes the short lease."""
         process = subprocess.Popen(
             [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", db_url,
              "--smtp", relay.url, *options],
             stderr=subprocess.PIPE,
             text=True,
-            env=engine_environment(),
+            env=short_lease() if lease else None,
         )  # fmt: skip
         started.append(process)
         return process
@@ -72,10 +73,10 @@ def test_a_second_engine_sends_too_and_takes_over_after_kill_9(store, make_maili
     mailing_id = make_mailing(recipients=3000)
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    first = engines("--rate", "1000/s")
+    first = engines("--rate", "1000/s", lease=True)
     wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="first engine sending")
 
-    second = engines("--rate", "1000/s")
+    second = engines("--rate", "1000/s", lease=True)
     standing_by = second.stderr.readline()
     while "another engine" not in standing_by:
         standing_by = second.stderr.readline()

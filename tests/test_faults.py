@@ -111,9 +111,9 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     of them and sends none of them, and goes on sending under a new claimant."""
     mailing_id = make_mailing(recipients=6000)
     send_now(store, mailing_id)
-    first = engines.start("--rate", "500/s")
+    first = engines.start("--rate", "500/s", lease=True)
     wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
-    second = engines.start("--rate", "500/s")
+    second = engines.start("--rate", "500/s", lease=True)
     wait_until(lambda: "stands by to lead" in engines.log(second), what="a second engine")
     watching = watch_books(store, mailing_id)
 
@@ -159,9 +159,9 @@ def test_an_engine_blocked_behind_a_long_write_lock(
     way."""
     mailing_id = make_mailing(recipients=5000)
     send_now(store, mailing_id)
-    first = engines.start("--rate", "500/s")
+    first = engines.start("--rate", "500/s", lease=True)
     wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
-    engines.start("--rate", "500/s")
+    engines.start("--rate", "500/s", lease=True)
     watching = watch_books(store, mailing_id)
 
     hold_write_lock(db_url, seconds=LEASE_SECONDS + 2)  # past the lease (5 + 2 s before)

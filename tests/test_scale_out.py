@@ -110,9 +110,9 @@ def test_kill_9_of_an_engine_mid_send_loses_nobody(store, make_mailing, engines,
     runs out (TAKEOVER_SECONDS)."""
     store_rate(store, "600/s")
     mailing_id = make_mailing(recipients=5000)
-    first = engines.start()
+    first = engines.start(lease=True)
     wait_until(lambda: engines.took_over(first), what="the first engine leading")
-    second = engines.start()
+    second = engines.start(lease=True)
     wait_until(lambda: len(registered_engines(store)) == 2, 20, "two engines registered")
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
