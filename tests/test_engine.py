@@ -113,6 +113,7 @@ def test_the_maildir_is_created_with_its_parents(store, make_mailing, tmp_path, 
     assert len(list((directory / "new").iterdir())) == 2
 
 
+@pytest.mark.slow  # a measurement of time
 def test_a_time_that_passed_while_no_engine_ran_starts_when_one_comes(
     store, make_mailing, relay, engine_for
 ):

@@ -577,6 +577,7 @@ def test_a_temporary_sender_refusal_is_waited_out(store, make_mailing, relays, e
 # --- 7. the contracted rate -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a measurement of time
 def test_rate_is_held_and_shared_fairly(store, make_mailing, relays, engines):
     rate, seconds = 50, 4
     measured = rate * seconds
@@ -607,6 +608,7 @@ def test_rate_is_held_and_shared_fairly(store, make_mailing, relays, engines):
         assert 0.35 <= shares[mailing_id] / measured <= 0.65, dict(shares)
 
 
+@pytest.mark.slow  # a measurement of time
 def test_a_relay_stall_is_not_followed_by_a_burst(store, make_mailing, relays, engines):
     rate = 20
     # 4 connections: 10/s, half the rate. The relay stamps when it reads each MAIL FROM:

@@ -20,6 +20,8 @@ from sendstatus_tui.engine.headless import LEASE_ENV, engine_settings
 from .engine_processes import TAKEOVER_SECONDS, short_lease, status_counts
 from .helpers import mailing, wait_until
 
+pytestmark = pytest.mark.slow  # engine processes, kill -9: run serially
+
 
 @pytest.fixture
 def engines(db_url, relay):

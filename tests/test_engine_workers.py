@@ -14,9 +14,12 @@ from sendstatus_tui.engine.supervisor import cores
 from .engine_processes import EngineProcesses, stall_between_transactions
 from .helpers import wait_until
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the workers' parent is read in /proc"
-)
+pytestmark = [
+    pytest.mark.slow,  # supervised engine processes, killed: run serially
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="the workers' parent is read in /proc"
+    ),
+]
 STARTING = 30.0  # seconds for Python processes to start on a busy machine
 
 

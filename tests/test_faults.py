@@ -36,6 +36,8 @@ from .engine_processes import (
 from .helpers import FAST, add_mailing, assert_stays, mailing, wait_until
 from .smtp_relay import RelayScript
 
+pytestmark = pytest.mark.slow  # engine processes under faults: run serially
+
 # an engine stalled (SIGSTOP) this long is past its lease, and stays stalled as long again
 # after it (the lease is the processes' short one, engine_processes.LEASE_SECONDS)
 STALL_SECONDS = 2 * LEASE_SECONDS

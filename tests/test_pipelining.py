@@ -129,6 +129,7 @@ def test_each_refusal_is_recorded_against_its_own_recipient(
     assert assert_books_balance(store, mailing_id).sent == 37
 
 
+@pytest.mark.slow  # a measurement of time
 def test_pipelining_at_least_halves_the_time_per_message(relays, proxies):
     """One connection to a relay 30 ms away: one message after the other, pipelined and
     not. What the relay received is the same."""
@@ -165,6 +166,7 @@ def test_pipelining_at_least_halves_the_time_per_message(relays, proxies):
     assert pipelined <= 0.5 * one_by_one, (pipelined, one_by_one)
 
 
+@pytest.mark.slow  # a measurement of time
 def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays, start_engine):
     """A relay that greets connection N+1 with 421: the pool settles within one of N,
     sends as fast as a pool held at N, and delivers everyone."""
@@ -207,6 +209,7 @@ def measured_rate(relay, seconds: float) -> float:
     return (len(relay.received) - before) / (time.monotonic() - started)
 
 
+@pytest.mark.slow  # a measurement of time
 def test_under_a_contracted_rate_connections_grow_only_as_far_as_it_needs(
     store, make_mailing, relays, start_engine
 ):

@@ -28,6 +28,8 @@ from .engine_processes import (
 )
 from .helpers import add_mailing, assert_stays, mailing, wait_until
 
+pytestmark = pytest.mark.slow  # several engine processes at scale: run serially
+
 BATCH_SIZE = 200  # EngineSettings.batch_size: the most one engine has in flight per mailing
 
 
