@@ -14,7 +14,18 @@ from sendstatus_tui.tui.app import SendStatusApp
 from sendstatus_tui.tui.launch.engine_host import EngineHost
 from sendstatus_tui.views.engine_fact import EngineWhere
 
-from .helpers import FAST, SIZE, ZONE, act, mailing, refresh, scenario, settle, until
+from .helpers import (
+    FAST,
+    SIZE,
+    ZONE,
+    act,
+    mailing,
+    refresh,
+    scenario,
+    settle,
+    until,
+    wait_until,
+)
 
 
 @contextlib.asynccontextmanager
@@ -40,6 +51,10 @@ async def test_a_client_starts_an_engine_when_the_other_one_stops(store, make_ma
     other = EngineThread(Engine(store, transport_for(other_relay.url), FAST)).start()
     mailing_id = make_mailing(recipients=3)
     host = EngineHost(store, relay_override=None, rate_per_second=None)
+    # the other engine leads before the dashboard opens: were the lease free at its first
+    # refresh, it would try to start its own (and then wait ENGINE_START_PAUSE_SECONDS
+    # before trying again, longer than this test waits)
+    wait_until(lambda: holder(store) == other.engine.holder, what="the other engine leading")
     try:
         async with open_dashboard(store, start_engine=host.start_if_free) as (app, pilot):
             await until(pilot, lambda: holder(store) == other.engine.holder, "the lease")
