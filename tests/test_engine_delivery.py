@@ -30,7 +30,7 @@ from sendstatus_tui.engine.smtp.credentials import (
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import TransportConfigError, transport_for
 
-from .helpers import FAST, act, mailing, wait_until
+from .helpers import FAST, act, assert_stays, mailing, wait_until
 from .smtp_relay import Received, RelayScript, SmtpRelay
 
 COMPLETED = "completed"
@@ -130,6 +130,19 @@ def wait_state(store, mailing_id: int, state: str, timeout: float = 20.0) -> Non
             reason = mailing(store, mailing_id).state_reason
             raise AssertionError(f"mailing {mailing_id} is {now_is} ({reason}), not {state}")
         time.sleep(0.02)
+
+
+def attempts_seen(store, mailing_id: int, count: int, timeout: float = 10.0) -> None:
+    """Waits until the engine has noted ``count`` different times to try again on the
+    mailing (each attempt that fails notes the next): it kept trying, it did not give up."""
+    seen = set()
+
+    def tried() -> bool:
+        if (until := mailing(store, mailing_id).waiting_until) is not None:
+            seen.add(until)
+        return len(seen) >= count
+
+    wait_until(tried, timeout, f"{count} attempts noted on mailing {mailing_id}", 0.01)
 
 
 def none_in_flight(store, mailing_id: int) -> bool:
@@ -243,7 +256,8 @@ def _stop_midway_then_resend(
     wait_until(lambda: len(relay.received) >= stop_after, what="the first messages")
     act(store, lifecycle.stop, mailing_id)
     wait_until(lambda: none_in_flight(store, mailing_id), what="the claimed recipients handed back")
-    time.sleep(0.3)  # anything the relay was still busy with has arrived by now
+    arrived = len(relay.received)  # nothing more arrives: no claim is left to send
+    assert_stays(lambda: len(relay.received) == arrived, 0.3, "no message after the stop")
     stopped = show(store, mailing_id)
     assert stopped["state"] == "standby"
     assert stopped["reason"] == lifecycle.STOPPED
@@ -413,7 +427,7 @@ def test_relay_down_at_start_then_up(store, make_mailing, relays, engines):
     mailing_id = make_mailing(recipients=5)
     act(store, lifecycle.send_now, mailing_id)
     engines.start(relay)
-    time.sleep(1.5)  # a few attempts to reach it
+    attempts_seen(store, mailing_id, 3)  # a few attempts to reach it
     waiting = show(store, mailing_id)
     assert waiting["state"] == "starting", "gave up on a relay that is only down"
     assert (waiting["sent"], waiting["failed"]) == (0, 0)
@@ -432,7 +446,7 @@ def test_relay_goes_down_mid_mailing_then_comes_back(store, make_mailing, relays
     engines.start(relay)
     wait_until(lambda: len(relay.received) >= 8, what="the first messages")
     relay.stop()
-    time.sleep(1.0)
+    attempts_seen(store, mailing_id, 2)
     down = show(store, mailing_id)
     assert down["state"] == "sending"
     assert down["failed"] == 0 and "failed" not in down["recipients"]
@@ -567,7 +581,7 @@ def test_a_temporary_sender_refusal_is_waited_out(store, make_mailing, relays, e
     if when == "midway":
         wait_until(lambda: len(relay.received) >= 4, what="the first messages")
         relay.script.refuse_sender = "451 4.3.2 system busy, try again later"
-    time.sleep(0.6)
+    attempts_seen(store, mailing_id, 2)
     assert mailing(store, mailing_id).state != "standby", mailing(store, mailing_id).state_reason
     relay.script.refuse_sender = None
     wait_state(store, mailing_id, COMPLETED)
