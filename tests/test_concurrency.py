@@ -25,7 +25,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from sendstatus_tui.cli.main import main
@@ -386,7 +385,6 @@ def hammer_script(rng: random.Random, ids: list[int]) -> list[dict]:
     return commands
 
 
-@pytest.mark.slow  # processes at scale
 def test_processes_hammering_the_queue_leave_it_consistent(db_url, store, make_mailing, tmp_path):
     """Four operators at once moving, enqueuing, scheduling, stopping and sending mailings:
     only refusals reach them, and the queue stays whole the whole time."""
@@ -422,7 +420,6 @@ def test_processes_hammering_the_queue_leave_it_consistent(db_url, store, make_m
 TOP_MOVES = 20  # of each kind, per worker
 
 
-@pytest.mark.slow  # processes at scale
 def test_two_processes_moving_mailings_to_the_top_lose_nothing(
     db_url, store, make_mailing, tmp_path
 ):
