@@ -38,7 +38,10 @@ def no_user_database(tmp_path, monkeypatch):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> Iterator[str]:
-    """A new, empty database: an SQLite file, or a fresh schema on the PostgreSQL server."""
+    """A new, empty database: an SQLite file, or a fresh schema on the PostgreSQL server.
+
+    Each test has its own (its tmp_path; a schema named at random, dropped afterwards), so
+    tests running at once in pytest-xdist's workers (``-n 2``) never share a database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sendstatus.db'}"
         return
