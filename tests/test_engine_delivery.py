@@ -166,6 +166,7 @@ def assert_complete(store, mailing_id: int, *, sent: int, failed: int = 0) -> di
 # --- 1. immediate, scheduled and sequential mailings together ------------------------------
 
 
+@pytest.mark.slow  # a measurement of time
 def test_immediate_scheduled_and_sequential_mailings_together(store, make_mailing, relays, engines):
     relay = relays()
     # a rate keeps the immediate mailing busy for ~2.5 s, whatever the machine's speed, so that
@@ -200,12 +201,15 @@ def test_immediate_scheduled_and_sequential_mailings_together(store, make_mailin
         times = [r.at for r in by_mailing[mailing_id]]
         return min(times), max(times)
 
-    # the scheduled one: not before its time, and within about a second after it
+    # the scheduled one: not before its time, and soon after it: its date job wakes the
+    # leader, whose lead and starting up take a beat or two (any step later than a lease
+    # would lose the engine its lease), and its first message waits for its slot (1/rate)
+    late = FAST.lease_ttl.total_seconds()
     first, _ = window(scheduled)
     first_wall = first + wall_minus_monotonic
-    assert start_at.timestamp() <= first_wall <= start_at.timestamp() + 1.0
+    assert start_at.timestamp() <= first_wall <= start_at.timestamp() + late + 1 / 40
     started = mailing(store, scheduled).started_at
-    assert start_at <= started <= start_at + timedelta(seconds=1)
+    assert start_at <= started <= start_at + FAST.lease_ttl
 
     # the sequential ones strictly one after the other, in queue order
     for earlier, later in zip(sequential, sequential[1:], strict=False):
