@@ -124,7 +124,13 @@ class OneMailing(RuleBasedStateMachine):
         self.directory = tempfile.TemporaryDirectory()
         self.store = Store(f"sqlite:///{Path(self.directory.name) / 'books.db'}")
         self.mailing_id = add_mailing(
-            self.store, Path(self.directory.name), self.recipients, name=type(self).__name__
+            self.store,
+            Path(self.directory.name),
+            [f"p{i}@example.com" for i in range(self.recipients)],
+            name=type(self).__name__,
+            sender="a@example.com",
+            subject="Hi",
+            text_body="x",
         )
         with self.store.write() as session:
             lifecycle.send_now(session, self.mailing_id)
