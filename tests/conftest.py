@@ -9,14 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from sendstatus_tui.cli.main import main
-from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
-from .helpers import FAST, Mailings
+from .helpers import FAST, Mailings, add_mailing
 from .smtp_relay import RelayScript, SmtpRelay
 
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
@@ -39,7 +38,10 @@ def no_user_database(tmp_path, monkeypatch):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> Iterator[str]:
-    """A new, empty database: an SQLite file, or a fresh schema on the PostgreSQL server."""
+    """A new, empty database: an SQLite file, or a fresh schema on the PostgreSQL server.
+
+    Each test has its own (its tmp_path; a schema named at random, dropped afterwards), so
+    tests running at once in pytest-xdist's workers (``-n 2``) never share a database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sendstatus.db'}"
         return
@@ -82,18 +84,7 @@ def make_mailing(store, tmp_path):
 
     def make(name: str | None = None, recipients: int = 3) -> int:
         number = next(counter)
-        csv = tmp_path / f"recipients-{number}.csv"
-        rows = [f"person{i}@example.com,Person {i}" for i in range(recipients)]
-        csv.write_text("email,first_name\n" + "\n".join(rows) + "\n")
-        draft = MailingDraft(
-            name=name or f"Mailing {number}",
-            subject="Hello {first_name}",
-            sender="Shop <news@shop.example.com>",
-            text_body="Hi {first_name}",
-        )
-        with store.write() as session:
-            mailing, _ = create_mailing(session, draft, csv)
-            return mailing.id
+        return add_mailing(store, tmp_path, recipients, name=name or f"Mailing {number}")
 
     return make
 

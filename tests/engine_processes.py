@@ -1,10 +1,12 @@
 """Helpers for tests that run `sendstatus engine` as real processes and judge the outcome
 from what the relay received, the counters and the recipients in the database."""
 
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -15,8 +17,26 @@ from sqlmodel import Session, func, select
 
 from sendstatus_tui.core.model.models import EngineHeartbeat, EngineLease, Mailing, Recipient
 from sendstatus_tui.core.store.store import lock_transitions
+from sendstatus_tui.engine.headless import BEATS_PER_LEASE, LEASE_ENV
 
 from .helpers import mailing
+
+# The lease the engine processes take in tests that wait on it (kill -9, SIGSTOP, a lock
+# past the lease), through SENDSTATUS_LEASE_SECONDS (5 s by default): a takeover comes
+# within seconds, and they wait that less. Tests of throughput keep the default: a beat
+# delayed past a short lease on a busy machine pauses an engine's sending.
+LEASE_SECONDS = 2.0
+BEAT_SECONDS = LEASE_SECONDS / BEATS_PER_LEASE  # how often each engine beats and renews
+# How soon after the leader died another engine leads: the lease runs out at most a lease
+# after the dead one's last renewal; the next beat of a survivor (one beat later at most)
+# takes it, and that beat's transaction has up to one more beat to commit (the engine's own
+# margin: it sends only until a lease minus a beat after it asked).
+TAKEOVER_SECONDS = LEASE_SECONDS + 2 * BEAT_SECONDS
+
+
+def short_lease() -> dict[str, str]:
+    """The environment of an engine process that takes the short lease."""
+    return {**os.environ, LEASE_ENV: str(LEASE_SECONDS)}
 
 
 def status_counts(store, mailing_id) -> dict[str, int]:
@@ -121,6 +141,23 @@ def _takeover_would_wait(db_url: str) -> bool:
         engine.dispose()
 
 
+def hold_write_lock(db_url: str, seconds: float, taken: threading.Event | None = None) -> None:
+    """Holds the database's write lock for ``seconds``, as a big import does; sets ``taken``
+    once it holds it."""
+    engine = sa.create_engine(db_url)
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.begin()
+            connection.exec_driver_sql("LOCK TABLE recipient IN EXCLUSIVE MODE")
+        if taken is not None:
+            taken.set()
+        time.sleep(seconds)  # the fault itself: a writer that keeps the lock this long
+        connection.exec_driver_sql("COMMIT")
+    engine.dispose()
+
+
 class EngineProcesses:
     """Starts `sendstatus engine` processes; each logs to a file of its own."""
 
@@ -128,12 +165,16 @@ class EngineProcesses:
         self.db_url, self.relay_url, self.log_dir = db_url, relay_url, log_dir
         self.started: list[tuple[subprocess.Popen, Path]] = []
 
-    def start(self, *options: str, relay_url: str | None = None) -> subprocess.Popen:
+    def start(
+        self, *options: str, relay_url: str | None = None, lease: bool = False
+    ) -> subprocess.Popen:
+        """An engine with ``options``; with ``lease``, it takes the short lease."""
         log_path = self.log_dir / f"engine-{len(self.started) + 1}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", self.db_url,
              "--smtp", relay_url or self.relay_url, *options],
             stderr=log_path.open("w"),
+            env=short_lease() if lease else None,
         )  # fmt: skip
         self.started.append((process, log_path))
         return process

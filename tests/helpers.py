@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +43,42 @@ def write_file(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+# --- mailings --------------------------------------------------------------------------------
+
+
+def add_mailing(
+    store: Store,
+    directory: Path,
+    recipients: int | Sequence[str] = 3,
+    *,
+    name: str = "Mailing",
+    sender: str = "Shop <news@shop.example.com>",
+    subject: str = "Hello {first_name}",
+    text_body: str = "Hi {first_name}",
+) -> int:
+    """The one builder of test mailings: a parked ("decided later") mailing, imported as
+    an operator's would be; returns its id.
+
+    ``recipients``: how many people (person0@example.com, first name "Person 0", ...), or
+    the addresses themselves (then the list has no first names: give a ``subject`` and
+    ``text_body`` without fields). The recipients file is written in ``directory`` and
+    removed once imported."""
+    if isinstance(recipients, int):
+        csv_text = "email,first_name\n" + "".join(
+            f"person{i}@example.com,Person {i}\n" for i in range(recipients)
+        )
+    else:
+        csv_text = "email\n" + "".join(f"{address}\n" for address in recipients)
+    csv = write_file(directory, f"recipients-{uuid.uuid4().hex[:12]}.csv", csv_text)
+    draft = MailingDraft(name=name, subject=subject, sender=sender, text_body=text_body)
+    try:
+        with store.write() as session:
+            mailing, _ = create_mailing(session, draft, csv)
+            return mailing.id
+    finally:
+        csv.unlink()
+
+
 # --- the engine ------------------------------------------------------------------------------
 
 # short leases, reconciles and retries: the engine's tests see in a second what takes minutes
@@ -55,14 +92,28 @@ FAST = EngineSettings(
 )
 
 
-def wait_for(condition, timeout=15.0, what="condition", every=0.02):
+def wait_until(predicate, timeout=15.0, what="condition", every=0.02):
+    """Polls ``predicate`` every ``every`` seconds until it is true, and returns its value;
+    fails with "timed out waiting for ``what``" after ``timeout`` seconds. Tests wait on
+    what they need, never for a fixed time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = condition()
+        result = predicate()
         if result:
             return result
         time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what} ({timeout:g} s)")
+
+
+def assert_stays(predicate, seconds, what="condition", every=0.02) -> None:
+    """Checks that ``predicate`` holds for ``seconds`` (what must *not* happen can only be
+    watched for a while); fails as soon as it stops holding."""
+    started = time.monotonic()
+    while True:
+        assert predicate(), f"{what} stopped holding after {time.monotonic() - started:.2f} s"
+        if time.monotonic() - started >= seconds:
+            return
+        time.sleep(every)
 
 
 def mailing(store, mailing_id) -> Mailing:
@@ -91,19 +142,7 @@ class Mailings:
 
     def add(self, name: str, recipients: int = 3) -> int:
         """A parked ("decided later") mailing with ``recipients`` addresses; returns its id."""
-        self._files += 1
-        csv = self.directory / f"recipients-{self._files}.csv"
-        rows = "".join(f"person{i}@example.com,Person {i}\n" for i in range(recipients))
-        csv.write_text("email,first_name\n" + rows, encoding="utf-8")
-        draft = MailingDraft(
-            name=name,
-            subject="Hello {first_name}",
-            sender="Shop <news@shop.example.com>",
-            text_body="Hi {first_name}",
-        )
-        with self.store.write() as session:
-            mailing, _ = create_mailing(session, draft, csv)
-            return mailing.id
+        return add_mailing(self.store, self.directory, recipients, name=name)
 
     def do(self, operation, *args):
         with self.store.write() as session:
@@ -263,7 +302,8 @@ async def refresh(pilot) -> None:
     await settle(pilot)
 
 
-async def wait_until(pilot, condition, what: str = "condition", timeout: float = 10) -> None:
+async def until(pilot, condition, what: str = "condition", timeout: float = 10) -> None:
+    """``wait_until`` inside a running dashboard: polls between the app's own steps."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
@@ -273,7 +313,7 @@ async def wait_until(pilot, condition, what: str = "condition", timeout: float =
 
 
 async def wait_for_screen(pilot, screen_type):
-    await wait_until(
+    await until(
         pilot, lambda: isinstance(pilot.app.screen, screen_type), f"a {screen_type.__name__}"
     )
     await pilot.pause()

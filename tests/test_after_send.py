@@ -15,7 +15,7 @@ from sendstatus_tui.core.coordination.deliveries import Outcome
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import Recipient
 
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 from .smtp_relay import RelayScript
 
 RECIPIENTS = 30
@@ -63,7 +63,7 @@ def test_failed_retry_unsubscribe_and_suppression(run, files, tmp_path, store, r
 
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="the mailing done")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="the mailing done")
 
     sent_to = set(range(RECIPIENTS)) - REFUSED - DEFERRED - {SUPPRESSED_BEFORE, SUPPRESSED_AFTER}
     assert relay.copies() == {address(i): 1 for i in sent_to}
@@ -131,7 +131,7 @@ def test_failed_retry_unsubscribe_and_suppression(run, files, tmp_path, store, r
     assert (parked["state"], parked["reason"]) == ("standby", f"{len(refused)} to retry")
     assert (parked["failed"], parked["remaining"]) == (len(DEFERRED), len(refused))
     assert run("send-now", str(mailing_id))[0] == 0
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="the retry done")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="the retry done")
     assert relay.copies() == {address(i): 1 for i in sent_to | refused}
     assert address(SUPPRESSED_AFTER) not in relay.copies()
     assert address(SUPPRESSED_BEFORE) not in relay.copies()

@@ -12,7 +12,7 @@ from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.audit import Actor, Source
 
-from .helpers import FAST, act, in_minutes, mailing, wait_for, write_file
+from .helpers import FAST, act, in_minutes, mailing, wait_until, write_file
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_a_sent_mailing_is_recorded_completed_by_the_engine(
     act(store, lifecycle.send_now, mailing_id)
     with caplog.at_level("INFO", logger="sendstatus.audit"):
         engine_for(relay, FAST)
-        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completed")
+        wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completed")
     with store.read() as session:
         last = audit.history(session, mailing_id)[-1]
     assert (last.action, last.detail, last.source) == ("completed", "5 sent, 0 failed", "engine")

@@ -25,7 +25,7 @@ LATER = f"{datetime.now(UTC).year + 1}-06-01 10:00"
 
 @dataclass(frozen=True)
 class BadSetting:
-    kind: str  # relay, credentials, database, zone or rate: what a command may use
+    kind: str  # relay, credentials, database, zone, rate or lease: what a command may use
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     says: str = ""  # what the error line says
@@ -75,14 +75,20 @@ BAD_SETTINGS = {
     "rate of a huge integer": BadSetting(
         "rate", env={"SENDSTATUS_RATE": "9" * 400 + "/min"}, says="to 1000000/s are accepted"
     ),
+    "lease below the floor": BadSetting(
+        "lease", env={"SENDSTATUS_LEASE_SECONDS": "0.5"}, says="1 or more"
+    ),
+    "lease not a number": BadSetting(
+        "lease", env={"SENDSTATUS_LEASE_SECONDS": "soon"}, says="SENDSTATUS_LEASE_SECONDS='soon'"
+    ),
 }
 
-ALL = {"relay", "credentials", "database", "zone", "rate"}
+ALL = {"relay", "credentials", "database", "zone", "rate"}  # and the lease: the engine's own
 # the commands, with the settings each uses; {ID} is a parked mailing, {CSV}/{BODY} files
 COMMANDS = {
     "dashboard": ((), ALL),
     "demo": (("demo",), {"zone"}),
-    "engine": (("engine",), ALL - {"zone"}),
+    "engine": (("engine",), ALL - {"zone"} | {"lease"}),
     "ls": (("ls",), {"database", "zone"}),
     "show": (("show", "{ID}"), {"database", "zone"}),
     "mailing add --at": (

@@ -26,7 +26,7 @@ from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.reads.listing import list_mailings, list_pane_rows
 
-from .helpers import wait_for, write_file
+from .helpers import wait_until, write_file
 
 DRAFT = MailingDraft(name="Big", subject="Hi {name}", sender="news@shop.example.com", text_body="B")
 # more rows than one transaction takes (core/recipients.py: 20,000)
@@ -239,4 +239,4 @@ def test_the_leading_engine_removes_an_abandoned_import(store, engine_for, relay
     with store.write() as session:  # its import stopped being touched long ago
         session.get(Mailing, hidden).updated_at = utc_now() - ABANDONED_AFTER * 2
     engine_for(relay)
-    wait_for(lambda: counts(store) == (0, 0), what="the abandoned import removed")
+    wait_until(lambda: counts(store) == (0, 0), what="the abandoned import removed")

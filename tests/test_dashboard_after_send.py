@@ -9,7 +9,7 @@ from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.send_test import SendTestModal
 
-from .helpers import choose, open_dashboard, press_on, scenario, settle, text_of, wait_until
+from .helpers import choose, open_dashboard, press_on, scenario, settle, text_of, until
 
 
 def notifications(app) -> list[str]:
@@ -24,7 +24,7 @@ async def test_retry_from_the_actions_menu_asks_then_parks_the_failed(db):
     async with open_dashboard(db.store) as (app, pilot):
         await press_on(pilot, mailing_id, "enter", ActionsMenu)
         await choose(pilot, "retry")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
         assert "2 failed recipients (5xx, 4xx) go back to pending" in text_of(
             app.screen.query_one("#message")
         )
@@ -61,8 +61,8 @@ async def test_test_send_from_the_actions_menu_goes_to_the_addresses_typed(db, r
         await pilot.press(*"boss@example.org")
         assert not modal.query_one("#send").disabled
         await pilot.press("enter")
-        await wait_until(pilot, lambda: len(relay.received) == 2, "the two tests")
-        await wait_until(pilot, lambda: len(notifications(app)) == 2, "what the relay said")
+        await until(pilot, lambda: len(relay.received) == 2, "the two tests")
+        await until(pilot, lambda: len(notifications(app)) == 2, "what the relay said")
     assert relay.recipients() == ["me@example.org", "boss@example.org"]
     assert message_from_bytes(relay.received[0].data)["Subject"] == "Hello Person 0"
     assert notifications(app) == [
@@ -73,6 +73,6 @@ async def test_test_send_from_the_actions_menu_goes_to_the_addresses_typed(db, r
 
 
 async def wait_until_modal(pilot) -> SendTestModal:
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, SendTestModal), "the modal")
+    await until(pilot, lambda: isinstance(pilot.app.screen, SendTestModal), "the modal")
     await pilot.pause()
     return pilot.app.screen

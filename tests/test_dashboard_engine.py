@@ -13,7 +13,18 @@ from sendstatus_tui.tui.app import SendStatusApp
 from sendstatus_tui.tui.launch.engine_host import EngineHost
 from sendstatus_tui.views.engine_fact import EngineWhere
 
-from .helpers import FAST, SIZE, ZONE, act, mailing, refresh, scenario, settle, wait_until
+from .helpers import (
+    FAST,
+    SIZE,
+    ZONE,
+    act,
+    mailing,
+    refresh,
+    scenario,
+    settle,
+    until,
+    wait_until,
+)
 
 
 @contextlib.asynccontextmanager
@@ -39,9 +50,13 @@ async def test_a_client_starts_an_engine_when_the_other_one_stops(store, make_ma
     other = EngineThread(Engine(store, transport_for(other_relay.url), FAST)).start()
     mailing_id = make_mailing(recipients=3)
     host = EngineHost(store, relay_override=None, rate_per_second=None)
+    # the other engine leads before the dashboard opens: were the lease free at its first
+    # refresh, it would try to start its own (and then wait ENGINE_START_PAUSE_SECONDS
+    # before trying again, longer than this test waits)
+    wait_until(lambda: holder(store) == other.engine.holder, what="the other engine leading")
     try:
         async with open_dashboard(store, start_engine=host.start_if_free) as (app, pilot):
-            await wait_until(pilot, lambda: holder(store) == other.engine.holder, "the lease")
+            await until(pilot, lambda: holder(store) == other.engine.holder, "the lease")
             await refresh(pilot)
             assert app.engine_fact.where == EngineWhere.ELSEWHERE
             # the header (80 columns first) names the engine's host, not its holder id
@@ -51,22 +66,20 @@ async def test_a_client_starts_an_engine_when_the_other_one_stops(store, make_ma
 
             other.stop()  # releases the lease: nobody sends now
             await refresh(pilot)
-            await wait_until(pilot, lambda: app.engine is not None, "an engine here")
+            await until(pilot, lambda: app.engine is not None, "an engine here")
             assert app.engine is host.engine
 
             async def taken() -> bool:
                 await refresh(pilot)
                 return app.engine_fact.where == EngineWhere.HERE
 
-            await wait_until(pilot, lambda: holder(store) == app.engine.engine.holder, "lead")
+            await until(pilot, lambda: holder(store) == app.engine.engine.holder, "lead")
             assert await taken()
             assert app.engine_fact.relay == mask_url(stored_relay.url)
             assert "engine here" in app.sub_title
 
             act(store, lifecycle.send_now, mailing_id)
-            await wait_until(
-                pilot, lambda: mailing(store, mailing_id).state == "completed", "sent", 20
-            )
+            await until(pilot, lambda: mailing(store, mailing_id).state == "completed", "sent", 20)
         # through the relay stored in the database, not the default maildir
         assert sorted(stored_relay.recipients()) == [f"person{i}@example.com" for i in range(3)]
         assert other_relay.recipients() == []

@@ -20,8 +20,8 @@ from .helpers import (
     select_mailing,
     settle,
     text_of,
+    until,
     wait_for_screen,
-    wait_until,
 )
 
 
@@ -124,7 +124,7 @@ async def test_e_warns_about_the_sequential_mailings_ahead_and_confirm_queues(db
         assert "“Newsletter FR” will be number 2 in the sequential queue" in message
         assert db.state(new) == (State.STANDBY, None, None)  # nothing until confirmed
         await pilot.press("enter")  # the confirm button has the focus
-        await wait_until(pilot, lambda: db.get(new).state == State.QUEUED, "queued")
+        await until(pilot, lambda: db.get(new).state == State.QUEUED, "queued")
         await settle(pilot)
         assert db.state(new) == (State.QUEUED, Mode.SEQUENTIAL, 2)
         assert db.queue() == [waiting, new]
@@ -159,7 +159,7 @@ async def test_x_stops_after_confirmation(db, answer):
         assert "Messages already accepted stay sent" in text_of(modal.query_one("#message"))
         assert modal.focused is modal.query_one("#cancel")
         await pilot.press(answer)
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "the answer")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "the answer")
         await settle(pilot)
         mailing = db.get(sending)
         if answer == "y":
@@ -185,7 +185,7 @@ async def test_x_stops_a_scheduled_mailing(db):
         modal = await press_on(pilot, timed, "x", ConfirmModal)
         assert text_of(modal.query_one("#message")) == "It goes back to Sends to schedule."
         await pilot.press("y")
-        await wait_until(pilot, lambda: db.get(timed).state == State.STANDBY, "stopped")
+        await until(pilot, lambda: db.get(timed).state == State.STANDBY, "stopped")
         await settle(pilot)
         assert db.get(timed).scheduled_at is None
 
@@ -198,14 +198,14 @@ async def test_delete_a_parked_mailing_after_confirmation(db):
         assert text_of(modal.query_one("#title")) == "Delete “Old draft”?"
         assert modal.focused is modal.query_one("#cancel")
         await pilot.press("escape")  # first: cancel
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "cancel")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "cancel")
         await settle(pilot)
         assert db.names() == {"Keep me", "Old draft"}
 
         await pilot.press("delete")
         await wait_for_screen(pilot, ConfirmModal)
         await pilot.click("#confirm")
-        await wait_until(pilot, lambda: db.get(doomed) is None, "deletion")
+        await until(pilot, lambda: db.get(doomed) is None, "deletion")
         await settle(pilot)
         assert db.names() == {"Keep me"}
         assert app.dashboard.table(Area.STANDBY).mailing_ids == [keep]
@@ -231,6 +231,6 @@ async def test_actions_menu_delete(db):
         await choose(pilot, "delete")
         await wait_for_screen(pilot, ConfirmModal)
         await pilot.press("y")
-        await wait_until(pilot, lambda: db.get(doomed) is None, "deletion")
+        await until(pilot, lambda: db.get(doomed) is None, "deletion")
         await settle(pilot)
         assert app.dashboard.table(Area.STANDBY).mailing_ids == []

@@ -20,8 +20,8 @@ from .helpers import (
     scenario,
     settle,
     text_of,
+    until,
     wait_for_screen,
-    wait_until,
 )
 
 
@@ -76,7 +76,7 @@ async def test_new_mailing_send_now_creates_a_starting_mailing(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files))
         await _press_button(pilot, form, "now")
-        await wait_until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
+        await until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
         await settle(pilot)
         with db.store.read() as session:
             (mailing,) = session.exec(select(Mailing)).all()
@@ -100,7 +100,7 @@ async def test_new_mailing_decide_later_parks_it(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files, html=""))
         await _press_button(pilot, form, "later")
-        await wait_until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
+        await until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
         await settle(pilot)
         with db.store.read() as session:
             (mailing,) = session.exec(select(Mailing)).all()
@@ -123,7 +123,7 @@ async def test_new_mailing_says_what_the_import_dropped(db, files, tmp_path):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files, recipients=str(people)))
         await _press_button(pilot, form, "later")
-        await wait_until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
+        await until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
         await settle(pilot)
         assert (
             "“March newsletter” created with 2 recipients, 1 duplicate dropped,"
@@ -151,7 +151,7 @@ async def test_new_mailing_bad_sender_is_shown_at_from_and_nothing_is_created(db
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files, **{"from": "Shop <news@>"}))
         await _press_button(pilot, form, "now")
-        await wait_until(pilot, lambda: text_of(form.query_one("#error-from", Static)), "the error")
+        await until(pilot, lambda: text_of(form.query_one("#error-from", Static)), "the error")
         await settle(pilot)
         assert app.screen is form  # still open, to be corrected
         assert "news@" in text_of(form.query_one("#error-from", Static))
@@ -163,7 +163,7 @@ async def test_new_mailing_bad_sender_is_shown_at_from_and_nothing_is_created(db
         # corrected: created, and the error is gone with the form
         form.query_one("#field-from", Input).value = "news@shop.example.com"
         await _press_button(pilot, form, "later")
-        await wait_until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
+        await until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
         await settle(pilot)
 
 
@@ -173,7 +173,7 @@ async def test_new_mailing_csv_with_invalid_rows_is_shown_at_recipients(db, file
         form = await _fill_form(pilot, **_form_values(files, recipients=str(files["bad"])))
         await _press_button(pilot, form, "now")
         error = form.query_one("#error-recipients", Static)
-        await wait_until(pilot, lambda: text_of(error), "the error")
+        await until(pilot, lambda: text_of(error), "the error")
         await settle(pilot)
         assert app.screen is form
         message = text_of(error)
@@ -201,7 +201,7 @@ async def test_new_mailing_other_refusals_are_shown_at_their_field(
         form = await _fill_form(pilot, **_form_values(files, **changes))
         await _press_button(pilot, form, "now")
         error = form.query_one(f"#error-{field}", Static)
-        await wait_until(pilot, lambda: text_of(error), "the error")
+        await until(pilot, lambda: text_of(error), "the error")
         await settle(pilot)
         assert words in text_of(error)
         assert db.names() == set()
@@ -225,7 +225,7 @@ async def test_new_mailing_pressed_twice_creates_it_once(db, files):
             assert app.screen is form  # still creating
             await pilot.press("enter")
             await pilot.pause(0.1)
-        await wait_until(
+        await until(
             pilot, lambda: not app.workers or not app.is_running, "the creations", timeout=20
         )
         await pilot.pause()
@@ -245,7 +245,7 @@ async def test_new_mailing_shows_every_fields_error_at_once(db, files):
         form = await _fill_form(pilot, **values)
         await _press_button(pilot, form, "now")
         error = form.query_one("#error-recipients", Static)
-        await wait_until(pilot, lambda: text_of(error), "the errors")
+        await until(pilot, lambda: text_of(error), "the errors")
         await settle(pilot)
         shown = {key: text_of(form.query_one(f"#error-{key}", Static)) for key in _FIELDS}
         assert "must not be empty" in shown["name"]
@@ -267,12 +267,12 @@ async def test_new_mailing_schedule_then_escape_leaves_nothing_behind(db, files)
         await _press_button(pilot, form, "schedule")
         await wait_for_screen(pilot, ScheduleModal)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: app.screen is form, "back to the form")
+        await until(pilot, lambda: app.screen is form, "back to the form")
         await settle(pilot)
         assert db.names() == set()  # no parked mailing left behind
         assert not form.query_one("#now", Button).disabled  # ready for another choice
         await _press_button(pilot, form, "later")
-        await wait_until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
+        await until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
 
 
 @scenario
@@ -286,7 +286,7 @@ async def test_new_mailing_sequentially_joins_the_queue_after_the_warning(db, fi
             warning.query_one("#message", Static)
         )
         await pilot.press("y")
-        await wait_until(pilot, lambda: "March newsletter" in db.names(), "creation")
+        await until(pilot, lambda: "March newsletter" in db.names(), "creation")
         await settle(pilot)
         with db.store.read() as session:
             (created,) = session.exec(select(Mailing).where(Mailing.name == "March newsletter"))

@@ -12,7 +12,7 @@ from .helpers import (
     scenario,
     select_mailing,
     settle,
-    wait_until,
+    until,
 )
 
 
@@ -80,19 +80,19 @@ async def test_command_palette_acts_on_the_selected_mailing(db):
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"s")
-        await wait_until(pilot, lambda: "Stop" in palette_hits(app), "the palette's hits")
+        await until(pilot, lambda: "Stop" in palette_hits(app), "the palette's hits")
         # what applies to a sending mailing: Stop, not Send now
         assert "Send now" not in palette_hits(app)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: app.screen is app.dashboard, "the palette closed")
+        await until(pilot, lambda: app.screen is app.dashboard, "the palette closed")
         assert db.get(sending).state == State.SENDING
 
         await select_mailing(pilot, parked)
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"send now")
-        await wait_until(pilot, lambda: "Send now" in palette_hits(app), "the palette's hit")
+        await until(pilot, lambda: "Send now" in palette_hits(app), "the palette's hit")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: db.get(parked).state == State.STARTING, "send now")
+        await until(pilot, lambda: db.get(parked).state == State.STARTING, "send now")
         await settle(pilot)
         assert db.state(parked) == (State.STARTING, Mode.IMMEDIATE, None)

@@ -17,8 +17,8 @@ from .helpers import (
     select_mailing,
     settle,
     text_of,
+    until,
     wait_for_screen,
-    wait_until,
 )
 
 
@@ -146,5 +146,5 @@ async def test_q_quits_without_an_engine(db):
     db.sending("Flash sale")  # something is sending, but no engine runs in this dashboard
     async with open_dashboard(db.store) as (app, pilot):
         await pilot.press("q")
-        await wait_until(pilot, lambda: not app.is_running, "exit")
+        await until(pilot, lambda: not app.is_running, "exit")
     assert app.return_code == 0

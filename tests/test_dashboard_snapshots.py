@@ -30,8 +30,8 @@ from .helpers import (
     engine_beat,
     select_mailing,
     settle,
+    until,
     wait_for_screen,
-    wait_until,
 )
 
 
@@ -264,9 +264,9 @@ def test_new_mailing_form_with_an_error_at_from(looks_as_saved):
         send_now = form.query_one("#now", Button)
         send_now.press()
         error = form.query_one("#error-from", Static)
-        await wait_until(pilot, lambda: str(error.render()), "the error")
+        await until(pilot, lambda: str(error.render()), "the error")
         # the button's pressed look lasts 0.2 s: a busy machine used to outlast it or not
-        await wait_until(pilot, lambda: not send_now.has_class("-active"), "the press shown")
+        await until(pilot, lambda: not send_now.has_class("-active"), "the press shown")
         await settle(pilot)
 
     assert looks_as_saved(refused)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from sqlmodel import select
@@ -13,9 +14,13 @@ from sqlmodel import select
 from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineLease
+from sendstatus_tui.engine.engine import EngineSettings
+from sendstatus_tui.engine.headless import LEASE_ENV, engine_settings
 
-from .engine_processes import status_counts
-from .helpers import mailing, wait_for
+from .engine_processes import TAKEOVER_SECONDS, short_lease, status_counts
+from .helpers import mailing, wait_until
+
+pytestmark = pytest.mark.slow  # engine processes, kill -9: run serially
 
 
 @pytest.fixture
@@ -23,12 +28,14 @@ def engines(db_url, relay):
     """Starts `sendstatus engine` processes on the test database and relay."""
     started = []
 
-    def start(*options: str) -> subprocess.Popen:
+    def start(*options: str, lease: bool = False) -> subprocess.Popen:
+        """An engine with ``options``; with ``lease``, it takes the short lease."""
         process = subprocess.Popen(
             [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", db_url,
              "--smtp", relay.url, *options],
             stderr=subprocess.PIPE,
             text=True,
+            env=short_lease() if lease else None,
         )  # fmt: skip
         started.append(process)
         return process
@@ -45,7 +52,7 @@ def test_sigterm_finishes_the_batch_and_releases_the_lease(store, make_mailing, 
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
     engine = engines("--rate", "400/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 100, what="sending to start")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 100, what="sending to start")
     engine.send_signal(signal.SIGTERM)
     assert engine.wait(timeout=30) == 0
     log = engine.stderr.read()
@@ -68,10 +75,10 @@ def test_a_second_engine_sends_too_and_takes_over_after_kill_9(store, make_maili
     mailing_id = make_mailing(recipients=3000)
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    first = engines("--rate", "1000/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="first engine sending")
+    first = engines("--rate", "1000/s", lease=True)
+    wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="first engine sending")
 
-    second = engines("--rate", "1000/s")
+    second = engines("--rate", "1000/s", lease=True)
     standing_by = second.stderr.readline()
     while "another engine" not in standing_by:
         standing_by = second.stderr.readline()
@@ -82,9 +89,11 @@ def test_a_second_engine_sends_too_and_takes_over_after_kill_9(store, make_maili
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     killed_at = time.monotonic()
-    wait_for(lambda: lease_holder(store) != first_holder, timeout=10, what="the takeover")
+    wait_until(lambda: lease_holder(store) != first_holder, timeout=10, what="the takeover")
     takeover_seconds = time.monotonic() - killed_at
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", timeout=60, what="completion")
+    wait_until(
+        lambda: mailing(store, mailing_id).state == "completed", timeout=60, what="completion"
+    )
 
     done = mailing(store, mailing_id)
     assert (done.sent, done.failed) == (3000, 0)
@@ -94,5 +103,15 @@ def test_a_second_engine_sends_too_and_takes_over_after_kill_9(store, make_maili
     twice = sum(count - 1 for count in received.values())
     assert twice <= done.resent_in_doubt  # every duplicate is one that was in doubt
     assert done.resent_in_doubt <= 200  # the in-flight window: one batch
-    assert takeover_seconds < 10
+    assert takeover_seconds < TAKEOVER_SECONDS
     print(f"takeover {takeover_seconds:.1f} s, in doubt {done.resent_in_doubt}, twice {twice}")
+
+
+def test_the_lease_can_be_shortened_through_the_environment():
+    """SENDSTATUS_LEASE_SECONDS sets the lease and the heartbeat's life; the engine beats
+    five times in one. Unset, the defaults hold."""
+    assert engine_settings(None, {}) == EngineSettings()
+    short = engine_settings(300.0, {LEASE_ENV: "2"})
+    assert (short.lease_ttl, short.lease_renew_seconds) == (timedelta(seconds=2), 0.4)
+    assert short.rate_per_second == 300.0
+    assert engine_settings(None, {LEASE_ENV: "1"}).lease_ttl == timedelta(seconds=1)  # the floor

@@ -12,11 +12,14 @@ import pytest
 from sendstatus_tui.engine.supervisor import cores
 
 from .engine_processes import EngineProcesses, stall_between_transactions
-from .helpers import wait_for
+from .helpers import wait_until
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the workers' parent is read in /proc"
-)
+pytestmark = [
+    pytest.mark.slow,  # supervised engine processes, killed: run serially
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="the workers' parent is read in /proc"
+    ),
+]
 STARTING = 30.0  # seconds for Python processes to start on a busy machine
 
 
@@ -63,12 +66,12 @@ def workers_beating(run, supervisor: int, count: int) -> set[int] | None:
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(store, engines, run):
     supervisor = engines.start("--workers", "2")
-    first = wait_for(lambda: workers_beating(run, supervisor.pid, 2), STARTING, "two workers")
+    first = wait_until(lambda: workers_beating(run, supervisor.pid, 2), STARTING, "two workers")
     assert supervisor.pid not in listed_pids(run)  # the supervisor itself sends nothing
 
     killed = min(first)
     os.kill(killed, signal.SIGKILL)
-    second = wait_for(
+    second = wait_until(
         lambda: (w := workers_beating(run, supervisor.pid, 2)) and w != first and w,
         STARTING,
         "a worker in place of the killed one",
@@ -77,7 +80,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(store, engines, 
     # killed again soon after its start: the next one waits longer, and the log says so
     (again,) = second - first
     os.kill(again, signal.SIGKILL)
-    third = wait_for(
+    third = wait_until(
         lambda: (w := workers_beating(run, supervisor.pid, 2)) and again not in w and w,
         STARTING,
         "a worker in place of the one killed quickly",
@@ -98,16 +101,16 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(store, engines, 
 
 def test_workers_stop_cleanly_when_the_supervisor_is_killed(store, engines, run):
     supervisor = engines.start("--workers", "2")
-    workers = wait_for(lambda: workers_beating(run, supervisor.pid, 2), STARTING, "two workers")
+    workers = wait_until(lambda: workers_beating(run, supervisor.pid, 2), STARTING, "two workers")
     supervisor.kill()
     supervisor.wait()
-    wait_for(lambda: not any(alive(pid) for pid in workers), STARTING, "the workers stopping")
+    wait_until(lambda: not any(alive(pid) for pid in workers), STARTING, "the workers stopping")
     assert listed_pids(run) == set()  # a clean stop each: their rows are gone
 
 
 def test_one_worker_is_the_engine_itself(store, engines, run):
     engine = engines.start("--workers", "1")
-    wait_for(lambda: listed_pids(run) == {engine.pid}, STARTING, "the engine's heartbeat")
+    wait_until(lambda: listed_pids(run) == {engine.pid}, STARTING, "the engine's heartbeat")
     assert children_of(engine.pid) == set()
     assert "supervisor" not in engines.log(engine)
 
@@ -116,7 +119,7 @@ def test_one_worker_is_the_engine_itself(store, engines, run):
 def test_auto_runs_a_worker_per_core(store, engines, run):
     supervisor = engines.start("--workers", "auto")
     count = len(os.sched_getaffinity(0))  # the cores this process may run on
-    wait_for(lambda: workers_beating(run, supervisor.pid, count), STARTING, f"{count} workers")
+    wait_until(lambda: workers_beating(run, supervisor.pid, count), STARTING, f"{count} workers")
     assert f"{count} engine workers" in engines.log(supervisor)
 
 
@@ -144,12 +147,12 @@ class Signalled:
 
 def test_a_second_signal_kills_a_worker_that_does_not_stop(db_url, store, engines, run):
     supervisor = engines.start("--workers", "2")
-    workers = wait_for(lambda: workers_beating(run, supervisor.pid, 2), STARTING, "two workers")
+    workers = wait_until(lambda: workers_beating(run, supervisor.pid, 2), STARTING, "two workers")
     stuck = min(workers)
     # stopped, it cannot stop on SIGTERM; holding no lock, it lets the other stop
     stall_between_transactions(Signalled(stuck), db_url)
     supervisor.send_signal(signal.SIGTERM)
-    wait_for(lambda: not any(alive(pid) for pid in workers - {stuck}), STARTING, "the other")
+    wait_until(lambda: not any(alive(pid) for pid in workers - {stuck}), STARTING, "the other")
     assert supervisor.poll() is None  # it waits for the stuck one, within its stop bound
     supervisor.send_signal(signal.SIGINT)
     assert supervisor.wait(timeout=STARTING) == 0

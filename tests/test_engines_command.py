@@ -12,7 +12,7 @@ from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineHeartbeat, utc_now
 
 from .engine_processes import EngineProcesses
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def test_the_engines_say_who_leads_what_they_send_and_their_connections(
 
     mailing_id = make_mailing(recipients=3000)
     leader = engines.start("--rate", "300/s")
-    wait_for(lambda: engines.took_over(leader), what="the first engine leading")
+    wait_until(lambda: engines.took_over(leader), what="the first engine leading")
     sender = engines.start("--rate", "300/s")
-    wait_for(lambda: len(listed(command)) == 2, what="both engines' heartbeats")
+    wait_until(lambda: len(listed(command)) == 2, what="both engines' heartbeats")
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
-    wait_for(
+    wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
+    wait_until(
         lambda: min(e["sent"] for e in listed(command)) >= 100, what="heartbeats after sending"
     )
 

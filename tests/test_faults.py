@@ -18,22 +18,29 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlmodel import select
 
 from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import EngineLease, Recipient, utc_now
 
 from .engine_processes import (
+    LEASE_SECONDS,
     Delivery,
     EngineProcesses,
     assert_books_balance,
     failure_classes,
+    hold_write_lock,
     stall_between_transactions,
     status_counts,
 )
-from .helpers import FAST, mailing, wait_for
+from .helpers import FAST, add_mailing, assert_stays, mailing, wait_until
 from .smtp_relay import RelayScript
+
+pytestmark = pytest.mark.slow  # engine processes under faults: run serially
+
+# an engine stalled (SIGSTOP) this long is past its lease, and stays stalled as long again
+# after it (the lease is the processes' short one, engine_processes.LEASE_SECONDS)
+STALL_SECONDS = 2 * LEASE_SECONDS
 
 
 @pytest.fixture
@@ -83,7 +90,7 @@ def completed_with_true_books(store, relay, mailing_id, watching=None):
     """Waits for the mailing to complete, then checks the books: never past the total while
     it sent (when ``watching``, from watch_books), nobody skipped, every duplicate counted
     in doubt."""
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
     done = assert_books_balance(store, mailing_id)
     delivery = Delivery(relay.copies(), done.resent_in_doubt)
     if watching is not None:
@@ -101,21 +108,21 @@ def completed_with_true_books(store, relay, mailing_id, watching=None):
 def test_an_engine_stalled_past_its_lease_never_records_again(
     store, db_url, make_mailing, engines, relay, watch_books
 ):
-    """SIGSTOP for 8 s (the lease and the heartbeat last 5): the second engine takes over
-    and hands the stalled one's claims back; when the stalled one wakes it records nothing
+    """SIGSTOP for twice the lease (which the heartbeat lasts too): the second engine takes
+    over and hands the stalled one's claims back; when the stalled one wakes it records nothing
     of them and sends none of them, and goes on sending under a new claimant."""
     mailing_id = make_mailing(recipients=6000)
     send_now(store, mailing_id)
-    first = engines.start("--rate", "500/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
-    second = engines.start("--rate", "500/s")
-    wait_for(lambda: "stands by to lead" in engines.log(second), what="a second engine")
+    first = engines.start("--rate", "500/s", lease=True)
+    wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
+    second = engines.start("--rate", "500/s", lease=True)
+    wait_until(lambda: "stands by to lead" in engines.log(second), what="a second engine")
     watching = watch_books(store, mailing_id)
 
     stall_between_transactions(first, db_url)
     stalled_at = time.monotonic()
-    wait_for(lambda: engines.took_over(second), timeout=8, what="the takeover")
-    time.sleep(max(0.0, stalled_at + 8 - time.monotonic()))  # 8 s in all, past the lease
+    wait_until(lambda: engines.took_over(second), timeout=STALL_SECONDS, what="the takeover")
+    time.sleep(max(0.0, stalled_at + STALL_SECONDS - time.monotonic()))  # the fault: stalled
     first.send_signal(signal.SIGCONT)
 
     done = completed_with_true_books(store, relay, mailing_id, watching)
@@ -133,13 +140,13 @@ def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
     mailing_id = make_mailing(recipients=600)
     send_now(store, mailing_id)
     engine_for(relay, replace(FAST, rate_per_second=200))
-    wait_for(lambda: mailing(store, mailing_id).sent >= 100, what="sending")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 100, what="sending")
     with store.write() as session:
         held = session.get(EngineLease, "engine", with_for_update=True)
         held.holder, held.generation = "intruder", held.generation + 1
         held.expires_at = utc_now() + timedelta(seconds=2)
 
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", 30, "completion", 0.1)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", 30, "completion", 0.1)
     done = assert_books_balance(store, mailing_id)
     delivery = Delivery(relay.copies(), done.resent_in_doubt)
     assert set(delivery.copies) == everyone(600)
@@ -149,34 +156,21 @@ def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
 def test_an_engine_blocked_behind_a_long_write_lock(
     store, db_url, make_mailing, engines, relay, watch_books
 ):
-    """Another writer holds the lock 7 s (a big import): the engine's writes wait, its lease
-    expires, the other engine may take over; the books stay true either way."""
+    """Another writer holds the lock past the lease (a big import): the engine's writes
+    wait, its lease expires, the other engine may take over; the books stay true either
+    way."""
     mailing_id = make_mailing(recipients=5000)
     send_now(store, mailing_id)
-    first = engines.start("--rate", "500/s")
-    wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
-    engines.start("--rate", "500/s")
+    first = engines.start("--rate", "500/s", lease=True)
+    wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="the first engine sending")
+    engines.start("--rate", "500/s", lease=True)
     watching = watch_books(store, mailing_id)
 
-    hold_write_lock(db_url, seconds=7)
+    hold_write_lock(db_url, seconds=LEASE_SECONDS + 2)  # past the lease (5 + 2 s before)
 
     done = completed_with_true_books(store, relay, mailing_id, watching)
     print(f"long write lock: {Delivery(relay.copies(), done.resent_in_doubt)}")
     assert first.poll() is None  # it waited, it did not die
-
-
-def hold_write_lock(db_url: str, seconds: float) -> None:
-    """Holds the database's write lock for ``seconds``, as a big import does."""
-    engine = sa.create_engine(db_url)
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.begin()
-            connection.exec_driver_sql("LOCK TABLE recipient IN EXCLUSIVE MODE")
-        time.sleep(seconds)
-        connection.exec_driver_sql("COMMIT")
-    engine.dispose()
 
 
 # --- replies lost ----------------------------------------------------------------------
@@ -261,7 +255,7 @@ def sending_into_a_hanging_relay(store, make_mailing, engines, relays):
     mailing_id = make_mailing(recipients=200)
     send_now(store, mailing_id)
     engine = engines.start(relay_url=f"{relay.url}&timeout=3")
-    wait_for(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
+    wait_until(lambda: len(relay.recipients()) >= 4, what="the relay to hang on 4 connections")
     return relay, mailing_id, engine
 
 
@@ -296,7 +290,7 @@ def test_stop_is_bounded_when_the_relay_hangs_after_data(
         text=True,
     )
     assert stop.returncode == 0, stop.stderr
-    wait_for(
+    wait_until(
         lambda: "in_flight" not in status_counts(store, mailing_id),
         timeout=5 + 3 + 2,
         what="the stop to hand every claim back",
@@ -348,22 +342,24 @@ def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
     db_url = f"sqlite:///{small_filesystem / 'sendstatus.db'}"
     maildir = small_filesystem / "maildir"
     store = Store(db_url)
-    mailing_id = make_mailing_in(store, small_filesystem, recipients=3000)
+    mailing_id = add_mailing(store, small_filesystem, 3000, name="Full disk")
     send_now(store, mailing_id)
     processes = EngineProcesses(db_url, f"maildir:{maildir}", small_filesystem.parent)
     try:
         processes.start("--rate", "400/s")
-        wait_for(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
+        wait_until(lambda: mailing(store, mailing_id).sent >= 300, what="sending")
         filler = fill(small_filesystem)
-        time.sleep(1)
+        first = processes.started[0][0]
+        wait_until(lambda: "cannot write to database" in processes.log(first), 10, "a word")
         stalled_at = mailing(store, mailing_id).sent
-        time.sleep(2)
-        assert mailing(store, mailing_id).sent == stalled_at  # paused, not failing anyone
+        assert_stays(  # paused, not failing anyone, for 2 s of the engine retrying its writes
+            lambda: mailing(store, mailing_id).sent == stalled_at, 2, "the pause"
+        )
         late = processes.start("--rate", "400/s")  # an engine started on the full disk
-        wait_for(lambda: "cannot write to database" in processes.log(late), 10, "a word")
+        wait_until(lambda: "cannot write to database" in processes.log(late), 10, "a word")
         filler.unlink()
 
-        wait_for(lambda: mailing(store, mailing_id).state == "completed", 60, "completion", 0.1)
+        wait_until(lambda: mailing(store, mailing_id).state == "completed", 60, "completion", 0.1)
         done = assert_books_balance(store, mailing_id)
         copies = maildir_recipients(maildir)
         print(f"full disk: {Delivery(copies, done.resent_in_doubt)}")
@@ -377,22 +373,6 @@ def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
     finally:
         processes.stop_all()
         store.dispose()
-
-
-def make_mailing_in(store, directory: Path, recipients: int) -> int:
-    from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
-
-    csv = directory / "recipients.csv"
-    rows = [f"person{i}@example.com,Person {i}" for i in range(recipients)]
-    csv.write_text("email,first_name\n" + "\n".join(rows) + "\n")
-    draft = MailingDraft(
-        name="Full disk", subject="Hello {first_name}", sender="news@shop.example.com",
-        text_body="Hi {first_name}",
-    )  # fmt: skip
-    with store.write() as session:
-        mailing, _ = create_mailing(session, draft, csv)
-    csv.unlink()
-    return mailing.id
 
 
 def maildir_recipients(maildir: Path):
@@ -414,8 +394,8 @@ def slow_rate_send(store, make_mailing, engines, relay):
     mailing_id = make_mailing(recipients=20)
     engine = engines.start()
     send_now(store, mailing_id)
-    wait_for(lambda: relay.received, 20, "the first message")
-    wait_for(
+    wait_until(lambda: relay.received, 20, "the first message")
+    wait_until(
         lambda: status_counts(store, mailing_id).get("in_flight"),
         15,
         "the next recipient claimed, waiting for its slot",
@@ -456,7 +436,7 @@ def test_stop_under_a_slow_rate_hands_back_within_a_second(store, make_mailing, 
     with store.write() as session:
         lifecycle.stop(session, mailing_id)
     stopped = time.monotonic()
-    wait_for(
+    wait_until(
         lambda: "in_flight" not in status_counts(store, mailing_id),
         timeout=1.0,
         what="the stop to hand every claim back within a second",

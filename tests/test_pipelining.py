@@ -20,7 +20,7 @@ from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
 from .engine_processes import assert_books_balance, failure_classes
-from .helpers import FAST, mailing, wait_for
+from .helpers import FAST, mailing, wait_until
 from .latency_proxy import LatencyProxy
 from .smtp_relay import RelayScript
 
@@ -110,7 +110,7 @@ def test_each_refusal_is_recorded_against_its_own_recipient(
     mailing_id = make_mailing(recipients=40)
     send_now(store, mailing_id)
     start_engine(relay.url + "&pool=2&adapt=off")
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
 
     by_email = recipients_by_email(store, mailing_id)
     failed = {e: r.last_reply for e, r in by_email.items() if r.status == "failed"}
@@ -129,6 +129,7 @@ def test_each_refusal_is_recorded_against_its_own_recipient(
     assert assert_books_balance(store, mailing_id).sent == 37
 
 
+@pytest.mark.slow  # a measurement of time
 def test_pipelining_at_least_halves_the_time_per_message(relays, proxies):
     """One connection to a relay 30 ms away: one message after the other, pipelined and
     not. What the relay received is the same."""
@@ -165,6 +166,7 @@ def test_pipelining_at_least_halves_the_time_per_message(relays, proxies):
     assert pipelined <= 0.5 * one_by_one, (pipelined, one_by_one)
 
 
+@pytest.mark.slow  # a measurement of time
 def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays, start_engine):
     """A relay that greets connection N+1 with 421: the pool settles within one of N,
     sends as fast as a pool held at N, and delivers everyone."""
@@ -177,23 +179,27 @@ def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays,
 
     send_now(store, held_id)
     held = start_engine(held_relay.url + f"&pool={limit}&adapt=off", settings)
-    wait_for(lambda: len(held_relay.received) >= 30, what="the held pool sending")
+    wait_until(lambda: len(held_relay.received) >= 30, what="the held pool sending")
     held_rate = measured_rate(held_relay, seconds=5.0)
-    wait_for(lambda: mailing(store, held_id).state == "completed", timeout=30, what="held")
+    wait_until(lambda: mailing(store, held_id).state == "completed", timeout=30, what="held")
     start_engine.stop(held)
 
     adapting = start_engine(adapting_relay.url, settings)
     send_now(store, adapting_id)
-    wait_for(
+    wait_until(
         lambda: adapting_relay.refused_connections > 0,
         timeout=30,
         what="the pool to grow to the relay's limit",
     )
-    time.sleep(2.0)  # its one-second window sees the refusal and settles
-    assert limit - 1 <= adapting.transport.connections <= limit + 1
+    # its one-second window sees the refusal and settles: within two such windows
+    wait_until(
+        lambda: limit - 1 <= adapting.transport.connections <= limit + 1,
+        timeout=2.0,
+        what=f"the pool to settle at {limit} +- 1 connections",
+    )
     adapting_rate = measured_rate(adapting_relay, seconds=5.0)
     assert limit - 1 <= adapting_relay.connections <= limit
-    wait_for(lambda: mailing(store, adapting_id).state == "completed", timeout=60, what="done")
+    wait_until(lambda: mailing(store, adapting_id).state == "completed", timeout=60, what="done")
     print(f"held at {limit}: {held_rate:.0f} msg/s; adapting: {adapting_rate:.0f} msg/s")
     assert held_rate > 0 and adapting_rate >= 0.9 * held_rate, (adapting_rate, held_rate)
     assert adapting_relay.copies() == {f"person{i}@example.com": 1 for i in range(1400)}
@@ -207,6 +213,7 @@ def measured_rate(relay, seconds: float) -> float:
     return (len(relay.received) - before) / (time.monotonic() - started)
 
 
+@pytest.mark.slow  # a measurement of time
 def test_under_a_contracted_rate_connections_grow_only_as_far_as_it_needs(
     store, make_mailing, relays, start_engine
 ):
@@ -216,7 +223,7 @@ def test_under_a_contracted_rate_connections_grow_only_as_far_as_it_needs(
     mailing_id = make_mailing(recipients=600)
     send_now(store, mailing_id)
     engine = start_engine(relay.url, replace(FAST, rate_per_second=60))
-    wait_for(lambda: len(relay.received) >= 30, what="sending")
+    wait_until(lambda: len(relay.received) >= 30, what="sending")
     rate = measured_rate(relay, seconds=6.0)
     assert rate <= 60 * 1.05
     assert rate >= 60 * 0.8  # and the connections it has do keep up with the rate
@@ -234,7 +241,9 @@ def test_an_engine_with_nothing_to_send_keeps_no_connection_open(relays, monkeyp
     async def one_message_then_idle() -> tuple[int, int]:
         await transport.send("news@shop.example.com", "a@example.com", b"hi\r\n")
         open_after_sending = relay.connections
-        await asyncio.sleep(1.0)
+        closed_by = asyncio.get_running_loop().time() + 1.0  # the idle time, and a margin
+        while relay.connections and asyncio.get_running_loop().time() < closed_by:
+            await asyncio.sleep(0.01)  # the sweep runs on this loop: poll, do not block it
         return open_after_sending, relay.connections
 
     assert asyncio.run(one_message_then_idle()) == (1, 0)

@@ -1,32 +1,306 @@
-"""Random interleavings of several sending engines on one mailing (register, claim, record,
-fall silent and be rescued by the leader, wake up and report late) and an operator
-(stop, send again), against the core, with the books checked after every step: counters
-equal the recipients by status, every claim belongs to a live claimant once the leader has
-rescued, a rescued engine can neither claim nor record under its old claimant, and the
-mailing always completes once every recipient is settled."""
+"""Random interleavings of what engines and operators do to one mailing's recipients,
+against the core, with the books checked after every step: counters equal the recipients
+by status and never pass the total, and the mailing always completes once every recipient
+is settled. Two machines share that mailing, the operator's steps and the balance:
+
+- ``Bookkeeping``: one leader at a time (claim, record, a lease lost to a takeover, stop,
+  send again): an engine whose claims were handed back records nothing, every claim has an
+  owner, doubts are bounded;
+- ``Senders``: several sending engines (register, claim, record, fall silent and be
+  rescued by the leader, wake up and report late): every claim belongs to a live claimant
+  once the leader has rescued, and a rescued engine can neither claim nor record under its
+  old claimant.
+"""
 
 import tempfile
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from sqlmodel import select
+from sqlmodel import func, select
 
-from sendstatus_tui.core.coordination import deliveries, heartbeats, rescue
+from sendstatus_tui.core.coordination import deliveries, heartbeats, lease, rescue
 from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
-from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
+from sendstatus_tui.core.coordination.lease import LeaseLost
 from sendstatus_tui.core.model import lifecycle
-from sendstatus_tui.core.model.models import EngineHeartbeat, Recipient, utc_now
+from sendstatus_tui.core.model.models import (
+    EngineHeartbeat,
+    FailureClass,
+    Mailing,
+    Recipient,
+    utc_now,
+)
 from sendstatus_tui.core.store.store import Store
 
-from .books import assert_balanced, finish, outcome, stop_or_send_again
+from .helpers import add_mailing
 
-RECIPIENTS = 8
+# --- the books of one mailing ----------------------------------------------------------------
+
+
+def stop_or_send_again(store: Store, mailing_id: int) -> None:
+    """Stops a sending mailing, or sends a parked one again (or completes it, settled)."""
+    with store.write() as session:
+        mailing = deliveries.mailing(session, mailing_id)
+        if mailing.state == "sending" and mailing.remaining == 0:
+            lifecycle.complete(session, mailing_id)
+        elif mailing.state == "sending":
+            lifecycle.stop(session, mailing_id)
+        elif mailing.state == "standby":
+            lifecycle.send_now(session, mailing_id)
+            lifecycle.mark_prepared(session, mailing_id)
+
+
+def books(store: Store, mailing_id: int) -> tuple[Mailing, Counter]:
+    """The mailing, and its recipients counted by status."""
+    with store.read() as session:
+        mailing = deliveries.mailing(session, mailing_id)
+        counts = Counter(
+            dict(
+                session.exec(
+                    select(Recipient.status, func.count())
+                    .where(Recipient.mailing_id == mailing_id)
+                    .group_by(Recipient.status)
+                ).all()
+            )
+        )
+    return mailing, counts
+
+
+def assert_balanced(store: Store, mailing_id: int, recipients: int) -> None:
+    """The counters equal the recipients by status, and never pass the total."""
+    mailing, counts = books(store, mailing_id)
+    assert (mailing.sent, mailing.failed, mailing.deferred) == (
+        counts["sent"],
+        counts["failed"],
+        counts["deferred"],
+    )
+    assert sum(counts.values()) == mailing.total == recipients
+    assert 0 <= mailing.remaining == recipients - mailing.sent - mailing.failed
+
+
+def outcome(claimed: deliveries.Claimed, status: str) -> deliveries.Outcome:
+    if status == deliveries.FAILED:
+        return deliveries.Outcome(claimed, status, "550 no", failure_class=FailureClass.REFUSED)
+    if status == deliveries.DEFERRED:  # due again at once
+        return deliveries.Outcome(claimed, status, "451 later", utc_now() - timedelta(seconds=1))
+    if status == deliveries.IN_DOUBT:
+        return deliveries.Outcome(claimed, status, "no reply after DATA")
+    return deliveries.Outcome(claimed, status, "250 ok" if status == deliveries.SENT else None)
+
+
+def finish(store: Store, mailing_id: int, recipients: int, claimant: str) -> None:
+    """Sends everyone still due as ``claimant``, then completes the mailing, which must
+    then hold every recipient settled."""
+    if books(store, mailing_id)[0].state == "standby":
+        stop_or_send_again(store, mailing_id)
+    for _ in range(recipients * deliveries.MAX_DOUBTS + 5):
+        with store.write() as session:
+            batch = deliveries.claim(session, mailing_id, recipients, claimant=claimant)
+            if not batch:
+                break
+            deliveries.record(
+                session,
+                mailing_id,
+                [deliveries.Outcome(r, deliveries.SENT, "250 ok") for r in batch],
+                claimant=claimant,
+            )
+    stop_or_send_again(store, mailing_id)  # completes it, all being settled
+    mailing, counts = books(store, mailing_id)
+    assert mailing.state == "completed", (mailing, counts)
+    assert mailing.sent + mailing.failed == recipients
+
+
+class OneMailing(RuleBasedStateMachine):
+    """One mailing of ``recipients`` people, sending, in a database of its own; an operator
+    who stops it or sends it again at any step; its books balanced after every step."""
+
+    recipients: int
+
+    def __init__(self):
+        super().__init__()
+        self.directory = tempfile.TemporaryDirectory()
+        self.store = Store(f"sqlite:///{Path(self.directory.name) / 'books.db'}")
+        self.mailing_id = add_mailing(
+            self.store,
+            Path(self.directory.name),
+            [f"p{i}@example.com" for i in range(self.recipients)],
+            name=type(self).__name__,
+            sender="a@example.com",
+            subject="Hi",
+            text_body="x",
+        )
+        with self.store.write() as session:
+            lifecycle.send_now(session, self.mailing_id)
+            lifecycle.mark_prepared(session, self.mailing_id)
+
+    @rule()
+    def operator_stops_or_sends_again(self):
+        stop_or_send_again(self.store, self.mailing_id)
+
+    @invariant()
+    def counters_equal_the_recipients_by_status(self):
+        assert_balanced(self.store, self.mailing_id, self.recipients)
+
+    def teardown(self):
+        """Whatever happened, an engine can finish the mailing and it completes."""
+        try:
+            finish(self.store, self.mailing_id, self.recipients, self.finisher())
+        finally:
+            self.store.dispose()
+            self.directory.cleanup()
+
+    def finisher(self) -> str:
+        """The claimant that finishes the mailing, made ready to."""
+        raise NotImplementedError
+
+
+# --- one leader at a time: the lease ----------------------------------------------------------
+
+TTL = timedelta(seconds=5)
+LEADERS_RECIPIENTS = 6
+LEADERS_OUTCOMES = [
+    deliveries.SENT,
+    deliveries.FAILED,
+    deliveries.DEFERRED,
+    deliveries.IN_DOUBT,
+    deliveries.PENDING,
+]
+
+
+class EngineView:
+    """What one engine believes: its lease generation and the claims in its hands."""
+
+    def __init__(self, holder: str):
+        self.holder = holder
+        self.generation = 0
+        # (the claimant it claimed them as, the recipient)
+        self.in_hand: list[tuple[str, deliveries.Claimed]] = []
+        self.stale: list[tuple[str, deliveries.Claimed]] = []  # handed back behind its back
+
+    @property
+    def claimant(self) -> str:
+        return f"{self.holder}#{self.generation}"
+
+
+class Bookkeeping(OneMailing):
+    recipients = LEADERS_RECIPIENTS
+
+    def __init__(self):
+        super().__init__()
+        self.clock = utc_now()
+        self.engines = {name: EngineView(name) for name in ("A", "B")}
+        self._take_lease(self.engines["A"])
+
+    def _take_lease(self, engine: EngineView) -> None:
+        """The lease expires (time jumps past it) and ``engine`` takes it, then hands every
+        claim back, as an engine starting to serve does."""
+        self.clock += TTL * 2
+        with self.store.write() as session:
+            state = lease.acquire(session, engine.holder, TTL, now=self.clock)
+            assert state.held
+            engine.generation = state.generation
+            lease.check(session, engine.holder, engine.generation)
+            deliveries.hand_back_claims(session)
+        for view in self.engines.values():
+            view.stale += view.in_hand
+            view.in_hand = []
+
+    # --- what engines do -------------------------------------------------------------------
+
+    @rule(name=st.sampled_from("AB"), size=st.integers(1, LEADERS_RECIPIENTS))
+    def claim(self, name, size):
+        engine = self.engines[name]
+        try:
+            with self.store.write() as session:
+                lease.check(session, engine.holder, engine.generation)
+                if deliveries.mailing(session, self.mailing_id).state != "sending":
+                    return
+                batch = deliveries.claim(session, self.mailing_id, size, claimant=engine.claimant)
+        except LeaseLost:
+            assert not self._leads(engine)
+            return
+        assert self._leads(engine)
+        engine.in_hand += [(engine.claimant, claimed) for claimed in batch]
+
+    @rule(
+        name=st.sampled_from("AB"),
+        statuses=st.lists(st.sampled_from(LEADERS_OUTCOMES), min_size=1, max_size=5),
+        stale=st.booleans(),
+    )
+    def record(self, name, statuses, stale):
+        engine = self.engines[name]
+        claims = engine.stale if stale else engine.in_hand
+        batch, claims[:] = claims[: len(statuses)], claims[len(statuses) :]
+        if not batch:
+            return
+        by_claimant: dict[str, list[deliveries.Outcome]] = {}
+        for (claimant, claimed), status in zip(batch, statuses, strict=False):
+            by_claimant.setdefault(claimant, []).append(outcome(claimed, status))
+        for claimant, outcomes in by_claimant.items():  # recorded under the claim made
+            with self.store.write() as session:
+                recorded = deliveries.record(session, self.mailing_id, outcomes, claimant=claimant)
+            if stale:
+                assert recorded.written == 0  # fenced: the claims were handed back
+            else:
+                assert (recorded.written, recorded.dropped) == (len(outcomes), 0)
+
+    @rule(name=st.sampled_from("AB"))
+    def take_over(self, name):
+        self._take_lease(self.engines[name])
+
+    @invariant()
+    def claims_have_an_owner_and_doubts_a_bound(self):
+        with self.store.read() as session:
+            recipients = session.exec(select(Recipient)).all()
+        for r in recipients:
+            assert (r.status == "in_flight") == (r.claimed_by is not None)
+            assert r.doubts <= deliveries.MAX_DOUBTS
+            if r.doubts == deliveries.MAX_DOUBTS:
+                assert (r.status, r.failure_class) == ("failed", FailureClass.DOUBT)
+
+    def finisher(self) -> str:
+        """The engine leading, serving afresh."""
+        leader = next(e for e in self.engines.values() if self._leads(e))
+        self._take_lease(leader)  # a fresh serve: every claim handed back
+        return leader.claimant
+
+    def _leads(self, engine: EngineView) -> bool:
+        with self.store.read() as session:
+            current = lease.current(session)
+        return (current.holder, current.generation) == (engine.holder, engine.generation)
+
+
+Bookkeeping.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None, database=None
+)
+test_bookkeeping = Bookkeeping.TestCase
+
+
+def test_a_stale_engine_records_nothing_after_a_takeover_reclaimed_its_batch():
+    """The interleaving of the SIGSTOP break, spelled out: A claims, B takes over and claims
+    the same recipients, A wakes and reports them sent."""
+    machine = Bookkeeping()
+    try:
+        machine.claim("A", 3)
+        machine.take_over("B")
+        machine.claim("B", LEADERS_RECIPIENTS)
+        machine.record("A", [deliveries.SENT] * 3, stale=True)  # asserts nothing was written
+        machine.record("B", [deliveries.SENT] * 3, stale=False)
+        machine.counters_equal_the_recipients_by_status()
+        assert books(machine.store, machine.mailing_id)[0].sent == 3
+    finally:
+        machine.teardown()
+
+
+# --- several senders: heartbeats and rescue ----------------------------------------------------
+
 EXPIRED_AFTER = timedelta(seconds=5)
 NAMES = "ABC"
-OUTCOMES = [deliveries.SENT, deliveries.DEFERRED, deliveries.IN_DOUBT, deliveries.PENDING]
+SENDERS_RECIPIENTS = 8
+SENDERS_OUTCOMES = [deliveries.SENT, deliveries.DEFERRED, deliveries.IN_DOUBT, deliveries.PENDING]
 
 
 class Sender:
@@ -44,18 +318,11 @@ class Sender:
         return f"{self.name}#{self.number}"
 
 
-class Senders(RuleBasedStateMachine):
+class Senders(OneMailing):
+    recipients = SENDERS_RECIPIENTS
+
     def __init__(self):
         super().__init__()
-        self.directory = tempfile.TemporaryDirectory()
-        self.store = Store(f"sqlite:///{Path(self.directory.name) / 'senders.db'}")
-        csv = Path(self.directory.name) / "people.csv"
-        csv.write_text("email\n" + "".join(f"p{i}@example.com\n" for i in range(RECIPIENTS)))
-        draft = MailingDraft(name="Senders", subject="Hi", sender="a@example.com", text_body="x")
-        with self.store.write() as session:
-            self.mailing_id = create_mailing(session, draft, csv)[0].id
-            lifecycle.send_now(session, self.mailing_id)
-            lifecycle.mark_prepared(session, self.mailing_id)
         self.senders = {name: Sender(name) for name in NAMES}
 
     def _beat(self, sender: Sender, fresh: bool, at=None) -> bool:
@@ -83,7 +350,7 @@ class Senders(RuleBasedStateMachine):
         sender.registered = self._beat(sender, fresh=True)
         sender.rescued = False
 
-    @rule(name=st.sampled_from(NAMES), size=st.integers(1, RECIPIENTS))
+    @rule(name=st.sampled_from(NAMES), size=st.integers(1, SENDERS_RECIPIENTS))
     def claim(self, name, size):
         sender = self.senders[name]
         try:
@@ -100,7 +367,7 @@ class Senders(RuleBasedStateMachine):
 
     @rule(
         name=st.sampled_from(NAMES),
-        statuses=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4),
+        statuses=st.lists(st.sampled_from(SENDERS_OUTCOMES), min_size=1, max_size=4),
     )
     def record(self, name, statuses):
         """Records under the claimant each claim was made as: those of a claimant since
@@ -149,18 +416,6 @@ class Senders(RuleBasedStateMachine):
             k: v for k, v in after.items() if v in live
         }
 
-    # --- what operators do -----------------------------------------------------------------
-
-    @rule()
-    def operator_stops_or_sends_again(self):
-        stop_or_send_again(self.store, self.mailing_id)
-
-    # --- the books -------------------------------------------------------------------------
-
-    @invariant()
-    def counters_equal_the_recipients_by_status(self):
-        assert_balanced(self.store, self.mailing_id, RECIPIENTS)
-
     @invariant()
     def every_claim_belongs_to_a_claimant_a_row_names(self):
         """A claim checks its row, and a rescue clears a claimant and hands its claims
@@ -178,21 +433,17 @@ class Senders(RuleBasedStateMachine):
             for old in range(sender.number):
                 assert f"{sender.name}#{old}" not in named
 
-    def teardown(self):
-        """Whatever happened, one engine finishes the mailing once the leader rescued."""
-        try:
-            finisher = self.senders["A"]
-            finisher.number += 1
-            self._beat(finisher, fresh=True)
-            with self.store.write() as session:
-                for row in session.exec(select(EngineHeartbeat)).all():
-                    if row.id != "A":
-                        row.heartbeat_at = utc_now() - EXPIRED_AFTER * 2
-                rescue.rescue(session, utc_now() - EXPIRED_AFTER, keep="A")
-            finish(self.store, self.mailing_id, RECIPIENTS, finisher.claimant)
-        finally:
-            self.store.dispose()
-            self.directory.cleanup()
+    def finisher(self) -> str:
+        """Engine A, with a new claimant, once the leader rescued every other."""
+        finisher = self.senders["A"]
+        finisher.number += 1
+        self._beat(finisher, fresh=True)
+        with self.store.write() as session:
+            for row in session.exec(select(EngineHeartbeat)).all():
+                if row.id != "A":
+                    row.heartbeat_at = utc_now() - EXPIRED_AFTER * 2
+            rescue.rescue(session, utc_now() - EXPIRED_AFTER, keep="A")
+        return finisher.claimant
 
     def _stands(self, sender: Sender) -> bool:
         with self.store.read() as session:

@@ -11,7 +11,7 @@ from sendstatus_tui.core.coordination import heartbeats
 from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import utc_now
 
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 
 
 @pytest.fixture
@@ -154,9 +154,9 @@ def test_the_engine_sends_through_the_stored_relay_at_the_stored_rate(
         text=True,
     )
     try:
-        wait_for(lambda: len(relay.received) >= 10, what="messages at the stored relay")
+        wait_until(lambda: len(relay.received) >= 10, what="messages at the stored relay")
         first = mailing(store, mailing_id).started_at
-        wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+        wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
         finished = mailing(store, mailing_id).finished_at
     finally:
         engine.send_signal(signal.SIGTERM)

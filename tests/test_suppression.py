@@ -7,7 +7,7 @@ import pytest
 
 from sendstatus_tui.core.importing import suppression
 
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 from .smtp_relay import RelayScript
 
 
@@ -79,7 +79,7 @@ def test_unknown_users_are_suppressed_by_default(run, store, make_mailing, relay
     mailing_id = make_mailing(recipients=4)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="the mailing done")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="the mailing done")
     assert [(e["address"], e["reason"]) for e in listed(run)] == [
         ("person0@example.com", "550 5.1.1 <person0@example.com>: no such user")
     ]
@@ -94,7 +94,7 @@ def test_unknown_users_are_not_suppressed_when_switched_off(
     mailing_id = make_mailing(recipients=2)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="the mailing done")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="the mailing done")
     assert mailing(store, mailing_id).failed == 1
     assert listed(run) == []
 
