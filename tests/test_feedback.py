@@ -23,7 +23,7 @@ from sendstatus_tui.engine.intake.parse import parse
 
 from .engine_processes import assert_books_balance
 from .feedback_reports import arf, auto_reply, deliver, dsn, maildir, qmail_bounce
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 
 RETURN_PATH = "bounces@bounce.example.com"
 
@@ -134,7 +134,7 @@ def test_bounces_and_complaints_come_back_end_to_end(
     mailing_id = make_mailing(recipients=7)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     sent = {r.rcpt: r for r in relay.received}
     assert len(sent) == 7
     for received in sent.values():
@@ -279,7 +279,7 @@ def test_killed_mid_intake_then_run_again_each_effect_once(db_url, store, make_m
     count = 150
     mailing_id = _sent_mailing_with_bounces(store, make_mailing, box, count)
     first = intake(db_url, box)
-    wait_for(lambda: len(os.listdir(box / "cur")) >= 3, timeout=60, what="a few processed")
+    wait_until(lambda: len(os.listdir(box / "cur")) >= 3, timeout=60, what="a few processed")
     first.send_signal(signal.SIGKILL)
     first.communicate()
     assert len(os.listdir(box / "new")) > 0, "killed too late to tell"
@@ -304,7 +304,7 @@ def test_follow_stops_cleanly_on_sigterm(db_url, store, tmp_path):
     box = maildir(tmp_path / "bounces")
     process = intake(db_url, box, "--follow", "--interval", "0.2")
     deliver(box, "1.auto", auto_reply("bounces@bounce.example.com"))
-    wait_for(lambda: len(os.listdir(box / "cur")) == 1, timeout=30, what="the message read")
+    wait_until(lambda: len(os.listdir(box / "cur")) == 1, timeout=30, what="the message read")
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)

@@ -36,7 +36,7 @@ from .engine_processes import (
     stall_between_transactions,
     status_counts,
 )
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 from .smtp_relay import RelayScript
 from .test_scale_out import registered_engines, start_engines
 
@@ -111,7 +111,7 @@ def test_many_small_mailings_on_four_engines_complete_once_each(
         with store.write() as session:
             lifecycle.send_now(session, mailing_id)
 
-    wait_for(lambda: all_completed(store, ids), 90, "every mailing completed", 0.1)
+    wait_until(lambda: all_completed(store, ids), 90, "every mailing completed", 0.1)
     time.sleep(1.0)  # a late second completion would come within a claim's round
     counted = {mailing_id: completions(store, mailing_id) for mailing_id in ids}
     print(f"completions per mailing: {sorted(Counter(counted.values()).items())}")
@@ -154,7 +154,7 @@ def test_stop_and_retry_raced_against_completion_never_complete_with_pending(
             with store.write() as session:
                 lifecycle.send_now(session, mailing_id)
         for mailing_id in ids:
-            wait_for(lambda m=mailing_id: mailing(store, m).remaining == 0, 30, "recorded", 0.002)
+            wait_until(lambda m=mailing_id: mailing(store, m).remaining == 0, 30, "recorded", 0.002)
             try:
                 with store.write() as session:
                     lifecycle.stop(session, mailing_id)
@@ -194,7 +194,7 @@ def test_four_engines_on_postgresql_never_deadlock(store, make_mailing, engines,
         with store.write() as session:
             lifecycle.enqueue(session, mailing_id)
 
-    wait_for(lambda: all_completed(store, immediate + sequential), 120, "completion", 0.2)
+    wait_until(lambda: all_completed(store, immediate + sequential), 120, "completion", 0.2)
     with store.read() as session:
         held = lease.current(session)
     logs = [engines.log(process) for process in processes]
@@ -235,14 +235,14 @@ def test_a_table_locked_10_s_slows_only_bookkeeping(
     processes = start_engines(engines, store, 2)
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    wait_for(lambda: mailing(store, mailing_id).sent >= 600, 30, "sending under way")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 600, 30, "sending under way")
     with store.read() as session:
         before = lease.current(session)
         holder, generation = before.holder, before.generation
 
     lock_table(db_url, table, 10.0)
 
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
     done = assert_books_balance(store, mailing_id)
     with store.read() as session:
         after = lease.current(session)
@@ -293,25 +293,25 @@ def test_a_hand_back_whose_commit_fails_is_logged_once_after_it_commits(
     store_rate(store, "300/s")
     mailing_id = make_mailing(recipients=3000)
     leader = engines.start()
-    wait_for(lambda: engines.took_over(leader), what="the first engine leading")
+    wait_until(lambda: engines.took_over(leader), what="the first engine leading")
     sender = engines.start()
-    wait_for(lambda: len(registered_engines(store)) == 2, 20, "two engines registered")
+    wait_until(lambda: len(registered_engines(store)) == 2, 20, "two engines registered")
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
-    wait_for(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
+    wait_until(lambda: all(r.sent > 50 for r in registered_engines(store)), 20, "both sending")
 
     armed_at = len(engines.log(leader))  # what the leader logged before: not this fault's
     run_sql(db_url, _REFUSE_HAND_BACKS)
     stall_between_transactions(sender, db_url)
-    wait_for(lambda: "hand-back refused at commit" in engines.log(leader), 20, "a failing commit")
+    wait_until(lambda: "hand-back refused at commit" in engines.log(leader), 20, "a failing commit")
     time.sleep(3.0)  # a few more rounds of the rescue, each failing
     failing = engines.log(leader)[armed_at:]
     run_sql(db_url, "UPDATE hand_back_fault SET armed = false")
-    wait_for(lambda: lines(engines.log(leader), RESCUED), 20, "the hand-back committed")
+    wait_until(lambda: lines(engines.log(leader), RESCUED), 20, "the hand-back committed")
     time.sleep(2.0)  # rounds after it: nothing more to hand back, nor to log
     sender.send_signal(signal.SIGCONT)
 
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", 90, "completion", 0.1)
     done = assert_books_balance(store, mailing_id)
     log = engines.log(leader)[armed_at:]
     rescued = lines(log, RESCUED)
