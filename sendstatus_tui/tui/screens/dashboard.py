@@ -6,12 +6,11 @@ the database transaction in a worker and refreshes the panes.
 """
 
 import asyncio
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding
 from textual.containers import Vertical
@@ -38,6 +37,14 @@ from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.tui.screens.palette import DashboardCommands
 from sendstatus_tui.tui.screens.schedule import ScheduleModal
 from sendstatus_tui.tui.screens.send_test import SendTestModal
+from sendstatus_tui.tui.trouble import (
+    Trouble,
+    guarded,
+    report,
+    report_from_thread,
+    tell,
+    tell_from_thread,
+)
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 from sendstatus_tui.views.cells import quoted, state_shown
 from sendstatus_tui.views.layout import pane_heights
@@ -206,11 +213,11 @@ class DashboardScreen(Screen):
         action = BY_NAME[name]
         row = self.selected()
         if row is None:
-            self.notify(f"{action.title}: no mailing is selected here", severity="warning")
+            tell(self.app, Trouble.REFUSED, f"{action.title}: no mailing is selected here")
         elif not action.applies_to(row.state):
             assert action.rule is not None  # only a rule can refuse a selected mailing
             refusal = TransitionRefused(action.rule, row.state, row.mailing_id)
-            self.notify(str(refusal), severity="warning", timeout=6)
+            report(self.app, refusal)
 
     def _on_a_pane(self) -> bool:
         return isinstance(self.focused, MailingTable)
@@ -281,7 +288,7 @@ class DashboardScreen(Screen):
             name, self.zone, self.settings.zone_name, self.settings.clock, initial=initial
         )
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_enqueue(self) -> None:
         row = self.selected()
         if row is None:
@@ -311,7 +318,7 @@ class DashboardScreen(Screen):
         with self.store.read() as session:
             return [(m.name, m.state) for m in lifecycle.sequential_ahead(session)]
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_stop(self) -> None:
         row = self.selected()
         if row is None:
@@ -343,7 +350,7 @@ class DashboardScreen(Screen):
         if row := self.selected():
             self._operate("", lifecycle.move, row.mailing_id, direction)
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_retry(self) -> None:
         row = self.selected()
         if row is None:
@@ -368,7 +375,7 @@ class DashboardScreen(Screen):
         with self.store.read() as session:
             return failed_by_class(session, mailing_id)
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_test_send(self) -> None:
         row = self.selected()
         relay = getattr(self.app, "test_relay", None)
@@ -380,7 +387,6 @@ class DashboardScreen(Screen):
 
     def _send_test(self, mailing_id: int, name: str, relay: RelayForTests, to: list[str]) -> None:
         """Sends the test (in a thread: the relay may be slow) and tells what came of it."""
-        notify = functools.partial(self.app.call_from_thread, self.app.notify)
         try:
             with self.store.read() as session:
                 mailing = lifecycle.get(session, mailing_id)
@@ -388,19 +394,19 @@ class DashboardScreen(Screen):
                 session.expunge(mailing)
             results = asyncio.run(send_test(relay.open(), mailing, persona, to))
         except SendStatusError as exc:
-            notify(str(exc), severity="error", timeout=8)
+            report_from_thread(self.app, exc)
             return
         if persona.empty_fields:
             names = ", ".join("{" + field + "}" for field in persona.empty_fields)
-            notify(f"{persona.email} has no value for {names}", severity="warning", timeout=8)
+            tell_from_thread(self.app, Trouble.REFUSED, f"{persona.email} has no value for {names}")
         for result in results:
-            notify(
+            tell_from_thread(
+                self.app,
+                Trouble.DONE if result.delivered else Trouble.FAILED,
                 f"test of {name} to {result.address}: {result.reply}",
-                severity="information" if result.delivered else "error",
-                timeout=8,
             )
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_delete(self) -> None:
         row = self.selected()
         if row is None:
