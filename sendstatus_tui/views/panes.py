@@ -2,18 +2,19 @@
 
 from datetime import datetime, tzinfo
 
-from sendstatus_tui.core.model.states import Area, State
+from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.reads.listing import PaneMailing
 from sendstatus_tui.views.cells import (
     Cell,
-    countdown,
     eta,
     now_status,
     number,
+    parked_reason,
     per_minute,
     planned_for,
     progress_bar,
     sent_of_total,
+    starts_in,
 )
 from sendstatus_tui.views.layout import Column
 
@@ -88,10 +89,12 @@ def pane_cells(
             eta(m.remaining, speed),
         )
     if area == Area.SCHEDULED:
-        if m.state == State.SCHEDULED:
-            assert m.scheduled_at is not None  # a scheduled mailing has its time
-            starts_in = countdown(m.scheduled_at - now)
-        else:
-            starts_in = "in turn"  # after the one ahead of it
-        return (m.id, m.name, m.mode or "", planned_for(m, zone), starts_in, number(m.total))
-    return (m.id, m.name, m.state_reason or "", number(m.sent), number(m.total))
+        return (
+            m.id,
+            m.name,
+            m.mode or "",
+            planned_for(m, zone),
+            starts_in(m, now, engine_running),
+            number(m.total),
+        )
+    return (m.id, m.name, parked_reason(m), number(m.sent), number(m.total))

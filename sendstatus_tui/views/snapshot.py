@@ -48,9 +48,15 @@ class Snapshot:
     engines_running: int = 0  # engines whose heartbeat says they run (none lost)
 
 
+# a mailing whose count did not move over this many refreshes sends nothing now: its speed
+# falls to nothing instead of fading over the window
+STALLED_AFTER_REFRESHES = 2
+
+
 @dataclass
 class SpeedMeter:
-    """Messages per second per mailing, over the last ``window`` seconds of samples."""
+    """Messages per second per mailing, over the last ``window`` seconds of samples; 0 as
+    soon as the count stood still for STALLED_AFTER_REFRESHES refreshes."""
 
     window: float = 10.0
     clock: Callable[[], float] = time.monotonic
@@ -66,6 +72,9 @@ class SpeedMeter:
         first_time, first_sent = samples[0]
         if now - first_time < 0.5:
             return None  # too early to tell
+        latest = list(samples)[-STALLED_AFTER_REFRESHES - 1 :]
+        if len(latest) > STALLED_AFTER_REFRESHES and latest[0][1] == sent:
+            return 0.0  # nothing went out since two refreshes ago
         return max(0.0, (sent - first_sent) / (now - first_time))
 
     def forget_except(self, mailing_ids: set[int]) -> None:
@@ -111,7 +120,9 @@ def read_snapshot(
     rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
         area = AREA_OF_STATE[mailing.state]
-        speed = speeds.observe(mailing.id, mailing.sent) if mailing.state == State.SENDING else None
+        # what no engine sends has no speed (an engine lost mid-send left its last count)
+        sending = mailing.state == State.SENDING and active_holder is not None
+        speed = speeds.observe(mailing.id, mailing.sent) if sending else None
         since = starts.since(mailing.id, mailing.state == State.STARTING, now)
         cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
         blinks = area == Area.NOW and cells[3] == STARTING_UP

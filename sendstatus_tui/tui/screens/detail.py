@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header, Label, Sparkline, Static
 
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.model.models import AuditEntry, Mailing
+from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.reads.details import MailingDetails, read_details
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.tui.trouble import guarded
@@ -91,7 +92,8 @@ class DetailScreen(Screen):
         self.query_one("#rate-axis").display = bool(samples)
         self.query_one("#no-rate", Static).display = not samples
         sparkline.data = samples
-        self.query_one("#rate-heading", Label).update(rate_heading(samples))
+        sending = details.state == State.SENDING
+        self.query_one("#rate-heading", Label).update(rate_heading(samples, sending))
         since = time_ago(self._rates.span(self._mailing_id))
         self.query_one("#rate-since", Label).update(since)
         self.query_one("#errors", Static).update(errors_text(details))
