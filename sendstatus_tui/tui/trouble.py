@@ -40,14 +40,17 @@ class Trouble(Enum):
 class Notice:
     severity: SeverityLevel
     timeout: float  # seconds on screen
+    # shown again while the same text is on screen: an answer to a key pressed again is;
+    # a trouble that repeats at every refresh (a periodic read) is not stacked
+    repeats: bool = True
 
 
 NOTICES: dict[Trouble, Notice] = {
     Trouble.DONE: Notice("information", 3),
     Trouble.REFUSED: Notice("warning", 6),
     Trouble.FAILED: Notice("error", 8),
-    Trouble.DATABASE: Notice("error", 8),
-    Trouble.UNFORESEEN: Notice("error", 15),
+    Trouble.DATABASE: Notice("error", 8, repeats=False),
+    Trouble.UNFORESEEN: Notice("error", 15, repeats=False),
 }
 
 
@@ -69,19 +72,19 @@ def text_of(error: BaseException) -> str:
     return str(error)
 
 
-# per app, when each text was last shown: a trouble that repeats at every refresh (a bug in
-# a screen's periodic read) is shown once while it is on screen, not stacked
+# per app, when each text that does not repeat was last shown
 _shown: "weakref.WeakKeyDictionary[App, dict[str, float]]" = weakref.WeakKeyDictionary()
 
 
 def tell(app: App, kind: Trouble, text: str) -> None:
     """Shows ``text`` as ``kind`` says (on the app's thread), unless it is on screen."""
     notice = NOTICES[kind]
-    shown = _shown.setdefault(app, {})
-    now = time.monotonic()
-    if now - shown.get(text, -notice.timeout) < notice.timeout:
-        return
-    shown[text] = now
+    if not notice.repeats:
+        shown = _shown.setdefault(app, {})
+        now = time.monotonic()
+        if now - shown.get(text, -notice.timeout) < notice.timeout:
+            return
+        shown[text] = now
     app.notify(text, severity=notice.severity, timeout=notice.timeout)
 
 

@@ -6,10 +6,12 @@ the database transaction in a worker and refreshes the panes.
 """
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlmodel import Session
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding
@@ -24,7 +26,7 @@ from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Area, State, TransitionRefused
 from sendstatus_tui.core.model.when import format_local, zone
 from sendstatus_tui.core.reads import trial
-from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.store.store import Store, lock_transitions
 from sendstatus_tui.engine.send_test import RelayForTests, send_test
 from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.tui.actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
@@ -50,6 +52,22 @@ from sendstatus_tui.views.cells import quoted, state_shown
 from sendstatus_tui.views.layout import pane_heights
 from sendstatus_tui.views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
 from sendstatus_tui.views.snapshot import Row, Snapshot
+
+
+class AlreadyThere(SendStatusError):
+    """A move that would leave the queue as it is: said, and nothing written."""
+
+
+def move_in_queue(name: str, session: Session, mailing_id: int, direction: Direction) -> int:
+    """``lifecycle.move``, refused with why when the mailing is already at that end (as the
+    command line, it records nothing then)."""
+    lock_transitions(session)  # the position read here is the one the move starts from
+    was = lifecycle.get_for_update(session, mailing_id).position
+    position = lifecycle.move(session, mailing_id, direction)
+    if position == was:
+        end = "first" if direction in (Direction.UP, Direction.TOP) else "last"
+        raise AlreadyThere(f"{quoted(name)} is already {end} in the queue")
+    return position
 
 
 @dataclass(frozen=True)
@@ -348,7 +366,7 @@ class DashboardScreen(Screen):
 
     def _move(self, direction: Direction) -> None:
         if row := self.selected():
-            self._operate("", lifecycle.move, row.mailing_id, direction)
+            self._operate("", functools.partial(move_in_queue, row.name), row.mailing_id, direction)
 
     @guarded(group="actions")
     async def action_retry(self) -> None:
