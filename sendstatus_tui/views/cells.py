@@ -3,6 +3,7 @@ and the details screen, so that a mailing reads the same everywhere."""
 
 import re
 from datetime import datetime, timedelta, tzinfo
+from enum import Enum
 from typing import Protocol
 
 from sendstatus_tui.core.model.states import STATE_WORDS, State
@@ -63,6 +64,44 @@ def quoted(name: str) -> str:
 
 def number(count: int) -> str:
     return f"{count:,}"
+
+
+# the failed share (of those handed to the relay) that the refusals guard stops a mailing at
+# by default (``guard_refusals``, to come); from FAILED_SHARE_WARNING on it shows in yellow,
+# from this one in red
+GUARD_REFUSALS_DEFAULT_PERCENT = 5.0
+FAILED_SHARE_WARNING_PERCENT = 2.0
+
+
+class Alarm(Enum):
+    NONE = "none"
+    WARNING = "warning"
+    GUARD = "guard"  # at or past the guard's threshold
+
+
+def failed_percent(sent: int, failed: int) -> float | None:
+    """The failed share of what was handed to the relay so far (None: nothing yet)."""
+    handled = sent + failed
+    return failed * 100 / handled if handled else None
+
+
+def failed_share(sent: int, failed: int) -> str:
+    """e.g. "0%", "2.4%", "13%"; blank while nothing was handed to the relay."""
+    percent = failed_percent(sent, failed)
+    if percent is None:
+        return ""
+    if failed == 0:
+        return "0%"
+    return f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"
+
+
+def failed_alarm(sent: int, failed: int) -> Alarm:
+    percent = failed_percent(sent, failed) or 0.0
+    if percent >= GUARD_REFUSALS_DEFAULT_PERCENT:
+        return Alarm.GUARD
+    if percent >= FAILED_SHARE_WARNING_PERCENT:
+        return Alarm.WARNING
+    return Alarm.NONE
 
 
 def sent_of_total(mailing: Planned) -> str:

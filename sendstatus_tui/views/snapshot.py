@@ -15,7 +15,7 @@ from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
 from sendstatus_tui.core.reads.listing import list_pane_rows
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Cell
+from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Alarm, Cell, failed_alarm
 from sendstatus_tui.views.panes import PANE_AREAS, pane_cells
 
 
@@ -33,6 +33,7 @@ class Row:
     # its start date says why nothing goes out, or that starting up takes too long
     flagged: bool = False
     scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
+    failed_alarm: Alarm = Alarm.NONE  # how its failed share compares with the guard's
 
     @property
     def key(self) -> str:
@@ -140,6 +141,7 @@ def read_snapshot(
                 mailing.waiting_until,
                 flagged,
                 mailing.scheduled_at,
+                failed_alarm(mailing.sent, mailing.failed) if area == Area.NOW else Alarm.NONE,
             )
         )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})

@@ -18,7 +18,7 @@ from textual.binding import ActiveBinding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label
+from textual.widgets import DataTable, Header, Input, Label
 
 from sendstatus_tui.core.coordination.deliveries import failed_by_class
 from sendstatus_tui.core.model import lifecycle, retry
@@ -47,6 +47,7 @@ from sendstatus_tui.tui.trouble import (
     tell,
     tell_from_thread,
 )
+from sendstatus_tui.tui.widgets.footer import FittingFooter
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 from sendstatus_tui.views.cells import quoted, state_shown
 from sendstatus_tui.views.layout import pane_heights
@@ -117,7 +118,7 @@ class DashboardScreen(Screen):
                 yield MailingTable(
                     COLUMNS[area], blink_column=BLINKING_COLUMN.get(area), id=f"table-{area}"
                 )
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         if self.settings.blink:
