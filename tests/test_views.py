@@ -210,3 +210,14 @@ class TestFreshFigures:
         assert rate_heading([10.0, 0.5], sending=False) == (
             "Send rate while it was sending: top of the graph 600/min"
         )
+
+
+def test_a_count_that_moves_in_bursts_keeps_its_speed_between_them():
+    """An engine that records a batch every 3 s: once that rhythm is seen, the speed stays
+    between two batches; after half as long again as its pauses without one, it falls to
+    nothing."""
+    meter = SpeedMeter(clock=iter(float(second) for second in range(20)).__next__)
+    counts = [0, 30, 30, 30, 60, 60, 60, 90, 90, 90, 90, 90, 90]
+    speeds = [meter.observe(1, count) for count in counts]
+    assert all(speed for speed in speeds[4:12])  # between batches: still sending
+    assert speeds[12] == 0.0  # 5 s without a batch, past 1.5 x its 3 s pauses

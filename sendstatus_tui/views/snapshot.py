@@ -50,14 +50,18 @@ class Snapshot:
 
 
 # a mailing whose count did not move over this many refreshes sends nothing now: its speed
-# falls to nothing instead of fading over the window
+# falls to nothing instead of fading over the window...
 STALLED_AFTER_REFRESHES = 2
+# ...unless its count moves in bursts (an engine records its batches every second or two):
+# then it is given half as long again as the longest pause between them, at most this long
+STALLED_AFTER_AT_MOST_SECONDS = 5.0
 
 
 @dataclass
 class SpeedMeter:
     """Messages per second per mailing, over the last ``window`` seconds of samples; 0 as
-    soon as the count stood still for STALLED_AFTER_REFRESHES refreshes."""
+    soon as the count stood still for STALLED_AFTER_REFRESHES refreshes (and longer than
+    the pauses of a count that moves in bursts)."""
 
     window: float = 10.0
     clock: Callable[[], float] = time.monotonic
@@ -74,13 +78,36 @@ class SpeedMeter:
         if now - first_time < 0.5:
             return None  # too early to tell
         latest = list(samples)[-STALLED_AFTER_REFRESHES - 1 :]
-        if len(latest) > STALLED_AFTER_REFRESHES and latest[0][1] == sent:
-            return 0.0  # nothing went out since two refreshes ago
+        still = len(latest) > STALLED_AFTER_REFRESHES and latest[0][1] == sent
+        if still and now - _count_since(samples) >= _patience(samples):
+            return 0.0  # nothing went out for longer than it ever pauses
         return max(0.0, (sent - first_sent) / (now - first_time))
 
     def forget_except(self, mailing_ids: set[int]) -> None:
         for mailing_id in set(self._samples) - mailing_ids:
             del self._samples[mailing_id]
+
+
+def _count_since(samples: deque[tuple[float, int]]) -> float:
+    """When the latest count was first seen."""
+    since, count = samples[-1]
+    for at, sent in reversed(samples):
+        if sent != count:
+            break
+        since = at
+    return since
+
+
+def _patience(samples: deque[tuple[float, int]]) -> float:
+    """How long a count that moves in bursts may stand still before it counts as stalled."""
+    listed = list(samples)
+    moves = [
+        at
+        for (at, sent), (_, before) in zip(listed[1:], listed[:-1], strict=True)
+        if sent != before
+    ]
+    pauses = [later - earlier for earlier, later in zip(moves[:-1], moves[1:], strict=True)]
+    return min(STALLED_AFTER_AT_MOST_SECONDS, 1.5 * max(pauses, default=0.0))
 
 
 @dataclass
