@@ -2,11 +2,14 @@
 
 import pytest
 
+from sendstatus_tui.core.model import audit, lifecycle
+from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
 
 from .helpers import (
     choose,
+    notifications,
     open_dashboard,
     scenario,
     select_mailing,
@@ -75,3 +78,40 @@ async def test_move_keys_do_nothing_to_a_mailing_that_is_not_queued(db):
         await settle(pilot)
         assert db.queue() == queued
         assert db.state(parked) == (State.STANDBY, None, None)
+
+
+@scenario
+async def test_a_move_that_changes_nothing_says_why_and_records_nothing(db):
+    """Up or to the top from the head of the queue, down or to the bottom from its tail:
+    the operator is told "already first" / "already last", and the trail stays as it was."""
+    _, (de, fr, it, es) = db.queue_of_four()
+    with db.store.read() as session:
+        entries_before = len(audit.history(session))
+    async with open_dashboard(db.store) as (app, pilot):
+        for mailing_id, action, said in [
+            (de, "move_up", "“DE” is already first in the queue"),
+            (de, "move_top", "“DE” is already first in the queue"),
+            (es, "move_down", "“ES” is already last in the queue"),
+            (es, "move_bottom", "“ES” is already last in the queue"),
+        ]:
+            app._notifications.clear()
+            await select_mailing(pilot, mailing_id)
+            await app.dashboard.run_action(action)
+            await settle(pilot)
+            assert notifications(app) == [said], action
+            assert db.queue() == [de, fr, it, es]
+    with db.store.read() as session:
+        assert len(audit.history(session)) == entries_before
+
+
+def test_the_command_line_records_no_move_that_changes_nothing(db):
+    _, (de, fr, it, es) = db.queue_of_four()
+    with db.store.read() as session:
+        entries_before = len(audit.history(session))
+    assert db.do(lifecycle.move, de, Direction.UP) == 1
+    assert db.do(lifecycle.move, es, Direction.BOTTOM) == 4
+    with db.store.read() as session:
+        assert len(audit.history(session)) == entries_before
+    assert db.do(lifecycle.move, es, Direction.UP) == 3  # a real move is recorded
+    with db.store.read() as session:
+        assert len(audit.history(session)) == entries_before + 1

@@ -1,5 +1,6 @@
 """How the dashboard looks: SVG snapshots (pytest-textual-snapshot) of every screen, at
-the default terminal of an SSH session (80×24) and of the main screen at 200×50 too.
+the default terminal of an SSH session (80×24) and of the main screen at 120×40 and
+200×50 too.
 
 Deterministic by construction: a fixed clock, blinking off, no refresh timer, every time
 written into the database fixed (start dates, schedules, so countdowns never vary), and no
@@ -98,13 +99,19 @@ def populate(db: Mailings) -> dict[str, int]:
 
 
 LONG_NAME = "Black Friday last call — every store, every country, all weekend long"
-SMALL, LARGE = (80, 24), (200, 50)
+SMALL, MEDIUM, LARGE = (80, 24), (120, 40), (200, 50)
 
 
 def test_main_screen_with_every_pane(db, looks_as_saved):
     populate(db)
 
     assert looks_as_saved()
+
+
+def test_main_screen_at_120x40(db, looks_as_saved):
+    populate(db)
+
+    assert looks_as_saved(size=MEDIUM)
 
 
 def test_main_screen_at_200x50(db, looks_as_saved):
@@ -309,3 +316,13 @@ def test_engines_screen(db, looks_as_saved):
         await settle(pilot)
 
     assert looks_as_saved(engines)
+
+
+def test_main_screen_with_failed_shares_past_the_warning_and_the_guard(db, looks_as_saved):
+    """Sending now's failed share: plain below 2 %, yellow from 2 %, red from 5 %."""
+    db.engine_elsewhere("mailer-1:4242:abcd1234")
+    for name, failed in (("Healthy list", 1), ("Old list", 3), ("Bought list", 9)):
+        mailing_id = db.sending(name, recipients=200)
+        db.deliver(mailing_id, sent=100 - failed, failed=failed)
+
+    assert looks_as_saved()

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 from sendstatus_tui.core.model.states import Area, Mode, State
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.views import cells
-from sendstatus_tui.views.details import counters_text, errors_text, show_text
+from sendstatus_tui.views.details import counters_text, errors_text, rate_heading, show_text
 from sendstatus_tui.views.panes import heading
+from sendstatus_tui.views.snapshot import SpeedMeter
 
 ROME = ZoneInfo("Europe/Rome")
 NINE_UTC = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -170,3 +171,53 @@ def test_progress_says_100_percent_only_when_all_are_done():
     assert cells.progress_bar(2_000, 2_000) == "████████ 100%"
     assert cells.progress_bar(1, 2_000) == "░░░░░░░░   0%"
     assert cells.progress_bar(0, 0) == "████████ 100%"
+
+
+class TestFreshFigures:
+    """Figures that are true now: a speed falls to nothing once nothing is sent, a time
+    passed with no engine is overdue, a retry says what else remains."""
+
+    def test_a_speed_falls_to_nothing_within_two_refreshes_once_nothing_is_sent(self):
+        clock = iter([0.0, 1.0, 2.0, 3.0, 4.0]).__next__
+        meter = SpeedMeter(clock=clock)
+        assert meter.observe(1, 0) is None  # too early to tell
+        assert meter.observe(1, 100) == 100.0
+        assert meter.observe(1, 100) == 50.0  # one refresh without news: still averaging
+        assert meter.observe(1, 100) == 0.0  # two: nothing goes out now
+        assert cells.per_minute(0.0) == "" and cells.eta(10, 0.0) == ""
+        assert meter.observe(1, 160) > 0  # sending again
+
+    def test_an_overdue_scheduled_mailing_with_no_engine_says_so(self):
+        due = planned(State.SCHEDULED, scheduled_at=NINE_UTC - timedelta(minutes=5))
+        assert cells.starts_in(due, NINE_UTC, engine_running=False) == "overdue: no engine"
+        assert cells.starts_in(due, NINE_UTC, engine_running=True) == "now"  # about to start
+        later = planned(State.SCHEDULED, scheduled_at=NINE_UTC + timedelta(minutes=5))
+        assert cells.starts_in(later, NINE_UTC, engine_running=False) == "in 5m 00s"
+        assert cells.starts_in(planned(State.QUEUED), NINE_UTC, True) == "in turn"
+
+    def test_to_retry_says_what_else_remains(self):
+        parked = SimpleNamespace(state_reason="419 to retry", remaining=19_160)
+        assert cells.parked_reason(parked) == "19,160 left, 419 of them to retry"
+        only = SimpleNamespace(state_reason="1,419 to retry", remaining=1_419)
+        assert cells.parked_reason(only) == "1,419 to retry"
+        stopped = SimpleNamespace(state_reason="stopped by an operator", remaining=7)
+        assert cells.parked_reason(stopped) == "stopped by an operator"
+
+    def test_a_mailing_that_is_not_sending_has_no_current_rate(self):
+        assert rate_heading([10.0, 0.5], sending=True) == (
+            "Send rate: now 30/min, top of the graph 600/min"
+        )
+        assert rate_heading([10.0, 0.5], sending=False) == (
+            "Send rate while it was sending: top of the graph 600/min"
+        )
+
+
+def test_a_count_that_moves_in_bursts_keeps_its_speed_between_them():
+    """An engine that records a batch every 3 s: once that rhythm is seen, the speed stays
+    between two batches; after half as long again as its pauses without one, it falls to
+    nothing."""
+    meter = SpeedMeter(clock=iter(float(second) for second in range(20)).__next__)
+    counts = [0, 30, 30, 30, 60, 60, 60, 90, 90, 90, 90, 90, 90]
+    speeds = [meter.observe(1, count) for count in counts]
+    assert all(speed for speed in speeds[4:12])  # between batches: still sending
+    assert speeds[12] == 0.0  # 5 s without a batch, past 1.5 x its 3 s pauses

@@ -5,7 +5,9 @@ import json
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, Context, mailing_id
+from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.reads.details import read_details
 from sendstatus_tui.core.reads.listing import list_mailings, summary
@@ -29,11 +31,14 @@ def _ls(args: Any, context: Context) -> None:
     area = Area(args.area) if args.area else None
     with context.store(args, Access.READ).read() as session:
         mailings = list_mailings(session, area)
+        holder = lease.current(session)
     if args.json:
         print(json.dumps([summary(m) for m in mailings], indent=2))
         return
     areas = [area] if area else [Area.NOW, Area.SCHEDULED, Area.STANDBY]
-    print(render_panes(mailings, areas, context.zone(args)))
+    now = utc_now()
+    running = holder is not None and holder.expires_at > now  # as the dashboard judges it
+    print(render_panes(mailings, areas, context.zone(args), now=now, engine_running=running))
 
 
 def _show(args: Any, context: Context) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import platformdirs
 from sqlmodel import Session
-from textual import on, work
+from textual import on
 from textual.app import App
 from textual.content import Content
 from textual.message import Message
@@ -39,8 +39,8 @@ from sendstatus_tui.core.importing.recipients import (
 from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Area
-from sendstatus_tui.core.model.when import zone
-from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.model.when import to_zone, zone
+from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.send_test import RelayForTests
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.errors import SendStatusError
@@ -49,10 +49,20 @@ from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.dashboard import DashboardScreen, DashboardSettings
 from sendstatus_tui.tui.screens.help import HelpScreen
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm, NewMailingRequest
+from sendstatus_tui.tui.trouble import (
+    Trouble,
+    guarded,
+    kind_of,
+    report,
+    report_from_thread,
+    tell,
+    tell_from_thread,
+)
 from sendstatus_tui.views.cells import quoted
 from sendstatus_tui.views.engine_fact import EngineFact, EngineWhere
 from sendstatus_tui.views.header import (
     RelayState,
+    database_text,
     header_parts,
     header_status,
     relay_text,
@@ -100,20 +110,13 @@ ENGINE_START_PAUSE_SECONDS = 5.0
 
 
 class PanesRead(Message):
-    """A refresh's snapshot; ``sequence`` orders them, so an older one is never drawn
-    after a newer one."""
+    """A refresh's snapshot, or why there is none: ``trouble``, the database could not be
+    read (both None: the read failed otherwise, and was reported). ``sequence`` orders
+    them, so an older one is never drawn after a newer one."""
 
-    def __init__(self, snapshot: Snapshot, sequence: int):
+    def __init__(self, snapshot: Snapshot | None, sequence: int, trouble: StoreError | None = None):
         super().__init__()
-        self.snapshot, self.sequence = snapshot, sequence
-
-
-class PanesUnread(Message):
-    """A refresh that could not read the database (a damaged file, a server gone)."""
-
-    def __init__(self, error: SendStatusError):
-        super().__init__()
-        self.error = error
+        self.snapshot, self.sequence, self.trouble = snapshot, sequence, trouble
 
 
 class SendStatusApp(App):
@@ -159,6 +162,10 @@ class SendStatusApp(App):
         self._relay_down_since: datetime | None = None
         # what ended the dashboard before it could show anything: the command says it
         self.failure: SendStatusError | None = None
+        # when this dashboard first failed to read the database (None: it reads)
+        self.database_down_since: datetime | None = None
+        self._reading = False  # a refresh's read is under way
+        self._read_again = False  # and another was asked for meanwhile
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -175,38 +182,69 @@ class SendStatusApp(App):
     # --- refreshing the panes -----------------------------------------------------------
 
     def refresh_panes(self) -> None:
+        """Reads the panes again, one read at a time: asked while one is under way (a
+        database slow to answer), the next starts when it ends."""
+        if self._reading:
+            self._read_again = True
+            return
+        self._reading = True
         self._refreshes_asked += 1
         self._read_panes(self._refreshes_asked)
 
-    @work(thread=True, exclusive=True, group="refresh")
+    @guarded(thread=True, group="refresh")
     def _read_panes(self, sequence: int) -> None:
+        snapshot, trouble = None, None
         try:
             snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
-        except SendStatusError as exc:  # e.g. a damaged page of a table only panes read
-            self.post_message(PanesUnread(exc))
-            return
-        if not get_current_worker().is_cancelled:
-            self.post_message(PanesRead(snapshot, sequence))
-
-    def on_panes_unread(self, message: PanesUnread) -> None:
-        """Nothing read yet: the dashboard ends, and the command says why in one line;
-        else the panes shown stay, with the error in the header until a read succeeds."""
-        if self.snapshot is None:
-            self.failure = message.error
-            # after the screen's first refresh: an exit while it mounts leaves its
-            # coroutines unawaited (Python warns of them at exit)
-            self.call_after_refresh(self.exit, return_code=1)
-            return
-        self.sub_title = f"error: {' '.join(str(message.error).split())}"
+        except StoreError as exc:  # the database cannot be reached: said in the header
+            trouble = exc
+        finally:  # also after an unforeseen error (guarded reports it): the next read may go
+            if not get_current_worker().is_cancelled:  # else the app is closing
+                self.post_message(PanesRead(snapshot, sequence, trouble))
 
     def on_panes_read(self, message: PanesRead) -> None:
+        self._reading = False
+        if self._read_again:
+            self._read_again = False
+            self.refresh_panes()
         if message.sequence < self._refresh_drawn:
             return  # a newer snapshot is already on screen
         self._refresh_drawn = message.sequence
-        self.snapshot = message.snapshot
-        self.dashboard.show_snapshot(message.snapshot)
-        self._show_status(message.snapshot)
-        self._start_engine_if_none(message.snapshot)
+        if message.snapshot is None and message.trouble is not None and self.snapshot is None:
+            # nothing could be read at all (a damaged file, no server): the dashboard ends
+            # and the command says why in one line, as `ls` would; after the screen's first
+            # refresh (an exit while it mounts leaves its coroutines unawaited)
+            self.failure = message.trouble
+            self.call_after_refresh(self.exit, return_code=1)
+            return
+        if message.snapshot is None:
+            if message.trouble is not None:
+                self._database_unreachable(message.trouble)
+            return
+        if self.database_down_since is not None:
+            since = to_zone(self.database_down_since, self.zone)
+            self.database_down_since = None
+            tell(self, Trouble.DONE, f"the database answers again (unreachable from {since:%H:%M})")
+        try:
+            self._draw(message.snapshot)
+        except Exception as exc:  # noqa: BLE001  a bug in drawing: told, the next one may do
+            report(self, exc)
+
+    def _database_unreachable(self, trouble: StoreError) -> None:
+        """The header says since when; the first failure is told in full."""
+        if self.database_down_since is None:
+            self.database_down_since = self.clock()
+            report(self, trouble)
+        if self.snapshot is not None:
+            self._show_status(self.snapshot)
+        else:
+            self.sub_title = database_text(self.database_down_since, self.zone) or ""
+
+    def _draw(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.dashboard.show_snapshot(snapshot)
+        self._show_status(snapshot)
+        self._start_engine_if_none(snapshot)
         if not self._frozen:
             # the widgets and a thousand rows live as long as the app: out of the cyclic
             # collector's sight, full collections (which stop every thread, the engine's
@@ -229,11 +267,14 @@ class SendStatusApp(App):
         in_use = bool(sending) and snapshot.engine_holder is not None
         relay = RelayState(trouble, self._relay_down_since, in_use)
         speed = sum(row.speed or 0 for row in sending)
+        database = database_text(self.database_down_since, self.zone)
         parts = header_parts(
-            relay_text(relay, self.zone),
+            # while the database cannot be read, the relay and the speed are not known
+            relay_text(relay, self.zone) if database is None else None,
             self.engine_fact,
             str(self.zone),
-            speed_text(speed, snapshot.rate),
+            speed_text(speed, snapshot.rate) if database is None else None,
+            database,
         )
         # the header's icon and clock space; the title goes first when it leaves no room
         room = self.size.width - HEADER_MARGINS
@@ -274,13 +315,13 @@ class SendStatusApp(App):
         self._engine_asked_at = time.monotonic()
         self._start_engine_here()
 
-    @work(thread=True, exclusive=True, group="engine")
+    @guarded(thread=True, exclusive=True, group="engine")
     def _start_engine_here(self) -> None:
         assert self._start_engine is not None
         try:
             engine = self._start_engine()
         except SendStatusError as exc:  # e.g. the stored relay's credentials are unusable
-            self.call_from_thread(self.notify, f"cannot start an engine: {exc}", severity="error")
+            tell_from_thread(self, kind_of(exc), f"cannot start an engine: {exc}")
             return
         if engine is not None:
             self.engine = engine
@@ -294,23 +335,25 @@ class SendStatusApp(App):
     def _operation_asked(self, asked: DashboardScreen.Operation) -> None:
         self._operate(asked.done, asked.operation, asked.mailing_id, *asked.args)
 
-    @work(thread=True, group="actions")
+    @guarded(thread=True, group="actions")
     def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:
         try:
             with self.store.write() as session:
                 operation(session, mailing_id, *args)
         except SendStatusError as exc:  # refused, or the database cannot be written
-            self.call_from_thread(self.notify, str(exc), severity="error", timeout=6)
+            report_from_thread(self, exc)
         else:
             if done:
-                self.call_from_thread(self.notify, done, timeout=3)
-        self.call_from_thread(self.refresh_panes)
+                tell_from_thread(self, Trouble.DONE, done)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+                self.call_from_thread(self.refresh_panes)
 
     @on(NewMailingForm.Submitted)
     def _creation_asked(self, submitted: NewMailingForm.Submitted) -> None:
         self._create_mailing(submitted.form, submitted.request)
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def _create_mailing(self, form: NewMailingForm, request: NewMailingRequest) -> None:
         """Creates exactly what the operator confirmed: every field's problem is shown at
         once, and a time to schedule at (or a sequential warning) is asked before anything
@@ -331,7 +374,7 @@ class SendStatusApp(App):
             form.show_errors({})
             return
         try:
-            mailing_id, report = await asyncio.to_thread(self._create, request, when)
+            mailing_id, imported = await asyncio.to_thread(self._create, request, when)
         except DraftRefused as refusal:
             form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
             return
@@ -341,12 +384,12 @@ class SendStatusApp(App):
             return
         except SendStatusError as exc:  # a time now past, or the database cannot be written
             form.show_errors({})
-            self.notify(str(exc), severity="error", timeout=8)
+            report(self, exc)
             return
         if form.is_attached:
             form.dismiss(None)
         self.notify(
-            f"{quoted(request.name)} created with {report.counted()}"
+            f"{quoted(request.name)} created with {imported.counted()}"
             f" ({CREATED_AS[request.choice]})",
             timeout=4,
         )
@@ -373,9 +416,9 @@ class SendStatusApp(App):
                 lifecycle.enqueue(session, mailing.id)
 
         # in short transactions: the engine in this process goes on sending meanwhile
-        mailing, report, _ = add_mailing(self.store, draft, request.recipients_path, then=plan)
+        mailing, imported, _ = add_mailing(self.store, draft, request.recipients_path, then=plan)
         assert mailing.id is not None  # flushed by add_mailing
-        return mailing.id, report
+        return mailing.id, imported
 
     def deliver_screenshot(
         self, filename: str | None = None, path: str | None = None, time_format: str | None = None
@@ -395,7 +438,7 @@ class SendStatusApp(App):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_quit_dashboard(self) -> None:
         if not self.demo and self.engine is not None and self._sending_here():
             confirmed = await self.push_screen_wait(

@@ -1,18 +1,22 @@
 """The formatting of every value an operator reads, shared by the panes, ``ls``, ``show``
 and the details screen, so that a mailing reads the same everywhere."""
 
+import re
 from datetime import datetime, timedelta, tzinfo
+from enum import Enum
 from typing import Protocol
 
 from sendstatus_tui.core.model.states import STATE_WORDS, State
 from sendstatus_tui.core.model.when import format_local, to_zone
-from sendstatus_tui.core.reads.listing import PaneMailing
 
 STARTING_UP = "starting up"
 NONE_YET = "—"
 # the reference page allows a minute to start up: longer than that is flagged
 SLOW_START = timedelta(minutes=1)
 PAUSED_NO_ENGINE = "paused: no engine"
+OVERDUE_NO_ENGINE = "overdue: no engine"  # a scheduled time passed, and nobody starts it
+# the reason a retry parks a mailing with (core/model/lifecycle.py retry), e.g. "419 to retry"
+_TO_RETRY = re.compile(r"^(?P<count>[\d,]+) to retry$")
 
 Cell = int | str  # a value in a pane's column: an id, or text
 
@@ -35,6 +39,17 @@ class Planned(Protocol):
     def sent(self) -> int: ...
     @property
     def waiting_reason(self) -> str | None: ...
+    @property
+    def waiting_until(self) -> datetime | None: ...
+
+
+class Parked(Protocol):
+    """What a parked mailing's reason is read with."""
+
+    @property
+    def state_reason(self) -> str | None: ...
+    @property
+    def remaining(self) -> int: ...
 
 
 def state_shown(state: State) -> str:
@@ -49,6 +64,44 @@ def quoted(name: str) -> str:
 
 def number(count: int) -> str:
     return f"{count:,}"
+
+
+# the failed share (of those handed to the relay) that the refusals guard stops a mailing at
+# by default (``guard_refusals``, to come); from FAILED_SHARE_WARNING on it shows in yellow,
+# from this one in red
+GUARD_REFUSALS_DEFAULT_PERCENT = 5.0
+FAILED_SHARE_WARNING_PERCENT = 2.0
+
+
+class Alarm(Enum):
+    NONE = "none"
+    WARNING = "warning"
+    GUARD = "guard"  # at or past the guard's threshold
+
+
+def failed_percent(sent: int, failed: int) -> float | None:
+    """The failed share of what was handed to the relay so far (None: nothing yet)."""
+    handled = sent + failed
+    return failed * 100 / handled if handled else None
+
+
+def failed_share(sent: int, failed: int) -> str:
+    """e.g. "0%", "2.4%", "13%"; blank while nothing was handed to the relay."""
+    percent = failed_percent(sent, failed)
+    if percent is None:
+        return ""
+    if failed == 0:
+        return "0%"
+    return f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"
+
+
+def failed_alarm(sent: int, failed: int) -> Alarm:
+    percent = failed_percent(sent, failed) or 0.0
+    if percent >= GUARD_REFUSALS_DEFAULT_PERCENT:
+        return Alarm.GUARD
+    if percent >= FAILED_SHARE_WARNING_PERCENT:
+        return Alarm.WARNING
+    return Alarm.NONE
 
 
 def sent_of_total(mailing: Planned) -> str:
@@ -76,7 +129,7 @@ def clock_time(moment: datetime, zone: tzinfo) -> str:
 
 
 def now_status(
-    mailing: PaneMailing,
+    mailing: Planned,
     zone: tzinfo,
     now: datetime,
     engine_running: bool,
@@ -97,6 +150,29 @@ def now_status(
             return f"still starting: {minutes}m"
         return STARTING_UP
     return format_local(mailing.started_at, zone)
+
+
+def starts_in(mailing: Planned, now: datetime, engine_running: bool) -> str:
+    """How long until a scheduled mailing starts; past its time, "now" while an engine runs
+    to start it, else that it is overdue for want of one."""
+    if mailing.state != State.SCHEDULED:
+        return "in turn"  # queued: after the one ahead of it
+    assert mailing.scheduled_at is not None  # a scheduled mailing has its time
+    if mailing.scheduled_at <= now and not engine_running:
+        return OVERDUE_NO_ENGINE
+    return countdown(mailing.scheduled_at - now)
+
+
+def parked_reason(mailing: Parked) -> str:
+    """Why a mailing is parked, short, as the panes and ``ls`` show it: a retry says what
+    else remains ("19,160 left, 419 of them to retry")."""
+    reason = mailing.state_reason or ""
+    retry = _TO_RETRY.match(reason)
+    if retry is not None:
+        count = int(retry["count"].replace(",", ""))
+        if mailing.remaining > count:
+            return f"{mailing.remaining:,} left, {count:,} of them to retry"
+    return reason
 
 
 def planned_for(mailing: Planned, zone: tzinfo) -> str:

@@ -150,14 +150,15 @@ def failed_line(row: FailedRecipient) -> str:
     return f"{row.email} ({row.failure_class}): {row.reply or 'no reply'}"
 
 
-def rate_heading(samples: list[float]) -> str:
-    """The sparkline's scale: its top and the latest value, in messages per minute."""
+def rate_heading(samples: list[float], sending: bool = True) -> str:
+    """The sparkline's scale: its top and, while it is sending, the latest value, in
+    messages per minute (a mailing that is not sending has no current rate)."""
     if not samples:
         return "Send rate"
-    return (
-        f"Send rate: now {per_minute(samples[-1]) or '0/min'},"
-        f" top of the graph {per_minute(max(samples)) or '0/min'}"
-    )
+    top = f"top of the graph {per_minute(max(samples)) or '0/min'}"
+    if not sending:
+        return f"Send rate while it was sending: {top}"
+    return f"Send rate: now {per_minute(samples[-1]) or '0/min'}, {top}"
 
 
 def time_ago(seconds: float) -> str:

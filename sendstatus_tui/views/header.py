@@ -26,6 +26,13 @@ def relay_text(relay: RelayState, zone: tzinfo) -> str | None:
     return "relay ok" if relay.in_use else None
 
 
+def database_text(since: datetime | None, zone: tzinfo) -> str | None:
+    """Since when this dashboard cannot read the database (None: it can)."""
+    if since is None:
+        return None
+    return f"database unreachable since {to_zone(since, zone):%H:%M}, retrying"
+
+
 def speed_text(speed: float, rate: str | None) -> str | None:
     """How fast it sends now, and the contracted rate, e.g. "1,200/min of rate 36000/h"."""
     parts = [part for part in (per_minute(speed), rate and f"rate {rate}") if part]
@@ -38,10 +45,18 @@ class Part:
     rank: int  # 0 matters most; the part of the highest rank is the first left out
 
 
-def header_parts(relay: str | None, engine: EngineFact, zone: str, speed: str | None) -> list[Part]:
-    """The header's parts in the order shown, ranked: the relay's state, where the engine
-    runs or how many do, the zone every time is read in, who leads, the speed."""
+def header_parts(
+    relay: str | None,
+    engine: EngineFact,
+    zone: str,
+    speed: str | None,
+    database: str | None = None,
+) -> list[Part]:
+    """The header's parts in the order shown, ranked: a database that cannot be read, the
+    relay's state, where the engine runs or how many do, the zone every time is read in,
+    who leads, the speed."""
     return [
+        Part(database, 0),
         Part(relay, 0),
         Part(engine.text(), 1),
         Part(engine.leader_text(), 3),

@@ -6,61 +6,70 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 CELL_PADDING = 2  # a table puts one space either side of every cell
-PANE_CHROME = 3
-# a name (or reason) this long is read whole before a column of lower priority is shown
-COMFORTABLE = 32  # a pane's border, its title and its table's header line
+PANE_CHROME = 3  # a pane's border, its title and its table's header line
+# a name (or reason) gets this much before a column of lower priority is shown
+COMFORTABLE = 30
+LEAST_NAME = 4  # a name cut to "Bl…" still tells rows apart, beside its ID
 
 
 @dataclass(frozen=True)
 class Column:
     title: str
-    width: int  # the least it is shown with (a growing column's minimum)
+    # its width: the least a growing column is shown with, the width of the others (a
+    # column of numbers is widened for a longer value, taken from the growing columns)
+    width: int
     priority: int = 0  # 0: always shown; then 1, 2, ... as long as there is room
-    # sized to its longest value, so that a number is never cut
+    # never cut: widened to its longest value
     fits_values: bool = False
     # takes a share of the width left over (names, reasons), up to its longest value
     grows: bool = False
 
 
+def shown_columns(columns: Sequence[Column], width: int) -> list[int]:
+    """The indexes of the columns shown in ``width`` characters, decided by the width
+    alone: the essential ones (priority 0), then the others by priority while the growing
+    columns keep COMFORTABLE characters. The values never change it, so that a column does
+    not come and go as the numbers grow."""
+    growing = [i for i, c in enumerate(columns) if c.grows]
+    comfortable = sum(max(COMFORTABLE, columns[i].width) for i in growing)
+    shown = [i for i, c in enumerate(columns) if c.priority == 0]
+    for priority in sorted({c.priority for c in columns} - {0}):
+        candidates = shown + [i for i, c in enumerate(columns) if c.priority == priority]
+        used = sum(columns[i].width + CELL_PADDING for i in candidates if i not in growing)
+        if width - used - CELL_PADDING * len(growing) < comfortable:
+            break  # a column of lower priority never shows where a higher one does not
+        shown = candidates
+    return sorted(shown)
+
+
 def fit_columns(
     columns: Sequence[Column], rows: Sequence[Sequence[object]], width: int
 ) -> tuple[tuple[int, int], ...]:
-    """The columns to show in ``width`` characters as (index, width) pairs, in order.
-
-    The essential columns (priority 0) are always shown; the others join, by priority,
-    while the growing columns keep their longest value (up to COMFORTABLE characters)."""
-
-    measured: dict[int, int] = {}
+    """The columns to show in ``width`` characters as (index, width) pairs, in order: which
+    ones by the width alone (``shown_columns``); the growing ones share what is left."""
+    shown = shown_columns(columns, width)
 
     def longest(index: int) -> int:
-        if index not in measured:
-            column = columns[index]
-            values = (len(str(row[index])) for row in rows)
-            measured[index] = max(len(column.title), column.width, *values)
-        return measured[index]
+        column = columns[index]
+        values = (len(str(row[index])) for row in rows)
+        return max(len(column.title), column.width, *values)
 
-    fixed = {i: longest(i) if c.fits_values else c.width for i, c in enumerate(columns)}
-    growing = [i for i, c in enumerate(columns) if c.grows]
-    shown = [i for i, c in enumerate(columns) if c.priority == 0]
-
-    def room(candidates: list[int]) -> int:
-        used = sum(fixed[i] for i in candidates if i not in growing)
-        return width - used - CELL_PADDING * len(candidates)
-
-    for priority in sorted({c.priority for c in columns} - {0}):
-        candidates = shown + [i for i, c in enumerate(columns) if c.priority == priority]
-        comfortable = [min(longest(i), max(COMFORTABLE, columns[i].width)) for i in growing]
-        if room(candidates) < sum(comfortable):
-            break  # a column of lower priority never shows where a higher one does not
-        shown = candidates
-    shown.sort()
-    grown = share(
-        room(shown),
-        [columns[i].width for i in shown if i in growing],
-        [longest(i) for i in shown if i in growing],
-    )
-    widths = dict(zip([i for i in shown if i in growing], grown, strict=True))
-    return tuple((i, widths.get(i, fixed[i])) for i in shown)
+    fixed = {
+        i: longest(i) if columns[i].fits_values else columns[i].width
+        for i in shown
+        if not columns[i].grows
+    }
+    growing = [i for i in shown if columns[i].grows]
+    room = width - sum(fixed.values()) - CELL_PADDING * len(shown)
+    grown = share(room, [columns[i].width for i in growing], [longest(i) for i in growing])
+    # numbers widened past their column's width (a relay's trouble, a total in the millions)
+    # take what they need from the names, below their least if need be: a row never
+    # scrolls sideways, and a cut name ends in "…"
+    while sum(grown) > room and max(grown, default=0) > LEAST_NAME:
+        widest = grown.index(max(grown))
+        grown[widest] -= 1
+    widths = fixed | dict(zip(growing, grown, strict=True))
+    return tuple((i, widths[i]) for i in shown)
 
 
 def share(total: int, least: Sequence[int], wanted: Sequence[int]) -> list[int]:

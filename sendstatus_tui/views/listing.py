@@ -1,15 +1,21 @@
 """``sendstatus ls``: the panes as plain text, with the panes' own cells."""
 
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
-from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area
 from sendstatus_tui.core.model.when import format_local, zone_label
-from sendstatus_tui.views.cells import number, planned_for, sent_of_total, start_date
+from sendstatus_tui.views.cells import (
+    now_status,
+    number,
+    parked_reason,
+    planned_for,
+    sent_of_total,
+)
 from sendstatus_tui.views.panes import heading
 
 _HEADERS = {
-    Area.NOW: ("ID", "NAME", "MODE", "START DATE", "SENT", "FAILED"),
+    Area.NOW: ("ID", "NAME", "MODE", "START DATE", "SENT", "FAILED"),  # or why it waits
     Area.SCHEDULED: ("ID", "NAME", "MODE", "WHEN", "RECIPIENTS"),
     Area.STANDBY: ("ID", "NAME", "WHY", "SENT", "RECIPIENTS"),
     Area.DONE: ("ID", "NAME", "MODE", "FINISHED", "SENT", "FAILED"),
@@ -19,7 +25,17 @@ _HEADERS = {
 _TIMES = {"START DATE", "WHEN", "FINISHED"}
 
 
-def render_panes(mailings: list[Mailing], areas: list[Area], zone: tzinfo) -> str:
+def render_panes(
+    mailings: list[Mailing],
+    areas: list[Area],
+    zone: tzinfo,
+    *,
+    now: datetime | None = None,
+    engine_running: bool = True,
+) -> str:
+    """The panes as text, with the panes' short reasons (what a mailing waits for, why it is
+    parked); ``show`` has them in full. ``engine_running``: an engine holds the lease."""
+    now = now or utc_now()
     lines: list[str] = []
     for area in areas:
         in_area = [m for m in mailings if AREA_OF_STATE[m.state] == area]
@@ -29,7 +45,7 @@ def render_panes(mailings: list[Mailing], areas: list[Area], zone: tzinfo) -> st
         if not in_area:
             lines.append("  (none)")
             continue
-        rows = [_row(area, m, zone) for m in in_area]
+        rows = [_row(area, m, zone, now, engine_running) for m in in_area]
         # the column of times names their zone
         header = tuple(f"{h} ({zone_label(zone)})" if h in _TIMES else h for h in _HEADERS[area])
         columns = zip(header, *rows, strict=True)
@@ -40,13 +56,16 @@ def render_panes(mailings: list[Mailing], areas: list[Area], zone: tzinfo) -> st
     return "\n".join(lines)
 
 
-def _row(area: Area, m: Mailing, zone: tzinfo) -> tuple[object, ...]:  # printed with str()
+def _row(
+    area: Area, m: Mailing, zone: tzinfo, now: datetime, engine_running: bool
+) -> tuple[object, ...]:  # printed with str()
     mode = m.mode or ""
     if area == Area.NOW:
-        return (m.id, m.name, mode, start_date(m, zone), sent_of_total(m), number(m.failed))
+        status = now_status(m, zone, now, engine_running)
+        return (m.id, m.name, mode, status, sent_of_total(m), number(m.failed))
     if area == Area.SCHEDULED:
         return (m.id, m.name, mode, planned_for(m, zone), number(m.total))
     if area == Area.STANDBY:
-        return (m.id, m.name, m.state_reason or "", number(m.sent), number(m.total))
+        return (m.id, m.name, parked_reason(m), number(m.sent), number(m.total))
     finished = format_local(m.finished_at, zone)
     return (m.id, m.name, mode, finished, number(m.sent), number(m.failed))

@@ -2,18 +2,21 @@
 
 from datetime import datetime, tzinfo
 
-from sendstatus_tui.core.model.states import Area, State
+from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.reads.listing import PaneMailing
 from sendstatus_tui.views.cells import (
+    PAUSED_NO_ENGINE,
     Cell,
-    countdown,
     eta,
+    failed_share,
     now_status,
     number,
+    parked_reason,
     per_minute,
     planned_for,
     progress_bar,
     sent_of_total,
+    starts_in,
 )
 from sendstatus_tui.views.layout import Column
 
@@ -26,34 +29,36 @@ PANE_TITLE = {
     Area.DONE: "Completed",
 }
 
-# Each pane's columns, in the order of its cells. At 80 columns the essential ones (priority
-# 0) show whole; the others join by priority where there is room; names and reasons take
-# the width that is left.
+# Each pane's columns, in the order of its cells. The essential ones (priority 0) always
+# show, at 80 columns too, before the name takes more than its least; the others join by
+# priority as the terminal's width (never the values) allows; names and reasons take the
+# width that is left.
 COLUMNS = {
     Area.NOW: (
         Column("ID", 3, fits_values=True),
-        Column("Name", 16, grows=True),
-        Column("Mode", 10, priority=4),
-        Column("Start date", 16, fits_values=True),
+        Column("Name", 12, grows=True),
+        Column("Mode", 10, priority=3),
+        # a date, "paused: no engine"; "relay down, retry 15:42:10" widens it
+        Column("Start date", len(PAUSED_NO_ENGINE), fits_values=True),
         Column("Progress", len(progress_bar(1, 1))),
-        Column("Sent", 4, fits_values=True),
-        Column("Failed", 6, priority=1, fits_values=True),
-        Column("Speed", 10, priority=2, fits_values=True),
-        Column("ETA", 7, priority=3, fits_values=True),
+        Column("Sent", 11, fits_values=True),  # 9,999/9,999; more widens it
+        Column("Failed", 6, fits_values=True),  # the failed share: "12.5%"
+        Column("Speed", 10, priority=1, fits_values=True),
+        Column("ETA", 7, priority=2, fits_values=True),
     ),
     Area.SCHEDULED: (
         Column("ID", 3, fits_values=True),
         Column("Name", 16, grows=True),
         Column("Mode", 10, priority=2),
         Column("When", 16, fits_values=True),
-        Column("Starts in", 9, priority=1, fits_values=True),
+        Column("Starts in", 10, priority=1, fits_values=True),
         Column("Recipients", 10, fits_values=True),
     ),
     Area.STANDBY: (
         Column("ID", 3, fits_values=True),
         Column("Name", 16, grows=True),
         Column("Why", 14, grows=True),
-        Column("Sent", 4, fits_values=True),
+        Column("Sent", 6, fits_values=True),
         Column("Recipients", 10, fits_values=True),
     ),
 }
@@ -83,15 +88,17 @@ def pane_cells(
             now_status(m, zone, now, engine_running, starting_since),
             progress_bar(m.sent + m.failed, m.total),
             sent_of_total(m),
-            number(m.failed),
+            failed_share(m.sent, m.failed),
             per_minute(speed),
             eta(m.remaining, speed),
         )
     if area == Area.SCHEDULED:
-        if m.state == State.SCHEDULED:
-            assert m.scheduled_at is not None  # a scheduled mailing has its time
-            starts_in = countdown(m.scheduled_at - now)
-        else:
-            starts_in = "in turn"  # after the one ahead of it
-        return (m.id, m.name, m.mode or "", planned_for(m, zone), starts_in, number(m.total))
-    return (m.id, m.name, m.state_reason or "", number(m.sent), number(m.total))
+        return (
+            m.id,
+            m.name,
+            m.mode or "",
+            planned_for(m, zone),
+            starts_in(m, now, engine_running),
+            number(m.total),
+        )
+    return (m.id, m.name, parked_reason(m), number(m.sent), number(m.total))

@@ -15,7 +15,7 @@ from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
 from sendstatus_tui.core.reads.listing import list_pane_rows
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Cell
+from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Alarm, Cell, failed_alarm
 from sendstatus_tui.views.panes import PANE_AREAS, pane_cells
 
 
@@ -33,6 +33,7 @@ class Row:
     # its start date says why nothing goes out, or that starting up takes too long
     flagged: bool = False
     scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
+    failed_alarm: Alarm = Alarm.NONE  # how its failed share compares with the guard's
 
     @property
     def key(self) -> str:
@@ -48,9 +49,19 @@ class Snapshot:
     engines_running: int = 0  # engines whose heartbeat says they run (none lost)
 
 
+# a mailing whose count did not move over this many refreshes sends nothing now: its speed
+# falls to nothing instead of fading over the window...
+STALLED_AFTER_REFRESHES = 2
+# ...unless its count moves in bursts (an engine records its batches every second or two):
+# then it is given half as long again as the longest pause between them, at most this long
+STALLED_AFTER_AT_MOST_SECONDS = 5.0
+
+
 @dataclass
 class SpeedMeter:
-    """Messages per second per mailing, over the last ``window`` seconds of samples."""
+    """Messages per second per mailing, over the last ``window`` seconds of samples; 0 as
+    soon as the count stood still for STALLED_AFTER_REFRESHES refreshes (and longer than
+    the pauses of a count that moves in bursts)."""
 
     window: float = 10.0
     clock: Callable[[], float] = time.monotonic
@@ -66,11 +77,37 @@ class SpeedMeter:
         first_time, first_sent = samples[0]
         if now - first_time < 0.5:
             return None  # too early to tell
+        latest = list(samples)[-STALLED_AFTER_REFRESHES - 1 :]
+        still = len(latest) > STALLED_AFTER_REFRESHES and latest[0][1] == sent
+        if still and now - _count_since(samples) >= _patience(samples):
+            return 0.0  # nothing went out for longer than it ever pauses
         return max(0.0, (sent - first_sent) / (now - first_time))
 
     def forget_except(self, mailing_ids: set[int]) -> None:
         for mailing_id in set(self._samples) - mailing_ids:
             del self._samples[mailing_id]
+
+
+def _count_since(samples: deque[tuple[float, int]]) -> float:
+    """When the latest count was first seen."""
+    since, count = samples[-1]
+    for at, sent in reversed(samples):
+        if sent != count:
+            break
+        since = at
+    return since
+
+
+def _patience(samples: deque[tuple[float, int]]) -> float:
+    """How long a count that moves in bursts may stand still before it counts as stalled."""
+    listed = list(samples)
+    moves = [
+        at
+        for (at, sent), (_, before) in zip(listed[1:], listed[:-1], strict=True)
+        if sent != before
+    ]
+    pauses = [later - earlier for earlier, later in zip(moves[:-1], moves[1:], strict=True)]
+    return min(STALLED_AFTER_AT_MOST_SECONDS, 1.5 * max(pauses, default=0.0))
 
 
 @dataclass
@@ -111,7 +148,9 @@ def read_snapshot(
     rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
         area = AREA_OF_STATE[mailing.state]
-        speed = speeds.observe(mailing.id, mailing.sent) if mailing.state == State.SENDING else None
+        # what no engine sends has no speed (an engine lost mid-send left its last count)
+        sending = mailing.state == State.SENDING and active_holder is not None
+        speed = speeds.observe(mailing.id, mailing.sent) if sending else None
         since = starts.since(mailing.id, mailing.state == State.STARTING, now)
         cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
         blinks = area == Area.NOW and cells[3] == STARTING_UP
@@ -129,6 +168,7 @@ def read_snapshot(
                 mailing.waiting_until,
                 flagged,
                 mailing.scheduled_at,
+                failed_alarm(mailing.sent, mailing.failed) if area == Area.NOW else Alarm.NONE,
             )
         )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})

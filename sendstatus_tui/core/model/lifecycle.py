@@ -227,10 +227,13 @@ def delete(session: Session, mailing_id: int, *, actor: Actor | None = None) -> 
 def move(
     session: Session, mailing_id: int, direction: Direction, *, actor: Actor | None = None
 ) -> int:
-    """Moves a queued mailing within the queue; returns its new position."""
+    """Moves a queued mailing within the queue; returns its new position (its position
+    unchanged when it is already at that end: then nothing is recorded)."""
     mailing = _transition(session, mailing_id, Action.MOVE)
     was = mailing.position
     position = queue.move(session, mailing, direction)
+    if position == was:
+        return position  # already first or last: nothing changed, nothing to record
     detail = f"{direction.value}: position {was} to {position}"
     audit.record(session, Change.MOVED, mailing, detail, actor=actor)
     return position

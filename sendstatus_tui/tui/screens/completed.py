@@ -4,7 +4,6 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -13,6 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Label
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.reads.listing import list_mailings
 from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.tui.trouble import guarded
 from sendstatus_tui.views.completed import COLUMNS, completed_row, finished_today
 from sendstatus_tui.views.layout import fit_columns
 
@@ -41,7 +41,7 @@ class CompletedScreen(Screen):
     def on_resize(self) -> None:
         self._draw()
 
-    @work(thread=True, exclusive=True, group="completed")
+    @guarded(thread=True, exclusive=True, group="completed")
     def load(self) -> None:
         with self._store.read() as session:
             today = finished_today(list_mailings(session, Area.DONE), self._clock(), self._zone)

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from textual import on, work
+from sqlmodel import Session
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label
+from textual.widgets import DataTable, Header, Input, Label
 
 from sendstatus_tui.core.coordination.deliveries import failed_by_class
 from sendstatus_tui.core.model import lifecycle, retry
@@ -25,7 +26,7 @@ from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Area, State, TransitionRefused
 from sendstatus_tui.core.model.when import format_local, zone
 from sendstatus_tui.core.reads import trial
-from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.store.store import Store, lock_transitions
 from sendstatus_tui.engine.send_test import RelayForTests, send_test
 from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.tui.actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
@@ -38,11 +39,36 @@ from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.tui.screens.palette import DashboardCommands
 from sendstatus_tui.tui.screens.schedule import ScheduleModal
 from sendstatus_tui.tui.screens.send_test import SendTestModal
+from sendstatus_tui.tui.trouble import (
+    Trouble,
+    guarded,
+    report,
+    report_from_thread,
+    tell,
+    tell_from_thread,
+)
+from sendstatus_tui.tui.widgets.footer import FittingFooter
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 from sendstatus_tui.views.cells import quoted, state_shown
 from sendstatus_tui.views.layout import pane_heights
 from sendstatus_tui.views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
 from sendstatus_tui.views.snapshot import Row, Snapshot
+
+
+class AlreadyThere(SendStatusError):
+    """A move that would leave the queue as it is: said, and nothing written."""
+
+
+def move_in_queue(name: str, session: Session, mailing_id: int, direction: Direction) -> int:
+    """``lifecycle.move``, refused with why when the mailing is already at that end (as the
+    command line, it records nothing then)."""
+    lock_transitions(session)  # the position read here is the one the move starts from
+    was = lifecycle.get_for_update(session, mailing_id).position
+    position = lifecycle.move(session, mailing_id, direction)
+    if position == was:
+        end = "first" if direction in (Direction.UP, Direction.TOP) else "last"
+        raise AlreadyThere(f"{quoted(name)} is already {end} in the queue")
+    return position
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,7 @@ class DashboardScreen(Screen):
                 yield MailingTable(
                     COLUMNS[area], blink_column=BLINKING_COLUMN.get(area), id=f"table-{area}"
                 )
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         if self.settings.blink:
@@ -206,11 +232,11 @@ class DashboardScreen(Screen):
         action = BY_NAME[name]
         row = self.selected()
         if row is None:
-            self.notify(f"{action.title}: no mailing is selected here", severity="warning")
+            tell(self.app, Trouble.REFUSED, f"{action.title}: no mailing is selected here")
         elif not action.applies_to(row.state):
             assert action.rule is not None  # only a rule can refuse a selected mailing
             refusal = TransitionRefused(action.rule, row.state, row.mailing_id)
-            self.notify(str(refusal), severity="warning", timeout=6)
+            report(self.app, refusal)
 
     def _on_a_pane(self) -> bool:
         return isinstance(self.focused, MailingTable)
@@ -281,7 +307,7 @@ class DashboardScreen(Screen):
             name, self.zone, self.settings.zone_name, self.settings.clock, initial=initial
         )
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_enqueue(self) -> None:
         row = self.selected()
         if row is None:
@@ -311,7 +337,7 @@ class DashboardScreen(Screen):
         with self.store.read() as session:
             return [(m.name, m.state) for m in lifecycle.sequential_ahead(session)]
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_stop(self) -> None:
         row = self.selected()
         if row is None:
@@ -341,9 +367,9 @@ class DashboardScreen(Screen):
 
     def _move(self, direction: Direction) -> None:
         if row := self.selected():
-            self._operate("", lifecycle.move, row.mailing_id, direction)
+            self._operate("", functools.partial(move_in_queue, row.name), row.mailing_id, direction)
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_retry(self) -> None:
         row = self.selected()
         if row is None:
@@ -368,7 +394,7 @@ class DashboardScreen(Screen):
         with self.store.read() as session:
             return failed_by_class(session, mailing_id)
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_test_send(self) -> None:
         row = self.selected()
         relay = getattr(self.app, "test_relay", None)
@@ -380,7 +406,6 @@ class DashboardScreen(Screen):
 
     def _send_test(self, mailing_id: int, name: str, relay: RelayForTests, to: list[str]) -> None:
         """Sends the test (in a thread: the relay may be slow) and tells what came of it."""
-        notify = functools.partial(self.app.call_from_thread, self.app.notify)
         try:
             with self.store.read() as session:
                 mailing = lifecycle.get(session, mailing_id)
@@ -388,19 +413,19 @@ class DashboardScreen(Screen):
                 session.expunge(mailing)
             results = asyncio.run(send_test(relay.open(), mailing, persona, to))
         except SendStatusError as exc:
-            notify(str(exc), severity="error", timeout=8)
+            report_from_thread(self.app, exc)
             return
         if persona.empty_fields:
             names = ", ".join("{" + field + "}" for field in persona.empty_fields)
-            notify(f"{persona.email} has no value for {names}", severity="warning", timeout=8)
+            tell_from_thread(self.app, Trouble.REFUSED, f"{persona.email} has no value for {names}")
         for result in results:
-            notify(
+            tell_from_thread(
+                self.app,
+                Trouble.DONE if result.delivered else Trouble.FAILED,
                 f"test of {name} to {result.address}: {result.reply}",
-                severity="information" if result.delivered else "error",
-                timeout=8,
             )
 
-    @work(group="actions")
+    @guarded(group="actions")
     async def action_delete(self) -> None:
         row = self.selected()
         if row is None:

@@ -1,10 +1,10 @@
 """A mailing in detail: counters, a sparkline of the send rate, the last relay errors,
 recipients remaining. Refreshed while it is open."""
 
+import contextlib
 from collections import deque
 from datetime import datetime, tzinfo
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -13,8 +13,10 @@ from textual.widgets import Footer, Header, Label, Sparkline, Static
 
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.model.models import AuditEntry, Mailing
+from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.reads.details import MailingDetails, read_details
-from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.store.store import Store, StoreError
+from sendstatus_tui.tui.trouble import guarded
 from sendstatus_tui.views.audit import entries_text
 from sendstatus_tui.views.details import counters_text, errors_text, rate_heading, time_ago, title
 
@@ -62,8 +64,12 @@ class DetailScreen(Screen):
         if self._refresh_seconds:
             self.set_interval(self._refresh_seconds, self.load)
 
-    @work(thread=True, exclusive=True, group="detail")
+    @guarded(thread=True, exclusive=True, group="detail")
     def load(self) -> None:
+        with contextlib.suppress(StoreError):  # the dashboard's header says since when
+            self._load()
+
+    def _load(self) -> None:
         with self._store.read() as session:
             mailing = session.get(Mailing, self._mailing_id)
             details = read_details(session, mailing) if mailing else None
@@ -86,7 +92,8 @@ class DetailScreen(Screen):
         self.query_one("#rate-axis").display = bool(samples)
         self.query_one("#no-rate", Static).display = not samples
         sparkline.data = samples
-        self.query_one("#rate-heading", Label).update(rate_heading(samples))
+        sending = details.state == State.SENDING
+        self.query_one("#rate-heading", Label).update(rate_heading(samples, sending))
         since = time_ago(self._rates.span(self._mailing_id))
         self.query_one("#rate-since", Label).update(since)
         self.query_one("#errors", Static).update(errors_text(details))

@@ -1,13 +1,13 @@
 """E: the engines on this database (``sendstatus engines`` on a screen), reread as often as
 the panes."""
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -16,7 +16,8 @@ from textual.widgets import Footer, Header, Label, Static
 from textual.worker import get_current_worker
 
 from sendstatus_tui.core.coordination import heartbeats
-from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.store.store import Store, StoreError
+from sendstatus_tui.tui.trouble import guarded
 from sendstatus_tui.views.engines import NO_ENGINE, EngineShown, engine_shown
 
 
@@ -50,8 +51,12 @@ class EnginesScreen(Screen):
         if self._refresh_seconds:
             self.set_interval(self._refresh_seconds, self.load)
 
-    @work(thread=True, exclusive=True, group="engines")
+    @guarded(thread=True, exclusive=True, group="engines")
     def load(self) -> None:
+        with contextlib.suppress(StoreError):  # the dashboard's header says since when
+            self._load()
+
+    def _load(self) -> None:
         now = self._clock()
         with self._store.read() as session:
             rows = heartbeats.engines(session)

@@ -8,12 +8,15 @@ from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from sendstatus_tui.views.cells import STARTING_UP
+from sendstatus_tui.views.cells import STARTING_UP, Alarm
 from sendstatus_tui.views.layout import Column, fit_columns
 from sendstatus_tui.views.snapshot import Row
 
 STARTING_STYLE = "bold yellow"
 FLAGGED_STYLE = "bold red"  # what keeps a mailing from sending
+FAILED_COLUMN = "Failed"
+# the failed share, past the warning level and past the guard's threshold
+ALARM_STYLES = {Alarm.WARNING: "bold yellow", Alarm.GUARD: "bold red"}
 
 
 class MailingTable(DataTable):
@@ -100,12 +103,13 @@ class MailingTable(DataTable):
             if old is None:
                 values_changed = True
                 self.add_row(*self._rendered(row), key=row.key)
-            elif old.cells != row.cells:
+            elif old.cells != row.cells or old.failed_alarm != row.failed_alarm:
                 values_changed = True
                 rendered = dict(zip(shown_titles, self._rendered(row), strict=True))
                 for index, (before, after) in enumerate(zip(old.cells, row.cells, strict=True)):
                     title = self._columns[index].title
-                    if before != after and title in rendered:
+                    restyled = title == FAILED_COLUMN and old.failed_alarm != row.failed_alarm
+                    if (before != after or restyled) and title in rendered:
                         self.update_cell(row.key, title, rendered[title])
             self._rows_by_key[row.key] = row
         order = [row.key for row in rows]
@@ -143,6 +147,8 @@ class MailingTable(DataTable):
                 cells.append(self._starting_cell())
             elif self._columns[index].title == self._blink_column and row.flagged:
                 cells.append(Text(str(value), style=FLAGGED_STYLE, overflow="ellipsis"))
+            elif self._columns[index].title == FAILED_COLUMN and row.failed_alarm in ALARM_STYLES:
+                cells.append(Text(str(value), style=ALARM_STYLES[row.failed_alarm]))
             elif isinstance(value, str):
                 cells.append(Text(value, overflow="ellipsis", no_wrap=True))
             else:
