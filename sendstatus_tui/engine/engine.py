@@ -37,7 +37,7 @@ from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.lease import LeaseLost
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
-from sendstatus_tui.core.model import lifecycle, signing
+from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError
@@ -608,6 +608,8 @@ class Engine:
                     return False  # left in flight: handed back in doubt
                 await self._pause(1.0)
         self._report_database_trouble(None)
+        if recorded.check_guard:
+            await self._guard(mailing_id)
         if recorded.dropped:
             # the leader handed the claims back (this engine stalled past its heartbeat),
             # or the mailing is gone: either way this dispatcher's view is stale
@@ -619,6 +621,18 @@ class Engine:
             )
             return False
         return True
+
+    async def _guard(self, mailing_id: int) -> None:
+        """Stops the mailing if the relay refused too many of its last recipients (core/
+        model/guard.py); the dispatcher then finds it stopped at its next claim."""
+        try:
+            reason = await self.db.write(lambda session: guard.check_refusals(session, mailing_id))
+        except StoreError as exc:
+            self._report_database_trouble(exc)  # the next batch with refusals checks again
+            return
+        if reason is not None:
+            log.error("mailing %s: %s", mailing_id, reason)
+            self._stopping(mailing_id).set()
 
     # --- steps of the lifecycle, fenced -------------------------------------------------
 
