@@ -33,6 +33,7 @@ class Row:
     # its start date says why nothing goes out, or that starting up takes too long
     flagged: bool = False
     scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
+    state_reason: str | None = None  # why it is parked (stopped, by whom: the guard)
 
     @property
     def key(self) -> str:
@@ -129,6 +130,7 @@ def read_snapshot(
                 mailing.waiting_until,
                 flagged,
                 mailing.scheduled_at,
+                mailing.state_reason,
             )
         )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})
