@@ -503,12 +503,16 @@ class Engine:
         )
 
     async def _dispatch(self, mailing_id: int, claimant: str) -> None:
-        mailing, return_path = await self.db.read(
-            lambda session: (deliveries.mailing(session, mailing_id), signing.return_path(session))
+        mailing, return_path, key = await self.db.read(
+            lambda session: (
+                deliveries.mailing(session, mailing_id),
+                signing.return_path(session),
+                signing.signing_key(session),
+            )
         )
         if mailing is None or mailing.state != State.SENDING:
             return  # deleted or stopped meanwhile
-        template = template_of(mailing, return_path)
+        template = template_of(mailing, return_path, key)
         async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
             for _ in range(DISPATCH_LANES):
                 lanes.create_task(self._send_batches(mailing_id, template, claimant))

@@ -41,7 +41,7 @@ def _https_template(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.netloc:
         raise SettingError(
-            f"{value!r}: expected an https:// URL, e.g. https://shop.example.com/u/{{token}}"
+            f"{value!r}: expected an https:// URL, e.g. https://shop.example.com/u/{{unsubscribe_token}}"
         )
     return value
 
@@ -86,7 +86,8 @@ KEYS: dict[str, Known] = {
     ),
     "unsubscribe_url": Known(
         "the one-click unsubscribe URL template new mailings get, e.g."
-        " https://shop.example.com/u/{token}",
+        " https://shop.example.com/u/{unsubscribe_token} (a token sendstatus signs, which"
+        " `sendstatus serve` answers)",
         _https_template,
     ),
     "unsubscribe_mailto": Known(
