@@ -10,8 +10,12 @@ import sys
 
 import pytest
 
+from sendstatus_tui.core.model import guard, lifecycle
+from sendstatus_tui.core.model.audit import Source
+from sendstatus_tui.views.cells import quoted
+
 from .feedback_reports import deliver, dsn, maildir
-from .helpers import mailing, wait_for
+from .helpers import mailing, notifications, open_dashboard, refresh, scenario, wait_for
 from .smtp_relay import RelayScript
 
 REASON = re.compile(
@@ -176,3 +180,21 @@ def test_bad_guard_settings_are_refused(run, given):
     assert run("init")[0] == 0
     status, _, err = run("config", "set", "guard_refusals", given)
     assert status == 1 and err.startswith("error: setting guard_refusals: ")
+
+
+@scenario
+async def test_a_dashboard_tells_when_the_guard_stops_a_mailing(db):
+    guarded = db.sending("Flash sale", recipients=10)
+    stopped = db.sending("Spring sale", recipients=10)
+    db.engine_elsewhere()
+    reason = "stopped by guard: 60 refusals in the last 250 tried (24.0 %)"
+
+    def guard_stop(session, mailing_id):
+        actor = guard.actor(Source.ENGINE)
+        return lifecycle.stop(session, mailing_id, actor=actor, reason=reason)
+
+    async with open_dashboard(db.store) as (app, pilot):
+        db.do(guard_stop, guarded)
+        db.do(lifecycle.stop, stopped)  # an operator's stop: no notification
+        await refresh(pilot)
+        assert notifications(app) == [f"{quoted('Flash sale')} {reason}"]
