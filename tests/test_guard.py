@@ -10,8 +10,12 @@ import sys
 
 import pytest
 
-from sendstatus_tui.core.model import guard, lifecycle
+from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.feedback.effects import apply
+from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.audit import Source
+from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.verp import sign
 from sendstatus_tui.views.cells import quoted
 
 from .feedback_reports import deliver, dsn, maildir
@@ -198,3 +202,29 @@ async def test_a_dashboard_tells_when_the_guard_stops_a_mailing(db):
         db.do(lifecycle.stop, stopped)  # an operator's stop: no notification
         await refresh(pilot)
         assert notifications(app) == [f"{quoted('Flash sale')} {reason}"]
+
+
+def test_complaints_stop_a_sending_mailing_once_a_thousand_were_sent(store, make_mailing):
+    mailing_id = make_mailing(recipients=1_200)
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+        lifecycle.mark_prepared(session, mailing_id)
+    with store.write() as session:
+        claimed = deliveries.claim(session, mailing_id, 1_000, claimant="test")
+        outcomes = [deliveries.Outcome(r, deliveries.SENT, "250 ok") for r in claimed]
+        deliveries.record(session, mailing_id, outcomes, claimant="test")
+        key = signing.signing_key(session)
+
+    def complaint(recipient_id: int) -> Report:
+        code = sign(key, mailing_id, recipient_id)
+        return Report(Verdict.COMPLAINT, f"arf-{recipient_id}", header_codes=(code,))
+
+    for number, recipient in enumerate(claimed[:2]):
+        with store.write() as session:
+            apply(session, complaint(recipient.id))
+        with store.write() as session:
+            reason = guard.check_feedback(session, mailing_id)
+        # 1 of 1,000 is 0.1 %: not over the limit; the second is
+        assert (reason is None) == (number == 0)
+    assert reason == "stopped by guard: 2 complaints in the last 1,000 (0.20 %)"
+    assert mailing(store, mailing_id).state == "standby"
