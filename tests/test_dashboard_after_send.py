@@ -64,7 +64,7 @@ async def test_test_send_from_the_actions_menu_goes_to_the_addresses_typed(db, r
         await until(pilot, lambda: len(relay.received) == 2, "the two tests")
         await until(pilot, lambda: len(notifications(app)) == 2, "what the relay said")
     assert relay.recipients() == ["me@example.org", "boss@example.org"]
-    assert message_from_bytes(relay.received[0].data)["Subject"] == "Hello Person 0"
+    assert message_from_bytes(relay.received[0].data)["Subject"] == "[TEST] Hello Person 0"
     assert notifications(app) == [
         "test of Spring sale to me@example.org: 250 2.0.0 queued",
         "test of Spring sale to boss@example.org: 250 2.0.0 queued",

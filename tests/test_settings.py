@@ -42,6 +42,9 @@ def test_a_setting_is_stored_read_and_removed(config):
         "return_path": None,
         "complaints_address": None,
         "suppress_bounces": None,
+        "guard_hard_bounces": None,
+        "guard_complaints": None,
+        "guard_refusals": None,
     }
     assert config("unset", "rate") == (0, "rate: not set\n", "")
     status, out, _ = config()

@@ -52,7 +52,7 @@ def test_a_test_goes_to_the_given_addresses_only_and_changes_nothing(
     assert relay.recipients() == ["me@example.org", "boss@example.org"]
     first = message_from_bytes(relay.received[0].data, policy=policy.SMTP)
     second = message_from_bytes(relay.received[1].data, policy=policy.SMTP)
-    assert (first["To"], first["Subject"]) == ("me@example.org", "For Bob")
+    assert (first["To"], first["Subject"]) == ("me@example.org", "[TEST] For Bob")
     assert first["List-Unsubscribe"] == "<mailto:leave@shop.example.com>"
     assert first["List-Unsubscribe-Post"] is None  # one-click needs a URL
     # a Message-ID of its own: not the one the real send will carry, nor each other's
@@ -68,7 +68,7 @@ def test_a_test_goes_to_the_given_addresses_only_and_changes_nothing(
         "test", str(mailing_id), "--to", "me@example.org", "--as", "Ann@EXAMPLE.com"
     )
     assert status == 0 and "as recipient ann@example.com" in out
-    assert message_from_bytes(relay.received[-1].data)["Subject"] == "For Ann"
+    assert message_from_bytes(relay.received[-1].data)["Subject"] == "[TEST] For Ann"
 
 
 def test_the_relays_refusal_is_printed(run, add_mailing, relays, monkeypatch):

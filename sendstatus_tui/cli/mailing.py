@@ -54,8 +54,10 @@ def register(commands: Any, context: Context) -> None:
     add.add_argument(
         "--unsubscribe-url",
         metavar="TEMPLATE",
-        help="one-click unsubscribe URL (https, {field} placeholders from the CSV or {email});"
-        " default: `config get unsubscribe_url`",
+        help="one-click unsubscribe URL (https; {unsubscribe_token}, a token sendstatus signs"
+        " and `sendstatus serve` answers, e.g. https://shop.example.com/u/{unsubscribe_token};"
+        " also {field} placeholders from the CSV or {email}); default: `config get"
+        " unsubscribe_url`",
     )
     add.add_argument(
         "--unsubscribe-mailto",

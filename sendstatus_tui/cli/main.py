@@ -25,6 +25,7 @@ from sendstatus_tui.cli import (
     mailing,
     planning,
     reading,
+    serve,
     settings,
 )
 from sendstatus_tui.cli.context import Context
@@ -48,6 +49,7 @@ COMMAND_GROUPS = (
     engines,
     after_send,
     intake,
+    serve,
 )
 
 # what the command line suggests after some errors, in its own words (core's messages name

@@ -1,12 +1,15 @@
 """Planning and steering mailings: ``send-now``, ``schedule``, ``stop``, ``rm`` and
 ``move`` (DESIGN.md §1, the reference page's rules)."""
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from sendstatus_tui import config
 from sendstatus_tui.cli import after_send
 from sendstatus_tui.cli.context import Access, Context, mailing_id
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import guard, lifecycle
+from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Action, next_state
 from sendstatus_tui.core.model.when import format_named, parse_when
@@ -50,11 +53,24 @@ def enqueued_message(result: lifecycle.Enqueued) -> str:
     return f"queued sequentially at position {result.position}"
 
 
+def confirm_after_guard(args: Any, mailing: Mailing, confirm: Callable[[Any, str], None]) -> None:
+    """A mailing the guard stopped: says why, and asks before sending it again."""
+    if not guard.is_guard_stop(mailing.state_reason):
+        return
+    print(
+        f"warning: mailing {mailing.id} was {mailing.state_reason}; sending it again starts"
+        " the guard's window afresh",
+        file=sys.stderr,
+    )
+    confirm(args, "send it again?")
+
+
 def _send_now(args: Any, context: Context) -> None:
     with context.store(args, Access.CHANGE).read() as session:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.SEND_NOW, mailing.id)  # refuse before asking
         after_send.confirm_unsubscribe(args, mailing, context.confirm)
+        confirm_after_guard(args, mailing, context.confirm)
     with context.store(args, Access.CHANGE).write() as session:
         mailing = lifecycle.send_now(session, args.id)
     print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)")
@@ -68,6 +84,7 @@ def _schedule(args: Any, context: Context) -> None:
             mailing = lifecycle.get(session, args.id)
             next_state(mailing.state, Action.SCHEDULE_AT, mailing.id)  # refuse before asking
             after_send.confirm_unsubscribe(args, mailing, context.confirm)
+        confirm_after_guard(args, mailing, context.confirm)
         with store.write() as session:
             mailing = lifecycle.schedule_at(session, args.id, when)
         local = format_named(when, context.zone(args))
@@ -77,6 +94,7 @@ def _schedule(args: Any, context: Context) -> None:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
         after_send.confirm_unsubscribe(args, mailing, context.confirm)
+        confirm_after_guard(args, mailing, context.confirm)
         context.confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
     with store.write() as session:
         outcome = enqueued_message(lifecycle.enqueue(session, args.id))

@@ -37,7 +37,7 @@ from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.lease import LeaseLost
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
-from sendstatus_tui.core.model import lifecycle, signing
+from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
@@ -541,12 +541,16 @@ class Engine:
         )
 
     async def _dispatch(self, mailing_id: int, claimant: str) -> None:
-        mailing, return_path = await self.db.read(
-            lambda session: (deliveries.mailing(session, mailing_id), signing.return_path(session))
+        mailing, return_path, key = await self.db.read(
+            lambda session: (
+                deliveries.mailing(session, mailing_id),
+                signing.return_path(session),
+                signing.signing_key(session),
+            )
         )
         if mailing is None or mailing.state != State.SENDING:
             return  # deleted or stopped meanwhile
-        template = template_of(mailing, return_path)
+        template = template_of(mailing, return_path, key)
         async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
             for _ in range(DISPATCH_LANES):
                 lanes.create_task(self._send_batches(mailing_id, template, claimant))
@@ -711,6 +715,8 @@ class Engine:
                     return False  # left in flight: handed back in doubt
                 await self._pause(1.0)
         self._report_database_trouble("record", None)
+        if recorded.check_guard:
+            await self._guard(mailing_id)
         if recorded.dropped:
             # the leader handed the claims back (this engine stalled past its heartbeat),
             # or the mailing is gone: either way this dispatcher's view is stale
@@ -722,6 +728,19 @@ class Engine:
             )
             return False
         return True
+
+    async def _guard(self, mailing_id: int) -> None:
+        """Stops the mailing if the relay refused too many of its last recipients (core/
+        model/guard.py); the dispatcher then finds it stopped at its next claim."""
+        try:
+            reason = await self.db.write(lambda session: guard.check_refusals(session, mailing_id))
+        except StoreError as exc:
+            self._report_database_trouble("guard", exc)  # the next batch with refusals checks
+            return
+        self._report_database_trouble("guard", None)
+        if reason is not None:
+            log.error("mailing %s: %s", mailing_id, reason)
+            self._stopping(mailing_id).set()
 
     # --- steps of the lifecycle, fenced -------------------------------------------------
 

@@ -18,12 +18,14 @@ from email.utils import formatdate, parseaddr
 from functools import cached_property
 from urllib.parse import quote
 
-from sendstatus_tui.core.importing.personalise import Compiled, compile_text, fill
+from sendstatus_tui.core.importing.personalise import Compiled, compile_text, fill, placeholders
+from sendstatus_tui.core.model import unsubscribe
 from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.verp import RECIPIENT_HEADER, ReturnPath
 
 CRLF = b"\r\n"
+TEST_PREFIX = "[TEST] "  # a test send's subject starts with it
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Template:
     # VERP (``config set return_path``): each message's envelope sender and signed header
     # name its recipient; None: the sender's address, as before
     return_path: ReturnPath | None = None
+    # the database's key, which signs the one-click unsubscribe tokens
+    # (core/model/unsubscribe.py); None: a URL using {unsubscribe_token} cannot be built
+    unsubscribe_key: bytes | None = None
     # "=_" never appears in quoted-printable text, so the boundary cannot clash with a body
     boundary: str = field(default_factory=lambda: f"=_sendstatus_{secrets.token_hex(12)}")
 
@@ -59,6 +64,18 @@ class Template:
         if self.return_path is None:
             return self.sender_address
         return self.return_path.address_for(self.mailing_id, recipient_id)
+
+    @cached_property
+    def uses_token(self) -> bool:
+        return self.unsubscribe_url is not None and unsubscribe.PLACEHOLDER in placeholders(
+            self.unsubscribe_url
+        )
+
+    def token(self, recipient_id: int, *, test: bool) -> str:
+        """The recipient's signed one-click unsubscribe token (a test send's: no effect)."""
+        if self.unsubscribe_key is None:
+            raise ValueError("no signing key in the database for {unsubscribe_token}")
+        return unsubscribe.token_for(self.unsubscribe_key, self.mailing_id, recipient_id, test=test)
 
     @cached_property
     def parts(self) -> tuple[Compiled, Compiled | None, Compiled | None]:
@@ -84,8 +101,11 @@ class Template:
         return url, mailto
 
 
-def template_of(mailing: Mailing, return_path: ReturnPath | None = None) -> Template:
-    """What the messages of ``mailing`` share (``return_path``: core/model/signing.py)."""
+def template_of(
+    mailing: Mailing, return_path: ReturnPath | None = None, unsubscribe_key: bytes | None = None
+) -> Template:
+    """What the messages of ``mailing`` share (``return_path`` and ``unsubscribe_key``:
+    core/model/signing.py)."""
     assert mailing.id is not None
     return Template(
         mailing_id=mailing.id,
@@ -97,6 +117,7 @@ def template_of(mailing: Mailing, return_path: ReturnPath | None = None) -> Temp
         unsubscribe_url=mailing.unsubscribe_url,
         unsubscribe_mailto=mailing.unsubscribe_mailto,
         return_path=return_path,
+        unsubscribe_key=unsubscribe_key,
     )
 
 
@@ -115,13 +136,16 @@ def render(
     test_to: str | None = None,
 ) -> bytes:
     """The message for one recipient, as bytes ready for the relay. ``test_to``: a test
-    send of it to that address, with a Message-ID of its own."""
+    send of it to that address, with a Message-ID of its own, its subject marked as a test
+    and an unsubscribe token that unsubscribes nobody."""
     values = (
         dict(zip(template.field_names, json.loads(field_values), strict=True))
         if field_values
         else {}
     )
     values["email"] = email
+    if template.uses_token:
+        values[unsubscribe.PLACEHOLDER] = template.token(recipient_id, test=test_to is not None)
     subject, text_body, html_body = template.parts
     if test_to is None:
         the_id = message_id(template.mailing_id, recipient_id, template.sender_address)
@@ -131,7 +155,7 @@ def render(
     headers = [
         template.from_header,
         _to_header(test_to or email),
-        _unstructured("Subject", fill(subject, values)),
+        _unstructured("Subject", (TEST_PREFIX if test_to else "") + fill(subject, values)),
         b"Date: " + formatdate(usegmt=True).encode(),
         b"Message-ID: " + the_id.encode(),
         b"MIME-Version: 1.0",

@@ -1,6 +1,7 @@
 """A test send: one mailing's message, personalised as one of its recipients, to a few
 addresses through the relay the engines use, now. Nothing is recorded: the mailing and its
-recipients stay as they are."""
+recipients stay as they are. Its subject starts with [TEST], and its unsubscribe link
+unsubscribes nobody (engine/message.py)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,12 +53,15 @@ class SendTestResult:
 async def send_test(
     transport: Transport, mailing: Mailing, persona: Persona, addresses: list[str]
 ) -> list[SendTestResult]:
-    """Sends the test to each address; the relay's answer for each."""
-    template = template_of(mailing)
+    """Sends the test to each address; the relay's answer for each. Its envelope sender is
+    the bare return path when one is set (a bounce of a test names no recipient), else the
+    mailing's sender."""
+    template = template_of(mailing, persona.return_path, persona.key)
+    envelope_sender = template.check_sender
     results = []
     try:
         try:
-            await transport.check(template.sender_address)
+            await transport.check(envelope_sender)
         except (RelayRefused, RelayUnavailable) as exc:
             return [SendTestResult(address, exc.reply, False) for address in addresses]
         for address in addresses:
@@ -65,7 +69,7 @@ async def send_test(
                 template, persona.id, persona.email, persona.field_values, test_to=address
             )
             try:
-                reply = await transport.send(template.sender_address, address, message)
+                reply = await transport.send(envelope_sender, address, message)
                 results.append(SendTestResult(address, reply, True))
             except RelayError as exc:
                 results.append(SendTestResult(address, exc.reply, False))

@@ -34,6 +34,7 @@ class Row:
     flagged: bool = False
     scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
     failed_alarm: Alarm = Alarm.NONE  # how its failed share compares with the guard's
+    state_reason: str | None = None  # why it is parked (stopped, by whom: the guard)
 
     @property
     def key(self) -> str:
@@ -169,6 +170,7 @@ def read_snapshot(
                 flagged,
                 mailing.scheduled_at,
                 failed_alarm(mailing.sent, mailing.failed) if area == Area.NOW else Alarm.NONE,
+                mailing.state_reason,
             )
         )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})

@@ -25,7 +25,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.importing import suppression
-from sendstatus_tui.core.model import settings
+from sendstatus_tui.core.model import guard, settings
 from sendstatus_tui.core.model.addresses import InvalidAddress
 from sendstatus_tui.core.model.models import (
     DeliveryError,
@@ -77,6 +77,9 @@ class Recorded:
 
     written: int
     dropped: int
+    # the batch may have pushed the refusal share over the guard's limit: the caller
+    # checks, in a transaction of its own (guard.check_refusals)
+    check_guard: bool = False
 
 
 def claim(
@@ -182,9 +185,8 @@ def record(
         return Recorded(0, 0)
     held = _still_claimed(session, [o.recipient.id for o in outcomes], claimant)
     kept = [_settle_doubt(o) for o in outcomes if o.recipient.id in held]
-    if kept:
-        _write_outcomes(session, mailing_id, kept, claimant)
-    return Recorded(len(kept), len(outcomes) - len(kept))
+    check_guard = _write_outcomes(session, mailing_id, kept, claimant) if kept else False
+    return Recorded(len(kept), len(outcomes) - len(kept), check_guard)
 
 
 def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int | None]:
@@ -217,16 +219,24 @@ def _settle_doubt(outcome: Outcome) -> Outcome:
 
 def _write_outcomes(
     session: Session, mailing_id: int, outcomes: list[Outcome], claimant: str
-) -> None:
+) -> bool:
+    """Writes the outcomes and counters; True when the guard should count refusals."""
     now = utc_now()
     cursor, mark = _driver_cursor(session)
     to_driver = _datetime_to_driver(session)
+    # locked before the recipients are written: the guard's try numbers are handed out
+    # under it (core/model/guard.py)
+    mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
+    tries_before = mailing.tries
+    results = [(o.status, o.failure_class) for o in outcomes]
+    tried = guard.numbering(mailing, results)
     try:
         # straight to the driver: SQLAlchemy's executemany cost more than SQLite's work
         cursor.executemany(
             f"UPDATE recipient SET status = {mark}, attempts = attempts + {mark},"
             f" doubts = doubts + {mark}, last_reply = {mark}, next_attempt_at = {mark},"
-            f" failure_class = {mark}, claimed_by = NULL"
+            f" failure_class = {mark}, claimed_by = NULL,"
+            f" tried_seq = COALESCE({mark}, tried_seq)"
             f" WHERE id = {mark} AND claimed_by = {mark}",
             [
                 (
@@ -236,16 +246,16 @@ def _write_outcomes(
                     o.reply,
                     None if o.retry_at is None else to_driver(o.retry_at),
                     o.failure_class if o.status == FAILED else None,
+                    seq,
                     o.recipient.id,
                     claimant,
                 )
-                for o in outcomes
+                for o, seq in zip(outcomes, tried, strict=True)
             ],
         )
     finally:
         cursor.close()
     counts = Counter(o.status for o in outcomes)
-    mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
     mailing.sent += counts[SENT]
     mailing.failed += counts[FAILED]
     mailing.deferred += counts[DEFERRED]
@@ -261,6 +271,7 @@ def _write_outcomes(
     if errors:
         _prune_errors(session, mailing_id)
     _suppress_unknown_users(session, outcomes)
+    return guard.refusals_worth_counting(mailing, tries_before, results)
 
 
 def _suppress_unknown_users(session: Session, outcomes: list[Outcome]) -> None:

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing.personalise import placeholders
 from sendstatus_tui.core.importing.recipients import ImportReport, OneTransaction, import_recipients
-from sendstatus_tui.core.model import audit, settings
+from sendstatus_tui.core.model import audit, settings, unsubscribe
 from sendstatus_tui.core.model.addresses import InvalidAddress, normalize_address, with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.states import State
@@ -292,14 +292,15 @@ def _count(recipients: int) -> str:
 def _check_placeholders(
     draft: MailingDraft, fields: list[str], unsubscribe_url: str | None
 ) -> None:
-    """Every ``{field}`` the message uses must be a column of the CSV (or ``email``)."""
-    for part, text in (
-        ("subject", draft.subject),
-        ("text", draft.text_body),
-        ("html", draft.html_body),
-        ("unsubscribe-url", unsubscribe_url),
+    """Every ``{field}`` the message uses must be a column of the CSV (or ``email``); the
+    unsubscribe URL may also use ``{unsubscribe_token}``, which sendstatus signs."""
+    for part, text, known in (
+        ("subject", draft.subject, fields),
+        ("text", draft.text_body, fields),
+        ("html", draft.html_body, fields),
+        ("unsubscribe-url", unsubscribe_url, [*fields, unsubscribe.PLACEHOLDER]),
     ):
-        unknown = sorted(placeholders(text) - set(fields))
+        unknown = sorted(placeholders(text) - set(known))
         if unknown:
             names = ", ".join("{" + name + "}" for name in unknown)
             raise DraftRefused(

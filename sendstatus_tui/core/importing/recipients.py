@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from sendstatus_tui.core.model import unsubscribe
 from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
 from sendstatus_tui.core.model.models import Mailing, RecipientStatus, utc_now
 from sendstatus_tui.errors import SendStatusError
@@ -191,6 +192,11 @@ def _header(reader: "CsvReader", path: Path) -> tuple[list[str], int]:
     lowered = [name.lower() for name in names]
     if EMAIL_COLUMN not in lowered:
         raise RecipientsRefused(f"{path}: no 'email' column in the header row ({', '.join(names)})")
+    if unsubscribe.PLACEHOLDER in lowered:
+        raise RecipientsRefused(
+            f"{path}: the column name {unsubscribe.PLACEHOLDER!r} is reserved: sendstatus signs"
+            " that token itself; rename the column"
+        )
     repeated = sorted(name for name, times in Counter(lowered).items() if times > 1)
     if repeated:
         raise RecipientsRefused(f"{path}: repeated columns in the header: {', '.join(repeated)}")

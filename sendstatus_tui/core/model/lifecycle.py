@@ -150,16 +150,24 @@ def enqueue(
 
 
 def stop(
-    session: Session, mailing_id: int, now: datetime | None = None, *, actor: Actor | None = None
+    session: Session,
+    mailing_id: int,
+    now: datetime | None = None,
+    *,
+    actor: Actor | None = None,
+    reason: str = STOPPED,
 ) -> Mailing:
     """Parks a mailing. Its recipients are left as they are: the engine hands back the ones
-    it had claimed, and sending again later goes only to those not yet sent."""
+    it had claimed, and sending again later goes only to those not yet sent. ``reason``:
+    why, when not an operator's stop (the guard's)."""
     actor = actor or audit.operator()
     lock_transitions(session)
     was = get_for_update(session, mailing_id).state
     mailing = _transition(session, mailing_id, Action.STOP, now, actor)
-    _park(mailing, STOPPED)
+    _park(mailing, reason)
     detail = f"was {STATE_WORDS[was]}, {mailing.sent:,} of {mailing.total:,} sent"
+    if reason != STOPPED:
+        detail = f"{reason}; {detail}"
     audit.record(session, Change.STOPPED, mailing, detail, actor=actor, now=now)
     return mailing
 
@@ -293,6 +301,7 @@ def mark_prepared(session: Session, mailing_id: int, now: datetime | None = None
     now = now or utc_now()
     mailing = _transition(session, mailing_id, Action.PREPARED, now)
     mailing.started_at = mailing.started_at or now
+    mailing.guard_from = mailing.tries  # each sending has a window of its own (guard.py)
     return mailing
 
 

@@ -122,6 +122,11 @@ class Mailing(SQLModel, table=True):
     blocked: int = 0
     complained: int = 0
     unsubscribed: int = 0
+    # the guard (core/model/guard.py): tries recorded so far, each recipient keeping the
+    # number of its latest (``Recipient.tried_seq``), and the number before which the
+    # current sending's window begins (sending again starts it afresh)
+    tries: int = Field(default=0, sa_type=sa.BigInteger)
+    guard_from: int = Field(default=0, sa_type=sa.BigInteger)
     # what keeps the engine from starting or sending it now (relay down, database full), and
     # when it tries again; None while all goes well
     waiting_reason: str | None = Field(default=None, sa_type=sa.Text)
@@ -157,6 +162,17 @@ class Recipient(SQLModel, table=True):
             sqlite_where=sa.text("claimed_by IS NOT NULL"),
             postgresql_where=sa.text("claimed_by IS NOT NULL"),
         ),
+        # the guard's window: a mailing's recipients in the order they were last tried,
+        # with what it needs to count them (only recipients tried: imports skip it)
+        sa.Index(
+            "ix_recipient_tried",
+            "mailing_id",
+            "tried_seq",
+            "status",
+            "failure_class",
+            sqlite_where=sa.text("tried_seq IS NOT NULL"),
+            postgresql_where=sa.text("tried_seq IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=RECIPIENT_ID)
@@ -176,6 +192,8 @@ class Recipient(SQLModel, table=True):
     failure_class: str | None = Field(default=None, sa_type=sa.String(8))
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_reply: str | None = Field(default=None, sa_type=sa.Text)
+    # the mailing's try count when this recipient was last tried (Mailing.tries)
+    tried_seq: int | None = Field(default=None, sa_type=RECIPIENT_ID)
 
 
 class DeliveryError(SQLModel, table=True):

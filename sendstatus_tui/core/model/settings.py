@@ -41,7 +41,7 @@ def _https_template(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.netloc:
         raise SettingError(
-            f"{value!r}: expected an https:// URL, e.g. https://shop.example.com/u/{{token}}"
+            f"{value!r}: expected an https:// URL, e.g. https://shop.example.com/u/{{unsubscribe_token}}"
         )
     return value
 
@@ -59,6 +59,21 @@ def _yes_no(value: str) -> str:
     raise SettingError(f"expected yes or no, not {value!r}")
 
 
+def _share_or_off(value: str) -> str:
+    """A guard's limit: a percentage (``5%``, ``0.1 %``, ``5``) stored as ``5%``, or off."""
+    text = value.strip().lower()
+    if text in ("off", "no", "none"):
+        return "off"
+    number = text.removesuffix("%").strip()
+    try:
+        share = float(number)
+    except ValueError:
+        raise SettingError(f"expected a percentage such as 5% or off, not {value!r}") from None
+    if not 0 < share <= 100:
+        raise SettingError(f"{value!r}: a percentage above 0 and at most 100, or off")
+    return f"{share:g}%"
+
+
 KEYS: dict[str, Known] = {
     "relay": Known(
         "the relay every engine sends through: smtp://HOST[:PORT], smtps://HOST[:PORT] or"
@@ -74,7 +89,8 @@ KEYS: dict[str, Known] = {
     ),
     "unsubscribe_url": Known(
         "the one-click unsubscribe URL template new mailings get, e.g."
-        " https://shop.example.com/u/{token}",
+        " https://shop.example.com/u/{unsubscribe_token} (a token sendstatus signs, which"
+        " `sendstatus serve` answers)",
         _https_template,
     ),
     "unsubscribe_mailto": Known(
@@ -101,9 +117,31 @@ KEYS: dict[str, Known] = {
         " the suppression list",
         _yes_no,
     ),
+    "guard_hard_bounces": Known(
+        "the guard stops a sending mailing when more than this share of its last 5,000"
+        " recipients sent hard-bounced or was blocked (once 500 were sent): 5% (the"
+        " default), or off",
+        _share_or_off,
+    ),
+    "guard_complaints": Known(
+        "the guard stops a sending mailing when more than this share of its last 5,000"
+        " recipients sent complained (once 1,000 were sent): 0.1% (the default), or off",
+        _share_or_off,
+    ),
+    "guard_refusals": Known(
+        "the guard stops a sending mailing when the relay refused more than this share of"
+        " its last 5,000 recipients tried (once 200 were tried): 20% (the default), or off",
+        _share_or_off,
+    ),
 }
-# what a yes/no setting means while it is not set
-DEFAULTS = {"suppress_unknown_users": "yes", "suppress_bounces": "yes"}
+# what a setting means while it is not set
+DEFAULTS = {
+    "suppress_unknown_users": "yes",
+    "suppress_bounces": "yes",
+    "guard_hard_bounces": "5%",
+    "guard_complaints": "0.1%",
+    "guard_refusals": "20%",
+}
 
 
 def check_key(key: str) -> str:
@@ -121,6 +159,11 @@ def read(session: Session, key: str) -> str | None:
 def enabled(session: Session, key: str) -> bool:
     """A yes/no setting, its default while not set."""
     return (read(session, key) or DEFAULTS.get(key, "no")) == "yes"
+
+
+def read_or_default(session: Session, key: str) -> str | None:
+    """The stored value, else the default (None: neither)."""
+    return read(session, key) or DEFAULTS.get(key)
 
 
 def read_all(session: Session) -> dict[str, str | None]:

@@ -57,17 +57,19 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int]:
     raise ValueError("truncated id")
 
 
-def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, _MAC_CONTEXT + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+def _mac(key: bytes, payload: bytes, context: bytes) -> bytes:
+    return hmac.new(key, context + payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
-def sign(key: bytes, mailing_id: int, recipient_id: int) -> str:
-    """The code naming (mailing, recipient), signed with ``key``."""
+def sign(key: bytes, mailing_id: int, recipient_id: int, context: bytes = _MAC_CONTEXT) -> str:
+    """The code naming (mailing, recipient), signed with ``key``; ``context`` keeps codes of
+    one use (return paths, unsubscribe tokens) from being valid for another."""
     payload = _varint(mailing_id) + _varint(recipient_id)
-    return base64.b32encode(payload + _mac(key, payload)).decode("ascii").rstrip("=").lower()
+    mac = _mac(key, payload, context)
+    return base64.b32encode(payload + mac).decode("ascii").rstrip("=").lower()
 
 
-def verify(key: bytes, code: str) -> tuple[int, int] | None:
+def verify(key: bytes, code: str, context: bytes = _MAC_CONTEXT) -> tuple[int, int] | None:
     """(mailing id, recipient id) of a code signed with ``key``; None for anything else."""
     text = code.strip().upper()
     if not text or len(text) > MAX_CODE or not text.isascii():
@@ -79,7 +81,7 @@ def verify(key: bytes, code: str) -> tuple[int, int] | None:
     except (binascii.Error, ValueError):
         return None
     payload, mac = data[:at], data[at:]
-    if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(key, payload)):
+    if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(key, payload, context)):
         return None
     return mailing_id, recipient_id
 

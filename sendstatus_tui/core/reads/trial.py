@@ -8,8 +8,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.importing.personalise import placeholders
+from sendstatus_tui.core.model import signing
 from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address, normalize_address
 from sendstatus_tui.core.model.models import Mailing, Recipient
+from sendstatus_tui.core.model.verp import ReturnPath
 from sendstatus_tui.errors import SendStatusError
 
 
@@ -45,6 +47,10 @@ class Persona:
     email: str
     field_values: str | None
     empty_fields: list[str]  # placeholders used by the message with no value for it
+    # the envelope sender a test goes out with (the bare return path, never a recipient's
+    # VERP address) and the key its unsubscribe token is signed with
+    return_path: ReturnPath | None = None
+    key: bytes | None = None
 
 
 def persona(session: Session, mailing: Mailing, as_: str | None) -> Persona:
@@ -78,7 +84,15 @@ def persona(session: Session, mailing: Mailing, as_: str | None) -> Persona:
         if found is None:
             raise NoSuchRecipient(f"mailing {mailing.id} has no recipient {address}")
     assert found.id is not None
-    return Persona(found.id, number, found.email, found.field_values, _empty_fields(mailing, found))
+    return Persona(
+        found.id,
+        number,
+        found.email,
+        found.field_values,
+        _empty_fields(mailing, found),
+        signing.return_path(session),
+        signing.signing_key(session),
+    )
 
 
 def _empty_fields(mailing: Mailing, recipient: Recipient) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sendstatus_tui.core.feedback.effects import Applied, Outcome, apply
 from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.guard import check_feedback
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.intake.parse import parse
 from sendstatus_tui.engine.intake.source import Incoming, Source
@@ -84,6 +85,8 @@ def _one(store: Store, source: Source, message: Incoming, tally: Tally) -> None:
         log.exception("%s %s: not applied, left for later", source.name, message.ref)
         tally.counts["left"] += 1
         return
+    if applied.outcome == Outcome.COUNTED and applied.mailing_id is not None:
+        _guard(store, applied.mailing_id)
     acknowledged = source.acknowledge(message)
     tally.add(report, applied)
     where = (
@@ -102,3 +105,17 @@ def _one(store: Store, source: Source, message: Incoming, tally: Tally) -> None:
         applied.why or report.why,
         note,
     )
+
+
+def _guard(store: Store, mailing_id: int) -> None:
+    """Stops the mailing, if still sending, when too many of its last recipients bounced or
+    complained (core/model/guard.py): in a transaction of its own, after the report's, as
+    a stop takes the transitions lock before the mailing's row."""
+    try:
+        with store.write() as session:
+            reason = check_feedback(session, mailing_id)
+    except StoreError as exc:  # the next report about it checks again
+        log.error("mailing %s: the guard could not check it: %s", mailing_id, exc)
+        return
+    if reason is not None:
+        log.warning("mailing %s: %s", mailing_id, reason)

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Header, Input, Label
 
 from sendstatus_tui.core.coordination.deliveries import failed_by_class
 from sendstatus_tui.core.model import lifecycle, retry
+from sendstatus_tui.core.model.guard import is_guard_stop
 from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Area, State, TransitionRefused
 from sendstatus_tui.core.model.when import format_local, zone
@@ -168,11 +169,17 @@ class DashboardScreen(Screen):
                 return
 
     def _tell_completed(self, before: Snapshot, now: Snapshot) -> None:
-        """A mailing that leaves Sending now for no pane has completed: says so."""
+        """A mailing that leaves Sending now for no pane has completed: says so; one the
+        guard stopped into Sends to schedule: says why."""
         still_shown = {row.mailing_id for rows in now.rows.values() for row in rows}
+        stopped = {row.mailing_id: row for row in now.rows[Area.STANDBY]}
         for row in before.rows[Area.NOW]:
             if row.mailing_id not in still_shown:
                 self.notify(f"{quoted(row.name)} completed", timeout=6)
+            elif (parked := stopped.get(row.mailing_id)) and is_guard_stop(parked.state_reason):
+                self.notify(
+                    f"{quoted(row.name)} {parked.state_reason}", severity="error", timeout=15
+                )
 
     def on_resize(self) -> None:
         self._fit_panes()

@@ -1,0 +1,55 @@
+"""``sendstatus serve --listen HOST:PORT``: answers one-click unsubscribes (RFC 8058) at the
+URLs of the mailings' List-Unsubscribe headers (engine/serve.py)."""
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from sendstatus_tui.cli.context import Access, CommandError, Context
+from sendstatus_tui.engine.serve import ListenError, parse_listen, serve
+
+
+def register(commands: Any, context: Context) -> None:
+    parser = commands.add_parser(
+        "serve",
+        parents=[context.common],
+        help="answer one-click unsubscribes (RFC 8058) over HTTP",
+        description="Answers the one-click unsubscribe URLs of the messages (`config set"
+        " unsubscribe_url https://shop.example.com/u/{unsubscribe_token}`): a POST with"
+        " List-Unsubscribe=One-Click suppresses the recipient and counts it in its mailing's"
+        " unsubscribed; a GET shows a confirmation page and changes nothing; a token"
+        " sendstatus did not sign is a 404. Put it behind a reverse proxy for HTTPS"
+        " (docs/guides/reverse-proxy.md). Runs until SIGTERM or SIGINT.",
+    )
+    parser.add_argument(
+        "--listen",
+        required=True,
+        metavar="HOST:PORT",
+        help="where to listen, e.g. 127.0.0.1:8025 (behind the proxy)",
+    )
+    parser.set_defaults(run=lambda args: _serve(args, context))
+
+
+def _serve(args: Any, context: Context) -> None:
+    try:
+        listen = parse_listen(args.listen)
+    except ListenError as exc:
+        raise CommandError(str(exc)) from None
+    store = context.store(args, Access.CHANGE)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        asyncio.run(_until_signalled(store, listen))
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+
+
+async def _until_signalled(store: Any, listen: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(store, listen, stop)
