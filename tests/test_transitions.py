@@ -131,7 +131,9 @@ def test_stop_and_retry_raced_against_completion_never_complete_with_pending(
     completed mailing never has a recipient pending, and each sending ends in one
     completion at most."""
     refused = "person0@example.com"
-    relay = relays(RelayScript(rcpt_replies={refused: ["550 5.1.1 no such user"] * 1000}))
+    # refused by policy (5.7.1): an unknown user (5.1.1) would be suppressed at the first
+    # refusal (suppress_unknown_users), and not tried again after the retry
+    relay = relays(RelayScript(rcpt_replies={refused: ["550 5.7.1 refused by policy"] * 1000}))
     engines.relay_url = relay.url
     ids = [make_mailing(recipients=12) for _ in range(6)]
     start_engines(engines, store, 3)
