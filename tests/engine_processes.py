@@ -19,7 +19,7 @@ from sendstatus_tui.core.model.models import EngineHeartbeat, EngineLease, Maili
 from sendstatus_tui.core.store.store import lock_transitions
 from sendstatus_tui.engine.headless import BEATS_PER_LEASE, LEASE_ENV
 
-from .helpers import mailing
+from .helpers import mailing, wait_until
 
 # The lease the engine processes take in tests that wait on it (kill -9, SIGSTOP, a lock
 # past the lease), through SENDSTATUS_LEASE_SECONDS (5 s by default): a takeover comes
@@ -192,3 +192,16 @@ class EngineProcesses:
                 process.send_signal(signal.SIGCONT)  # a stalled one must be able to die
                 process.kill()
             process.wait()
+
+
+def registered_engines(store) -> list[EngineHeartbeat]:
+    """The engine rows that name a claimant: engines ready to send."""
+    with store.read() as session:
+        rows = session.exec(select(EngineHeartbeat)).all()
+    return [row for row in rows if row.claimant]
+
+
+def start_engines(engines, store, count: int, *options: str) -> list:
+    processes = [engines.start(*options) for _ in range(count)]
+    wait_until(lambda: len(registered_engines(store)) == count, 20, f"{count} engines registered")
+    return processes

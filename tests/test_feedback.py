@@ -274,6 +274,7 @@ def _each_bounced_once(store, mailing_id: int, count: int) -> None:
     assert (m.sent, m.failed, m.bounced) == (0, count, count)
 
 
+@pytest.mark.slow  # kill -9 of an intake process half-way
 def test_killed_mid_intake_then_run_again_each_effect_once(db_url, store, make_mailing, tmp_path):
     box = maildir(tmp_path / "bounces")
     count = 150
@@ -288,6 +289,7 @@ def test_killed_mid_intake_then_run_again_each_effect_once(db_url, store, make_m
     _each_bounced_once(store, mailing_id, count)
 
 
+@pytest.mark.slow  # two intake processes racing
 def test_two_intakes_at_once_on_one_maildir(db_url, store, make_mailing, tmp_path):
     box = maildir(tmp_path / "bounces")
     count = 60

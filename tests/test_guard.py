@@ -19,7 +19,7 @@ from sendstatus_tui.core.model.verp import sign
 from sendstatus_tui.views.cells import quoted
 
 from .feedback_reports import deliver, dsn, maildir
-from .helpers import mailing, notifications, open_dashboard, refresh, scenario, wait_for
+from .helpers import mailing, notifications, open_dashboard, refresh, scenario, wait_until
 from .smtp_relay import RelayScript
 
 REASON = re.compile(
@@ -66,7 +66,7 @@ def test_a_mailing_the_relay_refuses_too_often_stops_itself(
     mailing_id = make_mailing(recipients=total)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "standby", timeout=60, what="the guard")
+    wait_until(lambda: mailing(store, mailing_id).state == "standby", timeout=60, what="the guard")
     shown = as_json(run, "show", str(mailing_id), "--json")
     assert shown["area"] == "standby"
     refused, window, percent = numbers(shown["reason"])
@@ -85,7 +85,7 @@ def test_a_mailing_the_relay_refuses_too_often_stops_itself(
     assert as_json(run, "show", str(mailing_id), "--json")["state"] == "standby"
     # confirmed, it starts a window afresh: the next stop counts only the new tries
     assert run("send-now", str(mailing_id), "--yes")[0] == 0
-    wait_for(lambda: len(guard_stops(run, mailing_id)) == 2, timeout=60, what="a second stop")
+    wait_until(lambda: len(guard_stops(run, mailing_id)) == 2, timeout=60, what="a second stop")
     again = as_json(run, "show", str(mailing_id), "--json")
     _, window_again, _ = numbers(again["reason"])
     assert window_again <= again["sent"] + again["failed"] - tried_first
@@ -99,12 +99,13 @@ def test_with_the_guard_off_it_sends_to_the_end(run, store, make_mailing, relays
     mailing_id = make_mailing(recipients=total)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", timeout=60)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", timeout=60)
     shown = as_json(run, "show", str(mailing_id), "--json")
     assert (shown["sent"], shown["failed"]) == (200, 200)
     assert guard_stops(run, mailing_id) == []
 
 
+@pytest.mark.slow  # an intake process racing the engine: the mailing must still be sending
 def test_a_mailing_that_bounces_stops_while_still_sending(
     run, db_url, store, make_mailing, relay, engine_for, tmp_path
 ):
@@ -114,7 +115,7 @@ def test_a_mailing_that_bounces_stops_while_still_sending(
     mailing_id = make_mailing(recipients=total)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).sent >= 520, timeout=120, what="520 sent")
+    wait_until(lambda: mailing(store, mailing_id).sent >= 520, timeout=120, what="520 sent")
     box = maildir(tmp_path / "bounces")
     for number, received in enumerate(list(relay.received)[:120]):
         report = dsn(received.mail_from, received.data, final_recipient=received.rcpt)
@@ -150,7 +151,7 @@ def test_a_completed_mailing_is_never_stopped(
     mailing_id = make_mailing(recipients=600)
     assert run("send-now", str(mailing_id))[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", timeout=60)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", timeout=60)
     box = maildir(tmp_path / "bounces")
     for number, received in enumerate(list(relay.received)[:60]):
         deliver(box, f"{number}.bounce", dsn(received.mail_from, received.data))

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from sendstatus_tui.core.coordination import lease, shared_rate
 from sendstatus_tui.core.model import lifecycle, settings
-from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing, utc_now
+from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Mode, State
 from sendstatus_tui.engine.engine import EngineSettings
 
@@ -24,6 +24,8 @@ from .engine_processes import (
     EngineProcesses,
     assert_books_balance,
     hold_write_lock,
+    registered_engines,
+    start_engines,
     status_counts,
 )
 from .helpers import add_mailing, assert_stays, mailing, wait_until
@@ -43,19 +45,6 @@ def engines(db_url, relay, tmp_path):
 def store_rate(store, rate: str | None) -> None:
     with store.write() as session:
         settings.write(session, "rate", rate)
-
-
-def registered_engines(store) -> list[EngineHeartbeat]:
-    """The engine rows that name a claimant: engines ready to send."""
-    with store.read() as session:
-        rows = session.exec(select(EngineHeartbeat)).all()
-    return [row for row in rows if row.claimant]
-
-
-def start_engines(engines, store, count: int, *options: str) -> list:
-    processes = [engines.start(*options) for _ in range(count)]
-    wait_until(lambda: len(registered_engines(store)) == count, 20, f"{count} engines registered")
-    return processes
 
 
 def sent_by_engine(store, watching: threading.Event, seen: dict[str, int]) -> threading.Thread:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .helpers import mailing, wait_for
+from .helpers import mailing, wait_until
 
 URL_TEMPLATE = "https://shop.example.com/u/{unsubscribe_token}"
 
@@ -124,7 +124,7 @@ def sent(run, store, make_mailing, relay, engine_for):
     mailing_id = make_mailing(recipients=3)
     assert run("send-now", str(mailing_id), "--yes")[0] == 0
     engine_for(relay)
-    wait_for(lambda: mailing(store, mailing_id).state == "completed", what="completion")
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     urls = {r.rcpt: unsubscribe_url(r.data) for r in relay.received}
     assert len(urls) == 3
     for address, url in urls.items():

@@ -33,12 +33,15 @@ from .engine_processes import (
     Delivery,
     EngineProcesses,
     assert_books_balance,
+    registered_engines,
     stall_between_transactions,
+    start_engines,
     status_counts,
 )
 from .helpers import mailing, wait_until
 from .smtp_relay import RelayScript
-from .test_scale_out import registered_engines, start_engines
+
+pytestmark = pytest.mark.slow  # engine processes racing, locked and failing: serially
 
 RESCUED = "were in flight with an engine gone silent"
 WORKS_AGAIN = "the database works again"
