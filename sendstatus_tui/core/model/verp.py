@@ -80,6 +80,10 @@ def verify(key: bytes, code: str, context: bytes = _MAC_CONTEXT) -> tuple[int, i
         recipient_id, at = _read_varint(data, at)
     except (binascii.Error, ValueError):
         return None
+    # the last character of an unpadded code carries bits the bytes do not use: only the
+    # one canonical spelling is the code (another decodes to the same bytes: a forgery)
+    if base64.b32encode(data).decode("ascii").rstrip("=") != text:
+        return None
     payload, mac = data[:at], data[at:]
     if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(key, payload, context)):
         return None
