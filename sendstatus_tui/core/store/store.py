@@ -113,7 +113,8 @@ class Store:
             connection.execution_options(sqlite_begin="IMMEDIATE")
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                 session.connection()  # BEGIN now, not at the first statement
-                yield session
+                with _closed_if_interrupted(connection):
+                    yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -122,6 +123,7 @@ class Store:
             self._explained("cannot read database"),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
+            _closed_if_interrupted(session.connection()),
         ):
             yield session
 
@@ -327,3 +329,17 @@ def _reason(exc: BaseException | None) -> str:
     if reason in _SQLITE_DAMAGED:
         return f"the database file is corrupt ({reason})"
     return reason
+
+
+@contextmanager
+def _closed_if_interrupted(connection: sa.Connection) -> Iterator[None]:
+    """Ctrl-C or SIGTERM may land while the driver waits for the server, and leave the
+    connection mid-command: it is closed rather than rolled back (the server rolls the
+    transaction back), so that the interrupt, not a failed rollback, is what the caller
+    sees, and the pool never hands that connection out again."""
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            connection.invalidate()
+        raise
