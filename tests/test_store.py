@@ -128,4 +128,3 @@ def test_a_stored_rate_of_zero_becomes_unlimited_on_upgrade(sqlite_url, stored, 
     with store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT value FROM setting WHERE key = 'rate'").all()
     assert [tuple(row) for row in rows] == ([(stored,)] if kept else [])
-
