@@ -6,6 +6,7 @@ from typing import Any
 
 from sendstatus_tui import config
 from sendstatus_tui.cli.context import Access, Context
+from sendstatus_tui.cli.intake import opened, source_of
 
 # the most engine processes one supervisor runs: each is a Python process with its own
 # connections, and a few per core already keep a relay busy
@@ -20,7 +21,10 @@ def register(commands: Any, context: Context) -> None:
         description="Run the sending engine without the dashboard. It logs to stderr and stops"
         " cleanly on SIGTERM or SIGINT, recording the batches in flight. With --workers N it"
         " runs N engines as processes of their own under one supervising process, which starts"
-        " another in place of one that dies and stops them all on SIGTERM or SIGINT.",
+        " another in place of one that dies and stops them all on SIGTERM or SIGINT. With"
+        " --intake SOURCE it also reads bounces and complaints back, as `sendstatus intake"
+        " SOURCE --follow` does: on a thread beside the sending, or under --workers as one"
+        " process of its own beside the workers (never one per worker), restarted like them.",
     )
     engine.add_argument(
         "--workers",
@@ -30,23 +34,43 @@ def register(commands: Any, context: Context) -> None:
         help="engine processes on this host, at most 64 (auto: one per core; default: 1, this"
         " process itself)",
     )
+    engine.add_argument(
+        "--intake",
+        metavar="SOURCE",
+        help="also run an intake of bounces and complaints: maildir:DIR or smtp://HOST:PORT"
+        " (see `sendstatus intake --help`)",
+    )
     engine.set_defaults(run=lambda args: _engine(args, context))
 
 
 def _engine(args: Any, context: Context) -> None:
     from sendstatus_tui.engine.headless import run_headless, run_supervisor
 
+    # a source that names none is refused before anything starts
+    intake = None if args.intake is None else source_of(args.intake)
     # the database is created and migrated once, here, before any engine or worker uses it
     store = context.store(args, Access.CREATE)
     relay_url, transport = context.relay_url(args), context.transport(args)
     rate = context.rate(args)
     context.report_opening(args)  # before the engine's log starts
     if args.workers == 1:
-        run_headless(config.db_url(args.db), relay_url, transport, rate)
+        run_headless(
+            config.db_url(args.db),
+            relay_url,
+            transport,
+            rate,
+            None if intake is None else opened(intake),
+        )
         return
     store.dispose()  # the supervisor needs no connection
     run_supervisor(
-        args.workers, _worker_environment(args), store.safe_url, relay_url, transport, rate
+        args.workers,
+        _worker_environment(args),
+        store.safe_url,
+        relay_url,
+        transport,
+        rate,
+        args.intake,
     )
 
 

@@ -1,36 +1,58 @@
 """``sendstatus intake SOURCE [--follow]``: reads bounces and complaints back where they
-arrive (``maildir:DIR`` for now) and applies them (core/feedback)."""
+arrive (``maildir:DIR``; ``smtp://HOST:PORT``, a listener they are sent to) and applies them
+(core/feedback)."""
 
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, CommandError, Context
-from sendstatus_tui.engine.intake.maildir import maildir_source
+from sendstatus_tui.engine.intake.listener import smtp_listener
+from sendstatus_tui.engine.intake.maildir import MaildirSource, maildir_source
 from sendstatus_tui.engine.intake.run import DEFAULT_INTERVAL, run_intake
-from sendstatus_tui.engine.intake.source import Source, SourceError
+from sendstatus_tui.engine.intake.source import Listener, Source, SourceError
+
+
+def _maildir(text: str) -> MaildirSource:
+    source = maildir_source(text)
+    assert source is not None  # the text starts with maildir:
+    return source
+
+
+# the kinds of SOURCE: how the text starts, and what makes the source of it (SourceError
+# when the text names none)
+SOURCES: dict[str, Callable[[str], Source | Listener]] = {
+    "maildir:": _maildir,
+    "smtp://": smtp_listener,
+}
 
 
 def register(commands: Any, context: Context) -> None:
     intake = commands.add_parser(
         "intake",
         parents=[context.common],
-        help="read bounces and complaints back (from a maildir) and apply them",
+        help="read bounces and complaints back (from a maildir, or as an SMTP listener) and"
+        " apply them",
         description="Reads the bounces (RFC 3464 DSNs, and the other kinds MTAs send) and"
         " complaints (ARF feedback reports) delivered to SOURCE, matches each to its"
         " recipient by the signed code of its return path or header (`config set"
         " return_path`), and applies it: a hard bounce fails the recipient (class bounce) and"
         " suppresses the address (suppress_bounces), a block fails it (class blocked), a"
-        " complaint suppresses it. Each message is moved to cur/ once applied. Prints a"
-        " summary line at the end.",
+        " complaint suppresses it. maildir:DIR: each message is moved to cur/ once applied."
+        " smtp://HOST:PORT: an SMTP server for the bounce domain's MX, which accepts only the"
+        " signed return path addresses, the bare return_path and complaints_address (any"
+        " other is refused at RCPT), and answers 250 once a message is applied; it runs until"
+        " SIGTERM or SIGINT, with or without --follow. Prints a summary line at the end.",
     )
-    intake.add_argument("source", metavar="maildir:DIR")
+    intake.add_argument("source", metavar="maildir:DIR|smtp://HOST:PORT")
     intake.add_argument(
         "--follow",
         action="store_true",
-        help="keep reading until SIGTERM or SIGINT (Ctrl-C), one pass every --interval",
+        help="keep reading until SIGTERM or SIGINT (Ctrl-C), one pass every --interval (an"
+        " smtp:// listener always runs until then)",
     )
     intake.add_argument(
         "--interval",
@@ -42,16 +64,27 @@ def register(commands: Any, context: Context) -> None:
     intake.set_defaults(run=lambda args: _intake(args, context))
 
 
-def source_of(text: str) -> Source:
+def source_of(text: str) -> Source | Listener:
+    """The source ``text`` names (a listener is not bound yet: see ``opened``)."""
+    make = next((make for start, make in SOURCES.items() if text.startswith(start)), None)
+    if make is None:
+        raise CommandError(
+            f"unknown intake source {text!r}: expected maildir:DIR or smtp://HOST:PORT"
+        )
     try:
-        source = maildir_source(text)
+        return make(text)
     except SourceError as exc:
         raise CommandError(str(exc)) from None
-    if source is None:
-        raise CommandError(
-            f"unknown intake source {text!r}: expected maildir:DIR (IMAP and an SMTP listener"
-            " are to come)"
-        )
+
+
+def opened(source: Source | Listener) -> Source | Listener:
+    """``source``, a listener bound to its port: a port taken is an error before anything
+    starts."""
+    if isinstance(source, Listener):
+        try:
+            source.open()
+        except SourceError as exc:
+            raise CommandError(str(exc)) from None
     return source
 
 
@@ -62,18 +95,20 @@ def _intake(args: Any, context: Context) -> None:
         )
     source = source_of(args.source)
     store = context.store(args, Access.CHANGE)
+    opened(source)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
     stop = threading.Event()
-    if args.follow:
+    if isinstance(source, Listener) or args.follow:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda number, frame: stop.set())
-        print(
-            f"following {source.name}: a pass every {args.interval:g} s; SIGTERM or Ctrl-C"
-            " stops after the message in hand",
-            file=sys.stderr,
+        doing = (
+            f"listening on {source.name}"
+            if isinstance(source, Listener)
+            else f"following {source.name}: a pass every {args.interval:g} s"
         )
+        print(f"{doing}; SIGTERM or Ctrl-C stops after the message in hand", file=sys.stderr)
     try:
         tally = run_intake(store, source, follow=args.follow, interval=args.interval, stop=stop)
     except SourceError as exc:

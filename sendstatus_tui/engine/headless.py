@@ -20,11 +20,14 @@ import logging
 import math
 import os
 import signal
+import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.intake.run import run_intake
+from sendstatus_tui.engine.intake.source import Listener, Source, SourceError
 from sendstatus_tui.engine.supervisor import WORKER_ENV, Supervisor
 from sendstatus_tui.engine.transports import Transport
 from sendstatus_tui.errors import SendStatusError
@@ -34,6 +37,9 @@ log = logging.getLogger("sendstatus.engine")
 LEASE_ENV = "SENDSTATUS_LEASE_SECONDS"
 LEASE_FLOOR_SECONDS = 1.0
 BEATS_PER_LEASE = 5  # the default lease (5 s) renewed every second
+# an intake beside the engine whose source failed (a maildir gone, a port taken) tries again
+# after this long, while the engine goes on sending
+INTAKE_RETRY_SECONDS = 30.0
 
 
 def engine_settings(
@@ -61,15 +67,49 @@ def engine_settings(
 
 
 def run_headless(
-    db_url: str, relay_url: str | None, transport: Transport, rate_per_second: float | None
+    db_url: str,
+    relay_url: str | None,
+    transport: Transport,
+    rate_per_second: float | None,
+    intake: Source | Listener | None = None,
 ) -> None:
     """Serves ``db_url`` through ``transport`` (built by the caller from ``relay_url`` and the
-    credentials, so that a bad setting is refused before anything starts)."""
+    credentials, so that a bad setting is refused before anything starts); with ``intake``,
+    reads bounces and complaints from it on a thread of its own beside the sending."""
     settings = engine_settings(rate_per_second)  # a bad setting is refused before the log
     log_to_stderr(os.environ.get(WORKER_ENV))
     store = Store(db_url)
     log.info("engine starting: %s", _described(store.safe_url, relay_url, rate_per_second))
-    asyncio.run(_serve(Engine(store, transport, settings)))
+    stopping = threading.Event()
+    reading = None
+    if intake is not None:
+        reading = threading.Thread(
+            target=_run_intake, args=(store, intake, stopping), name="intake", daemon=True
+        )
+        reading.start()
+    try:
+        asyncio.run(_serve(Engine(store, transport, settings), stopping))
+    finally:
+        stopping.set()
+        if reading is not None:
+            reading.join()
+
+
+def _run_intake(store: Store, intake: Source | Listener, stop: threading.Event) -> None:
+    """``engine --intake``: the intake follows its source until the engine stops; a source
+    that fails is tried again later, and the sending goes on meanwhile."""
+    log.info("intake %s: running beside the engine", intake.name)
+    while not stop.is_set():
+        try:
+            tally = run_intake(store, intake, follow=True, stop=stop)
+        except SourceError as exc:
+            log.error("intake: %s; trying again in %.0f s", exc, INTAKE_RETRY_SECONDS)
+        except Exception:  # a bug in the intake must not stop the sending
+            log.exception("intake %s failed; trying again later", intake.name)
+        else:
+            log.info("intake %s stopped: %s", intake.name, tally.line())
+            return
+        stop.wait(INTAKE_RETRY_SECONDS)
 
 
 def log_to_stderr(worker: str | None = None) -> None:
@@ -90,15 +130,17 @@ def run_supervisor(
     relay_url: str | None,
     transport: Transport,
     rate_per_second: float | None,
+    intake: str | None = None,
 ) -> None:
     """``sendstatus engine --workers N`` (N > 1): N engine processes running with
-    ``environment`` (the command's settings), supervised."""
+    ``environment`` (the command's settings), supervised; with ``intake`` (a source, as
+    given), one intake process beside them."""
     engine_settings(rate_per_second)  # a bad lease is refused once, not by every worker
     log_to_stderr()
     # a worker's stop waits for the relay's replies (engine.py's _drain), then releases
     # its lease; past that, and a margin, it is stuck
     stop_seconds = EngineSettings().stop_grace_seconds + transport.reply_timeout + 10
-    Supervisor(workers, environment, stop_seconds).run(
+    Supervisor(workers, environment, stop_seconds, intake).run(
         _described(safe_db_url, relay_url, rate_per_second)
     )
 
@@ -111,17 +153,18 @@ def _described(safe_db_url: str, relay_url: str | None, rate_per_second: float |
     )
 
 
-async def _serve(engine: Engine) -> None:
+async def _serve(engine: Engine, stopping: threading.Event) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(signum, _stopper(stop, signum))
+        loop.add_signal_handler(signum, _stopper(stop, stopping, signum))
     await engine.run(stop)
 
 
-def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
+def _stopper(stop: asyncio.Event, stopping: threading.Event, signum: int) -> Callable[[], None]:
     def request_stop() -> None:
         log.info("%s: finishing the batches in flight, then stopping", signal.Signals(signum).name)
         stop.set()
+        stopping.set()  # the intake beside it, if any, finishes its message in hand
 
     return request_stop

@@ -4,6 +4,12 @@ which starts another in place of one that dies, and stops them all on SIGTERM or
 Each worker is a ``sendstatus engine`` process of its own (its own database connections,
 heartbeat and relay connections), so that the workers use every core. The supervisor only
 starts, watches and stops them: it holds no database connection and sends nothing.
+
+With ``--intake SOURCE`` it runs one ``sendstatus intake SOURCE --follow`` process beside
+them, watched, restarted and stopped as a worker is: one, whatever N (two listeners cannot
+share a port, and one reader of a maildir is enough); a process of its own rather than a
+thread of the supervisor, which then still holds no database connection, and whose life
+no intake's fault (a 25 MB message, a bug) can end.
 """
 
 import ctypes
@@ -39,6 +45,8 @@ def cores() -> int:
 @dataclass
 class Worker:
     number: int  # 1..N: the place it fills, whichever process fills it now
+    # what it runs: ``sendstatus engine``, or the intake (``sendstatus intake SOURCE --follow``)
+    command: tuple[str, ...] = ("engine",)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     pause: float = 0.0  # before the next start, after quick deaths in a row
@@ -47,11 +55,20 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, count: int, environment: Mapping[str, str], stop_seconds: float):
+    def __init__(
+        self,
+        count: int,
+        environment: Mapping[str, str],
+        stop_seconds: float,
+        intake: str | None = None,
+    ):
         """``environment``: what the workers run with (the database, relay and rate of
         this command); ``stop_seconds``: how long a worker may take to stop before it is
-        killed (its own stop bound, plus a margin)."""
+        killed (its own stop bound, plus a margin); ``intake``: the source of the one
+        intake process, if any."""
         self.workers = [Worker(number) for number in range(1, count + 1)]
+        if intake is not None:
+            self.workers.append(Worker(0, ("intake", intake, "--follow")))
         self.environment = dict(environment)
         self.stop_seconds = stop_seconds
         self.signals: list[int] = []  # the stop signals received, in order
@@ -60,8 +77,11 @@ class Supervisor:
         """``described``: the settings the workers run with, for the log."""
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
-        count = len(self.workers)
-        log.info("supervisor (pid %d): %d engine workers, %s", os.getpid(), count, described)
+        count = sum(worker.command == ("engine",) for worker in self.workers)
+        intake = "" if count == len(self.workers) else " and one intake"
+        log.info(
+            "supervisor (pid %d): %d engine workers%s, %s", os.getpid(), count, intake, described
+        )
         while not self.signals:
             now = time.monotonic()
             for worker in self.workers:
@@ -79,7 +99,7 @@ class Supervisor:
 
     def _start(self, worker: Worker) -> None:
         worker.process = subprocess.Popen(
-            [sys.executable, "-m", "sendstatus_tui.cli.main", "engine"],
+            [sys.executable, "-m", "sendstatus_tui.cli.main", *worker.command],
             env={**os.environ, **self.environment, WORKER_ENV: str(worker.number)},
             stdin=subprocess.DEVNULL,
             # its own process group: a Ctrl-C reaches the supervisor alone, which stops
@@ -88,7 +108,7 @@ class Supervisor:
             preexec_fn=_stopped_with_parent(os.getpid()),
         )
         worker.started_at = time.monotonic()
-        log.info("worker %d started: pid %d", worker.number, worker.process.pid)
+        log.info("%s started: pid %d", _called(worker), worker.process.pid)
 
     def _died(self, worker: Worker, now: float) -> None:
         assert worker.process is not None
@@ -107,8 +127,8 @@ class Supervisor:
             else "starting another"
         )
         log.warning(
-            "worker %d (pid %d) %s after %.0f s; %s",
-            worker.number,
+            "%s (pid %d) %s after %.0f s; %s",
+            _called(worker),
             pid,
             _exit_words(status),
             ran,
@@ -136,6 +156,10 @@ class Supervisor:
             elif process.returncode != 0:
                 log.warning("worker pid %d %s", process.pid, _exit_words(process.returncode))
         log.info("supervisor stopped: every worker has stopped")
+
+
+def _called(worker: Worker) -> str:
+    return f"worker {worker.number}" if worker.command == ("engine",) else "intake"
 
 
 def _exit_words(status: int) -> str:

@@ -1,12 +1,14 @@
 """The intake: each message of a source parsed, applied in one transaction of its own, and
-only then acknowledged. A message read again (a crash between commit and acknowledge, two
-intakes on one source) is a duplicate in the database: its effect counts once.
+only then acknowledged (a listener answers its sender then). A message read again (a crash
+between commit and acknowledge, two intakes on one source, a sender that did not get the
+reply) is a duplicate in the database: its effect counts once.
 
 Every message ends as one log line and one count; none stops the intake."""
 
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sendstatus_tui.core.feedback.effects import Applied, Outcome, apply
@@ -14,7 +16,7 @@ from sendstatus_tui.core.model.feedback import Report, Verdict
 from sendstatus_tui.core.model.guard import check_feedback
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.intake.parse import parse
-from sendstatus_tui.engine.intake.source import Incoming, Source
+from sendstatus_tui.engine.intake.source import Incoming, Listener, Source
 
 log = logging.getLogger("sendstatus.intake")
 
@@ -50,44 +52,57 @@ class Tally:
 
 def run_intake(
     store: Store,
-    source: Source,
+    source: Source | Listener,
     *,
     follow: bool = False,
     interval: float = DEFAULT_INTERVAL,
     stop: threading.Event | None = None,
 ) -> Tally:
     """Processes what ``source`` holds: once, or with ``follow`` pass after pass every
-    ``interval`` seconds until ``stop`` is set (the message in hand is finished first)."""
+    ``interval`` seconds until ``stop`` is set (the message in hand is finished first). A
+    Listener takes messages until ``stop`` is set, ``follow`` or not."""
     stop = stop or threading.Event()
     tally = Tally()
+    if isinstance(source, Listener):
+        name = source.name
+        source.serve(store, lambda message: _one(store, name, message, tally), stop)
+        return tally
     while not stop.is_set():
         for message in source.messages():
             if stop.is_set():
                 break
-            _one(store, source, message, tally)
+            _one(store, source.name, message, tally, source.acknowledge)
         if not follow:
             break
         stop.wait(interval)
     return tally
 
 
-def _one(store: Store, source: Source, message: Incoming, tally: Tally) -> None:
+def _one(
+    store: Store,
+    name: str,
+    message: Incoming,
+    tally: Tally,
+    acknowledge: Callable[[Incoming], bool] | None = None,
+) -> bool:
+    """Applies ``message``, then acknowledges it; False when it is left for later (not
+    applied: the database could not be written)."""
     report = parse(message.data, message.envelope_to, message.truncated)
     try:
         with store.write() as session:
             applied = apply(session, report)
     except StoreError as exc:
         # left in place: the next pass (or run) reads it again
-        log.error("%s %s: not applied, left for later: %s", source.name, message.ref, exc)
+        log.error("%s %s: not applied, left for later: %s", name, message.ref, exc)
         tally.counts["left"] += 1
-        return
+        return False
     except Exception:  # a bug must not stop the intake: this message waits, the others go on
-        log.exception("%s %s: not applied, left for later", source.name, message.ref)
+        log.exception("%s %s: not applied, left for later", name, message.ref)
         tally.counts["left"] += 1
-        return
+        return False
     if applied.outcome == Outcome.COUNTED and applied.mailing_id is not None:
         _guard(store, applied.mailing_id)
-    acknowledged = source.acknowledge(message)
+    acknowledged = acknowledge(message) if acknowledge is not None else True
     tally.add(report, applied)
     where = (
         f" mailing {applied.mailing_id} recipient {applied.recipient_id}"
@@ -97,7 +112,7 @@ def _one(store: Store, source: Source, message: Incoming, tally: Tally) -> None:
     note = "" if acknowledged else " (another intake moved it first)"
     log.info(
         "%s %s: %s%s: %s, %s%s",
-        source.name,
+        name,
         message.ref,
         report.verdict.value,
         where,
@@ -105,6 +120,7 @@ def _one(store: Store, source: Source, message: Incoming, tally: Tally) -> None:
         applied.why or report.why,
         note,
     )
+    return True
 
 
 def _guard(store: Store, mailing_id: int) -> None:

@@ -1,9 +1,14 @@
-"""What an intake reads from: any place bounces and complaints arrive. A new source (IMAP,
-an SMTP listener) is one module with a class of this shape."""
+"""What an intake reads from: any place bounces and complaints arrive. A source that holds
+messages until they are taken (a maildir, IMAP) is a Source: the intake reads it, pass after
+pass. One to which they are pushed (the SMTP listener) is a Listener: it hands each message
+to the intake as it arrives, and answers its sender once the intake says it is applied."""
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from sendstatus_tui.core.store.store import Store
 
 # the most of one message read: a DSN's report and the returned headers come first; a
 # 20 MB returned attachment is never read whole
@@ -30,6 +35,27 @@ class Source(Protocol):
     def acknowledge(self, message: Incoming) -> bool:
         """Marks ``message`` processed, after its effects were committed; False when another
         intake did first."""
+
+
+# what a Listener calls for each message: True once its effect is committed (the listener
+# may then say so to its sender), False when it is left for later (the sender should retry)
+Deliver = Callable[[Incoming], bool]
+
+
+@runtime_checkable
+class Listener(Protocol):
+    @property
+    def name(self) -> str:
+        """As the operator gave it: ``smtp://127.0.0.1:2525``."""
+
+    def open(self) -> None:
+        """Takes hold of what it listens on (SourceError when it cannot), so that a command
+        fails before anything else starts; ``serve`` opens it otherwise."""
+
+    def serve(self, store: Store, deliver: Deliver, stop: threading.Event) -> None:
+        """Takes messages until ``stop`` is set, each handed to ``deliver`` (from one thread
+        at a time); finishes the message in hand, then returns. ``store``: where it reads
+        which addresses are ours."""
 
 
 class SourceError(Exception):
