@@ -116,7 +116,7 @@ def activity_line(entry: AuditEntry, zone: tzinfo) -> str:
 # the activity screen's columns
 COLUMNS = (
     Column("When", 16),
-    Column("Who", 12, grows=True),
+    Column("Who", 10, fits_values=True),
     Column("What", 30, grows=True),
 )
 
