@@ -18,8 +18,8 @@ from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.audit import Actor, Source
 from sendstatus_tui.core.model.models import Mailing
-from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.completed import CompletedScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.detail import DetailScreen
