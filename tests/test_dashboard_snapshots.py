@@ -11,11 +11,15 @@ look at the SVGs before committing them.
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from textual.widgets import Button, Input, Static
 
 from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model.audit import Actor, Source
+from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.completed import CompletedScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.detail import DetailScreen
@@ -326,3 +330,39 @@ def test_main_screen_with_failed_shares_past_the_warning_and_the_guard(db, looks
         db.deliver(mailing_id, sent=100 - failed, failed=failed)
 
     assert looks_as_saved()
+
+
+def test_main_screen_with_bounces_and_complaints(db, looks_as_saved):
+    """What came back shows in the Failed cell once any came: bounced or blocked ("b"),
+    complaints ("c"); the name still reads at 80 columns."""
+    db.engine_elsewhere("mailer-1:4242:abcd1234")
+    quiet = db.sending("Healthy list", recipients=200)
+    db.deliver(quiet, sent=100, failed=0)
+    bouncing = db.sending("November news", recipients=2_000)
+    db.deliver(bouncing, sent=1_800, failed=0)
+    with db.store.write() as session:  # the counters as the intake leaves them
+        session.execute(
+            sa.update(Mailing)
+            .where(Mailing.id == bouncing)
+            .values(sent=1_612, failed=188, bounced=180, blocked=8, complained=2)
+        )
+
+    assert looks_as_saved()
+
+
+def test_activity_screen(db, looks_as_saved):
+    """A: who changed what, newest first, in the operator's zone."""
+    ids = populate(db)
+    for minutes, operation, actor in (
+        (5, lifecycle.stop, Actor("ops2", Source.DASHBOARD, session="elsewhere")),
+        (9, lifecycle.send_now, Actor("bob", Source.CLI)),
+    ):
+        with db.store.write() as session:
+            operation(session, ids["soon"], FIXED_NOW + timedelta(minutes=minutes), actor=actor)
+
+    async def activity(pilot):
+        await pilot.press("A")
+        await wait_for_screen(pilot, ActivityScreen)
+        await settle(pilot)
+
+    assert looks_as_saved(activity)

@@ -221,3 +221,33 @@ def test_a_count_that_moves_in_bursts_keeps_its_speed_between_them():
     speeds = [meter.observe(1, count) for count in counts]
     assert all(speed for speed in speeds[4:12])  # between batches: still sending
     assert speeds[12] == 0.0  # 5 s without a batch, past 1.5 x its 3 s pauses
+
+
+def test_show_and_the_details_list_what_came_back_with_its_share_of_what_was_sent():
+    quiet = details()
+    assert "Came back" not in show_text(quiet, ROME) and "Came back" not in counters_text(
+        quiet, ROME
+    )
+    # 9,000 accepted by the relay: 8,810 still sent, 188 bounced, 2 blocked
+    bounced = details(
+        total=9_000, sent=8_810, failed=190, bounced=188, blocked=2, complained=2, unsubscribed=9
+    )
+    told = (
+        "188 bounced (2.1%), 2 blocked (0.02%), 2 complaints (0.02%), 9 unsubscribed (0.1%)"
+        " of 9,000 sent"
+    )
+    assert f"  Came back:      {told}" in show_text(bounced, ROME)
+    assert f"Came back    {told}" in counters_text(bounced, ROME)
+    assert bounced.as_json()["came_back_rates"] == {
+        "bounced": 0.020889,
+        "blocked": 0.000222,
+        "complained": 0.000222,
+        "unsubscribed": 0.001,
+    }
+
+
+def test_the_failed_cell_adds_what_came_back_once_any_did():
+    assert cells.failed_cell(90, 0, 0, 0) == "0%"
+    assert cells.failed_cell(88, 12, 12, 2) == "12% 12b 2c"
+    assert cells.failed_cell(100, 0, 0, 1) == "0% 1c"
+    assert cells.failed_cell(0, 0, 0, 0) == ""

@@ -189,6 +189,14 @@ ACTIONS = (
         footer_shown=False,
     ),
     DashboardAction(
+        "activity",
+        "A",
+        "Activity",
+        "Activity",
+        "who changed what, when: every change to the mailings, newest first",
+        footer_shown=False,
+    ),
+    DashboardAction(
         "engines",
         "E",
         "Engines",

@@ -58,6 +58,7 @@ from sendstatus_tui.tui.trouble import (
     tell,
     tell_from_thread,
 )
+from sendstatus_tui.views.activity import AuditWatch
 from sendstatus_tui.views.cells import quoted
 from sendstatus_tui.views.engine_fact import EngineFact, EngineWhere
 from sendstatus_tui.views.header import (
@@ -141,6 +142,8 @@ class SendStatusApp(App):
         pure client, ``--no-engine``); called whenever the panes show that none does."""
         super().__init__()
         audit.operating_from(audit.Source.DASHBOARD)  # the trail says who acted from here
+        # and in which session: this dashboard tells the changes of every other one
+        self.audit_watch = AuditWatch(session=audit.new_session())
         self.store = store
         self.test_relay = test_relay  # where test sends go (None: the dashboard sends none)
         self.zone = zone(zone_name)
@@ -153,6 +156,7 @@ class SendStatusApp(App):
         self.dashboard = DashboardScreen(
             store, DashboardSettings(zone_name, clock, blink, refresh_seconds)
         )
+        self.dashboard.own_session = self.audit_watch.session
         self.speeds = SpeedMeter()
         self.starts = StartWatch()
         self.snapshot: Snapshot | None = None
@@ -195,7 +199,9 @@ class SendStatusApp(App):
     def _read_panes(self, sequence: int) -> None:
         snapshot, trouble = None, None
         try:
-            snapshot = read_snapshot(self.store, self.zone, self.clock(), self.speeds, self.starts)
+            snapshot = read_snapshot(
+                self.store, self.zone, self.clock(), self.speeds, self.starts, self.audit_watch
+            )
         except StoreError as exc:  # the database cannot be reached: said in the header
             trouble = exc
         finally:  # also after an unforeseen error (guarded reports it): the next read may go

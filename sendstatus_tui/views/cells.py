@@ -95,6 +95,30 @@ def failed_share(sent: int, failed: int) -> str:
     return f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"
 
 
+def came_back_short(bounced: int, complained: int) -> str:
+    """What came back after the send, for a pane's narrow cell: "188b 2c" (bounced or
+    blocked, complaints); blank until something comes."""
+    parts = ([f"{bounced:,}b"] if bounced else []) + ([f"{complained:,}c"] if complained else [])
+    return " ".join(parts)
+
+
+def failed_cell(sent: int, failed: int, bounced: int, complained: int) -> str:
+    """Sending now's Failed cell: the failed share, then what came back once any did,
+    e.g. "2.4% 188b 2c" (the bounces are among the failed; complaints are not)."""
+    back = came_back_short(bounced, complained)
+    return " ".join(part for part in (failed_share(sent, failed), back) if part)
+
+
+def share_of(count: int, whole: int) -> str:
+    """``count`` as a percentage of ``whole``: "2.1%", "0.02%" (small shares keep a figure)."""
+    if not whole:
+        return "—"
+    percent = count * 100 / whole
+    if percent == 0 or percent >= 0.1:
+        return f"{percent:.1f}%"
+    return f"{percent:.2f}%"
+
+
 def failed_alarm(sent: int, failed: int) -> Alarm:
     percent = failed_percent(sent, failed) or 0.0
     if percent >= GUARD_REFUSALS_DEFAULT_PERCENT:

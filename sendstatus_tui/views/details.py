@@ -6,7 +6,14 @@ from datetime import timedelta, tzinfo
 from sendstatus_tui.core.model.when import format_named
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.failed import FailedRecipient
-from sendstatus_tui.views.cells import countdown, moment, number, per_minute, state_shown
+from sendstatus_tui.views.cells import (
+    countdown,
+    moment,
+    number,
+    per_minute,
+    share_of,
+    state_shown,
+)
 
 
 def title(details: MailingDetails) -> str:
@@ -54,13 +61,9 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             f" {number(details.resent_in_doubt)} resent in doubt (no reply, or the engine"
             " stopped mid-send)"
         )
-    if details.bounced or details.blocked or details.complained or details.unsubscribed:
-        lines.append(
-            f"  {'Came back:':16}{number(details.bounced)} bounced,"
-            f" {number(details.blocked)} blocked (both counted failed),"
-            f" {number(details.complained)} complained, {number(details.unsubscribed)}"
-            " unsubscribed"
-        )
+    if came_back_any(details):
+        lines.append(f"  {'Came back:':16}{came_back(details)}")
+        lines.append(f"  {'':16}(bounced and blocked are counted failed)")
     if details.failed_by_class:
         lines.append(f"  {'Failed, why:':16}{failure_classes(details)}")
     if details.first_failed:
@@ -83,6 +86,32 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         lines.append("  Last errors:")
         lines += [f"    {error_line(error)}" for error in details.last_errors]
     return "\n".join(lines)
+
+
+def came_back_any(details: MailingDetails) -> bool:
+    return bool(details.bounced or details.blocked or details.complained or details.unsubscribed)
+
+
+def accepted(details: MailingDetails) -> int:
+    """What the relay accepted: sent, and what bounced or was blocked since (no longer
+    counted sent). The share of each kind of feedback is of these."""
+    return details.sent + details.bounced + details.blocked
+
+
+def came_back(details: MailingDetails) -> str:
+    """e.g. "188 bounced (2.1%), 3 blocked (0.03%), 2 complaints (0.02%), 0 unsubscribed
+    (0.0%) of 9,000 sent": each kind, and its share of what the relay accepted."""
+    whole = accepted(details)
+    kinds = (
+        (details.bounced, "bounced"),
+        (details.blocked, "blocked"),
+        (details.complained, "complaint" if details.complained == 1 else "complaints"),
+        (details.unsubscribed, "unsubscribed"),
+    )
+    counted = ", ".join(
+        f"{number(count)} {word} ({share_of(count, whole)})" for count, word in kinds
+    )
+    return f"{counted} of {number(whole)} sent"
 
 
 def unsubscribe(details: MailingDetails) -> str:
@@ -117,6 +146,8 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         f"Resent in doubt (no reply, or the engine stopped mid-send):"
         f" {number(details.resent_in_doubt)}",
     ]
+    if came_back_any(details):
+        lines.append(f"Came back    {came_back(details)}")
     if details.waiting_reason:
         lines.append(f"Waiting      {waiting(details, zone)}")
     lines += [f"Relay        {relay_connections(engine)}" for engine in details.engines]

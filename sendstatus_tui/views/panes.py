@@ -8,7 +8,7 @@ from sendstatus_tui.views.cells import (
     PAUSED_NO_ENGINE,
     Cell,
     eta,
-    failed_share,
+    failed_cell,
     now_status,
     number,
     parked_reason,
@@ -42,7 +42,8 @@ COLUMNS = {
         Column("Start date", len(PAUSED_NO_ENGINE), fits_values=True),
         Column("Progress", len(progress_bar(1, 1))),
         Column("Sent", 11, fits_values=True),  # 9,999/9,999; more widens it
-        Column("Failed", 6, fits_values=True),  # the failed share: "12.5%"
+        # the failed share, "12.5%", then what came back: "12.5% 188b 2c"
+        Column("Failed", 6, fits_values=True),
         Column("Speed", 10, priority=1, fits_values=True),
         Column("ETA", 7, priority=2, fits_values=True),
     ),
@@ -88,7 +89,7 @@ def pane_cells(
             now_status(m, zone, now, engine_running, starting_since),
             progress_bar(m.sent + m.failed, m.total),
             sent_of_total(m),
-            failed_share(m.sent, m.failed),
+            failed_cell(m.sent, m.failed, m.bounced + m.blocked, m.complained),
             per_minute(speed),
             eta(m.remaining, speed),
         )

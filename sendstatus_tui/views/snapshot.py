@@ -10,12 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
+from sqlmodel import Session
+
 from sendstatus_tui.core.coordination import heartbeats, lease
 from sendstatus_tui.core.model import settings
+from sendstatus_tui.core.model.models import AuditEntry
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
+from sendstatus_tui.core.reads import activity
+from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.reads.listing import list_pane_rows
 from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.views.activity import AuditWatch
 from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Alarm, Cell, failed_alarm
+from sendstatus_tui.views.completed import start_of_day
 from sendstatus_tui.views.panes import PANE_AREAS, pane_cells
 
 
@@ -48,6 +55,20 @@ class Snapshot:
     taken_at: datetime
     rate: str | None = None  # the contracted rate, as stored (e.g. 36000/h)
     engines_running: int = 0  # engines whose heartbeat says they run (none lost)
+    # the audit entries written since the last read (none at the first)
+    news: list[AuditEntry] = field(default_factory=list)
+    # today's changes, newest first, when they changed since the last read (else None)
+    activity: list[AuditEntry] | None = None
+    # completed mailings with bounces or complaints new since the last read
+    came_back: list[CameBack] = field(default_factory=list)
+
+    @property
+    def on_screen(self) -> set[int]:
+        return {row.mailing_id for rows in self.rows.values() for row in rows}
+
+
+# the activity panel's entries at most (today's; the A screen shows them all)
+ACTIVITY_READ = 30
 
 
 # a mailing whose count did not move over this many refreshes sends nothing now: its speed
@@ -131,13 +152,20 @@ def read_snapshot(
     now: datetime,
     speeds: SpeedMeter,
     starts: StartWatch | None = None,
+    watch: AuditWatch | None = None,
 ) -> Snapshot:
-    """One consistent read of everything the panes show."""
+    """One consistent read of everything the panes show; with ``watch``, also what changed
+    in the audit trail and came back since the last read (``watch`` moves on)."""
+    news: list[AuditEntry] = []
+    today: list[AuditEntry] | None = None
+    came_back: list[CameBack] = []
     with store.read() as session:
         mailings = list_pane_rows(session, PANE_AREAS)
         holder = lease.current(session)
         rate = settings.read(session, "rate")
         beats = heartbeats.engines(session)
+        if watch is not None:
+            news, today, came_back = _read_changes(session, watch, zone, now)
     active_holder = holder.holder if holder and holder.expires_at > now else None
     lost = heartbeats.lost_ids(beats, now)
     # a row still saying leader after its lease lapsed is an engine that died leading (its
@@ -174,4 +202,27 @@ def read_snapshot(
             )
         )
     speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})
-    return Snapshot(rows, active_holder, now, rate, running)
+    return Snapshot(rows, active_holder, now, rate, running, news, today, came_back)
+
+
+def _read_changes(
+    session: Session, watch: AuditWatch, zone: tzinfo, now: datetime
+) -> tuple[list[AuditEntry], list[AuditEntry] | None, list[CameBack]]:
+    """The entries new since ``watch`` last read (by id), today's entries when they
+    changed, and what came back about completed mailings."""
+    if watch.last_entry_id is None:
+        news: list[AuditEntry] = []
+        watch.last_entry_id = activity.latest_entry_id(session)
+    else:
+        news = activity.entries_after(session, watch.last_entry_id)
+        if news:
+            watch.last_entry_id = news[-1].id
+    day = start_of_day(now, zone)
+    today = None
+    if news or day != watch.activity_day:
+        today = activity.entries_since(session, day, ACTIVITY_READ)
+        watch.activity_day = day
+    came_back, watch.completed_changed_at = activity.completed_changed_after(
+        session, watch.completed_changed_at
+    )
+    return news, today, came_back

@@ -11,6 +11,7 @@ engine. Entries are also logged (logger ``sendstatus.audit``), so the engine log
 import getpass
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -56,6 +57,7 @@ class Actor:
     source: Source
     sudo_user: str | None = None
     ssh_from: str | None = None
+    session: str | None = None  # which process (a dashboard's own, see ``new_session``)
 
     @classmethod
     def here(cls, source: Source) -> "Actor":
@@ -66,6 +68,7 @@ class Actor:
             source=source,
             sudo_user=os.environ.get("SUDO_USER") or None,
             ssh_from=ssh.split()[0] if ssh.split() else None,
+            session=_session,
         )
 
     def __str__(self) -> str:
@@ -73,12 +76,26 @@ class Actor:
 
 
 _operator_source = Source.CLI
+# this process's session: every entry it writes carries it
+_session = uuid.uuid4().hex[:16]
 
 
 def operating_from(source: Source) -> None:
     """Where this process's operators act from (a dashboard says so when it opens)."""
     global _operator_source
     _operator_source = source
+
+
+def new_session() -> str:
+    """Starts a session of its own for what this process records from now on (a dashboard
+    does when it opens, so that it can tell its own changes from everyone else's)."""
+    global _session
+    _session = uuid.uuid4().hex[:16]
+    return _session
+
+
+def current_session() -> str:
+    return _session
 
 
 def operator() -> Actor:
@@ -116,6 +133,7 @@ def record(
         os_user=actor.user,
         sudo_user=actor.sudo_user,
         ssh_from=actor.ssh_from,
+        session=actor.session,
     )
     session.add(entry)
     session.flush()

@@ -303,6 +303,9 @@ class AuditEntry(SQLModel, table=True):
     os_user: str = Field(sa_type=sa.String(64))
     sudo_user: str | None = Field(default=None, sa_type=sa.String(64))
     ssh_from: str | None = Field(default=None, sa_type=sa.String(64))  # the client's address
+    # the process that made it (one per dashboard, command or engine): a dashboard tells
+    # the changes of every other session, also the same user's second dashboard
+    session: str | None = Field(default=None, sa_type=sa.String(32))
 
 
 class Secret(SQLModel, table=True):

@@ -81,6 +81,18 @@ class MailingDetails:
     complained: int = 0
     unsubscribed: int = 0
 
+    def came_back_rates(self) -> dict[str, float | None]:
+        accepted = self.sent + self.bounced + self.blocked
+        counts = {
+            "bounced": self.bounced,
+            "blocked": self.blocked,
+            "complained": self.complained,
+            "unsubscribed": self.unsubscribed,
+        }
+        return {
+            key: round(count / accepted, 6) if accepted else None for key, count in counts.items()
+        }
+
     def as_json(self) -> dict[str, object]:
         """Everything ``show --json`` tells: the ``ls --json`` fields and the rest."""
         return {
@@ -104,6 +116,8 @@ class MailingDetails:
             "engines": [dataclasses.asdict(engine) for engine in self.engines],
             "planned_as": self.planned_as,
             "planned_for": iso(self.planned_for),
+            # each kind of feedback's share of what the relay accepted (None: nothing yet)
+            "came_back_rates": self.came_back_rates(),
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors

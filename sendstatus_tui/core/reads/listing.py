@@ -94,6 +94,10 @@ class PaneMailing(NamedTuple):
     suppressed: int
     waiting_reason: str | None  # what keeps the engine from sending it now
     waiting_until: datetime | None  # when the engine tries again
+    # what came back after the send (bounced and blocked are also counted failed)
+    bounced: int = 0
+    blocked: int = 0
+    complained: int = 0
 
     @property
     def remaining(self) -> int:
@@ -117,6 +121,9 @@ _PANE_COLUMNS = (
     col(Mailing.suppressed),
     col(Mailing.waiting_reason),
     col(Mailing.waiting_until),
+    col(Mailing.bounced),
+    col(Mailing.blocked),
+    col(Mailing.complained),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -163,6 +170,9 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             suppressed,
             waiting_reason,
             _utc(waiting_until),
+            bounced,
+            blocked,
+            complained,
         )
         for (
             id_,
@@ -180,6 +190,9 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             suppressed,
             waiting_reason,
             waiting_until,
+            bounced,
+            blocked,
+            complained,
         ) in json.loads(text)
     ]
 

@@ -7,10 +7,12 @@ the database transaction in a worker and refreshes the panes.
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from rich.text import Text
 from sqlmodel import Session
 from textual import on
 from textual.app import ComposeResult
@@ -18,7 +20,7 @@ from textual.binding import ActiveBinding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Header, Input, Label
+from textual.widgets import DataTable, Header, Input, Label, Static
 
 from sendstatus_tui.core.coordination.deliveries import failed_by_class
 from sendstatus_tui.core.model import lifecycle, retry
@@ -27,11 +29,13 @@ from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Area, State, TransitionRefused
 from sendstatus_tui.core.model.when import format_local, zone
 from sendstatus_tui.core.reads import trial
+from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.store.store import Store, lock_transitions
 from sendstatus_tui.engine.send_test import RelayForTests, send_test
 from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.tui.actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
 from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
+from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.completed import CompletedScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.detail import DetailScreen, RateHistory
@@ -50,10 +54,25 @@ from sendstatus_tui.tui.trouble import (
 )
 from sendstatus_tui.tui.widgets.footer import FittingFooter
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
+from sendstatus_tui.views.activity import (
+    activity_line,
+    came_back_notice,
+    change_notice,
+    is_news,
+)
 from sendstatus_tui.views.cells import quoted, state_shown
 from sendstatus_tui.views.layout import pane_heights
 from sendstatus_tui.views.panes import BLINKING_COLUMN, COLUMNS, PANE_AREAS, PANE_TITLE, heading
 from sendstatus_tui.views.snapshot import Row, Snapshot
+
+# the activity panel shows from this terminal height on, with this many of today's changes
+ACTIVITY_FROM_HEIGHT = 40
+ACTIVITY_LINES = 6
+ACTIVITY_CHROME = 2  # its border and its title
+# other people's changes told one by one in a refresh, at most; the rest summed up
+NEWS_TOLD_AT_MOST = 3
+# what came back about one completed mailing is told at most this often (seconds)
+CAME_BACK_EVERY = 60.0
 
 
 class AlreadyThere(SendStatusError):
@@ -107,6 +126,10 @@ class DashboardScreen(Screen):
         self._blink_visible = True
         self._bindings_for: tuple | None = None
         self._new_mailing: int | None = None  # created here: highlighted once it shows
+        self.own_session: str | None = None  # the audit session of this dashboard's changes
+        self.came_back_every = CAME_BACK_EVERY
+        self._came_back_told: dict[int, float] = {}  # monotonic time of each one's notice
+        self._came_back_waiting: dict[int, CameBack] = {}
 
     # --- layout and drawing -------------------------------------------------------------
 
@@ -119,6 +142,9 @@ class DashboardScreen(Screen):
                 yield MailingTable(
                     COLUMNS[area], blink_column=BLINKING_COLUMN.get(area), id=f"table-{area}"
                 )
+        with Vertical(id="activity"):
+            yield Label("Activity today (A: all of it)", classes="pane-title")
+            yield Static("", id="activity-lines")
         yield FittingFooter()
 
     def on_mount(self) -> None:
@@ -147,6 +173,10 @@ class DashboardScreen(Screen):
                 self._follow(followed)
         if before is not None:
             self._tell_completed(before, snapshot)
+            self._tell_news(before, snapshot)
+        self._tell_came_back(snapshot.came_back)
+        if snapshot.activity is not None:
+            self._show_activity(snapshot)
         for row in snapshot.rows[Area.NOW]:
             if row.speed is not None:
                 self.rates.add(row.mailing_id, row.speed, snapshot.taken_at)
@@ -181,13 +211,52 @@ class DashboardScreen(Screen):
                     f"{quoted(row.name)} {parked.state_reason}", severity="error", timeout=15
                 )
 
+    def _tell_news(self, before: Snapshot, now: Snapshot) -> None:
+        """Changes by someone else (another dashboard, the command line, the engine, the
+        guard) to a mailing on screen: who did what, when; a burst summed up."""
+        on_screen = before.on_screen | now.on_screen
+        news = [e for e in now.news if is_news(e, self.own_session, on_screen)]
+        told = news if len(news) <= NEWS_TOLD_AT_MOST else news[: NEWS_TOLD_AT_MOST - 1]
+        for entry in told:
+            self.notify(change_notice(entry, self.zone), timeout=6)
+        if len(news) > len(told):
+            more = len(news) - len(told)
+            self.notify(f"and {more:,} more changes by others (A: the activity)", timeout=6)
+
+    def _tell_came_back(self, came_back: list[CameBack]) -> None:
+        """Bounces and complaints about completed mailings, as they come: one notice per
+        mailing at most every ``came_back_every`` seconds, with the counts since it
+        completed."""
+        for item in came_back:
+            self._came_back_waiting[item.mailing_id] = item
+        now = time.monotonic()
+        for mailing_id, item in list(self._came_back_waiting.items()):
+            if now - self._came_back_told.get(mailing_id, -self.came_back_every) >= (
+                self.came_back_every
+            ):
+                self.notify(came_back_notice(item), timeout=8)
+                self._came_back_told[mailing_id] = now
+                del self._came_back_waiting[mailing_id]
+
+    def _show_activity(self, snapshot: Snapshot) -> None:
+        assert snapshot.activity is not None
+        lines = [activity_line(entry, self.zone) for entry in snapshot.activity]
+        text = Text("\n".join(lines) or "no changes today", no_wrap=True, overflow="ellipsis")
+        self.query_one("#activity-lines", Static).update(text)
+
     def on_resize(self) -> None:
         self._fit_panes()
 
     def _fit_panes(self) -> None:
-        """Gives each pane the lines its rows need, as far as the terminal allows."""
+        """Gives each pane the lines its rows need, as far as the terminal allows; from
+        ACTIVITY_FROM_HEIGHT lines on, today's activity under them."""
         filter_shown = self.query_one("#filter", Input).has_class("visible")
         height = self.size.height - 2 - (1 if filter_shown else 0)  # header, footer
+        panel = self.query_one("#activity")
+        panel.display = self.size.height >= ACTIVITY_FROM_HEIGHT
+        if panel.display:
+            panel.styles.height = ACTIVITY_CHROME + ACTIVITY_LINES
+            height -= ACTIVITY_CHROME + ACTIVITY_LINES
         counts = [self.table(area).row_count for area in PANE_AREAS]
         for area, lines in zip(PANE_AREAS, pane_heights(counts, height), strict=True):
             self.query_one(f"#pane-{area}").styles.height = lines
@@ -461,6 +530,12 @@ class DashboardScreen(Screen):
 
     def action_completed_today(self) -> None:
         self.app.push_screen(CompletedScreen(self.store, self.zone, self.settings.clock))
+
+    def action_activity(self) -> None:
+        settings = self.settings
+        self.app.push_screen(
+            ActivityScreen(self.store, self.zone, settings.clock, settings.refresh_seconds)
+        )
 
     def action_engines(self) -> None:
         settings = self.settings
