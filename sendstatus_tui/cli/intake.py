@@ -1,5 +1,5 @@
 """``sendstatus intake SOURCE [--follow]``: reads bounces and complaints back where they
-arrive (``maildir:DIR`` for now) and applies them (core/feedback)."""
+arrive (``maildir:DIR``, ``imap[s]://USER@HOST/FOLDER``) and applies them (core/feedback)."""
 
 import logging
 import signal
@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, CommandError, Context
+from sendstatus_tui.engine.intake.imap import PASSWORD_ENV, ImapSource, imap_source
 from sendstatus_tui.engine.intake.maildir import maildir_source
 from sendstatus_tui.engine.intake.run import DEFAULT_INTERVAL, run_intake
 from sendstatus_tui.engine.intake.source import Source, SourceError
@@ -17,20 +18,24 @@ def register(commands: Any, context: Context) -> None:
     intake = commands.add_parser(
         "intake",
         parents=[context.common],
-        help="read bounces and complaints back (from a maildir) and apply them",
+        help="read bounces and complaints back (from a maildir or an IMAP mailbox) and apply them",
         description="Reads the bounces (RFC 3464 DSNs, and the other kinds MTAs send) and"
         " complaints (ARF feedback reports) delivered to SOURCE, matches each to its"
         " recipient by the signed code of its return path or header (`config set"
         " return_path`), and applies it: a hard bounce fails the recipient (class bounce) and"
         " suppresses the address (suppress_bounces), a block fails it (class blocked), a"
-        " complaint suppresses it. Each message is moved to cur/ once applied. Prints a"
-        " summary line at the end.",
+        " complaint suppresses it. Once applied, each message is moved to cur/ (maildir) or"
+        " flagged \\Seen and SendstatusProcessed (IMAP). Prints a summary line at the end."
+        f" IMAP: the password comes from {PASSWORD_ENV} or the [intake] table of the"
+        " credentials file, never from the URL; imaps:// or STARTTLS, certificates checked"
+        " (?verify=off for a server you trust).",
     )
-    intake.add_argument("source", metavar="maildir:DIR")
+    intake.add_argument("source", metavar="maildir:DIR|imaps://USER@HOST[:PORT]/FOLDER")
     intake.add_argument(
         "--follow",
         action="store_true",
-        help="keep reading until SIGTERM or SIGINT (Ctrl-C), one pass every --interval",
+        help="keep reading until SIGTERM or SIGINT (Ctrl-C), one pass every --interval (IMAP:"
+        " as soon as the server tells of new mail, where it offers IDLE)",
     )
     intake.add_argument(
         "--interval",
@@ -43,14 +48,15 @@ def register(commands: Any, context: Context) -> None:
 
 
 def source_of(text: str) -> Source:
+    source: Source | None
     try:
-        source = maildir_source(text)
+        source = maildir_source(text) or imap_source(text)
     except SourceError as exc:
         raise CommandError(str(exc)) from None
     if source is None:
         raise CommandError(
-            f"unknown intake source {text!r}: expected maildir:DIR (IMAP and an SMTP listener"
-            " are to come)"
+            f"unknown intake source {text!r}: expected maildir:DIR or"
+            " imaps://USER@HOST[:PORT]/FOLDER (an SMTP listener is to come)"
         )
     return source
 
@@ -66,6 +72,12 @@ def _intake(args: Any, context: Context) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
     stop = threading.Event()
+    if isinstance(source, ImapSource):
+        source.stop, source.patient = stop, args.follow  # --follow waits out a lost server
+        try:
+            source.open()  # a refused login or an untrusted certificate: said now
+        except SourceError as exc:
+            raise CommandError(str(exc)) from None
     if args.follow:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda number, frame: stop.set())
@@ -78,4 +90,8 @@ def _intake(args: Any, context: Context) -> None:
         tally = run_intake(store, source, follow=args.follow, interval=args.interval, stop=stop)
     except SourceError as exc:
         raise CommandError(str(exc)) from None
-    print(f"intake {source.name}: {tally.line()}")
+    finally:
+        if isinstance(source, ImapSource):
+            source.close()
+    trouble = source.summary() if isinstance(source, ImapSource) else ""
+    print(f"intake {source.name}: {tally.line()}" + (f"; {trouble}" if trouble else ""))
