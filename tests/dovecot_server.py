@@ -6,6 +6,7 @@ tmp_path. Dovecot refuses to give mail to uid 0, so the mail processes run as ``
 with the mailboxes in a directory of their own under /tmp that ``nobody`` can reach
 (pytest's tmp_path is private to root)."""
 
+import contextlib
 import imaplib
 import os
 import pwd
@@ -206,10 +207,8 @@ class CuttingProxy:
         except OSError:
             pass
         for end in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             end.close()
 
     def close(self) -> None:

@@ -30,9 +30,11 @@ needs_dovecot = pytest.mark.skipif(why_no_dovecot() is not None, reason=str(why_
 
 @pytest.fixture
 def dovecot(tmp_path):
-    server = Dovecot(tmp_path / "dovecot").start()
-    yield server
-    server.stop()
+    server = Dovecot(tmp_path / "dovecot")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -197,9 +199,7 @@ def test_bounces_and_complaints_come_back_from_an_imap_mailbox(
 
 
 @needs_dovecot
-def test_a_refused_login_or_an_untrusted_server_is_an_error_at_start(
-    sqlite_url, dovecot, tmp_path
-):
+def test_a_refused_login_or_an_untrusted_server_is_an_error_at_start(sqlite_url, dovecot, tmp_path):
     init = [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", sqlite_url, "init"]
     subprocess.run(init, check=True, capture_output=True)
     url = dovecot.url("imaps")
