@@ -2,6 +2,7 @@
 manager; with ``--workers``, N engine processes under one supervisor."""
 
 import argparse
+import threading
 from typing import Any
 
 from sendstatus_tui import config
@@ -37,7 +38,8 @@ def register(commands: Any, context: Context) -> None:
     engine.add_argument(
         "--intake",
         metavar="SOURCE",
-        help="also run an intake of bounces and complaints: maildir:DIR or smtp://HOST:PORT"
+        help="also run an intake of bounces and complaints: maildir:DIR,"
+        " imaps://USER@HOST[:PORT]/FOLDER or smtp://HOST:PORT"
         " (see `sendstatus intake --help`)",
     )
     engine.set_defaults(run=lambda args: _engine(args, context))
@@ -59,7 +61,7 @@ def _engine(args: Any, context: Context) -> None:
             relay_url,
             transport,
             rate,
-            None if intake is None else opened(intake),
+            None if intake is None else opened(intake, threading.Event(), follow=True),
         )
         return
     store.dispose()  # the supervisor needs no connection

@@ -1,6 +1,6 @@
 """``sendstatus intake SOURCE [--follow]``: reads bounces and complaints back where they
-arrive (``maildir:DIR``; ``smtp://HOST:PORT``, a listener they are sent to) and applies them
-(core/feedback)."""
+arrive (``maildir:DIR``; ``imap[s]://USER@HOST/FOLDER``; ``smtp://HOST:PORT``, a listener
+they are sent to) and applies them (core/feedback)."""
 
 import logging
 import signal
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, CommandError, Context
+from sendstatus_tui.engine.intake.imap import PASSWORD_ENV, ImapSource, imap_source
 from sendstatus_tui.engine.intake.listener import smtp_listener
 from sendstatus_tui.engine.intake.maildir import MaildirSource, maildir_source
 from sendstatus_tui.engine.intake.run import DEFAULT_INTERVAL, run_intake
@@ -22,10 +23,18 @@ def _maildir(text: str) -> MaildirSource:
     return source
 
 
+def _imap(text: str) -> ImapSource:
+    source = imap_source(text)
+    assert source is not None  # the text starts with imap:// or imaps://
+    return source
+
+
 # the kinds of SOURCE: how the text starts, and what makes the source of it (SourceError
 # when the text names none)
 SOURCES: dict[str, Callable[[str], Source | Listener]] = {
     "maildir:": _maildir,
+    "imap://": _imap,
+    "imaps://": _imap,
     "smtp://": smtp_listener,
 }
 
@@ -34,25 +43,32 @@ def register(commands: Any, context: Context) -> None:
     intake = commands.add_parser(
         "intake",
         parents=[context.common],
-        help="read bounces and complaints back (from a maildir, or as an SMTP listener) and"
-        " apply them",
+        help="read bounces and complaints back (from a maildir, an IMAP mailbox, or as an SMTP"
+        " listener) and apply them",
         description="Reads the bounces (RFC 3464 DSNs, and the other kinds MTAs send) and"
         " complaints (ARF feedback reports) delivered to SOURCE, matches each to its"
         " recipient by the signed code of its return path or header (`config set"
         " return_path`), and applies it: a hard bounce fails the recipient (class bounce) and"
         " suppresses the address (suppress_bounces), a block fails it (class blocked), a"
         " complaint suppresses it. maildir:DIR: each message is moved to cur/ once applied."
+        " imap[s]://USER@HOST[:PORT]/FOLDER: each is flagged \\Seen and SendstatusProcessed"
+        f" once applied; the password comes from {PASSWORD_ENV} or the [intake] table of the"
+        " credentials file, never from the URL; imaps:// or STARTTLS, certificates checked"
+        " (?verify=off for a server you trust)."
         " smtp://HOST:PORT: an SMTP server for the bounce domain's MX, which accepts only the"
         " signed return path addresses, the bare return_path and complaints_address (any"
         " other is refused at RCPT), and answers 250 once a message is applied; it runs until"
         " SIGTERM or SIGINT, with or without --follow. Prints a summary line at the end.",
     )
-    intake.add_argument("source", metavar="maildir:DIR|smtp://HOST:PORT")
+    intake.add_argument(
+        "source", metavar="maildir:DIR|imaps://USER@HOST[:PORT]/FOLDER|smtp://HOST:PORT"
+    )
     intake.add_argument(
         "--follow",
         action="store_true",
-        help="keep reading until SIGTERM or SIGINT (Ctrl-C), one pass every --interval (an"
-        " smtp:// listener always runs until then)",
+        help="keep reading until SIGTERM or SIGINT (Ctrl-C), one pass every --interval (IMAP:"
+        " as soon as the server tells of new mail, where it offers IDLE; an smtp:// listener"
+        " always runs until then)",
     )
     intake.add_argument(
         "--interval",
@@ -69,7 +85,8 @@ def source_of(text: str) -> Source | Listener:
     make = next((make for start, make in SOURCES.items() if text.startswith(start)), None)
     if make is None:
         raise CommandError(
-            f"unknown intake source {text!r}: expected maildir:DIR or smtp://HOST:PORT"
+            f"unknown intake source {text!r}: expected maildir:DIR,"
+            " imaps://USER@HOST[:PORT]/FOLDER or smtp://HOST:PORT"
         )
     try:
         return make(text)
@@ -77,10 +94,12 @@ def source_of(text: str) -> Source | Listener:
         raise CommandError(str(exc)) from None
 
 
-def opened(source: Source | Listener) -> Source | Listener:
-    """``source``, a listener bound to its port: a port taken is an error before anything
-    starts."""
-    if isinstance(source, Listener):
+def opened(source: Source | Listener, stop: threading.Event, follow: bool) -> Source | Listener:
+    """``source``, a listener bound to its port, an IMAP mailbox logged in: a port taken, a
+    refused login or an untrusted certificate is an error before anything starts."""
+    if isinstance(source, ImapSource):
+        source.stop, source.patient = stop, follow  # --follow waits out a lost server
+    if isinstance(source, Listener | ImapSource):
         try:
             source.open()
         except SourceError as exc:
@@ -95,11 +114,11 @@ def _intake(args: Any, context: Context) -> None:
         )
     source = source_of(args.source)
     store = context.store(args, Access.CHANGE)
-    opened(source)
+    stop = threading.Event()
+    opened(source, stop, args.follow)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    stop = threading.Event()
     if isinstance(source, Listener) or args.follow:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda number, frame: stop.set())
@@ -113,4 +132,8 @@ def _intake(args: Any, context: Context) -> None:
         tally = run_intake(store, source, follow=args.follow, interval=args.interval, stop=stop)
     except SourceError as exc:
         raise CommandError(str(exc)) from None
-    print(f"intake {source.name}: {tally.line()}")
+    finally:
+        if isinstance(source, ImapSource):
+            source.close()
+    trouble = source.summary() if isinstance(source, ImapSource) else ""
+    print(f"intake {source.name}: {tally.line()}" + (f"; {trouble}" if trouble else ""))

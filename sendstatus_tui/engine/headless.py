@@ -26,6 +26,7 @@ from datetime import timedelta
 
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.intake.imap import ImapSource
 from sendstatus_tui.engine.intake.run import run_intake
 from sendstatus_tui.engine.intake.source import Listener, Source, SourceError
 from sendstatus_tui.engine.supervisor import WORKER_ENV, Supervisor
@@ -82,6 +83,8 @@ def run_headless(
     log.info("engine starting: %s", _described(store.safe_url, relay_url, rate_per_second))
     stopping = threading.Event()
     reading = None
+    if isinstance(intake, ImapSource):  # its IDLE ends when the engine stops, as the loop does
+        intake.stop, intake.patient = stopping, True
     if intake is not None:
         reading = threading.Thread(
             target=_run_intake, args=(store, intake, stopping), name="intake", daemon=True

@@ -74,7 +74,11 @@ def run_intake(
             _one(store, source.name, message, tally, source.acknowledge)
         if not follow:
             break
-        stop.wait(interval)
+        wait = getattr(source, "wait", None)  # a source that can be told of new mail (IMAP IDLE)
+        if wait is not None:
+            wait(interval, stop)
+        else:
+            stop.wait(interval)
     return tally
 
 

@@ -40,7 +40,26 @@ def load_credentials(environ: Mapping[str, str] = os.environ) -> Credentials | N
         if not (user and password):
             raise CredentialsError(f"set both {USER_ENV} and {PASSWORD_ENV}, or neither")
         return Credentials(user, password)
-    path = Path(environ.get(FILE_ENV) or default_credentials_file())
+    relay = credentials_table("relay", environ)
+    if relay is None:
+        return None
+    path = credentials_path(environ)
+    name, secret = relay.get("username"), relay.get("password")
+    if not (isinstance(name, str) and isinstance(secret, str)):
+        raise CredentialsError(f"{path}: expected a [relay] table with username and password")
+    return Credentials(name, secret)
+
+
+def credentials_path(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get(FILE_ENV) or default_credentials_file())
+
+
+def credentials_table(
+    name: str, environ: Mapping[str, str] = os.environ
+) -> dict[str, object] | None:
+    """The table ``[name]`` of the credentials file (empty when the file has none), or None
+    when there is no file; refused when others can read the file."""
+    path = credentials_path(environ)
     if not path.exists():
         return None
     mode = path.stat().st_mode
@@ -49,7 +68,7 @@ def load_credentials(environ: Mapping[str, str] = os.environ) -> Credentials | N
             f"{path} can be read by other users (mode {stat.S_IMODE(mode):o}): run chmod 600 {path}"
         )
     try:
-        relay = tomllib.loads(path.read_text(encoding="utf-8")).get("relay", {})
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get(name, {})
     except tomllib.TOMLDecodeError as exc:
         raise CredentialsError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError as exc:
@@ -58,6 +77,6 @@ def load_credentials(environ: Mapping[str, str] = os.environ) -> Credentials | N
         ) from None
     except OSError as exc:
         raise CredentialsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if not (isinstance(relay.get("username"), str) and isinstance(relay.get("password"), str)):
-        raise CredentialsError(f"{path}: expected a [relay] table with username and password")
-    return Credentials(relay["username"], relay["password"])
+    if not isinstance(table, dict):
+        raise CredentialsError(f"{path}: [{name}] must be a table")
+    return table
