@@ -35,7 +35,7 @@ from .helpers import (
     open_dashboard,
     refresh,
     scenario,
-    wait_until,
+    until,
 )
 
 OUTAGE_SECONDS = 15
@@ -57,7 +57,7 @@ async def send_through_an_outage(store: Store, relay, directory, outage) -> list
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             act(store, lifecycle.send_now, mailing_id)
-            await wait_until(pilot, lambda: mailing(store, mailing_id).sent >= 5, "a start", 20)
+            await until(pilot, lambda: mailing(store, mailing_id).sent >= 5, "a start", 20)
             outage_over = threading.Event()
             threading.Thread(target=lambda: (outage(), outage_over.set()), daemon=True).start()
             loop = asyncio.get_running_loop()
@@ -71,7 +71,7 @@ async def send_through_an_outage(store: Store, relay, directory, outage) -> list
             def completed() -> bool:
                 return mailing(store, mailing_id).state == "completed"
 
-            await wait_until(pilot, completed, "the mailing completed", 30)
+            await until(pilot, completed, "the mailing completed", 30)
             assert app.is_running and engine.alive
     finally:
         engine.stop()
