@@ -1,8 +1,8 @@
 """A private Dovecot IMAP server on loopback for the IMAP intake's tests (Debian package
 dovecot-imapd; .ci/run installs it), and a proxy that cuts a connection half-way.
 
-The configuration, certificate, password file, sockets and log live in the test's
-tmp_path. Dovecot refuses to give mail to uid 0, so the mail processes run as ``nobody``,
+The configuration, certificate, password file and log live in the test's tmp_path, the
+sockets in a short directory under /tmp. Dovecot refuses to give mail to uid 0, so the mail processes run as ``nobody``,
 with the mailboxes in a directory of their own under /tmp that ``nobody`` can reach
 (pytest's tmp_path is private to root)."""
 
@@ -53,6 +53,9 @@ class Dovecot:
         os.chmod(self.mail, 0o711)
         os.chown(self.mail, nobody.pw_uid, nobody.pw_gid)
         self._ids = (nobody.pw_uid, nobody.pw_gid)
+        # its sockets: a path of at most 108 bytes, which pytest's tmp_path under xdist
+        # (…/popen-gw0/test_…/) outgrows
+        self.sockets = Path(tempfile.mkdtemp(prefix="dv-", dir="/tmp"))
 
     def url(self, scheme: str = "imaps", folder: str = "INBOX", user: str = USER) -> str:
         port = self.imaps_port if scheme == "imaps" else self.imap_port
@@ -68,12 +71,11 @@ class Dovecot:
             capture_output=True,
         )
         (d / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        for sub in ("run", "state"):
-            (d / sub).mkdir()
+        (d / "state").mkdir()
         uid, gid = self._ids
         (d / "dovecot.conf").write_text(
             f"""
-base_dir = {d}/run
+base_dir = {self.sockets}
 state_dir = {d}/state
 log_path = {self.log}
 protocols = imap
@@ -136,6 +138,7 @@ service imap-login {{
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.mail, ignore_errors=True)
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
     # --- as a mail client -----------------------------------------------------------
 
