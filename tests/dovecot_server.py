@@ -2,9 +2,9 @@
 dovecot-imapd; .ci/run installs it), and a proxy that cuts a connection half-way.
 
 The configuration, certificate, password file and log live in the test's tmp_path, the
-sockets in a short directory under /tmp. Dovecot refuses to give mail to uid 0, so the mail processes run as ``nobody``,
-with the mailboxes in a directory of their own under /tmp that ``nobody`` can reach
-(pytest's tmp_path is private to root)."""
+sockets in a short directory under /tmp. Dovecot refuses to give mail to uid 0, so the
+mail processes run as ``nobody``, with the mailboxes in a directory of their own under /tmp
+that ``nobody`` can reach (pytest's tmp_path is private to root)."""
 
 import contextlib
 import imaplib
