@@ -200,10 +200,12 @@ class Engine:
 
     async def _beat(self) -> None:
         """Writes the heartbeat, and takes or renews the lease, in one transaction."""
-        began = time.monotonic()
+        began, asked = time.monotonic(), utc_now()
         beat, fresh = self._heartbeat(), not self._registered
         try:
-            state, stands = await self.db.beat(lambda session: self._beat_in(session, beat, fresh))
+            state, stands = await self.db.beat(
+                lambda session: self._beat_in(session, beat, fresh, asked)
+            )
         except StoreError as exc:
             self._report_database_trouble("beat", exc)
             return
@@ -222,12 +224,13 @@ class Engine:
         self._follow_lease(state)
 
     def _beat_in(
-        self, session: Session, beat: heartbeats.Beat, fresh: bool
+        self, session: Session, beat: heartbeats.Beat, fresh: bool, asked: datetime
     ) -> tuple[lease.LeaseState, bool]:
         ttl = self.settings.lease_ttl
-        # decided by the time the beat began: a wait for a lock must not expire the lease
-        # (the new expiry counts from when the lease row is locked)
-        expired_by = self.db.expired_before(utc_now(), ttl) + ttl
+        # decided by the time the beat was asked for: a wait for a lock (this beat's own,
+        # not yet noted as a stall while it runs; or an earlier write's) must not expire the
+        # lease (the new expiry counts from when the lease row is locked)
+        expired_by = min(self.db.expired_before(utc_now(), ttl) + ttl, asked)
         state = lease.acquire(session, self.holder, ttl, expired_by=expired_by)
         role = "leader" if state.held else "sender"
         stands = heartbeats.beat(session, replace(beat, role=role), fresh=fresh)
