@@ -189,13 +189,13 @@ class EngineProcesses:
     def stop_all(self) -> None:
         for process, _ in self.started:
             if process.poll() is None:
-                workers = _children(process.pid)  # of a supervisor (engine --workers)
+                workers = list(children_of(process.pid))  # of a supervisor (engine --workers)
                 process.send_signal(signal.SIGCONT)  # a stalled one must be able to die
                 process.kill()
                 # a killed supervisor's workers get SIGTERM and finish their batches: they
                 # must be gone before the test's database is dropped under them
                 wait_until(
-                    lambda workers=workers: not any(map(_alive, workers)),
+                    lambda workers=workers: not any(map(alive, workers)),
                     30,
                     "the workers of a killed supervisor to stop",
                     0.05,
@@ -203,21 +203,23 @@ class EngineProcesses:
             process.wait()
 
 
-def _children(parent: int) -> list[int]:
-    """The live processes whose parent is ``parent``."""
-    found = []
+def children_of(parent: int) -> dict[int, str]:
+    """The live processes whose parent is ``parent``, with their command lines."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             # "pid (command) state ppid ...": the command may hold spaces, not ")"
             state, ppid = stat.read_text().rpartition(")")[2].split()[:2]
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:  # the process ended meanwhile
             continue
         if int(ppid) == parent and state != "Z":
-            found.append(int(stat.parent.name))
+            found[int(stat.parent.name)] = command
     return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except OSError:

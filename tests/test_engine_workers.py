@@ -5,13 +5,12 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 
 from sendstatus_tui.engine.supervisor import cores
 
-from .engine_processes import EngineProcesses, stall_between_transactions
+from .engine_processes import EngineProcesses, alive, children_of, stall_between_transactions
 from .helpers import wait_until
 
 pytestmark = [
@@ -37,30 +36,9 @@ def listed_pids(run) -> set[int]:
     return {engine["pid"] for engine in json.loads(out)}
 
 
-def children_of(parent: int) -> set[int]:
-    """The live processes whose parent is ``parent``."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # "pid (command) state ppid ...": the command may hold spaces, not ")"
-            state, ppid = stat.read_text().rpartition(")")[2].split()[:2]
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(ppid) == parent and state != "Z":
-            found.add(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def workers_beating(run, supervisor: int, count: int) -> set[int] | None:
     """The supervisor's workers once ``count`` of them have written their heartbeat."""
-    workers = children_of(supervisor)
+    workers = set(children_of(supervisor))
     return workers if len(workers) == count and workers <= listed_pids(run) else None
 
 
@@ -111,7 +89,7 @@ def test_workers_stop_cleanly_when_the_supervisor_is_killed(store, engines, run)
 def test_one_worker_is_the_engine_itself(store, engines, run):
     engine = engines.start("--workers", "1")
     wait_until(lambda: listed_pids(run) == {engine.pid}, STARTING, "the engine's heartbeat")
-    assert children_of(engine.pid) == set()
+    assert children_of(engine.pid) == {}
     assert "supervisor" not in engines.log(engine)
 
 

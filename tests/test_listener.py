@@ -23,7 +23,7 @@ from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.intake.listener import SmtpListener
 from sendstatus_tui.engine.intake.run import run_intake
 
-from .engine_processes import EngineProcesses
+from .engine_processes import EngineProcesses, children_of
 from .feedback_reports import arf, deliver, dsn, maildir
 from .helpers import add_mailing, mailing, wait_until
 
@@ -276,20 +276,6 @@ def engines(db_url, relay, tmp_path):
     processes = EngineProcesses(db_url, relay.url, tmp_path)
     yield processes
     processes.stop_all()
-
-
-def children_of(parent: int) -> dict[int, str]:
-    """The live processes whose parent is ``parent``, with their command lines."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rpartition(")")[2].split()[:2]
-            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(ppid) == parent and state != "Z":
-            found[int(stat.parent.name)] = command
-    return found
 
 
 def bounce_back(run, store, relay, mailing_id, box: Path, who: str) -> None:
