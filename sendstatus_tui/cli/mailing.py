@@ -1,5 +1,5 @@
 """``sendstatus mailing add``: a new mailing from a message and a CSV of recipients, parked
-or planned at once."""
+or planned at once; ``mailing copy``: a new parked mailing like an existing one."""
 
 import contextlib
 import dataclasses
@@ -14,8 +14,9 @@ from sqlmodel import Session
 
 from sendstatus_tui import config
 from sendstatus_tui.cli import after_send
-from sendstatus_tui.cli.context import Access, CommandError, Context, counted
+from sendstatus_tui.cli.context import Access, CommandError, Context, counted, mailing_id
 from sendstatus_tui.cli.planning import enqueued_message
+from sendstatus_tui.core.importing.copying import copy_mailing
 from sendstatus_tui.core.importing.drafts import (
     add_mailing,
     draft_from_files,
@@ -66,6 +67,30 @@ def register(commands: Any, context: Context) -> None:
     )
     add.add_argument("--yes", action="store_true", help="confirm without asking")
     add.set_defaults(run=lambda args: _add(args, context))
+    copy = mailing_commands.add_parser(
+        "copy",
+        parents=[context.common],
+        help="a new parked mailing with the message, recipients and settings of another",
+        description="Creates a mailing parked in Sends to schedule (decide later) with the"
+        " same message, recipients (with their personalisation fields) and unsubscribe"
+        " settings as mailing ID, none of its outcomes: every recipient is pending again."
+        " Addresses put on the suppression list since are left out.",
+    )
+    copy.add_argument("id", type=mailing_id)
+    copy.add_argument("--name", help="the new mailing's name (default: the same, marked copy)")
+    copy.set_defaults(run=lambda args: _copy(args, context))
+
+
+def _copy(args: Any, context: Context) -> None:
+    store = context.store(args, Access.CHANGE)
+    with _interrupted_by_sigterm():
+        copied = copy_mailing(store, args.id, args.name)
+    dropped = f", {copied.suppressed:,} suppressed dropped" if copied.suppressed else ""
+    print(
+        f"mailing {copied.mailing_id} {copied.name!r} created as a copy of mailing {args.id}"
+        f" with {counted(copied.recipients, 'recipient')}{dropped};"
+        " parked in Sends to schedule (decide later)"
+    )
 
 
 def _add(args: Any, context: Context) -> None:
