@@ -126,7 +126,7 @@ async def test_slash_filters_by_name(db):
         assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]
         assert app.dashboard.table(Area.NOW).mailing_ids == [sold]
         assert app.dashboard.table(Area.SCHEDULED).mailing_ids == []
-        assert str(app.query_one("#title-standby").render()) == "Sends to schedule (1)"
+        assert str(app.query_one("#title-standby").render()) == "Sends to schedule (1 of 2)"
         # the filter holds across refreshes
         await refresh(pilot)
         assert app.dashboard.table(Area.STANDBY).mailing_ids == [sale]

@@ -453,6 +453,7 @@ class SendStatusApp(App):
                     "This dashboard runs the engine. Mailings in Sending now pause until an"
                     " engine runs again (another dashboard, or `sendstatus engine`).",
                     "Quit",
+                    safe=True,
                 )
             )
             if not confirmed:

@@ -66,9 +66,12 @@ COLUMNS = {
 BLINKING_COLUMN = {Area.NOW: "Start date"}  # where "starting up" blinks
 
 
-def heading(area: Area, count: int) -> str:
-    """A pane's title with how many mailings it shows, e.g. ``Sending now (3)``."""
-    return f"{PANE_TITLE[area]} ({count})"
+def heading(area: Area, count: int, of: int | None = None) -> str:
+    """A pane's title with how many mailings it shows, e.g. ``Sending now (3)``; while a
+    filter hides some of its ``of``, how many of them: ``Sending now (1 of 2)``."""
+    if of is not None and of != count:
+        return f"{PANE_TITLE[area]} ({count:,} of {of:,})"
+    return f"{PANE_TITLE[area]} ({count:,})"
 
 
 def pane_cells(

@@ -1,4 +1,8 @@
-"""A yes/no question in a modal: stop, delete, the sequential warning, quitting."""
+"""A yes/no question in a modal: stop, delete, retry, the sequential warning, quitting.
+
+One habit for every question: one about a destructive action (stop, delete, retry, quit
+while this dashboard's engine sends) is asked ``safe``, with Cancel focused; any other has
+Confirm focused. Mailing names in the question are ``views.cells.quoted``."""
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,8 +21,8 @@ class ConfirmModal(ModalScreen[bool]):
     def __init__(
         self, title: str, message: str, confirm_label: str = "Confirm", *, safe: bool = False
     ):
-        """``safe``: the question is about something that cannot be undone, or stops a
-        sending; Cancel has the focus, so that a stray enter changes nothing."""
+        """``safe``: the question is about something destructive (it cannot be undone, or
+        stops a sending); Cancel has the focus, so that a stray enter changes nothing."""
         super().__init__()
         self._title, self._message, self._confirm_label = title, message, confirm_label
         self._safe = safe

@@ -135,7 +135,11 @@ class DashboardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter by name (escape clears)", id="filter")
+        yield Input(
+            placeholder="filter by name or id (enter: to the first match, escape clears)",
+            id="filter",
+            compact=True,
+        )
         for area in PANE_AREAS:
             with Vertical(classes="pane", id=f"pane-{area}"):
                 yield Label(PANE_TITLE[area], classes="pane-title", id=f"title-{area}")
@@ -165,9 +169,11 @@ class DashboardScreen(Screen):
             followed, self._new_mailing = self._new_mailing, None
         with self.app.batch_update():
             for area in PANE_AREAS:
-                rows = [r for r in snapshot.rows[area] if self._name_filter in r.name.lower()]
+                every = snapshot.rows[area]
+                rows = [r for r in every if self._matches(r)]
                 self.table(area).show(rows)
-                self.query_one(f"#title-{area}", Label).update(heading(area, len(rows)))
+                title = heading(area, len(rows), len(every) if self._name_filter else None)
+                self.query_one(f"#title-{area}", Label).update(title)
             self._fit_panes()
             if followed is not None:
                 self._follow(followed)
@@ -455,11 +461,12 @@ class DashboardScreen(Screen):
         count = sum(by_class.get(cls, 0) for cls in classes)
         if count and not await self.app.push_screen_wait(
             ConfirmModal(
-                f"Retry {row.name}?",
+                f"Retry {quoted(row.name)}?",
                 f"{count:,} failed recipients ({', '.join(classes)}) go back to pending; it"
                 " waits in Sends to schedule until you send it. Nobody it was sent to gets"
                 " it again.",
                 "Retry",
+                safe=True,
             )
         ):
             return
@@ -552,15 +559,29 @@ class DashboardScreen(Screen):
         self._fit_panes()
         field.focus()
 
+    def _matches(self, row: Row) -> bool:
+        """Whether the filter shows ``row``: its name holds the text, or its id is it."""
+        wanted = self._name_filter
+        return wanted in row.name.lower() or wanted == str(row.mailing_id)
+
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self._name_filter = event.value.strip().lower()
         if self.snapshot is not None:
             self.show_snapshot(self.snapshot)
+        if first := self._first_match():
+            first.move_cursor(row=0, animate=False)
+
+    def _first_match(self) -> MailingTable | None:
+        """The first pane that shows a mailing (the filter's first match is its first)."""
+        return next((t for t in map(self.table, PANE_AREAS) if t.row_count), None)
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
-        self.table(Area.NOW).focus()
+        table = self._first_match() or self.table(Area.NOW)
+        table.focus()
+        if table.row_count:
+            table.move_cursor(row=0, animate=False)
 
     def key_escape(self) -> None:
         field = self.query_one("#filter", Input)

@@ -7,6 +7,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from sendstatus_tui.core.reads.trial import BadTestAddress, parse_test_addresses
+from sendstatus_tui.views.cells import quoted
 
 
 class SendTestModal(ModalScreen[list[str] | None]):
@@ -21,7 +22,7 @@ class SendTestModal(ModalScreen[list[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-frame"):
-            yield Label(f"Send a test of {self._name}", id="title")
+            yield Label(f"Send a test of {quoted(self._name)}", id="title")
             yield Static(f"as its first recipient, now, through {self._relay}", id="through")
             yield Input(placeholder="you@example.com, colleague@example.com", id="to")
             yield Static("", id="feedback")
