@@ -17,12 +17,12 @@ class SendTestModal(ModalScreen[list[str] | None]):
 
     def __init__(self, mailing_name: str, relay: str):
         super().__init__()
-        self._name, self._relay = mailing_name, relay
+        self._mailing_name, self._relay = mailing_name, relay
         self._addresses: list[str] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-frame"):
-            yield Label(f"Send a test of {quoted(self._name)}", id="title")
+            yield Label(f"Send a test of {quoted(self._mailing_name)}", id="title")
             yield Static(f"as its first recipient, now, through {self._relay}", id="through")
             yield Input(placeholder="you@example.com, colleague@example.com", id="to")
             yield Static("", id="feedback")
