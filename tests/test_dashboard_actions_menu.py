@@ -23,12 +23,15 @@ from .helpers import (
     wait_for_screen,
 )
 
+# offered whatever the state, after what the state allows
+FOR_EVERY_STATE = ["test_send", "export_failed", "copy", "preview", "details"]
+
 
 @pytest.mark.parametrize(
     ("state", "entries"),
     [
-        ("standby", ["send_now", "schedule", "enqueue", "delete", "retry", "test_send", "details"]),
-        ("scheduled", ["send_now", "schedule", "enqueue", "stop", "test_send", "details"]),
+        ("standby", ["send_now", "schedule", "enqueue", "delete", "retry", *FOR_EVERY_STATE]),
+        ("scheduled", ["send_now", "schedule", "enqueue", "stop", *FOR_EVERY_STATE]),
         (
             "queued",
             [
@@ -39,12 +42,11 @@ from .helpers import (
                 "move_top",
                 "move_bottom",
                 "stop",
-                "test_send",
-                "details",
+                *FOR_EVERY_STATE,
             ],
         ),
-        ("starting", ["stop", "test_send", "details"]),
-        ("sending", ["stop", "test_send", "details"]),
+        ("starting", ["stop", *FOR_EVERY_STATE]),
+        ("sending", ["stop", *FOR_EVERY_STATE]),
     ],
 )
 @scenario

@@ -126,7 +126,7 @@ def _cmd_failed(args, context: Context) -> None:
         names = json.loads(mailing.field_names)
         rows = failed.failed_recipients(session, mailing.id, names, classes)
         if args.csv:
-            written = _write_failed_csv(args.csv, names, rows)
+            written = failed.write_failed_csv(args.csv, names, rows)
             what = counted(written, "failed recipient")
             print(f"mailing {mailing.id}: {what} written to {args.csv}")
         elif args.json:
@@ -140,26 +140,6 @@ def _cmd_failed(args, context: Context) -> None:
             if not listed:  # said on stderr: stdout stays the list, empty, for scripts
                 which = "" if args.failure_class in (None, "all") else f" of class {classes[0]}"
                 print(f"mailing {mailing.id} has no failed recipients{which}", file=sys.stderr)
-
-
-def _write_failed_csv(path: Path, names: list[str], rows) -> int:
-    """A recipients CSV of the failed ones: their fields, plus why they failed."""
-    # the extra columns take a name the file does not have already
-    class_column = next(n for n in ("class", "failed_class", "failure_class_") if n not in names)
-    reply_column = next(n for n in ("reply", "failed_reply", "failure_reply_") if n not in names)
-    written = 0
-    try:
-        with open(path, "w", encoding="utf-8", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(["email", *names, class_column, reply_column])
-            for row in rows:
-                fields = [row.fields.get(name, "") for name in names]
-                cells = [*fields, row.failure_class, row.reply or ""]
-                writer.writerow([row.email, *map(defused, cells)])  # the address as it is
-                written += 1
-    except OSError as exc:
-        raise AfterSendError(f"{path}: cannot write it ({exc.strerror or exc})") from None
-    return written
 
 
 def _cmd_retry(args, context: Context) -> None:
@@ -271,22 +251,12 @@ def _cmd_suppress_export(args, context: Context) -> None:
                 writer = csv.writer(stream)
                 writer.writerow(["email", "reason", "added_at"])
                 for entry in suppression.entries(session):
-                    reason = defused(entry.reason or "")  # the address as it is
+                    reason = failed.defused(entry.reason or "")  # the address as it is
                     writer.writerow([entry.address, reason, _iso(entry)])
                     written += 1
         except OSError as exc:
             raise AfterSendError(f"{args.file}: cannot write it ({exc.strerror or exc})") from None
     print(f"{args.file}: {counted(written, 'address')} written")
-
-
-# what makes a spreadsheet read a cell as a formula (OWASP: CSV injection)
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def defused(cell: str) -> str:
-    """A cell a spreadsheet shows as text: one that would start a formula gets a leading
-    single quote. Never applied to an address, which stays as it is (one may begin so)."""
-    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
 
 
 def _refuse_invalid(invalid: list[str], path: Path | None = None) -> None:

@@ -165,6 +165,31 @@ ACTIONS = (
         asks=True,
     ),
     _on_selection(
+        "export_failed",
+        "",
+        "Export",
+        "Export the failed recipients",
+        "write the failed recipients to a CSV file (with why each failed), as `sendstatus"
+        " failed ID --csv FILE` does",
+        asks=True,
+    ),
+    _on_selection(
+        "copy",
+        "",
+        "Copy",
+        "Copy as a new parked mailing",
+        "a new mailing in Sends to schedule with the same message, recipients and settings,"
+        " none of its outcomes",
+        asks=True,
+    ),
+    _on_selection(
+        "preview",
+        "p",
+        "Preview",
+        "Preview the message",
+        "the message as its N-th recipient gets it: headers and text, personalised",
+    ),
+    _on_selection(
         "details",
         "d",
         "Details",

@@ -46,8 +46,9 @@ from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.tui.actions import bindings
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
-from sendstatus_tui.tui.screens.dashboard import DashboardScreen, DashboardSettings
+from sendstatus_tui.tui.screens.dashboard import DashboardScreen
 from sendstatus_tui.tui.screens.help import HelpScreen
+from sendstatus_tui.tui.screens.mailing_actions import DashboardSettings, Operation
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm, NewMailingRequest
 from sendstatus_tui.tui.trouble import (
     Trouble,
@@ -337,12 +338,19 @@ class SendStatusApp(App):
 
     # --- what the screens ask for -------------------------------------------------------
 
-    @on(DashboardScreen.Operation)
-    def _operation_asked(self, asked: DashboardScreen.Operation) -> None:
-        self._operate(asked.done, asked.operation, asked.mailing_id, *asked.args)
+    @on(Operation)
+    def _operation_asked(self, asked: Operation) -> None:
+        self._operate(asked.done, asked.after, asked.operation, asked.mailing_id, *asked.args)
 
     @guarded(thread=True, group="actions")
-    def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:
+    def _operate(
+        self,
+        done: str,
+        after: Callable[[], None] | None,
+        operation: Callable,
+        mailing_id: int,
+        *args,
+    ) -> None:
         try:
             with self.store.write() as session:
                 operation(session, mailing_id, *args)
@@ -354,6 +362,8 @@ class SendStatusApp(App):
         finally:
             with contextlib.suppress(RuntimeError):  # the app closed meanwhile
                 self.call_from_thread(self.refresh_panes)
+                if after is not None:  # the screen that asked reads again too (H)
+                    self.call_from_thread(after)
 
     @on(NewMailingForm.Submitted)
     def _creation_asked(self, submitted: NewMailingForm.Submitted) -> None:

@@ -282,16 +282,14 @@ def _id(mailing: Mailing) -> int:
 def _placeholder_check(
     draft: MailingDraft, unsubscribe_url: str | None
 ) -> Callable[[list[str]], None]:
-    return lambda field_names: _check_placeholders(draft, ["email", *field_names], unsubscribe_url)
+    return lambda field_names: check_placeholders(draft, ["email", *field_names], unsubscribe_url)
 
 
 def _count(recipients: int) -> str:
     return f"{recipients:,} recipient{'' if recipients == 1 else 's'}"
 
 
-def _check_placeholders(
-    draft: MailingDraft, fields: list[str], unsubscribe_url: str | None
-) -> None:
+def check_placeholders(draft: MailingDraft, fields: list[str], unsubscribe_url: str | None) -> None:
     """Every ``{field}`` the message uses must be a column of the CSV (or ``email``); the
     unsubscribe URL may also use ``{unsubscribe_token}``, which sendstatus signs."""
     for part, text, known in (

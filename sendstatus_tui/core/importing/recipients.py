@@ -179,6 +179,35 @@ def import_recipients(
     return report
 
 
+def nth_row(path: Path, number: int) -> tuple[str, list[str], list[str]]:
+    """The address and the fields (names, values) of the ``number``-th recipient of a CSV
+    (1 = the first row after the header; blank lines are not rows), read as the import
+    reads it, the rest of the file left unread: a preview before anything is imported."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            reader = csv.reader(stream, strict=True)
+            field_names, email_index = _header(reader, path)
+            rows = (row for row in reader if row)
+            row = next((row for index, row in enumerate(rows, 1) if index == number), None)
+    except csv.Error as exc:
+        raise RecipientsRefused(f"{path}: malformed CSV ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise RecipientsRefused(
+            f"{path}: not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise RecipientsRefused(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if row is None:
+        raise RecipientsRefused(f"{path}: has no recipient number {number:,}")
+    if len(row) != len(field_names) + 1:
+        raise RecipientsRefused(
+            f"{path}: recipient {number:,} has {len(row)} fields, the header has"
+            f" {len(field_names) + 1}"
+        )
+    email = row.pop(email_index).strip()
+    return email, field_names, row
+
+
 def _header(reader: "CsvReader", path: Path) -> tuple[list[str], int]:
     """The personalisation field names (in CSV order) and the index of the email column."""
     try:

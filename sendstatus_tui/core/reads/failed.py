@@ -1,11 +1,13 @@
 """Failed recipients, listed by class (``sendstatus failed``); putting them back to pending
 (``sendstatus retry``) is in model/retry.py."""
 
+import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -86,3 +88,34 @@ def reply_code(reply: str | None) -> int | None:
     """The SMTP reply code a kept reply carries, if any."""
     found = _CODE.search(reply) if reply else None
     return int(found[1]) if found else None
+
+
+def write_failed_csv(path: Path, names: list[str], rows: Iterable[FailedRecipient]) -> int:
+    """A recipients CSV of the failed ones (which ``mailing add`` takes back): their fields,
+    plus why they failed; returns how many it wrote."""
+    # the extra columns take a name the file does not have already
+    class_column = next(n for n in ("class", "failed_class", "failure_class_") if n not in names)
+    reply_column = next(n for n in ("reply", "failed_reply", "failure_reply_") if n not in names)
+    written = 0
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["email", *names, class_column, reply_column])
+            for row in rows:
+                fields = [row.fields.get(name, "") for name in names]
+                cells = [*fields, row.failure_class, row.reply or ""]
+                writer.writerow([row.email, *map(defused, cells)])  # the address as it is
+                written += 1
+    except OSError as exc:
+        raise FailedError(f"{path}: cannot write it ({exc.strerror or exc})") from None
+    return written
+
+
+# what makes a spreadsheet read a cell as a formula (OWASP: CSV injection)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defused(cell: str) -> str:
+    """A cell a spreadsheet shows as text: one that would start a formula gets a leading
+    single quote. Never applied to an address, which stays as it is (one may begin so)."""
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell

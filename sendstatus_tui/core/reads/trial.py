@@ -95,12 +95,17 @@ def persona(session: Session, mailing: Mailing, as_: str | None) -> Persona:
     )
 
 
+def used_placeholders(*texts: str | None) -> set[str]:
+    """The fields the subject, the bodies and the unsubscribe URL refer to."""
+    return set().union(*(placeholders(text) for text in texts))
+
+
 def _empty_fields(mailing: Mailing, recipient: Recipient) -> list[str]:
     names = json.loads(mailing.field_names)
     values = json.loads(recipient.field_values) if recipient.field_values else []
-    used = set()
-    for text in (mailing.subject, mailing.text_body, mailing.html_body, mailing.unsubscribe_url):
-        used |= placeholders(text)
+    used = used_placeholders(
+        mailing.subject, mailing.text_body, mailing.html_body, mailing.unsubscribe_url
+    )
     return sorted(
         name
         for name, value in zip(names, values, strict=True)

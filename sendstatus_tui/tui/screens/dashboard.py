@@ -8,8 +8,6 @@ the database transaction in a worker and refreshes the panes.
 import asyncio
 import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
@@ -18,39 +16,28 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding
 from textual.containers import Vertical
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Label, Static
 
-from sendstatus_tui.core.coordination.deliveries import failed_by_class
-from sendstatus_tui.core.model import lifecycle, retry
+from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.guard import is_guard_stop
 from sendstatus_tui.core.model.queue import Direction
-from sendstatus_tui.core.model.states import Area, State, TransitionRefused
+from sendstatus_tui.core.model.states import Area, State
 from sendstatus_tui.core.model.when import format_local, zone
-from sendstatus_tui.core.reads import trial
 from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.store.store import Store, lock_transitions
-from sendstatus_tui.engine.send_test import RelayForTests, send_test
 from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.tui.actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
-from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.completed import CompletedScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
-from sendstatus_tui.tui.screens.detail import DetailScreen, RateHistory
+from sendstatus_tui.tui.screens.detail import RateHistory
 from sendstatus_tui.tui.screens.engines import EnginesScreen
+from sendstatus_tui.tui.screens.mailing_actions import DashboardSettings, MailingActions
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.tui.screens.palette import DashboardCommands
 from sendstatus_tui.tui.screens.schedule import ScheduleModal
-from sendstatus_tui.tui.screens.send_test import SendTestModal
 from sendstatus_tui.tui.trouble import (
-    Trouble,
     guarded,
-    report,
-    report_from_thread,
-    tell,
-    tell_from_thread,
 )
 from sendstatus_tui.tui.widgets.footer import FittingFooter
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
@@ -91,30 +78,9 @@ def move_in_queue(name: str, session: Session, mailing_id: int, direction: Direc
     return position
 
 
-@dataclass(frozen=True)
-class DashboardSettings:
-    zone_name: str | None
-    clock: Callable[[], datetime]
-    blink: bool
-    refresh_seconds: float  # also how often an open details screen reloads
-
-
-class DashboardScreen(Screen):
+class DashboardScreen(MailingActions):
     BINDINGS = bindings("dashboard")
     COMMANDS = {DashboardCommands}
-
-    class Operation(Message):
-        """Asks the app to run ``operation(session, mailing_id, *args)`` in a transaction,
-        then to say ``done`` (if anything) and refresh the panes."""
-
-        def __init__(self, done: str, operation: Callable, mailing_id: int, *args):
-            super().__init__()
-            self.done, self.operation, self.mailing_id, self.args = (
-                done,
-                operation,
-                mailing_id,
-                args,
-            )
 
     def __init__(self, store: Store, settings: DashboardSettings):
         super().__init__()
@@ -308,18 +274,6 @@ class DashboardScreen(Screen):
         first = {k: b for k, b in bindings.items() if b.binding.action in ALWAYS_IN_FOOTER}
         return first | {k: b for k, b in bindings.items() if k not in first}
 
-    def action_why(self, name: str) -> None:
-        """A key that does not apply to the selection says why, in the command line's
-        words (its own binding came first and was not allowed: see actions.bindings)."""
-        action = BY_NAME[name]
-        row = self.selected()
-        if row is None:
-            tell(self.app, Trouble.REFUSED, f"{action.title}: no mailing is selected here")
-        elif not action.applies_to(row.state):
-            assert action.rule is not None  # only a rule can refuse a selected mailing
-            refusal = TransitionRefused(action.rule, row.state, row.mailing_id)
-            report(self.app, refusal)
-
     def _on_a_pane(self) -> bool:
         return isinstance(self.focused, MailingTable)
 
@@ -335,17 +289,6 @@ class DashboardScreen(Screen):
         return BY_NAME[action].applies_to(selected.state if selected else None)
 
     # --- the actions of the registry (actions.py) ---------------------------------------
-
-    def action_actions(self) -> None:
-        row = self.selected()
-        if row is None:
-            return
-
-        async def chosen(action: str | None) -> None:
-            if action is not None:
-                await self.run_action(action)
-
-        self.app.push_screen(ActionsMenu(row.name, row.state), chosen)
 
     def _focused_table(self) -> MailingTable | None:
         return self.focused if isinstance(self.focused, MailingTable) else None
@@ -452,63 +395,6 @@ class DashboardScreen(Screen):
             self._operate("", functools.partial(move_in_queue, row.name), row.mailing_id, direction)
 
     @guarded(group="actions")
-    async def action_retry(self) -> None:
-        row = self.selected()
-        if row is None:
-            return
-        classes = retry.RETRY_ALL
-        by_class = await asyncio.to_thread(self._failed_by_class, row.mailing_id)
-        count = sum(by_class.get(cls, 0) for cls in classes)
-        if count and not await self.app.push_screen_wait(
-            ConfirmModal(
-                f"Retry {quoted(row.name)}?",
-                f"{count:,} failed recipients ({', '.join(classes)}) go back to pending; it"
-                " waits in Sends to schedule until you send it. Nobody it was sent to gets"
-                " it again.",
-                "Retry",
-                safe=True,
-            )
-        ):
-            return
-        # with nothing to retry, the operation says why, as the command line does
-        self._operate(f"{row.name}: {count:,} to retry", lifecycle.retry, row.mailing_id, classes)
-
-    def _failed_by_class(self, mailing_id: int) -> dict[str, int]:
-        with self.store.read() as session:
-            return failed_by_class(session, mailing_id)
-
-    @guarded(group="actions")
-    async def action_test_send(self) -> None:
-        row = self.selected()
-        relay = getattr(self.app, "test_relay", None)
-        if row is None or relay is None:
-            return
-        addresses = await self.app.push_screen_wait(SendTestModal(row.name, relay.description))
-        if addresses:
-            await asyncio.to_thread(self._send_test, row.mailing_id, row.name, relay, addresses)
-
-    def _send_test(self, mailing_id: int, name: str, relay: RelayForTests, to: list[str]) -> None:
-        """Sends the test (in a thread: the relay may be slow) and tells what came of it."""
-        try:
-            with self.store.read() as session:
-                mailing = lifecycle.get(session, mailing_id)
-                persona = trial.persona(session, mailing, None)
-                session.expunge(mailing)
-            results = asyncio.run(send_test(relay.open(), mailing, persona, to))
-        except SendStatusError as exc:
-            report_from_thread(self.app, exc)
-            return
-        if persona.empty_fields:
-            names = ", ".join("{" + field + "}" for field in persona.empty_fields)
-            tell_from_thread(self.app, Trouble.REFUSED, f"{persona.email} has no value for {names}")
-        for result in results:
-            tell_from_thread(
-                self.app,
-                Trouble.DONE if result.delivered else Trouble.FAILED,
-                f"test of {name} to {result.address}: {result.reply}",
-            )
-
-    @guarded(group="actions")
     async def action_delete(self) -> None:
         row = self.selected()
         if row is None:
@@ -522,18 +408,6 @@ class DashboardScreen(Screen):
             )
         ):
             self._operate(f"{row.name}: deleted", lifecycle.delete, row.mailing_id)
-
-    def action_details(self) -> None:
-        if row := self.selected():
-            self.app.push_screen(
-                DetailScreen(
-                    self.store,
-                    row.mailing_id,
-                    self.zone,
-                    self.rates,
-                    self.settings.refresh_seconds,
-                )
-            )
 
     def action_completed_today(self) -> None:
         self.app.push_screen(CompletedScreen(self.store, self.zone, self.settings.clock))
@@ -590,6 +464,3 @@ class DashboardScreen(Screen):
             field.remove_class("visible")
             self._fit_panes()
             self.table(Area.NOW).focus()
-
-    def _operate(self, done: str, operation: Callable, mailing_id: int, *args) -> None:
-        self.post_message(self.Operation(done, operation, mailing_id, *args))
