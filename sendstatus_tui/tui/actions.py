@@ -250,11 +250,18 @@ BY_NAME = {action.name: action for action in ACTIONS}
 ALWAYS_IN_FOOTER = ("help", "quit_dashboard")
 
 
-def bindings(scope: Literal["dashboard", "app"]) -> list[BindingType]:
-    """The bindings of ``scope``; each key that acts on the selection has a second, hidden
-    binding after its own, ``why(name)``, which Textual tries when the first does not
-    apply: the key then says why instead of doing nothing."""
-    own = [action for action in ACTIONS if action.keys and action.scope == scope]
+def bindings(
+    scope: Literal["dashboard", "app"], *, selection_only: bool = False
+) -> list[BindingType]:
+    """The bindings of ``scope`` (``selection_only``: of the actions on the selected mailing
+    alone, for H); each key that acts on the selection has a second, hidden binding after
+    its own, ``why(name)``, which Textual tries when the first does not apply: the key
+    then says why instead of doing nothing."""
+    own = [
+        action
+        for action in ACTIONS
+        if action.keys and action.scope == scope and (action.on_selection or not selection_only)
+    ]
     return [action.binding() for action in own] + [
         Binding(action.keys, f"why('{action.name}')", "", show=False, priority=action.priority)
         for action in own

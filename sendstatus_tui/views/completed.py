@@ -23,15 +23,26 @@ def start_of_day(now: datetime, zone: tzinfo) -> datetime:
     return datetime.combine(local.date(), time(), tzinfo=zone)
 
 
+def matching(mailings: list[Mailing], wanted: str) -> list[Mailing]:
+    """Those whose name holds ``wanted`` (any case), or whose id it is."""
+    wanted = wanted.strip().lower()
+    return [m for m in mailings if wanted in m.name.lower() or wanted == str(m.id)]
+
+
 def finished_today(mailings: list[Mailing], now: datetime, zone: tzinfo) -> list[Mailing]:
     """Of completed ``mailings``, those that finished since midnight in ``zone``."""
     midnight = start_of_day(now, zone)
     return [m for m in mailings if m.finished_at is not None and m.finished_at >= midnight]
 
 
-def completed_row(mailing: Mailing, zone: tzinfo) -> tuple[int | str, ...]:
+def completed_row(
+    mailing: Mailing, zone: tzinfo, *, with_date: bool = False
+) -> tuple[int | str, ...]:
+    """``with_date``: the day it finished too (a search finds older ones)."""
     assert mailing.id is not None and mailing.finished_at is not None
-    finished = to_zone(mailing.finished_at, zone).strftime("%H:%M")
+    finished = to_zone(mailing.finished_at, zone).strftime(
+        "%Y-%m-%d %H:%M" if with_date else "%H:%M"
+    )
     return (
         mailing.id,
         mailing.name,

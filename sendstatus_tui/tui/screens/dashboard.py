@@ -410,7 +410,7 @@ class DashboardScreen(MailingActions):
             self._operate(f"{row.name}: deleted", lifecycle.delete, row.mailing_id)
 
     def action_completed_today(self) -> None:
-        self.app.push_screen(CompletedScreen(self.store, self.zone, self.settings.clock))
+        self.app.push_screen(CompletedScreen(self.store, self.settings, self.rates))
 
     def action_activity(self) -> None:
         settings = self.settings

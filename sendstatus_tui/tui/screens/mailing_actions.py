@@ -106,7 +106,12 @@ class MailingActions(Screen):
         return BY_NAME[name].applies_to(selected.state if selected else None)
 
     def _operate(self, done: str, operation: Callable, mailing_id: int, *args: Any) -> None:
-        self.post_message(self.Operation(done, operation, mailing_id, *args))
+        asked = self.Operation(done, operation, mailing_id, *args)
+        asked.after = self.operated
+        self.post_message(asked)
+
+    def operated(self) -> None:
+        """Called once an operation asked from here is done (the panes refresh anyway)."""
 
     def action_why(self, name: str) -> None:
         """A key that does not apply to the selection says why, in the command line's
