@@ -12,6 +12,7 @@ from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.states import Area, Mode, State
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
+from sendstatus_tui.tui.screens.preview import PreviewScreen
 from sendstatus_tui.tui.screens.schedule import ScheduleModal
 
 from .helpers import (
@@ -58,6 +59,16 @@ async def _press_button(pilot, form: NewMailingForm, button_id: str) -> None:
     await pilot.press("enter")
 
 
+async def _create(pilot, form: NewMailingForm, button_id: str) -> PreviewScreen:
+    """Presses a plan button, then Create in the preview shown before anything is
+    created; returns the preview."""
+    await _press_button(pilot, form, button_id)
+    preview = await wait_for_screen(pilot, PreviewScreen)
+    assert preview.focused is preview.query_one("#confirm")  # nothing destructive
+    await pilot.press("enter")
+    return preview
+
+
 def _form_values(files, **changes) -> dict[str, str]:
     values = {
         "name": "March newsletter",
@@ -75,7 +86,7 @@ def _form_values(files, **changes) -> dict[str, str]:
 async def test_new_mailing_send_now_creates_a_starting_mailing(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files))
-        await _press_button(pilot, form, "now")
+        await _create(pilot, form, "now")
         await until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
         await settle(pilot)
         with db.store.read() as session:
@@ -99,7 +110,7 @@ async def test_new_mailing_send_now_creates_a_starting_mailing(db, files):
 async def test_new_mailing_decide_later_parks_it(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files, html=""))
-        await _press_button(pilot, form, "later")
+        await _create(pilot, form, "later")
         await until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
         await settle(pilot)
         with db.store.read() as session:
@@ -122,7 +133,7 @@ async def test_new_mailing_says_what_the_import_dropped(db, files, tmp_path):
         suppression.add(session, ["zoe@example.com"])
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files, recipients=str(people)))
-        await _press_button(pilot, form, "later")
+        await _create(pilot, form, "later")
         await until(pilot, lambda: not isinstance(app.screen, NewMailingForm), "form closed")
         await settle(pilot)
         assert (
@@ -135,7 +146,7 @@ async def test_new_mailing_says_what_the_import_dropped(db, files, tmp_path):
 async def test_new_mailing_schedule_opens_the_schedule_modal(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files))
-        await _press_button(pilot, form, "schedule")
+        await _create(pilot, form, "schedule")
         modal = await wait_for_screen(pilot, ScheduleModal)
         assert text_of(modal.query_one("#title")) == "Schedule “March newsletter”"
         await pilot.press(*"2030-03-04 12:00", "enter")
@@ -162,7 +173,7 @@ async def test_new_mailing_bad_sender_is_shown_at_from_and_nothing_is_created(db
 
         # corrected: created, and the error is gone with the form
         form.query_one("#field-from", Input).value = "news@shop.example.com"
-        await _press_button(pilot, form, "later")
+        await _create(pilot, form, "later")
         await until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
         await settle(pilot)
 
@@ -171,7 +182,7 @@ async def test_new_mailing_bad_sender_is_shown_at_from_and_nothing_is_created(db
 async def test_new_mailing_csv_with_invalid_rows_is_shown_at_recipients(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files, recipients=str(files["bad"])))
-        await _press_button(pilot, form, "now")
+        await _create(pilot, form, "now")
         error = form.query_one("#error-recipients", Static)
         await until(pilot, lambda: text_of(error), "the error")
         await settle(pilot)
@@ -220,11 +231,15 @@ async def test_new_mailing_pressed_twice_creates_it_once(db, files):
         # a big CSV, or the engine holding the write lock: creating takes a while
         with db.store.write():
             await pilot.press("enter")
+            await wait_for_screen(pilot, PreviewScreen)
+            await pilot.press("enter")  # Create
+            await until(pilot, lambda: app.screen is form, "back to the form")
             # past the button's 0.2 s debounce, nothing seems to happen: press again
             await pilot.pause(0.5)
             assert app.screen is form  # still creating
             await pilot.press("enter")
             await pilot.pause(0.1)
+            assert app.screen is form  # still creating: the enter cancelled nothing
         await until(
             pilot, lambda: not app.workers or not app.is_running, "the creations", timeout=20
         )
@@ -252,26 +267,35 @@ async def test_new_mailing_shows_every_fields_error_at_once(db, files):
         assert "news@" in shown["from"]
         assert "no such file" in shown["text"]
         assert "a CSV file with an email column" in shown["recipients"]
-        assert shown["subject"] == shown["html"] == ""
+        assert shown["subject"] == shown["html"] == shown["unsubscribe-url"] == ""
         assert form.focused is form.query_one("#field-name", Input)  # the first of them
         assert db.names() == set()
 
 
-_FIELDS = ("name", "subject", "from", "text", "html", "recipients")
+_FIELDS = (
+    "name",
+    "subject",
+    "from",
+    "text",
+    "html",
+    "recipients",
+    "unsubscribe-url",
+    "unsubscribe-mailto",
+)
 
 
 @scenario
 async def test_new_mailing_schedule_then_escape_leaves_nothing_behind(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files))
-        await _press_button(pilot, form, "schedule")
+        await _create(pilot, form, "schedule")
         await wait_for_screen(pilot, ScheduleModal)
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is form, "back to the form")
         await settle(pilot)
         assert db.names() == set()  # no parked mailing left behind
         assert not form.query_one("#now", Button).disabled  # ready for another choice
-        await _press_button(pilot, form, "later")
+        await _create(pilot, form, "later")
         await until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
 
 
@@ -280,7 +304,7 @@ async def test_new_mailing_sequentially_joins_the_queue_after_the_warning(db, fi
     head, queued = db.queue_of_four()
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files))
-        await _press_button(pilot, form, "sequential")
+        await _create(pilot, form, "sequential")
         warning = await wait_for_screen(pilot, ConfirmModal)
         assert "will be number 5 in the sequential queue" in text_of(
             warning.query_one("#message", Static)
@@ -309,3 +333,90 @@ async def test_new_mailing_placeholders_are_examples_not_values(db):
             assert field.value == "" and field.placeholder.startswith("e.g. "), key
         labels = [str(button.label) for button in form.query(Button)]
         assert labels == ["Cancel", "Decide later", "Sequentially", "Schedule…", "Send now"]
+
+
+@scenario
+async def test_new_mailing_previews_the_message_as_recipient_n_before_creating(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files, html=""))
+        await _press_button(pilot, form, "now")
+        preview = await wait_for_screen(pilot, PreviewScreen)
+        assert text_of(preview.query_one("#title")) == (
+            "Preview of “March newsletter”: not created yet"
+        )
+        message = preview.query_one("#message", Static)
+        assert text_of(message) == (
+            "From: Shop <news@shop.example.com>\n"
+            "To: anna@example.com\n"
+            "Subject: News for Anna\n"
+            "\n"
+            "Hello Anna"
+        )
+        preview.query_one("#number", Input).value = "2"
+        await until(pilot, lambda: "To: ben@example.com" in text_of(message), "recipient 2")
+        assert "Subject: News for Ben" in text_of(message)
+        preview.query_one("#number", Input).value = "3"
+        await until(pilot, lambda: "has no recipient number 3" in text_of(message), "no 3rd")
+        assert db.names() == set()  # a preview creates nothing
+
+        await _press_button(pilot, preview, "cancel")  # Back: to the form, as it was
+        await until(pilot, lambda: app.screen is form, "back to the form")
+        await settle(pilot)
+        assert db.names() == set()
+        assert not form.query_one("#now", Button).disabled
+
+
+@scenario
+async def test_new_mailing_can_skip_invalid_rows_and_says_which(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        form = await _fill_form(pilot, **_form_values(files, recipients=str(files["bad"])))
+        await _create(pilot, form, "later")
+        error = form.query_one("#error-recipients", Static)
+        await until(pilot, lambda: text_of(error), "the refusal")
+        assert "2 invalid rows, nothing imported (“Skip invalid rows” imports the 1 valid one)" in (
+            text_of(error)
+        )
+        await settle(pilot)
+        assert db.names() == set()
+
+        await pilot.click("#skip-invalid")
+        await _create(pilot, form, "later")
+        await until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
+        await settle(pilot)
+        (mailing,) = [db.get(m) for m in app.dashboard.table(Area.STANDBY).mailing_ids]
+        assert mailing.total == 1
+        assert (
+            "skipped 2 invalid rows: line 3: 'not-an-address': An email address must have an"
+            " @-sign.; line 4: 'also bad': An email address must have an @-sign."
+        ) in notifications(app)
+
+
+@scenario
+async def test_new_mailing_takes_the_unsubscribe_url_and_address(db, files):
+    async with open_dashboard(db.store) as (app, pilot):
+        values = _form_values(files, **{"unsubscribe-url": "http://shop.example.com/u"})
+        form = await _fill_form(pilot, **values)
+        await _press_button(pilot, form, "later")
+        error = form.query_one("#error-unsubscribe-url", Static)
+        await until(pilot, lambda: text_of(error), "the refusal")
+        assert "https" in text_of(error)
+        assert db.names() == set()
+
+        form.query_one(
+            "#field-unsubscribe-url", Input
+        ).value = "https://shop.example.com/u/{unsubscribe_token}"
+        form.query_one("#field-unsubscribe-mailto", Input).value = "leave@shop.example.com"
+        await _press_button(pilot, form, "later")
+        preview = await wait_for_screen(pilot, PreviewScreen)
+        shown = text_of(preview.query_one("#message", Static))
+        assert "List-Unsubscribe: <https://shop.example.com/u/" in shown
+        assert ", <mailto:leave@shop.example.com>" in shown
+        await pilot.press("enter")  # Create
+        await until(pilot, lambda: db.names() == {"March newsletter"}, "creation")
+        await settle(pilot)
+        with db.store.read() as session:
+            (mailing,) = session.exec(select(Mailing)).all()
+        assert (mailing.unsubscribe_url, mailing.unsubscribe_mailto) == (
+            "https://shop.example.com/u/{unsubscribe_token}",
+            "leave@shop.example.com",
+        )

@@ -22,7 +22,7 @@ from sendstatus_tui.core.importing.drafts import (
     draft_from_files,
     remove_abandoned_imports,
 )
-from sendstatus_tui.core.importing.recipients import MAX_REPORTED_ERRORS
+from sendstatus_tui.core.importing.recipients import reported_rows
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.when import format_named, parse_when, zone
 
@@ -144,10 +144,8 @@ def _add(args: Any, context: Context) -> None:
 
 
 def print_row_errors(errors: Any) -> None:
-    for error in errors[:MAX_REPORTED_ERRORS]:
-        print(f"  {error}", file=sys.stderr)
-    if len(errors) > MAX_REPORTED_ERRORS:
-        print(f"  ... and {len(errors) - MAX_REPORTED_ERRORS:,} more", file=sys.stderr)
+    for line in reported_rows(errors):
+        print(f"  {line}", file=sys.stderr)
 
 
 def _removing_import(written: int) -> None:

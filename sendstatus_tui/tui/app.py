@@ -8,6 +8,7 @@ here or in another process, reacts to them).
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
@@ -27,14 +28,16 @@ from textual.worker import get_current_worker
 
 from sendstatus_tui.core.importing.drafts import (
     DraftRefused,
+    MailingDraft,
     add_mailing,
+    check_draft,
     draft_from_files,
     draft_problems,
 )
 from sendstatus_tui.core.importing.recipients import (
-    MAX_REPORTED_ERRORS,
     ImportReport,
     RecipientsRefused,
+    reported_rows,
 )
 from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.models import Mailing, utc_now
@@ -50,6 +53,7 @@ from sendstatus_tui.tui.screens.dashboard import DashboardScreen
 from sendstatus_tui.tui.screens.help import HelpScreen
 from sendstatus_tui.tui.screens.mailing_actions import DashboardSettings, Operation
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm, NewMailingRequest
+from sendstatus_tui.tui.screens.preview import PreviewScreen
 from sendstatus_tui.tui.trouble import (
     Trouble,
     guarded,
@@ -70,6 +74,7 @@ from sendstatus_tui.views.header import (
     relay_text,
     speed_text,
 )
+from sendstatus_tui.views.preview import Preview, draft_preview
 from sendstatus_tui.views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
 
 HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
@@ -87,13 +92,40 @@ CREATED_AS = {
 def form_problems(request: NewMailingRequest) -> dict[str, str]:
     """What is wrong with a new mailing's fields, all at once (files are read)."""
     problems = draft_problems(
-        request.name, request.subject, request.sender, request.text_path, request.html_path
+        request.name,
+        request.subject,
+        request.sender,
+        request.text_path,
+        request.html_path,
+        request.unsubscribe_url,
+        request.unsubscribe_mailto,
     )
     if request.recipients_path is None:
         problems["recipients"] = "a CSV file with an email column is needed"
     elif not request.recipients_path.is_file():
         problems["recipients"] = f"{request.recipients_path}: no such file"
     return problems
+
+
+# invalid rows of a CSV the form shows (the command line, MAX_REPORTED_ERRORS)
+FORM_REPORTED_ROWS = 3
+
+
+def _draft_of(request: NewMailingRequest) -> MailingDraft:
+    """The form's mailing, its bodies read from their files."""
+    draft = draft_from_files(
+        request.name, request.subject, request.sender, request.text_path, request.html_path
+    )
+    return dataclasses.replace(
+        draft,
+        unsubscribe_url=request.unsubscribe_url,
+        unsubscribe_mailto=request.unsubscribe_mailto,
+    )
+
+
+def in_form_words(refusal: RecipientsRefused) -> str:
+    """The import's refusal, with the form's checkbox where it names the command's option."""
+    return str(refusal).replace("--skip-invalid", "“Skip invalid rows”")
 
 
 def screenshot_directory() -> Path:
@@ -378,6 +410,8 @@ class SendStatusApp(App):
         if problems:
             form.show_errors(problems)
             return
+        if not await self._previewed(form, request):
+            return
         when = None
         if request.choice == "schedule":
             when = await self.push_screen_wait(self.dashboard.schedule_modal(request.name))
@@ -395,8 +429,8 @@ class SendStatusApp(App):
             form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
             return
         except RecipientsRefused as refusal:
-            details = [str(error) for error in refusal.errors[:MAX_REPORTED_ERRORS]]
-            form.show_error("recipients", "\n".join([str(refusal), *details]))
+            details = reported_rows(refusal.errors, FORM_REPORTED_ROWS)
+            form.show_error("recipients", "\n".join([in_form_words(refusal), *details]))
             return
         except SendStatusError as exc:  # a time now past, or the database cannot be written
             form.show_errors({})
@@ -409,16 +443,54 @@ class SendStatusApp(App):
             f" ({CREATED_AS[request.choice]})",
             timeout=4,
         )
+        if imported.skipped:  # as `mailing add --skip-invalid` warns
+            rows = len(imported.skipped)
+            skipped = reported_rows(imported.skipped, FORM_REPORTED_ROWS)
+            tell(
+                self,
+                Trouble.REFUSED,
+                f"skipped {rows:,} invalid row{'' if rows == 1 else 's'}: " + "; ".join(skipped),
+            )
         self.dashboard.follow_next(mailing_id)
         self.refresh_panes()
+
+    async def _previewed(self, form: NewMailingForm, request: NewMailingRequest) -> bool:
+        """Shows the message as recipient N will get it, before anything is created; True
+        when the operator goes on to create it. A placeholder the CSV has no column for,
+        or a CSV that cannot be read, is shown at its field instead."""
+        recipients = request.recipients_path
+        assert recipients is not None  # form_problems made sure
+        store = self.store
+
+        def load(number: int) -> Preview:
+            draft = check_draft(_draft_of(request))
+            with store.read() as session:
+                return draft_preview(session, draft, recipients, number)
+
+        try:
+            first = await asyncio.to_thread(load, 1)
+        except DraftRefused as refusal:
+            form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
+            return False
+        except RecipientsRefused as refusal:
+            form.show_error("recipients", str(refusal))
+            return False
+        except SendStatusError as exc:  # the database cannot be read
+            form.show_errors({})
+            report(self, exc)
+            return False
+        title = f"Preview of {quoted(request.name)}: not created yet"
+        preview = PreviewScreen(title, load, confirm_label="Create", first=first)
+        if not await self.push_screen_wait(preview):
+            form.show_errors({})  # back to the form, nothing created
+            return False
+        return True
 
     def _create(
         self, request: NewMailingRequest, when: datetime | None
     ) -> tuple[int, ImportReport]:
         assert request.recipients_path is not None  # form_problems made sure
-        draft = draft_from_files(
-            request.name, request.subject, request.sender, request.text_path, request.html_path
-        )
+        draft = _draft_of(request)
 
         def plan(session: Session, mailing: Mailing) -> None:
             # in the transaction that shows the imported mailing: it appears planned
@@ -432,7 +504,13 @@ class SendStatusApp(App):
                 lifecycle.enqueue(session, mailing.id)
 
         # in short transactions: the engine in this process goes on sending meanwhile
-        mailing, imported, _ = add_mailing(self.store, draft, request.recipients_path, then=plan)
+        mailing, imported, _ = add_mailing(
+            self.store,
+            draft,
+            request.recipients_path,
+            skip_invalid=request.skip_invalid,
+            then=plan,
+        )
         assert mailing.id is not None  # flushed by add_mailing
         return mailing.id, imported
 

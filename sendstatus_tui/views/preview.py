@@ -72,7 +72,8 @@ def message_text(message: bytes) -> str:
     if body is None:
         return "\n".join(lines)
     assert isinstance(body, EmailMessage)
-    content = body.get_content()
+    # the wire's CRLF line ends, read back, as lines
+    content = "\n".join(body.get_content().splitlines()).rstrip("\n")
     if body.get_content_subtype() != "plain":
         content = "(no text body; the HTML body's source:)\n" + content
-    return "\n".join([*lines, "", content.rstrip("\n")])
+    return "\n".join([*lines, "", content])

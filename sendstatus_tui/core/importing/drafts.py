@@ -98,18 +98,26 @@ def _checked_sender(sender: str) -> str:
 
 
 def draft_problems(
-    name: str, subject: str, sender: str, text_path: Path | None, html_path: Path | None
+    name: str,
+    subject: str,
+    sender: str,
+    text_path: Path | None,
+    html_path: Path | None,
+    unsubscribe_url: str | None = None,
+    unsubscribe_mailto: str | None = None,
 ) -> dict[str, str]:
     """Every unusable field of a new mailing at once, by field (a form shows them all,
     where check_draft stops at the first)."""
     problems: dict[str, str] = {}
     bodies: list[str | None] = []
-    checks = (
+    checks: tuple[tuple[str, Callable[[], object]], ...] = (
         ("name", lambda: _single_line("name", name)),
         ("subject", lambda: _single_line("subject", subject)),
         ("from", lambda: _checked_sender(sender)),
         ("text", lambda: bodies.append(read_body("text", text_path))),
         ("html", lambda: bodies.append(read_body("html", html_path))),
+        ("unsubscribe-url", lambda: _checked_setting("unsubscribe-url", unsubscribe_url)),
+        ("unsubscribe-mailto", lambda: _checked_setting("unsubscribe-mailto", unsubscribe_mailto)),
     )
     for field, check in checks:
         try:

@@ -105,6 +105,15 @@ class ImportReport:
         return text
 
 
+def reported_rows(errors: list[RowError], at_most: int = MAX_REPORTED_ERRORS) -> list[str]:
+    """The invalid rows as the command line and the form report them: the first
+    ``at_most``, then how many more."""
+    lines = [str(error) for error in errors[:at_most]]
+    if len(errors) > at_most:
+        lines.append(f"... and {len(errors) - at_most:,} more")
+    return lines
+
+
 class RecipientsRefused(SendStatusError, ValueError):
     """The file cannot be imported; ``errors`` lists the rows at fault, if any."""
 

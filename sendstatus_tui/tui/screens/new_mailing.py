@@ -1,7 +1,9 @@
-"""A new mailing: name, subject, sender, body files, recipients CSV, then one of the four
-choices (Send now, Schedule…, Sequentially, Decide later). The form posts a Submitted
-message with its request; whoever creates the mailing answers with ``show_errors`` (the
-form stays open, nothing created) or ``dismiss``. Fits 80×24 with its buttons in view."""
+"""A new mailing, as ``mailing add`` takes it: name, subject, sender, body files,
+recipients CSV (and whether to skip its invalid rows), the unsubscribe URL and address,
+then one of the four choices (Send now, Schedule…, Sequentially, Decide later). The form
+posts a Submitted message with its request; whoever creates the mailing answers with
+``show_errors`` (the form stays open, nothing created) or ``dismiss``. Fits 80×24 with its
+buttons in view."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 # (key, label, example): the examples show as placeholders, marked "e.g." and dimmed
 FIELDS = (
@@ -22,7 +24,11 @@ FIELDS = (
     ("text", "Text body file", "body.txt"),
     ("html", "HTML body file", "body.html (optional)"),
     ("recipients", "Recipients CSV", "people.csv (an email column)"),
+    ("unsubscribe-url", "Unsubscribe URL", "https://shop.example.com/u/{unsubscribe_token}"),
+    ("unsubscribe-mailto", "Unsubscribe email", "unsubscribe@shop.example.com"),
 )
+# where neither is given, the mailing takes the stored defaults (`config set unsubscribe_url`)
+OPTIONAL = {"html", "unsubscribe-url", "unsubscribe-mailto"}
 FIELD_KEYS = tuple(key for key, _, _ in FIELDS)
 # (button id, label): the four ways to plan a new mailing, Cancel first
 CHOICES = (
@@ -43,6 +49,9 @@ class NewMailingRequest:
     recipients_path: Path | None
     choice: str  # "now", "schedule", "sequential" or "later"
     when: datetime | None = None  # for "schedule", once the time is chosen
+    skip_invalid: bool = False  # import the valid rows of the CSV, skip the invalid ones
+    unsubscribe_url: str | None = None  # None: the stored default, if any
+    unsubscribe_mailto: str | None = None
 
 
 class NewMailingForm(ModalScreen[None]):
@@ -61,8 +70,19 @@ class NewMailingForm(ModalScreen[None]):
             for key, label, example in FIELDS:
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
-                    yield Input(placeholder=f"e.g. {example}", id=f"field-{key}", compact=True)
+                    optional = (
+                        " (optional)" if key in OPTIONAL and "optional" not in example else ""
+                    )
+                    yield Input(
+                        placeholder=f"e.g. {example}{optional}", id=f"field-{key}", compact=True
+                    )
                 yield Static("", id=f"error-{key}", classes="field-error")
+                if key == "recipients":
+                    yield Checkbox(
+                        "Skip invalid rows (import the valid ones)",
+                        id="skip-invalid",
+                        compact=True,
+                    )
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 for choice, label in CHOICES:
@@ -77,6 +97,11 @@ class NewMailingForm(ModalScreen[None]):
         self.query_one("#field-name", Input).focus()
 
     submitting = False
+
+    def on_screen_resume(self) -> None:
+        if self.submitting:  # back from the preview, creating: a stray enter cancels nothing
+            name = self.query_one("#field-name", Input)
+            self.call_after_refresh(name.focus)
 
     def show_errors(self, errors: dict[str, str]) -> None:
         """Shows every refusal at its field at once (``body`` errors at the text body, any
@@ -131,6 +156,9 @@ class NewMailingForm(ModalScreen[None]):
             html_path=path("html"),
             recipients_path=path("recipients"),
             choice=choice,
+            skip_invalid=self.query_one("#skip-invalid", Checkbox).value,
+            unsubscribe_url=value["unsubscribe-url"] or None,
+            unsubscribe_mailto=value["unsubscribe-mailto"] or None,
         )
 
     def _set_submitting(self, submitting: bool) -> None:
