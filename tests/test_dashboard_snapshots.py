@@ -24,13 +24,16 @@ from sendstatus_tui.tui.screens.completed import CompletedScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.screens.engines import EnginesScreen
+from sendstatus_tui.tui.screens.export_failed import ExportFailedModal
 from sendstatus_tui.tui.screens.help import HelpScreen
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
+from sendstatus_tui.tui.screens.preview import PreviewScreen
 from sendstatus_tui.tui.screens.schedule import ScheduleModal
 
 from .helpers import (
     FIXED_NOW,
     Mailings,
+    choose,
     dashboard,
     engine_beat,
     select_mailing,
@@ -246,6 +249,7 @@ def test_new_mailing_form(db, looks_as_saved):
     async def form(pilot):
         await pilot.press("n")
         await wait_for_screen(pilot, NewMailingForm)
+        await settle(pilot)  # its checkbox and error lines laid out
 
     assert looks_as_saved(form)
 
@@ -366,3 +370,53 @@ def test_activity_screen(db, looks_as_saved):
         await settle(pilot)
 
     assert looks_as_saved(activity)
+
+
+def test_preview_screen(db, looks_as_saved):
+    """p: the message as its second recipient gets it."""
+    ids = populate(db)
+
+    async def preview(pilot):
+        await select_mailing(pilot, ids["spring"])
+        await pilot.press("p")
+        screen = await wait_for_screen(pilot, PreviewScreen)
+        await pilot.press("backspace", "2")
+        await until(pilot, lambda: "person1@" in str(screen.query_one("#message").render()), "2")
+        await settle(pilot)
+
+    assert looks_as_saved(preview)
+
+
+def test_completed_screen_searching_every_completed_mailing(db, looks_as_saved):
+    for name, days_ago in (("Black Friday 2029", 100), ("Friday digest", 2), ("Spring sale", 0)):
+        finished = db.sending(name, recipients=40)
+        db.deliver(finished, sent=38, failed=2)
+        db.do(lifecycle.complete, finished, FIXED_NOW - timedelta(days=days_ago, minutes=20))
+
+    async def search(pilot):
+        await pilot.press("H")
+        screen = await wait_for_screen(pilot, CompletedScreen)
+        await settle(pilot)
+        await pilot.press("slash", *"friday", "enter")
+        await until(pilot, lambda: len(screen._rows) == 2, "the search")
+        await settle(pilot)
+
+    assert looks_as_saved(search)
+
+
+def test_export_failed_modal(db, looks_as_saved, monkeypatch):
+    monkeypatch.chdir("/tmp")  # the file it offers is in the working directory
+    finished = db.sending("Spring sale", recipients=40)
+    db.deliver(finished, sent=38, failed=2)
+    db.do(lifecycle.complete, finished, FIXED_NOW - timedelta(minutes=20))
+
+    async def export(pilot):
+        await pilot.press("H")
+        await wait_for_screen(pilot, CompletedScreen)
+        await settle(pilot)
+        await pilot.press("enter")
+        await wait_for_screen(pilot, ActionsMenu)
+        await choose(pilot, "export_failed")
+        await wait_for_screen(pilot, ExportFailedModal)
+
+    assert looks_as_saved(export)

@@ -233,7 +233,11 @@ ACTIONS = (
         "new_mailing", "n", "New", "New mailing", "name, subject, sender, body, recipients"
     ),
     DashboardAction(
-        "filter", "slash", "Filter", "Filter by name", "show only mailings whose name matches"
+        "filter",
+        "slash",
+        "Filter",
+        "Filter by name",
+        "show only mailings whose name (or id) matches",
     ),
     DashboardAction("help", "question_mark", "Help", "Help", "keys and panes", scope="app"),
     DashboardAction(

@@ -10,7 +10,7 @@ from sendstatus_tui.views.layout import Column
 COLUMNS = (
     Column("ID", 3, fits_values=True),
     Column("Name", 16, grows=True),
-    Column("Finished", 8),
+    Column("Finished", 8, fits_values=True),  # a search's show their day too
     Column("Sent", 4, fits_values=True),
     Column("Failed", 6, fits_values=True),
     Column("Recipients", 10, fits_values=True),

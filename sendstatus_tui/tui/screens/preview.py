@@ -42,7 +42,7 @@ class PreviewScreen(ModalScreen[bool]):
         with Vertical(classes="modal-frame"):
             yield Label(self._title, id="title")
             with Horizontal(id="as"):
-                yield Label("As recipient ")
+                yield Label("As recipient number ")
                 yield Input("1", restrict=r"\d*", max_length=9, id="number", compact=True)
                 yield Static("", id="persona")
             with VerticalScroll(id="scroll"):
@@ -82,7 +82,7 @@ class PreviewScreen(ModalScreen[bool]):
             message.update(error or "")
             return
         lacks = ", ".join("{" + name + "}" for name in preview.empty_fields)
-        persona.update(f": {preview.email}" + (f" (no value for {lacks})" if lacks else ""))
+        persona.update(f" {preview.email}" + (f" (no value for {lacks})" if lacks else ""))
         message.update(preview.text)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
