@@ -370,7 +370,13 @@ async def test_new_mailing_previews_the_message_as_recipient_n_before_creating(d
 async def test_new_mailing_can_skip_invalid_rows_and_says_which(db, files):
     async with open_dashboard(db.store) as (app, pilot):
         form = await _fill_form(pilot, **_form_values(files, recipients=str(files["bad"])))
-        await _create(pilot, form, "later")
+        await _press_button(pilot, form, "later")
+        preview = await wait_for_screen(pilot, PreviewScreen)
+        preview.query_one("#number", Input).value = "2"  # line 3 of the file
+        message = preview.query_one("#message", Static)
+        await until(pilot, lambda: "This row is no recipient" in text_of(message), "row 2")
+        assert text_of(message).startswith("'not-an-address': An email address must have")
+        await pilot.press("enter")  # Create
         error = form.query_one("#error-recipients", Static)
         await until(pilot, lambda: text_of(error), "the refusal")
         assert "2 invalid rows, nothing imported (“Skip invalid rows” imports the 1 valid one)" in (

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from sendstatus_tui.core.importing.drafts import MailingDraft, check_placeholders
 from sendstatus_tui.core.importing.recipients import nth_row
 from sendstatus_tui.core.model import settings, signing
+from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.reads import trial
 from sendstatus_tui.engine.message import Template, render, template_of
@@ -42,6 +43,11 @@ def draft_preview(session: Session, draft: MailingDraft, recipients: Path, numbe
     the database's unsubscribe defaults where the draft has none (as creating it takes
     them). DraftRefused for a placeholder the CSV has no column for."""
     email, names, values = nth_row(recipients, number)
+    try:
+        checked_address(email)
+    except InvalidAddress as exc:  # shown, not raised: the import may be told to skip it
+        not_one = f"{email!r}: {exc}\nThis row is no recipient: the import refuses it, or skips it."
+        return Preview(number, email, not_one, [])
     unsubscribe_url = draft.unsubscribe_url or settings.read(session, "unsubscribe_url")
     check_placeholders(draft, ["email", *names], unsubscribe_url)
     template = Template(
