@@ -1,4 +1,4 @@
-"""The other screens and keys: details, help, the name filter, quitting."""
+"""The other screens and keys: details, preview, help, the name filter, quitting."""
 
 import re
 
@@ -7,6 +7,7 @@ from textual.widgets import Input, Static
 from sendstatus_tui.core.model.states import Area, State
 from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.screens.help import HelpScreen
+from sendstatus_tui.tui.screens.preview import PreviewScreen
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 
 from .helpers import (
@@ -20,6 +21,23 @@ from .helpers import (
     until,
     wait_for_screen,
 )
+
+
+@scenario
+async def test_p_previews_the_selected_mailings_message_as_recipient_n(db):
+    sending = db.sending("Flash sale", recipients=3)
+    async with open_dashboard(db.store) as (app, pilot):
+        preview = await press_on(pilot, sending, "p", PreviewScreen)
+        assert text_of(preview.query_one("#title")) == "Preview of “Flash sale”"
+        message = preview.query_one("#message", Static)
+        await until(pilot, lambda: "To: person0@example.com" in text_of(message), "recipient 1")
+        assert "Subject: Hello Person 0" in text_of(message)
+        await pilot.press("backspace", "3")
+        await until(pilot, lambda: "Subject: Hello Person 2" in text_of(message), "recipient 3")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard
+        assert db.get(sending).sent == 0  # a preview sends nothing
 
 
 @scenario

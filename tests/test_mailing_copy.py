@@ -5,6 +5,7 @@ import json
 
 from sqlmodel import col, select
 
+from sendstatus_tui.core.importing import copying
 from sendstatus_tui.core.model.models import AuditEntry, Mailing, Recipient
 
 from .helpers import FIXED_NOW, Mailings, write_file
@@ -107,3 +108,15 @@ def test_copy_with_every_recipient_suppressed_since_is_refused(run, store, tmp_p
     assert err.startswith(f"error: mailing {source_id}: no recipients left to copy")
     with store.read() as session:
         assert [m.id for m in session.exec(select(Mailing))] == [source_id]
+
+
+def test_a_copy_goes_a_range_of_ids_at_a_time_and_keeps_the_order(store, tmp_path, monkeypatch):
+    first = Mailings(store, tmp_path).add("First", recipients=3)
+    monkeypatch.setattr(copying, "_RANGE", 2)  # many short transactions
+    copied = copying.copy_mailing(store, first, "Again")
+    assert (copied.name, copied.recipients, copied.suppressed) == ("Again", 3, 0)
+    assert [email for email, *_ in _recipients(store, copied.mailing_id)] == [
+        "person0@example.com",
+        "person1@example.com",
+        "person2@example.com",
+    ]
