@@ -45,15 +45,10 @@ async def _open_h(pilot, mailing_id: int | None = None) -> CompletedScreen:
     await settle(pilot)
     if mailing_id is not None:
         table = screen.query_one(DataTable)
-        ids = [row.mailing_id for row in screen._rows]
-        table.move_cursor(row=ids.index(mailing_id), animate=False)
+        table.move_cursor(row=screen.mailing_ids.index(mailing_id), animate=False)
         await pilot.pause()
         assert screen.selected().mailing_id == mailing_id
     return screen
-
-
-def _listed(screen: CompletedScreen) -> list[int]:
-    return [row.mailing_id for row in screen._rows]
 
 
 @scenario
@@ -101,7 +96,7 @@ async def test_retry_from_h_parks_the_failed_and_the_mailing_leaves_h(db):
         assert text_of(modal.query_one("#title")) == "Retry “Spring sale”?"
         await pilot.press("y")
         await until(pilot, lambda: db.get(done).state == State.STANDBY, "the retry")
-        await until(pilot, lambda: _listed(screen) == [other], "H read again")
+        await until(pilot, lambda: screen.mailing_ids == [other], "H read again")
         await settle(pilot)
         assert (db.get(done).state_reason, db.get(done).failed) == ("2 to retry", 0)
         assert app.dashboard.table(Area.STANDBY).mailing_ids == [done]
@@ -198,9 +193,9 @@ async def test_slash_in_h_searches_every_completed_mailing_by_name_or_id(db):
     other = _completed(db, "Friday digest", finished=FIXED_NOW - timedelta(days=2))
     async with open_dashboard(db.store) as (app, pilot):
         screen = await _open_h(pilot)
-        assert _listed(screen) == [today]
+        assert screen.mailing_ids == [today]
         await pilot.press("slash", *"friday")
-        await until(pilot, lambda: _listed(screen) == [other, old], "the search")
+        await until(pilot, lambda: screen.mailing_ids == [other, old], "the search")
         title = str(screen.query_one("#completed-title", Label).render())
         assert title == "Completed mailings matching “friday” (2), finishing times in Europe/Rome"
         row = [str(c) for c in screen.query_one(DataTable).get_row_at(1)]
@@ -211,9 +206,9 @@ async def test_slash_in_h_searches_every_completed_mailing_by_name_or_id(db):
         assert screen.selected().mailing_id == other
 
         await pilot.press("slash", *["backspace"] * 6, *str(old))
-        await until(pilot, lambda: _listed(screen) == [old], "the id")
+        await until(pilot, lambda: screen.mailing_ids == [old], "the id")
         await pilot.press("escape")  # clears the search: today's again
-        await until(pilot, lambda: _listed(screen) == [today], "today's")
+        await until(pilot, lambda: screen.mailing_ids == [today], "today's")
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.dashboard

@@ -398,7 +398,7 @@ def test_completed_screen_searching_every_completed_mailing(db, looks_as_saved):
         screen = await wait_for_screen(pilot, CompletedScreen)
         await settle(pilot)
         await pilot.press("slash", *"friday", "enter")
-        await until(pilot, lambda: len(screen._rows) == 2, "the search")
+        await until(pilot, lambda: len(screen.mailing_ids) == 2, "the search")
         await settle(pilot)
 
     assert looks_as_saved(search)

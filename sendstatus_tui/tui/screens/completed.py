@@ -102,9 +102,8 @@ class CompletedScreen(MailingActions):
         was = self.selected()
         self._rows = rows
         self._draw()
-        ids = [row.mailing_id for row in rows]
-        if was is not None and was.mailing_id in ids:
-            table.move_cursor(row=ids.index(was.mailing_id), animate=False)
+        if was is not None and was.mailing_id in self.mailing_ids:
+            table.move_cursor(row=self.mailing_ids.index(was.mailing_id), animate=False)
         if not self._searching():
             table.focus()
         self.refresh_bindings()
@@ -125,6 +124,11 @@ class CompletedScreen(MailingActions):
             )
 
     # --- the selection, and what applies to it -------------------------------------------
+
+    @property
+    def mailing_ids(self) -> list[int]:
+        """The mailings listed, in order."""
+        return [row.mailing_id for row in self._rows]
 
     def selected(self) -> Done | None:
         table = self.query_one(DataTable)

@@ -86,7 +86,7 @@ class Operation(Message):
 class MailingActions(Screen):
     """A screen listing mailings, whose selected one these actions act on."""
 
-    Operation = Operation
+    Operation = Operation  # also DashboardScreen.Operation, its name before
 
     store: Store
     zone: tzinfo
