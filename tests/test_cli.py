@@ -483,6 +483,28 @@ def test_every_time_printed_names_its_zone(add, run):
     assert f"Scheduled at:   {NEXT_YEAR}-01-11 08:00 UTC" in out
 
 
+def test_a_scheduled_mailing_keeps_the_zone_it_was_typed_in(add, run):
+    mailing_id = add("Launch", "--at", f"{NEXT_YEAR}-01-04 09:00", "--tz", "America/New_York")
+    # an operator in Rome reads it in Rome's time, with the time as it was typed beside it
+    typed = f"(planned as {NEXT_YEAR}-01-04 09:00 America/New_York)"
+    _, out, _ = run("show", str(mailing_id), "--tz", "Europe/Rome")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-04 15:00 Europe/Rome {typed}" in out
+    _, out, _ = run("ls", "--tz", "Europe/Rome")
+    assert f"{NEXT_YEAR}-01-04 15:00 {typed}" in out
+    assert by_id(run, mailing_id)["scheduled_zone"] == "America/New_York"
+    # the operator who typed it sees it once, in their own zone
+    _, out, _ = run("show", str(mailing_id), "--tz", "America/New_York")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-04 09:00 America/New_York\n" in out
+    # a time typed with its own offset names no zone; rescheduling forgets the old one
+    run("schedule", str(mailing_id), "--at", f"{NEXT_YEAR}-01-05T10:00+01:00", "--tz", "UTC")
+    assert by_id(run, mailing_id)["scheduled_zone"] is None
+    _, out, _ = run("show", str(mailing_id), "--tz", "Europe/Rome")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-05 10:00 Europe/Rome\n" in out
+    # parked, it keeps no zone either
+    assert run("stop", str(mailing_id))[0] == 0
+    assert by_id(run, mailing_id)["scheduled_zone"] is None
+
+
 def test_the_add_echo_names_the_zone(run, files):
     _, body, csv = files
     status, out, _ = run(

@@ -1,15 +1,20 @@
 """The other screens and keys: details, help, the name filter, quitting."""
 
 import re
+from datetime import UTC, datetime
+from functools import partial
 
 from textual.widgets import Input, Static
 
+from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.states import Area, State
 from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.screens.help import HelpScreen
+from sendstatus_tui.tui.screens.schedule import ScheduleModal
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 
 from .helpers import (
+    FIXED_NOW,
     open_dashboard,
     press_on,
     refresh,
@@ -20,6 +25,35 @@ from .helpers import (
     until,
     wait_for_screen,
 )
+
+
+@scenario
+async def test_d_gives_a_scheduled_time_also_as_it_was_typed_in_another_zone(db):
+    planned_in_new_york = db.add("Launch")
+    nine_in_new_york = datetime(2030, 3, 5, 14, 0, tzinfo=UTC)
+    db.do(
+        partial(lifecycle.schedule_at, zone_name="America/New_York"),
+        planned_in_new_york,
+        nine_in_new_york,
+        FIXED_NOW,
+    )
+    async with open_dashboard(db.store) as (app, pilot):
+        screen = await press_on(pilot, planned_in_new_york, "d", DetailScreen)
+        await settle(pilot)
+        counters = text_of(screen.query_one("#counters", Static))
+        assert "Scheduled 2030-03-05 15:00" in counters  # in Rome, the reader's zone
+        assert "planned as 2030-03-05 09:00 America/New_York" in counters
+        await pilot.press("escape")
+        # scheduled again here, it is planned in Rome, and says so once
+        await press_on(pilot, planned_in_new_york, "t", ScheduleModal)
+        await pilot.press(*"2030-03-06 10:00", "enter")
+        await settle(pilot)
+        assert db.get(planned_in_new_york).scheduled_zone == "Europe/Rome"
+        screen = await press_on(pilot, planned_in_new_york, "d", DetailScreen)
+        await settle(pilot)
+        counters = text_of(screen.query_one("#counters", Static))
+        assert "Scheduled 2030-03-06 10:00" in counters
+        assert "planned as" not in counters
 
 
 @scenario

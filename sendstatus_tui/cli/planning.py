@@ -12,7 +12,7 @@ from sendstatus_tui.core.model import guard, lifecycle
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Action, next_state
-from sendstatus_tui.core.model.when import format_named, parse_when
+from sendstatus_tui.core.model.when import format_named, parse_when, typed_zone
 
 
 def register(commands: Any, context: Context) -> None:
@@ -86,7 +86,8 @@ def _schedule(args: Any, context: Context) -> None:
             after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
         with store.write() as session:
-            mailing = lifecycle.schedule_at(session, args.id, when)
+            typed_in = typed_zone(args.at, config.zone_name(args.tz))
+            mailing = lifecycle.schedule_at(session, args.id, when, zone_name=typed_in)
         local = format_named(when, context.zone(args))
         print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
         return

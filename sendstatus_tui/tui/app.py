@@ -39,7 +39,7 @@ from sendstatus_tui.core.importing.recipients import (
 from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Area
-from sendstatus_tui.core.model.when import to_zone, zone
+from sendstatus_tui.core.model.when import to_zone, zone, zone_label
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.send_test import RelayForTests
 from sendstatus_tui.engine.thread import EngineThread
@@ -417,7 +417,9 @@ class SendStatusApp(App):
                 lifecycle.send_now(session, mailing.id)
             elif request.choice == "schedule":
                 assert when is not None
-                lifecycle.schedule_at(session, mailing.id, when, self.clock())
+                lifecycle.schedule_at(
+                    session, mailing.id, when, self.clock(), zone_name=zone_label(self.zone)
+                )
             elif request.choice == "sequential":
                 lifecycle.enqueue(session, mailing.id)
 

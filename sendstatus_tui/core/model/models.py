@@ -100,6 +100,8 @@ class Mailing(SQLModel, table=True):
     position: int | None = Field(default=None, unique=True)
 
     scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # the zone the scheduled time was typed in (Europe/Rome), shown beside each reader's
+    scheduled_zone: str | None = Field(default=None, sa_type=sa.String(64))
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

@@ -27,7 +27,7 @@ from sendstatus_tui.core.model import lifecycle, retry
 from sendstatus_tui.core.model.guard import is_guard_stop
 from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import Area, State, TransitionRefused
-from sendstatus_tui.core.model.when import format_local, zone
+from sendstatus_tui.core.model.when import format_local, zone, zone_label
 from sendstatus_tui.core.reads import trial
 from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.store.store import Store, lock_transitions
@@ -372,7 +372,13 @@ class DashboardScreen(Screen):
         def chosen(when: datetime | None) -> None:
             if when is not None:
                 now = self.settings.clock()
-                self._operate(f"{name}: scheduled", lifecycle.schedule_at, mailing_id, when, now)
+                self._operate(
+                    f"{name}: scheduled",
+                    functools.partial(lifecycle.schedule_at, zone_name=zone_label(self.zone)),
+                    mailing_id,
+                    when,
+                    now,
+                )
 
         self.app.push_screen(self.schedule_modal(name, current), chosen)
 
