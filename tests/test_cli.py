@@ -300,6 +300,13 @@ def test_move_reorders_the_queue(add, run):
     assert status == 0 and out.strip() == f"mailing {c}: position 1 in the sequential queue"
     queued = listing(run, "--area", "scheduled")
     assert [(m["id"], m["position"]) for m in queued] == [(c, 1), (a, 2), (b, 3)]
+    # a move that changes nothing says so, and records nothing
+    moves_logged = run("log", str(c))[1].count("moved")
+    status, out, _ = run("move", str(c), "up")
+    assert status == 0 and out.strip() == (
+        f"mailing {c} is already first in the sequential queue: nothing changed"
+    )
+    assert run("log", str(c))[1].count("moved") == moves_logged == 1
 
 
 def test_unknown_mailing_and_bad_ids(run):

@@ -1,12 +1,12 @@
 """The other screens and keys: details, help, the name filter, quitting."""
 
-import re
 from datetime import UTC, datetime
 from functools import partial
+from zoneinfo import ZoneInfo
 
 from textual.widgets import Input, Static
 
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.states import Area, State
 from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.screens.help import HelpScreen
@@ -15,6 +15,7 @@ from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 
 from .helpers import (
     FIXED_NOW,
+    ZONE,
     open_dashboard,
     press_on,
     refresh,
@@ -94,13 +95,18 @@ async def test_the_details_tell_who_changed_the_mailing(db):
         screen = await press_on(pilot, parked, "d", DetailScreen)
         await settle(pilot)
         history = text_of(screen.query_one("#history", Static)).splitlines()
+        counters = text_of(screen.query_one("#counters", Static))
         # under its heading, as indented as the errors above it
         indent = screen.query_one("#history").content_region.x
         assert indent == screen.query_one("#errors").content_region.x > 0
     assert [line.split("  ")[1] for line in history] == ["created", "send-now"]
     assert history[0].endswith("via cli")  # the test's builder added it, as `mailing add` would
     assert history[1].endswith("via dashboard")
-    assert re.search(r" CES?T  ", history[1])  # in the operator's zone (Rome), named
+    # in the operator's zone (Rome), which the screen names once, as it gave it
+    with db.store.read() as session:
+        sent_now_at = audit.history(session, parked)[-1].at
+    assert history[1].startswith(f"{sent_now_at.astimezone(ZoneInfo(ZONE)):%Y-%m-%d %H:%M:%S}  ")
+    assert "(times in Europe/Rome)" in counters
 
 
 @scenario

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, func, select
 from sendstatus_tui.core.model import audit, queue
 from sendstatus_tui.core.model.audit import Actor, Change
 from sendstatus_tui.core.model.models import Mailing, Recipient, RecipientStatus, utc_now
-from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.queue import Direction, Moved
 from sendstatus_tui.core.model.retry import reset_failed
 from sendstatus_tui.core.model.states import (
     STATE_WORDS,
@@ -238,17 +238,15 @@ def delete(session: Session, mailing_id: int, *, actor: Actor | None = None) -> 
 
 def move(
     session: Session, mailing_id: int, direction: Direction, *, actor: Actor | None = None
-) -> int:
-    """Moves a queued mailing within the queue; returns its new position (its position
-    unchanged when it is already at that end: then nothing is recorded)."""
+) -> Moved:
+    """Moves a queued mailing within the queue; says where it was and where it is. At
+    either end nothing changes, and nothing is recorded."""
     mailing = _transition(session, mailing_id, Action.MOVE)
-    was = mailing.position
-    position = queue.move(session, mailing, direction)
-    if position == was:
-        return position  # already first or last: nothing changed, nothing to record
-    detail = f"{direction.value}: position {was} to {position}"
-    audit.record(session, Change.MOVED, mailing, detail, actor=actor)
-    return position
+    moved = queue.move(session, mailing, direction)
+    if moved.changed:
+        detail = f"{direction.value}: position {moved.before} to {moved.after}"
+        audit.record(session, Change.MOVED, mailing, detail, actor=actor)
+    return moved
 
 
 def sequential_ahead(session: Session) -> list[Mailing]:
