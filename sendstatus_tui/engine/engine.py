@@ -44,6 +44,7 @@ from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.message import Template, template_of
+from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.sending import BatchSender, Retries
 from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
 from sendstatus_tui.engine.transports import Transport
@@ -89,7 +90,14 @@ class Claim:
 
 
 class Engine:
-    def __init__(self, store: Store, transport: Transport, settings: EngineSettings):
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        settings: EngineSettings,
+        metrics: NoMetrics | None = None,
+    ):
+        """``metrics``: where this engine counts what it does (``engine --metrics``)."""
         self.store = store
         self.db = EngineDatabase(store)
         self.transport = transport
@@ -99,11 +107,14 @@ class Engine:
         self._sent = 0  # messages the relay accepted from this engine, for its heartbeat
         self._rate_mark = (time.monotonic(), 0)
         self.cap = EngineCap(settings.rate_per_second)
+        self.metrics = metrics or NoMetrics()
+        self.metrics.watch_connections(lambda: transport.connections)
         self.sender = BatchSender(
             transport,
             self.cap,
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
+            self.metrics,
         )
         # whose claims this engine's recipients carry; a new one each time the leader
         # hands its claims back
@@ -222,6 +233,7 @@ class Engine:
         else:
             self._claims_handed_back()
         self._follow_lease(state)
+        self.metrics.lease(state.held, state.expires_at)
 
     def _beat_in(
         self, session: Session, beat: heartbeats.Beat, fresh: bool, asked: datetime
@@ -711,6 +723,7 @@ class Engine:
                 )
                 if not recorded.dropped:
                     self._sent += sum(o.status == deliveries.SENT for o in outcomes)
+                    self.metrics.recorded(outcomes)
                 break
             except StoreError as exc:
                 self._report_database_trouble("record", exc)
