@@ -7,10 +7,13 @@ Without ``--metrics`` the engine gets ``NoMetrics``, whose calls do nothing.
 """
 
 import logging
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.deliveries import Outcome
@@ -80,29 +83,17 @@ class NoMetrics:
 
 
 class EngineMetrics(NoMetrics):
+    """The engine's metrics. What changes per message is kept in plain numbers, changed on
+    the engine's event loop and read at each scrape (``collect``): prometheus_client's own
+    counters and histograms take a lock per change, a cost per message we do not pay."""
+
     def __init__(self, relay: str):
+        self.relay = relay
         self.registry = CollectorRegistry()
-        messages = Counter(
-            "sendstatus_engine_messages",
-            "Messages this engine recorded, by outcome and relay (accepted counts what the"
-            " relay took: show's sent is accepted minus what bounced since)",
-            ["outcome", "relay"],
-            registry=self.registry,
-        )
-        self._messages = {outcome: messages.labels(outcome, relay) for outcome in OUTCOMES}
-        self._claim_to_send = Histogram(
-            "sendstatus_engine_claim_to_send_seconds",
-            "From a recipient's claim to its message going to the relay",
-            buckets=CLAIM_BUCKETS,
-            registry=self.registry,
-        )
-        self._reply = Histogram(
-            "sendstatus_engine_reply_seconds",
-            "From a message going to the relay to the relay's reply",
-            ["relay"],
-            buckets=REPLY_BUCKETS,
-            registry=self.registry,
-        ).labels(relay)
+        self._messages = dict.fromkeys(OUTCOMES, 0)
+        self._claim_to_send = _Buckets(CLAIM_BUCKETS)
+        self._reply = _Buckets(REPLY_BUCKETS)
+        self.registry.register(self)
         self._connections = Gauge(
             "sendstatus_engine_relay_connections",
             "This engine's connections to the relay now",
@@ -133,7 +124,7 @@ class EngineMetrics(NoMetrics):
         for outcome in outcomes:
             name = _outcome_name(outcome)
             if name is not None:
-                self._messages[name].inc()
+                self._messages[name] += 1
 
     def handed_over(self, seconds_since_claim: float) -> None:
         self._claim_to_send.observe(seconds_since_claim)
@@ -147,6 +138,51 @@ class EngineMetrics(NoMetrics):
 
     def watch_connections(self, connections: Callable[[], int]) -> None:
         self._connections.set_function(connections)
+
+    def collect(self) -> Iterator[Metric]:
+        """The per-message metrics as they stand (prometheus_client's Collector protocol)."""
+        messages = CounterMetricFamily(
+            "sendstatus_engine_messages",
+            "Messages this engine recorded, by outcome and relay (accepted counts what the"
+            " relay took: show's sent is accepted minus what bounced since)",
+            labels=["outcome", "relay"],
+        )
+        for outcome, count in self._messages.items():
+            messages.add_metric([outcome, self.relay], count)
+        yield messages
+        claim = HistogramMetricFamily(
+            "sendstatus_engine_claim_to_send_seconds",
+            "From a recipient's claim to its message going to the relay",
+        )
+        claim.add_metric([], *self._claim_to_send.exposed())
+        yield claim
+        reply = HistogramMetricFamily(
+            "sendstatus_engine_reply_seconds",
+            "From a message going to the relay to the relay's reply",
+            labels=["relay"],
+        )
+        reply.add_metric([self.relay], *self._reply.exposed())
+        yield reply
+
+
+class _Buckets:
+    """A histogram's counts: one per bound, and one above the last."""
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def exposed(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative buckets, as Prometheus reads them, and the sum."""
+        counts, total = list(self.counts), self.sum  # a copy: the loop goes on counting
+        cumulative = list(accumulate(counts))
+        bounds = [*(str(float(bound)) for bound in self.bounds), "+Inf"]
+        return list(zip(bounds, cumulative, strict=True)), total
 
 
 def _outcome_name(outcome: Outcome) -> str | None:
