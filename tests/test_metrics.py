@@ -4,6 +4,8 @@ its text parsed with prometheus_client's own parser and checked against `show`."
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -162,3 +164,57 @@ def test_a_metrics_port_taken_ends_the_engine_with_one_line(engines, db_url):
     log = engines.log(engine)
     assert f"error: --metrics 127.0.0.1:{port}: cannot listen there" in log
     assert "Traceback" not in log
+
+
+@pytest.fixture
+def serve_process(db_url):
+    started = []
+
+    def start(*options: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", db_url, "serve", *options],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(30)
+
+
+def mailing_samples(samples, name: str) -> dict[str, float]:
+    """A per-mailing metric, by the mailing's id."""
+    found = {}
+    for (sample, labels), value in samples.items():
+        if sample == name:
+            found[dict(labels)["mailing"]] = value
+    return found
+
+
+def test_serve_gives_the_figures_of_the_mailings_sending_and_the_engines_alive(
+    store, make_mailing, engines, serve_process
+):
+    listen, port = free_port(), free_port()
+    sending = make_mailing("Sending", recipients=20)
+    make_mailing("Parked")  # not sending: no label of its own
+    act(store, lifecycle.send_now, sending)
+    serve_process("--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{port}")
+    wait_until(lambda: scrapes(port), 30, "serve's metrics to answer")
+
+    samples = scrape(port)
+    assert samples[("sendstatus_database_up", ())] == 1
+    assert samples[("sendstatus_engines_live", ())] == 0
+    assert mailing_samples(samples, "sendstatus_mailing_remaining") == {str(sending): 20}
+    assert ("sendstatus_mailing_remaining", (("mailing", str(sending)), ("name", "Sending"))) in (
+        samples
+    )
+
+    engines.start()
+    wait_until(lambda: mailing(store, sending).state == "completed", 30, "the send to end")
+    samples = scrape(port)
+    assert samples[("sendstatus_engines_live", ())] == 1
+    # completed, it is no longer a label: labels stay as few as the mailings sending
+    assert mailing_samples(samples, "sendstatus_mailing_remaining") == {}
