@@ -49,6 +49,12 @@ def register(commands: Any, context: Context) -> None:
         help="serve this engine's Prometheus metrics at http://HOST:PORT/metrics; under"
         " --workers N, worker k serves PORT+k (see docs/guides/metrics.md)",
     )
+    engine.add_argument(
+        "--allow-alert-command",
+        action="store_true",
+        help="run the stored alert_command when this engine leads (anyone who can write the"
+        " database can set it, so engines run it only when allowed here)",
+    )
     engine.set_defaults(run=lambda args: _engine(args, context))
 
 
@@ -72,6 +78,7 @@ def _engine(args: Any, context: Context) -> None:
             rate,
             None if intake is None else opened(intake, threading.Event(), follow=True),
             args.metrics,
+            args.allow_alert_command,
         )
         return
     store.dispose()  # the supervisor needs no connection
@@ -84,6 +91,7 @@ def _engine(args: Any, context: Context) -> None:
         rate,
         args.intake,
         args.metrics,
+        args.allow_alert_command,
     )
 
 

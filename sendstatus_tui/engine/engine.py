@@ -41,6 +41,7 @@ from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
+from sendstatus_tui.engine.alerting import Alerting
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.message import Template, template_of
@@ -74,6 +75,8 @@ class EngineSettings:
     relay_retry_max_seconds: float = 30.0
     # a stop waits this long, plus one relay timeout, for messages in the relay's hands
     stop_grace_seconds: float = 5.0
+    # whether, leading, it runs the stored alert_command (``--allow-alert-command``)
+    allow_alert_command: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ class Engine:
         # what failed, by the kind of work that failed: {work: reason}
         self._database_trouble: dict[str, str] = {}
         self._scheduler = AsyncIOScheduler()
+        self.alerting = Alerting(self.db, settings.allow_alert_command)
 
     def _next_claimant(self) -> str:
         self._claimants += 1
@@ -305,6 +309,7 @@ class Engine:
 
     def _stop_leading(self) -> None:
         self.generation = 0
+        self.alerting.stop()
         for task in self._preparing.values():
             task.cancel()
         for job in self._scheduler.get_jobs():
@@ -366,6 +371,10 @@ class Engine:
             if time.monotonic() - self._last_rescue >= self.settings.lease_renew_seconds:
                 self._last_rescue = time.monotonic()
                 await self._rescue_silent(generation)
+            await self.alerting.step(
+                lambda session: lease.check(session, self.holder, generation),
+                lambda: self.generation == generation,
+            )
             active = await self.db.read(deliveries.active_mailings)
             if time.monotonic() - self._last_cleanup >= ABANDONED_IMPORTS_EVERY_SECONDS:
                 self._last_cleanup = time.monotonic()

@@ -45,13 +45,17 @@ INTAKE_RETRY_SECONDS = 30.0
 
 
 def engine_settings(
-    rate_per_second: float | None, environment: Mapping[str, str] = os.environ
+    rate_per_second: float | None,
+    environment: Mapping[str, str] = os.environ,
+    allow_alert_command: bool = False,
 ) -> EngineSettings:
-    """The engine's settings: its own cap, and the lease from ``SENDSTATUS_LEASE_SECONDS``
-    when set (see the module's docstring)."""
+    """The engine's settings: its own cap, whether it runs the alert command, and the lease
+    from ``SENDSTATUS_LEASE_SECONDS`` when set (see the module's docstring)."""
     text = environment.get(LEASE_ENV, "").strip()
     if not text:
-        return EngineSettings(rate_per_second=rate_per_second)
+        return EngineSettings(
+            rate_per_second=rate_per_second, allow_alert_command=allow_alert_command
+        )
     try:
         seconds = float(text)
     except ValueError:
@@ -63,6 +67,7 @@ def engine_settings(
         )
     return EngineSettings(
         rate_per_second=rate_per_second,
+        allow_alert_command=allow_alert_command,
         lease_ttl=timedelta(seconds=seconds),
         lease_renew_seconds=seconds / BEATS_PER_LEASE,
     )
@@ -75,12 +80,14 @@ def run_headless(
     rate_per_second: float | None,
     intake: Source | Listener | None = None,
     metrics_address: str | None = None,
+    allow_alert_command: bool = False,
 ) -> None:
     """Serves ``db_url`` through ``transport`` (built by the caller from ``relay_url`` and the
     credentials, so that a bad setting is refused before anything starts); with ``intake``,
     reads bounces and complaints from it on a thread of its own beside the sending; with
     ``metrics_address``, serves what it does to Prometheus there."""
-    settings = engine_settings(rate_per_second)  # a bad setting is refused before the log
+    # a bad setting is refused before the log starts
+    settings = engine_settings(rate_per_second, allow_alert_command=allow_alert_command)
     log_to_stderr(os.environ.get(WORKER_ENV))
     metrics = None
     if metrics_address is not None:
@@ -142,6 +149,7 @@ def run_supervisor(
     rate_per_second: float | None,
     intake: str | None = None,
     metrics_address: str | None = None,
+    allow_alert_command: bool = False,
 ) -> None:
     """``sendstatus engine --workers N`` (N > 1): N engine processes running with
     ``environment`` (the command's settings), supervised; with ``intake`` (a source, as
@@ -152,9 +160,9 @@ def run_supervisor(
     # a worker's stop waits for the relay's replies (engine.py's _drain), then releases
     # its lease; past that, and a margin, it is stuck
     stop_seconds = EngineSettings().stop_grace_seconds + transport.reply_timeout + 10
-    Supervisor(workers, environment, stop_seconds, intake, metrics_address).run(
-        _described(safe_db_url, relay_url, rate_per_second)
-    )
+    Supervisor(
+        workers, environment, stop_seconds, intake, metrics_address, allow_alert_command
+    ).run(_described(safe_db_url, relay_url, rate_per_second))
 
 
 def _described(safe_db_url: str, relay_url: str | None, rate_per_second: float | None) -> str:

@@ -64,6 +64,7 @@ class Supervisor:
         stop_seconds: float,
         intake: str | None = None,
         metrics: str | None = None,
+        allow_alert_command: bool = False,
     ):
         """``environment``: what the workers run with (the database, relay and rate of
         this command); ``stop_seconds``: how long a worker may take to stop before it is
@@ -71,7 +72,8 @@ class Supervisor:
         intake process, if any; ``metrics``: the address whose port plus k worker k serves
         its metrics at."""
         self.workers = [
-            Worker(number, _engine_command(number, metrics)) for number in range(1, count + 1)
+            Worker(number, _engine_command(number, metrics, allow_alert_command))
+            for number in range(1, count + 1)
         ]
         if intake is not None:
             self.workers.append(Worker(0, ("intake", intake, "--follow")))
@@ -164,11 +166,15 @@ class Supervisor:
         log.info("supervisor stopped: every worker has stopped")
 
 
-def _engine_command(number: int, metrics: str | None) -> tuple[str, ...]:
-    """Worker ``number``'s command: an engine, serving its metrics at a port of its own."""
-    if metrics is None:
-        return ("engine",)
-    return ("engine", "--metrics", worker_address(metrics, number))
+def _engine_command(number: int, metrics: str | None, allow_alert_command: bool) -> tuple[str, ...]:
+    """Worker ``number``'s command: an engine, serving its metrics at a port of its own,
+    allowed to run the alert command if the supervisor is."""
+    command = ["engine"]
+    if metrics is not None:
+        command += ["--metrics", worker_address(metrics, number)]
+    if allow_alert_command:
+        command.append("--allow-alert-command")
+    return tuple(command)
 
 
 def _called(worker: Worker) -> str:
