@@ -7,8 +7,11 @@ and given up after 10 s; telling runs beside the leading and the sending, never 
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -109,15 +112,16 @@ class Alerting:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            # a group of its own: killed, the command goes with whatever it started
+            start_new_session=True,
         )
         try:
             _, errors = await asyncio.wait_for(process.communicate(event), TELL_TIMEOUT_SECONDS)
         except TimeoutError:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-            log.error(
-                "%s: alert_command still ran after %.0f s: killed", what, TELL_TIMEOUT_SECONDS
-            )
+            log.error("%s: alert_command ran over %.0f s: killed", what, TELL_TIMEOUT_SECONDS)
             return
         if process.returncode != 0:
             said = errors.decode(errors="replace").strip().splitlines()[-1:] or [""]

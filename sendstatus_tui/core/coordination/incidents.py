@@ -263,7 +263,9 @@ def _alert(row: AlertIncident) -> Alert:
 
 
 def _setting(session: Session, key: str) -> str:
-    return settings.read(session, key) or settings.DEFAULTS[key]
+    value = settings.read_or_default(session, key)
+    assert value is not None  # every alert_ duration has a default
+    return value
 
 
 def _iso(moment: datetime | None) -> str | None:
