@@ -6,15 +6,16 @@ import asyncio
 import json
 import socket
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from aiohttp import web
 
 from sendstatus_tui.core.coordination import deliveries, incidents
 from sendstatus_tui.core.coordination.incidents import Progress
-from sendstatus_tui.core.model import lifecycle, settings
+from sendstatus_tui.core.model import audit, lifecycle, settings
 from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.views.activity import activity_line
 
 from .engine_processes import EngineProcesses
 from .helpers import act, mailing, wait_until
@@ -52,6 +53,14 @@ class TestIncidents:
         event = alert.as_json("mailer-1")
         assert (event["state"], event["host"]) == ("open", "mailer-1")
         assert event["mailing"] == {"id": mailing_id, "name": "Relay trouble"}
+        # the audit trail, whose activity the dashboard shows, lists it with the changes
+        with store.read() as session:
+            entry = audit.history(session, mailing_id)[-1]
+        assert (entry.action, entry.source) == ("alert", "engine")
+        assert activity_line(entry, UTC).endswith(
+            f"the engine  alerted about {mailing_id} “Relay trouble”"
+            f" (relay_down: waits for its relay: {RELAY_REPLY})"
+        )
         # told: not again, by this leader or by a new one
         assert leader_pass(store, progress, now + timedelta(minutes=6)) == []
         assert leader_pass(store, Progress({}), now + timedelta(minutes=7)) == []

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, or_, select
 
 from sendstatus_tui.core.coordination import heartbeats
-from sendstatus_tui.core.model import settings
+from sendstatus_tui.core.model import audit, settings
 from sendstatus_tui.core.model.guard import is_guard_stop
 from sendstatus_tui.core.model.models import AlertIncident, Mailing
 from sendstatus_tui.core.model.states import State
@@ -167,6 +167,8 @@ def to_tell(session: Session, now: datetime) -> list[Alert]:
 
 
 def told(session: Session, alert: Alert) -> None:
+    """Records that ``alert`` was told: on its incident, and in the audit trail, where the
+    dashboard's activity lists the alerts of the day with the changes."""
     row = session.get(AlertIncident, alert.incident_id)
     if row is None:
         return
@@ -174,6 +176,9 @@ def told(session: Session, alert: Alert) -> None:
         row.told_end = True
     else:
         row.told_open = True
+    mailing = session.get(Mailing, alert.mailing_id) if alert.mailing_id is not None else None
+    detail = f"{alert.kind} ended" if alert.ended else f"{alert.kind}: {alert.reason}"
+    audit.record(session, audit.Change.ALERT, mailing, detail, actor=audit.engine())
 
 
 def of_the_day(session: Session, since: datetime) -> list[AlertIncident]:
