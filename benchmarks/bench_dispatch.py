@@ -5,6 +5,7 @@
                                         [--startup-recipients 1000000] [--startup-seconds 30]
                                         [--startup-tries 3] [--batch-size B]
                                         [--smtp-sink PATH] [--profile FILE]
+                                        [--metrics-overhead]
 
 Postfix's ``smtp-sink`` (a C server that discards what it accepts) listens on loopback; it
 is fetched with ``apt-get download postfix`` when the machine has none (see smtp_sink.py).
@@ -40,6 +41,9 @@ is tried ``--startup-tries`` times (the mailing is stopped and handed back in be
 Then, while it keeps sending for ``--startup-seconds``: its rate at that scale and its
 resident memory (VmRSS sampled; VmHWM, its peak, up to its exit).
 
+``--metrics-overhead`` compares instead the engine's CPU per message with its Prometheus
+metrics counted and without (issue 21's aim: less than 3 % more), in interleaved rounds.
+
 ``--profile FILE`` runs one engine round under cProfile instead (on the engine's thread),
 prints the heaviest functions and saves the statistics to FILE.
 """
@@ -72,6 +76,7 @@ from sendstatus_tui.core.model.relay_url import SmtpSettings, parse_relay_url
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.message import Template, render
+from sendstatus_tui.engine.metrics import EngineMetrics, NoMetrics, relay_label
 from sendstatus_tui.engine.smtp.connection import open_connection
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
@@ -250,6 +255,7 @@ def engine_run(
     batch_size: int | None = None,
     thread_class: type[EngineThread] = EngineThread,
     relay_options: str = "",
+    metrics: NoMetrics | None = None,
 ) -> Run:
     store, _, mailing_id = new_mailing(directory, count)
     try:
@@ -261,7 +267,7 @@ def engine_run(
         settings = EngineSettings(rate_per_second=None)
         if batch_size:
             settings = replace(settings, batch_size=batch_size)
-        engine = Engine(store, transport, settings)
+        engine = Engine(store, transport, settings, metrics)
         accepted_before = sink.accepted()
         gc.collect()
         cpu_started = time.process_time()
@@ -410,6 +416,35 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
     # (bare CPU per message / engine CPU per message) is the steadier figure
     cpu_ratio = statistics.median(cpu_ratios)
     print(f"  median CPU ratio (bare / engine CPU per message): {cpu_ratio:.2f}")
+
+
+def metrics_overhead(args, sink: SmtpSink, workdir: Path) -> None:
+    """The engine's CPU per message with its Prometheus metrics counted (as under
+    ``engine --metrics``, less the HTTP server, which works only when scraped) and without,
+    in interleaved rounds."""
+    print(f"metrics overhead: {args.messages:,} messages, {args.rounds} rounds of each")
+    ratios = []
+    for number in range(1, args.rounds + 1):
+
+        def engine(metrics: NoMetrics | None, number=number) -> Run:
+            directory = workdir / f"metrics-{number}"
+            try:
+                return engine_run(sink, directory, args.messages, args.connections, metrics=metrics)
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+
+        if number % 2:
+            off, on = engine(None), engine(EngineMetrics(relay_label(sink.url)))
+        else:
+            on, off = engine(EngineMetrics(relay_label(sink.url))), engine(None)
+        ratios.append(on.cpu_per_message / off.cpu_per_message)
+        print(
+            f"  round {number}: metrics off {off.cpu_per_message * 1e6:4.0f} µs CPU/msg"
+            f" ({off.rate:6,.0f} msg/s)   on {on.cpu_per_message * 1e6:4.0f} µs CPU/msg"
+            f" ({on.rate:6,.0f} msg/s)   on / off {ratios[-1]:.3f}",
+            flush=True,
+        )
+    print(f"  median CPU per message, on / off: {statistics.median(ratios):.3f} (aim: < 1.03)")
 
 
 def profile_engine(args, sink: SmtpSink, workdir: Path) -> None:
@@ -619,6 +654,11 @@ def main() -> None:
     )
     parser.add_argument("--smtp-sink", metavar="PATH", help="an smtp-sink binary to use")
     parser.add_argument("--profile", metavar="FILE", help="profile one engine run instead")
+    parser.add_argument(
+        "--metrics-overhead",
+        action="store_true",
+        help="compare the engine's CPU per message with metrics on and off instead",
+    )
     args = parser.parse_args()
 
     binary, env = find_smtp_sink(args.smtp_sink)
@@ -629,6 +669,9 @@ def main() -> None:
         try:
             if args.profile:
                 profile_engine(args, sink, workdir)
+                return
+            if args.metrics_overhead:
+                metrics_overhead(args, sink, workdir)
                 return
             if args.messages > 0:
                 throughput(args, sink, workdir)

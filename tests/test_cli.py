@@ -300,6 +300,13 @@ def test_move_reorders_the_queue(add, run):
     assert status == 0 and out.strip() == f"mailing {c}: position 1 in the sequential queue"
     queued = listing(run, "--area", "scheduled")
     assert [(m["id"], m["position"]) for m in queued] == [(c, 1), (a, 2), (b, 3)]
+    # a move that changes nothing says so, and records nothing
+    moves_logged = run("log", str(c))[1].count("moved")
+    status, out, _ = run("move", str(c), "up")
+    assert status == 0 and out.strip() == (
+        f"mailing {c} is already first in the sequential queue: nothing changed"
+    )
+    assert run("log", str(c))[1].count("moved") == moves_logged == 1
 
 
 def test_unknown_mailing_and_bad_ids(run):
@@ -481,6 +488,28 @@ def test_every_time_printed_names_its_zone(add, run):
     # the same moment for an operator in UTC: 08:00, and named so
     _, out, _ = run("show", str(mailing_id), "--tz", "UTC")
     assert f"Scheduled at:   {NEXT_YEAR}-01-11 08:00 UTC" in out
+
+
+def test_a_scheduled_mailing_keeps_the_zone_it_was_typed_in(add, run):
+    mailing_id = add("Launch", "--at", f"{NEXT_YEAR}-01-04 09:00", "--tz", "America/New_York")
+    # an operator in Rome reads it in Rome's time, with the time as it was typed beside it
+    typed = f"(planned as {NEXT_YEAR}-01-04 09:00 America/New_York)"
+    _, out, _ = run("show", str(mailing_id), "--tz", "Europe/Rome")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-04 15:00 Europe/Rome {typed}" in out
+    _, out, _ = run("ls", "--tz", "Europe/Rome")
+    assert f"{NEXT_YEAR}-01-04 15:00 {typed}" in out
+    assert by_id(run, mailing_id)["scheduled_zone"] == "America/New_York"
+    # the operator who typed it sees it once, in their own zone
+    _, out, _ = run("show", str(mailing_id), "--tz", "America/New_York")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-04 09:00 America/New_York\n" in out
+    # a time typed with its own offset names no zone; rescheduling forgets the old one
+    run("schedule", str(mailing_id), "--at", f"{NEXT_YEAR}-01-05T10:00+01:00", "--tz", "UTC")
+    assert by_id(run, mailing_id)["scheduled_zone"] is None
+    _, out, _ = run("show", str(mailing_id), "--tz", "Europe/Rome")
+    assert f"Scheduled at:   {NEXT_YEAR}-01-05 10:00 Europe/Rome\n" in out
+    # parked, it keeps no zone either
+    assert run("stop", str(mailing_id))[0] == 0
+    assert by_id(run, mailing_id)["scheduled_zone"] is None
 
 
 def test_the_add_echo_names_the_zone(run, files):

@@ -108,10 +108,10 @@ def test_the_command_line_records_no_move_that_changes_nothing(db):
     _, (de, fr, it, es) = db.queue_of_four()
     with db.store.read() as session:
         entries_before = len(audit.history(session))
-    assert db.do(lifecycle.move, de, Direction.UP) == 1
-    assert db.do(lifecycle.move, es, Direction.BOTTOM) == 4
+    assert db.do(lifecycle.move, de, Direction.UP).after == 1
+    assert db.do(lifecycle.move, es, Direction.BOTTOM).after == 4
     with db.store.read() as session:
         assert len(audit.history(session)) == entries_before
-    assert db.do(lifecycle.move, es, Direction.UP) == 3  # a real move is recorded
+    assert db.do(lifecycle.move, es, Direction.UP).after == 3  # a real move is recorded
     with db.store.read() as session:
         assert len(audit.history(session)) == entries_before + 1

@@ -1,16 +1,22 @@
 """The other screens and keys: details, preview, help, the name filter, quitting."""
 
-import re
+from datetime import UTC, datetime
+from functools import partial
+from zoneinfo import ZoneInfo
 
 from textual.widgets import Input, Static
 
+from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.states import Area, State
 from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.screens.help import HelpScreen
 from sendstatus_tui.tui.screens.preview import PreviewScreen
+from sendstatus_tui.tui.screens.schedule import ScheduleModal
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 
 from .helpers import (
+    FIXED_NOW,
+    ZONE,
     open_dashboard,
     press_on,
     refresh,
@@ -38,6 +44,35 @@ async def test_p_previews_the_selected_mailings_message_as_recipient_n(db):
         await pilot.pause()
         assert app.screen is app.dashboard
         assert db.get(sending).sent == 0  # a preview sends nothing
+
+
+@scenario
+async def test_d_gives_a_scheduled_time_also_as_it_was_typed_in_another_zone(db):
+    planned_in_new_york = db.add("Launch")
+    nine_in_new_york = datetime(2030, 3, 5, 14, 0, tzinfo=UTC)
+    db.do(
+        partial(lifecycle.schedule_at, zone_name="America/New_York"),
+        planned_in_new_york,
+        nine_in_new_york,
+        FIXED_NOW,
+    )
+    async with open_dashboard(db.store) as (app, pilot):
+        screen = await press_on(pilot, planned_in_new_york, "d", DetailScreen)
+        await settle(pilot)
+        counters = text_of(screen.query_one("#counters", Static))
+        assert "Scheduled 2030-03-05 15:00" in counters  # in Rome, the reader's zone
+        assert "planned as 2030-03-05 09:00 America/New_York" in counters
+        await pilot.press("escape")
+        # scheduled again here, it is planned in Rome, and says so once
+        await press_on(pilot, planned_in_new_york, "t", ScheduleModal)
+        await pilot.press(*"2030-03-06 10:00", "enter")
+        await settle(pilot)
+        assert db.get(planned_in_new_york).scheduled_zone == "Europe/Rome"
+        screen = await press_on(pilot, planned_in_new_york, "d", DetailScreen)
+        await settle(pilot)
+        counters = text_of(screen.query_one("#counters", Static))
+        assert "Scheduled 2030-03-06 10:00" in counters
+        assert "planned as" not in counters
 
 
 @scenario
@@ -78,13 +113,18 @@ async def test_the_details_tell_who_changed_the_mailing(db):
         screen = await press_on(pilot, parked, "d", DetailScreen)
         await settle(pilot)
         history = text_of(screen.query_one("#history", Static)).splitlines()
+        counters = text_of(screen.query_one("#counters", Static))
         # under its heading, as indented as the errors above it
         indent = screen.query_one("#history").content_region.x
         assert indent == screen.query_one("#errors").content_region.x > 0
     assert [line.split("  ")[1] for line in history] == ["created", "send-now"]
     assert history[0].endswith("via cli")  # the test's builder added it, as `mailing add` would
     assert history[1].endswith("via dashboard")
-    assert re.search(r" CES?T  ", history[1])  # in the operator's zone (Rome), named
+    # in the operator's zone (Rome), which the screen names once, as it gave it
+    with db.store.read() as session:
+        sent_now_at = audit.history(session, parked)[-1].at
+    assert history[1].startswith(f"{sent_now_at.astimezone(ZoneInfo(ZONE)):%Y-%m-%d %H:%M:%S}  ")
+    assert "(times in Europe/Rome)" in counters
 
 
 @scenario

@@ -22,7 +22,12 @@ from sendstatus_tui.tui import app as app_module
 from sendstatus_tui.tui.app import SendStatusApp
 from sendstatus_tui.tui.trouble import NOTICES, Trouble, kind_of
 from sendstatus_tui.views.engine_fact import EngineFact, EngineWhere
-from sendstatus_tui.views.header import database_text, header_parts, header_status
+from sendstatus_tui.views.header import (
+    database_text,
+    header_parts,
+    header_status,
+    locked_text,
+)
 
 from .helpers import (
     FAST,
@@ -44,6 +49,7 @@ POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
 ENGINE = dataclasses.replace(FAST, rate_per_second=10)
 RECIPIENTS = 40
 UNREACHABLE = "database unreachable since"
+LOCKED = "database locked since"
 
 
 async def send_through_an_outage(store: Store, relay, directory, outage) -> list[str]:
@@ -131,9 +137,11 @@ async def test_an_sqlite_file_locked_for_a_while_ends_neither_the_dashboard_nor_
             locker.close()
 
     try:
-        await send_through_an_outage(store, relay, tmp_path, outage)
+        headers = await send_through_an_outage(store, relay, tmp_path, outage)
     finally:
         store.dispose()
+    # readers pass an SQLite write lock: what the operator sees is the engine's writes waiting
+    assert any(LOCKED in header for header in headers), headers[-5:]
 
 
 class TestTheHeader:
@@ -151,6 +159,15 @@ class TestTheHeader:
         )
         status = header_status(parts, 80 - 18)
         assert status.startswith("database unreachable since 10:00, retrying")
+
+    def test_a_locked_database_comes_first_instead_of_where_the_engine_runs(self):
+        from zoneinfo import ZoneInfo
+
+        locked = locked_text(FIXED_NOW, ZoneInfo(ZONE))
+        assert locked == "database locked since 10:00, writes waiting"
+        assert locked_text(None, ZoneInfo(ZONE)) is None
+        status = header_status(header_parts(None, None, ZONE, None, database=locked), 80 - 18)
+        assert status == f"{locked} · {ZONE}"
 
 
 class TestOneTable:

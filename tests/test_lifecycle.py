@@ -326,10 +326,12 @@ def test_move_within_the_queue(store, make_mailing, mover, direction, expected):
     ids = {name: make_mailing(name) for name in "abcd"}
     for name in "abcd":
         act(store, lifecycle.enqueue, ids[name])
-    position = act(store, lifecycle.move, ids[mover], direction)
+    moved = act(store, lifecycle.move, ids[mover], direction)
     order = expected
     assert queue_of(store) == [(ids[name], n) for n, name in enumerate(order, start=1)]
-    assert position == order.index(mover) + 1
+    assert moved.before == "abcd".index(mover) + 1
+    assert moved.after == order.index(mover) + 1
+    assert moved.changed == (order != "abcd")
 
 
 @pytest.mark.parametrize("state", ["standby", "starting"])

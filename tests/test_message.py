@@ -3,10 +3,16 @@
 import email
 import email.policy
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from sendstatus_tui.engine.message import Template, message_id, render
+from sendstatus_tui.core.importing.personalise import compile_text, fill
+from sendstatus_tui.engine import message
+from sendstatus_tui.engine.message import EncodedBody, Template, message_id, render
+from sendstatus_tui.engine.message import _encode as encode_whole
 
 TEMPLATE = Template(
     mailing_id=7,
@@ -122,3 +128,70 @@ def test_an_unsubscribe_url_too_long_for_a_header_line_is_refused():
 def test_without_unsubscribe_settings_no_header_is_added():
     message = parse(render(TEMPLATE, 1, "ann@example.com", json.dumps(["Ann", "Oslo"])))
     assert message["List-Unsubscribe"] is None and message["List-Unsubscribe-Post"] is None
+
+
+# --- the bodies' fixed lines encoded once per mailing: the same bytes as before ------------
+
+GOLDEN = Path(__file__).parent / "data" / "golden_messages.txt"
+GOLDEN_TEXT = (
+    "Hello {first_name},\n\nSpring has arrived in {city}. Everything is 20 % off = a bargain.\n"
+    "A line with trailing spaces   \n.\n" + "A very long line " * 12 + "\n"
+    "Café, naïve, 東京 — {first_name} again: {city}{city}\n\tTabbed line\nLast line {email}"
+)
+GOLDEN_HTML = (
+    '<p>Hello <b>{first_name}</b> from {city}</p>\n<a href="https://x.example/?c={city}">go</a>\n'
+    + "<span>"
+    + "x" * 200
+    + "</span>\n"
+    + "<p>fixed</p>\n."
+)
+GOLDEN_PEOPLE = [
+    ("ann@example.com", "Ann", "Paris"),
+    ("bo@example.com", "Bø <&>", "Zürich "),
+    ("c@example.com", "", "."),
+    ("d@example.com", "Line\nbreak", "=3D= " + "y" * 90),
+    ("e@example.com", "Tab\there", "trailing\t"),
+]
+
+
+def test_messages_are_the_bytes_the_whole_body_encoding_gave(monkeypatch):
+    """The file holds what the engine rendered before its bodies' fixed lines were encoded
+    once per mailing (the Date header and the MIME boundary fixed)."""
+    monkeypatch.setattr(message, "formatdate", lambda usegmt=True: "Thu, 03 Dec 2026 19:00:00 GMT")
+    template = Template(
+        mailing_id=7,
+        subject="{first_name}, spring in {city}",
+        sender="Shop <news@shop.example.com>",
+        text_body=GOLDEN_TEXT,
+        html_body=GOLDEN_HTML,
+        field_names=("first_name", "city"),
+        unsubscribe_url="https://shop.example.com/u/{email}",
+        unsubscribe_mailto="unsub@shop.example.com",
+        boundary="=_sendstatus_fixed",
+    )
+    rendered = []
+    for number, (address, first, city) in enumerate(GOLDEN_PEOPLE, start=1):
+        try:
+            rendered.append(render(template, number, address, json.dumps([first, city])))
+        except ValueError as exc:
+            rendered.append(f"ValueError: {exc}".encode())
+    assert b"\n=====\n".join(rendered) == GOLDEN.read_bytes()
+
+
+# pieces where quoted-printable decides something: spaces and tabs before a break, a lone
+# dot, "=", CR, non-ASCII, long runs (soft breaks), and placeholders
+LINE_TEXT = st.lists(
+    st.sampled_from(
+        ["a", "b", " ", "\t", ".", "=", "\n", "\r", "é", "東", "{", "}", "{f}", "{g}", "x" * 40]
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=LINE_TEXT, f=LINE_TEXT, g=LINE_TEXT)
+def test_a_body_encoded_by_runs_of_lines_is_the_whole_body_encoded(body, f, g):
+    values = {"f": f, "g": g}
+    compiled = compile_text(body)
+    assume(set(compiled[1]) <= set(values))  # {x} placeholders of other names: not ours
+    assert EncodedBody.of(body).encoded(values) == encode_whole(fill(compiled, values))

@@ -45,6 +45,11 @@ def test_a_setting_is_stored_read_and_removed(config):
         "guard_hard_bounces": None,
         "guard_complaints": None,
         "guard_refusals": None,
+        "alert_command": None,
+        "alert_webhook": None,
+        "alert_relay_down": None,
+        "alert_stalled": None,
+        "alert_completed": None,
     }
     assert config("unset", "rate") == (0, "rate: not set\n", "")
     status, out, _ = config()

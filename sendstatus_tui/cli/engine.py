@@ -8,6 +8,7 @@ from typing import Any
 from sendstatus_tui import config
 from sendstatus_tui.cli.context import Access, Context
 from sendstatus_tui.cli.intake import opened, source_of
+from sendstatus_tui.engine.metrics import worker_address
 
 # the most engine processes one supervisor runs: each is a Python process with its own
 # connections, and a few per core already keep a relay busy
@@ -42,14 +43,28 @@ def register(commands: Any, context: Context) -> None:
         " imaps://USER@HOST[:PORT]/FOLDER or smtp://HOST:PORT"
         " (see `sendstatus intake --help`)",
     )
+    engine.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve this engine's Prometheus metrics at http://HOST:PORT/metrics; under"
+        " --workers N, worker k serves PORT+k (see docs/guides/metrics.md)",
+    )
+    engine.add_argument(
+        "--allow-alert-command",
+        action="store_true",
+        help="run the stored alert_command when this engine leads (anyone who can write the"
+        " database can set it, so engines run it only when allowed here)",
+    )
     engine.set_defaults(run=lambda args: _engine(args, context))
 
 
 def _engine(args: Any, context: Context) -> None:
     from sendstatus_tui.engine.headless import run_headless, run_supervisor
 
-    # a source that names none is refused before anything starts
+    # a source that names none, or an address that is none, is refused before anything starts
     intake = None if args.intake is None else source_of(args.intake)
+    if args.metrics is not None:
+        worker_address(args.metrics, args.workers if args.workers > 1 else 0)
     # the database is created and migrated once, here, before any engine or worker uses it
     store = context.store(args, Access.CREATE)
     relay_url, transport = context.relay_url(args), context.transport(args)
@@ -62,6 +77,8 @@ def _engine(args: Any, context: Context) -> None:
             transport,
             rate,
             None if intake is None else opened(intake, threading.Event(), follow=True),
+            args.metrics,
+            args.allow_alert_command,
         )
         return
     store.dispose()  # the supervisor needs no connection
@@ -73,6 +90,8 @@ def _engine(args: Any, context: Context) -> None:
         transport,
         rate,
         args.intake,
+        args.metrics,
+        args.allow_alert_command,
     )
 
 

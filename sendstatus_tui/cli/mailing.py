@@ -24,7 +24,7 @@ from sendstatus_tui.core.importing.drafts import (
 )
 from sendstatus_tui.core.importing.recipients import reported_rows
 from sendstatus_tui.core.model import lifecycle
-from sendstatus_tui.core.model.when import format_named, parse_when, zone
+from sendstatus_tui.core.model.when import format_named, parse_when, typed_zone, zone
 
 
 def register(commands: Any, context: Context) -> None:
@@ -177,8 +177,9 @@ def _plan(args: Any, session: Session, mailing_id: int, when: datetime | None) -
         lifecycle.send_now(session, mailing_id)
         return "sending now (starting up)"
     if when is not None:
-        lifecycle.schedule_at(session, mailing_id, when)
-        return f"scheduled at {format_named(when, zone(config.zone_name(args.tz)))}"
+        zone_name = config.zone_name(args.tz)
+        lifecycle.schedule_at(session, mailing_id, when, zone_name=typed_zone(args.at, zone_name))
+        return f"scheduled at {format_named(when, zone(zone_name))}"
     if args.sequential:
         return enqueued_message(lifecycle.enqueue(session, mailing_id))
     return "parked in Sends to schedule (decide later)"

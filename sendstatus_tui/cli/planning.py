@@ -10,9 +10,9 @@ from sendstatus_tui.cli import after_send
 from sendstatus_tui.cli.context import Access, Context, mailing_id
 from sendstatus_tui.core.model import guard, lifecycle
 from sendstatus_tui.core.model.models import Mailing
-from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.queue import Direction, queue_end
 from sendstatus_tui.core.model.states import Action, next_state
-from sendstatus_tui.core.model.when import format_named, parse_when
+from sendstatus_tui.core.model.when import format_named, parse_when, typed_zone
 
 
 def register(commands: Any, context: Context) -> None:
@@ -86,7 +86,8 @@ def _schedule(args: Any, context: Context) -> None:
             after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
         with store.write() as session:
-            mailing = lifecycle.schedule_at(session, args.id, when)
+            typed_in = typed_zone(args.at, config.zone_name(args.tz))
+            mailing = lifecycle.schedule_at(session, args.id, when, zone_name=typed_in)
         local = format_named(when, context.zone(args))
         print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
         return
@@ -120,5 +121,12 @@ def _rm(args: Any, context: Context) -> None:
 
 def _move(args: Any, context: Context) -> None:
     with context.store(args, Access.CHANGE).write() as session:
-        position = lifecycle.move(session, args.id, Direction(args.direction))
-    print(f"mailing {args.id}: position {position} in the sequential queue")
+        direction = Direction(args.direction)
+        moved = lifecycle.move(session, args.id, direction)
+    if moved.changed:
+        print(f"mailing {args.id}: position {moved.after} in the sequential queue")
+    else:
+        print(
+            f"mailing {args.id} is already {queue_end(direction)} in the sequential queue:"
+            " nothing changed"
+        )

@@ -8,6 +8,8 @@ import sys
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, CommandError, Context
+from sendstatus_tui.engine.database_metrics import serve_database_metrics
+from sendstatus_tui.engine.metrics import parse_address
 from sendstatus_tui.engine.serve import ListenError, parse_listen, serve
 
 
@@ -29,6 +31,13 @@ def register(commands: Any, context: Context) -> None:
         metavar="HOST:PORT",
         help="where to listen, e.g. 127.0.0.1:8025 (behind the proxy)",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="also serve the database's figures for Prometheus at http://HOST:PORT/metrics:"
+        " each sending mailing's remaining, sent, failed, bounced and complained, and the"
+        " engines alive (docs/guides/metrics.md)",
+    )
     parser.set_defaults(run=lambda args: _serve(args, context))
 
 
@@ -37,10 +46,14 @@ def _serve(args: Any, context: Context) -> None:
         listen = parse_listen(args.listen)
     except ListenError as exc:
         raise CommandError(str(exc)) from None
+    if args.metrics is not None:
+        parse_address(args.metrics)  # refused before anything starts
     store = context.store(args, Access.CHANGE)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
+    if args.metrics is not None:
+        serve_database_metrics(store, args.metrics)
     try:
         asyncio.run(_until_signalled(store, listen))
     except OSError as exc:

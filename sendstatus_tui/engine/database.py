@@ -38,6 +38,8 @@ class EngineDatabase:
         # merged when they overlap (the one that asked first tells when it began)
         self._stall: tuple[float, float] | None = None
         self._stall_lock = threading.Lock()
+        # the writes begun and not ended, by thread, with when each was asked for
+        self._pending: dict[int, float] = {}
 
     async def write(self, work: Callable[[Session], Result]) -> Result:
         """Runs ``work`` in a write transaction on a worker thread."""
@@ -64,16 +66,28 @@ class EngineDatabase:
                 line = min(line, datetime.fromtimestamp(began, UTC) - ttl)
         return line
 
+    def oldest_pending_write(self) -> datetime | None:
+        """When the oldest write still in progress was asked for (None: none is): one
+        that is seconds old waits for a lock (on SQLite, another process's write lock)."""
+        with self._stall_lock:
+            oldest = min(self._pending.values(), default=None)
+        return None if oldest is None else datetime.fromtimestamp(oldest, UTC)
+
     def close(self) -> None:
         self._work.shutdown(wait=True)
         self._beats.shutdown(wait=True)
 
     def _write(self, work: Callable[[Session], Result]) -> Result:
         asked = time.time()
+        thread = threading.get_ident()  # a thread runs one write at a time
+        with self._stall_lock:
+            self._pending[thread] = asked
         try:
             with self.store.write() as session:
                 return work(session)
         finally:
+            with self._stall_lock:
+                del self._pending[thread]
             # a wait for a lock is a stall wherever it happens: at BEGIN (SQLite's write
             # lock) or at a statement (a row or table another transaction holds)
             ended = time.time()

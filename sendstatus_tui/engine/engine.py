@@ -41,9 +41,11 @@ from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
+from sendstatus_tui.engine.alerting import Alerting
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.message import Template, template_of
+from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.sending import BatchSender, Retries
 from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
 from sendstatus_tui.engine.transports import Transport
@@ -73,6 +75,8 @@ class EngineSettings:
     relay_retry_max_seconds: float = 30.0
     # a stop waits this long, plus one relay timeout, for messages in the relay's hands
     stop_grace_seconds: float = 5.0
+    # whether, leading, it runs the stored alert_command (``--allow-alert-command``)
+    allow_alert_command: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,14 @@ class Claim:
 
 
 class Engine:
-    def __init__(self, store: Store, transport: Transport, settings: EngineSettings):
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        settings: EngineSettings,
+        metrics: NoMetrics | None = None,
+    ):
+        """``metrics``: where this engine counts what it does (``engine --metrics``)."""
         self.store = store
         self.db = EngineDatabase(store)
         self.transport = transport
@@ -99,11 +110,14 @@ class Engine:
         self._sent = 0  # messages the relay accepted from this engine, for its heartbeat
         self._rate_mark = (time.monotonic(), 0)
         self.cap = EngineCap(settings.rate_per_second)
+        self.metrics = metrics or NoMetrics()
+        self.metrics.watch_connections(lambda: transport.connections)
         self.sender = BatchSender(
             transport,
             self.cap,
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
+            self.metrics,
         )
         # whose claims this engine's recipients carry; a new one each time the leader
         # hands its claims back
@@ -129,6 +143,7 @@ class Engine:
         # what failed, by the kind of work that failed: {work: reason}
         self._database_trouble: dict[str, str] = {}
         self._scheduler = AsyncIOScheduler()
+        self.alerting = Alerting(self.db, settings.allow_alert_command)
 
     def _next_claimant(self) -> str:
         self._claimants += 1
@@ -222,6 +237,7 @@ class Engine:
         else:
             self._claims_handed_back()
         self._follow_lease(state)
+        self.metrics.lease(state.held, state.expires_at)
 
     def _beat_in(
         self, session: Session, beat: heartbeats.Beat, fresh: bool, asked: datetime
@@ -293,6 +309,7 @@ class Engine:
 
     def _stop_leading(self) -> None:
         self.generation = 0
+        self.alerting.stop()
         for task in self._preparing.values():
             task.cancel()
         for job in self._scheduler.get_jobs():
@@ -354,6 +371,10 @@ class Engine:
             if time.monotonic() - self._last_rescue >= self.settings.lease_renew_seconds:
                 self._last_rescue = time.monotonic()
                 await self._rescue_silent(generation)
+            await self.alerting.step(
+                lambda session: lease.check(session, self.holder, generation),
+                lambda: self.generation == generation,
+            )
             active = await self.db.read(deliveries.active_mailings)
             if time.monotonic() - self._last_cleanup >= ABANDONED_IMPORTS_EVERY_SECONDS:
                 self._last_cleanup = time.monotonic()
@@ -711,6 +732,7 @@ class Engine:
                 )
                 if not recorded.dropped:
                     self._sent += sum(o.status == deliveries.SENT for o in outcomes)
+                    self.metrics.recorded(outcomes)
                 break
             except StoreError as exc:
                 self._report_database_trouble("record", exc)

@@ -29,6 +29,7 @@ from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.intake.imap import ImapSource
 from sendstatus_tui.engine.intake.run import run_intake
 from sendstatus_tui.engine.intake.source import Listener, Source, SourceError
+from sendstatus_tui.engine.metrics import EngineMetrics, relay_label
 from sendstatus_tui.engine.supervisor import WORKER_ENV, Supervisor
 from sendstatus_tui.engine.transports import Transport
 from sendstatus_tui.errors import SendStatusError
@@ -44,13 +45,17 @@ INTAKE_RETRY_SECONDS = 30.0
 
 
 def engine_settings(
-    rate_per_second: float | None, environment: Mapping[str, str] = os.environ
+    rate_per_second: float | None,
+    environment: Mapping[str, str] = os.environ,
+    allow_alert_command: bool = False,
 ) -> EngineSettings:
-    """The engine's settings: its own cap, and the lease from ``SENDSTATUS_LEASE_SECONDS``
-    when set (see the module's docstring)."""
+    """The engine's settings: its own cap, whether it runs the alert command, and the lease
+    from ``SENDSTATUS_LEASE_SECONDS`` when set (see the module's docstring)."""
     text = environment.get(LEASE_ENV, "").strip()
     if not text:
-        return EngineSettings(rate_per_second=rate_per_second)
+        return EngineSettings(
+            rate_per_second=rate_per_second, allow_alert_command=allow_alert_command
+        )
     try:
         seconds = float(text)
     except ValueError:
@@ -62,6 +67,7 @@ def engine_settings(
         )
     return EngineSettings(
         rate_per_second=rate_per_second,
+        allow_alert_command=allow_alert_command,
         lease_ttl=timedelta(seconds=seconds),
         lease_renew_seconds=seconds / BEATS_PER_LEASE,
     )
@@ -73,12 +79,20 @@ def run_headless(
     transport: Transport,
     rate_per_second: float | None,
     intake: Source | Listener | None = None,
+    metrics_address: str | None = None,
+    allow_alert_command: bool = False,
 ) -> None:
     """Serves ``db_url`` through ``transport`` (built by the caller from ``relay_url`` and the
     credentials, so that a bad setting is refused before anything starts); with ``intake``,
-    reads bounces and complaints from it on a thread of its own beside the sending."""
-    settings = engine_settings(rate_per_second)  # a bad setting is refused before the log
+    reads bounces and complaints from it on a thread of its own beside the sending; with
+    ``metrics_address``, serves what it does to Prometheus there."""
+    # a bad setting is refused before the log starts
+    settings = engine_settings(rate_per_second, allow_alert_command=allow_alert_command)
     log_to_stderr(os.environ.get(WORKER_ENV))
+    metrics = None
+    if metrics_address is not None:
+        metrics = EngineMetrics(relay_label(relay_url))
+        metrics.serve(metrics_address)  # a port taken ends it here, before any claim
     store = Store(db_url)
     log.info("engine starting: %s", _described(store.safe_url, relay_url, rate_per_second))
     stopping = threading.Event()
@@ -91,7 +105,7 @@ def run_headless(
         )
         reading.start()
     try:
-        asyncio.run(_serve(Engine(store, transport, settings), stopping))
+        asyncio.run(_serve(Engine(store, transport, settings, metrics), stopping))
     finally:
         stopping.set()
         if reading is not None:
@@ -134,18 +148,21 @@ def run_supervisor(
     transport: Transport,
     rate_per_second: float | None,
     intake: str | None = None,
+    metrics_address: str | None = None,
+    allow_alert_command: bool = False,
 ) -> None:
     """``sendstatus engine --workers N`` (N > 1): N engine processes running with
     ``environment`` (the command's settings), supervised; with ``intake`` (a source, as
-    given), one intake process beside them."""
+    given), one intake process beside them; with ``metrics_address``, worker k serves its
+    metrics at its port plus k."""
     engine_settings(rate_per_second)  # a bad lease is refused once, not by every worker
     log_to_stderr()
     # a worker's stop waits for the relay's replies (engine.py's _drain), then releases
     # its lease; past that, and a margin, it is stuck
     stop_seconds = EngineSettings().stop_grace_seconds + transport.reply_timeout + 10
-    Supervisor(workers, environment, stop_seconds, intake).run(
-        _described(safe_db_url, relay_url, rate_per_second)
-    )
+    Supervisor(
+        workers, environment, stop_seconds, intake, metrics_address, allow_alert_command
+    ).run(_described(safe_db_url, relay_url, rate_per_second))
 
 
 def _described(safe_db_url: str, relay_url: str | None, rate_per_second: float | None) -> str:

@@ -10,6 +10,7 @@ still unanswered then is cancelled and counted in doubt.
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,7 @@ from sendstatus_tui.core.model.models import FailureClass, utc_now
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.capacity import SendCapacity
 from sendstatus_tui.engine.message import Template, render
+from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.smtp.errors import (
     NotDeliverable,
     PermanentFailure,
@@ -48,9 +50,15 @@ class BatchSender:
     batch's claim), then for its turn at this engine's own cap (``--rate``), if any."""
 
     def __init__(
-        self, transport: Transport, cap: EngineCap, retries: Retries, grace_seconds: float
+        self,
+        transport: Transport,
+        cap: EngineCap,
+        retries: Retries,
+        grace_seconds: float,
+        metrics: NoMetrics | None = None,
     ):
         self.transport = transport
+        self.metrics = metrics or NoMetrics()
         self.cap = cap
         self.retries = retries
         # how long a stop waits for the messages in the relay's hands before cancelling them
@@ -73,9 +81,10 @@ class BatchSender:
         when the mailing is stopped or the engine drains. If the caller is cancelled, the
         outcomes are lost with it: the claims stay in flight, to be handed back in doubt."""
         handed: set[int] = set()
+        claimed = time.monotonic()  # the batch was claimed just before
         sends = [
             asyncio.create_task(
-                self._send_one(template, r, may_hand_over, handed, slots, index, stop)
+                self._send_one(template, r, may_hand_over, handed, slots, index, stop, claimed)
             )
             for index, r in enumerate(batch)
         ]
@@ -138,6 +147,7 @@ class BatchSender:
         slots: ReservedSlots | None,
         index: int,
         stop: asyncio.Event,
+        claimed: float,
     ) -> tuple[Outcome, Exception | None]:
         try:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
@@ -153,7 +163,11 @@ class BatchSender:
             if not may_hand_over():
                 return Outcome(recipient, deliveries.PENDING), None
             handed.add(recipient.id)
-            return await self._hand_over(template, recipient, message)
+            handing = time.monotonic()
+            self.metrics.handed_over(handing - claimed)
+            answer = await self._hand_over(template, recipient, message)
+            self.metrics.replied(time.monotonic() - handing)
+            return answer
 
     async def _hand_over(
         self, template: Template, recipient: Claimed, message: bytes

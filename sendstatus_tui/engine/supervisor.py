@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
 
+from sendstatus_tui.engine.metrics import worker_address
+
 log = logging.getLogger("sendstatus.supervisor")
 
 WORKER_ENV = "SENDSTATUS_WORKER"  # the worker's number, for its log lines
@@ -61,12 +63,18 @@ class Supervisor:
         environment: Mapping[str, str],
         stop_seconds: float,
         intake: str | None = None,
+        metrics: str | None = None,
+        allow_alert_command: bool = False,
     ):
         """``environment``: what the workers run with (the database, relay and rate of
         this command); ``stop_seconds``: how long a worker may take to stop before it is
         killed (its own stop bound, plus a margin); ``intake``: the source of the one
-        intake process, if any."""
-        self.workers = [Worker(number) for number in range(1, count + 1)]
+        intake process, if any; ``metrics``: the address whose port plus k worker k serves
+        its metrics at."""
+        self.workers = [
+            Worker(number, _engine_command(number, metrics, allow_alert_command))
+            for number in range(1, count + 1)
+        ]
         if intake is not None:
             self.workers.append(Worker(0, ("intake", intake, "--follow")))
         self.environment = dict(environment)
@@ -77,7 +85,7 @@ class Supervisor:
         """``described``: the settings the workers run with, for the log."""
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
-        count = sum(worker.command == ("engine",) for worker in self.workers)
+        count = sum(worker.command[0] == "engine" for worker in self.workers)
         intake = "" if count == len(self.workers) else " and one intake"
         log.info(
             "supervisor (pid %d): %d engine workers%s, %s", os.getpid(), count, intake, described
@@ -158,8 +166,19 @@ class Supervisor:
         log.info("supervisor stopped: every worker has stopped")
 
 
+def _engine_command(number: int, metrics: str | None, allow_alert_command: bool) -> tuple[str, ...]:
+    """Worker ``number``'s command: an engine, serving its metrics at a port of its own,
+    allowed to run the alert command if the supervisor is."""
+    command = ["engine"]
+    if metrics is not None:
+        command += ["--metrics", worker_address(metrics, number)]
+    if allow_alert_command:
+        command.append("--allow-alert-command")
+    return tuple(command)
+
+
 def _called(worker: Worker) -> str:
-    return f"worker {worker.number}" if worker.command == ("engine",) else "intake"
+    return f"worker {worker.number}" if worker.command[0] == "engine" else "intake"
 
 
 def _exit_words(status: int) -> str:

@@ -15,7 +15,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import platformdirs
@@ -42,7 +42,7 @@ from sendstatus_tui.core.importing.recipients import (
 from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Area
-from sendstatus_tui.core.model.when import to_zone, zone
+from sendstatus_tui.core.model.when import to_zone, zone, zone_label
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.send_test import RelayForTests
 from sendstatus_tui.engine.thread import EngineThread
@@ -71,12 +71,15 @@ from sendstatus_tui.views.header import (
     database_text,
     header_parts,
     header_status,
+    locked_text,
     relay_text,
     speed_text,
 )
 from sendstatus_tui.views.preview import Preview, draft_preview
 from sendstatus_tui.views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
 
+# a write waiting longer waits for a lock, not for a busy moment: the header says so
+WRITES_LOCKED_AFTER = timedelta(seconds=5)
 HEADER_MARGINS = 18  # the header's icon (8) and its clock's space (10)
 TITLE_SEPARATOR = " — "
 
@@ -306,12 +309,14 @@ class SendStatusApp(App):
         in_use = bool(sending) and snapshot.engine_holder is not None
         relay = RelayState(trouble, self._relay_down_since, in_use)
         speed = sum(row.speed or 0 for row in sending)
-        database = database_text(self.database_down_since, self.zone)
+        locked = locked_text(self._writes_waiting_since(), self.zone)
+        database = database_text(self.database_down_since, self.zone) or locked
         parts = header_parts(
             # while the database cannot be read, the relay and the speed are not known
             relay_text(relay, self.zone) if database is None else None,
-            self.engine_fact,
-            str(self.zone),
+            # and while it cannot be written, the lease lapses: "engine starting" would mislead
+            None if locked else self.engine_fact,
+            zone_label(self.zone),
             speed_text(speed, snapshot.rate) if database is None else None,
             database,
         )
@@ -326,6 +331,15 @@ class SendStatusApp(App):
         # the status is what the operator reads: not dimmed, as Textual's default would
         parts = [part for part in (title, sub_title) if part]
         return Content(TITLE_SEPARATOR.join(parts))
+
+    def _writes_waiting_since(self) -> datetime | None:
+        """Since when this dashboard's engine has waited to write, if for long."""
+        if self.engine is None or not self.engine.alive:
+            return None
+        since = self.engine.engine.db.oldest_pending_write()
+        if since is None or utc_now() - since < WRITES_LOCKED_AFTER:
+            return None
+        return since
 
     @property
     def engine_fact(self) -> EngineFact:
@@ -499,7 +513,9 @@ class SendStatusApp(App):
                 lifecycle.send_now(session, mailing.id)
             elif request.choice == "schedule":
                 assert when is not None
-                lifecycle.schedule_at(session, mailing.id, when, self.clock())
+                lifecycle.schedule_at(
+                    session, mailing.id, when, self.clock(), zone_name=zone_label(self.zone)
+                )
             elif request.choice == "sequential":
                 lifecycle.enqueue(session, mailing.id)
 

@@ -29,6 +29,7 @@ VERBS = {
     Change.COMPLETED: "completed",
     Change.TAKEOVER: "took over the lease",
     Change.FEEDBACK: "received feedback on",
+    Change.ALERT: "alerted about",
 }
 # told otherwise: a completion and a guard's stop by their own notices, what came back by
 # the notice of what came back

@@ -6,15 +6,21 @@ from typing import Any
 
 from sendstatus_tui.core.model.audit import describe
 from sendstatus_tui.core.model.models import AuditEntry
-from sendstatus_tui.core.model.when import format_named, to_zone
+from sendstatus_tui.core.model.when import format_named, to_zone, zone_label
 from sendstatus_tui.core.reads.listing import iso
 
 
-def entry_line(entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True) -> str:
-    """``2026-11-27 16:25:03 CET  stopped  mailing 4 'Winter sale': was sending, …  by ann
-    from 10.0.0.7 via dashboard``."""
+def entry_line(
+    entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True, zone_named: bool = True
+) -> str:
+    """``2026-11-27 16:25:03 Europe/Rome  stopped  mailing 4 'Winter sale': was sending, …
+    by ann from 10.0.0.7 via dashboard``; the zone left out where the screen names it
+    once (``zone_named`` false)."""
     local = to_zone(entry.at, zone)
-    parts = [f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or 'UTC'}", entry.action]
+    at = f"{local:%Y-%m-%d %H:%M:%S}"
+    if zone_named:
+        at += f" {zone_label(zone) if local.tzinfo is zone else 'UTC'}"
+    parts = [at, entry.action]
     what = ""
     if with_mailing and entry.mailing_id is not None:
         what = f"mailing {entry.mailing_id} {entry.mailing_name!r}"
@@ -29,8 +35,13 @@ def entry_line(entry: AuditEntry, zone: tzinfo, *, with_mailing: bool = True) ->
     return "  ".join([*parts, f"by {who}"])
 
 
-def entries_text(entries: list[AuditEntry], zone: tzinfo, *, with_mailing: bool = True) -> str:
-    return "\n".join(entry_line(entry, zone, with_mailing=with_mailing) for entry in entries)
+def entries_text(
+    entries: list[AuditEntry], zone: tzinfo, *, with_mailing: bool = True, zone_named: bool = True
+) -> str:
+    return "\n".join(
+        entry_line(entry, zone, with_mailing=with_mailing, zone_named=zone_named)
+        for entry in entries
+    )
 
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:

@@ -7,7 +7,14 @@ from enum import Enum
 from typing import Protocol
 
 from sendstatus_tui.core.model.states import STATE_WORDS, State
-from sendstatus_tui.core.model.when import format_local, to_zone
+from sendstatus_tui.core.model.when import (
+    WhenError,
+    format_local,
+    format_named,
+    to_zone,
+    zone_label,
+)
+from sendstatus_tui.core.model.when import zone as named_zone
 
 STARTING_UP = "starting up"
 NONE_YET = "—"
@@ -204,6 +211,18 @@ def planned_for(mailing: Planned, zone: tzinfo) -> str:
     if mailing.state == State.SCHEDULED:
         return format_local(mailing.scheduled_at, zone)
     return f"queue #{mailing.position}"
+
+
+def as_planned(when: datetime | None, planned_zone: str | None, zone: tzinfo) -> str:
+    """How a time was typed, " (planned as 2026-12-04 09:00 America/New_York)", when
+    that was in another zone than the reader's ``zone``; else nothing."""
+    if when is None or not planned_zone or planned_zone == zone_label(zone):
+        return ""
+    try:
+        typed_in = named_zone(planned_zone)
+    except WhenError:  # a zone this machine's tz database no longer knows
+        return ""
+    return f" (planned as {format_named(when, typed_in)})"
 
 
 def moment(when: datetime | None, zone: tzinfo) -> str:

@@ -3,10 +3,11 @@ both from a MailingDetails and the shared cells."""
 
 from datetime import timedelta, tzinfo
 
-from sendstatus_tui.core.model.when import format_named
+from sendstatus_tui.core.model.when import format_named, zone_label
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.failed import FailedRecipient
 from sendstatus_tui.views.cells import (
+    as_planned,
     countdown,
     moment,
     number,
@@ -39,11 +40,10 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             lines.append(f"  {label + ':':16}{value}")
     if details.mode is None and details.planned_as is not None:
         lines.append(f"  {'Was planned:':16}{last_plan(details, zone)}")
-    for label, when in (
-        ("Scheduled at", details.scheduled_at),
-        ("Started", details.started_at),
-        ("Finished", details.finished_at),
-    ):
+    if details.scheduled_at:
+        typed = as_planned(details.scheduled_at, details.scheduled_zone, zone)
+        lines.append(f"  {'Scheduled at:':16}{format_named(details.scheduled_at, zone)}{typed}")
+    for label, when in (("Started", details.started_at), ("Finished", details.finished_at)):
         if when:
             lines.append(f"  {label + ':':16}{format_named(when, zone)}")
     lines.append(
@@ -136,7 +136,8 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         f"From         {details.sender}",
         f"Started      {moment(details.started_at, zone):<16}"
         f"    Scheduled {moment(details.scheduled_at, zone)}",
-        f"Finished     {moment(details.finished_at, zone):<16}    (times in {zone})",
+        f"Finished     {moment(details.finished_at, zone):<16}    (times in {zone_label(zone)})",
+        *planned_in(details, zone),
         f"Recipients   {number(details.total)}: {number(details.sent)} sent,"
         f" {number(details.remaining)} remaining, {number(details.deferred)} deferred"
         " (retrying)",
@@ -152,6 +153,13 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         lines.append(f"Waiting      {waiting(details, zone)}")
     lines += [f"Relay        {relay_connections(engine)}" for engine in details.engines]
     return "\n".join(lines)
+
+
+def planned_in(details: MailingDetails, zone: tzinfo) -> list[str]:
+    """The line that gives a scheduled time as it was typed, in another zone than the
+    reader's (none when it was typed in theirs)."""
+    typed = as_planned(details.scheduled_at, details.scheduled_zone, zone)
+    return [f"             {typed.strip(' ()')}"] if typed else []
 
 
 def planned_before(details: MailingDetails, zone: tzinfo) -> str:

@@ -33,6 +33,14 @@ def database_text(since: datetime | None, zone: tzinfo) -> str | None:
     return f"database unreachable since {to_zone(since, zone):%H:%M}, retrying"
 
 
+def locked_text(since: datetime | None, zone: tzinfo) -> str | None:
+    """Since when this dashboard's engine waits to write (None: it does not), e.g. behind
+    another process's lock on an SQLite file, which readers do not see."""
+    if since is None:
+        return None
+    return f"database locked since {to_zone(since, zone):%H:%M}, writes waiting"
+
+
 def speed_text(speed: float, rate: str | None) -> str | None:
     """How fast it sends now, and the contracted rate, e.g. "1,200/min of rate 36000/h"."""
     parts = [part for part in (per_minute(speed), rate and f"rate {rate}") if part]
@@ -47,7 +55,7 @@ class Part:
 
 def header_parts(
     relay: str | None,
-    engine: EngineFact,
+    engine: EngineFact | None,
     zone: str,
     speed: str | None,
     database: str | None = None,
@@ -58,8 +66,8 @@ def header_parts(
     return [
         Part(database, 0),
         Part(relay, 0),
-        Part(engine.text(), 1),
-        Part(engine.leader_text(), 3),
+        Part(engine.text() if engine else None, 1),
+        Part(engine.leader_text() if engine else None, 3),
         Part(zone, 2),
         Part(speed, 4),
     ]

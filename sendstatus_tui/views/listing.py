@@ -6,6 +6,7 @@ from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area
 from sendstatus_tui.core.model.when import format_local, zone_label
 from sendstatus_tui.views.cells import (
+    as_planned,
     now_status,
     number,
     parked_reason,
@@ -64,7 +65,8 @@ def _row(
         status = now_status(m, zone, now, engine_running)
         return (m.id, m.name, mode, status, sent_of_total(m), number(m.failed))
     if area == Area.SCHEDULED:
-        return (m.id, m.name, mode, planned_for(m, zone), number(m.total))
+        planned = planned_for(m, zone) + as_planned(m.scheduled_at, m.scheduled_zone, zone)
+        return (m.id, m.name, mode, planned, number(m.total))
     if area == Area.STANDBY:
         return (m.id, m.name, parked_reason(m), number(m.sent), number(m.total))
     finished = format_local(m.finished_at, zone)

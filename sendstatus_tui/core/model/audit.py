@@ -49,6 +49,7 @@ class Change(StrEnum):
     COMPLETED = "completed"
     TAKEOVER = "takeover"  # an engine took the lease over from another one
     FEEDBACK = "feedback"  # bounces and complaints of one hour: one entry, kept up to date
+    ALERT = "alert"  # an incident told (core/coordination/incidents.py), or its end
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, func, select
 from sendstatus_tui.core.model import audit, queue
 from sendstatus_tui.core.model.audit import Actor, Change
 from sendstatus_tui.core.model.models import Mailing, Recipient, RecipientStatus, utc_now
-from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.queue import Direction, Moved
 from sendstatus_tui.core.model.retry import reset_failed
 from sendstatus_tui.core.model.states import (
     STATE_WORDS,
@@ -109,7 +109,7 @@ def send_now(
     actor = actor or audit.operator()
     mailing = _transition(session, mailing_id, Action.SEND_NOW, now, actor)
     mailing.mode = Mode.IMMEDIATE
-    mailing.scheduled_at = None
+    _unschedule(mailing)
     audit.record(session, Change.SEND_NOW, mailing, actor=actor, now=now)
     return mailing
 
@@ -121,7 +121,10 @@ def schedule_at(
     now: datetime | None = None,
     *,
     actor: Actor | None = None,
+    zone_name: str | None = None,
 ) -> Mailing:
+    """Schedules it at ``when``; ``zone_name`` is the zone the operator typed it in
+    (None when they gave an offset), shown beside each reader's own."""
     now = now or utc_now()
     if when <= now:
         raise TimeInPast(when, now)
@@ -130,6 +133,7 @@ def schedule_at(
     mailing = _transition(session, mailing_id, Action.SCHEDULE_AT, now, actor)
     mailing.mode = Mode.AT
     mailing.scheduled_at = when
+    mailing.scheduled_zone = zone_name
     audit.record(session, Change.SCHEDULED, mailing, actor=actor, now=now, scheduled_at=when)
     return mailing
 
@@ -141,7 +145,7 @@ def enqueue(
     actor = actor or audit.operator()
     mailing = _transition(session, mailing_id, Action.ENQUEUE, now, actor)
     mailing.mode = Mode.SEQUENTIAL
-    mailing.scheduled_at = None
+    _unschedule(mailing)
     position = queue.append(session, mailing)
     audit.record(session, Change.ENQUEUED, mailing, f"position {position}", actor=actor, now=now)
     if promote_head(session, now, actor=actor) is mailing:
@@ -234,17 +238,15 @@ def delete(session: Session, mailing_id: int, *, actor: Actor | None = None) -> 
 
 def move(
     session: Session, mailing_id: int, direction: Direction, *, actor: Actor | None = None
-) -> int:
-    """Moves a queued mailing within the queue; returns its new position (its position
-    unchanged when it is already at that end: then nothing is recorded)."""
+) -> Moved:
+    """Moves a queued mailing within the queue; says where it was and where it is. At
+    either end nothing changes, and nothing is recorded."""
     mailing = _transition(session, mailing_id, Action.MOVE)
-    was = mailing.position
-    position = queue.move(session, mailing, direction)
-    if position == was:
-        return position  # already first or last: nothing changed, nothing to record
-    detail = f"{direction.value}: position {was} to {position}"
-    audit.record(session, Change.MOVED, mailing, detail, actor=actor)
-    return position
+    moved = queue.move(session, mailing, direction)
+    if moved.changed:
+        detail = f"{direction.value}: position {moved.before} to {moved.after}"
+        audit.record(session, Change.MOVED, mailing, detail, actor=actor)
+    return moved
 
 
 def sequential_ahead(session: Session) -> list[Mailing]:
@@ -383,7 +385,12 @@ def can_exist(session: Session, mailing_id: int) -> bool:
     return 0 < mailing_id <= _LARGEST_ID[session.get_bind().dialect.name]
 
 
+def _unschedule(mailing: Mailing) -> None:
+    mailing.scheduled_at = None
+    mailing.scheduled_zone = None
+
+
 def _park(mailing: Mailing, reason: str) -> None:
     mailing.mode = None
-    mailing.scheduled_at = None
+    _unschedule(mailing)
     mailing.state_reason = reason

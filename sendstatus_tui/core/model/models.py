@@ -100,6 +100,8 @@ class Mailing(SQLModel, table=True):
     position: int | None = Field(default=None, unique=True)
 
     scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # the zone the scheduled time was typed in (Europe/Rome), shown beside each reader's
+    scheduled_zone: str | None = Field(default=None, sa_type=sa.String(64))
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
@@ -343,3 +345,25 @@ class Feedback(SQLModel, table=True):
     feedback_type: str | None = Field(default=None, sa_type=sa.String(32))  # ARF: abuse
     matched_by: str = Field(sa_type=sa.String(16))  # return-path | header
     arrived_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, index=True)
+
+
+class AlertIncident(SQLModel, table=True):
+    """Something that needs a person (core/coordination/incidents.py): told once when it
+    is due, and once when it ends, by whichever engine leads then (the flags say what was
+    told, so that a new leader repeats nothing)."""
+
+    __tablename__ = "alert_incident"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # what it is about (relay_down, stalled:12, engine_lost:ID …) while it lasts; None once
+    # it ended, so that the same trouble later is a new incident
+    open_key: str | None = Field(default=None, max_length=160, unique=True)
+    kind: str = Field(sa_type=sa.String(32))
+    mailing_id: int | None = Field(default=None)  # no foreign key: it outlives the mailing
+    mailing_name: str | None = Field(default=None, sa_type=sa.Text)
+    reason: str = Field(sa_type=sa.Text)
+    since: datetime = Field(sa_type=UTCDateTime)  # when the trouble began, as far as known
+    due_at: datetime = Field(sa_type=UTCDateTime, index=True)  # told from then on
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    told_open: bool = False
+    told_end: bool = False

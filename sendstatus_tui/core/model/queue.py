@@ -6,6 +6,7 @@ Callers hold the transitions lock (``store.lock_transitions``) for the whole tra
 """
 
 from enum import StrEnum
+from typing import NamedTuple
 
 from sqlmodel import Session, col, select
 
@@ -18,6 +19,11 @@ class Direction(StrEnum):
     DOWN = "down"
     TOP = "top"
     BOTTOM = "bottom"
+
+
+def queue_end(direction: Direction) -> str:
+    """The end a move goes towards: "first" or "last"."""
+    return "first" if direction in (Direction.UP, Direction.TOP) else "last"
 
 
 def queued(session: Session) -> list[Mailing]:
@@ -50,8 +56,19 @@ def withdraw(session: Session, mailing: Mailing) -> None:
     _renumber(session, rest)
 
 
-def move(session: Session, mailing: Mailing, direction: Direction) -> int:
-    """Moves a queued mailing; returns its new position (unchanged at either end)."""
+class Moved(NamedTuple):
+    """A queued mailing's place before and after a move (the same at either end)."""
+
+    before: int
+    after: int
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def move(session: Session, mailing: Mailing, direction: Direction) -> Moved:
+    """Moves a queued mailing; says where it was and where it is (one to n)."""
     order = queued(session)
     index = next(i for i, m in enumerate(order) if m.id == mailing.id)
     order.pop(index)
@@ -63,7 +80,7 @@ def move(session: Session, mailing: Mailing, direction: Direction) -> int:
     }[direction]
     order.insert(target, mailing)
     _renumber(session, order)
-    return target + 1  # the position _renumber gave it
+    return Moved(index + 1, target + 1)  # the positions _renumber gave it
 
 
 def _renumber(session: Session, order: list[Mailing]) -> None:

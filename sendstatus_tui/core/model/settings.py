@@ -74,6 +74,43 @@ def _share_or_off(value: str) -> str:
     return f"{share:g}%"
 
 
+def _command(value: str) -> str:
+    command = value.strip()
+    if not command or "\n" in command or "\r" in command:
+        raise SettingError(f"expected one command line, e.g. /usr/local/bin/page-me, not {value!r}")
+    return command
+
+
+def _web_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingError(f"{value!r}: expected an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise SettingError(f"{value!r}: no credentials in the URL (put a token in its path)")
+    return value.strip()
+
+
+DURATION_UNITS = {"s": 1, "min": 60, "h": 3600}  # ``min``, not ``m``: months or minutes?
+
+
+def _duration(value: str) -> str:
+    """A duration: ``30s``, ``5min`` or ``2h`` (whole numbers), from 1 s to a week."""
+    text = value.strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    if not number.isdigit() or unit not in DURATION_UNITS or int(number) == 0:
+        raise SettingError(f"expected a duration such as 30s, 5min or 2h, not {value!r}")
+    if int(number) * DURATION_UNITS[unit] > 7 * 24 * 3600:
+        raise SettingError(f"{value!r}: at most a week")
+    return f"{int(number)}{unit}"
+
+
+def seconds(stored: str) -> float:
+    """A duration setting, in seconds."""
+    number = stored.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return float(number) * DURATION_UNITS[stored[len(number) :]]
+
+
 KEYS: dict[str, Known] = {
     "relay": Known(
         "the relay every engine sends through: smtp://HOST[:PORT], smtps://HOST[:PORT] or"
@@ -133,6 +170,25 @@ KEYS: dict[str, Known] = {
         " its last 5,000 recipients tried (once 200 were tried): 20% (the default), or off",
         _share_or_off,
     ),
+    "alert_command": Known(
+        "a command run for each alert, given the alert as JSON on its stdin (killed after"
+        " 10 s); only engines started with --allow-alert-command run it",
+        _command,
+    ),
+    "alert_webhook": Known(
+        "a URL each alert is POSTed to as JSON (10 s timeout), e.g."
+        " https://hooks.example.com/sendstatus",
+        _web_url,
+    ),
+    "alert_relay_down": Known(
+        "alert when a sending mailing has waited for its relay this long: 5min (the default)",
+        _duration,
+    ),
+    "alert_stalled": Known(
+        "alert when a sending mailing has sent nothing for this long: 10min (the default)",
+        _duration,
+    ),
+    "alert_completed": Known("yes: alert when a mailing completes; no (the default)", _yes_no),
 }
 # what a setting means while it is not set
 DEFAULTS = {
@@ -141,6 +197,9 @@ DEFAULTS = {
     "guard_hard_bounces": "5%",
     "guard_complaints": "0.1%",
     "guard_refusals": "20%",
+    "alert_relay_down": "5min",
+    "alert_stalled": "10min",
+    "alert_completed": "no",
 }
 
 

@@ -49,6 +49,16 @@ def parse_when(text: str, zone_name: str | None = None, now: datetime | None = N
     return when
 
 
+def typed_zone(text: str, zone_name: str | None) -> str | None:
+    """The zone a time typed as ``text`` was read in (its name, e.g. Europe/Rome), or None
+    when it carried its own offset (2026-12-01T09:30+01:00 names no zone)."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return None if parsed.tzinfo is not None else zone_label(zone(zone_name))
+
+
 def _in_utc(text: str, parsed: datetime, zone_name: str | None) -> datetime:
     if parsed.tzinfo is not None:
         return parsed.astimezone(UTC)

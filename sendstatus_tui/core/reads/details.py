@@ -80,6 +80,7 @@ class MailingDetails:
     blocked: int = 0
     complained: int = 0
     unsubscribed: int = 0
+    scheduled_zone: str | None = None  # the zone its scheduled time was typed in
 
     def came_back_rates(self) -> dict[str, float | None]:
         accepted = self.sent + self.bounced + self.blocked

@@ -28,6 +28,8 @@ class Summarised(Protocol):
     @property
     def scheduled_at(self) -> datetime | None: ...
     @property
+    def scheduled_zone(self) -> str | None: ...
+    @property
     def started_at(self) -> datetime | None: ...
     @property
     def finished_at(self) -> datetime | None: ...
@@ -227,6 +229,7 @@ def summary(mailing: Summarised) -> dict[str, str | int | None]:
         "mode": str(mailing.mode) if mailing.mode else None,
         "position": mailing.position,
         "scheduled_at": iso(mailing.scheduled_at),
+        "scheduled_zone": mailing.scheduled_zone,
         "started_at": iso(mailing.started_at),
         "finished_at": iso(mailing.finished_at),
         "total": mailing.total,

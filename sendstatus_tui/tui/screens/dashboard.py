@@ -20,11 +20,11 @@ from textual.widgets import DataTable, Header, Input, Label, Static
 
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.guard import is_guard_stop
-from sendstatus_tui.core.model.queue import Direction
+from sendstatus_tui.core.model.queue import Direction, queue_end
 from sendstatus_tui.core.model.states import Area, State
-from sendstatus_tui.core.model.when import format_local, zone
+from sendstatus_tui.core.model.when import format_local, zone, zone_label
 from sendstatus_tui.core.reads.activity import CameBack
-from sendstatus_tui.core.store.store import Store, lock_transitions
+from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.tui.actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
 from sendstatus_tui.tui.screens.activity import ActivityScreen
@@ -67,15 +67,12 @@ class AlreadyThere(SendStatusError):
 
 
 def move_in_queue(name: str, session: Session, mailing_id: int, direction: Direction) -> int:
-    """``lifecycle.move``, refused with why when the mailing is already at that end (as the
-    command line, it records nothing then)."""
-    lock_transitions(session)  # the position read here is the one the move starts from
-    was = lifecycle.get_for_update(session, mailing_id).position
-    position = lifecycle.move(session, mailing_id, direction)
-    if position == was:
-        end = "first" if direction in (Direction.UP, Direction.TOP) else "last"
-        raise AlreadyThere(f"{quoted(name)} is already {end} in the queue")
-    return position
+    """``lifecycle.move``, refused with why when the mailing is already at that end (as on
+    the command line, nothing is recorded then)."""
+    moved = lifecycle.move(session, mailing_id, direction)
+    if not moved.changed:
+        raise AlreadyThere(f"{quoted(name)} is already {queue_end(direction)} in the queue")
+    return moved.after
 
 
 class DashboardScreen(MailingActions):
@@ -321,7 +318,13 @@ class DashboardScreen(MailingActions):
         def chosen(when: datetime | None) -> None:
             if when is not None:
                 now = self.settings.clock()
-                self._operate(f"{name}: scheduled", lifecycle.schedule_at, mailing_id, when, now)
+                self._operate(
+                    f"{name}: scheduled",
+                    functools.partial(lifecycle.schedule_at, zone_name=zone_label(self.zone)),
+                    mailing_id,
+                    when,
+                    now,
+                )
 
         self.app.push_screen(self.schedule_modal(name, current), chosen)
 

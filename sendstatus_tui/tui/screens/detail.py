@@ -78,7 +78,8 @@ class DetailScreen(Screen):
 
     def _show(self, details: MailingDetails | None, history: list[AuditEntry]) -> None:
         self.query_one("#history", Static).update(
-            entries_text(history, self._zone, with_mailing=False) or "no changes recorded"
+            entries_text(history, self._zone, with_mailing=False, zone_named=False)
+            or "no changes recorded"
         )
         if details is None:
             self.query_one("#counters", Static).update("This mailing no longer exists.")

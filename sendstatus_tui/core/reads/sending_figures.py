@@ -1,0 +1,52 @@
+"""The database's figures of what is sending now, for ``sendstatus serve --metrics``: one
+read of the mailings in Sending now and of the engines' heartbeats."""
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from sendstatus_tui.core.coordination import heartbeats
+from sendstatus_tui.core.model.models import Mailing, utc_now
+from sendstatus_tui.core.model.states import State
+
+
+@dataclass(frozen=True)
+class SendingMailing:
+    id: int
+    name: str
+    remaining: int
+    sent: int  # accepted and not bounced since
+    failed: int
+    bounced: int
+    complained: int
+    waiting: bool  # the engine noted what keeps it from sending (a relay down, most often)
+
+
+@dataclass(frozen=True)
+class SendingFigures:
+    mailings: list[SendingMailing]
+    live_engines: int  # engines whose heartbeat is fresh (none lost)
+
+
+def sending_figures(session: Session) -> SendingFigures:
+    rows = session.exec(
+        select(Mailing)
+        .where(col(Mailing.state).in_([State.STARTING, State.SENDING]))
+        .order_by(col(Mailing.id))
+    ).all()
+    mailings = [
+        SendingMailing(
+            m.id or 0,
+            m.name,
+            m.remaining,
+            m.sent,
+            m.failed,
+            m.bounced,
+            m.complained,
+            m.waiting_reason is not None,
+        )
+        for m in rows
+    ]
+    beats = heartbeats.engines(session)
+    live = len(beats) - len(heartbeats.lost_ids(beats, utc_now()))
+    return SendingFigures(mailings, live)
