@@ -105,7 +105,7 @@ def _one(
         tally.counts["left"] += 1
         return False
     if applied.outcome == Outcome.COUNTED and applied.mailing_id is not None:
-        _guard(store, applied.mailing_id)
+        guard_after(store, applied.mailing_id)
     acknowledged = acknowledge(message) if acknowledge is not None else True
     tally.add(report, applied)
     where = (
@@ -127,10 +127,10 @@ def _one(
     return True
 
 
-def _guard(store: Store, mailing_id: int) -> None:
-    """Stops the mailing, if still sending, when too many of its last recipients bounced or
-    complained (core/model/guard.py): in a transaction of its own, after the report's, as
-    a stop takes the transitions lock before the mailing's row."""
+def guard_after(store: Store, mailing_id: int) -> None:
+    """After a report counted: stops the mailing, if still sending, when too many of its last
+    recipients bounced or complained (core/model/guard.py): in a transaction of its own,
+    after the report's, as a stop takes the transitions lock before the mailing's row."""
     try:
         with store.write() as session:
             reason = check_feedback(session, mailing_id)
