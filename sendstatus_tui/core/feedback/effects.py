@@ -20,7 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing import suppression
@@ -94,6 +96,8 @@ def apply_all(
     if batch.suppress:
         suppression.add_entries(session, batch.suppress)
     session.flush()
+    if batch.rows:
+        session.execute(sa.insert(Feedback), batch.rows)
     for mailing_id in sorted({a.mailing_id for a in applied if a.counted and a.mailing_id}):
         _summarise_hour(session, mailings[mailing_id], now)
     return applied
@@ -103,6 +107,8 @@ def apply_all(
 class _Batch:
     suppress_bounces: bool
     suppress: list[tuple[str, str | None]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # of the feedback table
+    complained: set[int] = field(default_factory=set)  # recipients, in this batch
 
 
 _Ids = tuple[int, int, str] | str  # (mailing, recipient, matched by), or why none
@@ -128,30 +134,32 @@ def _apply_one(
         return Applied(
             Outcome.UNMATCHED, f"mailing {mailing_id} or its recipient {recipient_id} is gone"
         )
-    row = Feedback(
-        report_key=report_key(report.basis, recipient_id),
-        mailing_id=mailing_id,
-        recipient_id=recipient_id,
-        kind=report.verdict.value,
-        action=_short(report.action, 16),
-        status=_short(report.status, 16),
-        diagnostic=report.diagnostic,
-        reporting_mta=report.reporting_mta,
-        feedback_type=_short(report.feedback_type, 32),
-        matched_by=matched_by,
-        arrived_at=now,
-    )
-    if row.report_key in kept:
+    key = report_key(report.basis, recipient_id)
+    if key in kept:
         return Applied(Outcome.DUPLICATE, "the same report again", mailing_id, recipient_id)
-    kept.add(row.report_key)
-    session.add(row)
+    kept.add(key)
+    row = {  # inserted with the batch's others, at its end
+        "report_key": key,
+        "mailing_id": mailing_id,
+        "recipient_id": recipient_id,
+        "kind": report.verdict.value,
+        "counted": False,
+        "action": _short(report.action, 16),
+        "status": _short(report.status, 16),
+        "diagnostic": report.diagnostic,
+        "reporting_mta": report.reporting_mta,
+        "feedback_type": _short(report.feedback_type, 32),
+        "matched_by": matched_by,
+        "arrived_at": now,
+    }
+    batch.rows.append(row)
     effect = _effect(session, report, recipient, mailing, batch)
     if effect is None:
         why = f"recipient {recipient_id} was never sent ({recipient.status}): no effect"
         if recipient.failure_class == FailureClass.BOUNCE:
             why = f"recipient {recipient_id} had bounced already: no effect"
         return Applied(Outcome.NO_EFFECT, why, mailing_id, recipient_id)
-    row.counted = True
+    row["counted"] = True
     mailing.updated_at = now
     session.add(mailing)
     outcome = Outcome.RECORDED if report.verdict == Verdict.SOFT else Outcome.COUNTED
@@ -241,8 +249,9 @@ def _effect(
     if verdict == Verdict.COMPLAINT:
         if not (was_sent or bounced_before):
             return None
-        if not _complained_before(session, recipient):
+        if not _complained_before(session, recipient, batch):
             mailing.complained += 1
+            batch.complained.add(recipient.id or 0)
         reason = f"complaint ({report.feedback_type or 'abuse'}) about mailing {mailing.id}"
         batch.suppress.append((recipient.email, reason))
         return True
@@ -285,7 +294,9 @@ def _reply(report: Report) -> str:
     return text[:_REPLY_MAX]
 
 
-def _complained_before(session: Session, recipient: Recipient) -> bool:
+def _complained_before(session: Session, recipient: Recipient, batch: _Batch) -> bool:
+    if recipient.id in batch.complained:
+        return True
     statement = select(func.count()).where(
         Feedback.recipient_id == recipient.id,
         Feedback.kind == Verdict.COMPLAINT.value,

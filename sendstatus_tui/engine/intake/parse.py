@@ -61,7 +61,8 @@ def _return_codes(message: Message, envelope_to: str | None) -> tuple[str, ...]:
     addresses = [envelope_to] if envelope_to else []
     for name in _DELIVERED_TO:
         for value in message.get_all(name, []):
-            addresses += [address for _, address in email.utils.getaddresses([str(value)])]
+            if "+" in str(value):  # a VERP address has one; most To: values do not
+                addresses += [address for _, address in email.utils.getaddresses([str(value)])]
     codes = (code_in(address) for address in addresses if address)
     return tuple(dict.fromkeys(code for code in codes if code))
 
