@@ -98,8 +98,12 @@ def apply_all(
     session.flush()
     if batch.rows:
         session.execute(sa.insert(Feedback), batch.rows)
-    for mailing_id in sorted({a.mailing_id for a in applied if a.counted and a.mailing_id}):
-        _summarise_hour(session, mailings[mailing_id], now)
+    added: dict[int, Counter[Verdict]] = {}
+    for report, outcome in zip(reports, applied, strict=True):
+        if outcome.counted and outcome.mailing_id is not None:
+            added.setdefault(outcome.mailing_id, Counter())[report.verdict] += 1
+    for mailing_id in sorted(added):
+        _summarise_hour(session, mailings[mailing_id], now, added[mailing_id])
     return applied
 
 
@@ -313,10 +317,58 @@ _WORDS = {
 }
 
 
-def _summarise_hour(session: Session, mailing: Mailing, now: datetime) -> None:
-    """The mailing's audit entry for this hour, written or brought up to date."""
+_VERDICT_OF_WORD = {word: verdict for verdict, words in _WORDS.items() for word in words}
+
+
+def _summarise_hour(
+    session: Session, mailing: Mailing, now: datetime, added: Counter[Verdict]
+) -> None:
+    """The mailing's audit entry for this hour, written or brought up to date with what
+    this batch ``added``: the entry's counts plus the batch's (under the mailing's lock, so
+    that two intakes add up), not a count of the hour's rows, which would read more rows
+    with each batch."""
     start = now.replace(minute=0, second=0, microsecond=0)
     end = start + timedelta(hours=1)
+    entry = session.exec(
+        select(AuditEntry).where(
+            AuditEntry.mailing_id == mailing.id,
+            AuditEntry.action == audit.Change.FEEDBACK.value,
+            col(AuditEntry.at) >= start,
+            col(AuditEntry.at) < end,
+        )
+    ).first()
+    before = _counts_in(entry.detail) if entry is not None else Counter[Verdict]()
+    counts = before + added if before is not None else _counted(session, mailing, start, end)
+    detail = ", ".join(
+        f"{counts[verdict]:,} {words[counts[verdict] != 1]}"
+        for verdict, words in _WORDS.items()
+        if counts[verdict]
+    )
+    if entry is None:
+        actor = audit.Actor.here(audit.Source.INTAKE)
+        audit.record(session, audit.Change.FEEDBACK, mailing, detail, actor=actor, now=now)
+    else:
+        entry.detail = detail
+        session.add(entry)
+
+
+def _counts_in(detail: str | None) -> Counter[Verdict] | None:
+    """The counts an entry's detail gives ("38 bounces, 1 complaint"); None for a detail
+    in other words."""
+    counts = Counter[Verdict]()
+    for part in (detail or "").split(", "):
+        number, _, word = part.partition(" ")
+        verdict = _VERDICT_OF_WORD.get(word)
+        if verdict is None or not number.replace(",", "").isdigit():
+            return None
+        counts[verdict] += int(number.replace(",", ""))
+    return counts
+
+
+def _counted(
+    session: Session, mailing: Mailing, start: datetime, end: datetime
+) -> Counter[Verdict]:
+    """The hour's counted reports about the mailing, by kind, from its rows."""
     kinds = session.exec(
         select(Feedback.kind, func.count())
         .where(
@@ -327,23 +379,4 @@ def _summarise_hour(session: Session, mailing: Mailing, now: datetime) -> None:
         )
         .group_by(Feedback.kind)
     ).all()
-    counts = Counter(dict(kinds))
-    detail = ", ".join(
-        f"{counts[verdict]:,} {words[counts[verdict] != 1]}"
-        for verdict, words in _WORDS.items()
-        if counts[verdict]
-    )
-    entry = session.exec(
-        select(AuditEntry).where(
-            AuditEntry.mailing_id == mailing.id,
-            AuditEntry.action == audit.Change.FEEDBACK.value,
-            col(AuditEntry.at) >= start,
-            col(AuditEntry.at) < end,
-        )
-    ).first()
-    if entry is None:
-        actor = audit.Actor.here(audit.Source.INTAKE)
-        audit.record(session, audit.Change.FEEDBACK, mailing, detail, actor=actor, now=now)
-    else:
-        entry.detail = detail
-        session.add(entry)
+    return Counter({Verdict(kind): count for kind, count in kinds})
