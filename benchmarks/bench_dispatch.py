@@ -6,6 +6,7 @@
                                         [--startup-tries 3] [--batch-size B]
                                         [--smtp-sink PATH] [--profile FILE]
                                         [--metrics-overhead]
+                                        [--against COMMIT]
 
 Postfix's ``smtp-sink`` (a C server that discards what it accepts) listens on loopback; it
 is fetched with ``apt-get download postfix`` when the machine has none (see smtp_sink.py).
@@ -46,10 +47,19 @@ metrics counted and without (issue 21's aim: less than 3 % more), in interleaved
 
 ``--profile FILE`` runs one engine round under cProfile instead (on the engine's thread),
 prints the heaviest functions and saves the statistics to FILE.
+
+``--against COMMIT`` compares the engine with the engine of a git commit instead: that
+commit is checked out into a temporary ``git worktree``, and each engine round runs in a
+child process of its own that imports the package from this checkout or from that one
+(PYTHONPATH), with the same mailing, relay and settings. Rounds alternate which goes
+first. Printed per round: each side's rate and processor time per message (of the child
+process, while it sent); the figure is the median of ours / theirs in processor time per
+message (e.g. 1.03: sending costs 3 % more than at COMMIT).
 """
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import json
@@ -632,6 +642,103 @@ def startup(args, sink: SmtpSink, workdir: Path) -> None:
         print(f"  warning: the engine exited with status {child.returncode}; log: {log_path}")
 
 
+# --- against another commit ---------------------------------------------------------------
+
+
+class AttachedSink(SmtpSink):
+    """The parent's sink, as a child process sees it: it only reads its counters."""
+
+    def __init__(self, port: int, counters: Path):  # not super().__init__, which starts one
+        self.port, self.counters = port, counters
+
+
+def engine_round_child(args) -> None:
+    """``--engine-round``: one engine round in this process, printed as one JSON line."""
+    import sendstatus_tui
+
+    sink = AttachedSink(args.sink_port, Path(args.sink_counters))
+    run = engine_run(
+        sink, Path(args.engine_round), args.messages, args.connections, args.batch_size
+    )
+    figures = {"seconds": run.seconds, "messages": run.messages, "cpu_seconds": run.cpu_seconds}
+    print(json.dumps({**figures, "package": str(Path(sendstatus_tui.__file__).parent)}))
+
+
+@contextlib.contextmanager
+def worktree_of(commit: str, workdir: Path) -> Iterator[Path]:
+    """A temporary git worktree of ``commit`` (removed afterwards)."""
+    checkout = workdir / "against"
+    repository = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        ["git", "-C", str(repository), "worktree", "add", "--detach", "-q", str(checkout), commit],
+        check=True,
+    )
+    try:
+        yield checkout
+    finally:
+        subprocess.run(
+            ["git", "-C", str(repository), "worktree", "remove", "--force", str(checkout)],
+            check=False,
+        )
+
+
+def round_in_child(args, sink: SmtpSink, tree: Path, directory: Path) -> tuple[Run, str]:
+    command = [sys.executable, __file__, "--engine-round", str(directory)]
+    command += ["--sink-port", str(sink.port), "--sink-counters", str(sink.counters)]
+    command += ["--messages", str(args.messages), "--connections", str(args.connections)]
+    if args.batch_size:
+        command += ["--batch-size", str(args.batch_size)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"engine round in {tree} failed:\n{exc.stderr[-3000:]}") from None
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    package = figures.pop("package")
+    if Path(package).resolve() != (tree / "sendstatus_tui").resolve():
+        raise SystemExit(f"the round meant for {tree} imported {package}")
+    return Run(**figures), package
+
+
+def against(args, sink: SmtpSink, workdir: Path) -> None:
+    ours_tree = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(
+        ["git", "-C", str(ours_tree), "rev-parse", "--short", args.against],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(
+        f"against {commit}: {args.messages:,} messages, {args.connections} connections,"
+        f" {args.rounds} rounds, each engine in a child process"
+    )
+    ratios = []
+    with worktree_of(commit, workdir) as theirs_tree:
+        for number in range(1, args.rounds + 1):
+            sides = [("ours", ours_tree), ("theirs", theirs_tree)]
+            if number % 2 == 0:
+                sides.reverse()
+            runs = {
+                name: round_in_child(args, sink, tree, workdir / f"round-{number}-{name}")[0]
+                for name, tree in sides
+            }
+            ours, theirs = runs["ours"], runs["theirs"]
+            ratios.append(ours.cpu_per_message / theirs.cpu_per_message)
+            print(
+                f"  round {number} ({sides[0][0]} first): ours {ours.rate:6,.0f} msg/s"
+                f" ({ours.cpu_per_message * 1e6:4.0f} µs CPU/msg)   {commit}"
+                f" {theirs.rate:6,.0f} msg/s ({theirs.cpu_per_message * 1e6:4.0f} µs CPU/msg)"
+                f"   CPU per message ours / {commit} {ratios[-1]:.3f}",
+                flush=True,
+            )
+    print(
+        f"  median CPU per message, ours / {commit}: {statistics.median(ratios):.3f}"
+        " (aim: 1.05 or less)"
+    )
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -659,7 +766,19 @@ def main() -> None:
         action="store_true",
         help="compare the engine's CPU per message with metrics on and off instead",
     )
+    parser.add_argument(
+        "--against",
+        metavar="COMMIT",
+        help="compare the engine's processor time per message with that commit's instead",
+    )
+    # a child's round of --against: the package it imports is the one on its PYTHONPATH
+    parser.add_argument("--engine-round", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sink-counters", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.engine_round:
+        engine_round_child(args)
+        return
 
     binary, env = find_smtp_sink(args.smtp_sink)
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as temporary:
@@ -672,6 +791,9 @@ def main() -> None:
                 return
             if args.metrics_overhead:
                 metrics_overhead(args, sink, workdir)
+                return
+            if args.against:
+                against(args, sink, workdir)
                 return
             if args.messages > 0:
                 throughput(args, sink, workdir)

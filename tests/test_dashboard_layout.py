@@ -3,8 +3,14 @@ shown (coloured past the warning level and the guard's threshold), a footer whos
 are never cut mid-word."""
 
 import pytest
+from sqlmodel import select
 
+from sendstatus_tui.core.feedback.effects import Outcome, apply
+from sendstatus_tui.core.model import signing
+from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.models import Recipient
 from sendstatus_tui.core.model.states import Area
+from sendstatus_tui.core.model.verp import sign
 from sendstatus_tui.tui.widgets.mailing_table import ALARM_STYLES
 from sendstatus_tui.views.cells import (
     FAILED_SHARE_WARNING_PERCENT,
@@ -16,7 +22,7 @@ from sendstatus_tui.views.cells import (
 from sendstatus_tui.views.layout import fit_columns
 from sendstatus_tui.views.panes import COLUMNS, PANE_AREAS
 
-from .helpers import open_dashboard, scenario, select_mailing
+from .helpers import open_dashboard, refresh, scenario, select_mailing
 
 SMALL_ROW = {
     Area.NOW: (1, "A", "immediate", "starting up", "░░░░░░░░   0%", "0/1", "", "", ""),
@@ -83,6 +89,10 @@ def test_the_failed_share_is_yellow_from_2_percent_and_red_from_the_guards_thres
     assert failed_alarm(95, 5) is Alarm.GUARD and failed_share(87, 13) == "13%"
     assert ALARM_STYLES[Alarm.WARNING] == "bold yellow"
     assert ALARM_STYLES[Alarm.GUARD] == "bold red"
+    # complaints: any is a warning, a share at the guard's complaint limit is red
+    assert failed_alarm(2000, 0, 1, 0.001) is Alarm.WARNING
+    assert failed_alarm(2000, 0, 2, 0.001) is Alarm.GUARD
+    assert failed_alarm(2000, 0, 50, None) is Alarm.WARNING  # guard_complaints off
 
 
 @scenario
@@ -94,6 +104,39 @@ async def test_a_failed_share_past_the_guards_threshold_is_red_in_sending_now(db
         table = app.dashboard.table(Area.NOW)
         cell = table.get_cell(str(sending), "Failed")
         assert (str(cell), cell.style) == ("10%", "bold red")
+
+
+def complain(store, mailing_id: int, which: slice) -> None:
+    """A complaint about each of ``which`` of the mailing's recipients, applied as the intake
+    applies a feedback report quoting the signed header."""
+    with store.write() as session:
+        key = signing.signing_key(session)
+        ids = session.exec(
+            select(Recipient.id).where(Recipient.mailing_id == mailing_id).order_by(Recipient.id)
+        ).all()
+        for recipient_id in ids[which]:
+            code = sign(key, mailing_id, recipient_id)
+            report = Report(Verdict.COMPLAINT, f"arf-{recipient_id}", header_codes=(code,))
+            assert apply(session, report).outcome == Outcome.COUNTED
+
+
+@scenario
+async def test_complaints_colour_the_failed_cell_yellow_then_red_at_the_guards_threshold(db):
+    sending = db.sending("Flash sale", recipients=2000)
+    db.deliver(sending, sent=2000, failed=0)
+    db.engine_elsewhere()
+    async with open_dashboard(db.store, size=(80, 24)) as (app, pilot):
+        table = app.dashboard.table(Area.NOW)
+        cell = table.get_cell(str(sending), "Failed")
+        assert (str(cell), cell.style) == ("0%", "")
+        complain(db.store, sending, slice(0, 1))  # 0.05 %: under guard_complaints' 0.1 %
+        await refresh(pilot)
+        cell = table.get_cell(str(sending), "Failed")
+        assert (str(cell), cell.style) == ("0% 1c", "bold yellow")
+        complain(db.store, sending, slice(1, 2))  # 0.1 %: the guard's threshold
+        await refresh(pilot)
+        cell = table.get_cell(str(sending), "Failed")
+        assert (str(cell), cell.style) == ("0% 2c", "bold red")
 
 
 @scenario

@@ -15,11 +15,25 @@ from sendstatus_tui.core.feedback.effects import apply
 from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.audit import Source
 from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.verp import sign
+from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.views.cells import quoted
 
 from .feedback_reports import deliver, dsn, maildir
-from .helpers import mailing, notifications, open_dashboard, refresh, scenario, wait_until
+from .helpers import (
+    mailing,
+    notifications,
+    open_dashboard,
+    press_on,
+    refresh,
+    scenario,
+    select_mailing,
+    settle,
+    text_of,
+    until,
+    wait_until,
+)
 from .smtp_relay import RelayScript
 
 REASON = re.compile(
@@ -229,3 +243,39 @@ def test_complaints_stop_a_sending_mailing_once_a_thousand_were_sent(store, make
         assert (reason is None) == (number == 0)
     assert reason == "stopped by guard: 2 complaints in the last 1,000 (0.20 %)"
     assert mailing(store, mailing_id).state == "standby"
+
+
+@scenario
+async def test_the_dashboard_asks_before_sending_again_a_mailing_the_guard_stopped(db):
+    guarded = db.sending("Flash sale", recipients=10)
+    stopped = db.sending("Spring sale", recipients=10)
+    db.engine_elsewhere()
+    reason = "stopped by guard: 60 refusals in the last 250 tried (24.0 %)"
+
+    def guard_stop(session, mailing_id):
+        return lifecycle.stop(session, mailing_id, actor=guard.actor(Source.ENGINE), reason=reason)
+
+    db.do(guard_stop, guarded)
+    db.do(lifecycle.stop, stopped)
+    async with open_dashboard(db.store) as (app, pilot):
+        for key in ("s", "e"):  # send now, send sequentially: asked, and declined
+            modal = await press_on(pilot, guarded, key, ConfirmModal)
+            assert text_of(modal.query_one("#title")) == f"Send {quoted('Flash sale')} again?"
+            message = text_of(modal.query_one("#message"))
+            assert f"It was {reason}." in message and "window afresh" in message
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, ConfirmModal), "the answer")
+            await settle(pilot)
+            assert (db.get(guarded).state, db.get(guarded).state_reason) == (
+                State.STANDBY,
+                reason,
+            )
+        # confirmed, it sends; an operator's stop is sent again without asking
+        await press_on(pilot, guarded, "s", ConfirmModal)
+        await pilot.press("y")
+        await until(pilot, lambda: db.get(guarded).state != State.STANDBY, "sending again")
+        assert db.get(guarded).state in (State.STARTING, State.SENDING)
+        await select_mailing(pilot, stopped)
+        await pilot.press("s")
+        await until(pilot, lambda: db.get(stopped).state != State.STANDBY, "sending again")
+        assert not isinstance(app.screen, ConfirmModal)

@@ -13,6 +13,9 @@ query's values. A token nobody signed is a 404 and changes nothing.
   nobody, since link scanners and previews follow links.
 - A test send's token: 200, and nothing changes.
 
+It also takes Amazon SES bounce and complaint notifications through SNS, at ``/ses``
+(engine/ses/endpoint.py).
+
 Why aiohttp: it is a well-kept asyncio HTTP server (and client) that parses both form
 encodings, bounds request sizes, and shuts down cleanly, without a framework around it; the
 database work runs on worker threads, off its loop. It serves behind a reverse proxy that
@@ -34,6 +37,7 @@ from sendstatus_tui.core.model.signing import signing_key
 from sendstatus_tui.core.model.unsubscribe import Token
 from sendstatus_tui.core.model.verp import MAX_CODE
 from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.ses.endpoint import SesEndpoint, SesOptions
 
 log = logging.getLogger("sendstatus.serve")
 
@@ -92,12 +96,15 @@ def _candidates(request: web.Request) -> Iterator[str]:
 
 
 class OneClickServer:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, ses: SesOptions):
         self.store = store
         self.key: bytes | None = None
+        self.ses = SesEndpoint(store, ses)
+        self.ses_path = ses.path
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=_MAX_BODY)
+        app.router.add_post(self.ses_path, self.ses.handle)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -169,9 +176,11 @@ def _text(status: int, text: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=text, headers={**_SECURITY_HEADERS, **headers})
 
 
-async def serve(store: Store, listen: Listen, stop: asyncio.Event) -> None:
+async def serve(
+    store: Store, listen: Listen, stop: asyncio.Event, ses: SesOptions | None = None
+) -> None:
     """Answers at ``listen`` until ``stop`` is set; then finishes the requests in hand."""
-    server = OneClickServer(store)
+    server = OneClickServer(store, ses or SesOptions())
     await server.load_key()
     runner = web.AppRunner(
         server.app(), access_log=None, handle_signals=False, shutdown_timeout=5.0
@@ -180,8 +189,13 @@ async def serve(store: Store, listen: Listen, stop: asyncio.Event) -> None:
     try:
         site = web.TCPSite(runner, listen.host, listen.port)
         await site.start()
-        log.info("serving one-click unsubscribe on http://%s", listen)
+        log.info(
+            "serving one-click unsubscribe on http://%s, SES notifications at %s",
+            listen,
+            server.ses_path,
+        )
         await stop.wait()
         log.info("stopping")
     finally:
         await runner.cleanup()
+    log.info("%s", server.ses.line())

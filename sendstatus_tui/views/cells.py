@@ -126,11 +126,18 @@ def share_of(count: int, whole: int) -> str:
     return f"{percent:.2f}%"
 
 
-def failed_alarm(sent: int, failed: int) -> Alarm:
+def failed_alarm(
+    sent: int, failed: int, complained: int = 0, complaint_limit: float | None = None
+) -> Alarm:
+    """The Failed cell's colour: by the failed share, or by complaints, whichever is worse.
+    Any complaint is a warning; a complaint share (of those counted sent) at the guard's
+    ``complaint_limit`` (0.001 for 0.1 %; None: the guard is off) is red."""
     percent = failed_percent(sent, failed) or 0.0
     if percent >= GUARD_REFUSALS_DEFAULT_PERCENT:
         return Alarm.GUARD
-    if percent >= FAILED_SHARE_WARNING_PERCENT:
+    if complained and complaint_limit is not None and complained >= complaint_limit * sent:
+        return Alarm.GUARD
+    if percent >= FAILED_SHARE_WARNING_PERCENT or complained:
         return Alarm.WARNING
     return Alarm.NONE
 

@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 from sqlmodel import Session
 
 from sendstatus_tui.core.coordination import heartbeats, lease
-from sendstatus_tui.core.model import settings
+from sendstatus_tui.core.model import guard, settings
 from sendstatus_tui.core.model.models import AuditEntry
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
 from sendstatus_tui.core.reads import activity
@@ -164,6 +164,7 @@ def read_snapshot(
         holder = lease.current(session)
         rate = settings.read(session, "rate")
         beats = heartbeats.engines(session)
+        complaint_limit = guard.share_of(session, guard.COMPLAINTS)
         if watch is not None:
             news, today, came_back = _read_changes(session, watch, zone, now)
     active_holder = holder.holder if holder and holder.expires_at > now else None
@@ -197,7 +198,9 @@ def read_snapshot(
                 mailing.waiting_until,
                 flagged,
                 mailing.scheduled_at,
-                failed_alarm(mailing.sent, mailing.failed) if area == Area.NOW else Alarm.NONE,
+                failed_alarm(mailing.sent, mailing.failed, mailing.complained, complaint_limit)
+                if area == Area.NOW
+                else Alarm.NONE,
                 mailing.state_reason,
             )
         )

@@ -17,9 +17,10 @@ kept up to date ("38 bounces, 1 complaint"), not one per report.
 import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -60,52 +61,111 @@ class Applied:
     mailing_id: int | None = None
     recipient_id: int | None = None
 
+    @property
+    def counted(self) -> bool:
+        """Whether it changed the recipient or the counters (or was recorded)."""
+        return self.outcome in (Outcome.COUNTED, Outcome.RECORDED)
+
 
 def apply(session: Session, report: Report, now: datetime | None = None) -> Applied:
     """Applies ``report`` in the caller's transaction (commit it, then acknowledge the
     message: a report read again after a crash is a duplicate)."""
+    return apply_all(session, [report], now)[0]
+
+
+def apply_all(
+    session: Session, reports: list[Report], now: datetime | None = None
+) -> list[Applied]:
+    """Applies ``reports`` in order, in the caller's transaction, as ``apply`` would one by
+    one, with a few statements for them all (an intake applies its messages in batches):
+    the mailings named are locked first (in id order, as the engine's records take them:
+    a second intake with the same reports waits there, then finds them applied), then their
+    recipients are read, the reports already kept looked up, the rows written, the
+    addresses suppressed, and the audit summary of each mailing brought up to date once."""
     now = now or utc_now()
+    key = signing_key(session)
+    matched = [_code_ids(key, report) for report in reports]
+    named = [ids for ids in matched if not isinstance(ids, str)]
+    mailings = _locked_mailings(session, sorted({mailing_id for mailing_id, _, _ in named}))
+    recipients = _recipients(session, [recipient_id for _, recipient_id, _ in named])
+    kept = _kept(session, reports, matched)
+    batch = _Batch(settings.enabled(session, "suppress_bounces"))
+    applied = []
+    for report, ids in zip(reports, matched, strict=True):
+        applied.append(_apply_one(session, report, ids, mailings, recipients, kept, batch, now))
+    if batch.suppress:
+        suppression.add_entries(session, batch.suppress)
+    session.flush()
+    if batch.rows:
+        session.execute(sa.insert(Feedback), batch.rows)
+    added: dict[int, Counter[Verdict]] = {}
+    for report, outcome in zip(reports, applied, strict=True):
+        if outcome.counted and outcome.mailing_id is not None:
+            added.setdefault(outcome.mailing_id, Counter())[report.verdict] += 1
+    for mailing_id in sorted(added):
+        _summarise_hour(session, mailings[mailing_id], now, added[mailing_id])
+    return applied
+
+
+@dataclass
+class _Batch:
+    suppress_bounces: bool
+    suppress: list[tuple[str, str | None]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # of the feedback table
+    complained: set[int] = field(default_factory=set)  # recipients, in this batch
+
+
+_Ids = tuple[int, int, str] | str  # (mailing, recipient, matched by), or why none
+
+
+def _apply_one(
+    session: Session,
+    report: Report,
+    ids: _Ids,
+    mailings: dict[int, Mailing],
+    recipients: dict[int, Recipient],
+    kept: set[str],
+    batch: _Batch,
+    now: datetime,
+) -> Applied:
     if report.verdict == Verdict.NOT_A_BOUNCE:
         return Applied(Outcome.NOT_A_BOUNCE, report.why)
-    matched = _match(session, report)
-    if isinstance(matched, str):
-        return Applied(Outcome.UNMATCHED, matched)
-    recipient, matched_by = matched
-    assert recipient.id is not None
-    mailing_id, recipient_id = recipient.mailing_id, recipient.id
-    # the mailing row first, as the engine's records take it: counters move under its lock,
-    # and a second intake with the same report waits here, then finds it applied
-    mailing = session.get(Mailing, mailing_id, with_for_update=True, populate_existing=True)
-    if mailing is None:
-        return Applied(Outcome.UNMATCHED, f"mailing {mailing_id} is gone")
-    row = Feedback(
-        report_key=report_key(report.basis, recipient_id),
-        mailing_id=mailing_id,
-        recipient_id=recipient_id,
-        kind=report.verdict.value,
-        action=_short(report.action, 16),
-        status=_short(report.status, 16),
-        diagnostic=report.diagnostic,
-        reporting_mta=report.reporting_mta,
-        feedback_type=_short(report.feedback_type, 32),
-        matched_by=matched_by,
-        arrived_at=now,
-    )
-    if not _insert_once(session, row):
+    if isinstance(ids, str):
+        return Applied(Outcome.UNMATCHED, ids)
+    mailing_id, recipient_id, matched_by = ids
+    mailing, recipient = mailings.get(mailing_id), recipients.get(recipient_id)
+    if mailing is None or recipient is None or recipient.mailing_id != mailing_id:
+        return Applied(
+            Outcome.UNMATCHED, f"mailing {mailing_id} or its recipient {recipient_id} is gone"
+        )
+    key = report_key(report.basis, recipient_id)
+    if key in kept:
         return Applied(Outcome.DUPLICATE, "the same report again", mailing_id, recipient_id)
-    session.refresh(recipient, with_for_update=True)
-    effect = _effect(session, report, recipient, mailing)
+    kept.add(key)
+    row = {  # inserted with the batch's others, at its end
+        "report_key": key,
+        "mailing_id": mailing_id,
+        "recipient_id": recipient_id,
+        "kind": report.verdict.value,
+        "counted": False,
+        "action": _short(report.action, 16),
+        "status": _short(report.status, 16),
+        "diagnostic": report.diagnostic,
+        "reporting_mta": report.reporting_mta,
+        "feedback_type": _short(report.feedback_type, 32),
+        "matched_by": matched_by,
+        "arrived_at": now,
+    }
+    batch.rows.append(row)
+    effect = _effect(session, report, recipient, mailing, batch)
     if effect is None:
         why = f"recipient {recipient_id} was never sent ({recipient.status}): no effect"
         if recipient.failure_class == FailureClass.BOUNCE:
             why = f"recipient {recipient_id} had bounced already: no effect"
         return Applied(Outcome.NO_EFFECT, why, mailing_id, recipient_id)
-    row.counted = True
-    session.add(row)
+    row["counted"] = True
     mailing.updated_at = now
     session.add(mailing)
-    session.flush()
-    _summarise_hour(session, mailing, now)
     outcome = Outcome.RECORDED if report.verdict == Verdict.SOFT else Outcome.COUNTED
     return Applied(outcome, report.why, mailing_id, recipient_id)
 
@@ -118,10 +178,11 @@ def _short(text: str | None, length: int) -> str | None:
     return None if text is None else text[:length]
 
 
-def _match(session: Session, report: Report) -> tuple[Recipient, str] | str:
-    """The recipient a report is about, by the first valid code: of the return path it was
-    sent to, else of the signed header it quotes. A string says why none."""
-    key = signing_key(session)
+def _code_ids(key: bytes | None, report: Report) -> _Ids:
+    """The mailing and recipient a report names, by its first valid code: of the return path
+    it was sent to, else of the signed header it quotes. A string says why none."""
+    if report.verdict == Verdict.NOT_A_BOUNCE:
+        return "not a bounce"
     if key is None:
         return "this database has no signing key: nothing can be matched"
     tried = False
@@ -132,35 +193,54 @@ def _match(session: Session, report: Report) -> tuple[Recipient, str] | str:
         for code in codes:
             tried = True
             ids = verify(key, code)
-            if ids is None:
-                continue
-            mailing_id, recipient_id = ids
-            recipient = session.get(Recipient, recipient_id)
-            if recipient is None or recipient.mailing_id != mailing_id:
-                return f"mailing {mailing_id} or its recipient {recipient_id} is gone"
-            return recipient, matched_by
+            if ids is not None:
+                return ids[0], ids[1], matched_by
     if tried:
         return "unknown or forged code: matches no recipient"
     return "no return path code and no signed header in it"
 
 
-def _insert_once(session: Session, row: Feedback) -> bool:
-    """Inserts ``row`` unless a row with its report_key exists (also one being inserted by
-    another intake right now: the unique constraint decides, and this one waits for it)."""
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except sa.exc.IntegrityError:
-        return False
-    return True
+def _locked_mailings(session: Session, ids: list[int]) -> dict[int, Mailing]:
+    mailings = {}
+    for mailing_id in ids:
+        mailing = session.get(Mailing, mailing_id, with_for_update=True, populate_existing=True)
+        if mailing is not None:
+            mailings[mailing_id] = mailing
+    return mailings
+
+
+def _recipients(session: Session, ids: list[int]) -> dict[int, Recipient]:
+    """The recipients, locked (after their mailings), read afresh."""
+    if not ids:
+        return {}
+    statement = (
+        select(Recipient)
+        .where(col(Recipient.id).in_(sorted(set(ids))))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {r.id: r for r in session.exec(statement) if r.id is not None}
+
+
+def _kept(session: Session, reports: list[Report], matched: list[_Ids]) -> set[str]:
+    """Which of the reports' keys are in the feedback table already (applied before: read
+    under their mailings' locks, so a second intake's commit is seen)."""
+    keys = [
+        report_key(report.basis, ids[1])
+        for report, ids in zip(reports, matched, strict=True)
+        if not isinstance(ids, str)
+    ]
+    if not keys:
+        return set()
+    statement = select(Feedback.report_key).where(col(Feedback.report_key).in_(keys))
+    return set(session.exec(statement))
 
 
 def _effect(
-    session: Session, report: Report, recipient: Recipient, mailing: Mailing
+    session: Session, report: Report, recipient: Recipient, mailing: Mailing, batch: _Batch
 ) -> bool | None:
-    """Changes the recipient, counters and suppression list; returns True when it had an
-    effect (a soft bounce's is to be recorded), None when it has none."""
+    """Changes the recipient and counters, and notes the address to suppress; returns True
+    when it had an effect (a soft bounce's is to be recorded), None when it has none."""
     verdict = report.verdict
     status, failure_class = recipient.status, recipient.failure_class
     was_sent = status == RecipientStatus.SENT
@@ -173,10 +253,11 @@ def _effect(
     if verdict == Verdict.COMPLAINT:
         if not (was_sent or bounced_before):
             return None
-        if not _complained_before(session, recipient):
+        if not _complained_before(session, recipient, batch):
             mailing.complained += 1
+            batch.complained.add(recipient.id or 0)
         reason = f"complaint ({report.feedback_type or 'abuse'}) about mailing {mailing.id}"
-        suppression.add_entries(session, [(recipient.email, reason)])
+        batch.suppress.append((recipient.email, reason))
         return True
     reply = _reply(report)
     if verdict == Verdict.BOUNCE:
@@ -189,8 +270,8 @@ def _effect(
             return None
         mailing.bounced += 1
         _fail(recipient, FailureClass.BOUNCE, reply)
-        if settings.enabled(session, "suppress_bounces"):
-            suppression.add_entries(session, [(recipient.email, f"bounce: {reply}")])
+        if batch.suppress_bounces:
+            batch.suppress.append((recipient.email, f"bounce: {reply}"))
         return True
     # blocked
     if not was_sent:
@@ -217,7 +298,9 @@ def _reply(report: Report) -> str:
     return text[:_REPLY_MAX]
 
 
-def _complained_before(session: Session, recipient: Recipient) -> bool:
+def _complained_before(session: Session, recipient: Recipient, batch: _Batch) -> bool:
+    if recipient.id in batch.complained:
+        return True
     statement = select(func.count()).where(
         Feedback.recipient_id == recipient.id,
         Feedback.kind == Verdict.COMPLAINT.value,
@@ -234,10 +317,58 @@ _WORDS = {
 }
 
 
-def _summarise_hour(session: Session, mailing: Mailing, now: datetime) -> None:
-    """The mailing's audit entry for this hour, written or brought up to date."""
+_VERDICT_OF_WORD = {word: verdict for verdict, words in _WORDS.items() for word in words}
+
+
+def _summarise_hour(
+    session: Session, mailing: Mailing, now: datetime, added: Counter[Verdict]
+) -> None:
+    """The mailing's audit entry for this hour, written or brought up to date with what
+    this batch ``added``: the entry's counts plus the batch's (under the mailing's lock, so
+    that two intakes add up), not a count of the hour's rows, which would read more rows
+    with each batch."""
     start = now.replace(minute=0, second=0, microsecond=0)
     end = start + timedelta(hours=1)
+    entry = session.exec(
+        select(AuditEntry).where(
+            AuditEntry.mailing_id == mailing.id,
+            AuditEntry.action == audit.Change.FEEDBACK.value,
+            col(AuditEntry.at) >= start,
+            col(AuditEntry.at) < end,
+        )
+    ).first()
+    before = _counts_in(entry.detail) if entry is not None else Counter[Verdict]()
+    counts = before + added if before is not None else _counted(session, mailing, start, end)
+    detail = ", ".join(
+        f"{counts[verdict]:,} {words[counts[verdict] != 1]}"
+        for verdict, words in _WORDS.items()
+        if counts[verdict]
+    )
+    if entry is None:
+        actor = audit.Actor.here(audit.Source.INTAKE)
+        audit.record(session, audit.Change.FEEDBACK, mailing, detail, actor=actor, now=now)
+    else:
+        entry.detail = detail
+        session.add(entry)
+
+
+def _counts_in(detail: str | None) -> Counter[Verdict] | None:
+    """The counts an entry's detail gives ("38 bounces, 1 complaint"); None for a detail
+    in other words."""
+    counts = Counter[Verdict]()
+    for part in (detail or "").split(", "):
+        number, _, word = part.partition(" ")
+        verdict = _VERDICT_OF_WORD.get(word)
+        if verdict is None or not number.replace(",", "").isdigit():
+            return None
+        counts[verdict] += int(number.replace(",", ""))
+    return counts
+
+
+def _counted(
+    session: Session, mailing: Mailing, start: datetime, end: datetime
+) -> Counter[Verdict]:
+    """The hour's counted reports about the mailing, by kind, from its rows."""
     kinds = session.exec(
         select(Feedback.kind, func.count())
         .where(
@@ -248,23 +379,4 @@ def _summarise_hour(session: Session, mailing: Mailing, now: datetime) -> None:
         )
         .group_by(Feedback.kind)
     ).all()
-    counts = Counter(dict(kinds))
-    detail = ", ".join(
-        f"{counts[verdict]:,} {words[counts[verdict] != 1]}"
-        for verdict, words in _WORDS.items()
-        if counts[verdict]
-    )
-    entry = session.exec(
-        select(AuditEntry).where(
-            AuditEntry.mailing_id == mailing.id,
-            AuditEntry.action == audit.Change.FEEDBACK.value,
-            col(AuditEntry.at) >= start,
-            col(AuditEntry.at) < end,
-        )
-    ).first()
-    if entry is None:
-        actor = audit.Actor.here(audit.Source.INTAKE)
-        audit.record(session, audit.Change.FEEDBACK, mailing, detail, actor=actor, now=now)
-    else:
-        entry.detail = detail
-        session.add(entry)
+    return Counter({Verdict(kind): count for kind, count in kinds})

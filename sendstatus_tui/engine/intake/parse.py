@@ -25,13 +25,14 @@ from sendstatus_tui.core.model.feedback import (
     classify,
     status_of,
 )
-from sendstatus_tui.core.model.verp import RECIPIENT_HEADER, code_in
+from sendstatus_tui.core.model.verp import MAX_CODE, RECIPIENT_HEADER, code_in
 
 # the headers naming where a message was delivered (a local MTA adds the first two)
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 _SIGNED = re.compile(
     rb"^" + RECIPIENT_HEADER.encode() + rb":[ \t]*([A-Za-z2-7]{8,64})", re.I | re.M
 )
+_VERP_CODE = re.compile(rf"\+([A-Za-z2-7]{{8,{MAX_CODE}}})@")
 _SEVERITY = {Verdict.BOUNCE: 4, Verdict.BLOCKED: 3, Verdict.SOFT: 2, Verdict.NOT_A_BOUNCE: 0}
 _FIELD_MAX = 1000  # characters kept of a diagnostic or a reporting MTA
 
@@ -59,10 +60,11 @@ def parse(data: bytes, envelope_to: str | None = None, truncated: bool = False) 
 
 def _return_codes(message: Message, envelope_to: str | None) -> tuple[str, ...]:
     addresses = [envelope_to] if envelope_to else []
+    codes = [code_in(address) for address in addresses]
     for name in _DELIVERED_TO:
         for value in message.get_all(name, []):
-            addresses += [address for _, address in email.utils.getaddresses([str(value)])]
-    codes = (code_in(address) for address in addresses if address)
+            # the codes of the VERP addresses in it: "+CODE@" (the intake verifies them)
+            codes += [code.lower() for code in _VERP_CODE.findall(str(value))]
     return tuple(dict.fromkeys(code for code in codes if code))
 
 

@@ -1,7 +1,13 @@
-"""The intake: each message of a source parsed, applied in one transaction of its own, and
-only then acknowledged (a listener answers its sender then). A message read again (a crash
-between commit and acknowledge, two intakes on one source, a sender that did not get the
-reply) is a duplicate in the database: its effect counts once.
+"""The intake: each message of a source parsed, applied, and only then acknowledged (a
+listener answers its sender then). A message read again (a crash between commit and
+acknowledge, two intakes on one source, a sender that did not get the reply) is a duplicate
+in the database: its effect counts once.
+
+A source's messages are applied in batches of up to BATCH, one transaction each, and the
+guard checks each mailing once per batch: a commit and a guard's check per message cost
+many times the parse. A batch that fails for a reason of one of its messages is applied
+again one message at a time, so that that one waits and the others go on. A listener's
+message is one transaction of its own (its sender waits for the answer).
 
 Every message ends as one log line and one count; none stops the intake."""
 
@@ -11,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sendstatus_tui.core.feedback.effects import Applied, Outcome, apply
+from sendstatus_tui.core.feedback.effects import Applied, Outcome, apply, apply_all
 from sendstatus_tui.core.model.feedback import Report, Verdict
 from sendstatus_tui.core.model.guard import check_feedback
 from sendstatus_tui.core.store.store import Store, StoreError
@@ -21,6 +27,8 @@ from sendstatus_tui.engine.intake.source import Incoming, Listener, Source
 log = logging.getLogger("sendstatus.intake")
 
 DEFAULT_INTERVAL = 5.0  # seconds between two passes of --follow
+# messages per transaction: a batch holds SQLite's write lock for a few tenths of a second
+BATCH = 100
 
 
 @dataclass
@@ -68,10 +76,18 @@ def run_intake(
         source.serve(store, lambda message: _one(store, name, message, tally), stop)
         return tally
     while not stop.is_set():
-        for message in source.messages():
-            if stop.is_set():
-                break
-            _one(store, source.name, message, tally, source.acknowledge)
+        batch: list[Incoming] = []
+        try:
+            for message in source.messages():
+                if stop.is_set():
+                    break
+                batch.append(message)
+                if len(batch) == BATCH:
+                    _batch(store, source, batch, tally)
+                    batch = []
+        finally:  # also those read before the source failed
+            if batch:
+                _batch(store, source, batch, tally)
         if not follow:
             break
         wait = getattr(source, "wait", None)  # a source that can be told of new mail (IMAP IDLE)
@@ -82,6 +98,37 @@ def run_intake(
     return tally
 
 
+def _batch(store: Store, source: Source, batch: list[Incoming], tally: Tally) -> None:
+    """Applies ``batch`` in one transaction, then acknowledges each message."""
+    reports = [parse(m.data, m.envelope_to, m.truncated) for m in batch]
+    try:
+        with store.write() as session:
+            applied = apply_all(session, reports)
+    except StoreError as exc:
+        # left in place: the next pass (or run) reads them again
+        log.error("%s: %d messages not applied, left for later: %s", source.name, len(batch), exc)
+        tally.counts["left"] += len(batch)
+        return
+    except Exception:  # noqa: BLE001  one message's fault: each alone, the others go on
+        if len(batch) == 1:
+            log.exception("%s %s: not applied, left for later", source.name, batch[0].ref)
+            tally.counts["left"] += 1
+            return
+        for message in batch:
+            _one(store, source.name, message, tally, source.acknowledge)
+        return
+    for message, report, outcome in zip(batch, reports, applied, strict=True):
+        _done(source.name, message, report, outcome, tally, source.acknowledge(message))
+    for mailing_id in _to_guard(applied):
+        guard_after(store, mailing_id)
+
+
+def _to_guard(applied: list[Applied]) -> list[int]:
+    """The mailings a bounce or complaint was counted for: the guard checks each once."""
+    ids = {a.mailing_id for a in applied if a.outcome == Outcome.COUNTED}
+    return sorted(i for i in ids if i is not None)
+
+
 def _one(
     store: Store,
     name: str,
@@ -89,8 +136,8 @@ def _one(
     tally: Tally,
     acknowledge: Callable[[Incoming], bool] | None = None,
 ) -> bool:
-    """Applies ``message``, then acknowledges it; False when it is left for later (not
-    applied: the database could not be written)."""
+    """Applies ``message`` in a transaction of its own, then acknowledges it; False when it
+    is left for later (not applied: the database could not be written)."""
     report = parse(message.data, message.envelope_to, message.truncated)
     try:
         with store.write() as session:
@@ -104,9 +151,22 @@ def _one(
         log.exception("%s %s: not applied, left for later", name, message.ref)
         tally.counts["left"] += 1
         return False
-    if applied.outcome == Outcome.COUNTED and applied.mailing_id is not None:
-        _guard(store, applied.mailing_id)
     acknowledged = acknowledge(message) if acknowledge is not None else True
+    _done(name, message, report, applied, tally, acknowledged)
+    for mailing_id in _to_guard([applied]):
+        guard_after(store, mailing_id)
+    return True
+
+
+def _done(
+    name: str,
+    message: Incoming,
+    report: Report,
+    applied: Applied,
+    tally: Tally,
+    acknowledged: bool,
+) -> None:
+    """Counts and logs a message applied (and acknowledged, unless another intake was first)."""
     tally.add(report, applied)
     where = (
         f" mailing {applied.mailing_id} recipient {applied.recipient_id}"
@@ -124,13 +184,12 @@ def _one(
         applied.why or report.why,
         note,
     )
-    return True
 
 
-def _guard(store: Store, mailing_id: int) -> None:
-    """Stops the mailing, if still sending, when too many of its last recipients bounced or
-    complained (core/model/guard.py): in a transaction of its own, after the report's, as
-    a stop takes the transitions lock before the mailing's row."""
+def guard_after(store: Store, mailing_id: int) -> None:
+    """After a report counted: stops the mailing, if still sending, when too many of its last
+    recipients bounced or complained (core/model/guard.py): in a transaction of its own,
+    after the report's, as a stop takes the transitions lock before the mailing's row."""
     try:
         with store.write() as session:
             reason = check_feedback(session, mailing_id)

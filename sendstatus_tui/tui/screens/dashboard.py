@@ -306,13 +306,31 @@ class DashboardScreen(MailingActions):
         if table := self._focused_table():
             table.move_cursor(row=table.row_count - 1, animate=False)
 
-    def action_send_now(self) -> None:
-        if row := self.selected():
+    @guarded(group="actions")
+    async def action_send_now(self) -> None:
+        row = self.selected()
+        if row is not None and await self.confirm_after_guard(row):
             self._operate(f"{row.name}: sending now", lifecycle.send_now, row.mailing_id)
 
-    def action_schedule(self) -> None:
-        if row := self.selected():
+    @guarded(group="actions")
+    async def action_schedule(self) -> None:
+        row = self.selected()
+        if row is not None and await self.confirm_after_guard(row):
             self.schedule(row.mailing_id, row.name, row.scheduled_at)
+
+    async def confirm_after_guard(self, row: Row) -> bool:
+        """A mailing the guard stopped: says why, and asks before sending it again (as the
+        command line's --yes); True for any other mailing."""
+        if not is_guard_stop(row.state_reason):
+            return True
+        confirmed: bool = await self.app.push_screen_wait(
+            ConfirmModal(
+                f"Send {quoted(row.name)} again?",
+                f"It was {row.state_reason}. Sending it again starts the guard's window afresh.",
+                "Send again",
+            )
+        )
+        return confirmed
 
     def schedule(self, mailing_id: int, name: str, current: datetime | None = None) -> None:
         def chosen(when: datetime | None) -> None:
@@ -338,7 +356,7 @@ class DashboardScreen(MailingActions):
     @guarded(group="actions")
     async def action_enqueue(self) -> None:
         row = self.selected()
-        if row is None:
+        if row is None or not await self.confirm_after_guard(row):
             return
         if await self.confirm_sequential(row.name):
             self._operate(f"{row.name}: sent sequentially", lifecycle.enqueue, row.mailing_id)
