@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing import suppression
-from sendstatus_tui.core.model import audit, settings
+from sendstatus_tui.core.model import audit, send_minutes, settings
 from sendstatus_tui.core.model.feedback import Report, Verdict
 from sendstatus_tui.core.model.models import (
     AuditEntry,
@@ -94,6 +94,7 @@ def apply(session: Session, report: Report, now: datetime | None = None) -> Appl
     if not _insert_once(session, row):
         return Applied(Outcome.DUPLICATE, "the same report again", mailing_id, recipient_id)
     session.refresh(recipient, with_for_update=True)
+    came_back = (mailing.bounced + mailing.blocked, mailing.complained)
     effect = _effect(session, report, recipient, mailing)
     if effect is None:
         why = f"recipient {recipient_id} was never sent ({recipient.status}): no effect"
@@ -105,6 +106,10 @@ def apply(session: Session, report: Report, now: datetime | None = None) -> Appl
     mailing.updated_at = now
     session.add(mailing)
     session.flush()
+    bounced, complained = mailing.bounced + mailing.blocked, mailing.complained
+    send_minutes.add_feedback(
+        session, mailing_id, bounced - came_back[0], complained - came_back[1], now
+    )
     _summarise_hour(session, mailing, now)
     outcome = Outcome.RECORDED if report.verdict == Verdict.SOFT else Outcome.COUNTED
     return Applied(outcome, report.why, mailing_id, recipient_id)
