@@ -9,7 +9,7 @@ from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDeta
 from sendstatus_tui.views import cells
 from sendstatus_tui.views.details import counters_text, errors_text, rate_heading, show_text
 from sendstatus_tui.views.panes import heading
-from sendstatus_tui.views.snapshot import SpeedMeter
+from sendstatus_tui.views.snapshot import StallWatch
 
 ROME = ZoneInfo("Europe/Rome")
 NINE_UTC = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -179,13 +179,13 @@ class TestFreshFigures:
 
     def test_a_speed_falls_to_nothing_within_two_refreshes_once_nothing_is_sent(self):
         clock = iter([0.0, 1.0, 2.0, 3.0, 4.0]).__next__
-        meter = SpeedMeter(clock=clock)
-        assert meter.observe(1, 0) is None  # too early to tell
-        assert meter.observe(1, 100) == 100.0
-        assert meter.observe(1, 100) == 50.0  # one refresh without news: still averaging
-        assert meter.observe(1, 100) == 0.0  # two: nothing goes out now
+        watch = StallWatch(clock=clock)
+        assert not watch.stalled(1, 0)
+        assert not watch.stalled(1, 100)
+        assert not watch.stalled(1, 100)  # one refresh without news: still sending
+        assert watch.stalled(1, 100)  # two: nothing goes out now
         assert cells.per_minute(0.0) == "" and cells.eta(10, 0.0) == ""
-        assert meter.observe(1, 160) > 0  # sending again
+        assert not watch.stalled(1, 160)  # sending again
 
     def test_an_overdue_scheduled_mailing_with_no_engine_says_so(self):
         due = planned(State.SCHEDULED, scheduled_at=NINE_UTC - timedelta(minutes=5))
@@ -216,11 +216,11 @@ def test_a_count_that_moves_in_bursts_keeps_its_speed_between_them():
     """An engine that records a batch every 3 s: once that rhythm is seen, the speed stays
     between two batches; after half as long again as its pauses without one, it falls to
     nothing."""
-    meter = SpeedMeter(clock=iter(float(second) for second in range(20)).__next__)
+    watch = StallWatch(clock=iter(float(second) for second in range(20)).__next__)
     counts = [0, 30, 30, 30, 60, 60, 60, 90, 90, 90, 90, 90, 90]
-    speeds = [meter.observe(1, count) for count in counts]
-    assert all(speed for speed in speeds[4:12])  # between batches: still sending
-    assert speeds[12] == 0.0  # 5 s without a batch, past 1.5 x its 3 s pauses
+    stalled = [watch.stalled(1, count) for count in counts]
+    assert not any(stalled[4:12])  # between batches: still sending
+    assert stalled[12]  # 5 s without a batch, past 1.5 x its 3 s pauses
 
 
 def test_show_and_the_details_list_what_came_back_with_its_share_of_what_was_sent():

@@ -38,7 +38,7 @@ from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.completed import CompletedScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
-from sendstatus_tui.tui.screens.detail import DetailScreen, RateHistory
+from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.screens.engines import EnginesScreen
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.tui.screens.palette import DashboardCommands
@@ -54,6 +54,7 @@ from sendstatus_tui.tui.trouble import (
 )
 from sendstatus_tui.tui.widgets.footer import FittingFooter
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
+from sendstatus_tui.tui.widgets.throughput_charts import ThroughputCharts
 from sendstatus_tui.views.activity import (
     activity_line,
     came_back_notice,
@@ -69,6 +70,10 @@ from sendstatus_tui.views.snapshot import Row, Snapshot
 ACTIVITY_FROM_HEIGHT = 40
 ACTIVITY_LINES = 6
 ACTIVITY_CHROME = 2  # its border and its title
+# wide screens (both at least) also chart what is sending over the last hour, one line each
+CHARTS_FROM_SIZE = (160, 45)
+CHART_LINES_AT_MOST = 6
+CHARTS_CHROME = 2  # its border and its title
 # other people's changes told one by one in a refresh, at most; the rest summed up
 NEWS_TOLD_AT_MOST = 3
 # what came back about one completed mailing is told at most this often (seconds)
@@ -120,7 +125,6 @@ class DashboardScreen(Screen):
         super().__init__()
         self.store, self.settings = store, settings
         self.zone = zone(settings.zone_name)
-        self.rates = RateHistory()
         self.snapshot: Snapshot | None = None
         self._name_filter = ""
         self._blink_visible = True
@@ -142,6 +146,9 @@ class DashboardScreen(Screen):
                 yield MailingTable(
                     COLUMNS[area], blink_column=BLINKING_COLUMN.get(area), id=f"table-{area}"
                 )
+        with Vertical(id="throughput"):
+            yield Label("Sending now: messages per minute, the last hour", classes="pane-title")
+            yield ThroughputCharts(id="charts")
         with Vertical(id="activity"):
             yield Label("Activity today (A: all of it)", classes="pane-title")
             yield Static("", id="activity-lines")
@@ -169,6 +176,7 @@ class DashboardScreen(Screen):
                 self.table(area).show(rows)
                 self.query_one(f"#title-{area}", Label).update(heading(area, len(rows)))
             self._fit_panes()
+            self._show_charts()
             if followed is not None:
                 self._follow(followed)
         if before is not None:
@@ -177,9 +185,6 @@ class DashboardScreen(Screen):
         self._tell_came_back(snapshot.came_back)
         if snapshot.activity is not None:
             self._show_activity(snapshot)
-        for row in snapshot.rows[Area.NOW]:
-            if row.speed is not None:
-                self.rates.add(row.mailing_id, row.speed, snapshot.taken_at)
         self._bindings_may_change()
 
     def follow_next(self, mailing_id: int) -> None:
@@ -246,12 +251,31 @@ class DashboardScreen(Screen):
 
     def on_resize(self) -> None:
         self._fit_panes()
+        self._show_charts()
+
+    def _wide(self) -> bool:
+        width, height = CHARTS_FROM_SIZE
+        return self.size.width >= width and self.size.height >= height
+
+    def _show_charts(self) -> None:
+        if self._wide() and self.snapshot is not None:
+            rows = [r for r in self.snapshot.rows[Area.NOW] if self._name_filter in r.name.lower()]
+            self.query_one(ThroughputCharts).show([r for r in rows if r.state == State.SENDING])
 
     def _fit_panes(self) -> None:
         """Gives each pane the lines its rows need, as far as the terminal allows; from
-        ACTIVITY_FROM_HEIGHT lines on, today's activity under them."""
+        ACTIVITY_FROM_HEIGHT lines on, today's activity under them; on wide screens
+        (CHARTS_FROM_SIZE), the charts of what is sending above it."""
         filter_shown = self.query_one("#filter", Input).has_class("visible")
         height = self.size.height - 2 - (1 if filter_shown else 0)  # header, footer
+        charts = self.query_one("#throughput")
+        charts.display = self._wide()
+        if charts.display:
+            now = self.snapshot.rows[Area.NOW] if self.snapshot else []
+            sending = sum(row.state == State.SENDING for row in now)
+            lines = min(CHART_LINES_AT_MOST, max(1, sending))
+            charts.styles.height = CHARTS_CHROME + lines
+            height -= CHARTS_CHROME + lines
         panel = self.query_one("#activity")
         panel.display = self.size.height >= ACTIVITY_FROM_HEIGHT
         if panel.display:
@@ -523,7 +547,7 @@ class DashboardScreen(Screen):
                     self.store,
                     row.mailing_id,
                     self.zone,
-                    self.rates,
+                    self.settings.clock,
                     self.settings.refresh_seconds,
                 )
             )

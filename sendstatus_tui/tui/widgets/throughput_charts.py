@@ -1,0 +1,60 @@
+"""Wide screens: each sending mailing's messages per minute over the last hour, one line
+each (a name, a sparkline, the speed now and the hour's range), from the minutes the
+engines store, so that a dashboard opened now draws the hour at once."""
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, Sparkline, Static
+
+from sendstatus_tui.views.cells import per_minute
+from sendstatus_tui.views.snapshot import Row
+
+
+def chart_figures(row: Row) -> str:
+    """What a chart's line ends with, e.g. "now 1,200/min · hour 0–1,500/min"."""
+    now = per_minute(row.speed) or "0/min"
+    low, top = min(row.chart, default=0), max(row.chart, default=0)
+    return f"now {now} · hour {low:,}–{top:,}/min"
+
+
+def _title(row: Row) -> str:
+    return f"{row.mailing_id} {row.name}"
+
+
+class ChartLine(Horizontal):
+    """One mailing's line."""
+
+    def __init__(self, row: Row):
+        super().__init__(id=f"chart-{row.mailing_id}", classes="chart-line")
+        self._row = row
+
+    def compose(self) -> ComposeResult:
+        yield Label(_title(self._row), classes="chart-name")
+        yield Sparkline(self._row.chart, classes="chart-spark")
+        yield Label(chart_figures(self._row), classes="chart-figures")
+
+    def show(self, row: Row) -> None:
+        self._row = row
+        self.query_one(".chart-name", Label).update(_title(row))
+        self.query_one(Sparkline).data = list(row.chart)
+        self.query_one(".chart-figures", Label).update(chart_figures(row))
+
+
+class ThroughputCharts(Vertical):
+    """The lines, kept in step with Sending now's rows by mailing."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("nothing is sending", id="charts-empty")
+
+    def show(self, rows: list[Row]) -> None:
+        lines = {line.id: line for line in self.query(ChartLine)}
+        wanted = {f"chart-{row.mailing_id}": row for row in rows}
+        for key, line in lines.items():
+            if key not in wanted:
+                line.remove()
+        for key, row in wanted.items():
+            if key in lines:
+                lines[key].show(row)
+            else:
+                self.mount(ChartLine(row))
+        self.query_one("#charts-empty").display = not rows
