@@ -74,9 +74,7 @@ def test_minutes_older_than_a_day_are_pruned_and_the_rest_read(store, make_maili
         assert session.execute(sa.select(sa.func.count()).select_from(SendMinute)).scalar() == 2
 
 
-def test_a_speed_is_read_from_the_last_minutes_and_falls_to_nothing_when_quiet(
-    store, make_mailing
-):
+def test_a_speed_is_read_from_the_last_minutes_and_falls_to_nothing_when_quiet(store, make_mailing):
     mailing_id = make_mailing(recipients=3)
     with store.write() as session:  # 600 a minute for two minutes, the last record at 09:00
         send_minutes.add_outcomes(session, mailing_id, 600, 0, FIXED_NOW - timedelta(minutes=1))
