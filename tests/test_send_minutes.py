@@ -2,21 +2,25 @@
 by several writers are all kept (SQLite and PostgreSQL), the old minutes are pruned, and
 a speed and a chart are read from them."""
 
+import json
+import re
 import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlmodel import select
 
-from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.coordination import deliveries, lease
 from sendstatus_tui.core.model import lifecycle, send_minutes
-from sendstatus_tui.core.model.models import Mailing, SendMinute
+from sendstatus_tui.core.model.models import Mailing, SendMinute, utc_now
+from sendstatus_tui.core.model.send_minutes import minute_of
 from sendstatus_tui.core.reads.throughput import read_throughput
 from sendstatus_tui.core.store.store import Store
 
 from .helpers import FIXED_NOW
 
 BATCHES, BATCH = 15, 20
+MINUTE = timedelta(minutes=1)
 
 
 def record_batches(url: str, mailing_id: int, claimant: str, start: threading.Barrier) -> None:
@@ -91,3 +95,34 @@ def test_a_speed_is_read_from_the_last_minutes_and_falls_to_nothing_when_quiet(s
     assert throughput.speed(FIXED_NOW + timedelta(minutes=3)) is None  # nothing recent
     chart = throughput.handled_per_minute(FIXED_NOW)
     assert len(chart) == 60 and chart[-2:] == [600, 600] and not any(chart[:-2])
+
+
+def test_ls_and_show_tell_the_speed_per_minute_and_their_json_per_second(store, make_mailing, run):
+    mailing_id = make_mailing(recipients=3_000)
+    now = utc_now()
+    with store.write() as session:
+        lifecycle.send_now(session, mailing_id)
+        lifecycle.mark_prepared(session, mailing_id)
+        assert lease.acquire(session, "engine@elsewhere", timedelta(minutes=5), now).held
+        # 600 in the minute before this one, and a batch just now
+        send_minutes.add_outcomes(session, mailing_id, 600, 0, minute_of(now) - MINUTE)
+        send_minutes.add_outcomes(session, mailing_id, 10, 0, now)
+    low, high = 610 / 121 * 60, 610 / 60 * 60  # messages per minute, over 60 to 121 s
+
+    status, listed, _ = run("ls", "--area", "now")
+    speed = re.search(r"([\d,]+)/min", listed)
+    assert status == 0 and speed and low <= int(speed[1].replace(",", "")) <= high
+    status, shown, _ = run("show", str(mailing_id))
+    speed = re.search(r"Speed: +([\d,]+)/min now, done in ", shown)
+    assert status == 0 and speed and low <= int(speed[1].replace(",", "")) <= high
+    assert "Last hour:      610 sent, 0 failed" in shown
+
+    (one,) = json.loads(run("ls", "--json", "--area", "now")[1])
+    assert low / 60 <= one["speed_per_second"] <= high / 60
+    details = json.loads(run("show", "--json", str(mailing_id))[1])
+    assert low / 60 <= details["speed_per_second"] <= high / 60
+    assert details["last_hour"] == {"sent": 610, "failed": 0, "bounced": 0, "complained": 0}
+    with store.write() as session:
+        lifecycle.stop(session, mailing_id)
+    stopped = json.loads(run("show", "--json", str(mailing_id))[1])
+    assert stopped["speed_per_second"] is None  # a stopped mailing has no current rate
