@@ -70,7 +70,7 @@ def populate(db: Mailings) -> dict[str, int]:
     # the other for 12
     ramp = {ago: 90 + (40 - ago) * 3 + (ago * 7) % 20 for ago in range(1, 40)}
     db.sent_per_minute(ids["black friday"], {**ramp, 0: 5}, FIXED_NOW)
-    db.sent_per_minute(ids["newsletter en"], {ago: 25 for ago in range(13)}, FIXED_NOW)
+    db.sent_per_minute(ids["newsletter en"], {**{a: 25 for a in range(1, 13)}, 0: 1}, FIXED_NOW)
     ids["orders"] = db.add("Order confirmations", recipients=40)
     db.do(lifecycle.send_now, ids["orders"], FIXED_NOW)
     ids["partner news"] = db.add("Partner newsletter", recipients=4_000)

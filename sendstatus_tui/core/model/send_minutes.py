@@ -12,7 +12,10 @@ while the table stays small (at most 1,440 rows per mailing). The totals are on 
 mailing's row for ever.
 """
 
+import functools
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -78,6 +81,11 @@ def _execute(session: Session, statement: str, values: tuple[object, ...]) -> No
 
 def _to_driver(session: Session, moment: datetime) -> object:
     """``moment`` as a UTCDateTime column stores it, for the driver."""
-    dialect = session.get_bind().dialect
-    convert = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    convert = _bind_processor(session.get_bind().dialect)
     return moment if convert is None else convert(moment)
+
+
+@functools.cache
+def _bind_processor(dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    # made once per dialect: making it costs more than the upsert's own work
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)

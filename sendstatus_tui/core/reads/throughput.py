@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
 from sendstatus_tui.core.model.models import SendMinute
 from sendstatus_tui.core.model.send_minutes import minute_of
@@ -99,23 +100,22 @@ def read_throughput(
     ids = list(mailing_ids)
     found: dict[int, list[Minute]] = {mailing_id: [] for mailing_id in ids}
     if ids:
-        rows = session.exec(
-            select(SendMinute)
-            .where(col(SendMinute.mailing_id).in_(ids), SendMinute.minute >= minute_of(since))
+        rows = session.execute(  # columns, not ORM objects: a refresh reads up to an hour
+            sa.select(
+                col(SendMinute.mailing_id),
+                col(SendMinute.minute),
+                col(SendMinute.sent),
+                col(SendMinute.failed),
+                col(SendMinute.bounced),
+                col(SendMinute.complained),
+                col(SendMinute.first_at),
+                col(SendMinute.last_at),
+            )
+            .where(col(SendMinute.mailing_id).in_(ids), col(SendMinute.minute) >= minute_of(since))
             .order_by(col(SendMinute.mailing_id), col(SendMinute.minute))
         )
-        for row in rows:
-            found[row.mailing_id].append(
-                Minute(
-                    row.minute,
-                    row.sent,
-                    row.failed,
-                    row.bounced,
-                    row.complained,
-                    row.first_at,
-                    row.last_at,
-                )
-            )
+        for mailing_id, *figures in rows:
+            found[mailing_id].append(Minute(*figures))
     return {mailing_id: Throughput(tuple(minutes)) for mailing_id, minutes in found.items()}
 
 

@@ -257,10 +257,15 @@ class DashboardScreen(Screen):
         width, height = CHARTS_FROM_SIZE
         return self.size.width >= width and self.size.height >= height
 
+    def _charted(self) -> list[Row]:
+        """What the charts show: the sending mailings the filter keeps."""
+        rows = self.snapshot.rows[Area.NOW] if self.snapshot else []
+        name = self._name_filter
+        return [r for r in rows if r.state == State.SENDING and name in r.name.lower()]
+
     def _show_charts(self) -> None:
-        if self._wide() and self.snapshot is not None:
-            rows = [r for r in self.snapshot.rows[Area.NOW] if self._name_filter in r.name.lower()]
-            self.query_one(ThroughputCharts).show([r for r in rows if r.state == State.SENDING])
+        if self._wide():
+            self.query_one(ThroughputCharts).show(self._charted())
 
     def _fit_panes(self) -> None:
         """Gives each pane the lines its rows need, as far as the terminal allows; from
@@ -271,9 +276,7 @@ class DashboardScreen(Screen):
         charts = self.query_one("#throughput")
         charts.display = self._wide()
         if charts.display:
-            now = self.snapshot.rows[Area.NOW] if self.snapshot else []
-            sending = sum(row.state == State.SENDING for row in now)
-            lines = min(CHART_LINES_AT_MOST, max(1, sending))
+            lines = min(CHART_LINES_AT_MOST, max(1, len(self._charted())))
             charts.styles.height = CHARTS_CHROME + lines
             height -= CHARTS_CHROME + lines
         panel = self.query_one("#activity")
