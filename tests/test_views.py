@@ -6,8 +6,15 @@ from zoneinfo import ZoneInfo
 
 from sendstatus_tui.core.model.states import Area, Mode, State
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
+from sendstatus_tui.core.reads.throughput import Minute, Throughput
 from sendstatus_tui.views import cells
-from sendstatus_tui.views.details import counters_text, errors_text, rate_heading, show_text
+from sendstatus_tui.views.details import (
+    counters_text,
+    errors_text,
+    rate_chart,
+    rate_heading,
+    show_text,
+)
 from sendstatus_tui.views.panes import heading
 from sendstatus_tui.views.snapshot import StallWatch
 
@@ -251,3 +258,24 @@ def test_the_failed_cell_adds_what_came_back_once_any_did():
     assert cells.failed_cell(88, 12, 12, 2) == "12% 12b 2c"
     assert cells.failed_cell(100, 0, 0, 1) == "0% 1c"
     assert cells.failed_cell(0, 0, 0, 0) == ""
+
+
+def test_the_details_chart_starts_at_the_first_minute_sent_and_ends_with_the_speed_now():
+    def minute(ago: int, sent: int) -> Minute:
+        start = NINE_UTC - timedelta(minutes=ago)
+        return Minute(start, sent, 0, 0, 0, start, start)
+
+    hour = Throughput((minute(3, 600), minute(2, 1_200), minute(1, 300)))
+    sending = details(state=State.SENDING, throughput=hour, speed=5.0)
+    chart = rate_chart(sending, NINE_UTC)
+    assert chart is not None and chart.samples == [10.0, 20.0, 5.0, 5.0]
+    assert chart.start == NINE_UTC - timedelta(minutes=3)
+    # stopped: the hour it sent, no current rate; sending with nothing in the hour: no chart
+    stopped = rate_chart(details(throughput=hour), NINE_UTC)
+    assert stopped is not None and stopped.samples == [10.0, 20.0, 5.0]
+    assert stopped.end == NINE_UTC - timedelta(minutes=1)
+    quiet = details(state=State.SENDING, throughput=Throughput((minute(90, 600),)), speed=None)
+    assert rate_chart(quiet, NINE_UTC) is None
+    # one minute alone still draws two samples (one alone would fill the chart)
+    young = details(state=State.SENDING, throughput=Throughput((minute(0, 60),)), speed=None)
+    assert rate_chart(young, NINE_UTC).samples == [0.0, 0.0]

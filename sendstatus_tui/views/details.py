@@ -4,6 +4,7 @@ both from a MailingDetails and the shared cells."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.when import format_named
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.failed import FailedRecipient
@@ -127,17 +128,20 @@ class RateChart:
 
 
 def rate_chart(details: MailingDetails, now: datetime) -> RateChart | None:
-    """Its last hour while it sends; else the last hour it sent, within the stored day
-    (None: nothing stored)."""
-    sending = details.speed is not None
+    """Its last hour while it sends, the speed now last; else the last hour it sent,
+    within the stored day (None: nothing sent in that hour)."""
+    sending = details.state == State.SENDING
     end = now if sending else details.throughput.last_sending_minute()
     if end is None:
         return None
     counts = details.throughput.handled_per_minute(end)
-    first = next((i for i, count in enumerate(counts) if count), len(counts) - 1)
+    if not any(counts):
+        return None
+    # from its first minute in the hour on, and two at least (one would fill the chart)
+    first = min(next(i for i, count in enumerate(counts) if count), len(counts) - 2)
     samples = [count / 60 for count in counts[first:]]
-    if details.speed is not None:
-        samples[-1] = details.speed
+    if sending:
+        samples[-1] = details.speed or 0.0
     start = end - timedelta(minutes=CHART_MINUTES - 1 - first)
     return RateChart(samples, start, end)
 

@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Label, Sparkline, Static
 
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.model.models import AuditEntry, Mailing
+from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.reads.details import MailingDetails, read_details
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.tui.trouble import guarded
@@ -106,8 +107,10 @@ class DetailScreen(Screen):
         # with no samples a sparkline would draw a full bar: say so instead
         for widget in ("#rate", "#rate-axis"):
             self.query_one(widget).display = chart is not None
-        self.query_one("#no-rate", Static).display = chart is None
-        sending = details.speed is not None
+        sending = details.state == State.SENDING
+        no_rate = self.query_one("#no-rate", Static)
+        no_rate.display = chart is None
+        no_rate.update(f"nothing sent in the last {'hour' if sending else 'day'}")
         samples = chart.samples if chart else []
         self.query_one("#rate", Sparkline).data = samples
         self.query_one("#rate-heading", Label).update(rate_heading(samples, sending))
