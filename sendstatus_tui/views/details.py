@@ -225,6 +225,8 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         f"Resent in doubt (no reply, or the engine stopped mid-send):"
         f" {number(details.resent_in_doubt)}",
     ]
+    if details.speed is not None:
+        lines.append(f"Speed        {speed_now(details)}")
     if came_back_any(details):
         lines.append(f"Came back    {came_back(details)}")
     if details.waiting_reason:
