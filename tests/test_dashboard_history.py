@@ -1,15 +1,18 @@
 """The last hour, from the minutes every engine stores: a dashboard opened after sending
-began draws it at once, the ETA comes from it, and wide screens (160×45 and more) chart
-each sending mailing's hour, which narrower ones leave out."""
+began draws it at once, the ETA comes from it, wide screens (160×45 and more) chart each
+sending mailing's hour, which narrower ones leave out, and the details show what came back
+minute by minute."""
 
 from datetime import timedelta
 
-from textual.widgets import Sparkline
+from textual.widgets import Label, Sparkline
 
+from sendstatus_tui.core.model import send_minutes
 from sendstatus_tui.core.model.states import Area
+from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.widgets.throughput_charts import ChartLine
 
-from .helpers import FIXED_NOW, open_dashboard, scenario, text_of
+from .helpers import FIXED_NOW, open_dashboard, press_on, scenario, settle, text_of
 
 
 def now_cells(app, mailing_id: int) -> dict[str, str]:
@@ -73,3 +76,38 @@ async def test_a_wide_screen_with_nothing_sending_says_so(db):
     async with open_dashboard(db.store, size=(200, 50)) as (app, pilot):
         assert text_of(app.dashboard.query_one("#charts-empty")) == "nothing is sending"
         assert not list(app.dashboard.query(ChartLine))
+
+
+@scenario
+async def test_a_terminal_made_wide_shows_the_charts_and_narrow_again_hides_them(db):
+    sending = db.sending("Flash sale", recipients=10)
+    db.engine_elsewhere()
+    db.sent_per_minute(sending, {2: 600, 1: 900}, FIXED_NOW)
+    async with open_dashboard(db.store, size=(120, 40)) as (app, pilot):
+        assert not app.dashboard.query_one("#throughput").display
+        await pilot.resize_terminal(200, 50)
+        await settle(pilot)
+        line = app.dashboard.query_one(f"#chart-{sending}", ChartLine)
+        assert list(line.query_one(Sparkline).data or [])[-3:-1] == [600, 900]
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot)
+        assert not app.dashboard.query_one("#throughput").display
+
+
+@scenario
+async def test_the_details_show_what_came_back_minute_by_minute(db):
+    mailing_id = db.sending("Flash sale", recipients=10)
+    db.engine_elsewhere()
+    with db.store.write() as session:  # as the intake counts them when they arrive
+        send_minutes.add_feedback(session, mailing_id, 2, 0, FIXED_NOW - timedelta(minutes=5))
+        send_minutes.add_feedback(session, mailing_id, 1, 1, FIXED_NOW - timedelta(minutes=1))
+        send_minutes.add_feedback(session, mailing_id, 9, 9, FIXED_NOW - timedelta(hours=2))
+    async with open_dashboard(db.store) as (app, pilot):
+        screen = await press_on(pilot, mailing_id, "d", DetailScreen)
+        await settle(pilot)
+        heading = str(screen.query_one("#came-back-heading", Label).render())
+        assert heading == (
+            "Came back in the last hour: 3 bounced or blocked, 1 complaint (per minute below)"
+        )
+        per_minute = screen.query_one("#came-back", Sparkline)
+        assert per_minute.display and list(per_minute.data or [])[-6:] == [2, 0, 0, 0, 2, 0]

@@ -22,22 +22,22 @@ def _title(row: Row) -> str:
 
 
 class ChartLine(Horizontal):
-    """One mailing's line."""
+    """One mailing's line. Its parts are made with it, so that it can be shown a newer row
+    before it is composed (two refreshes or resizes in a row)."""
 
     def __init__(self, row: Row):
         super().__init__(id=f"chart-{row.mailing_id}", classes="chart-line")
-        self._row = row
+        self._title_label = Label(_title(row), classes="chart-name")
+        self._sparkline = Sparkline(row.chart, classes="chart-spark")
+        self._figures_label = Label(chart_figures(row), classes="chart-figures")
 
     def compose(self) -> ComposeResult:
-        yield Label(_title(self._row), classes="chart-name")
-        yield Sparkline(self._row.chart, classes="chart-spark")
-        yield Label(chart_figures(self._row), classes="chart-figures")
+        yield from (self._title_label, self._sparkline, self._figures_label)
 
     def show(self, row: Row) -> None:
-        self._row = row
-        self.query_one(".chart-name", Label).update(_title(row))
-        self.query_one(Sparkline).data = list(row.chart)
-        self.query_one(".chart-figures", Label).update(chart_figures(row))
+        self._title_label.update(_title(row))
+        self._sparkline.data = list(row.chart)
+        self._figures_label.update(chart_figures(row))
 
 
 class ThroughputCharts(Vertical):
