@@ -33,7 +33,8 @@ async def test_a_dashboard_opened_after_a_minute_of_sending_draws_it_at_once(db)
         assert now_cells(app, sending)["speed"] == "120/min"
         line = app.dashboard.query_one(f"#chart-{sending}", ChartLine)
         chart = list(line.query_one(Sparkline).data or [])
-        assert len(chart) == 60 and chart[-3:] == [60, 120, 120] and not any(chart[:-3])
+        # the whole minutes before this one (the speed now is told beside them)
+        assert len(chart) == 60 and chart[-2:] == [60, 120] and not any(chart[:-2])
         assert "now 120/min" in str(line.query_one(".chart-figures").render())
 
 
@@ -58,7 +59,7 @@ async def test_wide_screens_chart_what_is_sending_and_narrow_ones_do_not(db):
         lines = {line.id: line for line in app.dashboard.query(ChartLine)}
         assert set(lines) == {f"chart-{first}", f"chart-{second}"}
         drawn = list(lines[f"chart-{first}"].query_one(Sparkline).data or [])
-        assert drawn[29] == 300 and drawn[-3:-1] == [600, 900]
+        assert drawn[30] == 300 and drawn[-2:] == [600, 900]
         assert not any(lines[f"chart-{second}"].query_one(Sparkline).data or [])
         # the columns narrower screens drop are all there
         table = app.dashboard.table(Area.NOW)
@@ -88,7 +89,7 @@ async def test_a_terminal_made_wide_shows_the_charts_and_narrow_again_hides_them
         await pilot.resize_terminal(200, 50)
         await settle(pilot)
         line = app.dashboard.query_one(f"#chart-{sending}", ChartLine)
-        assert list(line.query_one(Sparkline).data or [])[-3:-1] == [600, 900]
+        assert list(line.query_one(Sparkline).data or [])[-2:] == [600, 900]
         await pilot.resize_terminal(120, 40)
         await settle(pilot)
         assert not app.dashboard.query_one("#throughput").display

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from sqlmodel import Session
 
@@ -134,13 +134,11 @@ def _patience(samples: deque[tuple[float, int]]) -> float:
 def speed_and_chart(
     throughput: Throughput, now: datetime, stalled: bool
 ) -> tuple[float | None, tuple[int, ...]]:
-    """A sending mailing's speed now (messages per second) and its last hour, messages per
-    minute, oldest first: the minute under way drawn at the speed now."""
+    """A sending mailing's speed now (messages per second) and its last hour: messages per
+    minute in the 60 whole minutes before this one, oldest first (it changes once a minute,
+    so that a chart is drawn again only then; the speed now is told beside it)."""
     speed = 0.0 if stalled else throughput.speed(now)
-    chart = throughput.handled_per_minute(now)
-    if speed is not None:
-        chart[-1] = round(speed * 60)
-    return speed, tuple(chart)
+    return speed, tuple(throughput.handled_per_minute(now - timedelta(minutes=1)))
 
 
 @dataclass

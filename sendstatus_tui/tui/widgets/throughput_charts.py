@@ -1,6 +1,7 @@
-"""Wide screens: each sending mailing's messages per minute over the last hour, one line
-each (a name, a sparkline, the speed now and the hour's range), from the minutes the
-engines store, so that a dashboard opened now draws the hour at once."""
+"""Wide screens: each sending mailing's messages per minute over the last hour (its 60
+whole minutes), one line each (a name, a sparkline, the speed now and the hour's range),
+from the minutes the engines store, so that a dashboard opened now draws the hour at
+once."""
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
