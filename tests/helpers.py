@@ -21,7 +21,7 @@ from textual.widgets import OptionList, Static
 
 from sendstatus_tui.core.coordination import deliveries, heartbeats, lease
 from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import lifecycle, send_minutes
 from sendstatus_tui.core.model.models import AuditEntry, EngineHeartbeat, Mailing
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.store.store import Store
@@ -186,15 +186,31 @@ class Mailings:
         assert [m.position for m in queued] == list(range(1, len(queued) + 1))
         return [m.id for m in queued]
 
-    def deliver(self, mailing_id: int, sent: int, failed: int, now: datetime = FIXED_NOW) -> None:
-        """Records outcomes as the engine would: ``sent`` accepted, then ``failed`` refused."""
+    def deliver(
+        self,
+        mailing_id: int,
+        sent: int,
+        failed: int,
+        now: datetime = FIXED_NOW,
+        recorded_at: datetime | None = None,
+    ) -> None:
+        """Records outcomes as the engine would: ``sent`` accepted, then ``failed`` refused;
+        ``recorded_at``: the time their minute is counted at (else the real clock's)."""
         with self.store.write() as session:
             claimed = deliveries.claim(session, mailing_id, sent + failed, now, claimant="test")
             outcomes = [deliveries.Outcome(r, deliveries.SENT) for r in claimed[:sent]] + [
                 deliveries.Outcome(r, deliveries.FAILED, "550 5.1.1 no such user")
                 for r in claimed[sent:]
             ]
-            deliveries.record(session, mailing_id, outcomes, claimant="test")
+            deliveries.record(session, mailing_id, outcomes, claimant="test", now=recorded_at)
+
+    def sent_per_minute(self, mailing_id: int, counts: dict[int, int], end: datetime) -> None:
+        """Stores ``counts[n]`` messages sent in the minute ``n`` minutes before ``end``'s, as
+        the engines count them: recorded at the start of each minute, ``end``'s at ``end``."""
+        with self.store.write() as session:
+            for ago, count in counts.items():
+                minute = send_minutes.minute_of(end) - timedelta(minutes=ago)
+                send_minutes.add_outcomes(session, mailing_id, count, 0, minute if ago else end)
 
     def sending(self, name: str, recipients: int = 3, mode: str = "now") -> int:
         """A mailing in Sending now, past starting up (started at FIXED_NOW - 1h)."""

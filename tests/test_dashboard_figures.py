@@ -13,7 +13,7 @@ from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.reads.listing import list_mailings
 from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.views.listing import render_panes
-from sendstatus_tui.views.snapshot import SpeedMeter
+from sendstatus_tui.views.snapshot import StallWatch
 
 from .helpers import FIXED_NOW, ZONE, open_dashboard, press_on, refresh, scenario, settle
 
@@ -38,21 +38,21 @@ async def test_the_speed_falls_to_nothing_and_a_lost_engine_shows_none(db):
     sending = db.sending("Flash sale", recipients=400)
     db.engine_elsewhere()
     async with open_dashboard(db.store, size=(200, 50)) as (app, pilot):
-        app.speeds = SpeedMeter(clock=FakeClock())
-        for batch in (0, 60, 60):  # 60 messages a second
-            db.deliver(sending, batch, 0)
+        app.stalls = StallWatch(clock=FakeClock())
+        for ago in (5, 4, 3, 2, 1):  # 60 messages a second, as the engine records them
+            db.deliver(sending, 60, 0, recorded_at=FIXED_NOW - timedelta(seconds=ago))
             await refresh(pilot)
         assert speed_cell(app, sending) == "3,600/min" and "3,600/min" in app.sub_title
         await refresh(pilot)
         await refresh(pilot)  # two refreshes with nothing sent
         assert speed_cell(app, sending) == "" and "/min" not in app.sub_title
 
-        db.deliver(sending, 60, 0)
+        db.deliver(sending, 60, 0, recorded_at=FIXED_NOW)
         await refresh(pilot)
         assert speed_cell(app, sending) != ""
         with db.store.write() as session:  # the engine is lost: its lease lapses
             lease.release(session, "engine@elsewhere")
-        db.deliver(sending, 60, 0)  # (a last batch it recorded)
+        db.deliver(sending, 60, 0, recorded_at=FIXED_NOW)  # (a last batch it recorded)
         await refresh(pilot)
         assert "no engine" in app.sub_title and "/min" not in app.sub_title
         assert speed_cell(app, sending) == ""
@@ -62,8 +62,8 @@ async def test_the_speed_falls_to_nothing_and_a_lost_engine_shows_none(db):
 async def test_a_stopped_mailing_has_no_current_rate_in_its_details(db):
     sending = db.sending("Flash sale", recipients=10)
     db.engine_elsewhere()
+    db.sent_per_minute(sending, {2: 600, 1: 300}, FIXED_NOW)  # 600 a minute at most
     async with open_dashboard(db.store) as (app, pilot):
-        app.dashboard.rates.add(sending, 10.0, FIXED_NOW)
         db.do(lifecycle.stop, sending)
         await refresh(pilot)
         screen = await press_on(pilot, sending, "d", DetailScreen)

@@ -8,7 +8,7 @@ from sendstatus_tui.core.model.states import Area, Mode, State
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.tui.app import PanesRead
 from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
-from sendstatus_tui.views.snapshot import SpeedMeter, read_snapshot
+from sendstatus_tui.views.snapshot import StallWatch, read_snapshot
 
 from .helpers import (
     FIXED_NOW,
@@ -128,7 +128,7 @@ async def test_an_older_snapshot_is_never_drawn_after_a_newer_one(db):
     """A slow read that began before a quicker one arrives last: it is dropped."""
     parked = db.add("Spring sale")
     async with open_dashboard(db.store) as (app, pilot):
-        older = read_snapshot(db.store, app.zone, FIXED_NOW, SpeedMeter())
+        older = read_snapshot(db.store, app.zone, FIXED_NOW, StallWatch())
         db.do(lifecycle.send_now, parked)
         await refresh(pilot)  # the newer one: the second refresh
         assert app.dashboard.table(Area.NOW).mailing_ids == [parked]

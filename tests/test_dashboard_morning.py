@@ -230,14 +230,16 @@ class TestKeys:
 async def test_details_sparkline_has_a_scale_and_a_time_axis(db):
     sending = db.sending("Flash sale", recipients=10)
     db.engine_elsewhere()
-    async with open_dashboard(db.store) as (app, pilot):
-        for second, rate in enumerate((10.0, 20.0, 5.0)):
-            app.dashboard.rates.add(sending, rate, FIXED_NOW + timedelta(seconds=30 * second))
+    # the minutes the engines stored: 600, 1,200, then 300 a minute, still sending
+    now = FIXED_NOW + timedelta(seconds=30)
+    db.sent_per_minute(sending, {3: 600, 2: 1_200, 1: 300, 0: 150}, now)
+    async with open_dashboard(db.store, clock=lambda: now) as (app, pilot):
         screen = await press_on(pilot, sending, "d", DetailScreen)
         await settle(pilot)
         heading = str(screen.query_one("#rate-heading", Label).render())
+        # now: the 450 of the last minute and a half
         assert heading == "Send rate: now 300/min, top of the graph 1,200/min"
-        assert str(screen.query_one("#rate-since", Label).render()) == "1m 00s ago"
+        assert str(screen.query_one("#rate-since", Label).render()) == "3m 00s ago"
         assert str(screen.query_one("#rate-now", Label).render()) == "now"
 
 

@@ -3,9 +3,9 @@ the default terminal of an SSH session (80×24) and of the main screen at 120×4
 200×50 too.
 
 Deterministic by construction: a fixed clock, blinking off, no refresh timer, every time
-written into the database fixed (start dates, schedules, so countdowns never vary), and no
-speeds (a speed needs two samples some time apart). Update with ``--snapshot-update``, then
-look at the SVGs before committing them.
+written into the database fixed (start dates, schedules, so countdowns never vary), and the
+speeds and charts read from minutes stored at fixed times. Update with
+``--snapshot-update``, then look at the SVGs before committing them.
 """
 
 from datetime import timedelta
@@ -69,6 +69,11 @@ def populate(db: Mailings) -> dict[str, int]:
     db.deliver(ids["black friday"], sent=4_500, failed=12)
     ids["newsletter en"] = db.sending("Newsletter EN", recipients=800, mode="sequential")
     db.deliver(ids["newsletter en"], sent=300, failed=0)
+    # their last hour, as the engines stored it: one sending for 40 minutes, faster lately,
+    # the other for 12
+    ramp = {ago: 90 + (40 - ago) * 3 + (ago * 7) % 20 for ago in range(1, 40)}
+    db.sent_per_minute(ids["black friday"], {**ramp, 0: 5}, FIXED_NOW)
+    db.sent_per_minute(ids["newsletter en"], {**{a: 25 for a in range(1, 13)}, 0: 1}, FIXED_NOW)
     ids["orders"] = db.add("Order confirmations", recipients=40)
     db.do(lifecycle.send_now, ids["orders"], FIXED_NOW)
     ids["partner news"] = db.add("Partner newsletter", recipients=4_000)
@@ -231,10 +236,6 @@ def test_detail_screen(db, looks_as_saved):
     ids = populate(db)
 
     async def details(pilot):
-        # a minute of send rates, as the refreshes would have sampled them
-        for second in range(60):
-            at = FIXED_NOW - timedelta(seconds=59 - second)
-            pilot.app.dashboard.rates.add(ids["black friday"], 15 + (second % 10), at)
         await select_mailing(pilot, ids["black friday"])
         await pilot.press("d")
         await wait_for_screen(pilot, DetailScreen)

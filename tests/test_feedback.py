@@ -186,6 +186,8 @@ def test_bounces_and_complaints_come_back_end_to_end(
     assert (shown["bounced"], shown["blocked"], shown["complained"]) == (2, 1, 1)
     assert (shown["sent"], shown["failed"]) == (4, 3)
     assert shown["failed_by_class"] == {"bounce": 2, "blocked": 1}
+    # the stored minutes count what happened when: 7 accepted, then what came back
+    assert shown["last_hour"] == {"sent": 7, "failed": 0, "bounced": 3, "complained": 1}
     listed = as_json(run, "ls", "--json")
     assert [(m["bounced"], m["blocked"], m["complained"]) for m in listed] == [(2, 1, 1)]
     assert_books_balance(store, mailing_id)
@@ -227,6 +229,8 @@ def test_bounces_and_complaints_come_back_end_to_end(
     out, _ = finished(intake(db_url, box))
     assert "bounces 0 hard, 0 blocked, 0 soft; 0 complaints" in out, out
     assert mailing(store, mailing_id).bounced == 2
+    last_hour = as_json(run, "show", str(mailing_id), "--json")["last_hour"]
+    assert (last_hour["bounced"], last_hour["complained"]) == (3, 1)  # nothing counted twice
     with store.read() as session:
         assert session.exec(select(func.count()).select_from(Feedback)).one() == 5
 

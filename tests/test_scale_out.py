@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from sendstatus_tui.core.coordination import lease, shared_rate
 from sendstatus_tui.core.model import lifecycle, settings
-from sendstatus_tui.core.model.models import Mailing, utc_now
+from sendstatus_tui.core.model.models import Mailing, SendMinute, utc_now
 from sendstatus_tui.core.model.states import Mode, State
 from sendstatus_tui.engine.engine import EngineSettings
 
@@ -92,6 +92,9 @@ def test_two_engines_share_one_mailing(store, make_mailing, engines, relay):
     assert set(copies) == everyone(3000) and max(copies.values()) == 1
     assert len(seen) == 2 and min(seen.values()) > 300  # each sent a real part
     assert sum(seen.values()) == 3000
+    with store.read() as session:  # both added to the same minutes: none lost
+        minutes = session.exec(select(SendMinute).where(SendMinute.mailing_id == mailing_id))
+        assert sum(minute.sent for minute in minutes) == 3000
 
 
 @pytest.mark.parametrize("victim", ["leader", "sender"])

@@ -6,10 +6,17 @@ from zoneinfo import ZoneInfo
 
 from sendstatus_tui.core.model.states import Area, Mode, State
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
+from sendstatus_tui.core.reads.throughput import Minute, Throughput
 from sendstatus_tui.views import cells
-from sendstatus_tui.views.details import counters_text, errors_text, rate_heading, show_text
+from sendstatus_tui.views.details import (
+    counters_text,
+    errors_text,
+    rate_chart,
+    rate_heading,
+    show_text,
+)
 from sendstatus_tui.views.panes import heading
-from sendstatus_tui.views.snapshot import SpeedMeter
+from sendstatus_tui.views.snapshot import StallWatch
 
 ROME = ZoneInfo("Europe/Rome")
 NINE_UTC = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -179,13 +186,13 @@ class TestFreshFigures:
 
     def test_a_speed_falls_to_nothing_within_two_refreshes_once_nothing_is_sent(self):
         clock = iter([0.0, 1.0, 2.0, 3.0, 4.0]).__next__
-        meter = SpeedMeter(clock=clock)
-        assert meter.observe(1, 0) is None  # too early to tell
-        assert meter.observe(1, 100) == 100.0
-        assert meter.observe(1, 100) == 50.0  # one refresh without news: still averaging
-        assert meter.observe(1, 100) == 0.0  # two: nothing goes out now
+        watch = StallWatch(clock=clock)
+        assert not watch.stalled(1, 0)
+        assert not watch.stalled(1, 100)
+        assert not watch.stalled(1, 100)  # one refresh without news: still sending
+        assert watch.stalled(1, 100)  # two: nothing goes out now
         assert cells.per_minute(0.0) == "" and cells.eta(10, 0.0) == ""
-        assert meter.observe(1, 160) > 0  # sending again
+        assert not watch.stalled(1, 160)  # sending again
 
     def test_an_overdue_scheduled_mailing_with_no_engine_says_so(self):
         due = planned(State.SCHEDULED, scheduled_at=NINE_UTC - timedelta(minutes=5))
@@ -216,11 +223,11 @@ def test_a_count_that_moves_in_bursts_keeps_its_speed_between_them():
     """An engine that records a batch every 3 s: once that rhythm is seen, the speed stays
     between two batches; after half as long again as its pauses without one, it falls to
     nothing."""
-    meter = SpeedMeter(clock=iter(float(second) for second in range(20)).__next__)
+    watch = StallWatch(clock=iter(float(second) for second in range(20)).__next__)
     counts = [0, 30, 30, 30, 60, 60, 60, 90, 90, 90, 90, 90, 90]
-    speeds = [meter.observe(1, count) for count in counts]
-    assert all(speed for speed in speeds[4:12])  # between batches: still sending
-    assert speeds[12] == 0.0  # 5 s without a batch, past 1.5 x its 3 s pauses
+    stalled = [watch.stalled(1, count) for count in counts]
+    assert not any(stalled[4:12])  # between batches: still sending
+    assert stalled[12]  # 5 s without a batch, past 1.5 x its 3 s pauses
 
 
 def test_show_and_the_details_list_what_came_back_with_its_share_of_what_was_sent():
@@ -251,3 +258,24 @@ def test_the_failed_cell_adds_what_came_back_once_any_did():
     assert cells.failed_cell(88, 12, 12, 2) == "12% 12b 2c"
     assert cells.failed_cell(100, 0, 0, 1) == "0% 1c"
     assert cells.failed_cell(0, 0, 0, 0) == ""
+
+
+def test_the_details_chart_starts_at_the_first_minute_sent_and_ends_with_the_speed_now():
+    def minute(ago: int, sent: int) -> Minute:
+        start = NINE_UTC - timedelta(minutes=ago)
+        return Minute(start, sent, 0, 0, 0, start, start)
+
+    hour = Throughput((minute(3, 600), minute(2, 1_200), minute(1, 300)))
+    sending = details(state=State.SENDING, throughput=hour, speed=5.0)
+    chart = rate_chart(sending, NINE_UTC)
+    assert chart is not None and chart.samples == [10.0, 20.0, 5.0, 5.0]
+    assert chart.start == NINE_UTC - timedelta(minutes=3)
+    # stopped: the hour it sent, no current rate; sending with nothing in the hour: no chart
+    stopped = rate_chart(details(throughput=hour), NINE_UTC)
+    assert stopped is not None and stopped.samples == [10.0, 20.0, 5.0]
+    assert stopped.end == NINE_UTC - timedelta(minutes=1)
+    quiet = details(state=State.SENDING, throughput=Throughput((minute(90, 600),)), speed=None)
+    assert rate_chart(quiet, NINE_UTC) is None
+    # one minute alone still draws two samples (one alone would fill the chart)
+    young = details(state=State.SENDING, throughput=Throughput((minute(0, 60),)), speed=None)
+    assert rate_chart(young, NINE_UTC).samples == [0.0, 0.0]

@@ -37,7 +37,7 @@ from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.lease import LeaseLost
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
-from sendstatus_tui.core.model import guard, lifecycle, signing
+from sendstatus_tui.core.model import guard, lifecycle, send_minutes, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
@@ -379,6 +379,8 @@ class Engine:
             if time.monotonic() - self._last_cleanup >= ABANDONED_IMPORTS_EVERY_SECONDS:
                 self._last_cleanup = time.monotonic()
                 await self._remove_abandoned_imports()
+                # a minute's counts older than a day are no screen's any more
+                await self.db.write(lambda session: send_minutes.prune(session, utc_now()))
         except LeaseLost as exc:
             log.error("%s", exc)
             if self.generation == generation:

@@ -76,7 +76,7 @@ from sendstatus_tui.views.header import (
     speed_text,
 )
 from sendstatus_tui.views.preview import Preview, draft_preview
-from sendstatus_tui.views.snapshot import Snapshot, SpeedMeter, StartWatch, read_snapshot
+from sendstatus_tui.views.snapshot import Snapshot, StallWatch, StartWatch, read_snapshot
 
 # a write waiting longer waits for a lock, not for a busy moment: the header says so
 WRITES_LOCKED_AFTER = timedelta(seconds=5)
@@ -193,7 +193,7 @@ class SendStatusApp(App):
             store, DashboardSettings(zone_name, clock, blink, refresh_seconds)
         )
         self.dashboard.own_session = self.audit_watch.session
-        self.speeds = SpeedMeter()
+        self.stalls = StallWatch()
         self.starts = StartWatch()
         self.snapshot: Snapshot | None = None
         self._refreshes_asked = 0
@@ -236,7 +236,7 @@ class SendStatusApp(App):
         snapshot, trouble = None, None
         try:
             snapshot = read_snapshot(
-                self.store, self.zone, self.clock(), self.speeds, self.starts, self.audit_watch
+                self.store, self.zone, self.clock(), self.stalls, self.starts, self.audit_watch
             )
         except StoreError as exc:  # the database cannot be reached: said in the header
             trouble = exc

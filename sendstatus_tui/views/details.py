@@ -1,14 +1,19 @@
 """One mailing in full: the text of ``show`` and the details screen's counters and errors,
 both from a MailingDetails and the shared cells."""
 
-from datetime import timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 
+from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.when import format_named, zone_label
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.failed import FailedRecipient
+from sendstatus_tui.core.reads.throughput import CHART_MINUTES
 from sendstatus_tui.views.cells import (
     as_planned,
+    clock_time,
     countdown,
+    eta,
     moment,
     number,
     per_minute,
@@ -61,6 +66,11 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             f" {number(details.resent_in_doubt)} resent in doubt (no reply, or the engine"
             " stopped mid-send)"
         )
+    if details.speed is not None:
+        lines.append(f"  {'Speed:':16}{speed_now(details)}")
+    hour = details.last_hour()
+    if any(hour.values()):
+        lines.append(f"  {'Last hour:':16}{last_hour(hour)}")
     if came_back_any(details):
         lines.append(f"  {'Came back:':16}{came_back(details)}")
         lines.append(f"  {'':16}(bounced and blocked are counted failed)")
@@ -86,6 +96,75 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         lines.append("  Last errors:")
         lines += [f"    {error_line(error)}" for error in details.last_errors]
     return "\n".join(lines)
+
+
+def speed_now(details: MailingDetails) -> str:
+    """e.g. "1,200/min now, done in 12m 30s"; "nothing goes out now"."""
+    if not details.speed:
+        return "nothing goes out now"
+    left = eta(details.remaining, details.speed)
+    return f"{per_minute(details.speed)} now" + (f", done in {left}" if left else "")
+
+
+def last_hour(hour: dict[str, int]) -> str:
+    """e.g. "3,456 sent, 12 failed; came back: 3 bounced or blocked, 0 complaints"."""
+    text = f"{number(hour['sent'])} sent, {number(hour['failed'])} failed"
+    if hour["bounced"] or hour["complained"]:
+        text += (
+            f"; came back: {number(hour['bounced'])} bounced or blocked,"
+            f" {number(hour['complained'])} complaints"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class RateChart:
+    """The details' send rate over time: per minute, as messages per second (the last one
+    the speed now while it sends), from ``start`` to ``end``."""
+
+    samples: list[float]
+    start: datetime
+    end: datetime
+
+
+def rate_chart(details: MailingDetails, now: datetime) -> RateChart | None:
+    """Its last hour while it sends, the speed now last; else the last hour it sent,
+    within the stored day (None: nothing sent in that hour)."""
+    sending = details.state == State.SENDING
+    end = now if sending else details.throughput.last_sending_minute()
+    if end is None:
+        return None
+    counts = details.throughput.handled_per_minute(end)
+    if not any(counts):
+        return None
+    # from its first minute in the hour on, and two at least (one would fill the chart)
+    first = min(next(i for i, count in enumerate(counts) if count), len(counts) - 2)
+    samples = [count / 60 for count in counts[first:]]
+    if sending:
+        samples[-1] = details.speed or 0.0
+    start = end - timedelta(minutes=CHART_MINUTES - 1 - first)
+    return RateChart(samples, start, end)
+
+
+def chart_axis(chart: RateChart, sending: bool, zone: tzinfo) -> tuple[str, str]:
+    """The chart's left and right labels: "12m 00s ago" and "now" while it sends, else
+    the clock times of its first and last minutes."""
+    if sending:
+        return time_ago((chart.end - chart.start).total_seconds()), "now"
+    return clock_time(chart.start, zone)[:5], clock_time(chart.end, zone)[:5]
+
+
+def came_back_heading(details: MailingDetails, now: datetime) -> str:
+    """What came back in the last hour, e.g. "Came back in the last hour: 3 bounced or
+    blocked, 1 complaint (per minute below)"."""
+    hour = details.throughput.totals_since(now - timedelta(minutes=CHART_MINUTES - 1))
+    if not (hour.bounced or hour.complained):
+        return "Came back in the last hour: nothing"
+    complaints = "complaint" if hour.complained == 1 else "complaints"
+    return (
+        f"Came back in the last hour: {number(hour.bounced)} bounced or blocked,"
+        f" {number(hour.complained)} {complaints} (per minute below)"
+    )
 
 
 def came_back_any(details: MailingDetails) -> bool:
@@ -147,6 +226,8 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         f"Resent in doubt (no reply, or the engine stopped mid-send):"
         f" {number(details.resent_in_doubt)}",
     ]
+    if details.speed is not None:
+        lines.append(f"Speed        {speed_now(details)}")
     if came_back_any(details):
         lines.append(f"Came back    {came_back(details)}")
     if details.waiting_reason:

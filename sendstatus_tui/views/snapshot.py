@@ -1,5 +1,6 @@
 """What the dashboard's panes show, read in one go: a snapshot of the database turned into
-rows of cells, plus the speed and ETA of what is sending.
+rows of cells, plus the speed, ETA and last hour of what is sending (from the minutes the
+engines store, so that a dashboard opened now has them at once).
 
 Kept free of textual so that it can be tested, and measured, on its own.
 """
@@ -8,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from sqlmodel import Session
 
@@ -19,6 +20,7 @@ from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
 from sendstatus_tui.core.reads import activity
 from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.reads.listing import list_pane_rows
+from sendstatus_tui.core.reads.throughput import Throughput, last_hour_since, read_throughput
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.views.activity import AuditWatch
 from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Alarm, Cell, failed_alarm
@@ -42,6 +44,8 @@ class Row:
     scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
     failed_alarm: Alarm = Alarm.NONE  # how its failed share compares with the guard's
     state_reason: str | None = None  # why it is parked (stopped, by whom: the guard)
+    # what is sending: messages per minute over the last hour, oldest first
+    chart: tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
@@ -72,7 +76,7 @@ ACTIVITY_READ = 30
 
 
 # a mailing whose count did not move over this many refreshes sends nothing now: its speed
-# falls to nothing instead of fading over the window...
+# falls to nothing at once, without waiting for the stored minutes to say so...
 STALLED_AFTER_REFRESHES = 2
 # ...unless its count moves in bursts (an engine records its batches every second or two):
 # then it is given half as long again as the longest pause between them, at most this long
@@ -80,30 +84,25 @@ STALLED_AFTER_AT_MOST_SECONDS = 5.0
 
 
 @dataclass
-class SpeedMeter:
-    """Messages per second per mailing, over the last ``window`` seconds of samples; 0 as
-    soon as the count stood still for STALLED_AFTER_REFRESHES refreshes (and longer than
-    the pauses of a count that moves in bursts)."""
+class StallWatch:
+    """Whether each mailing's count stood still for STALLED_AFTER_REFRESHES refreshes (and
+    longer than the pauses of a count that moves in bursts), from the counts seen at each
+    refresh over the last ``window`` seconds."""
 
     window: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    # mailing id -> (clock time, messages sent by then)
+    # mailing id -> (clock time, messages with an outcome by then)
     _samples: dict[int, deque[tuple[float, int]]] = field(default_factory=dict)
 
-    def observe(self, mailing_id: int, sent: int) -> float | None:
+    def stalled(self, mailing_id: int, count: int) -> bool:
         now = self.clock()
         samples = self._samples.setdefault(mailing_id, deque())
-        samples.append((now, sent))
+        samples.append((now, count))
         while samples and now - samples[0][0] > self.window:
             samples.popleft()
-        first_time, first_sent = samples[0]
-        if now - first_time < 0.5:
-            return None  # too early to tell
         latest = list(samples)[-STALLED_AFTER_REFRESHES - 1 :]
-        still = len(latest) > STALLED_AFTER_REFRESHES and latest[0][1] == sent
-        if still and now - _count_since(samples) >= _patience(samples):
-            return 0.0  # nothing went out for longer than it ever pauses
-        return max(0.0, (sent - first_sent) / (now - first_time))
+        still = len(latest) > STALLED_AFTER_REFRESHES and latest[0][1] == count
+        return still and now - _count_since(samples) >= _patience(samples)
 
     def forget_except(self, mailing_ids: set[int]) -> None:
         for mailing_id in set(self._samples) - mailing_ids:
@@ -132,6 +131,16 @@ def _patience(samples: deque[tuple[float, int]]) -> float:
     return min(STALLED_AFTER_AT_MOST_SECONDS, 1.5 * max(pauses, default=0.0))
 
 
+def speed_and_chart(
+    throughput: Throughput, now: datetime, stalled: bool
+) -> tuple[float | None, tuple[int, ...]]:
+    """A sending mailing's speed now (messages per second) and its last hour: messages per
+    minute in the 60 whole minutes before this one, oldest first (it changes once a minute,
+    so that a chart is drawn again only then; the speed now is told beside it)."""
+    speed = 0.0 if stalled else throughput.speed(now)
+    return speed, tuple(throughput.handled_per_minute(now - timedelta(minutes=1)))
+
+
 @dataclass
 class StartWatch:
     """When this dashboard first saw each mailing starting up (its started_at is the first
@@ -150,7 +159,7 @@ def read_snapshot(
     store: Store,
     zone: tzinfo,
     now: datetime,
-    speeds: SpeedMeter,
+    stalls: StallWatch,
     starts: StartWatch | None = None,
     watch: AuditWatch | None = None,
 ) -> Snapshot:
@@ -165,6 +174,8 @@ def read_snapshot(
         rate = settings.read(session, "rate")
         beats = heartbeats.engines(session)
         complaint_limit = guard.share_of(session, guard.COMPLAINTS)
+        sending_ids = [m.id for m in mailings if m.state == State.SENDING]
+        throughputs = read_throughput(session, sending_ids, last_hour_since(now))
         if watch is not None:
             news, today, came_back = _read_changes(session, watch, zone, now)
     active_holder = holder.holder if holder and holder.expires_at > now else None
@@ -180,7 +191,11 @@ def read_snapshot(
         area = AREA_OF_STATE[mailing.state]
         # what no engine sends has no speed (an engine lost mid-send left its last count)
         sending = mailing.state == State.SENDING and active_holder is not None
-        speed = speeds.observe(mailing.id, mailing.sent) if sending else None
+        speed: float | None = None
+        chart: tuple[int, ...] = ()
+        if sending:
+            stalled = stalls.stalled(mailing.id, mailing.sent + mailing.failed)
+            speed, chart = speed_and_chart(throughputs[mailing.id], now, stalled)
         since = starts.since(mailing.id, mailing.state == State.STARTING, now)
         cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
         blinks = area == Area.NOW and cells[3] == STARTING_UP
@@ -202,9 +217,10 @@ def read_snapshot(
                 if area == Area.NOW
                 else Alarm.NONE,
                 mailing.state_reason,
+                chart,
             )
         )
-    speeds.forget_except({row.mailing_id for row in rows[Area.NOW]})
+    stalls.forget_except({row.mailing_id for row in rows[Area.NOW]})
     return Snapshot(rows, active_holder, now, rate, running, news, today, came_back)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.importing import suppression
-from sendstatus_tui.core.model import guard, settings
+from sendstatus_tui.core.model import guard, send_minutes, settings
 from sendstatus_tui.core.model.addresses import InvalidAddress
 from sendstatus_tui.core.model.models import (
     DeliveryError,
@@ -177,15 +177,22 @@ def _suppressed_ids(session: Session, rows: Sequence[Sequence[Any]]) -> set[int]
 
 
 def record(
-    session: Session, mailing_id: int, outcomes: list[Outcome], *, claimant: str
+    session: Session,
+    mailing_id: int,
+    outcomes: list[Outcome],
+    *,
+    claimant: str,
+    now: datetime | None = None,
 ) -> Recorded:
-    """Writes the outcomes still under ``claimant``'s claim, and the mailing's counters, in
-    the caller's transaction. The others are dropped: their claim was handed back."""
+    """Writes the outcomes still under ``claimant``'s claim, the mailing's counters and its
+    minute's counts, in the caller's transaction. The others are dropped: their claim was
+    handed back."""
     if not outcomes:
         return Recorded(0, 0)
     held = _still_claimed(session, [o.recipient.id for o in outcomes], claimant)
     kept = [_settle_doubt(o) for o in outcomes if o.recipient.id in held]
-    check_guard = _write_outcomes(session, mailing_id, kept, claimant) if kept else False
+    now = now or utc_now()
+    check_guard = _write_outcomes(session, mailing_id, kept, claimant, now) if kept else False
     return Recorded(len(kept), len(outcomes) - len(kept), check_guard)
 
 
@@ -218,10 +225,9 @@ def _settle_doubt(outcome: Outcome) -> Outcome:
 
 
 def _write_outcomes(
-    session: Session, mailing_id: int, outcomes: list[Outcome], claimant: str
+    session: Session, mailing_id: int, outcomes: list[Outcome], claimant: str, now: datetime
 ) -> bool:
     """Writes the outcomes and counters; True when the guard should count refusals."""
-    now = utc_now()
     cursor, mark = _driver_cursor(session)
     to_driver = _datetime_to_driver(session)
     # locked before the recipients are written: the guard's try numbers are handed out
@@ -261,6 +267,7 @@ def _write_outcomes(
     mailing.deferred += counts[DEFERRED]
     mailing.resent_in_doubt += counts[IN_DOUBT]
     mailing.updated_at = now
+    send_minutes.add_outcomes(session, mailing_id, counts[SENT], counts[FAILED], now)
     errors = [
         DeliveryError(mailing_id=mailing_id, email=o.recipient.email, reply=o.reply, at=now)
         for o in outcomes
@@ -360,6 +367,7 @@ def hand_back_claims(
         mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
         if failing:
             mailing.failed += count
+            send_minutes.add_outcomes(session, mailing_id, 0, count, utc_now())
         else:
             mailing.resent_in_doubt += count
         counts[mailing_id] += count

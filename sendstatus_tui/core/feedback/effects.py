@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing import suppression
-from sendstatus_tui.core.model import audit, settings
+from sendstatus_tui.core.model import audit, send_minutes, settings
 from sendstatus_tui.core.model.feedback import Report, Verdict
 from sendstatus_tui.core.model.models import (
     AuditEntry,
@@ -87,6 +87,7 @@ def apply_all(
     matched = [_code_ids(key, report) for report in reports]
     named = [ids for ids in matched if not isinstance(ids, str)]
     mailings = _locked_mailings(session, sorted({mailing_id for mailing_id, _, _ in named}))
+    came_back = {key: (m.bounced + m.blocked, m.complained) for key, m in mailings.items()}
     recipients = _recipients(session, [recipient_id for _, recipient_id, _ in named])
     kept = _kept(session, reports, matched)
     batch = _Batch(settings.enabled(session, "suppress_bounces"))
@@ -103,7 +104,18 @@ def apply_all(
         if outcome.counted and outcome.mailing_id is not None:
             added.setdefault(outcome.mailing_id, Counter())[report.verdict] += 1
     for mailing_id in sorted(added):
-        _summarise_hour(session, mailings[mailing_id], now, added[mailing_id])
+        mailing = mailings[mailing_id]
+        _summarise_hour(session, mailing, now, added[mailing_id])
+        # what came back in this minute, for the rates over time (a hard bounce after a
+        # block moves it from blocked to bounced: no more came back)
+        bounced, complained = came_back[mailing_id]
+        send_minutes.add_feedback(
+            session,
+            mailing_id,
+            mailing.bounced + mailing.blocked - bounced,
+            mailing.complained - complained,
+            now,
+        )
     return applied
 
 

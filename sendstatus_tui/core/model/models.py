@@ -367,3 +367,22 @@ class AlertIncident(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     told_open: bool = False
     told_end: bool = False
+
+
+class SendMinute(SQLModel, table=True):
+    """What became of a mailing's messages in one minute (UTC), added to by every engine in
+    the transaction that records the outcomes (core/model/send_minutes.py): the
+    figures behind every speed, ETA and chart. Kept for a day (MINUTES_KEPT)."""
+
+    __tablename__ = "send_minute"
+
+    mailing_id: int = Field(foreign_key="mailing.id", ondelete="CASCADE", primary_key=True)
+    minute: datetime = Field(sa_type=UTCDateTime, primary_key=True, index=True)  # its start
+    sent: int = 0
+    failed: int = 0
+    # what came back in that minute, about messages sent at any time (core/feedback)
+    bounced: int = 0  # hard bounces and blocks
+    complained: int = 0
+    # the first and the last record of outcomes in that minute (None: only feedback)
+    first_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -4,7 +4,7 @@ one transaction, with ``as_json()`` for ``show --json``."""
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -14,9 +14,11 @@ from sendstatus_tui.core.coordination.deliveries import failed_by_class, last_er
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.retry import CLASSES
+from sendstatus_tui.core.model.send_minutes import MINUTES_KEPT
 from sendstatus_tui.core.model.states import Mode, State
 from sendstatus_tui.core.reads.failed import FailedRecipient, failed_recipients
 from sendstatus_tui.core.reads.listing import iso, summary
+from sendstatus_tui.core.reads.throughput import Throughput, read_throughput
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class MailingDetails:
     complained: int = 0
     unsubscribed: int = 0
     scheduled_zone: str | None = None  # the zone its scheduled time was typed in
+    # its stored minutes of the last day, and its speed now (messages per second, only
+    # while it is sending: a stopped mailing has no current rate)
+    throughput: Throughput = Throughput()
+    speed: float | None = None
+    read_at: datetime | None = None  # when these figures were read
 
     def came_back_rates(self) -> dict[str, float | None]:
         accepted = self.sent + self.bounced + self.blocked
@@ -92,6 +99,18 @@ class MailingDetails:
         }
         return {
             key: round(count / accepted, 6) if accepted else None for key, count in counts.items()
+        }
+
+    def last_hour(self) -> dict[str, int]:
+        """What the last hour's minutes hold: sent, failed, and what came back."""
+        if self.read_at is None:
+            return {"sent": 0, "failed": 0, "bounced": 0, "complained": 0}
+        hour = self.throughput.totals_since(self.read_at - timedelta(minutes=59))
+        return {
+            "sent": hour.sent,
+            "failed": hour.failed,
+            "bounced": hour.bounced,
+            "complained": hour.complained,
         }
 
     def as_json(self) -> dict[str, object]:
@@ -119,6 +138,8 @@ class MailingDetails:
             "planned_for": iso(self.planned_for),
             # each kind of feedback's share of what the relay accepted (None: nothing yet)
             "came_back_rates": self.came_back_rates(),
+            "speed_per_second": None if self.speed is None else round(self.speed, 3),
+            "last_hour": self.last_hour(),
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors
@@ -155,8 +176,10 @@ def _last_plan(session: Session, mailing_id: int) -> dict[str, object]:
     }
 
 
-def read_details(session: Session, mailing: Mailing) -> MailingDetails:
+def read_details(session: Session, mailing: Mailing, now: datetime | None = None) -> MailingDetails:
     assert mailing.id is not None
+    now = now or utc_now()
+    throughput = read_throughput(session, [mailing.id], now - MINUTES_KEPT)[mailing.id]
     by_status = dict(
         session.exec(
             select(Recipient.status, sa.func.count())
@@ -177,6 +200,9 @@ def read_details(session: Session, mailing: Mailing) -> MailingDetails:
         "first_failed": _first_failed(session, mailing) if mailing.failed else [],
         "engines": _engines_on(session, mailing.id),
         **_last_plan(session, mailing.id),
+        "throughput": throughput,
+        "speed": throughput.speed(now) if mailing.state == State.SENDING else None,
+        "read_at": now,
     }
     # every other field is the mailing's own column or property, under the same name
     copied = {

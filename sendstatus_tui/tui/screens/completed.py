@@ -16,7 +16,6 @@ from sendstatus_tui.core.model.when import zone
 from sendstatus_tui.core.reads.listing import list_mailings
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.tui.actions import BY_NAME, bindings
-from sendstatus_tui.tui.screens.detail import RateHistory
 from sendstatus_tui.tui.screens.mailing_actions import DashboardSettings, MailingActions
 from sendstatus_tui.tui.trouble import guarded
 from sendstatus_tui.views.cells import quoted
@@ -41,9 +40,9 @@ class CompletedScreen(MailingActions):
         *bindings("dashboard", selection_only=True),
     ]
 
-    def __init__(self, store: Store, settings: DashboardSettings, rates: RateHistory):
+    def __init__(self, store: Store, settings: DashboardSettings):
         super().__init__()
-        self.store, self.settings, self.rates = store, settings, rates
+        self.store, self.settings = store, settings
         self.zone = zone(settings.zone_name)
         self._rows: list[Done] = []
         self._search = ""

@@ -30,7 +30,6 @@ from sendstatus_tui.tui.actions import ALWAYS_IN_FOOTER, BY_NAME, bindings
 from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.completed import CompletedScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
-from sendstatus_tui.tui.screens.detail import RateHistory
 from sendstatus_tui.tui.screens.engines import EnginesScreen
 from sendstatus_tui.tui.screens.mailing_actions import DashboardSettings, MailingActions
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
@@ -41,6 +40,7 @@ from sendstatus_tui.tui.trouble import (
 )
 from sendstatus_tui.tui.widgets.footer import FittingFooter
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
+from sendstatus_tui.tui.widgets.throughput_charts import ThroughputCharts
 from sendstatus_tui.views.activity import (
     activity_line,
     came_back_notice,
@@ -56,6 +56,10 @@ from sendstatus_tui.views.snapshot import Row, Snapshot
 ACTIVITY_FROM_HEIGHT = 40
 ACTIVITY_LINES = 6
 ACTIVITY_CHROME = 2  # its border and its title
+# wide screens (both at least) also chart what is sending over the last hour, one line each
+CHARTS_FROM_SIZE = (160, 45)
+CHART_LINES_AT_MOST = 6
+CHARTS_CHROME = 2  # its border and its title
 # other people's changes told one by one in a refresh, at most; the rest summed up
 NEWS_TOLD_AT_MOST = 3
 # what came back about one completed mailing is told at most this often (seconds)
@@ -83,7 +87,6 @@ class DashboardScreen(MailingActions):
         super().__init__()
         self.store, self.settings = store, settings
         self.zone = zone(settings.zone_name)
-        self.rates = RateHistory()
         self.snapshot: Snapshot | None = None
         self._name_filter = ""
         self._blink_visible = True
@@ -109,6 +112,9 @@ class DashboardScreen(MailingActions):
                 yield MailingTable(
                     COLUMNS[area], blink_column=BLINKING_COLUMN.get(area), id=f"table-{area}"
                 )
+        with Vertical(id="throughput"):
+            yield Label("Sending now: messages per minute, the last hour", classes="pane-title")
+            yield ThroughputCharts(id="charts")
         with Vertical(id="activity"):
             yield Label("Activity today (A: all of it)", classes="pane-title")
             yield Static("", id="activity-lines")
@@ -138,6 +144,7 @@ class DashboardScreen(MailingActions):
                 title = heading(area, len(rows), len(every) if self._name_filter else None)
                 self.query_one(f"#title-{area}", Label).update(title)
             self._fit_panes()
+            self._show_charts()
             if followed is not None:
                 self._follow(followed)
         if before is not None:
@@ -146,9 +153,6 @@ class DashboardScreen(MailingActions):
         self._tell_came_back(snapshot.came_back)
         if snapshot.activity is not None:
             self._show_activity(snapshot)
-        for row in snapshot.rows[Area.NOW]:
-            if row.speed is not None:
-                self.rates.add(row.mailing_id, row.speed, snapshot.taken_at)
         self._bindings_may_change()
 
     def follow_next(self, mailing_id: int) -> None:
@@ -215,12 +219,34 @@ class DashboardScreen(MailingActions):
 
     def on_resize(self) -> None:
         self._fit_panes()
+        self._show_charts()
+
+    def _wide(self) -> bool:
+        width, height = CHARTS_FROM_SIZE
+        return self.size.width >= width and self.size.height >= height
+
+    def _charted(self) -> list[Row]:
+        """What the charts show: the sending mailings the filter keeps."""
+        rows = self.snapshot.rows[Area.NOW] if self.snapshot else []
+        name = self._name_filter
+        return [r for r in rows if r.state == State.SENDING and name in r.name.lower()]
+
+    def _show_charts(self) -> None:
+        if self._wide():
+            self.query_one(ThroughputCharts).show(self._charted())
 
     def _fit_panes(self) -> None:
         """Gives each pane the lines its rows need, as far as the terminal allows; from
-        ACTIVITY_FROM_HEIGHT lines on, today's activity under them."""
+        ACTIVITY_FROM_HEIGHT lines on, today's activity under them; on wide screens
+        (CHARTS_FROM_SIZE), the charts of what is sending above it."""
         filter_shown = self.query_one("#filter", Input).has_class("visible")
         height = self.size.height - 2 - (1 if filter_shown else 0)  # header, footer
+        charts = self.query_one("#throughput")
+        charts.display = self._wide()
+        if charts.display:
+            lines = min(CHART_LINES_AT_MOST, max(1, len(self._charted())))
+            charts.styles.height = CHARTS_CHROME + lines
+            height -= CHARTS_CHROME + lines
         panel = self.query_one("#activity")
         panel.display = self.size.height >= ACTIVITY_FROM_HEIGHT
         if panel.display:
@@ -431,7 +457,7 @@ class DashboardScreen(MailingActions):
             self._operate(f"{row.name}: deleted", lifecycle.delete, row.mailing_id)
 
     def action_completed_today(self) -> None:
-        self.app.push_screen(CompletedScreen(self.store, self.settings, self.rates))
+        self.app.push_screen(CompletedScreen(self.store, self.settings))
 
     def action_activity(self) -> None:
         settings = self.settings

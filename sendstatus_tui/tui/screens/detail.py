@@ -1,8 +1,9 @@
-"""A mailing in detail: counters, a sparkline of the send rate, the last relay errors,
-recipients remaining. Refreshed while it is open."""
+"""A mailing in detail: counters, its send rate over the last hour and what came back
+(from the minutes every engine stores), the last relay errors, its history. Refreshed
+while it is open."""
 
 import contextlib
-from collections import deque
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from textual.app import ComposeResult
@@ -18,9 +19,16 @@ from sendstatus_tui.core.reads.details import MailingDetails, read_details
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.tui.trouble import guarded
 from sendstatus_tui.views.audit import entries_text
-from sendstatus_tui.views.details import counters_text, errors_text, rate_heading, time_ago, title
+from sendstatus_tui.views.details import (
+    came_back_heading,
+    chart_axis,
+    counters_text,
+    errors_text,
+    rate_chart,
+    rate_heading,
+    title,
+)
 
-SPARK_POINTS = 60
 HISTORY_ENTRIES = 8  # the newest; `sendstatus log ID` has them all
 
 
@@ -35,12 +43,12 @@ class DetailScreen(Screen):
         store: Store,
         mailing_id: int,
         zone: tzinfo,
-        rates: "RateHistory",
+        clock: Callable[[], datetime],
         refresh_seconds: float,
     ):
         super().__init__()
         self._store, self._mailing_id, self._zone = store, mailing_id, zone
-        self._rates = rates
+        self._clock = clock
         self._refresh_seconds = refresh_seconds
 
     def compose(self) -> ComposeResult:
@@ -52,7 +60,9 @@ class DetailScreen(Screen):
             with Horizontal(id="rate-axis"):
                 yield Label("", id="rate-since")
                 yield Label("now", id="rate-now")
-            yield Static("no samples yet: the rate shows while it is sending", id="no-rate")
+            yield Static("nothing sent in the last day", id="no-rate")
+            yield Label("Came back", classes="heading", id="came-back-heading")
+            yield Sparkline([], id="came-back")
             yield Label("Last errors", classes="heading")
             yield Static("", id="errors")
             yield Label("History (who changed it, when)", classes="heading")
@@ -70,13 +80,16 @@ class DetailScreen(Screen):
             self._load()
 
     def _load(self) -> None:
+        now = self._clock()
         with self._store.read() as session:
             mailing = session.get(Mailing, self._mailing_id)
-            details = read_details(session, mailing) if mailing else None
+            details = read_details(session, mailing, now) if mailing else None
             history = audit.history(session, self._mailing_id, limit=HISTORY_ENTRIES)
-        self.app.call_from_thread(self._show, details, history)
+        self.app.call_from_thread(self._show, details, history, now)
 
-    def _show(self, details: MailingDetails | None, history: list[AuditEntry]) -> None:
+    def _show(
+        self, details: MailingDetails | None, history: list[AuditEntry], now: datetime
+    ) -> None:
         self.query_one("#history", Static).update(
             entries_text(history, self._zone, with_mailing=False, zone_named=False)
             or "no changes recorded"
@@ -86,35 +99,30 @@ class DetailScreen(Screen):
             return
         self.title = title(details)
         self.query_one("#counters", Static).update(counters_text(details, self._zone))
-        samples = self._rates.samples(self._mailing_id)
-        # with no samples a sparkline would draw a full bar: say so instead
-        sparkline = self.query_one("#rate", Sparkline)
-        sparkline.display = bool(samples)
-        self.query_one("#rate-axis").display = bool(samples)
-        self.query_one("#no-rate", Static).display = not samples
-        sparkline.data = samples
-        sending = details.state == State.SENDING
-        self.query_one("#rate-heading", Label).update(rate_heading(samples, sending))
-        since = time_ago(self._rates.span(self._mailing_id))
-        self.query_one("#rate-since", Label).update(since)
+        self._show_rate(details, now)
+        self._show_came_back(details, now)
         self.query_one("#errors", Static).update(errors_text(details))
 
+    def _show_rate(self, details: MailingDetails, now: datetime) -> None:
+        chart = rate_chart(details, now)
+        # with no samples a sparkline would draw a full bar: say so instead
+        for widget in ("#rate", "#rate-axis"):
+            self.query_one(widget).display = chart is not None
+        sending = details.state == State.SENDING
+        no_rate = self.query_one("#no-rate", Static)
+        no_rate.display = chart is None
+        no_rate.update(f"nothing sent in the last {'hour' if sending else 'day'}")
+        samples = chart.samples if chart else []
+        self.query_one("#rate", Sparkline).data = samples
+        self.query_one("#rate-heading", Label).update(rate_heading(samples, sending))
+        if chart is not None:
+            since, until = chart_axis(chart, sending, self._zone)
+            self.query_one("#rate-since", Label).update(since)
+            self.query_one("#rate-now", Label).update(until)
 
-class RateHistory:
-    """Send-rate samples per mailing, with when each was taken, for the sparkline and its
-    time axis (the dashboard feeds it at every refresh)."""
-
-    def __init__(self, points: int = SPARK_POINTS):
-        self._points = points
-        self._history: dict[int, deque[tuple[datetime, float]]] = {}
-
-    def add(self, mailing_id: int, rate: float, at: datetime) -> None:
-        self._history.setdefault(mailing_id, deque(maxlen=self._points)).append((at, rate))
-
-    def samples(self, mailing_id: int) -> list[float]:
-        return [rate for _, rate in self._history.get(mailing_id, ())]
-
-    def span(self, mailing_id: int) -> float:
-        """Seconds from the first sample kept to the last."""
-        history = self._history.get(mailing_id)
-        return (history[-1][0] - history[0][0]).total_seconds() if history else 0.0
+    def _show_came_back(self, details: MailingDetails, now: datetime) -> None:
+        per_minute = details.throughput.came_back_per_minute(now)
+        self.query_one("#came-back-heading", Label).update(came_back_heading(details, now))
+        sparkline = self.query_one("#came-back", Sparkline)
+        sparkline.display = any(per_minute)
+        sparkline.data = per_minute

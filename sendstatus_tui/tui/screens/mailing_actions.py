@@ -29,7 +29,7 @@ from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.tui.actions import BY_NAME
 from sendstatus_tui.tui.screens.actions_menu import ActionsMenu
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
-from sendstatus_tui.tui.screens.detail import DetailScreen, RateHistory
+from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.screens.export_failed import ExportFailedModal
 from sendstatus_tui.tui.screens.preview import PreviewScreen
 from sendstatus_tui.tui.screens.send_test import SendTestModal
@@ -91,7 +91,6 @@ class MailingActions(Screen):
     store: Store
     zone: tzinfo
     settings: DashboardSettings
-    rates: RateHistory
 
     def selected(self) -> Selection | None:
         raise NotImplementedError
@@ -143,7 +142,7 @@ class MailingActions(Screen):
                     self.store,
                     row.mailing_id,
                     self.zone,
-                    self.rates,
+                    self.settings.clock,
                     self.settings.refresh_seconds,
                 )
             )
