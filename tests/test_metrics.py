@@ -208,6 +208,7 @@ def test_serve_gives_the_figures_of_the_mailings_sending_and_the_engines_alive(
     assert samples[("sendstatus_database_up", ())] == 1
     assert samples[("sendstatus_engines_live", ())] == 0
     assert mailing_samples(samples, "sendstatus_mailing_remaining") == {str(sending): 20}
+    assert mailing_samples(samples, "sendstatus_mailing_speed") == {str(sending): 0}  # no engine
     assert ("sendstatus_mailing_remaining", (("mailing", str(sending)), ("name", "Sending"))) in (
         samples
     )

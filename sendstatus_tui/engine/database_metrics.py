@@ -23,6 +23,7 @@ PER_MAILING = (
     ("bounced", "Recipients whose message bounced after the relay accepted it"),
     ("complained", "Recipients who reported the message as spam"),
     ("waiting", "1 while the engine waits (a relay down, most often), else 0"),
+    ("speed", "Messages per second now, by every engine (from the minutes they store)"),
 )
 
 

@@ -2,12 +2,16 @@
 read of the mailings in Sending now and of the engines' heartbeats."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.coordination import heartbeats
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.reads.throughput import read_throughput
+
+SPEED_WINDOW = timedelta(minutes=3)  # the minutes a speed now is read from
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class SendingMailing:
     bounced: int
     complained: int
     waiting: bool  # the engine noted what keeps it from sending (a relay down, most often)
+    speed: float  # messages per second now, from the minutes every engine stores
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ def sending_figures(session: Session) -> SendingFigures:
         .where(col(Mailing.state).in_([State.STARTING, State.SENDING]))
         .order_by(col(Mailing.id))
     ).all()
+    now = utc_now()
+    throughputs = read_throughput(session, [m.id for m in rows if m.id], now - SPEED_WINDOW)
     mailings = [
         SendingMailing(
             m.id or 0,
@@ -44,9 +51,10 @@ def sending_figures(session: Session) -> SendingFigures:
             m.bounced,
             m.complained,
             m.waiting_reason is not None,
+            throughputs[m.id or 0].speed(now) or 0.0,
         )
         for m in rows
     ]
     beats = heartbeats.engines(session)
-    live = len(beats) - len(heartbeats.lost_ids(beats, utc_now()))
+    live = len(beats) - len(heartbeats.lost_ids(beats, now))
     return SendingFigures(mailings, live)
