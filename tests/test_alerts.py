@@ -11,9 +11,10 @@ from datetime import UTC, timedelta
 import pytest
 from aiohttp import web
 
-from sendstatus_tui.core.coordination import deliveries, incidents
+from sendstatus_tui.core.coordination import deliveries, heartbeats, incidents
 from sendstatus_tui.core.coordination.incidents import Progress
 from sendstatus_tui.core.model import audit, lifecycle, settings
+from sendstatus_tui.core.model.guard import REASON_PREFIX
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.views.activity import activity_line
 
@@ -111,6 +112,34 @@ class TestIncidents:
         # told once: no end to tell, and never again
         assert leader_pass(store, Progress({}), now + timedelta(minutes=2)) == []
         assert leader_pass(store, Progress({}), now + timedelta(hours=2)) == []
+
+    def test_a_guard_stop_is_told_at_once_and_ends_when_it_is_sent_again(self, store, make_mailing):
+        mailing_id = make_mailing("Bouncing", recipients=5)
+        act(store, lifecycle.send_now, mailing_id)
+        with store.write() as session:
+            lifecycle.stop(session, mailing_id, reason=f"{REASON_PREFIX}: 612 hard bounces")
+        now = utc_now()
+        [alert] = leader_pass(store, Progress({}), now)
+        assert told([alert]) == [("guard_stop", False, mailing_id)]
+        assert alert.reason == f"{REASON_PREFIX}: 612 hard bounces"
+        act(store, lifecycle.send_now, mailing_id)
+        assert told(leader_pass(store, Progress({}), now + timedelta(seconds=5))) == [
+            ("guard_stop", True, mailing_id)
+        ]
+
+    def test_a_lost_engine_is_told_and_ends_once_its_row_is_gone(self, store):
+        beat = heartbeats.Beat(
+            "mailer-2:4242:ab", "mailer-2", 4242, "sender", utc_now(), (), 0, 0.0, 0, ""
+        )
+        with store.write() as session:
+            heartbeats.beat(session, beat, fresh=True)
+        silent = utc_now() + heartbeats.LOST_AFTER + timedelta(seconds=1)
+        [alert] = leader_pass(store, Progress({}), silent)
+        assert told([alert]) == [("engine_lost", False, None)]
+        assert alert.reason.startswith("engine mailer-2 pid 4242 silent since")
+        with store.write() as session:
+            heartbeats.forget(session, beat.id)  # its claims rescued, its row removed
+        assert told(leader_pass(store, Progress({}), silent)) == [("engine_lost", True, None)]
 
 
 class TestSettings:
