@@ -75,6 +75,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 import sqlalchemy as sa
@@ -86,13 +87,15 @@ from sendstatus_tui.core.model.relay_url import SmtpSettings, parse_relay_url
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.message import Template, render
-from sendstatus_tui.engine.metrics import EngineMetrics, NoMetrics, relay_label
 from sendstatus_tui.engine.smtp.connection import open_connection
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from smtp_sink import SmtpSink, find_smtp_sink  # noqa: E402  (a sibling script module)
+
+if TYPE_CHECKING:
+    from sendstatus_tui.engine.metrics import NoMetrics
 
 # --- the mailing ------------------------------------------------------------------------
 
@@ -265,7 +268,7 @@ def engine_run(
     batch_size: int | None = None,
     thread_class: type[EngineThread] = EngineThread,
     relay_options: str = "",
-    metrics: NoMetrics | None = None,
+    metrics: "NoMetrics | None" = None,
 ) -> Run:
     store, _, mailing_id = new_mailing(directory, count)
     try:
@@ -277,7 +280,9 @@ def engine_run(
         settings = EngineSettings(rate_per_second=None)
         if batch_size:
             settings = replace(settings, batch_size=batch_size)
-        engine = Engine(store, transport, settings, metrics)
+        # without metrics, called as engines before them were (--against an older commit)
+        with_metrics = {} if metrics is None else {"metrics": metrics}
+        engine = Engine(store, transport, settings, **with_metrics)
         accepted_before = sink.accepted()
         gc.collect()
         cpu_started = time.process_time()
@@ -432,11 +437,14 @@ def metrics_overhead(args, sink: SmtpSink, workdir: Path) -> None:
     """The engine's CPU per message with its Prometheus metrics counted (as under
     ``engine --metrics``, less the HTTP server, which works only when scraped) and without,
     in interleaved rounds."""
+    # imported here: --against runs this script's engine rounds with older packages too
+    from sendstatus_tui.engine.metrics import EngineMetrics, relay_label
+
     print(f"metrics overhead: {args.messages:,} messages, {args.rounds} rounds of each")
     ratios = []
     for number in range(1, args.rounds + 1):
 
-        def engine(metrics: NoMetrics | None, number=number) -> Run:
+        def engine(metrics: "NoMetrics | None", number=number) -> Run:
             directory = workdir / f"metrics-{number}"
             try:
                 return engine_run(sink, directory, args.messages, args.connections, metrics=metrics)
