@@ -1,15 +1,19 @@
 """Shared fixtures: real databases (an SQLite file; PostgreSQL when a server is given)."""
 
 import os
+import secrets
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from sendstatus_tui.cli.main import main
-from sendstatus_tui.core.model import audit
+from sendstatus_tui.core.model import audit, verp
+from sendstatus_tui.core.model.models import Secret, utc_now
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
@@ -70,9 +74,39 @@ def _postgres_schema(server: str) -> Iterator[str]:
         admin.dispose()
 
 
+# Migrating a new SQLite file runs some sixty statements, a quarter of a second on a busy
+# machine, for each test. A test's store starts instead from a copy of a file the
+# migrations made once a session (each xdist worker makes its own): what its own Store()
+# would have made, the signing key apart, which the copy gets anew (migrated_store).
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """An SQLite file migrated to the newest schema, for copies."""
+    path = tmp_path_factory.mktemp("template") / "sendstatus.db"
+    Store(f"sqlite:///{path}").dispose()  # the last connection checkpoints the WAL
+    return path
+
+
+def migrated_store(url: str, sqlite_template: Path) -> Store:
+    """The store of a new database. A new SQLite file is a copy of the template, private to
+    its owner as Store makes it, with a signing key of its own, as every database the
+    migrations make has (0012); a PostgreSQL schema is migrated by Store."""
+    if not url.startswith("sqlite:///"):
+        return Store(url)
+    path = Path(url.removeprefix("sqlite:///"))
+    shutil.copyfile(sqlite_template, path)
+    path.chmod(0o600)
+    store = Store(url)
+    with store.write() as session:
+        key = session.get(Secret, verp.KEY_NAME)
+        key.value, key.created_at = secrets.token_hex(32), utc_now()
+    return store
+
+
 @pytest.fixture
-def store(db_url) -> Iterator[Store]:
-    store = Store(db_url)
+def store(db_url, sqlite_template) -> Iterator[Store]:
+    store = migrated_store(db_url, sqlite_template)
     yield store
     store.dispose()
 
@@ -133,9 +167,9 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def db(sqlite_url, tmp_path) -> Iterator[Mailings]:
+def db(sqlite_url, sqlite_template, tmp_path) -> Iterator[Mailings]:
     """An SQLite file for the dashboard's tests, written to as another operator would."""
-    store = Store(sqlite_url)
+    store = migrated_store(sqlite_url, sqlite_template)
     yield Mailings(store, tmp_path)
     store.dispose()
 

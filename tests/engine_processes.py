@@ -32,6 +32,9 @@ BEAT_SECONDS = LEASE_SECONDS / BEATS_PER_LEASE  # how often each engine beats an
 # takes it, and that beat's transaction has up to one more beat to commit (the engine's own
 # margin: it sends only until a lease minus a beat after it asked).
 TAKEOVER_SECONDS = LEASE_SECONDS + 2 * BEAT_SECONDS
+# A lock another process holds past the lease: twice it (as 10 s was twice the default
+# lease). Every engine's lease runs out under it, and nobody else can take the lease over.
+LOCK_PAST_THE_LEASE_SECONDS = 2 * LEASE_SECONDS
 
 
 def short_lease() -> dict[str, str]:
@@ -234,7 +237,9 @@ def registered_engines(store) -> list[EngineHeartbeat]:
     return [row for row in rows if row.claimant]
 
 
-def start_engines(engines, store, count: int, *options: str) -> list:
-    processes = [engines.start(*options) for _ in range(count)]
+def start_engines(engines, store, count: int, *options: str, lease: bool = False) -> list:
+    """``count`` engines with ``options``, once all are ready; with ``lease``, they take the
+    short lease."""
+    processes = [engines.start(*options, lease=lease) for _ in range(count)]
     wait_until(lambda: len(registered_engines(store)) == count, 20, f"{count} engines registered")
     return processes

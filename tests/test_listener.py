@@ -296,7 +296,9 @@ def test_engine_with_intake_sends_and_reads_the_bounces_in_one_process(
     engine = engines.start("--intake", f"maildir:{box}")
     bounce_back(run, store, relay, mailing_id, box, "person1@example.com")
     wait_until(lambda: mailing(store, mailing_id).bounced == 1, STARTING, what="the bounce")
-    assert os.listdir(box / "cur") and not os.listdir(box / "new")
+    # moved to cur/ once its effects are committed: just after the bounce is seen
+    wait_until(lambda: os.listdir(box / "cur"), STARTING, what="the bounce moved to cur/")
+    assert not os.listdir(box / "new")
     assert counters(run, mailing_id) == (2, 1, 1, 0, 0)
     assert children_of(engine.pid) == {}  # a thread of the engine, no process
     engine.send_signal(signal.SIGTERM)
