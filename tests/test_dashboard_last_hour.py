@@ -3,14 +3,16 @@ began draws it at once, the ETA comes from it, wide screens (160×45 and more) c
 sending mailing's hour, which narrower ones leave out, and the details show what came back
 minute by minute."""
 
+import asyncio
 from datetime import timedelta
 
+from textual.app import App
 from textual.widgets import Label, Sparkline
 
 from sendstatus_tui.core.model import send_minutes
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.tui.screens.detail import DetailScreen
-from sendstatus_tui.tui.widgets.throughput_charts import ChartLine
+from sendstatus_tui.tui.widgets.throughput_charts import ChartLine, ThroughputCharts
 
 from .helpers import FIXED_NOW, open_dashboard, press_on, scenario, settle, text_of
 
@@ -112,3 +114,24 @@ async def test_the_details_show_what_came_back_minute_by_minute(db):
         )
         per_minute = screen.query_one("#came-back", Sparkline)
         assert per_minute.display and list(per_minute.data or [])[-6:] == [2, 0, 0, 0, 2, 0]
+
+
+def test_the_charts_take_a_snapshot_before_they_are_composed():
+    """The first snapshot can reach the charts between their mount and their compose (a
+    dashboard opened wide): they show it instead of failing to find their note."""
+
+    class Host(App):
+        async def on_mount(self) -> None:
+            charts = ThroughputCharts(id="charts")
+            self.mount(charts)  # not awaited: composed later
+            charts.show([])
+            await asyncio.sleep(0)
+            self.shown = charts
+
+    async def run() -> None:
+        app = Host()
+        async with app.run_test(size=(200, 50)) as pilot:
+            await pilot.pause()
+            assert app.shown.query_one("#charts-empty").display
+
+    asyncio.run(run())

@@ -42,10 +42,15 @@ class ChartLine(Horizontal):
 
 
 class ThroughputCharts(Vertical):
-    """The lines, kept in step with Sending now's rows by mailing."""
+    """The lines, kept in step with Sending now's rows by mailing. Its note is made with
+    it, as a line's parts are: the first snapshot can come before it is composed."""
+
+    def __init__(self, *, id: str | None = None):  # noqa: A002  (Textual's name)
+        super().__init__(id=id)
+        self._nothing_sending = Static("nothing is sending", id="charts-empty")
 
     def compose(self) -> ComposeResult:
-        yield Static("nothing is sending", id="charts-empty")
+        yield self._nothing_sending
 
     def show(self, rows: list[Row]) -> None:
         lines = {line.id: line for line in self.query(ChartLine)}
@@ -58,4 +63,4 @@ class ThroughputCharts(Vertical):
                 lines[key].show(row)
             else:
                 self.mount(ChartLine(row))
-        self.query_one("#charts-empty").display = not rows
+        self._nothing_sending.display = not rows
