@@ -3,9 +3,7 @@ so that a downstream server can drop a duplicate sent after a crash.
 
 Building each message with ``email.message.EmailMessage`` costs about 1.7 ms, more than
 sending it; the MIME skeleton is therefore built once per mailing, and each message only
-fills in its values. The bodies' lines without a placeholder are encoded (quoted-printable)
-once per mailing too, and only the lines with one are encoded per message: quoted-printable
-starts afresh at each line break, so the result is the same bytes (a test compares them).
+fills in its values and encodes its bodies (quoted-printable, in C via binascii).
 A test parses the result with the ``email`` package to check it.
 """
 
@@ -20,13 +18,7 @@ from email.utils import formatdate, parseaddr
 from functools import cached_property
 from urllib.parse import quote
 
-from sendstatus_tui.core.importing.personalise import (
-    PLACEHOLDER,
-    Compiled,
-    compile_text,
-    fill,
-    placeholders,
-)
+from sendstatus_tui.core.importing.personalise import Compiled, compile_text, fill, placeholders
 from sendstatus_tui.core.model import unsubscribe
 from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing
@@ -93,15 +85,6 @@ class Template:
             return None if body is None else compile_text(body)
 
         return compile_text(self.subject), compiled(self.text_body), compiled(self.html_body)
-
-    @cached_property
-    def encoded_bodies(self) -> tuple["EncodedBody | None", "EncodedBody | None"]:
-        """The text and HTML bodies, their fixed lines encoded once per mailing."""
-
-        def encoded(body: str | None) -> EncodedBody | None:
-            return None if body is None else EncodedBody.of(body)
-
-        return encoded(self.text_body), encoded(self.html_body)
 
     @cached_property
     def from_header(self) -> bytes:
@@ -180,19 +163,18 @@ def render(
         *([] if test_to is not None else _feedback_headers(template, recipient_id)),
     ]
     parts = []
-    text_lines, html_lines = template.encoded_bodies
-    if text_lines is not None:
-        parts.append((b"text/plain", text_lines.encoded(values)))
-    if html_lines is not None:
+    if text_body is not None:
+        parts.append((b"text/plain", fill(text_body, values)))
+    if html_body is not None:
         escaped = {name: html.escape(value) for name, value in values.items()}
-        parts.append((b"text/html", html_lines.encoded(escaped)))
+        parts.append((b"text/html", fill(html_body, escaped)))
     if len(parts) == 1:
         (subtype, body) = parts[0]
-        return CRLF.join([*headers, *_part_headers(subtype), b"", body]) + CRLF
+        return CRLF.join([*headers, *_part_headers(subtype), b"", _encode(body)]) + CRLF
     boundary = template.boundary.encode()
     lines = [*headers, b'Content-Type: multipart/alternative; boundary="' + boundary + b'"', b""]
     for subtype, body in parts:
-        lines += [b"--" + boundary, *_part_headers(subtype), b"", body]
+        lines += [b"--" + boundary, *_part_headers(subtype), b"", _encode(body)]
     lines.append(b"--" + boundary + b"--")
     return CRLF.join(lines) + CRLF
 
@@ -251,52 +233,6 @@ def _part_headers(subtype: bytes) -> list[bytes]:
         b"Content-Type: " + subtype + b'; charset="utf-8"',
         b"Content-Transfer-Encoding: quoted-printable",
     ]
-
-
-@dataclass(frozen=True)
-class EncodedBody:
-    """A body as runs of lines: a run without placeholders already encoded (bytes), a run
-    with some compiled, to be filled and encoded per message. Each run ends at a line
-    break (but the last), where quoted-printable starts afresh."""
-
-    runs: tuple[bytes | Compiled, ...]
-    compiled: Compiled  # the whole body: for values that would change where lines break
-
-    @classmethod
-    def of(cls, body: str) -> "EncodedBody":
-        compiled = compile_text(body)
-        if "\r" in body:  # a CR changes how quoted-printable reads line breaks: whole
-            return cls((compiled,), compiled)
-        runs: list[bytes | Compiled] = []
-        fixed: list[str] = []
-        for line in body.split("\n"):
-            text = line + "\n"
-            if PLACEHOLDER.search(line):
-                if fixed:
-                    runs.append(_encode("".join(fixed)))
-                    fixed = []
-                runs.append(compile_text(text))
-            else:
-                fixed.append(text)
-        if fixed:
-            runs.append(_encode("".join(fixed)))
-        # the loop gave every line a break: the last one had none
-        last = runs[-1]
-        runs[-1] = last.removesuffix(CRLF) if isinstance(last, bytes) else _unbroken(last)
-        return cls(tuple(runs), compiled)
-
-    def encoded(self, values: dict[str, str]) -> bytes:
-        if any("\r" in value for value in values.values()):
-            return _encode(fill(self.compiled, values))
-        return b"".join(
-            run if isinstance(run, bytes) else _encode(fill(run, values)) for run in self.runs
-        )
-
-
-def _unbroken(compiled: Compiled) -> Compiled:
-    """``compiled`` without the line break added at its end."""
-    literals, names = compiled
-    return (*literals[:-1], literals[-1].removesuffix("\n")), names
 
 
 def _encode(body: str) -> bytes:
