@@ -201,6 +201,11 @@ class Webhook:
         self._thread.join(10)
 
 
+# The engine's telling, with real processes, runs on one database: the incidents it tells
+# are stored and read on both (TestIncidents), and no database changes how it tells them.
+ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def webhook():
     hook = Webhook().start()
@@ -232,6 +237,7 @@ def events_in(path) -> list[dict]:
 
 
 @pytest.mark.slow
+@ONE_DATABASE
 def test_an_alert_command_is_told_when_the_relay_is_down_and_when_it_is_back(
     store, make_mailing, engines, down_relay, run, tmp_path
 ):
@@ -259,6 +265,7 @@ def test_an_alert_command_is_told_when_the_relay_is_down_and_when_it_is_back(
 
 
 @pytest.mark.slow
+@ONE_DATABASE
 def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
     store, make_mailing, engines, down_relay, run, webhook, tmp_path
 ):
@@ -284,6 +291,7 @@ def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
 
 
 @pytest.mark.slow
+@ONE_DATABASE
 def test_an_engine_not_allowed_runs_no_alert_command_but_posts_to_the_webhook(
     store, make_mailing, engines, down_relay, run, webhook, tmp_path
 ):
