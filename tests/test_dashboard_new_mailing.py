@@ -56,6 +56,8 @@ async def _press_button(pilot, form: NewMailingForm, button_id: str) -> None:
     button = form.query_one(f"#{button_id}", Button)
     button.focus()
     await pilot.pause()
+    # a button ignores enter while it still shows its last press (Textual: 0.2 s)
+    await until(pilot, lambda: not button.has_class("-active"), f"{button_id} to take a press")
     await pilot.press("enter")
 
 
