@@ -6,12 +6,12 @@ that no ``sum()`` multiplies them). A mailing is a label only while it is sendin
 import logging
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from sendstatus_tui.core.reads.sending_figures import SendingFigures, sending_figures
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.engine.metrics import MetricsError, parse_address
+from sendstatus_tui.engine.metrics import serve_metrics
 from sendstatus_tui.errors import SendStatusError
 
 log = logging.getLogger("sendstatus.serve")
@@ -67,9 +67,4 @@ def serve_database_metrics(store: Store, address: str) -> None:
     """Serves the database's figures at ``address`` (HOST:PORT) on a thread of its own."""
     registry = CollectorRegistry()
     registry.register(DatabaseCollector(store))
-    host, port = parse_address(address)
-    try:
-        start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        raise MetricsError(f"--metrics {address}: cannot listen there ({exc})") from None
-    log.info("metrics at http://%s/metrics", address)
+    serve_metrics(registry, address)

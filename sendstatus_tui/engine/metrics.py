@@ -63,6 +63,17 @@ def worker_address(text: str, worker: int) -> str:
     return f"[{host}]:{port + worker}" if ":" in host else f"{host}:{port + worker}"
 
 
+def serve_metrics(registry: CollectorRegistry, address: str) -> None:
+    """Serves ``registry`` at http://``address``/metrics (HOST:PORT) on a thread of its
+    own; a port that cannot be listened on is one error."""
+    host, port = parse_address(address)
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise MetricsError(f"--metrics {address}: cannot listen there ({exc})") from None
+    log.info("metrics at http://%s/metrics", address)
+
+
 class NoMetrics:
     """An engine without ``--metrics``: nothing is counted."""
 
@@ -112,13 +123,7 @@ class EngineMetrics(NoMetrics):
         )
 
     def serve(self, address: str) -> None:
-        """Serves ``/metrics`` at ``address`` (HOST:PORT) on a thread of its own."""
-        host, port = parse_address(address)
-        try:
-            start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise MetricsError(f"--metrics {address}: cannot listen there ({exc})") from None
-        log.info("metrics at http://%s/metrics", address)
+        serve_metrics(self.registry, address)
 
     def recorded(self, outcomes: Iterable[Outcome]) -> None:
         for outcome in outcomes:
