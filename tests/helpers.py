@@ -7,6 +7,7 @@ imports another (nor conftest).
 import asyncio
 import contextlib
 import functools
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -404,3 +405,22 @@ def notifications(app) -> list[str]:
 
 def text_of(widget: Static) -> str:
     return str(widget.render())
+
+
+def free_port(count: int = 1) -> int:
+    """A loopback port from which ``count`` ports in a row are free now."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + count <= 65535 and all(_port_free(first + k) for k in range(count)):
+            return first
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -4,7 +4,6 @@ the sending."""
 
 import asyncio
 import json
-import socket
 import threading
 from datetime import UTC, timedelta
 
@@ -19,7 +18,7 @@ from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.views.activity import activity_line
 
 from .engine_processes import EngineProcesses
-from .helpers import act, mailing, wait_until
+from .helpers import act, free_port, mailing, wait_until
 
 RELAY_REPLY = "cannot reach smtp://127.0.0.1:2525: [Errno 111] Connection refused"
 
@@ -168,9 +167,7 @@ class Webhook:
 
     def __init__(self):
         self.events: list[dict] = []
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()

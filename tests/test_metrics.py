@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sendstatus_tui.core.model import lifecycle
 
 from .engine_processes import EngineProcesses
-from .helpers import act, mailing, wait_until
+from .helpers import act, free_port, mailing, wait_until
 from .smtp_relay import RelayScript
 
 pytestmark = pytest.mark.slow  # engine processes: run serially
@@ -34,25 +34,6 @@ def engines(db_url, refusing_relay, tmp_path):
     processes = EngineProcesses(db_url, refusing_relay.url, tmp_path)
     yield processes
     processes.stop_all()
-
-
-def free_port(count: int = 1) -> int:
-    """A port from which ``count`` ports in a row are free now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count <= 65535 and all(_free(first + k) for k in range(count)):
-            return first
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -17,15 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .helpers import mailing, wait_until
+from .helpers import free_port, mailing, wait_until
 
 URL_TEMPLATE = "https://shop.example.com/u/{unsubscribe_token}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
