@@ -356,15 +356,28 @@ def test_ls_json_area_filter_and_show(add, run):
 
 
 def test_ls_does_not_import_the_dashboard(tmp_path):
-    """`sendstatus ls` must start fast enough for a shell loop: no textual import."""
+    """`sendstatus ls` must start fast enough for a shell loop: no textual import, nor the
+    engine's scheduler, nor the HTTP client and server that only `serve` and a webhook
+    need."""
     code = (
         "import sys; from sendstatus_tui.cli.main import main;"
         f" main(['--db', 'sqlite:///{tmp_path}/s.db', 'ls']);"
-        " print('textual' in sys.modules, 'apscheduler' in sys.modules)"
+        " print([m for m in ('textual', 'apscheduler', 'aiohttp') if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == "False False"
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_an_engine_without_a_webhook_does_not_import_the_http_client():
+    """Every engine process starts without aiohttp (a third of a second) unless it posts."""
+    code = (
+        "import sys; import sendstatus_tui.cli.main, sendstatus_tui.engine.headless;"
+        " print('aiohttp' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "False"
 
 
 def test_the_installed_command_runs(tmp_path):

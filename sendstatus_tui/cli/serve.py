@@ -5,13 +5,11 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, CommandError, Context
-from sendstatus_tui.engine.database_metrics import serve_database_metrics
-from sendstatus_tui.engine.metrics import parse_address
-from sendstatus_tui.engine.serve import ListenError, parse_listen, serve
-from sendstatus_tui.engine.ses.endpoint import DEFAULT_PATH, SesOptions
+from sendstatus_tui.engine.ses import DEFAULT_PATH
 
 
 def register(commands: Any, context: Context) -> None:
@@ -60,6 +58,13 @@ def register(commands: Any, context: Context) -> None:
 
 
 def _serve(args: Any, context: Context) -> None:
+    # aiohttp and cryptography take a third of a second to import: only `serve` pays it,
+    # not every other command (and engine process) that builds this parser
+    from sendstatus_tui.engine.database_metrics import serve_database_metrics
+    from sendstatus_tui.engine.metrics import parse_address
+    from sendstatus_tui.engine.serve import ListenError, parse_listen, serve
+    from sendstatus_tui.engine.ses.endpoint import SesOptions
+
     try:
         listen = parse_listen(args.listen)
     except ListenError as exc:
@@ -79,14 +84,14 @@ def _serve(args: Any, context: Context) -> None:
     if args.metrics is not None:
         serve_database_metrics(store, args.metrics)
     try:
-        asyncio.run(_until_signalled(store, listen, ses))
+        asyncio.run(_until_signalled(lambda stop: serve(store, listen, stop, ses)))
     except OSError as exc:
         raise CommandError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
 
-async def _until_signalled(store: Any, listen: Any, ses: SesOptions) -> None:
+async def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await serve(store, listen, stop, ses)
+    await run(stop)

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import aiohttp
 from sqlmodel import Session
 
 from sendstatus_tui.core.coordination import incidents
@@ -128,6 +127,8 @@ class Alerting:
             log.error("%s: alert_command failed (exit %s) %s", what, process.returncode, said[0])
 
     async def _post(self, url: str, event: bytes, what: str) -> None:
+        import aiohttp  # a third of a second to import: paid by an engine only if it posts
+
         timeout = aiohttp.ClientTimeout(total=TELL_TIMEOUT_SECONDS)
         try:
             async with (

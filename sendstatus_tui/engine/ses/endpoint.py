@@ -25,6 +25,7 @@ from sendstatus_tui.core.feedback.effects import Applied, Outcome, apply
 from sendstatus_tui.core.model.feedback import Report
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.intake.run import Tally, guard_after
+from sendstatus_tui.engine.ses import DEFAULT_PATH
 from sendstatus_tui.engine.ses.notification import report_of
 from sendstatus_tui.engine.ses.sns import (
     NOTIFICATION,
@@ -40,7 +41,6 @@ from sendstatus_tui.engine.ses.sns import (
 
 log = logging.getLogger("sendstatus.serve")
 
-DEFAULT_PATH = "/ses"
 _MAX_BODY = 512 * 1024  # SNS messages are 256 KB at most
 
 
