@@ -22,6 +22,11 @@ Throughput, in interleaved rounds (the order alternates from round to round):
 - engine, one by one: the same with ``pipelining=off`` in the relay URL (``--no-one-by-one``
   leaves it out): pipelining must not be slower on loopback, where a round trip costs
   next to nothing.
+- smtp-source: Postfix's own C client, from the same package as the sink, with as many
+  sessions as the engine has connections, the same number of messages and their mean size
+  (``-d``: each session keeps its connection, as the engine's pool does). Timed from its
+  start to its exit; its processor time is the child's. Issue 22's aim: engine /
+  smtp-source 0.45 or better.
 - bare: the same N messages rendered beforehand with the engine's ``render``, then C
   coroutines, each with its own aiosmtplib connection, doing MAIL / RCPT / DATA in a loop
   over a shared iterator. Timed from connecting to the last message accepted.
@@ -65,6 +70,7 @@ import gc
 import json
 import os
 import pstats
+import resource
 import shutil
 import signal
 import statistics
@@ -92,7 +98,11 @@ from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smtp_sink import SmtpSink, find_smtp_sink  # noqa: E402  (a sibling script module)
+from smtp_sink import (  # noqa: E402  (a sibling script module)
+    SmtpSink,
+    find_smtp_sink,
+    smtp_source_beside,
+)
 
 if TYPE_CHECKING:
     from sendstatus_tui.engine.metrics import NoMetrics
@@ -357,7 +367,35 @@ def bare_run(
     return Run(seconds, len(messages), cpu_seconds)
 
 
-def throughput(args, sink: SmtpSink, workdir: Path) -> None:
+@dataclass
+class SmtpSource:
+    """Postfix's smtp-source, run against the sink."""
+
+    binary: Path
+    env: dict[str, str]
+
+    def run(self, sink: SmtpSink, count: int, sessions: int, size: int, sender: str) -> Run:
+        accepted_before = sink.accepted()
+        command = [str(self.binary), "-d", "-N", f"-s{sessions}", f"-m{count}", f"-l{size}"]
+        command += ["-f", sender, "-t", "reader@example.com", f"127.0.0.1:{sink.port}"]
+        cpu_before = _children_cpu()
+        started = time.perf_counter()
+        finished = subprocess.run(command, env=self.env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if finished.returncode != 0:
+            raise SystemExit(f"smtp-source failed: {finished.stderr.strip()}")
+        accepted = sink.accepted() - accepted_before
+        if accepted != count:
+            raise SystemExit(f"smtp-source: the sink accepted {accepted} of {count} messages")
+        return Run(seconds, count, _children_cpu() - cpu_before)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def throughput(args, sink: SmtpSink, workdir: Path, source: SmtpSource) -> None:
     print(
         f"throughput: {args.messages:,} messages, {args.connections} connections,"
         f" {args.rounds} rounds (engine: SQLite, batch size"
@@ -366,7 +404,7 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
     sender, messages = prerendered(args.messages)
     size = statistics.mean(len(m) for _, m in messages)
     print(f"  messages of {size:,.0f} bytes (text and HTML, quoted-printable)")
-    ratios, wire_ratios, cpu_ratios, one_by_one_ratios = [], [], [], []
+    ratios, wire_ratios, cpu_ratios, one_by_one_ratios, source_ratios = [], [], [], [], []
     for number in range(1, args.rounds + 1):
 
         def engine(number=number, relay_options="") -> Run:
@@ -392,10 +430,16 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
         def wire() -> Run:
             return bare_run(sink, sender, messages, args.connections, engine_wire=True)
 
+        def postfix() -> Run:
+            return source.run(sink, args.messages, args.connections, round(size), sender)
+
         if number % 2:
-            ours, unpipelined, baseline, same_wire = engine(), one_by_one(), bare(), wire()
+            ours, c_client = engine(), postfix()
+            unpipelined, baseline, same_wire = one_by_one(), bare(), wire()
         else:
-            same_wire, baseline, unpipelined, ours = wire(), bare(), one_by_one(), engine()
+            same_wire, baseline, unpipelined = wire(), bare(), one_by_one()
+            c_client, ours = postfix(), engine()
+        source_ratios.append(ours.rate / c_client.rate)
         ratios.append(ours.rate / baseline.rate)
         wire_ratios.append(ours.rate / same_wire.rate)
         cpu_ratios.append(baseline.cpu_per_message / ours.cpu_per_message)
@@ -409,6 +453,12 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
             f"   ratio {wire_ratios[-1]:.2f}",
             flush=True,
         )
+        print(
+            f"           smtp-source {c_client.rate:6,.0f} msg/s ({c_client.seconds:5.2f} s,"
+            f" {c_client.cpu_per_message * 1e6:4.0f} µs CPU/msg)"
+            f"   engine / smtp-source {source_ratios[-1]:.2f}",
+            flush=True,
+        )
         if unpipelined is not None:
             one_by_one_ratios.append(ours.rate / unpipelined.rate)
             print(
@@ -418,6 +468,10 @@ def throughput(args, sink: SmtpSink, workdir: Path) -> None:
                 flush=True,
             )
     print(f"  median ratio engine / bare: {statistics.median(ratios):.2f} (aim: 0.80 or better)")
+    print(
+        "  median ratio engine / smtp-source:"
+        f" {statistics.median(source_ratios):.2f} (aim: 0.45 or better)"
+    )
     print(
         "  median ratio engine / bare loop on the engine's own SMTP code (the cost of"
         f" database, rendering and pace alone): {statistics.median(wire_ratios):.2f}"
@@ -804,7 +858,7 @@ def main() -> None:
                 against(args, sink, workdir)
                 return
             if args.messages > 0:
-                throughput(args, sink, workdir)
+                throughput(args, sink, workdir, SmtpSource(smtp_source_beside(binary), env))
             if args.startup_recipients > 0:
                 startup(args, sink, workdir)
         finally:

@@ -75,6 +75,15 @@ def _fetch_postfix(directory: Path) -> None:
         raise SinkUnavailable(f"the postfix package has no {_BINARY}")
 
 
+def smtp_source_beside(sink_binary: Path) -> Path:
+    """Postfix's ``smtp-source`` (a C client: N parallel sessions sending fixed-size
+    messages), from the same package as ``sink_binary``; it runs in the sink's environment."""
+    source = sink_binary.with_name("smtp-source")
+    if not source.is_file():
+        raise SinkUnavailable(f"no smtp-source beside {sink_binary}")
+    return source
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
