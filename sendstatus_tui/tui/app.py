@@ -43,6 +43,7 @@ from sendstatus_tui.core.model import audit, lifecycle
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.model.when import to_zone, zone, zone_label
+from sendstatus_tui.core.model.window import waits_for_window
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.send_test import RelayForTests
 from sendstatus_tui.engine.thread import EngineThread
@@ -299,7 +300,11 @@ class SendStatusApp(App):
         speed; as much as fits, what matters least left out first (views/header.py)."""
         sending = snapshot.rows[Area.NOW]
         # what the engine last noted is stale while none runs: the relay's state is unknown
-        noted = (row.waiting_reason for row in sending if row.waiting_reason)
+        noted = (
+            row.waiting_reason
+            for row in sending
+            if row.waiting_reason and not waits_for_window(row.waiting_reason)
+        )
         trouble = next(noted, None) if snapshot.engine_holder else None
         if trouble is None:
             self._relay_down_since = None

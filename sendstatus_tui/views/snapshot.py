@@ -17,6 +17,7 @@ from sendstatus_tui.core.coordination import heartbeats, lease
 from sendstatus_tui.core.model import guard, settings
 from sendstatus_tui.core.model.models import AuditEntry
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
+from sendstatus_tui.core.model.window import waits_for_window
 from sendstatus_tui.core.reads import activity
 from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.reads.listing import list_pane_rows
@@ -200,7 +201,9 @@ def read_snapshot(
         cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
         blinks = area == Area.NOW and cells[3] == STARTING_UP
         slow = since is not None and now - since > SLOW_START
-        flagged = area == Area.NOW and (not active_holder or bool(mailing.waiting_reason) or slow)
+        # a relay's trouble is flagged; waiting for its window is the plan
+        trouble = bool(mailing.waiting_reason) and not waits_for_window(mailing.waiting_reason)
+        flagged = area == Area.NOW and (not active_holder or trouble or slow)
         rows[area].append(
             Row(
                 mailing.id,

@@ -175,6 +175,11 @@ def stored_window(text: str | None) -> Window | None:
     return None if text is None else parse_window(text)
 
 
+def waits_for_window(reason: str | None) -> bool:
+    """Whether a mailing's waiting reason is its window (not a relay's trouble)."""
+    return reason == OUTSIDE_WINDOW
+
+
 def _split_zone(text: str) -> tuple[str, str | None]:
     """(the days and hours, the zone named at the end or None)."""
     head, _, last = text.rpartition(" ")
