@@ -277,13 +277,15 @@ def per_minute(speed: float | None) -> str:
     return f"{speed * 60:,.0f}/min" if speed else ""
 
 
-def eta(remaining: int, speed: float | None, window: str | None, now: datetime) -> str:
-    """How long until the rest is sent at ``speed`` (messages per second), counting only
-    the open hours of its sending ``window`` (as stored) from ``now`` on."""
+def eta(
+    remaining: int, speed: float | None, window: str | None = None, now: datetime | None = None
+) -> str:
+    """How long until the rest is sent at ``speed`` (messages per second); with its sending
+    ``window`` (as stored) and ``now``, counting only the window's open hours from now on."""
     if not speed or not remaining:
         return ""
     work = remaining / speed
     sending_window = stored_window(window)
-    if sending_window is not None:
+    if sending_window is not None and now is not None:
         work = (sending_window.after_open_time(now, work) - now).total_seconds()
     return countdown(timedelta(seconds=work)).removeprefix("in ")
