@@ -47,6 +47,7 @@ class Row:
     state_reason: str | None = None  # why it is parked (stopped, by whom: the guard)
     # what is sending: messages per minute over the last hour, oldest first
     chart: tuple[int, ...] = ()
+    window: str | None = None  # the days and hours it may send in (to schedule again)
 
     @property
     def key(self) -> str:
@@ -221,6 +222,7 @@ def read_snapshot(
                 else Alarm.NONE,
                 mailing.state_reason,
                 chart,
+                mailing.window,
             )
         )
     stalls.forget_except({row.mailing_id for row in rows[Area.NOW]})
