@@ -20,7 +20,7 @@ from sendstatus_tui.core.model.when import (
     parse_when,
     zone_label,
 )
-from sendstatus_tui.core.model.window import EXAMPLE, parse_window
+from sendstatus_tui.core.model.window import parse_window
 from sendstatus_tui.errors import SendStatusError
 from sendstatus_tui.views.cells import quoted
 
@@ -73,7 +73,7 @@ class ScheduleModal(ModalScreen[Scheduled | None]):
             yield Static(f"Date and time in {self._zone} ({ACCEPTED_FORMS})")
             yield Input(value=self._initial, placeholder="YYYY-MM-DD HH:MM", id="when")
             yield Static("", id="feedback")
-            yield Static(f"Sending window (empty: any hour), e.g. {EXAMPLE}")
+            yield Static("Sending window, e.g. Mon-Fri 09:00-18:00 (empty: any hour)")
             yield Input(value=self._initial_window, placeholder="any hour", id="window")
             yield Static("", id="window-feedback")
             with Horizontal():
