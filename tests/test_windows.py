@@ -16,8 +16,10 @@ import pytest
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.states import Area, State
 from sendstatus_tui.core.model.window import DAY_NAMES, OUTSIDE_WINDOW, parse_window
+from sendstatus_tui.core.reads.details import read_details
 from sendstatus_tui.core.reads.listing import list_pane_rows
 from sendstatus_tui.views.cells import eta, now_status
+from sendstatus_tui.views.details import show_text
 from sendstatus_tui.views.panes import pane_cells
 
 from .helpers import FAST, act, assert_stays, mailing, wait_until, write_file
@@ -249,6 +251,10 @@ def test_the_row_tells_when_the_window_opens_in_the_readers_zone(store, make_mai
     assert now_status(pane_row, ZoneInfo("America/New_York"), now, True) == (
         "window opens Mon 03:00"
     )
+    with store.read() as session:
+        shown_text = show_text(read_details(session, lifecycle.get(session, mailing_id), now), UTC)
+    assert "  Window:         Mon-Fri 09:00-18:00 Europe/Rome" in shown_text
+    assert "  Waiting:        window opens Mon 08:00 (2030-03-04 08:00 UTC)" in shown_text
 
 
 def test_the_eta_counts_only_open_hours():
