@@ -19,6 +19,7 @@ engine that stalled and wakes up neither sends nor records what the leader hande
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -624,11 +625,10 @@ class Engine:
             if not claim.batch:  # all in flight elsewhere, or deferred until their retry
                 await self._pause(min(1.0, self.settings.retry_base.total_seconds()))
                 continue
-            closes = claim.window_closes
             outcomes, trouble = await self.sender.send(
                 template,
                 claim.batch,
-                lambda: self._may_hand_over(mailing_id, claimant, closes),  # noqa: B023  sent before the loop goes on
+                functools.partial(self._may_hand_over, mailing_id, claimant, claim.window_closes),
                 stopping,
                 claim.slots,
             )
@@ -708,7 +708,8 @@ class Engine:
             self._waiting.add(mailing_id)
         while not self._draining and not stopping.is_set():
             left = (opens - utc_now()).total_seconds()
-            if left <= 0:
+            if left <= 0:  # open: the row no longer says it waits
+                await self._clear_waiting(None, mailing_id, claimant)
                 return
             # a minute at most: the wall clock may be set meanwhile
             with contextlib.suppress(TimeoutError):
