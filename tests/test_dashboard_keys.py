@@ -4,7 +4,7 @@ DATABASE after the keys were pressed and the modals answered."""
 from datetime import UTC, datetime
 
 import pytest
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.states import Area, Mode, State
@@ -234,3 +234,33 @@ async def test_actions_menu_delete(db):
         await until(pilot, lambda: db.get(doomed) is None, "deletion")
         await settle(pilot)
         assert app.dashboard.table(Area.STANDBY).mailing_ids == []
+
+
+@scenario
+async def test_t_offers_the_sending_window_prefilled_with_the_mailings_own(db):
+    parked = db.add("Spring sale")
+    db.do(lifecycle.set_window, parked, "Sat 10:00-13:00 Europe/Rome")
+    async with open_dashboard(db.store) as (app, pilot):
+        modal = await press_on(pilot, parked, "t", ScheduleModal)
+        window = modal.query_one("#window", Input)
+        assert window.value == "Sat 10:00-13:00 Europe/Rome"
+        await pilot.press(*"2030-03-04 15:30")
+        # a window that ends before it starts: said at once, and nothing can be scheduled
+        window.value = "Mon-Fri 18:00-09:00"
+        await pilot.pause()
+        feedback = text_of(modal.query_one("#window-feedback", Static))
+        assert "'18:00-09:00' ends before it starts" in feedback
+        assert modal.query_one("#schedule", Button).disabled
+        # one without a zone is read in the dashboard's
+        window.value = "Mon-Fri 09:00-18:00"
+        await pilot.pause()
+        assert text_of(modal.query_one("#window-feedback", Static)) == (
+            "sends only Mon-Fri 09:00-18:00 Europe/Rome"
+        )
+        await pilot.click("#schedule")
+        await settle(pilot)
+        mailing = db.get(parked)
+        assert (mailing.state, mailing.window) == (
+            State.SCHEDULED,
+            "Mon-Fri 09:00-18:00 Europe/Rome",
+        )

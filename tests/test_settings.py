@@ -45,6 +45,7 @@ def test_a_setting_is_stored_read_and_removed(config):
         "guard_hard_bounces": None,
         "guard_complaints": None,
         "guard_refusals": None,
+        "window": None,
         "alert_command": None,
         "alert_webhook": None,
         "alert_relay_down": None,

@@ -31,6 +31,10 @@ ALLOWED = {
     (Action.MOVE, S.QUEUED): S.QUEUED,
     (Action.RETRY, S.COMPLETED): S.STANDBY,  # its failed recipients back to pending
     (Action.RETRY, S.STANDBY): S.STANDBY,  # a stopped one's
+    # a window is given with a send choice, before it sends (issue 20)
+    (Action.SET_WINDOW, S.STANDBY): S.STANDBY,
+    (Action.SET_WINDOW, S.SCHEDULED): S.SCHEDULED,
+    (Action.SET_WINDOW, S.QUEUED): S.QUEUED,
     (Action.TIME_ARRIVED, S.SCHEDULED): S.STARTING,
     (Action.PROMOTE, S.QUEUED): S.STARTING,
     (Action.PREPARED, S.STARTING): S.SENDING,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session
 
 from sendstatus_tui import config
-from sendstatus_tui.cli import after_send
+from sendstatus_tui.cli import after_send, windows
 from sendstatus_tui.cli.context import Access, CommandError, Context, counted, mailing_id
 from sendstatus_tui.cli.planning import enqueued_message
 from sendstatus_tui.core.importing.copying import copy_mailing
@@ -65,6 +65,7 @@ def register(commands: Any, context: Context) -> None:
         metavar="ADDR",
         help="unsubscribe address for List-Unsubscribe; default: `config get unsubscribe_mailto`",
     )
+    windows.add_option(add)
     add.add_argument("--yes", action="store_true", help="confirm without asking")
     add.set_defaults(run=lambda args: _add(args, context))
     copy = mailing_commands.add_parser(
@@ -96,7 +97,12 @@ def _copy(args: Any, context: Context) -> None:
 def _add(args: Any, context: Context) -> None:
     draft = draft_from_files(args.name, args.subject, args.sender, args.text, args.html)
     draft = dataclasses.replace(
-        draft, unsubscribe_url=args.unsubscribe_url, unsubscribe_mailto=args.unsubscribe_mailto
+        draft,
+        unsubscribe_url=args.unsubscribe_url,
+        unsubscribe_mailto=args.unsubscribe_mailto,
+        # the zone it is planned in: a window that names none is read in it
+        window=args.window,
+        zone_name=config.zone_name(args.tz),
     )
     when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
     store = context.store(args, Access.CREATE)
@@ -137,7 +143,10 @@ def _add(args: Any, context: Context) -> None:
             raise CommandError(f"not confirmed; mailing {mailing.id} stays parked") from None
         with store.write() as session:
             outcome = _plan(args, session, mailing.id, when)
-    print(f"mailing {mailing.id} {mailing.name!r} created with {report.counted()}; {outcome}")
+    print(
+        f"mailing {mailing.id} {mailing.name!r} created with {report.counted()}; {outcome}"
+        + windows.described(mailing.window)
+    )
     if report.skipped:
         print(f"warning: skipped {counted(len(report.skipped), 'invalid row')}:", file=sys.stderr)
         print_row_errors(report.skipped)

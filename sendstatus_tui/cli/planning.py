@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sendstatus_tui import config
-from sendstatus_tui.cli import after_send
+from sendstatus_tui.cli import after_send, windows
 from sendstatus_tui.cli.context import Access, Context, mailing_id
 from sendstatus_tui.core.model import guard, lifecycle
 from sendstatus_tui.core.model.models import Mailing
@@ -20,6 +20,7 @@ def register(commands: Any, context: Context) -> None:
     send_now = commands.add_parser("send-now", parents=[common], help="send a mailing now")
     send_now.add_argument("id", type=mailing_id)
     send_now.add_argument("--yes", action="store_true", help="confirm without asking")
+    windows.add_option(send_now)
     send_now.set_defaults(run=lambda args: _send_now(args, context))
 
     schedule = commands.add_parser(
@@ -30,6 +31,7 @@ def register(commands: Any, context: Context) -> None:
     when.add_argument("--at", metavar="WHEN", help="'YYYY-MM-DD HH:MM' (or ISO 8601)")
     when.add_argument("--sequential", action="store_true", help="append to the sequential queue")
     schedule.add_argument("--yes", action="store_true", help="confirm without asking")
+    windows.add_option(schedule)
     schedule.set_defaults(run=lambda args: _schedule(args, context))
 
     stop = commands.add_parser("stop", parents=[common], help="stop and park a mailing")
@@ -69,36 +71,48 @@ def _send_now(args: Any, context: Context) -> None:
     with context.store(args, Access.CHANGE).read() as session:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.SEND_NOW, mailing.id)  # refuse before asking
+        window = windows.stored(args, mailing.scheduled_zone) if windows.given(args) else None
         after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
     with context.store(args, Access.CHANGE).write() as session:
+        if windows.given(args):
+            lifecycle.set_window(session, args.id, window)
         mailing = lifecycle.send_now(session, args.id)
-    print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)")
+    described = windows.described(mailing.window)
+    print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up){described}")
 
 
 def _schedule(args: Any, context: Context) -> None:
     store = context.store(args, Access.CHANGE)
     if args.at:
         when = parse_when(args.at, config.zone_name(args.tz))
+        typed_in = typed_zone(args.at, config.zone_name(args.tz))
         with store.read() as session:
             mailing = lifecycle.get(session, args.id)
             next_state(mailing.state, Action.SCHEDULE_AT, mailing.id)  # refuse before asking
+            window = windows.stored(args, typed_in) if windows.given(args) else None
             after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
         with store.write() as session:
-            typed_in = typed_zone(args.at, config.zone_name(args.tz))
+            if windows.given(args):
+                lifecycle.set_window(session, args.id, window)
             mailing = lifecycle.schedule_at(session, args.id, when, zone_name=typed_in)
         local = format_named(when, context.zone(args))
-        print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}")
+        described = windows.described(mailing.window)
+        print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}{described}")
         return
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
+        window = windows.stored(args, mailing.scheduled_zone) if windows.given(args) else None
         after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
         context.confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
     with store.write() as session:
-        outcome = enqueued_message(lifecycle.enqueue(session, args.id))
+        if windows.given(args):
+            lifecycle.set_window(session, args.id, window)
+        enqueued = lifecycle.enqueue(session, args.id)
+        outcome = enqueued_message(enqueued) + windows.described(enqueued.mailing.window)
     print(f"mailing {args.id} {mailing.name!r}: {outcome}")
 
 

@@ -19,7 +19,9 @@ engine that stalled and wakes up neither sends nor records what the leader hande
 
 import asyncio
 import contextlib
+import functools
 import logging
+import math
 import os
 import socket
 import time
@@ -40,6 +42,7 @@ from sendstatus_tui.core.importing import drafts
 from sendstatus_tui.core.model import guard, lifecycle, send_minutes, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State, TransitionRefused
+from sendstatus_tui.core.model.window import OUTSIDE_WINDOW, stored_window
 from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
 from sendstatus_tui.engine.alerting import Alerting
 from sendstatus_tui.engine.cap import EngineCap
@@ -90,6 +93,10 @@ class Claim:
     done: bool = False
     finished: bool = False  # nothing remains: to be completed
     not_before: float | None = None  # no send slot is due yet: claim again then
+    # outside its sending window: nothing is claimed until it opens then
+    window_opens: datetime | None = None
+    # inside it: no message of the batch goes to the relay from then on (epoch seconds)
+    window_closes: float = math.inf
 
 
 class Engine:
@@ -556,11 +563,13 @@ class Engine:
     def _stopping(self, mailing_id: int) -> asyncio.Event:
         return self._stops.setdefault(mailing_id, asyncio.Event())
 
-    def _may_hand_over(self, mailing_id: int, claimant: str) -> bool:
-        """A message may go to the relay: neither stopped nor draining, and the claims still
-        surely this engine's."""
+    def _may_hand_over(self, mailing_id: int, claimant: str, window_closes: float) -> bool:
+        """A message may go to the relay: neither stopped nor draining, the claims still
+        surely this engine's, and its sending window not closed since the claim (what is
+        already in the relay's hands then finishes; the rest goes back to pending)."""
         return (
-            not self._draining
+            time.time() < window_closes
+            and not self._draining
             and not self._stopping(mailing_id).is_set()
             and claimant == self.claimant
             and time.monotonic() < self._send_deadline
@@ -607,6 +616,9 @@ class Engine:
                 return
             if claim.done:
                 return
+            if claim.window_opens is not None:
+                await self._outside_window(mailing_id, claim.window_opens, stopping, claimant)
+                continue
             if claim.not_before is not None:
                 await self._until_due(mailing_id, claim.not_before, stopping)
                 continue
@@ -616,7 +628,7 @@ class Engine:
             outcomes, trouble = await self.sender.send(
                 template,
                 claim.batch,
-                lambda: self._may_hand_over(mailing_id, claimant),
+                functools.partial(self._may_hand_over, mailing_id, claimant, claim.window_closes),
                 stopping,
                 claim.slots,
             )
@@ -641,6 +653,10 @@ class Engine:
         mailing = deliveries.mailing(session, mailing_id)
         if mailing is None or mailing.state != State.SENDING:
             return Claim([], done=True)  # stopped by an operator
+        sending_window, now = stored_window(mailing.window), utc_now()
+        if sending_window is not None and not sending_window.is_open(now) and mailing.remaining:
+            return Claim([], window_opens=sending_window.next_opening(now))
+        closes = sending_window.next_close(now) if sending_window is not None else None
         contracted = shared_rate.contracted(session)
         if contracted and (due := shared_rate.due(session, contracted, mailing_id)) > time.time():
             return Claim([], not_before=due)
@@ -653,7 +669,7 @@ class Engine:
                 if contracted
                 else None
             )
-            return Claim(batch, slots)
+            return Claim(batch, slots, window_closes=closes.timestamp() if closes else math.inf)
         if mailing.remaining:
             return Claim([])
         # completed in a transaction of its own, which takes the transitions lock first:
@@ -678,6 +694,26 @@ class Engine:
             return  # the next round tries again
         if completed:  # else completed by another engine first, stopped, retried, deleted
             log.info("mailing %s: completed", mailing_id)
+
+    async def _outside_window(
+        self, mailing_id: int, opens: datetime, stopping: asyncio.Event, claimant: str
+    ) -> None:
+        """Outside its sending window: its row says when the window opens, and nothing is
+        claimed until then (or a stop)."""
+        if mailing_id not in self._waiting:
+            log.info("mailing %s: outside its sending window until %s", mailing_id, opens)
+        if await self._step(
+            None, deliveries.show_waiting, mailing_id, OUTSIDE_WINDOW, opens, claimant=claimant
+        ):
+            self._waiting.add(mailing_id)
+        while not self._draining and not stopping.is_set():
+            left = (opens - utc_now()).total_seconds()
+            if left <= 0:  # open: the row no longer says it waits
+                await self._clear_waiting(None, mailing_id, claimant)
+                return
+            # a minute at most: the wall clock may be set meanwhile
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), min(left, 60.0))
 
     async def _until_due(self, mailing_id: int, not_before: float, stopping: asyncio.Event) -> None:
         """Waits for the next send slot of the rate, looking again at the rate and the

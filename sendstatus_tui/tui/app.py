@@ -39,10 +39,11 @@ from sendstatus_tui.core.importing.recipients import (
     RecipientsRefused,
     reported_rows,
 )
-from sendstatus_tui.core.model import audit, lifecycle
+from sendstatus_tui.core.model import audit, lifecycle, settings
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.model.when import to_zone, zone, zone_label
+from sendstatus_tui.core.model.window import waits_for_window
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.send_test import RelayForTests
 from sendstatus_tui.engine.thread import EngineThread
@@ -54,6 +55,7 @@ from sendstatus_tui.tui.screens.help import HelpScreen
 from sendstatus_tui.tui.screens.mailing_actions import DashboardSettings, Operation
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm, NewMailingRequest
 from sendstatus_tui.tui.screens.preview import PreviewScreen
+from sendstatus_tui.tui.screens.schedule import Scheduled, schedule_in_window
 from sendstatus_tui.tui.trouble import (
     Trouble,
     guarded,
@@ -299,7 +301,11 @@ class SendStatusApp(App):
         speed; as much as fits, what matters least left out first (views/header.py)."""
         sending = snapshot.rows[Area.NOW]
         # what the engine last noted is stale while none runs: the relay's state is unknown
-        noted = (row.waiting_reason for row in sending if row.waiting_reason)
+        noted = (
+            row.waiting_reason
+            for row in sending
+            if row.waiting_reason and not waits_for_window(row.waiting_reason)
+        )
         trouble = next(noted, None) if snapshot.engine_holder else None
         if trouble is None:
             self._relay_down_since = None
@@ -426,10 +432,13 @@ class SendStatusApp(App):
             return
         if not await self._previewed(form, request):
             return
-        when = None
+        scheduled: Scheduled | None = None
         if request.choice == "schedule":
-            when = await self.push_screen_wait(self.dashboard.schedule_modal(request.name))
-            declined = when is None
+            default_window = await asyncio.to_thread(self._default_window)
+            scheduled = await self.push_screen_wait(
+                self.dashboard.schedule_modal(request.name, window=default_window)
+            )
+            declined = scheduled is None
         elif request.choice == "sequential":
             declined = not await self.dashboard.confirm_sequential(request.name)
         else:
@@ -438,7 +447,7 @@ class SendStatusApp(App):
             form.show_errors({})
             return
         try:
-            mailing_id, imported = await asyncio.to_thread(self._create, request, when)
+            mailing_id, imported = await asyncio.to_thread(self._create, request, scheduled)
         except DraftRefused as refusal:
             form.show_error(refusal.field, str(refusal).split(": ", 1)[-1])
             return
@@ -500,8 +509,13 @@ class SendStatusApp(App):
             return False
         return True
 
+    def _default_window(self) -> str | None:
+        """The window a new mailing gets (``config set window``)."""
+        with self.store.read() as session:
+            return settings.read(session, "window")
+
     def _create(
-        self, request: NewMailingRequest, when: datetime | None
+        self, request: NewMailingRequest, scheduled: Scheduled | None
     ) -> tuple[int, ImportReport]:
         assert request.recipients_path is not None  # form_problems made sure
         draft = _draft_of(request)
@@ -512,9 +526,9 @@ class SendStatusApp(App):
             if request.choice == "now":
                 lifecycle.send_now(session, mailing.id)
             elif request.choice == "schedule":
-                assert when is not None
-                lifecycle.schedule_at(
-                    session, mailing.id, when, self.clock(), zone_name=zone_label(self.zone)
+                assert scheduled is not None
+                schedule_in_window(
+                    session, mailing.id, scheduled, self.clock(), zone_name=zone_label(self.zone)
                 )
             elif request.choice == "sequential":
                 lifecycle.enqueue(session, mailing.id)

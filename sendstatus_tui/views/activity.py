@@ -23,6 +23,7 @@ VERBS = {
     Change.DELETED: "deleted",
     Change.RETRIED: "retried",
     Change.SETTING: "set",
+    Change.WINDOW: "window set",
     Change.STARTED: "started",
     Change.PROMOTED: "promoted",
     Change.INTERRUPTED: "interrupted",

@@ -15,6 +15,7 @@ from sendstatus_tui.core.model.when import (
     zone_label,
 )
 from sendstatus_tui.core.model.when import zone as named_zone
+from sendstatus_tui.core.model.window import stored_window, waits_for_window
 
 STARTING_UP = "starting up"
 NONE_YET = "—"
@@ -149,11 +150,21 @@ def sent_of_total(mailing: Planned) -> str:
 def start_date(mailing: Planned, zone: tzinfo) -> str:
     """When it started, or "starting up" while it is being prepared, or what the engine
     waits for when something keeps it from starting or sending (a relay that is down)."""
+    if waits_for_window(mailing.waiting_reason):
+        return window_opens(mailing.waiting_until, zone)
     if mailing.waiting_reason and mailing.state in (State.STARTING, State.SENDING):
         return f"waiting: {mailing.waiting_reason}"
     if mailing.state == State.STARTING:
         return STARTING_UP
     return format_local(mailing.started_at, zone)
+
+
+def window_opens(until: datetime | None, zone: tzinfo) -> str:
+    """A mailing outside its sending window, e.g. "window opens Mon 09:00" (within a week,
+    in the reader's zone). The one place this text is made."""
+    if until is None:
+        return "outside its window"
+    return f"window opens {to_zone(until, zone):%a %H:%M}"
 
 
 def relay_trouble(reason: str) -> str:
@@ -178,6 +189,8 @@ def now_status(
     how long when it takes more than a minute)."""
     if not engine_running:
         return PAUSED_NO_ENGINE
+    if waits_for_window(mailing.waiting_reason):
+        return window_opens(mailing.waiting_until, zone)
     if mailing.waiting_reason:
         until = mailing.waiting_until
         retry = f"retry {clock_time(until, zone)}" if until and until > now else "retrying"
@@ -264,7 +277,15 @@ def per_minute(speed: float | None) -> str:
     return f"{speed * 60:,.0f}/min" if speed else ""
 
 
-def eta(remaining: int, speed: float | None) -> str:
+def eta(
+    remaining: int, speed: float | None, window: str | None = None, now: datetime | None = None
+) -> str:
+    """How long until the rest is sent at ``speed`` (messages per second); with its sending
+    ``window`` (as stored) and ``now``, counting only the window's open hours from now on."""
     if not speed or not remaining:
         return ""
-    return countdown(timedelta(seconds=remaining / speed)).removeprefix("in ")
+    work = remaining / speed
+    sending_window = stored_window(window)
+    if sending_window is not None and now is not None:
+        work = (sending_window.after_open_time(now, work) - now).total_seconds()
+    return countdown(timedelta(seconds=work)).removeprefix("in ")

@@ -4,8 +4,10 @@ both from a MailingDetails and the shared cells."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.when import format_named, zone_label
+from sendstatus_tui.core.model.window import waits_for_window
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.failed import FailedRecipient
 from sendstatus_tui.core.reads.throughput import CHART_MINUTES
@@ -19,6 +21,7 @@ from sendstatus_tui.views.cells import (
     per_minute,
     share_of,
     state_shown,
+    window_opens,
 )
 
 
@@ -48,6 +51,8 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     if details.scheduled_at:
         typed = as_planned(details.scheduled_at, details.scheduled_zone, zone)
         lines.append(f"  {'Scheduled at:':16}{format_named(details.scheduled_at, zone)}{typed}")
+    if details.window:
+        lines.append(f"  {'Window:':16}{details.window}")
     for label, when in (("Started", details.started_at), ("Finished", details.finished_at)):
         if when:
             lines.append(f"  {label + ':':16}{format_named(when, zone)}")
@@ -83,7 +88,9 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             + (f" ({number(more)} more: sendstatus failed {details.id})" if more else "")
         )
         lines += [f"    {failed_line(row)}" for row in details.first_failed]
-    if details.waiting_reason:
+    if waits_for_window(details.waiting_reason):
+        lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
+    elif details.waiting_reason:
         retry = details.waiting_until
         until = f"; retry at {format_named(retry, zone)}" if retry else ""
         lines.append(f"  {'Waiting:':16}{details.waiting_reason}{until}")
@@ -102,7 +109,7 @@ def speed_now(details: MailingDetails) -> str:
     """e.g. "1,200/min now, done in 12m 30s"; "nothing goes out now"."""
     if not details.speed:
         return "nothing goes out now"
-    left = eta(details.remaining, details.speed)
+    left = eta(details.remaining, details.speed, details.window, details.read_at or utc_now())
     return f"{per_minute(details.speed)} now" + (f", done in {left}" if left else "")
 
 
@@ -217,6 +224,7 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         f"    Scheduled {moment(details.scheduled_at, zone)}",
         f"Finished     {moment(details.finished_at, zone):<16}    (times in {zone_label(zone)})",
         *planned_in(details, zone),
+        *([f"Window       {details.window}"] if details.window else []),
         f"Recipients   {number(details.total)}: {number(details.sent)} sent,"
         f" {number(details.remaining)} remaining, {number(details.deferred)} deferred"
         " (retrying)",
@@ -305,7 +313,12 @@ FAILURE_CLASS_NAMES = {
 
 
 def waiting(details: MailingDetails, zone: tzinfo) -> str:
-    """What keeps the engine from sending it, and when it tries again."""
+    """What keeps the engine from sending it, and when it tries again (or, outside its
+    window, when the window opens)."""
+    if waits_for_window(details.waiting_reason):
+        opens = details.waiting_until
+        when = f" ({format_named(opens, zone)})" if opens else ""
+        return f"{window_opens(opens, zone)}{when}"
     retry = f"; retry at {moment(details.waiting_until, zone)}" if details.waiting_until else ""
     return f"{details.waiting_reason}{retry}"
 
@@ -313,6 +326,7 @@ def waiting(details: MailingDetails, zone: tzinfo) -> str:
 def errors_text(details: MailingDetails) -> str:
     """The last errors, the relay's own first while the engine waits for it (a relay it
     cannot reach fails no recipient, but is the error the operator needs)."""
-    relay = [f"relay: {details.waiting_reason}"] if details.waiting_reason else []
+    relay_trouble = details.waiting_reason and not waits_for_window(details.waiting_reason)
+    relay = [f"relay: {details.waiting_reason}"] if relay_trouble else []
     lines = relay + [error_line(error) for error in details.last_errors]
     return "\n".join(lines) or "none"

@@ -83,7 +83,7 @@ def _row(
             sent_of_total(m),
             number(m.failed),
             per_minute(speed),
-            eta(m.remaining, speed),
+            eta(m.remaining, speed, m.window, now),
         )
     if area == Area.SCHEDULED:
         planned = planned_for(m, zone) + as_planned(m.scheduled_at, m.scheduled_zone, zone)

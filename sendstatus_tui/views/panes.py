@@ -94,7 +94,7 @@ def pane_cells(
             sent_of_total(m),
             failed_cell(m.sent, m.failed, m.bounced + m.blocked, m.complained),
             per_minute(speed),
-            eta(m.remaining, speed),
+            eta(m.remaining, speed, m.window, now),
         )
     if area == Area.SCHEDULED:
         return (

@@ -17,6 +17,7 @@ from sendstatus_tui.core.coordination import heartbeats, lease
 from sendstatus_tui.core.model import guard, settings
 from sendstatus_tui.core.model.models import AuditEntry
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
+from sendstatus_tui.core.model.window import waits_for_window
 from sendstatus_tui.core.reads import activity
 from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.reads.listing import list_pane_rows
@@ -46,6 +47,7 @@ class Row:
     state_reason: str | None = None  # why it is parked (stopped, by whom: the guard)
     # what is sending: messages per minute over the last hour, oldest first
     chart: tuple[int, ...] = ()
+    window: str | None = None  # the days and hours it may send in (to schedule again)
 
     @property
     def key(self) -> str:
@@ -200,7 +202,9 @@ def read_snapshot(
         cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
         blinks = area == Area.NOW and cells[3] == STARTING_UP
         slow = since is not None and now - since > SLOW_START
-        flagged = area == Area.NOW and (not active_holder or bool(mailing.waiting_reason) or slow)
+        # a relay's trouble is flagged; waiting for its window is the plan
+        trouble = bool(mailing.waiting_reason) and not waits_for_window(mailing.waiting_reason)
+        flagged = area == Area.NOW and (not active_holder or trouble or slow)
         rows[area].append(
             Row(
                 mailing.id,
@@ -218,6 +222,7 @@ def read_snapshot(
                 else Alarm.NONE,
                 mailing.state_reason,
                 chart,
+                mailing.window,
             )
         )
     stalls.forget_except({row.mailing_id for row in rows[Area.NOW]})

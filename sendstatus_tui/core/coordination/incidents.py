@@ -18,6 +18,7 @@ from sendstatus_tui.core.model import audit, settings
 from sendstatus_tui.core.model.guard import is_guard_stop
 from sendstatus_tui.core.model.models import AlertIncident, Mailing
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.model.window import waits_for_window
 
 RELAY_DOWN, STALLED, GUARD_STOP, ENGINE_LOST, COMPLETED = (
     "relay_down",
@@ -94,7 +95,7 @@ def troubles(session: Session, now: datetime, progress: Progress) -> list[Troubl
     found: list[Trouble] = []
     sending = session.exec(select(Mailing).where(col(Mailing.state).in_(SENDING))).all()
     for mailing in sending:
-        if mailing.waiting_reason:
+        if mailing.waiting_reason and not waits_for_window(mailing.waiting_reason):
             found.append(
                 Trouble(
                     f"{RELAY_DOWN}:{mailing.id}",

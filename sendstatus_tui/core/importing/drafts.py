@@ -15,7 +15,7 @@ from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing.personalise import placeholders
 from sendstatus_tui.core.importing.recipients import ImportReport, OneTransaction, import_recipients
-from sendstatus_tui.core.model import audit, settings, unsubscribe
+from sendstatus_tui.core.model import audit, settings, unsubscribe, window
 from sendstatus_tui.core.model.addresses import InvalidAddress, normalize_address, with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.states import State
@@ -50,6 +50,10 @@ class MailingDraft:
     # List-Unsubscribe; when absent, the database's defaults (``config set unsubscribe_url``)
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    # its sending window as typed ("always": none); None: the database's default (``config
+    # set window``); read in ``zone_name``, the zone it is planned in, unless it names one
+    window: str | None = None
+    zone_name: str | None = None
 
 
 def draft_from_files(
@@ -80,6 +84,7 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
         html_body=draft.html_body,
         unsubscribe_url=_checked_setting("unsubscribe-url", draft.unsubscribe_url),
         unsubscribe_mailto=_checked_setting("unsubscribe-mailto", draft.unsubscribe_mailto),
+        window=_checked_window(draft.window, draft.zone_name),
     )
 
 
@@ -127,6 +132,17 @@ def draft_problems(
     if "text" not in problems and "html" not in problems and not any(bodies):
         problems["text"] = NO_BODY
     return problems
+
+
+def _checked_window(text: str | None, zone_name: str | None) -> str | None:
+    """The window as stored (naming its zone), ALWAYS, or None for the default."""
+    if text is None:
+        return None
+    try:
+        parsed = window.parse_window(text, zone_name)
+    except SendStatusError as exc:
+        raise DraftRefused("window", str(exc)) from None
+    return window.ALWAYS if parsed is None else parsed.text
 
 
 def _checked_setting(field: str, value: str | None) -> str | None:
@@ -256,11 +272,20 @@ def _new_mailing(session: Session, draft: MailingDraft, *, importing: bool) -> M
         state_reason=DECIDED_LATER,
         unsubscribe_url=draft.unsubscribe_url or settings.read(session, "unsubscribe_url"),
         unsubscribe_mailto=draft.unsubscribe_mailto or settings.read(session, "unsubscribe_mailto"),
+        window=_window_of(session, draft),
         importing=importing,
     )
     session.add(mailing)
     session.flush()
     return mailing
+
+
+def _window_of(session: Session, draft: MailingDraft) -> str | None:
+    """The new mailing's window: the draft's, else the database's default (copied: a later
+    change of the default leaves it as it is)."""
+    if draft.window == window.ALWAYS:
+        return None
+    return draft.window or settings.read(session, "window")
 
 
 def _complete(

@@ -43,6 +43,7 @@ class Change(StrEnum):
     DELETED = "deleted"
     RETRIED = "retried"
     SETTING = "setting"
+    WINDOW = "window"  # a mailing's sending window changed
     STARTED = "started"  # its scheduled time came
     PROMOTED = "promoted"  # head of the sequential queue, into Sending now
     INTERRUPTED = "interrupted"

@@ -153,6 +153,19 @@ def enqueue(
     return Enqueued(mailing, position, promoted=False)
 
 
+def set_window(
+    session: Session, mailing_id: int, window: str | None, *, actor: Actor | None = None
+) -> Mailing:
+    """Gives a mailing the sending window ``window`` (as stored: core/model/window.py; None:
+    any hour), before it is sent or scheduled: a mailing sending keeps the window it has."""
+    mailing = get_for_update(session, mailing_id)
+    next_state(mailing.state, Action.SET_WINDOW, mailing_id)
+    if mailing.window != window:
+        mailing.window = window
+        audit.record(session, Change.WINDOW, mailing, window or "always", actor=actor)
+    return mailing
+
+
 def stop(
     session: Session,
     mailing_id: int,

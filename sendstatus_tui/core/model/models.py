@@ -102,6 +102,9 @@ class Mailing(SQLModel, table=True):
     scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # the zone the scheduled time was typed in (Europe/Rome), shown beside each reader's
     scheduled_zone: str | None = Field(default=None, sa_type=sa.String(64))
+    # the days and hours it may send in, naming its zone (core/model/window.py): "Mon-Fri
+    # 09:00-18:00 Europe/Rome"; None: any hour
+    window: str | None = Field(default=None, sa_type=sa.Text)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

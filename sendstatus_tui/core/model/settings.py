@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, select
 
+from sendstatus_tui import config
+from sendstatus_tui.core.model import window
 from sendstatus_tui.core.model.addresses import normalize_address
 from sendstatus_tui.core.model.models import Setting, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
@@ -90,6 +92,15 @@ def _web_url(value: str) -> str:
     return value.strip()
 
 
+def _window(value: str) -> str:
+    """A sending window, stored naming its zone: one that names none is read in the
+    operator's (SENDSTATUS_TZ, else the system's)."""
+    parsed = window.parse_window(value, config.zone_name(None))
+    if parsed is None:
+        raise SettingError(f"{value!r}: for no default window, `config unset window`")
+    return parsed.text
+
+
 DURATION_UNITS = {"s": 1, "min": 60, "h": 3600}  # ``min``, not ``m``: months or minutes?
 
 
@@ -169,6 +180,12 @@ KEYS: dict[str, Known] = {
         "the guard stops a sending mailing when the relay refused more than this share of"
         " its last 5,000 recipients tried (once 200 were tried): 20% (the default), or off",
         _share_or_off,
+    ),
+    "window": Known(
+        "the sending window new mailings get: the days and hours they may send in, e.g."
+        f" '{window.EXAMPLE}' (24:00 allowed; without a zone, the operator's); outside it"
+        " nothing goes out",
+        _window,
     ),
     "alert_command": Known(
         "a command run for each alert, given the alert as JSON on its stdin (killed after"

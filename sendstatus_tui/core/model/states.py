@@ -48,6 +48,7 @@ class Action(StrEnum):
     DELETE = "delete"
     MOVE = "move"
     RETRY = "retry"  # the failed recipients back to pending
+    SET_WINDOW = "set-window"  # with a send choice: the days and hours it may send in
     # what the engine (or the queue) does
     TIME_ARRIVED = "time-arrived"
     PROMOTE = "promote"
@@ -90,6 +91,12 @@ TRANSITIONS: dict[Action, dict[State, State | None]] = {
     Action.MOVE: {State.QUEUED: State.QUEUED},
     # from STANDBY: a stopped (or interrupted) mailing; it stays parked, to be sent again
     Action.RETRY: {State.COMPLETED: State.STANDBY, State.STANDBY: State.STANDBY},
+    # before it sends: a mailing sending keeps its window (stop it to change it)
+    Action.SET_WINDOW: {
+        State.STANDBY: State.STANDBY,
+        State.SCHEDULED: State.SCHEDULED,
+        State.QUEUED: State.QUEUED,
+    },
     Action.TIME_ARRIVED: {State.SCHEDULED: State.STARTING},
     Action.PROMOTE: {State.QUEUED: State.STARTING},
     Action.PREPARED: {State.STARTING: State.SENDING},
@@ -115,6 +122,7 @@ _VERB = {
     Action.DELETE: "delete",
     Action.MOVE: "move in the queue",
     Action.RETRY: "retry the failed recipients of",
+    Action.SET_WINDOW: "change the sending window of",
     Action.TIME_ARRIVED: "start at its time",
     Action.PROMOTE: "promote",
     Action.PREPARED: "start sending",
@@ -123,7 +131,10 @@ _VERB = {
 }
 # the action as the subject of "... applies to a mailing that is ...", where its verb
 # phrase does not read as one
-_RULE = {Action.RETRY: "retrying the failed recipients"}
+_RULE = {
+    Action.RETRY: "retrying the failed recipients",
+    Action.SET_WINDOW: "changing the sending window",
+}
 
 
 class TransitionRefused(SendStatusError):

@@ -83,6 +83,7 @@ class MailingDetails:
     complained: int = 0
     unsubscribed: int = 0
     scheduled_zone: str | None = None  # the zone its scheduled time was typed in
+    window: str | None = None  # the days and hours it may send in, naming their zone
     # its stored minutes of the last day, and its speed now (messages per second, only
     # while it is sending: a stopped mailing has no current rate)
     throughput: Throughput = Throughput()

@@ -30,6 +30,8 @@ class Summarised(Protocol):
     @property
     def scheduled_zone(self) -> str | None: ...
     @property
+    def window(self) -> str | None: ...
+    @property
     def started_at(self) -> datetime | None: ...
     @property
     def finished_at(self) -> datetime | None: ...
@@ -100,6 +102,7 @@ class PaneMailing(NamedTuple):
     bounced: int = 0
     blocked: int = 0
     complained: int = 0
+    window: str | None = None  # the days and hours it may send in (core/model/window.py)
 
     @property
     def remaining(self) -> int:
@@ -126,6 +129,7 @@ _PANE_COLUMNS = (
     col(Mailing.bounced),
     col(Mailing.blocked),
     col(Mailing.complained),
+    col(Mailing.window),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -175,6 +179,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             bounced,
             blocked,
             complained,
+            window,
         )
         for (
             id_,
@@ -195,6 +200,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             bounced,
             blocked,
             complained,
+            window,
         ) in json.loads(text)
     ]
 
@@ -230,6 +236,7 @@ def summary(mailing: Summarised) -> dict[str, str | int | None]:
         "position": mailing.position,
         "scheduled_at": iso(mailing.scheduled_at),
         "scheduled_zone": mailing.scheduled_zone,
+        "window": mailing.window,
         "started_at": iso(mailing.started_at),
         "finished_at": iso(mailing.finished_at),
         "total": mailing.total,

@@ -34,7 +34,7 @@ from sendstatus_tui.tui.screens.engines import EnginesScreen
 from sendstatus_tui.tui.screens.mailing_actions import DashboardSettings, MailingActions
 from sendstatus_tui.tui.screens.new_mailing import NewMailingForm
 from sendstatus_tui.tui.screens.palette import DashboardCommands
-from sendstatus_tui.tui.screens.schedule import ScheduleModal
+from sendstatus_tui.tui.screens.schedule import Scheduled, ScheduleModal, schedule_in_window
 from sendstatus_tui.tui.trouble import (
     guarded,
 )
@@ -342,7 +342,7 @@ class DashboardScreen(MailingActions):
     async def action_schedule(self) -> None:
         row = self.selected()
         if row is not None and await self.confirm_after_guard(row):
-            self.schedule(row.mailing_id, row.name, row.scheduled_at)
+            self.schedule(row.mailing_id, row.name, row.scheduled_at, row.window)
 
     async def confirm_after_guard(self, row: Row) -> bool:
         """A mailing the guard stopped: says why, and asks before sending it again (as the
@@ -358,25 +358,39 @@ class DashboardScreen(MailingActions):
         )
         return confirmed
 
-    def schedule(self, mailing_id: int, name: str, current: datetime | None = None) -> None:
-        def chosen(when: datetime | None) -> None:
-            if when is not None:
+    def schedule(
+        self,
+        mailing_id: int,
+        name: str,
+        current: datetime | None = None,
+        window: str | None = None,
+    ) -> None:
+        def chosen(scheduled: Scheduled | None) -> None:
+            if scheduled is not None:
                 now = self.settings.clock()
                 self._operate(
                     f"{name}: scheduled",
-                    functools.partial(lifecycle.schedule_at, zone_name=zone_label(self.zone)),
+                    functools.partial(schedule_in_window, zone_name=zone_label(self.zone)),
                     mailing_id,
-                    when,
+                    scheduled,
                     now,
                 )
 
-        self.app.push_screen(self.schedule_modal(name, current), chosen)
+        self.app.push_screen(self.schedule_modal(name, current, window), chosen)
 
-    def schedule_modal(self, name: str, current: datetime | None = None) -> ScheduleModal:
-        """The date-and-time dialog, holding ``current`` (a reschedule's time) to edit."""
+    def schedule_modal(
+        self, name: str, current: datetime | None = None, window: str | None = None
+    ) -> ScheduleModal:
+        """The date-and-time dialog, holding ``current`` (a reschedule's time) and the
+        mailing's ``window`` to edit."""
         initial = format_local(current, self.zone) if current else ""
         return ScheduleModal(
-            name, self.zone, self.settings.zone_name, self.settings.clock, initial=initial
+            name,
+            self.zone,
+            self.settings.zone_name,
+            self.settings.clock,
+            initial=initial,
+            window=window,
         )
 
     @guarded(group="actions")
