@@ -95,7 +95,7 @@ def apply_all(
     for report, ids in zip(reports, matched, strict=True):
         applied.append(_apply_one(session, report, ids, mailings, recipients, kept, batch, now))
     if batch.suppress:
-        suppression.add_entries(session, batch.suppress)
+        suppression.add_uncounted(session, batch.suppress)
     session.flush()
     if batch.rows:
         session.execute(sa.insert(Feedback), batch.rows)
@@ -176,8 +176,7 @@ def _apply_one(
             why = f"recipient {recipient_id} had bounced already: no effect"
         return Applied(Outcome.NO_EFFECT, why, mailing_id, recipient_id)
     row["counted"] = True
-    mailing.updated_at = now
-    session.add(mailing)
+    mailing.updated_at = now  # the mailing is this session's (locked): flushed with it
     outcome = Outcome.RECORDED if report.verdict == Verdict.SOFT else Outcome.COUNTED
     return Applied(outcome, report.why, mailing_id, recipient_id)
 

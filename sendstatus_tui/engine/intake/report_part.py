@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from email.message import Message
 from email.policy import compat32
+from email.utils import collapse_rfc2231_value
 from typing import NamedTuple
 
 # as the feedparser's: a header line, a continuation or a Unix "From " line
@@ -52,8 +53,8 @@ def report_part(data: bytes) -> ReportPart | None:
         headers = _message_of(lines[:body])
         if headers.get_content_type() != "multipart/report":
             return None
-        report_type = str(headers.get_param("report-type", "") or "").lower()
-        wanted, boundary = _REPORT_TYPES.get(report_type), headers.get_boundary()
+        report_type, boundary = _params(headers)
+        wanted = _REPORT_TYPES.get(report_type)
         if wanted is None or boundary is None:
             return None
         if body < len(lines) and lines[body] in _BLANK:
@@ -74,6 +75,19 @@ def report_part(data: bytes) -> ReportPart | None:
     except _Unusual:
         return None
     return None
+
+
+def _params(headers: Message) -> tuple[str, str | None]:
+    """The report type (lower case) and the boundary, as ``get_param("report-type")`` and
+    ``get_boundary()`` give them, from one reading of the Content-Type's parameters."""
+    report_type, boundary = None, None
+    for name, value in headers.get_params([]):
+        name = name.lower()
+        if name == "report-type" and report_type is None:
+            report_type = str(value or "").lower()
+        elif name == "boundary" and boundary is None:
+            boundary = collapse_rfc2231_value(value).rstrip()
+    return report_type or "", boundary
 
 
 def _header_end(lines: list[str], start: int) -> int:
