@@ -239,41 +239,35 @@ def _recipients(session: Session, ids: list[int]) -> dict[int, _Recipient]:
     """The recipients, locked (after their mailings)."""
     if not ids:
         return {}
-    table = Recipient.__table__.c  # type: ignore[attr-defined]
     statement = (
-        sa.select(table.id, table.mailing_id, table.email, table.status, table.failure_class)
-        .where(table.id.in_(sorted(set(ids))))
+        sa.select(
+            col(Recipient.id),
+            col(Recipient.mailing_id),
+            col(Recipient.email),
+            col(Recipient.status),
+            col(Recipient.failure_class),
+        )
+        .where(col(Recipient.id).in_(sorted(set(ids))))
         .with_for_update()
     )
     return {row.id: _Recipient(*row) for row in session.execute(statement)}
 
 
 def _write_recipients(session: Session, changed: list[_Recipient]) -> None:
-    """The batch's changes to its recipients, in one statement."""
-    if not changed:
-        return
-    table = Recipient.__table__  # type: ignore[attr-defined]
-    statement = (
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("recipient_id"))
-        .values(
-            status=sa.bindparam("new_status"),
-            failure_class=sa.bindparam("new_failure_class"),
-            last_reply=sa.bindparam("new_last_reply"),
+    """The batch's changes to its recipients, in one statement (by primary key)."""
+    if changed:
+        session.execute(
+            sa.update(Recipient),
+            [
+                {
+                    "id": r.id,
+                    "status": r.status,
+                    "failure_class": r.failure_class,
+                    "last_reply": r.last_reply,
+                }
+                for r in changed
+            ],
         )
-    )
-    session.execute(
-        statement,
-        [
-            {
-                "recipient_id": r.id,
-                "new_status": r.status,
-                "new_failure_class": r.failure_class,
-                "new_last_reply": r.last_reply,
-            }
-            for r in changed
-        ],
-    )
 
 
 def _kept(session: Session, reports: list[Report], matched: list[_Ids]) -> set[str]:
