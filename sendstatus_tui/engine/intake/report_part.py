@@ -3,9 +3,9 @@ or ``message/feedback-report``) and the message's headers, read from its lines w
 parsing the whole message: the lines are split at the boundary, and the header sections
 read, as the ``email`` package's feedparser splits and reads them (its ``compat32`` policy
 makes each header). What it gives is what ``email.message_from_bytes`` gives for the same
-message (tests/test_feedback.py compares them).
+message (tests/test_report_part.py compares them).
 
-A parse of the whole message costs several times as much: every part is parsed, the
+A parse of the whole message costs over twice as much: every part is parsed, the
 returned original too, and the boundary's pattern is compiled for each message (each has
 a boundary of its own, so the ``re`` module's cache never holds it).
 
