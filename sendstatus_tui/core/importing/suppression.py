@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
@@ -71,6 +72,29 @@ def add_entries(session: Session, pairs: Iterable[tuple[str, str | None]]) -> Ad
         session.execute(sa.insert(Suppression), new[start : start + _BATCH])
     result.added = len(new)
     return result
+
+
+def add_uncounted(session: Session, pairs: Iterable[tuple[str, str | None]]) -> None:
+    """Puts (address, reason) pairs on the list as ``add_entries`` does (the invalid ones
+    left out), without telling how many were new: one statement per _BATCH, with no read
+    before it (the intake suppresses a batch of bounces at once)."""
+    wanted: dict[str, tuple[str, str | None]] = {}
+    for text, reason in pairs:
+        try:
+            address, key = checked_address(text.strip())
+        except InvalidAddress:
+            continue
+        wanted.setdefault(key, (address, reason))  # the first of two spellings, as add_entries
+    now = utc_now()
+    rows = [
+        {"mailbox": key, "address": address, "reason": reason, "created_at": now}
+        for key, (address, reason) in wanted.items()
+    ]
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    # those on the list before stay as they are
+    statement = insert(Suppression).on_conflict_do_nothing(index_elements=["mailbox"])
+    for start in range(0, len(rows), _BATCH):
+        session.execute(statement, rows[start : start + _BATCH])
 
 
 def remove(session: Session, addresses: Iterable[str]) -> tuple[int, list[str]]:

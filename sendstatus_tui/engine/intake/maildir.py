@@ -12,6 +12,8 @@ from sendstatus_tui.engine.intake.source import MAX_READ, Incoming, SourceError
 class MaildirSource:
     def __init__(self, directory: Path):
         self.directory = directory.expanduser()
+        # as strings: a Path made for each message costs more than the rename
+        self._new, self._cur = str(self.directory / "new"), str(self.directory / "cur")
 
     @property
     def name(self) -> str:
@@ -27,7 +29,7 @@ class MaildirSource:
             raise SourceError(f"{self.name}: cannot read {new}: {exc.strerror or exc}") from None
         for name in names:
             try:
-                with open(new / name, "rb") as stream:
+                with open(os.path.join(self._new, name), "rb") as stream:
                     data = stream.read(MAX_READ + 1)
             except FileNotFoundError:
                 continue  # another intake took it meanwhile
@@ -41,7 +43,7 @@ class MaildirSource:
         # the maildir convention: info ":2," with S (seen) once read
         base = message.ref.split(":", 1)[0]
         try:
-            os.rename(self.directory / "new" / message.ref, self.directory / "cur" / f"{base}:2,S")
+            os.rename(os.path.join(self._new, message.ref), os.path.join(self._cur, f"{base}:2,S"))
         except FileNotFoundError:
             return False
         return True

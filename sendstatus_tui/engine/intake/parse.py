@@ -26,6 +26,7 @@ from sendstatus_tui.core.model.feedback import (
     status_of,
 )
 from sendstatus_tui.core.model.verp import MAX_CODE, RECIPIENT_HEADER, code_in
+from sendstatus_tui.engine.intake.report_part import ReportPart, report_part
 
 # the headers naming where a message was delivered (a local MTA adds the first two)
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
@@ -41,7 +42,9 @@ def parse(data: bytes, envelope_to: str | None = None, truncated: bool = False) 
     """The report ``data`` (a whole message, or its first bytes) is."""
     basis = "sha256:" + hashlib.sha256(data).hexdigest()
     try:
-        message = email.message_from_bytes(data)
+        report = _report_part(data)
+        # the headers alone, else the whole message
+        message = report.headers if report is not None else email.message_from_bytes(data)
         message_id = " ".join(str(message.get("Message-ID", "")).split())
         if message_id:
             basis = f"message-id:{message_id}"
@@ -49,7 +52,7 @@ def parse(data: bytes, envelope_to: str | None = None, truncated: bool = False) 
         header_codes = tuple(
             dict.fromkeys(m.decode("ascii").lower() for m in _SIGNED.findall(data))
         )
-        found = _what_it_is(message)
+        found = _report_fields(report) if report is not None else _what_it_is(message)
     except Exception as exc:  # noqa: BLE001  malformed MIME, a detector's surprise: never fatal
         why = f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
         return Report(Verdict.NOT_A_BOUNCE, basis, why=why)
@@ -66,6 +69,22 @@ def _return_codes(message: Message, envelope_to: str | None) -> tuple[str, ...]:
             # the codes of the VERP addresses in it: "+CODE@" (the intake verifies them)
             codes += [code.lower() for code in _VERP_CODE.findall(str(value))]
     return tuple(dict.fromkeys(code for code in codes if code))
+
+
+def _report_part(data: bytes) -> ReportPart | None:
+    """The report part of a plain multipart/report (report_part.py); None for any other
+    message, or one that reading only its report part fails on: then the whole is parsed,
+    and fails or not as it does."""
+    try:
+        return report_part(data)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _report_fields(report: ReportPart) -> dict[str, Any]:
+    if report.content_type == "message/delivery-status":
+        return _dsn_fields(report.blocks)
+    return _arf_fields(report.blocks)
 
 
 def _what_it_is(message: Message) -> dict[str, Any]:
@@ -113,7 +132,10 @@ def _typed(value: str | None) -> str | None:
 
 def _dsn(message: Message) -> dict[str, Any]:
     part = next(p for p in message.walk() if p.get_content_type() == "message/delivery-status")
-    blocks = _blocks(part)
+    return _dsn_fields(_blocks(part))
+
+
+def _dsn_fields(blocks: list[Message]) -> dict[str, Any]:
     if not blocks:
         return {"verdict": Verdict.NOT_A_BOUNCE, "why": "a DSN without fields"}
     per_message, recipients = blocks[0], blocks[1:] or blocks[:1]
@@ -138,7 +160,10 @@ def _dsn(message: Message) -> dict[str, Any]:
 
 def _arf(message: Message) -> dict[str, Any]:
     part = next(p for p in message.walk() if p.get_content_type() == "message/feedback-report")
-    fields = _blocks(part)
+    return _arf_fields(_blocks(part))
+
+
+def _arf_fields(fields: list[Message]) -> dict[str, Any]:
     feedback_type = (_field(fields[0], "Feedback-Type") or "").lower() if fields else ""
     if feedback_type not in COMPLAINT_TYPES:
         return {
