@@ -65,6 +65,12 @@ def register(commands: Any, context: Context) -> None:
         metavar="ADDR",
         help="unsubscribe address for List-Unsubscribe; default: `config get unsubscribe_mailto`",
     )
+    add.add_argument(
+        "--relay",
+        metavar="NAME[,NAME]",
+        help="the relays it goes through (see `sendstatus relay ls`); default: every relay"
+        " that exists when each message goes out",
+    )
     add.add_argument("--yes", action="store_true", help="confirm without asking")
     add.set_defaults(run=lambda args: _add(args, context))
     copy = mailing_commands.add_parser(
@@ -96,7 +102,10 @@ def _copy(args: Any, context: Context) -> None:
 def _add(args: Any, context: Context) -> None:
     draft = draft_from_files(args.name, args.subject, args.sender, args.text, args.html)
     draft = dataclasses.replace(
-        draft, unsubscribe_url=args.unsubscribe_url, unsubscribe_mailto=args.unsubscribe_mailto
+        draft,
+        unsubscribe_url=args.unsubscribe_url,
+        unsubscribe_mailto=args.unsubscribe_mailto,
+        relays=args.relay,
     )
     when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
     store = context.store(args, Access.CREATE)

@@ -109,6 +109,7 @@ def _new_copy(session: Session, source: Mailing, name: str) -> Mailing:
         state_reason=DECIDED_LATER,
         unsubscribe_url=source.unsubscribe_url,
         unsubscribe_mailto=source.unsubscribe_mailto,
+        relays=source.relays,
         importing=True,  # hidden until its recipients are all in
     )
     session.add(copy)

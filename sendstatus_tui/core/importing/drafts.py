@@ -15,7 +15,7 @@ from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing.personalise import placeholders
 from sendstatus_tui.core.importing.recipients import ImportReport, OneTransaction, import_recipients
-from sendstatus_tui.core.model import audit, settings, unsubscribe
+from sendstatus_tui.core.model import audit, relays, settings, unsubscribe
 from sendstatus_tui.core.model.addresses import InvalidAddress, normalize_address, with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.states import State
@@ -50,6 +50,8 @@ class MailingDraft:
     # List-Unsubscribe; when absent, the database's defaults (``config set unsubscribe_url``)
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    # the relays it goes through, e.g. "main,backup"; None: every relay (core/model/relays.py)
+    relays: str | None = None
 
 
 def draft_from_files(
@@ -80,6 +82,7 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
         html_body=draft.html_body,
         unsubscribe_url=_checked_setting("unsubscribe-url", draft.unsubscribe_url),
         unsubscribe_mailto=_checked_setting("unsubscribe-mailto", draft.unsubscribe_mailto),
+        relays=draft.relays,  # checked against the stored relays when it is created
     )
 
 
@@ -257,10 +260,18 @@ def _new_mailing(session: Session, draft: MailingDraft, *, importing: bool) -> M
         unsubscribe_url=draft.unsubscribe_url or settings.read(session, "unsubscribe_url"),
         unsubscribe_mailto=draft.unsubscribe_mailto or settings.read(session, "unsubscribe_mailto"),
         importing=importing,
+        relays=None if draft.relays is None else _checked_relays(session, draft.relays),
     )
     session.add(mailing)
     session.flush()
     return mailing
+
+
+def _checked_relays(session: Session, text: str) -> str:
+    try:
+        return relays.checked_names(session, text)
+    except relays.RelaySettingError as exc:
+        raise DraftRefused("relay", str(exc)) from None
 
 
 def _complete(
