@@ -132,7 +132,9 @@ def test_a_relay_killed_mid_send_loses_nobody_and_takes_its_share_back(
     assert main(["--db", store.url, "relay", "ls"]) == 0
     listed = capsys.readouterr().out
     assert "killed = " in listed and f"down for {engine.engine.holder.split(':')[0]}" in listed
-    assert "survivor = " in listed and "survivor = smtp" in listed.split("\n")[1]
+    assert listed.splitlines()[1].endswith("; up")  # the survivor
+    assert main(["--db", store.url, "engines"]) == 0
+    assert "; relay killed down since " in capsys.readouterr().out
     before = len(survivor.recipients())
     wait_until(lambda: len(survivor.recipients()) > before + 150, what="the survivor takes it all")
     killed.start()

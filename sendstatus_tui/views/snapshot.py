@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from sqlmodel import Session
 
-from sendstatus_tui.core.coordination import heartbeats, lease
+from sendstatus_tui.core.coordination import heartbeats, lease, relay_breakers
 from sendstatus_tui.core.model import guard, settings
 from sendstatus_tui.core.model.models import AuditEntry
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
@@ -65,6 +65,8 @@ class Snapshot:
     activity: list[AuditEntry] | None = None
     # completed mailings with bounces or complaints new since the last read
     came_back: list[CameBack] = field(default_factory=list)
+    # the relays some running engine finds down, and since when (the earliest)
+    relays_down: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def on_screen(self) -> set[int]:
@@ -173,6 +175,7 @@ def read_snapshot(
         holder = lease.current(session)
         rate = settings.read(session, "rate")
         beats = heartbeats.engines(session)
+        breakers = relay_breakers.breakers(session)
         complaint_limit = guard.share_of(session, guard.COMPLAINTS)
         sending_ids = [m.id for m in mailings if m.state == State.SENDING]
         throughputs = read_throughput(session, sending_ids, last_hour_since(now))
@@ -221,7 +224,11 @@ def read_snapshot(
             )
         )
     stalls.forget_except({row.mailing_id for row in rows[Area.NOW]})
-    return Snapshot(rows, active_holder, now, rate, running, news, today, came_back)
+    relays_down: dict[str, datetime] = {}
+    for breaker in breakers:  # the oldest first
+        if breaker.engine_id not in lost:
+            relays_down.setdefault(breaker.relay, breaker.down_since)
+    return Snapshot(rows, active_holder, now, rate, running, news, today, came_back, relays_down)
 
 
 def _read_changes(
