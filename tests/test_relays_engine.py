@@ -184,3 +184,20 @@ def test_unusable_credentials_leave_the_relay_out_and_say_so(
     assert Counter(good.recipients()) and unusable.recipients() == []
     wait_until(lambda: "half" in downs(store), timeout=5, what="the relay shown left out")
     assert "SENDSTATUS_RELAY_HALF_PASSWORD" in downs(store)["half"]
+
+
+@pytest.mark.slow
+def test_a_relays_rate_is_shared_by_every_engine(store, make_mailing, relays, stored_engine):
+    """Two engines, one relay at 20/s: together they send to it no faster (the database's
+    rate is unlimited here, and neither engine has a cap of its own)."""
+    paced = relays()
+    add_relay(store, "paced", paced, rate="20/s")
+    stored_engine(), stored_engine()
+    mailing_id = send(store, make_mailing, 60)
+    completed(store, mailing_id)
+    times = sorted(received.at for received in paced.received)
+    assert len(times) == 60
+    # 60 slots 1/20 s apart span 2.95 s; a block of slots is reserved half a second ahead
+    assert times[-1] - times[0] >= 59 / 20 - 0.5
+    for first, later in zip(times, times[30:], strict=False):  # any 30 in a row
+        assert later - first >= 30 / 20 - 0.5

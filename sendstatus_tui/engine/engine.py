@@ -117,7 +117,11 @@ class Engine:
         what it does (``engine --metrics``)."""
         self.store = store
         self.db = EngineDatabase(store)
-        self.routes = Routes(transport, probe_cap_seconds=settings.relay_retry_max_seconds)
+        self.routes = Routes(
+            transport,
+            probe_cap_seconds=settings.relay_retry_max_seconds,
+            reserve=self._reserve_relay_slots,
+        )
         self._relays_read = 0.0  # monotonic time the stored relays were last read
         self.settings = settings
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -745,6 +749,14 @@ class Engine:
         if used < slots.count:
             with contextlib.suppress(StoreError):
                 await self.db.write(lambda session: shared_rate.release(session, slots, used))
+
+    async def _reserve_relay_slots(
+        self, relay: str, per_second: float, count: int
+    ) -> ReservedSlots:
+        """Send slots of a relay's own rate, shared with every engine (shared_rate.py)."""
+        return await self.db.write(
+            lambda session: shared_rate.reserve_for_relay(session, relay, count, per_second)
+        )
 
     def _lane_size(self, contracted: float | None) -> int:
         """What one lane claims: the lanes of a mailing together have at most batch_size

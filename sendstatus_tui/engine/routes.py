@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 from sendstatus_tui.core.coordination.relay_breakers import Down
 from sendstatus_tui.core.model.models import Relay, utc_now
+from sendstatus_tui.core.model.rates import parse_rate
+from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.breaker import Breaker
+from sendstatus_tui.engine.relay_pace import RelayPace, Reserve
 from sendstatus_tui.engine.smtp.credentials import Credentials, load_relay_credentials
 from sendstatus_tui.engine.smtp.errors import (
     RelayError,
@@ -42,6 +45,7 @@ class Route:
     breaker: Breaker
     # what built it: a change of URL or connections builds another
     built_from: tuple[str, int | None] = ("", None)
+    pace: RelayPace | None = None  # its own rate, shared by every engine, if it has one
     current: float = field(default=0.0)  # its standing in the weighted round robin
 
 
@@ -51,11 +55,14 @@ class Routes:
         fixed: Transport | None,
         probe_cap_seconds: float = 30.0,
         credentials_for: Callable[[str], Credentials | None] = load_relay_credentials,
+        reserve: Reserve | None = None,
     ):
         """``fixed``: the one transport (``--smtp``); None: the stored relays, once
         ``follow`` has read them (until then, and while none is stored, the default
-        maildir)."""
+        maildir). ``reserve``: reserves send slots of a relay's own rate in the database
+        (none: relays' rates are not kept, as for a fixed transport)."""
         self.stored = fixed is None
+        self._reserve = reserve
         self._probe_cap = probe_cap_seconds
         self._credentials_for = credentials_for
         self._routes: dict[str, Route] = {}
@@ -121,6 +128,7 @@ class Routes:
             route = self._routes.get(name)
             if route is not None and route.built_from == built_from:
                 route.weight = relay.weight
+                route.pace = self._pace(relay, route.pace)
                 continue
             if name in self.left_out and self.left_out[name][1] == built_from:
                 continue  # still left out: said once
@@ -130,6 +138,16 @@ class Routes:
             if transport is not None:
                 self.left_out.pop(name, None)
                 self._add(name, relay.weight, transport, built_from)
+                self._routes[name].pace = self._pace(relay, None)
+
+    def _pace(self, relay: Relay, pace: RelayPace | None) -> RelayPace | None:
+        """The relay's pace at its stored rate (kept while the rate stays)."""
+        per_second = parse_rate(relay.rate)  # checked when it was stored
+        if per_second is None or self._reserve is None:
+            return None
+        if pace is not None and pace.per_second == per_second:
+            return pace
+        return RelayPace(relay.name, per_second, self._reserve)
 
     def _transport(self, relay: Relay, built_from: tuple[str, int | None]) -> Transport | None:
         """The relay's transport; None when this engine cannot use it (its credentials are
@@ -195,6 +213,8 @@ class Routes:
         last: RelayError | None = None
         while (route := self.pick(relays, tried)) is not None:
             tried.add(route.name)
+            if route.pace is not None:
+                await self._paced(route.pace)
             try:
                 reply = await route.transport.send(sender, recipient, message)
             except ReplyLost as exc:  # it may have it: in doubt, never sent elsewhere too
@@ -235,6 +255,17 @@ class Routes:
             route.breaker.reset()
             return
         raise self._given_up(last)
+
+    @staticmethod
+    async def _paced(pace: RelayPace) -> None:
+        """Waits for the message's slot of the relay's rate; the message has not gone out
+        when the database cannot give one (it waits, untried)."""
+        try:
+            await pace.wait_turn()
+        except StoreError as exc:
+            raise RelayUnavailable(
+                f"the rate of relay {pace.relay} cannot be read: {exc}"
+            ) from None
 
     def _others_up(self, relays: Sequence[str] | None, tried: set[str]) -> bool:
         return any(

@@ -23,8 +23,9 @@ from sendstatus_tui.errors import SendStatusError, mask_url
 DEFAULT_NAME = "default"
 MAX_WEIGHT = 1000
 # a name is also part of the variables that carry its credentials
-# (SENDSTATUS_RELAY_<NAME>_USER): letters, digits, - and _
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# (SENDSTATUS_RELAY_<NAME>_USER): letters, digits, - and _; and of the name of its rate's
+# row (send_pace, 32 characters: "relay:" and the name)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,25}")
 
 
 class RelaySettingError(SendStatusError, ValueError):
@@ -50,7 +51,7 @@ class RelayChange:
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         raise RelaySettingError(
-            f"relay name {name!r}: letters, digits, - and _ (at most 64, starting with a"
+            f"relay name {name!r}: letters, digits, - and _ (at most 26, starting with a"
             " letter or digit)"
         )
     return name
