@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sendstatus_tui.core.coordination.relay_breakers import Down
 from sendstatus_tui.core.model.models import Relay, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
+from sendstatus_tui.core.model.relays import EVERY_RELAY_DOWN
 from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.breaker import Breaker
 from sendstatus_tui.engine.relay_pace import RelayPace, Reserve
@@ -278,7 +279,7 @@ class Routes:
         if last is not None and (isinstance(last, RelayRefused) or len(self._routes) == 1):
             return last
         downs = "; ".join(f"{name}: {down.reason}" for name, down in self.downs().items())
-        return RelayUnavailable(f"every relay is down ({downs or 'none usable'})")
+        return RelayUnavailable(f"{EVERY_RELAY_DOWN} ({downs or 'none usable'})")
 
     async def close(self) -> None:
         for route in self._routes.values():

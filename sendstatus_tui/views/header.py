@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from sendstatus_tui.core.model.when import to_zone
-from sendstatus_tui.views.cells import per_minute, relay_trouble
+from sendstatus_tui.views.cells import per_minute, relay_trouble, relays_down
 from sendstatus_tui.views.engine_fact import EngineFact
 
 SEPARATOR = " · "
@@ -26,9 +26,7 @@ def relay_text(relay: RelayState, zone: tzinfo) -> str | None:
         since = f" since {to_zone(relay.since, zone):%H:%M}" if relay.since else ""
         return f"{relay_trouble(relay.trouble)}{since}"
     if relay.down:
-        names = ", ".join(sorted(relay.down))
-        first = to_zone(min(relay.down.values()), zone)
-        return f"relay{'s' if len(relay.down) > 1 else ''} {names} down since {first:%H:%M}"
+        return relays_down(relay.down, zone)
     return "relay ok" if relay.in_use else None
 
 

@@ -188,6 +188,10 @@ def read_snapshot(
     running = sum(
         1 for b in beats if b.id not in lost and (b.role != "leader" or b.id == active_holder)
     )
+    relays_down: dict[str, datetime] = {}
+    for breaker in breakers:  # the oldest first
+        if breaker.engine_id not in lost:
+            relays_down.setdefault(breaker.relay, breaker.down_since)
     starts = starts or StartWatch()
     rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
@@ -200,7 +204,9 @@ def read_snapshot(
             stalled = stalls.stalled(mailing.id, mailing.sent + mailing.failed)
             speed, chart = speed_and_chart(throughputs[mailing.id], now, stalled)
         since = starts.since(mailing.id, mailing.state == State.STARTING, now)
-        cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
+        used = mailing.relays.split(",") if mailing.relays else None
+        down = {n: t for n, t in relays_down.items() if used is None or n in used}
+        cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since, down)
         blinks = area == Area.NOW and cells[3] == STARTING_UP
         slow = since is not None and now - since > SLOW_START
         flagged = area == Area.NOW and (not active_holder or bool(mailing.waiting_reason) or slow)
@@ -224,10 +230,6 @@ def read_snapshot(
             )
         )
     stalls.forget_except({row.mailing_id for row in rows[Area.NOW]})
-    relays_down: dict[str, datetime] = {}
-    for breaker in breakers:  # the oldest first
-        if breaker.engine_id not in lost:
-            relays_down.setdefault(breaker.relay, breaker.down_since)
     return Snapshot(rows, active_holder, now, rate, running, news, today, came_back, relays_down)
 
 

@@ -22,6 +22,8 @@ from sendstatus_tui.errors import SendStatusError, mask_url
 # the relay the former single ``relay`` setting became, and that ``config set relay`` sets
 DEFAULT_NAME = "default"
 MAX_WEIGHT = 1000
+# how an engine's reason starts when no relay a mailing uses took its messages
+EVERY_RELAY_DOWN = "every relay is down"
 # a name is also part of the variables that carry its credentials
 # (SENDSTATUS_RELAY_<NAME>_USER): letters, digits, - and _; and of the name of its rate's
 # row (send_pace, 32 characters: "relay:" and the name)

@@ -100,6 +100,7 @@ class PaneMailing(NamedTuple):
     bounced: int = 0
     blocked: int = 0
     complained: int = 0
+    relays: str | None = None  # the relays it uses, comma-separated (None: every relay)
 
     @property
     def remaining(self) -> int:
@@ -126,6 +127,7 @@ _PANE_COLUMNS = (
     col(Mailing.bounced),
     col(Mailing.blocked),
     col(Mailing.complained),
+    col(Mailing.relays),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -175,6 +177,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             bounced,
             blocked,
             complained,
+            relays,
         )
         for (
             id_,
@@ -195,6 +198,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             bounced,
             blocked,
             complained,
+            relays,
         ) in json.loads(text)
     ]
 
