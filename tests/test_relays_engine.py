@@ -3,6 +3,7 @@ relay, messages spread by weight, a relay down marked so by this engine and its 
 to the others, taken back when it answers again; changes followed without a restart. Two
 real SMTP relays on loopback."""
 
+import time
 from collections import Counter
 
 import pytest
@@ -192,12 +193,13 @@ def test_a_relays_rate_is_shared_by_every_engine(store, make_mailing, relays, st
     rate is unlimited here, and neither engine has a cap of its own)."""
     paced = relays()
     add_relay(store, "paced", paced, rate="20/s")
+    began = time.monotonic()  # the relay's clock; no slot of the rate lies before this
     stored_engine(), stored_engine()
     mailing_id = send(store, make_mailing, 60)
     completed(store, mailing_id)
     times = sorted(received.at for received in paced.received)
     assert len(times) == 60
-    # 60 slots 1/20 s apart span 2.95 s; a block of slots is reserved half a second ahead
-    assert times[-1] - times[0] >= 59 / 20 - 0.5
-    for first, later in zip(times, times[30:], strict=False):  # any 30 in a row
-        assert later - first >= 30 / 20 - 0.5
+    # never early (a machine under load may send late, then several at once): by any time,
+    # at most one message per 1/20 s since the start
+    for index, at in enumerate(times):
+        assert at - began >= index / 20 - 0.05, (index, at - began)

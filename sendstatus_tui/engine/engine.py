@@ -669,7 +669,9 @@ class Engine:
             if isinstance(trouble, RelayRefused):
                 await self._interrupt(claimant, mailing_id, trouble.reply)
                 return
-            if isinstance(trouble, RelayUnavailable):
+            # a relay that failed while another one the mailing uses is up: its share has
+            # moved already (engine/routes.py), nothing to wait for
+            if isinstance(trouble, RelayUnavailable) and not self.routes.any_up(through):
                 await self._show_waiting(None, mailing_id, trouble.reply, backoff, claimant)
                 await backoff.wait(mailing_id, trouble)
             else:

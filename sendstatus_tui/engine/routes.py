@@ -186,12 +186,7 @@ class Routes:
     def pick(self, allowed: Sequence[str] | None, tried: set[str] | None = None) -> Route | None:
         """The next route by weight among those allowed and up; with none up, among those
         allowed (each send then tries the relays down, as the engine's back-off paces it)."""
-        candidates = [
-            route
-            for route in self._routes.values()
-            if (allowed is None or route.name in allowed or not self.stored)
-            and route.name not in (tried or ())
-        ]
+        candidates = [route for route in self._allowed(allowed) if route.name not in (tried or ())]
         up = [route for route in candidates if not route.breaker.is_down]
         candidates = up or candidates
         if not candidates:
@@ -204,7 +199,11 @@ class Routes:
         return best
 
     def _allowed(self, allowed: Sequence[str] | None) -> list[Route]:
-        return [r for r in self._routes.values() if allowed is None or r.name in allowed]
+        """The routes a mailing naming ``allowed`` uses (all: it names none, or --smtp
+        overrides every relay)."""
+        if allowed is None or not self.stored:
+            return list(self._routes.values())
+        return [route for route in self._routes.values() if route.name in allowed]
 
     async def send(
         self, sender: str, recipient: str, message: bytes, relays: Sequence[str] | None = None
@@ -267,6 +266,10 @@ class Routes:
             raise RelayUnavailable(
                 f"the rate of relay {pace.relay} cannot be read: {exc}"
             ) from None
+
+    def any_up(self, relays: Sequence[str] | None) -> bool:
+        """Whether a relay that a mailing naming ``relays`` uses is up for this engine."""
+        return self._others_up(relays, set())
 
     def _others_up(self, relays: Sequence[str] | None, tried: set[str]) -> bool:
         return any(
