@@ -173,6 +173,7 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set: beats, sends, and leads while it holds the lease."""
         self._scheduler.start()
+        await self._follow_relays()  # before any starting up checks one
         beating = asyncio.create_task(self._beat_loop())
         loops = [asyncio.create_task(self._sending_loop()), asyncio.create_task(self._leading())]
         try:
@@ -545,13 +546,23 @@ class Engine:
             await self._surviving(self._sync_senders)
             await self._until(self._wake_senders, self.settings.reconcile_seconds)
 
+    async def _follow_relays(self) -> None:
+        """The routes brought in line with the relays stored now (engine/routes.py)."""
+        if not self.routes.stored:
+            return  # --smtp: the stored relays are not read
+        try:
+            self.routes.follow(await self.db.read(stored_relays.all_relays))
+        except StoreError as exc:
+            self._report_database_trouble("read", exc)
+            return
+        self._relays_read = time.monotonic()
+
     async def _sync_senders(self) -> None:
         """A dispatcher for each sending mailing; a stop for each that no longer is; and the
         stored relays followed."""
         try:
             if time.monotonic() - self._relays_read >= RELAYS_EVERY_SECONDS:
-                self.routes.follow(await self.db.read(stored_relays.all_relays))
-                self._relays_read = time.monotonic()
+                await self._follow_relays()
             active = await self.db.read(deliveries.active_mailings)
         except StoreError as exc:
             self._report_database_trouble("read", exc)

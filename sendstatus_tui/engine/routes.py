@@ -102,10 +102,6 @@ class Routes:
         found = {r.name: r.breaker.down for r in self._routes.values() if r.breaker.down}
         return {**{name: down for name, (down, _) in self.left_out.items()}, **found}
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._routes)
-
     # --- following the stored relays ----------------------------------------------------
 
     def follow(self, relays: Sequence[Relay]) -> None:
