@@ -7,6 +7,7 @@ relay that another cannot) and publishes it (core/coordination/relay_breakers.py
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -28,6 +29,7 @@ class Breaker:
         self._probe = probe  # reaches the relay; raises RelayUnavailable while it is down
         self._cap = cap_seconds
         self.down: Down | None = None
+        self._tripped_at = 0.0  # monotonic
         self._probing: asyncio.Task[None] | None = None
 
     @property
@@ -39,8 +41,15 @@ class Breaker:
         if self.down is not None:
             return
         self.down = Down(since or utc_now(), reason)
+        self._tripped_at = time.monotonic()
         log.warning("relay %s is down (%s): its share goes to the others", self.relay, reason)
         self._probing = asyncio.ensure_future(self._probe_until_up())
+
+    def answered(self, asked_at: float) -> None:
+        """A send asked at ``asked_at`` (monotonic) went through: the relay is up, unless
+        it was asked before the relay was found down (a reply already on its way then)."""
+        if self.down is not None and asked_at > self._tripped_at:
+            self.reset()
 
     def reset(self) -> None:
         """The relay answered: it takes its share back."""

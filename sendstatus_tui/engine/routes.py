@@ -12,6 +12,7 @@ The relays are the database's (``sendstatus relay``), followed as they change
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -211,6 +212,7 @@ class Routes:
             tried.add(route.name)
             if route.pace is not None:
                 await self._paced(route.pace)
+            asked_at = time.monotonic()
             try:
                 reply = await route.transport.send(sender, recipient, message)
             except ReplyLost as exc:  # it may have it: in doubt, never sent elsewhere too
@@ -226,7 +228,7 @@ class Routes:
                 route.breaker.trip(f"refused: {exc.reply}")  # the others take it
                 last = exc
                 continue
-            route.breaker.reset()
+            route.breaker.answered(asked_at)
             return reply
         raise self._given_up(last)
 
