@@ -113,3 +113,47 @@ async def test_a_leader_whose_lease_lapsed_is_not_counted(db):
     )
     async with open_dashboard(db.store, size=(80, 24)) as (app, pilot):
         assert app.sub_title == "2 engines · no leader · Europe/Rome"
+
+
+@scenario
+async def test_the_header_names_a_relay_an_engine_finds_down_and_since_when(db):
+    """Issue 20: while the other relays carry the mailings, the header says which relay a
+    running engine finds down (the oldest time, in the operator's zone); a lost engine's
+    view is not shown."""
+    from sendstatus_tui.core.coordination import relay_breakers
+
+    db.engine_elsewhere(HOLDER)
+    beating(db, ("mailer-1", 4242, "leader", 0), ("mailer-2", 77, "sender", 60))
+    with db.store.write() as session:
+        down = relay_breakers.Down(FIXED_NOW - timedelta(minutes=5), "cannot reach it")
+        relay_breakers.publish(session, "mailer-1:4242:abcd1234", {"backup": down})
+        relay_breakers.publish(session, "mailer-2:77:abcd1234", {"main": down})  # lost
+    async with open_dashboard(db.store, size=(120, 24)) as (app, pilot):
+        since = (FIXED_NOW - timedelta(minutes=5)).astimezone(app.zone)
+        assert app.sub_title == (
+            f"relay backup down since {since:%H:%M} · engine on mailer-1 · Europe/Rome"
+        )
+
+
+@scenario
+async def test_the_row_of_a_mailing_says_which_of_its_relays_is_down(db):
+    """Issue 20: a mailing that uses a relay found down says so in its row (the others
+    carry it meanwhile); one that does not use it shows its start as before."""
+    from sendstatus_tui.core.coordination import relay_breakers
+    from sendstatus_tui.core.model.models import Mailing
+
+    db.engine_elsewhere(HOLDER)
+    beating(db, ("mailer-1", 4242, "leader", 0))
+    db.sending("Spring")  # every relay, backup among them
+    main_only = db.sending("Autumn")
+    with db.store.write() as session:
+        session.get(Mailing, main_only).relays = "main"
+        down = relay_breakers.Down(FIXED_NOW - timedelta(minutes=5), "cannot reach it")
+        relay_breakers.publish(session, HOLDER, {"backup": down})
+    async with open_dashboard(db.store, size=(120, 24)) as (app, pilot):
+        since = (FIXED_NOW - timedelta(minutes=5)).astimezone(app.zone)
+        lines = screen_lines(app)
+        spring = next(line for line in lines if "Spring" in line)
+        autumn = next(line for line in lines if "Autumn" in line)
+        assert f"relay backup down since {since:%H:%M}" in spring
+        assert "down" not in autumn

@@ -196,7 +196,7 @@ def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays,
     )
     # its one-second window sees the refusal and settles: within two such windows
     wait_until(
-        lambda: limit - 1 <= adapting.transport.connections <= limit + 1,
+        lambda: limit - 1 <= adapting.routes.connections <= limit + 1,
         timeout=2.0,
         what=f"the pool to settle at {limit} +- 1 connections",
     )
@@ -231,7 +231,7 @@ def test_under_a_contracted_rate_connections_grow_only_as_far_as_it_needs(
     assert rate <= 60 * 1.05
     assert rate >= 60 * 0.8  # and the connections it has do keep up with the rate
     assert relay.peak_connections <= 16
-    assert engine.transport.connections <= 10
+    assert engine.routes.connections <= 10
 
 
 def test_an_engine_with_nothing_to_send_keeps_no_connection_open(relays, monkeypatch):

@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
+from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.store.migrate import HEAD_REVISION, MIGRATIONS_DIR
 from sendstatus_tui.core.store.store import Store
 
@@ -128,3 +129,29 @@ def test_a_stored_rate_of_zero_becomes_unlimited_on_upgrade(sqlite_url, stored, 
     with store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT value FROM setting WHERE key = 'rate'").all()
     assert [tuple(row) for row in rows] == ([(stored,)] if kept else [])
+
+
+def test_the_relay_setting_becomes_the_relay_named_default_on_upgrade(sqlite_url):
+    """Issue 20: the single relay setting of older versions is the relay named default,
+    which `config get relay` still reads, and no setting is left behind."""
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0017")
+        connection.exec_driver_sql(
+            "INSERT INTO setting (key, value, updated_at) VALUES"
+            " ('relay', 'smtp://old.example.com:2525', '2026-01-01 00:00:00')"
+        )
+    engine.dispose()
+    store = Store(sqlite_url)
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT name, url, weight FROM relay").all()
+        left = connection.exec_driver_sql("SELECT value FROM setting WHERE key = 'relay'").all()
+    assert [tuple(row) for row in rows] == [("default", "smtp://old.example.com:2525", 1)]
+    assert left == []
+    with store.read() as session:
+        assert settings.read(session, "relay") == "smtp://old.example.com:2525"

@@ -128,13 +128,17 @@ class Context:
         with self.store(args, Access.CREATE).read() as session:
             return settings.relay_in_use(session, override)
 
-    def transport(self, args: Any) -> Any:
-        """The relay's transport, from the relay URL and the credentials (nothing connects
-        yet)."""
+    @staticmethod
+    def transport(args: Any) -> Any:
+        """The transport of ``--smtp`` (or its environment variable), from its URL and the
+        credentials (nothing connects yet); None: the engine sends through the relays stored
+        in the database, each with its own credentials, read as they change."""
         from sendstatus_tui.engine.smtp.credentials import load_credentials
         from sendstatus_tui.engine.transports import transport_for
 
-        return transport_for(self.relay_url(args), load_credentials())
+        credentials = load_credentials()  # a broken file or variable is refused either way
+        override = config.relay_url(args.smtp)
+        return transport_for(override, credentials) if override else None
 
     # --- confirmations -----------------------------------------------------------------
 

@@ -67,7 +67,8 @@ def _engine(args: Any, context: Context) -> None:
         worker_address(args.metrics, args.workers if args.workers > 1 else 0)
     # the database is created and migrated once, here, before any engine or worker uses it
     store = context.store(args, Access.CREATE)
-    relay_url, transport = context.relay_url(args), context.transport(args)
+    # --smtp, else None: the relays stored in the database
+    relay_url, transport = config.relay_url(args.smtp), context.transport(args)
     rate = context.rate(args)
     context.report_opening(args)  # before the engine's log starts
     if args.workers == 1:

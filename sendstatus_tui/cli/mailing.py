@@ -66,6 +66,12 @@ def register(commands: Any, context: Context) -> None:
         help="unsubscribe address for List-Unsubscribe; default: `config get unsubscribe_mailto`",
     )
     windows.add_option(add)
+    add.add_argument(
+        "--relay",
+        metavar="NAME[,NAME]",
+        help="the relays it goes through (see `sendstatus relay ls`); default: every relay"
+        " that exists when each message goes out",
+    )
     add.add_argument("--yes", action="store_true", help="confirm without asking")
     add.set_defaults(run=lambda args: _add(args, context))
     copy = mailing_commands.add_parser(
@@ -103,6 +109,7 @@ def _add(args: Any, context: Context) -> None:
         # the zone it is planned in: a window that names none is read in it
         window=args.window,
         zone_name=config.zone_name(args.tz),
+        relays=args.relay,
     )
     when = parse_when(args.at, config.zone_name(args.tz)) if args.at else None
     store = context.store(args, Access.CREATE)

@@ -25,6 +25,7 @@ from sendstatus_tui.cli import (
     mailing,
     planning,
     reading,
+    relay,
     serve,
     settings,
 )
@@ -46,6 +47,7 @@ COMMAND_GROUPS = (
     database,
     log,
     settings,
+    relay,
     engines,
     after_send,
     intake,

@@ -1,18 +1,13 @@
 """``sendstatus config``: lists, reads and changes the settings stored in the database."""
 
 import json
-import sys
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, Context
-from sendstatus_tui.core.coordination import heartbeats
 from sendstatus_tui.core.model import audit, settings
 from sendstatus_tui.core.store.store import Store
 
 _VERBS = ("get", "set", "unset")
-# an engine reads these once, when it starts (the others when they are used: the rate at
-# every claim, a change followed within a second)
-READ_AT_START = ("relay",)
 
 
 def register(commands: Any, context: Context) -> None:
@@ -56,16 +51,7 @@ def run_config(args: Any, store: Store) -> None:
             stored = settings.write(session, key, None if verb == "unset" else values[0])
             change = f"{key} = {stored}" if stored is not None else f"{key} unset"
             audit.record(session, audit.Change.SETTING, detail=change)
-            rows = heartbeats.engines(session)
-            running = [row for row in rows if row.id not in heartbeats.lost_ids(rows)]
         print(f"{key} = {stored}" if stored is not None else f"{key}: not set")
-        if key in READ_AT_START and running:
-            names = ", ".join(f"{row.host} pid {row.pid}" for row in running)
-            print(
-                f"note: engines read {key} when they start: the ones running now ({names})"
-                " keep theirs until restarted",
-                file=sys.stderr,
-            )
         return
     with store.read() as session:
         value = settings.read(session, key)

@@ -34,13 +34,22 @@ from typing import TypeVarTuple
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from sendstatus_tui.core.coordination import deliveries, heartbeats, lease, rescue, shared_rate
+from sendstatus_tui.core.coordination import (
+    deliveries,
+    heartbeats,
+    lease,
+    relay_breakers,
+    rescue,
+    shared_rate,
+)
 from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.lease import LeaseLost
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
 from sendstatus_tui.core.model import guard, lifecycle, send_minutes, signing
+from sendstatus_tui.core.model import relays as stored_relays
 from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.core.model.relays import names_of
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.model.window import OUTSIDE_WINDOW, stored_window
 from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
@@ -49,6 +58,7 @@ from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.message import Template, template_of
 from sendstatus_tui.engine.metrics import NoMetrics
+from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.sending import BatchSender, Retries
 from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
 from sendstatus_tui.engine.transports import Transport
@@ -62,6 +72,8 @@ DISPATCH_LANES = 2
 RATED_WINDOW_SECONDS = 0.5
 # how often the leader looks for imports abandoned by a killed process
 ABANDONED_IMPORTS_EVERY_SECONDS = 60.0
+# how often an engine reads the stored relays (a change is followed within this)
+RELAYS_EVERY_SECONDS = 1.0
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
@@ -103,14 +115,21 @@ class Engine:
     def __init__(
         self,
         store: Store,
-        transport: Transport,
+        transport: Transport | None,
         settings: EngineSettings,
         metrics: NoMetrics | None = None,
     ):
-        """``metrics``: where this engine counts what it does (``engine --metrics``)."""
+        """``transport``: the one relay of ``--smtp`` (or a test's); None: the relays stored
+        in the database, followed as they change. ``metrics``: where this engine counts
+        what it does (``engine --metrics``)."""
         self.store = store
         self.db = EngineDatabase(store)
-        self.transport = transport
+        self.routes = Routes(
+            transport,
+            probe_cap_seconds=settings.relay_retry_max_seconds,
+            reserve=self._reserve_relay_slots,
+        )
+        self._relays_read = 0.0  # monotonic time the stored relays were last read
         self.settings = settings
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.started_at = utc_now()
@@ -118,9 +137,9 @@ class Engine:
         self._rate_mark = (time.monotonic(), 0)
         self.cap = EngineCap(settings.rate_per_second)
         self.metrics = metrics or NoMetrics()
-        self.metrics.watch_connections(lambda: transport.connections)
+        self.metrics.watch_connections(lambda: self.routes.connections)
         self.sender = BatchSender(
-            transport,
+            self.routes,
             self.cap,
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
@@ -161,6 +180,7 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set: beats, sends, and leads while it holds the lease."""
         self._scheduler.start()
+        await self._follow_relays()  # before any starting up checks one
         beating = asyncio.create_task(self._beat_loop())
         loops = [asyncio.create_task(self._sending_loop()), asyncio.create_task(self._leading())]
         try:
@@ -172,7 +192,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*loops, beating, return_exceptions=True)
             self._scheduler.shutdown(wait=False)
-            await self.transport.close()
+            await self.routes.close()
             await asyncio.to_thread(self.db.close)  # transactions under way end first
             await asyncio.to_thread(self._leave)
 
@@ -202,6 +222,7 @@ class Engine:
             with self.store.write() as session:  # in the lock order (core/store/locks.py)
                 lease.release(session, self.holder)
                 heartbeats.forget(session, self.holder)
+                relay_breakers.forget(session, self.holder)
                 left = deliveries.hand_back_claims(session, self.claimant)
         except StoreError as exc:
             log.error("engine stopped without handing back its claims: %s", exc)
@@ -224,9 +245,10 @@ class Engine:
         """Writes the heartbeat, and takes or renews the lease, in one transaction."""
         began, asked = time.monotonic(), utc_now()
         beat, fresh = self._heartbeat(), not self._registered
+        downs = self.routes.downs()
         try:
             state, stands = await self.db.beat(
-                lambda session: self._beat_in(session, beat, fresh, asked)
+                lambda session: self._beat_in(session, beat, fresh, asked, downs)
             )
         except StoreError as exc:
             self._report_database_trouble("beat", exc)
@@ -247,7 +269,12 @@ class Engine:
         self.metrics.lease(state.held, state.expires_at)
 
     def _beat_in(
-        self, session: Session, beat: heartbeats.Beat, fresh: bool, asked: datetime
+        self,
+        session: Session,
+        beat: heartbeats.Beat,
+        fresh: bool,
+        asked: datetime,
+        downs: dict[str, relay_breakers.Down],
     ) -> tuple[lease.LeaseState, bool]:
         ttl = self.settings.lease_ttl
         # decided by the time the beat was asked for: a wait for a lock (this beat's own,
@@ -257,8 +284,11 @@ class Engine:
         state = lease.acquire(session, self.holder, ttl, expired_by=expired_by)
         role = "leader" if state.held else "sender"
         stands = heartbeats.beat(session, replace(beat, role=role), fresh=fresh)
+        if stands:
+            relay_breakers.publish(session, self.holder, downs)
         if state.held:
             heartbeats.forget_lost(session)
+            relay_breakers.forget_orphans(session)
         return state, stands
 
     def _heartbeat(self) -> heartbeats.Beat:
@@ -273,8 +303,8 @@ class Engine:
             sending=tuple(sorted(self._sending)),
             sent=self._sent,
             rate=(self._sent - sent_then) / (now - then) if now > then else 0.0,
-            connections=self.transport.connections,
-            connections_reason=self.transport.connections_reason,
+            connections=self.routes.connections,
+            connections_reason=self.routes.connections_reason,
             claimant=self.claimant,
         )
 
@@ -499,7 +529,7 @@ class Engine:
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         while not self._draining:
             try:
-                await self.transport.check(template.check_sender)
+                await self.routes.check(template.check_sender, names_of(mailing))
                 break
             except RelayRefused as refusal:
                 reason = f"the relay check failed: {refusal.reply}"
@@ -523,9 +553,23 @@ class Engine:
             await self._surviving(self._sync_senders)
             await self._until(self._wake_senders, self.settings.reconcile_seconds)
 
-    async def _sync_senders(self) -> None:
-        """A dispatcher for each sending mailing; a stop for each that no longer is."""
+    async def _follow_relays(self) -> None:
+        """The routes brought in line with the relays stored now (engine/routes.py)."""
+        if not self.routes.stored:
+            return  # --smtp: the stored relays are not read
         try:
+            self.routes.follow(await self.db.read(stored_relays.all_relays))
+        except StoreError as exc:
+            self._report_database_trouble("read", exc)
+            return
+        self._relays_read = time.monotonic()
+
+    async def _sync_senders(self) -> None:
+        """A dispatcher for each sending mailing; a stop for each that no longer is; and the
+        stored relays followed."""
+        try:
+            if time.monotonic() - self._relays_read >= RELAYS_EVERY_SECONDS:
+                await self._follow_relays()
             active = await self.db.read(deliveries.active_mailings)
         except StoreError as exc:
             self._report_database_trouble("read", exc)
@@ -586,11 +630,18 @@ class Engine:
         if mailing is None or mailing.state != State.SENDING:
             return  # deleted or stopped meanwhile
         template = template_of(mailing, return_path, key)
+        through = names_of(mailing)
         async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
             for _ in range(DISPATCH_LANES):
-                lanes.create_task(self._send_batches(mailing_id, template, claimant))
+                lanes.create_task(self._send_batches(mailing_id, template, through, claimant))
 
-    async def _send_batches(self, mailing_id: int, template: Template, claimant: str) -> None:
+    async def _send_batches(
+        self,
+        mailing_id: int,
+        template: Template,
+        through: tuple[str, ...] | None,
+        claimant: str,
+    ) -> None:
         """Claims, sends and records batches until the mailing is done or stopped."""
         backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
         stopping = self._stopping(mailing_id)
@@ -631,6 +682,7 @@ class Engine:
                 functools.partial(self._may_hand_over, mailing_id, claimant, claim.window_closes),
                 stopping,
                 claim.slots,
+                through,
             )
             recorded = await self._record(mailing_id, outcomes, claimant)
             if claim.slots is not None:
@@ -640,7 +692,9 @@ class Engine:
             if isinstance(trouble, RelayRefused):
                 await self._interrupt(claimant, mailing_id, trouble.reply)
                 return
-            if isinstance(trouble, RelayUnavailable):
+            # a relay that failed while another one the mailing uses is up: its share has
+            # moved already (engine/routes.py), nothing to wait for
+            if isinstance(trouble, RelayUnavailable) and not self.routes.any_up(through):
                 await self._show_waiting(None, mailing_id, trouble.reply, backoff, claimant)
                 await backoff.wait(mailing_id, trouble)
             else:
@@ -744,6 +798,14 @@ class Engine:
         if used < slots.count:
             with contextlib.suppress(StoreError):
                 await self.db.write(lambda session: shared_rate.release(session, slots, used))
+
+    async def _reserve_relay_slots(
+        self, relay: str, per_second: float, count: int
+    ) -> ReservedSlots:
+        """Send slots of a relay's own rate, shared with every engine (shared_rate.py)."""
+        return await self.db.write(
+            lambda session: shared_rate.reserve_for_relay(session, relay, count, per_second)
+        )
 
     def _lane_size(self, contracted: float | None) -> int:
         """What one lane claims: the lanes of a mailing together have at most batch_size

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
+from sendstatus_tui.core.model.relay_url import DEFAULT_TIMEOUT
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
 from sendstatus_tui.engine.intake.imap import ImapSource
@@ -76,14 +77,15 @@ def engine_settings(
 def run_headless(
     db_url: str,
     relay_url: str | None,
-    transport: Transport,
+    transport: Transport | None,
     rate_per_second: float | None,
     intake: Source | Listener | None = None,
     metrics_address: str | None = None,
     allow_alert_command: bool = False,
 ) -> None:
-    """Serves ``db_url`` through ``transport`` (built by the caller from ``relay_url`` and the
-    credentials, so that a bad setting is refused before anything starts); with ``intake``,
+    """Serves ``db_url`` through ``transport`` (built by the caller from ``relay_url``, the
+    ``--smtp`` override, and the credentials, so that a bad setting is refused before
+    anything starts; None: the relays stored in the database); with ``intake``,
     reads bounces and complaints from it on a thread of its own beside the sending; with
     ``metrics_address``, serves what it does to Prometheus there."""
     # a bad setting is refused before the log starts
@@ -145,7 +147,7 @@ def run_supervisor(
     environment: dict[str, str],
     safe_db_url: str,
     relay_url: str | None,
-    transport: Transport,
+    transport: Transport | None,
     rate_per_second: float | None,
     intake: str | None = None,
     metrics_address: str | None = None,
@@ -159,7 +161,8 @@ def run_supervisor(
     log_to_stderr()
     # a worker's stop waits for the relay's replies (engine.py's _drain), then releases
     # its lease; past that, and a margin, it is stuck
-    stop_seconds = EngineSettings().stop_grace_seconds + transport.reply_timeout + 10
+    reply_timeout = transport.reply_timeout if transport else DEFAULT_TIMEOUT
+    stop_seconds = EngineSettings().stop_grace_seconds + reply_timeout + 10
     Supervisor(
         workers, environment, stop_seconds, intake, metrics_address, allow_alert_command
     ).run(_described(safe_db_url, relay_url, rate_per_second))
@@ -168,7 +171,8 @@ def run_supervisor(
 def _described(safe_db_url: str, relay_url: str | None, rate_per_second: float | None) -> str:
     cap = f", at most {rate_per_second * 3600:.0f}/h from this engine" if rate_per_second else ""
     return (
-        f"database {safe_db_url}, relay {relay_url or 'the default maildir'}, the rate stored"
+        f"database {safe_db_url}, relay {relay_url or 'the ones stored in the database'},"
+        " the rate stored"
         f" for the database{cap}"
     )
 

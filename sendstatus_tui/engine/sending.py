@@ -24,6 +24,7 @@ from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.capacity import SendCapacity
 from sendstatus_tui.engine.message import Template, render
 from sendstatus_tui.engine.metrics import NoMetrics
+from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.smtp.errors import (
     NotDeliverable,
     PermanentFailure,
@@ -32,7 +33,6 @@ from sendstatus_tui.engine.smtp.errors import (
     ReplyLost,
     TemporaryFailure,
 )
-from sendstatus_tui.engine.transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
 
@@ -51,7 +51,7 @@ class BatchSender:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: Routes,
         cap: EngineCap,
         retries: Retries,
         grace_seconds: float,
@@ -61,11 +61,16 @@ class BatchSender:
         self.metrics = metrics or NoMetrics()
         self.cap = cap
         self.retries = retries
-        # how long a stop waits for the messages in the relay's hands before cancelling them
-        self.stop_bound = grace_seconds + transport.reply_timeout
+        self._grace_seconds = grace_seconds
         # a send waits for room in the transport before it takes its turn under the cap, so
         # that turns do not pile up while the relay is slow and go out in a burst later
         self._capacity = SendCapacity(lambda: transport.capacity)
+
+    @property
+    def stop_bound(self) -> float:
+        """How long a stop waits for the messages in the relays' hands before cancelling
+        them."""
+        return self._grace_seconds + self.transport.reply_timeout
 
     async def send(
         self,
@@ -74,6 +79,7 @@ class BatchSender:
         may_hand_over: Callable[[], bool],
         stop: asyncio.Event,
         slots: ReservedSlots | None = None,
+        relays: tuple[str, ...] | None = None,
     ) -> tuple[list[Outcome], Exception | None]:
         """Sends ``batch``; returns an outcome per recipient, and the relay trouble seen.
 
@@ -84,7 +90,9 @@ class BatchSender:
         claimed = time.monotonic()  # the batch was claimed just before
         sends = [
             asyncio.create_task(
-                self._send_one(template, r, may_hand_over, handed, slots, index, stop, claimed)
+                self._send_one(
+                    template, r, may_hand_over, handed, slots, index, stop, claimed, relays
+                )
             )
             for index, r in enumerate(batch)
         ]
@@ -148,6 +156,7 @@ class BatchSender:
         index: int,
         stop: asyncio.Event,
         claimed: float,
+        relays: tuple[str, ...] | None,
     ) -> tuple[Outcome, Exception | None]:
         try:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
@@ -165,16 +174,20 @@ class BatchSender:
             handed.add(recipient.id)
             handing = time.monotonic()
             self.metrics.handed_over(handing - claimed)
-            answer = await self._hand_over(template, recipient, message)
+            answer = await self._hand_over(template, recipient, message, relays)
             self.metrics.replied(time.monotonic() - handing)
             return answer
 
     async def _hand_over(
-        self, template: Template, recipient: Claimed, message: bytes
+        self,
+        template: Template,
+        recipient: Claimed,
+        message: bytes,
+        relays: tuple[str, ...] | None,
     ) -> tuple[Outcome, Exception | None]:
         try:
             sender = template.envelope_sender(recipient.id)
-            reply = await self.transport.send(sender, recipient.email, message)
+            reply = await self.transport.send(sender, recipient.email, message, relays)
         except TemporaryFailure as exc:
             return self._deferred(recipient, exc.reply), None
         except NotDeliverable as exc:  # refused by us, not by the relay

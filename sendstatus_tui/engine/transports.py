@@ -2,6 +2,7 @@
 maildir (``maildir:``). What can go wrong is in relay_errors.py."""
 
 import mailbox
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -39,11 +40,16 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-def transport_for(url: str | None, credentials: Credentials | None = None) -> Transport:
-    """The transport a relay URL names (default: a maildir in the user's data dir)."""
+def transport_for(
+    url: str | None, credentials: Credentials | None = None, max_connections: int | None = None
+) -> Transport:
+    """The transport a relay URL names (default: a maildir in the user's data dir);
+    ``max_connections``: a stored relay's ``--connections``, over the URL's ``?pool=``."""
     settings = parse_relay_url(url)
     if isinstance(settings, MaildirSettings):
         return MaildirTransport(settings.directory)
+    if max_connections is not None:
+        settings = replace(settings, pool_size=max_connections)
     if credentials is not None and settings.starttls == "off" and not settings.plaintext_auth:
         raise TransportConfigError(
             "starttls=off with credentials would send the password in clear: use TLS, or"

@@ -313,7 +313,7 @@ class SendStatusApp(App):
             self._relay_down_since = snapshot.taken_at
         # and "relay ok" is claimed only while an engine uses it
         in_use = bool(sending) and snapshot.engine_holder is not None
-        relay = RelayState(trouble, self._relay_down_since, in_use)
+        relay = RelayState(trouble, self._relay_down_since, in_use, snapshot.relays_down)
         speed = sum(row.speed or 0 for row in sending)
         locked = locked_text(self._writes_waiting_since(), self.zone)
         database = database_text(self.database_down_since, self.zone) or locked

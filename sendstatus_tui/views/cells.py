@@ -2,10 +2,12 @@
 and the details screen, so that a mailing reads the same everywhere."""
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 from enum import Enum
 from typing import Protocol
 
+from sendstatus_tui.core.model.relays import EVERY_RELAY_DOWN
 from sendstatus_tui.core.model.states import STATE_WORDS, State
 from sendstatus_tui.core.model.when import (
     WhenError,
@@ -169,7 +171,17 @@ def window_opens(until: datetime | None, zone: tzinfo) -> str:
 
 def relay_trouble(reason: str) -> str:
     """A short name for what the engine waits for (its full reply is in the details)."""
+    if reason.startswith(EVERY_RELAY_DOWN):
+        return "relays down"
     return "relay down" if reason.startswith("cannot reach") else "relay error"
+
+
+def relays_down(down: Mapping[str, datetime], zone: tzinfo) -> str:
+    """``relay backup down since 15:40``: the relays an engine finds down, while others
+    carry the messages."""
+    names = ", ".join(sorted(down))
+    first = to_zone(min(down.values()), zone)
+    return f"relay{'s' if len(down) > 1 else ''} {names} down since {first:%H:%M}"
 
 
 def clock_time(moment: datetime, zone: tzinfo) -> str:
@@ -183,10 +195,12 @@ def now_status(
     now: datetime,
     engine_running: bool,
     starting_since: datetime | None = None,
+    down: Mapping[str, datetime] | None = None,
 ) -> str:
     """The Start date cell of Sending now, short enough for 80 columns: the start date, or
     why nothing goes out (no engine, a relay that is down), or "starting up" (flagged with
-    how long when it takes more than a minute)."""
+    how long when it takes more than a minute), or which of its relays an engine finds
+    down (``down``) while the others carry it."""
     if not engine_running:
         return PAUSED_NO_ENGINE
     if waits_for_window(mailing.waiting_reason):
@@ -200,6 +214,8 @@ def now_status(
             minutes = int((now - starting_since).total_seconds() // 60)
             return f"still starting: {minutes}m"
         return STARTING_UP
+    if down:
+        return relays_down(down, zone)
     return format_local(mailing.started_at, zone)
 
 

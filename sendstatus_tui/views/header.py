@@ -1,12 +1,12 @@
 """The dashboard's header line: the relay, the engines, the zone the times are in, the
 speed; what matters least is left out first to fit the width."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from sendstatus_tui.core.model.when import to_zone
-from sendstatus_tui.views.cells import per_minute, relay_trouble
+from sendstatus_tui.views.cells import per_minute, relay_trouble, relays_down
 from sendstatus_tui.views.engine_fact import EngineFact
 
 SEPARATOR = " · "
@@ -17,12 +17,16 @@ class RelayState:
     trouble: str | None  # the engine's last reply while it waits, None when all is well
     since: datetime | None  # when this dashboard first saw it waiting
     in_use: bool  # something is sending or starting
+    # the relays a running engine finds down, and since when, while others carry on
+    down: Mapping[str, datetime] = field(default_factory=dict)
 
 
 def relay_text(relay: RelayState, zone: tzinfo) -> str | None:
     if relay.trouble:
         since = f" since {to_zone(relay.since, zone):%H:%M}" if relay.since else ""
         return f"{relay_trouble(relay.trouble)}{since}"
+    if relay.down:
+        return relays_down(relay.down, zone)
     return "relay ok" if relay.in_use else None
 
 

@@ -1,5 +1,6 @@
 """The three panes: their titles, their columns, and a mailing's cells in each."""
 
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
 
 from sendstatus_tui.core.model.states import Area
@@ -82,6 +83,7 @@ def pane_cells(
     speed: float | None,
     engine_running: bool = True,
     starting_since: datetime | None = None,
+    down: Mapping[str, datetime] | None = None,
 ) -> tuple[Cell, ...]:
     """One value per column of ``area``'s pane."""
     if area == Area.NOW:
@@ -89,7 +91,7 @@ def pane_cells(
             m.id,
             m.name,
             m.mode or "",
-            now_status(m, zone, now, engine_running, starting_since),
+            now_status(m, zone, now, engine_running, starting_since, down),
             progress_bar(m.sent + m.failed, m.total),
             sent_of_total(m),
             failed_cell(m.sent, m.failed, m.bounced + m.blocked, m.complained),

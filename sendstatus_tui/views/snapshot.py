@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from sqlmodel import Session
 
-from sendstatus_tui.core.coordination import heartbeats, lease
+from sendstatus_tui.core.coordination import heartbeats, lease, relay_breakers
 from sendstatus_tui.core.model import guard, settings
 from sendstatus_tui.core.model.models import AuditEntry
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
@@ -67,6 +67,8 @@ class Snapshot:
     activity: list[AuditEntry] | None = None
     # completed mailings with bounces or complaints new since the last read
     came_back: list[CameBack] = field(default_factory=list)
+    # the relays some running engine finds down, and since when (the earliest)
+    relays_down: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def on_screen(self) -> set[int]:
@@ -175,6 +177,7 @@ def read_snapshot(
         holder = lease.current(session)
         rate = settings.read(session, "rate")
         beats = heartbeats.engines(session)
+        breakers = relay_breakers.breakers(session)
         complaint_limit = guard.share_of(session, guard.COMPLAINTS)
         sending_ids = [m.id for m in mailings if m.state == State.SENDING]
         throughputs = read_throughput(session, sending_ids, last_hour_since(now))
@@ -187,6 +190,10 @@ def read_snapshot(
     running = sum(
         1 for b in beats if b.id not in lost and (b.role != "leader" or b.id == active_holder)
     )
+    relays_down: dict[str, datetime] = {}
+    for breaker in breakers:  # the oldest first
+        if breaker.engine_id not in lost:
+            relays_down.setdefault(breaker.relay, breaker.down_since)
     starts = starts or StartWatch()
     rows: dict[Area, list[Row]] = {area: [] for area in PANE_AREAS}
     for mailing in mailings:
@@ -199,7 +206,9 @@ def read_snapshot(
             stalled = stalls.stalled(mailing.id, mailing.sent + mailing.failed)
             speed, chart = speed_and_chart(throughputs[mailing.id], now, stalled)
         since = starts.since(mailing.id, mailing.state == State.STARTING, now)
-        cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since)
+        used = mailing.relays.split(",") if mailing.relays else None
+        down = {n: t for n, t in relays_down.items() if used is None or n in used}
+        cells = pane_cells(area, mailing, zone, now, speed, active_holder is not None, since, down)
         blinks = area == Area.NOW and cells[3] == STARTING_UP
         slow = since is not None and now - since > SLOW_START
         # a relay's trouble is flagged; waiting for its window is the plan
@@ -226,7 +235,7 @@ def read_snapshot(
             )
         )
     stalls.forget_except({row.mailing_id for row in rows[Area.NOW]})
-    return Snapshot(rows, active_holder, now, rate, running, news, today, came_back)
+    return Snapshot(rows, active_holder, now, rate, running, news, today, came_back, relays_down)
 
 
 def _read_changes(

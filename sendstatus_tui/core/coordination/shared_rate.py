@@ -15,6 +15,11 @@ slots were reserved at, so that the next slot after a change is the last one res
 the new spacing, not the old. Slots a batch does not use (a stop) are given back when no
 reservation followed them.
 
+A relay with a rate of its own (``sendstatus relay add NAME --rate``) has a row of its own,
+reserved from in small blocks by each engine as its messages go to that relay
+(``reserve_for_relay``): a message goes out when the database's rate, its relay's rate and
+its engine's cap all allow it.
+
 Slot times are seconds since the epoch on each engine's clock: engines on several
 machines need their clocks in step (NTP), as for their heartbeats.
 """
@@ -133,6 +138,26 @@ def reserve(
     return slots
 
 
+def relay_row(relay: str) -> str:
+    """The NextSlot row of a relay's own rate (``relay add NAME --rate``)."""
+    return f"relay:{relay}"  # names are short enough (core/model/relays.py)
+
+
+def reserve_for_relay(
+    session: Session, relay: str, count: int, per_second: float, now: float | None = None
+) -> ReservedSlots:
+    """Reserves ``count`` consecutive slots of a relay's own rate, shared by every engine as
+    the database's is, in the caller's transaction. They may lie ahead: each engine reserves
+    about HORIZON_SECONDS of them at a time, and its messages to the relay wait for them."""
+    now = time.time() if now is None else now
+    row = _locked_row(session, now, relay_row(relay))
+    slots = ReservedSlots(_first_free(row, per_second, now), per_second, count)
+    row.next_slot_at, row.per_second = slots.end, per_second
+    session.add(row)
+    session.flush()
+    return slots
+
+
 def release(session: Session, slots: ReservedSlots, used: int) -> bool:
     """Gives back the slots of ``slots`` from number ``used`` on (a stop left them unused),
     when no reservation followed them: the next claim, of any mailing or engine, is not
@@ -147,16 +172,17 @@ def release(session: Session, slots: ReservedSlots, used: int) -> bool:
     return True
 
 
-def _locked_row(session: Session, now: float) -> NextSlot:
-    """The one NextSlot row, locked. The migration creates it; should it be missing, it is
-    created without a race (two engines at once: neither fails on the other's row)."""
+def _locked_row(session: Session, now: float, name: str = RATE_ROW) -> NextSlot:
+    """The NextSlot row ``name``, locked. The migration creates the database's; should one
+    be missing (a relay's, at its first use), it is created without a race (two engines at
+    once: neither fails on the other's row)."""
     # populate_existing: the values as locked, not those an earlier read of this
     # transaction left in the session (two engines would get the same slots)
-    row = session.get(NextSlot, RATE_ROW, with_for_update=True, populate_existing=True)
+    row = session.get(NextSlot, name, with_for_update=True, populate_existing=True)
     if row is not None:
         return row
     table = sa.table("send_pace", sa.column("name"), sa.column("next_slot_at"))
-    values = {"name": RATE_ROW, "next_slot_at": now}
+    values = {"name": name, "next_slot_at": now}
     if session.get_bind().dialect.name == "postgresql":
         statement: sa.Executable = (
             postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=["name"])
@@ -164,4 +190,4 @@ def _locked_row(session: Session, now: float) -> NextSlot:
     else:
         statement = sqlite.insert(table).values(values).on_conflict_do_nothing(["name"])
     session.execute(statement)
-    return session.get_one(NextSlot, RATE_ROW, with_for_update=True, populate_existing=True)
+    return session.get_one(NextSlot, name, with_for_update=True, populate_existing=True)

@@ -110,6 +110,7 @@ def _new_copy(session: Session, source: Mailing, name: str) -> Mailing:
         unsubscribe_url=source.unsubscribe_url,
         unsubscribe_mailto=source.unsubscribe_mailto,
         window=source.window,
+        relays=source.relays,
         importing=True,  # hidden until its recipients are all in
     )
     session.add(copy)

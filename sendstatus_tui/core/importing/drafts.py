@@ -15,7 +15,7 @@ from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing.personalise import placeholders
 from sendstatus_tui.core.importing.recipients import ImportReport, OneTransaction, import_recipients
-from sendstatus_tui.core.model import audit, settings, unsubscribe, window
+from sendstatus_tui.core.model import audit, relays, settings, unsubscribe, window
 from sendstatus_tui.core.model.addresses import InvalidAddress, normalize_address, with_ascii_domain
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.states import State
@@ -54,6 +54,8 @@ class MailingDraft:
     # set window``); read in ``zone_name``, the zone it is planned in, unless it names one
     window: str | None = None
     zone_name: str | None = None
+    # the relays it goes through, e.g. "main,backup"; None: every relay (core/model/relays.py)
+    relays: str | None = None
 
 
 def draft_from_files(
@@ -85,6 +87,7 @@ def check_draft(draft: MailingDraft) -> MailingDraft:
         unsubscribe_url=_checked_setting("unsubscribe-url", draft.unsubscribe_url),
         unsubscribe_mailto=_checked_setting("unsubscribe-mailto", draft.unsubscribe_mailto),
         window=_checked_window(draft.window, draft.zone_name),
+        relays=draft.relays,  # checked against the stored relays when it is created
     )
 
 
@@ -274,6 +277,7 @@ def _new_mailing(session: Session, draft: MailingDraft, *, importing: bool) -> M
         unsubscribe_mailto=draft.unsubscribe_mailto or settings.read(session, "unsubscribe_mailto"),
         window=_window_of(session, draft),
         importing=importing,
+        relays=None if draft.relays is None else _checked_relays(session, draft.relays),
     )
     session.add(mailing)
     session.flush()
@@ -286,6 +290,13 @@ def _window_of(session: Session, draft: MailingDraft) -> str | None:
     if draft.window == window.ALWAYS:
         return None
     return draft.window or settings.read(session, "window")
+
+
+def _checked_relays(session: Session, text: str) -> str:
+    try:
+        return relays.checked_names(session, text)
+    except relays.RelaySettingError as exc:
+        raise DraftRefused("relay", str(exc)) from None
 
 
 def _complete(

@@ -143,6 +143,9 @@ class Mailing(SQLModel, table=True):
     # its recipients are still being imported: no list shows it, no command finds it; the
     # import touches ``updated_at`` at each batch, so one not touched for long was abandoned
     importing: bool = False
+    # the relays it goes through, comma-separated names (core/model/relays.py); None: every
+    # relay that exists when each message goes out
+    relays: str | None = Field(default=None, sa_type=sa.Text)
 
     @property
     def remaining(self) -> int:
@@ -389,3 +392,31 @@ class SendMinute(SQLModel, table=True):
     # the first and the last record of outcomes in that minute (None: only feedback)
     first_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Relay(SQLModel, table=True):
+    """A relay engines send through (``sendstatus relay``), shared by every engine of the
+    database (core/model/relays.py). Its credentials are never stored: each engine reads
+    them from its environment or its credentials file."""
+
+    __tablename__ = "relay"
+
+    name: str = Field(primary_key=True, max_length=64)
+    url: str = Field(sa_type=sa.Text)
+    weight: int = 1  # its share of the messages, against the other relays' weights
+    rate: str | None = Field(default=None, max_length=32)  # shared by every engine; None: none
+    connections: int | None = None  # each engine's most towards it; None: the URL's pool
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class RelayBreaker(SQLModel, table=True):
+    """One engine finds one relay down (engine/breaker.py): published by the engine with
+    its heartbeat, so that ``relay ls`` and ``engines`` show which engines find which relay
+    down, and since when. Only relays found down have a row."""
+
+    __tablename__ = "relay_breaker"
+
+    engine_id: str = Field(primary_key=True, max_length=120)
+    relay: str = Field(primary_key=True, max_length=64)
+    down_since: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(sa_type=sa.Text)

@@ -16,6 +16,8 @@ DEFAULT_POOL_MAX = 64
 # the largest ?pool= and ?timeout= (seconds) a relay URL may give
 MAX_POOL = 1000
 MAX_TIMEOUT = 3600
+# the longest a relay command may take to answer, unless ?timeout= says otherwise
+DEFAULT_TIMEOUT = 30
 # the connections an adaptive pool starts with
 INITIAL_CONNECTIONS = 4
 _OPTIONS = {"starttls", "verify", "pool", "timeout", "plaintext_auth", "adapt", "pipelining"}
@@ -85,7 +87,7 @@ def parse_relay_url(url: str | None) -> SmtpSettings | MaildirSettings:
         pool_size=_positive_int(options, "pool", DEFAULT_POOL_MAX, MAX_POOL),
         adapt=_choice(options, "adapt", ("on", "off"), "on") == "on",
         pipelining=_choice(options, "pipelining", ("auto", "off"), "auto") == "auto",
-        timeout=float(_positive_int(options, "timeout", 30, MAX_TIMEOUT)),
+        timeout=float(_positive_int(options, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)),
         plaintext_auth=_choice(options, "plaintext_auth", ("yes", "no"), "no") == "yes",
     )
     if settings.plaintext_auth and not _is_loopback(settings.host):

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, select
 
 from sendstatus_tui import config
-from sendstatus_tui.core.model import window
+from sendstatus_tui.core.model import relays, window
 from sendstatus_tui.core.model.addresses import normalize_address
-from sendstatus_tui.core.model.models import Setting, utc_now
+from sendstatus_tui.core.model.models import Relay, Setting, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
 from sendstatus_tui.core.model.relay_url import parse_relay_url
 from sendstatus_tui.core.model.verp import check_return_path
@@ -124,9 +124,10 @@ def seconds(stored: str) -> float:
 
 KEYS: dict[str, Known] = {
     "relay": Known(
-        "the relay every engine sends through: smtp://HOST[:PORT], smtps://HOST[:PORT] or"
-        " maildir:DIR (credentials never: they come from the environment or the credentials"
-        " file)",
+        "the URL of the relay named default (a shorthand for `sendstatus relay set default"
+        " URL`, which adds it if need be; see `sendstatus relay`): smtp://HOST[:PORT],"
+        " smtps://HOST[:PORT] or maildir:DIR (credentials never: they come from the"
+        " environment or the credentials file)",
         _relay,
     ),
     "rate": Known(
@@ -207,6 +208,8 @@ KEYS: dict[str, Known] = {
     ),
     "alert_completed": Known("yes: alert when a mailing completes; no (the default)", _yes_no),
 }
+# not a setting of its own any more: the URL of the relay named default
+SHORTHAND = "relay"
 # what a setting means while it is not set
 DEFAULTS = {
     "suppress_unknown_users": "yes",
@@ -228,7 +231,10 @@ def check_key(key: str) -> str:
 
 def read(session: Session, key: str) -> str | None:
     """The stored value, or None when it is not set."""
-    row = session.get(Setting, check_key(key))
+    if check_key(key) == SHORTHAND:
+        default = session.get(Relay, relays.DEFAULT_NAME)
+        return None if default is None else default.url
+    row = session.get(Setting, key)
     return None if row is None else row.value
 
 
@@ -244,13 +250,19 @@ def read_or_default(session: Session, key: str) -> str | None:
 
 def read_all(session: Session) -> dict[str, str | None]:
     """Every known setting, in the order of KEYS, None where not set."""
-    stored = {row.key: row.value for row in session.exec(select(Setting))}
+    stored: dict[str, str | None] = {row.key: row.value for row in session.exec(select(Setting))}
+    stored[SHORTHAND] = read(session, SHORTHAND)
     return {key: stored.get(key) for key in KEYS}
 
 
 def write(session: Session, key: str, value: str | None) -> str | None:
     """Stores ``value`` (None or empty unsets); returns what was stored."""
-    row = session.get(Setting, check_key(key), with_for_update=True)
+    if check_key(key) == SHORTHAND:
+        try:
+            return _write_default_relay(session, value)
+        except SendStatusError as exc:
+            raise SettingError(f"setting {key}: {exc}") from None
+    row = session.get(Setting, key, with_for_update=True)
     if value is None or not value.strip():
         if row is not None:
             session.delete(row)
@@ -267,8 +279,19 @@ def write(session: Session, key: str, value: str | None) -> str | None:
     return stored
 
 
+def _write_default_relay(session: Session, value: str | None) -> str | None:
+    """``config set relay URL`` is ``relay set default URL`` (adding it if need be);
+    ``config unset relay`` removes the relay named default, as ``relay rm default`` does."""
+    if value is None or not value.strip():
+        if session.get(Relay, relays.DEFAULT_NAME) is not None:
+            relays.remove(session, relays.DEFAULT_NAME)
+        return None
+    return relays.put(session, relays.DEFAULT_NAME, value.strip()).url
+
+
 def relay_in_use(session: Session, override: str | None) -> str | None:
-    """The relay engines send through: this process's override (``--smtp`` or its
-    environment variable), else the relay stored in the database, else None: the default
-    maildir (never while a relay is stored)."""
-    return override or read(session, "relay")
+    """The one relay of what sends through one (a test send, an engine's description):
+    this process's override (``--smtp`` or its environment variable), else the stored relay
+    named default, else the first stored one, else None: the default maildir (never while a
+    relay is stored)."""
+    return override or relays.main_url(session)

@@ -103,6 +103,7 @@ class PaneMailing(NamedTuple):
     blocked: int = 0
     complained: int = 0
     window: str | None = None  # the days and hours it may send in (core/model/window.py)
+    relays: str | None = None  # the relays it uses, comma-separated (None: every relay)
 
     @property
     def remaining(self) -> int:
@@ -130,6 +131,7 @@ _PANE_COLUMNS = (
     col(Mailing.blocked),
     col(Mailing.complained),
     col(Mailing.window),
+    col(Mailing.relays),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -180,6 +182,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             blocked,
             complained,
             window,
+            relays,
         )
         for (
             id_,
@@ -201,6 +204,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             blocked,
             complained,
             window,
+            relays,
         ) in json.loads(text)
     ]
 

@@ -41,12 +41,38 @@ def load_credentials(environ: Mapping[str, str] = os.environ) -> Credentials | N
             raise CredentialsError(f"set both {USER_ENV} and {PASSWORD_ENV}, or neither")
         return Credentials(user, password)
     relay = credentials_table("relay", environ)
-    if relay is None:
-        return None
-    path = credentials_path(environ)
-    name, secret = relay.get("username"), relay.get("password")
+    if relay is None or not ({"username", "password"} & relay.keys()):
+        return None  # no file, or only the tables of named relays ([relay.NAME])
+    return _pair(relay, "[relay]", environ)
+
+
+def load_relay_credentials(
+    relay: str, environ: Mapping[str, str] = os.environ
+) -> Credentials | None:
+    """The credentials of the stored relay named ``relay``: from
+    SENDSTATUS_RELAY_<NAME>_USER / _PASSWORD (NAME in capitals, - as _), else from the
+    credentials file's ``[relay.NAME]`` table; the relay named default also takes those
+    that ``--smtp`` takes (SENDSTATUS_SMTP_USER, ``[relay]``). None when there are none."""
+    prefix = f"SENDSTATUS_RELAY_{relay.upper().replace('-', '_')}"
+    user, password = environ.get(f"{prefix}_USER"), environ.get(f"{prefix}_PASSWORD")
+    if user or password:
+        if not (user and password):
+            raise CredentialsError(f"set both {prefix}_USER and {prefix}_PASSWORD, or neither")
+        return Credentials(user, password)
+    named = (credentials_table("relay", environ) or {}).get(relay)
+    if named is not None:
+        if not isinstance(named, dict):
+            raise CredentialsError(f"{credentials_path(environ)}: [relay.{relay}] must be a table")
+        return _pair(named, f"[relay.{relay}]", environ)
+    return load_credentials(environ) if relay == "default" else None
+
+
+def _pair(table: dict[str, object], what: str, environ: Mapping[str, str]) -> Credentials:
+    name, secret = table.get("username"), table.get("password")
     if not (isinstance(name, str) and isinstance(secret, str)):
-        raise CredentialsError(f"{path}: expected a [relay] table with username and password")
+        raise CredentialsError(
+            f"{credentials_path(environ)}: expected a {what} table with username and password"
+        )
     return Credentials(name, secret)
 
 

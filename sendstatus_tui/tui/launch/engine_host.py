@@ -1,6 +1,6 @@
 """The engine a dashboard runs: started when no engine holds the lease, at opening and
 again whenever the engine that held it stops, through the relay given with ``--smtp`` or
-else the one stored in the database (``config relay``), read at each start."""
+else the relays stored in the database (``sendstatus relay``), which it follows."""
 
 import logging
 import os
@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from sendstatus_tui.core.coordination import lease
-from sendstatus_tui.core.model import settings
+from sendstatus_tui.core.model import relays
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.store.store import Store, make_private_folder
 from sendstatus_tui.engine.engine import Engine, EngineSettings
@@ -18,7 +18,7 @@ from sendstatus_tui.engine.transports import Transport, transport_for
 from sendstatus_tui.errors import mask_url
 
 log = logging.getLogger("sendstatus.dashboard")
-DEFAULT_RELAY = "the default maildir"
+DEFAULT_MAILDIR = "the default maildir"
 
 
 class EngineHost:
@@ -49,14 +49,21 @@ class EngineHost:
             self.engine = EngineThread(engine, relay=relay).start()
             return self.engine
 
-    def _relay(self) -> tuple[str, Transport]:
-        """What the engine sends through: never the default maildir while the database
-        names a relay (read now: it may have been set since the dashboard opened)."""
+    def _relay(self) -> tuple[str, Transport | None]:
+        """What the engine sends through: the demo's maildir, ``--smtp``, else (None) the
+        relays stored in the database, which the engine follows as they change."""
         if self._fixed_transport is not None:
             return self._fixed_transport
+        if self.relay_override:
+            url = self.relay_override
+            return mask_url(url), transport_for(url, load_credentials())
         with self.store.read() as session:
-            url = settings.relay_in_use(session, self.relay_override)
-        return (mask_url(url) if url else DEFAULT_RELAY), transport_for(url, load_credentials())
+            stored = relays.all_relays(session)
+        if not stored:
+            return DEFAULT_MAILDIR, None
+        if len(stored) == 1:
+            return mask_url(stored[0].url), None
+        return f"relays {', '.join(r.name for r in stored)} (stored, followed)", None
 
     def _lease_taken(self) -> bool:
         with self.store.read() as session:

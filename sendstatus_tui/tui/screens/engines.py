@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 from textual.worker import get_current_worker
 
-from sendstatus_tui.core.coordination import heartbeats
+from sendstatus_tui.core.coordination import heartbeats, relay_breakers
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.tui.trouble import guarded
 from sendstatus_tui.views.engines import NO_ENGINE, EngineShown, engine_shown
@@ -61,7 +61,8 @@ class EnginesScreen(Screen):
         with self._store.read() as session:
             rows = heartbeats.engines(session)
             lost = heartbeats.lost_ids(rows, now)
-            shown = [engine_shown(row, now, self._zone, row.id in lost) for row in rows]
+            down = relay_breakers.breakers(session)
+            shown = [engine_shown(row, now, self._zone, row.id in lost, down) for row in rows]
         if not get_current_worker().is_cancelled:  # the screen closed while it read
             self.app.call_from_thread(self._show, shown)
 

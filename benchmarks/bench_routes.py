@@ -1,0 +1,138 @@
+"""Failover between stored relays: the speed after one relay dies, against the surviving
+relay alone.
+
+    python benchmarks/bench_routes.py [--round-trip 20] [--warm-seconds 8]
+                                      [--settle-seconds 12] [--seconds 5] [--smtp-sink PATH]
+
+Two Postfix ``smtp-sink`` servers on loopback, each behind a delaying TCP proxy (the round
+trip, default 20 ms; tests/latency_proxy.py in a process of its own). Side by side in one
+run, each with a fresh SQLite file and one mailing (the messages of bench_dispatch.py), an
+engine that sends through the relays stored in the database (no --smtp):
+
+- alone: the surviving relay is the only relay stored; measured after ``--warm-seconds``,
+  once before the failover run and once after (the baseline is their mean: the machine's
+  drift between runs is halved);
+- failover: both relays stored, weight 1 each; after ``--warm-seconds`` the first relay's
+  proxy is killed (its connections drop, new ones are refused), and the engine is measured
+  ``--settle-seconds`` later, from the survivor's counter.
+
+Printed: msg/s alone, with both relays before the kill, after the failover, and after the
+failover / alone (the aim: 0.9 or better).
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_dispatch import new_mailing  # noqa: E402
+from bench_latency import Proxy  # noqa: E402
+from smtp_sink import SinkUnavailable, SmtpSink, find_smtp_sink  # noqa: E402
+
+from sendstatus_tui.core.model import lifecycle, relays
+from sendstatus_tui.core.model.relays import RelayChange
+from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.thread import EngineThread
+
+
+def rate_over(sinks: list[SmtpSink], seconds: float) -> float:
+    """Messages a second the sinks accepted together over ``seconds``."""
+    before, began = sum(s.accepted() for s in sinks), time.monotonic()
+    time.sleep(seconds)
+    return (sum(s.accepted() for s in sinks) - before) / (time.monotonic() - began)
+
+
+def sending(directory: Path, stored: dict[str, int], count: int) -> tuple[EngineThread, Store]:
+    """An engine sending one mailing of ``count`` through ``stored`` (name: proxy port)."""
+    store, _, mailing_id = new_mailing(directory, count)
+    with store.write() as session:
+        for name, port in stored.items():
+            relays.add(session, name, RelayChange(url=f"smtp://127.0.0.1:{port}?starttls=off"))
+        lifecycle.send_now(session, mailing_id)
+    return EngineThread(Engine(store, None, EngineSettings(batch_size=500))).start(), store
+
+
+def until_sending(sinks: list[SmtpSink], thread: EngineThread) -> None:
+    deadline = time.monotonic() + 30
+    while sum(s.accepted() for s in sinks) == 0:  # starting up: the lease, the relay check
+        if time.monotonic() > deadline or not thread.alive:
+            raise SystemExit(f"nothing sent in 30 s ({thread.error!r})")
+        time.sleep(0.05)
+
+
+def alone(directory: Path, sink: SmtpSink, port: int, args: argparse.Namespace) -> float:
+    """msg/s of an engine whose only stored relay is the survivor, once warm."""
+    thread, store = sending(directory, {"survivor": port}, args.count)
+    try:
+        until_sending([sink], thread)
+        time.sleep(args.warm_seconds)
+        return rate_over([sink], args.seconds)
+    finally:
+        thread.stop(60)
+        store.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--round-trip", type=float, default=20.0, help="milliseconds")
+    parser.add_argument("--warm-seconds", type=float, default=8.0, help="before measuring")
+    # the survivor's pool, sized for half the messages, grows to take them all meanwhile
+    parser.add_argument("--settle-seconds", type=float, default=12.0, help="after the kill")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured, per figure")
+    parser.add_argument("--count", type=int, default=100_000, help="recipients per mailing")
+    parser.add_argument("--smtp-sink", help="path to Postfix's smtp-sink")
+    args = parser.parse_args()
+    try:
+        binary, env = find_smtp_sink(args.smtp_sink)
+    except SinkUnavailable as exc:
+        raise SystemExit(f"no smtp-sink: {exc}") from None
+    with tempfile.TemporaryDirectory(prefix="bench-routes-") as temp:
+        work = Path(temp)
+        (work / "a").mkdir()
+        (work / "b").mkdir()
+        doomed_sink = SmtpSink(binary, env, work / "a")
+        survivor_sink = SmtpSink(binary, env, work / "b")
+        survivor = Proxy(survivor_sink.port, args.round_trip)
+        print(f"two smtp-sinks, each behind a {args.round_trip:.0f} ms proxy")
+        try:
+            alone_before = alone(work / "alone-1", survivor_sink, survivor.port, args)
+            print(f"  the surviving relay alone:     {alone_before:7,.0f} msg/s")
+
+            doomed = Proxy(doomed_sink.port, args.round_trip)
+            both = [doomed_sink, survivor_sink]
+            stored = {"doomed": doomed.port, "survivor": survivor.port}
+            thread, store = sending(work / "failover", stored, args.count)
+            try:
+                until_sending(both, thread)
+                time.sleep(args.warm_seconds)
+                before = rate_over(both, args.seconds)
+                doomed.stop()  # its connections drop; new ones are refused
+                killed_at = time.monotonic()
+                time.sleep(args.settle_seconds)
+                after = rate_over(both, args.seconds)
+                moved = time.monotonic() - killed_at
+            finally:
+                thread.stop(60)
+                store.dispose()
+            print(f"  both relays, before the kill:  {before:7,.0f} msg/s")
+            print(
+                f"  after the failover:            {after:7,.0f} msg/s"
+                f" (measured {args.settle_seconds:.0f} to {moved:.0f} s after the kill)"
+            )
+            alone_after = alone(work / "alone-2", survivor_sink, survivor.port, args)
+            print(f"  the surviving relay alone:     {alone_after:7,.0f} msg/s (again, after)")
+            baseline = (alone_before + alone_after) / 2  # the machine's drift, halved
+            print(f"  after the failover / alone:    {after / baseline:.2f} (aim: 0.9 or better)")
+        finally:
+            survivor.stop()
+            doomed_sink.stop()
+            survivor_sink.stop()
+
+
+if __name__ == "__main__":
+    main()
