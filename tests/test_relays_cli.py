@@ -66,7 +66,12 @@ def test_relays_are_added_changed_listed_and_removed(relay_cmd, store):
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("add", "main", "smtp://user:secret@relay.example.com"), "must not carry credentials"),
+        (
+            ("add", "eu-west", "smtp://user:secret@relay.example.com"),
+            "must not carry credentials (every user can read a command line): set"
+            " SENDSTATUS_RELAY_EU_WEST_USER and SENDSTATUS_RELAY_EU_WEST_PASSWORD, or"
+            " [relay.eu-west] in the credentials file",
+        ),
         (("add", "main", "ftp://relay.example.com"), "unknown relay"),
         (("add", "bad name", "smtp://relay.example.com"), "letters, digits, - and _"),
         (("add", "main", "smtp://relay.example.com", "--weight", "0"), "--weight 0: give 1 to"),

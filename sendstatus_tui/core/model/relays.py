@@ -10,6 +10,7 @@ every relay that exists when each message goes out."""
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 
@@ -148,8 +149,21 @@ def names_of(mailing: Mailing) -> tuple[str, ...] | None:
     return tuple(mailing.relays.split(",")) if mailing.relays else None
 
 
+def credentials_prefix(name: str) -> str:
+    """How the variables that carry a relay's credentials begin: SENDSTATUS_RELAY_<NAME>
+    (NAME in capitals, - as _), followed by _USER and _PASSWORD."""
+    return f"SENDSTATUS_RELAY_{name.upper().replace('-', '_')}"
+
+
 def _apply(relay: Relay, change: RelayChange) -> None:
     if change.url is not None:
+        if _carries_credentials(change.url):
+            prefix = credentials_prefix(relay.name)
+            raise RelaySettingError(
+                f"relay {relay.name!r}: the relay URL must not carry credentials (every user"
+                f" can read a command line): set {prefix}_USER and {prefix}_PASSWORD, or"
+                f" [relay.{relay.name}] in the credentials file"
+            )
         try:
             parse_relay_url(change.url)
         except SendStatusError as exc:
@@ -169,6 +183,14 @@ def _apply(relay: Relay, change: RelayChange) -> None:
                 f"relay {relay.name!r}: --connections {change.connections}: give 1 to {MAX_POOL}"
             )
         relay.connections = change.connections
+
+
+def _carries_credentials(url: str) -> bool:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False  # not a URL: parse_relay_url says why
+    return parts.username is not None or parts.password is not None
 
 
 def _checked_rate(name: str, text: str) -> str | None:

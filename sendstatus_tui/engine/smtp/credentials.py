@@ -11,6 +11,7 @@ from pathlib import Path
 
 from platformdirs import user_config_path
 
+from sendstatus_tui.core.model.relays import credentials_prefix
 from sendstatus_tui.errors import SendStatusError
 
 USER_ENV = "SENDSTATUS_SMTP_USER"
@@ -53,7 +54,7 @@ def load_relay_credentials(
     SENDSTATUS_RELAY_<NAME>_USER / _PASSWORD (NAME in capitals, - as _), else from the
     credentials file's ``[relay.NAME]`` table; the relay named default also takes those
     that ``--smtp`` takes (SENDSTATUS_SMTP_USER, ``[relay]``). None when there are none."""
-    prefix = f"SENDSTATUS_RELAY_{relay.upper().replace('-', '_')}"
+    prefix = credentials_prefix(relay)
     user, password = environ.get(f"{prefix}_USER"), environ.get(f"{prefix}_PASSWORD")
     if user or password:
         if not (user and password):
