@@ -86,21 +86,29 @@ def test_layers_keep_their_imports():
     assert f"Contracts: {len(names)} kept, 0 broken." in report
 
 
-def test_an_older_database_is_upgraded_with_its_data(sqlite_url):
+def database_at_revision(url: str, revision: str, statement: str) -> None:
+    """A database migrated only as far as ``revision``, where ``statement`` then ran: what an
+    older version of sendstatus left."""
     from alembic import command
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    engine = sa.create_engine(sqlite_url)
+    engine = sa.create_engine(url)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-        connection.exec_driver_sql(
-            "INSERT INTO mailing (name, subject, sender, field_names, state, created_at,"
-            " updated_at, total, sent, failed, deferred) VALUES ('Old', 'S', 'a@b.example',"
-            " '[]', 'standby', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0, 0, 0, 0)"
-        )
+        command.upgrade(config, revision)
+        connection.exec_driver_sql(statement)
     engine.dispose()
+
+
+def test_an_older_database_is_upgraded_with_its_data(sqlite_url):
+    database_at_revision(
+        sqlite_url,
+        "0001",
+        "INSERT INTO mailing (name, subject, sender, field_names, state, created_at,"
+        " updated_at, total, sent, failed, deferred) VALUES ('Old', 'S', 'a@b.example',"
+        " '[]', 'standby', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0, 0, 0, 0)",
+    )
     store = Store(sqlite_url)
     with store.engine.connect() as connection:
         row = connection.exec_driver_sql("SELECT name, resent_in_doubt FROM mailing").one()
@@ -112,19 +120,12 @@ def test_an_older_database_is_upgraded_with_its_data(sqlite_url):
 def test_a_stored_rate_of_zero_becomes_unlimited_on_upgrade(sqlite_url, stored, kept):
     """Zero meant unlimited before it was refused: the upgrade unsets it, so that engines do
     not stop claiming on an error; any other rate stays as it was."""
-    from alembic import command
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    engine = sa.create_engine(sqlite_url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0010")
-        connection.exec_driver_sql(
-            "INSERT INTO setting (key, value, updated_at) VALUES"
-            f" ('rate', '{stored}', '2026-01-01 00:00:00')"
-        )
-    engine.dispose()
+    database_at_revision(
+        sqlite_url,
+        "0010",
+        "INSERT INTO setting (key, value, updated_at) VALUES"
+        f" ('rate', '{stored}', '2026-01-01 00:00:00')",
+    )
     store = Store(sqlite_url)
     with store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT value FROM setting WHERE key = 'rate'").all()
@@ -134,19 +135,12 @@ def test_a_stored_rate_of_zero_becomes_unlimited_on_upgrade(sqlite_url, stored, 
 def test_the_relay_setting_becomes_the_relay_named_default_on_upgrade(sqlite_url):
     """Issue 20: the single relay setting of older versions is the relay named default,
     which `config get relay` still reads, and no setting is left behind."""
-    from alembic import command
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    engine = sa.create_engine(sqlite_url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0017")
-        connection.exec_driver_sql(
-            "INSERT INTO setting (key, value, updated_at) VALUES"
-            " ('relay', 'smtp://old.example.com:2525', '2026-01-01 00:00:00')"
-        )
-    engine.dispose()
+    database_at_revision(
+        sqlite_url,
+        "0017",
+        "INSERT INTO setting (key, value, updated_at) VALUES"
+        " ('relay', 'smtp://old.example.com:2525', '2026-01-01 00:00:00')",
+    )
     store = Store(sqlite_url)
     with store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT name, url, weight FROM relay").all()
