@@ -135,6 +135,49 @@ def test_mailing_add_names_its_relays_and_refuses_an_unknown_one(run, relay_cmd,
         assert len(session.exec(select(Mailing)).all()) == 2  # nothing half-made
 
 
+def test_send_now_and_schedule_change_the_relays_and_all_means_every_relay(
+    run, relay_cmd, store, tmp_path
+):
+    relay_cmd("add", "main", "smtp://main.example.com")
+    relay_cmd("add", "backup", "smtp://backup.example.com")
+    parked = _add_mailing(run, tmp_path, "--relay", "main")
+    status, out, _ = run("schedule", str(parked), "--at", "2030-01-01 10:00", "--relay", "backup")
+    assert status == 0 and out.rstrip().endswith("; through backup")
+    assert mailing(store, parked).relays == "backup"
+    status, out, _ = run("send-now", str(parked), "--relay", "main,backup", "--yes")
+    assert status == 0 and out.rstrip().endswith("; through main, backup")
+    assert mailing(store, parked).relays == "main,backup"
+    queued = _add_mailing(run, tmp_path, "--relay", "main")
+    status, out, _ = run("schedule", str(queued), "--sequential", "--relay", "all", "--yes")
+    assert status == 0 and out.rstrip().endswith("; through every relay")
+    assert mailing(store, queued).relays is None
+    # audited, as a window is
+    status, out, _ = run("log", str(queued))
+    assert status == 0 and "relays" in out and "every relay" in out
+
+
+def test_an_unknown_relay_on_send_now_is_one_error_and_changes_nothing(
+    run, relay_cmd, store, tmp_path
+):
+    relay_cmd("add", "main", "smtp://main.example.com")
+    parked = _add_mailing(run, tmp_path, "--relay", "main")
+    status, out, err = run("send-now", str(parked), "--relay", "nosuch", "--yes")
+    assert (status, out) == (1, "")
+    assert "unknown relay 'nosuch' (relays: main)" in err and err.count("\n") == 1
+    assert mailing(store, parked).relays == "main"
+    assert mailing(store, parked).state == "standby"
+    # once sending, its relays stay (stop it to change them)
+    assert run("send-now", str(parked), "--yes")[0] == 0
+    status, _, err = run("schedule", str(parked), "--at", "2030-01-01 10:00", "--relay", "main")
+    assert status == 1 and f"mailing {parked}" in err and "starting up" in err
+
+
+def test_all_is_no_relay_name(relay_cmd, store):
+    status, out, err = relay_cmd("add", "All", "smtp://main.example.com")
+    assert (status, out) == (1, "")
+    assert "--relay all means every relay" in err and stored(store) == {}
+
+
 def test_config_set_relay_is_the_relay_named_default(run, relay_cmd, store):
     assert run("config", "set", "relay", "smtp://relay.example.com") == (
         0,

@@ -35,6 +35,10 @@ ALLOWED = {
     (Action.SET_WINDOW, S.STANDBY): S.STANDBY,
     (Action.SET_WINDOW, S.SCHEDULED): S.SCHEDULED,
     (Action.SET_WINDOW, S.QUEUED): S.QUEUED,
+    # and so are the relays it goes through
+    (Action.SET_RELAYS, S.STANDBY): S.STANDBY,
+    (Action.SET_RELAYS, S.SCHEDULED): S.SCHEDULED,
+    (Action.SET_RELAYS, S.QUEUED): S.QUEUED,
     (Action.TIME_ARRIVED, S.SCHEDULED): S.STARTING,
     (Action.PROMOTE, S.QUEUED): S.STARTING,
     (Action.PREPARED, S.STARTING): S.SENDING,

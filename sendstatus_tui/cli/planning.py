@@ -5,10 +5,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from sqlmodel import Session
+
 from sendstatus_tui import config
 from sendstatus_tui.cli import after_send, windows
 from sendstatus_tui.cli.context import Access, Context, mailing_id
-from sendstatus_tui.core.model import guard, lifecycle
+from sendstatus_tui.core.model import guard, lifecycle, relays
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.queue import Direction, queue_end
 from sendstatus_tui.core.model.states import Action, next_state
@@ -21,6 +23,7 @@ def register(commands: Any, context: Context) -> None:
     send_now.add_argument("id", type=mailing_id)
     send_now.add_argument("--yes", action="store_true", help="confirm without asking")
     windows.add_option(send_now)
+    _add_relay_option(send_now)
     send_now.set_defaults(run=lambda args: _send_now(args, context))
 
     schedule = commands.add_parser(
@@ -32,6 +35,7 @@ def register(commands: Any, context: Context) -> None:
     when.add_argument("--sequential", action="store_true", help="append to the sequential queue")
     schedule.add_argument("--yes", action="store_true", help="confirm without asking")
     windows.add_option(schedule)
+    _add_relay_option(schedule)
     schedule.set_defaults(run=lambda args: _schedule(args, context))
 
     stop = commands.add_parser("stop", parents=[common], help="stop and park a mailing")
@@ -47,6 +51,39 @@ def register(commands: Any, context: Context) -> None:
     move.add_argument("id", type=mailing_id)
     move.add_argument("direction", choices=[d.value for d in Direction])
     move.set_defaults(run=lambda args: _move(args, context))
+
+
+def _add_relay_option(parser: Any) -> None:
+    parser.add_argument(
+        "--relay",
+        metavar="NAME[,NAME]",
+        help="the relays it goes through from now on (see `sendstatus relay ls`);"
+        f" '{relays.EVERY}': every relay; default: the ones it has",
+    )
+
+
+def _check_relays(args: Any, session: Session) -> None:
+    """Refuses an unknown relay before anything is asked or written."""
+    if args.relay is not None:
+        relays.chosen(session, args.relay)
+
+
+def _set_choices(args: Any, session: Session, window: str | None) -> None:
+    """Gives the mailing the window and relays given with the send choice, in the
+    transaction that plans it."""
+    if windows.given(args):
+        lifecycle.set_window(session, args.id, window)
+    if args.relay is not None:
+        lifecycle.set_relays(session, args.id, relays.chosen(session, args.relay))
+
+
+def _described(args: Any, mailing: Mailing) -> str:
+    """How a planning command's confirmation ends: the window, and the relays when given."""
+    chosen = ""
+    if args.relay is not None:
+        chosen = f"; through {mailing.relays.replace(',', ', ')}" if mailing.relays else ""
+        chosen = chosen or "; through every relay"
+    return windows.described(mailing.window) + chosen
 
 
 def enqueued_message(result: lifecycle.Enqueued) -> str:
@@ -72,14 +109,16 @@ def _send_now(args: Any, context: Context) -> None:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.SEND_NOW, mailing.id)  # refuse before asking
         window = windows.stored(args, mailing.scheduled_zone) if windows.given(args) else None
+        _check_relays(args, session)
         after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
     with context.store(args, Access.CHANGE).write() as session:
-        if windows.given(args):
-            lifecycle.set_window(session, args.id, window)
+        _set_choices(args, session, window)
         mailing = lifecycle.send_now(session, args.id)
-    described = windows.described(mailing.window)
-    print(f"mailing {mailing.id} {mailing.name!r}: sending now (starting up){described}")
+    print(
+        f"mailing {mailing.id} {mailing.name!r}: sending now (starting up)"
+        + _described(args, mailing)
+    )
 
 
 def _schedule(args: Any, context: Context) -> None:
@@ -91,28 +130,28 @@ def _schedule(args: Any, context: Context) -> None:
             mailing = lifecycle.get(session, args.id)
             next_state(mailing.state, Action.SCHEDULE_AT, mailing.id)  # refuse before asking
             window = windows.stored(args, typed_in) if windows.given(args) else None
+            _check_relays(args, session)
             after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
         with store.write() as session:
-            if windows.given(args):
-                lifecycle.set_window(session, args.id, window)
+            _set_choices(args, session, window)
             mailing = lifecycle.schedule_at(session, args.id, when, zone_name=typed_in)
         local = format_named(when, context.zone(args))
-        described = windows.described(mailing.window)
+        described = _described(args, mailing)
         print(f"mailing {mailing.id} {mailing.name!r}: scheduled at {local}{described}")
         return
     with store.read() as session:
         mailing = lifecycle.get(session, args.id)
         next_state(mailing.state, Action.ENQUEUE, mailing.id)  # refuse before asking
         window = windows.stored(args, mailing.scheduled_zone) if windows.given(args) else None
+        _check_relays(args, session)
         after_send.confirm_unsubscribe(args, mailing, context.confirm)
         confirm_after_guard(args, mailing, context.confirm)
         context.confirm_sequential(args, session, f"mailing {mailing.id} {mailing.name!r}")
     with store.write() as session:
-        if windows.given(args):
-            lifecycle.set_window(session, args.id, window)
+        _set_choices(args, session, window)
         enqueued = lifecycle.enqueue(session, args.id)
-        outcome = enqueued_message(enqueued) + windows.described(enqueued.mailing.window)
+        outcome = enqueued_message(enqueued) + _described(args, enqueued.mailing)
     print(f"mailing {args.id} {mailing.name!r}: {outcome}")
 
 

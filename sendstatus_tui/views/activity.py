@@ -24,6 +24,7 @@ VERBS = {
     Change.RETRIED: "retried",
     Change.SETTING: "set",
     Change.WINDOW: "window set",
+    Change.RELAYS: "relays set",
     Change.STARTED: "started",
     Change.PROMOTED: "promoted",
     Change.INTERRUPTED: "interrupted",

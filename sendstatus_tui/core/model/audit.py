@@ -44,6 +44,7 @@ class Change(StrEnum):
     RETRIED = "retried"
     SETTING = "setting"
     WINDOW = "window"  # a mailing's sending window changed
+    RELAYS = "relays"  # the relays a mailing goes through changed
     STARTED = "started"  # its scheduled time came
     PROMOTED = "promoted"  # head of the sequential queue, into Sending now
     INTERRUPTED = "interrupted"

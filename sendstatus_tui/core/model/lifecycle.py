@@ -166,6 +166,20 @@ def set_window(
     return mailing
 
 
+def set_relays(
+    session: Session, mailing_id: int, relays: str | None, *, actor: Actor | None = None
+) -> Mailing:
+    """Gives a mailing the relays it goes through (as stored: ``a,b``, each checked against
+    the relays table by ``relays.chosen``; None: every relay), before it is sent or
+    scheduled, as ``set_window`` does its window."""
+    mailing = get_for_update(session, mailing_id)
+    next_state(mailing.state, Action.SET_RELAYS, mailing_id)
+    if mailing.relays != relays:
+        mailing.relays = relays
+        audit.record(session, Change.RELAYS, mailing, relays or "every relay", actor=actor)
+    return mailing
+
+
 def stop(
     session: Session,
     mailing_id: int,

@@ -22,6 +22,8 @@ from sendstatus_tui.errors import SendStatusError, mask_url
 
 # the relay the former single ``relay`` setting became, and that ``config set relay`` sets
 DEFAULT_NAME = "default"
+# what ``--relay`` takes for "every relay", and so no relay's name
+EVERY = "all"
 MAX_WEIGHT = 1000
 # how an engine's reason starts when no relay a mailing uses took its messages
 EVERY_RELAY_DOWN = "every relay is down"
@@ -57,6 +59,8 @@ def check_name(name: str) -> str:
             f"relay name {name!r}: letters, digits, - and _ (at most 26, starting with a"
             " letter or digit)"
         )
+    if name.lower() == EVERY:
+        raise RelaySettingError(f"relay name {name!r}: --relay {EVERY} means every relay")
     return name
 
 
@@ -142,6 +146,12 @@ def checked_names(session: Session, text: str) -> str:
         if name not in known:
             raise UnknownRelay(name, known)
     return ",".join(dict.fromkeys(given))  # each once, in the order given
+
+
+def chosen(session: Session, text: str) -> str | None:
+    """``--relay`` of ``send-now`` and ``schedule``: the names as ``checked_names`` stores
+    them, or None for ``all`` (every relay)."""
+    return None if text.strip().lower() == EVERY else checked_names(session, text)
 
 
 def names_of(mailing: Mailing) -> tuple[str, ...] | None:

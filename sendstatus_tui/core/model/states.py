@@ -49,6 +49,7 @@ class Action(StrEnum):
     MOVE = "move"
     RETRY = "retry"  # the failed recipients back to pending
     SET_WINDOW = "set-window"  # with a send choice: the days and hours it may send in
+    SET_RELAYS = "set-relays"  # with a send choice: the relays it goes through
     # what the engine (or the queue) does
     TIME_ARRIVED = "time-arrived"
     PROMOTE = "promote"
@@ -91,8 +92,14 @@ TRANSITIONS: dict[Action, dict[State, State | None]] = {
     Action.MOVE: {State.QUEUED: State.QUEUED},
     # from STANDBY: a stopped (or interrupted) mailing; it stays parked, to be sent again
     Action.RETRY: {State.COMPLETED: State.STANDBY, State.STANDBY: State.STANDBY},
-    # before it sends: a mailing sending keeps its window (stop it to change it)
+    # before it sends: a mailing sending keeps its window and its relays (stop it to
+    # change them)
     Action.SET_WINDOW: {
+        State.STANDBY: State.STANDBY,
+        State.SCHEDULED: State.SCHEDULED,
+        State.QUEUED: State.QUEUED,
+    },
+    Action.SET_RELAYS: {
         State.STANDBY: State.STANDBY,
         State.SCHEDULED: State.SCHEDULED,
         State.QUEUED: State.QUEUED,
@@ -123,6 +130,7 @@ _VERB = {
     Action.MOVE: "move in the queue",
     Action.RETRY: "retry the failed recipients of",
     Action.SET_WINDOW: "change the sending window of",
+    Action.SET_RELAYS: "change the relays of",
     Action.TIME_ARRIVED: "start at its time",
     Action.PROMOTE: "promote",
     Action.PREPARED: "start sending",
@@ -134,6 +142,7 @@ _VERB = {
 _RULE = {
     Action.RETRY: "retrying the failed recipients",
     Action.SET_WINDOW: "changing the sending window",
+    Action.SET_RELAYS: "changing the relays",
 }
 
 
