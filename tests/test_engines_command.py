@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import re
 import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -99,6 +101,7 @@ def test_a_leader_killed_mid_send_is_lost_once_another_leads(store, make_mailing
         row = session.get(EngineHeartbeat, "vm:1:a")
         assert row is not None
         row.heartbeat_at = utc_now() - timedelta(seconds=6)
+    beat_set = time.monotonic()
     assert [e["lost"] for e in listed(command)] == [False]  # no other leader: not yet lost
     with store.write() as session:
         heartbeats.beat(
@@ -107,6 +110,9 @@ def test_a_leader_killed_mid_send_is_lost_once_another_leads(store, make_mailing
     by_pid = {e["pid"]: e for e in listed(command)}
     assert (by_pid[1]["lost"], by_pid[2]["lost"]) == (True, False)
     status, out, _ = command("engines")
-    assert "vm pid 1: lost (silent 6 s)" in out and "vm pid 2: leader" in out
+    silent = re.search(r"vm pid 1: lost \(silent (\d+) s\)", out)
+    assert silent is not None and "vm pid 2: leader" in out
+    # 6 s, and as many more as the commands took on a busy machine
+    assert 6 <= int(silent[1]) <= 6 + time.monotonic() - beat_set
     shown = json.loads(command("show", str(mailing_id), "--json")[1])
     assert [e["pid"] for e in shown["engines"]] == [2]  # the lost one's connections are gone
