@@ -165,8 +165,8 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
         PaneMailing(
             id_,
             name,
-            State(state),
-            Mode(mode) if mode else None,
+            _STATES[state],
+            _MODES[mode] if mode else None,
             reason,
             position,
             _utc(scheduled_at),
@@ -209,24 +209,32 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
     ]
 
 
+# stored value -> member, as a dict: Enum(value) costs a microsecond per row
+_STATES = {state.value: state for state in State}
+_MODES = {mode.value: mode for mode in Mode}
+
+
 def _utc(stored: str | None) -> datetime | None:
     # as UTCDateTime stores them: naive UTC, in SQLAlchemy's SQLite text format
     return datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else None
 
 
+# each state's pane, as its place among the panes (a refresh sorts a thousand rows by it)
+_PANE_RANK = {state: list(Area).index(area) for state, area in AREA_OF_STATE.items()}
+
+
 def _pane_order(mailing: "Mailing | PaneMailing") -> tuple[int, int, float | None, int | None]:
-    area = AREA_OF_STATE[mailing.state]
-    areas = list(Area)
-    if area == Area.SCHEDULED:
+    rank = _PANE_RANK[mailing.state]
+    if mailing.state == State.SCHEDULED:
         # timed ones by time, then the sequential queue in its order
-        if mailing.state == State.SCHEDULED:
-            assert mailing.scheduled_at is not None  # a scheduled mailing has its time
-            return (areas.index(area), 0, mailing.scheduled_at.timestamp(), mailing.id)
-        return (areas.index(area), 1, mailing.position, mailing.id)
-    if area == Area.DONE:
+        assert mailing.scheduled_at is not None  # a scheduled mailing has its time
+        return (rank, 0, mailing.scheduled_at.timestamp(), mailing.id)
+    if mailing.state == State.QUEUED:
+        return (rank, 1, mailing.position, mailing.id)
+    if mailing.state == State.COMPLETED:
         assert mailing.finished_at is not None  # a completed mailing has finished
-        return (areas.index(area), 0, -mailing.finished_at.timestamp(), mailing.id)
-    return (areas.index(area), 0, 0, mailing.id)
+        return (rank, 0, -mailing.finished_at.timestamp(), mailing.id)
+    return (rank, 0, 0, mailing.id)
 
 
 def summary(mailing: Summarised) -> dict[str, str | int | None]:
