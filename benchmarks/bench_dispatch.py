@@ -5,7 +5,7 @@
                                         [--startup-recipients 1000000] [--startup-seconds 30]
                                         [--startup-tries 3] [--batch-size B]
                                         [--smtp-sink PATH] [--profile FILE]
-                                        [--metrics-overhead]
+                                        [--metrics-overhead] [--uvloop]
                                         [--against COMMIT]
 
 Postfix's ``smtp-sink`` (a C server that discards what it accepts) listens on loopback; it
@@ -49,6 +49,8 @@ resident memory (VmRSS sampled; VmHWM, its peak, up to its exit).
 
 ``--metrics-overhead`` compares instead the engine's CPU per message with its Prometheus
 metrics counted and without (issue 21's aim: less than 3 % more), in interleaved rounds.
+``--uvloop`` compares the engine's CPU per message on asyncio's event loop and on uvloop's
+(not a dependency: ``pip install uvloop`` first), the same way.
 
 ``--profile FILE`` runs one engine round under cProfile instead (on the engine's thread),
 prints the heaviest functions and saves the statistics to FILE.
@@ -519,6 +521,45 @@ def metrics_overhead(args, sink: SmtpSink, workdir: Path) -> None:
     print(f"  median CPU per message, on / off: {statistics.median(ratios):.3f} (aim: < 1.03)")
 
 
+def uvloop_gain(args, sink: SmtpSink, workdir: Path) -> None:
+    """The engine's CPU per message on asyncio's own event loop and on uvloop's, in
+    interleaved rounds (issue 22: uvloop becomes a dependency only for 15 % or more)."""
+    try:
+        import uvloop
+    except ImportError:
+        sys.exit("--uvloop needs uvloop, which sendstatus does not install: pip install uvloop")
+
+    print(f"event loops: {args.messages:,} messages, {args.rounds} rounds of each")
+    ratios = []
+    for number in range(1, args.rounds + 1):
+
+        def engine(loop: str, number=number) -> Run:
+            directory = workdir / f"{loop}-{number}"
+            # the engine's thread starts its loop with asyncio.run, from the policy
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy() if loop == "uvloop" else None)
+            try:
+                return engine_run(sink, directory, args.messages, args.connections)
+            finally:
+                asyncio.set_event_loop_policy(None)
+                shutil.rmtree(directory, ignore_errors=True)
+
+        if number % 2:
+            plain, fast = engine("asyncio"), engine("uvloop")
+        else:
+            fast, plain = engine("uvloop"), engine("asyncio")
+        ratios.append(fast.cpu_per_message / plain.cpu_per_message)
+        print(
+            f"  round {number}: asyncio {plain.cpu_per_message * 1e6:4.0f} µs CPU/msg"
+            f" ({plain.rate:6,.0f} msg/s)   uvloop {fast.cpu_per_message * 1e6:4.0f} µs CPU/msg"
+            f" ({fast.rate:6,.0f} msg/s)   uvloop / asyncio {ratios[-1]:.3f}",
+            flush=True,
+        )
+    print(
+        f"  median CPU per message, uvloop / asyncio: {statistics.median(ratios):.3f}"
+        " (worth a dependency at 0.85 or less)"
+    )
+
+
 def profile_engine(args, sink: SmtpSink, workdir: Path) -> None:
     run = engine_run(
         sink,
@@ -829,6 +870,11 @@ def main() -> None:
         help="compare the engine's CPU per message with metrics on and off instead",
     )
     parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="compare the engine's CPU per message on asyncio's loop and uvloop's instead",
+    )
+    parser.add_argument(
         "--against",
         metavar="COMMIT",
         help="compare the engine's processor time per message with that commit's instead",
@@ -853,6 +899,9 @@ def main() -> None:
                 return
             if args.metrics_overhead:
                 metrics_overhead(args, sink, workdir)
+                return
+            if args.uvloop:
+                uvloop_gain(args, sink, workdir)
                 return
             if args.against:
                 against(args, sink, workdir)

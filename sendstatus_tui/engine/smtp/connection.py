@@ -13,6 +13,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
+from typing import cast
 
 import aiosmtplib
 
@@ -282,10 +283,11 @@ async def open_connection(
             ) from None
         raise RelayUnavailable(f"cannot reach {where}: {exc}") from None
     transport = smtp.transport
-    if not isinstance(transport, asyncio.WriteTransport):
+    if transport is None or transport.is_closing():
         raise RelayUnavailable(f"{where}: the connection closed while it was set up")
     return RelayConnection(
-        ReplyReader(transport, settings.timeout),
+        # a stream transport, whose class uvloop's loop does not derive from asyncio's
+        ReplyReader(cast(asyncio.WriteTransport, transport), settings.timeout),
         pipelining=settings.pipelining and smtp.supports_extension("pipelining"),
         smtputf8=smtp.supports_extension("smtputf8"),
     )
