@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sendstatus_tui.core.model.states import Area, Mode, State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.throughput import Minute, Throughput
 from sendstatus_tui.views import cells
@@ -24,7 +25,13 @@ NINE_UTC = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 
 def planned(state: State, **fields) -> SimpleNamespace:
     values = dict(
-        position=None, scheduled_at=None, started_at=None, total=10, sent=4, waiting_reason=None
+        position=None,
+        scheduled_at=None,
+        started_at=None,
+        total=10,
+        sent=4,
+        waiting_reason=None,
+        waiting_kind=None,
     )
     return SimpleNamespace(state=state, **{**values, **fields})
 
@@ -40,7 +47,11 @@ def test_cells_read_the_same_for_any_mailing_like_object():
     )
     assert cells.sent_of_total(planned(State.SENDING, total=12_000, sent=4_500)) == "4,500/12,000"
     assert cells.moment(None, ROME) == "—"
-    waiting = planned(State.STARTING, waiting_reason="relay unavailable: connection refused")
+    waiting = planned(
+        State.STARTING,
+        waiting_kind=WaitingKind.RELAY_DOWN,
+        waiting_reason="relay unavailable: connection refused",
+    )
     assert cells.start_date(waiting, ROME) == "waiting: relay unavailable: connection refused"
     assert heading(Area.STANDBY, 3) == "Sends to schedule (3)"
 
@@ -113,6 +124,7 @@ def test_failures_by_class_and_what_the_engine_waits_for_are_told():
     sending = details(
         state=State.SENDING,
         failed_by_class={"5xx": 298, "doubt": 2},
+        waiting_kind=WaitingKind.RELAY_DOWN,
         waiting_reason="relay unavailable: connection refused",
         waiting_until=NINE_UTC,
     )
