@@ -138,7 +138,7 @@ class Engine:
         self._rate_mark = (time.monotonic(), 0)
         self.cap = EngineCap(settings.rate_per_second)
         self.metrics = metrics or NoMetrics()
-        self.metrics.watch_connections(lambda: self.routes.connections)
+        self.metrics.watch_relays(self.routes.states)
         self.sender = BatchSender(
             self.routes,
             self.cap,

@@ -70,6 +70,7 @@ class Outcome:
     reply: str | None = None
     retry_at: datetime | None = None
     failure_class: str | None = None  # for FAILED: a FailureClass
+    relay: str | None = None  # the relay that answered, by name (for the engine's metrics)
 
 
 @dataclass(frozen=True)
