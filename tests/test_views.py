@@ -56,6 +56,31 @@ def test_cells_read_the_same_for_any_mailing_like_object():
     assert heading(Area.STANDBY, 3) == "Sends to schedule (3)"
 
 
+def test_the_row_says_what_the_mailing_waits_for_by_its_kind_not_its_words():
+    """The stored kind decides: a relay whose reply happened to read like a window's words
+    is still a relay down, and a domain limit says so (its retry in the reader's zone)."""
+    now = NINE_UTC - timedelta(minutes=5)
+
+    def row(kind: WaitingKind, reason: str) -> str:
+        waiting = planned(
+            State.SENDING,
+            started_at=NINE_UTC - timedelta(hours=1),
+            waiting_kind=kind,
+            waiting_reason=reason,
+            waiting_until=NINE_UTC,
+        )
+        return cells.now_status(waiting, ROME, now, engine_running=True)
+
+    assert row(WaitingKind.WINDOW, "outside its sending window") == "window opens Mon 10:00"
+    assert row(WaitingKind.RELAY_DOWN, "outside its sending window") == (
+        "relay error, retry 10:00:00"
+    )
+    assert row(WaitingKind.RELAY_DOWN, "cannot reach smtp://relay:25") == (
+        "relay down, retry 10:00:00"
+    )
+    assert row(WaitingKind.DOMAIN_LIMIT, "gmail.com: 20/s") == "domain limit, retry 10:00:00"
+
+
 def test_countdown_and_eta():
     assert cells.countdown(timedelta(0)) == "now"
     assert cells.countdown(timedelta(minutes=4, seconds=30)) == "in 4m 30s"
