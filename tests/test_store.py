@@ -154,7 +154,7 @@ def test_the_relay_setting_becomes_the_relay_named_default_on_upgrade(sqlite_url
         assert settings.read(session, "relay") == "smtp://old.example.com:2525"
 
 
-def test_what_a_mailing_waits_for_becomes_a_kind_on_upgrade(sqlite_url):
+def test_what_a_mailing_waits_for_becomes_a_kind_on_upgrade(db_url):
     """Issue 20: a mailing waiting outside its window, or for its relay, as older versions
     told it by the text alone, waits for the same kind after the upgrade, since the row's
     last change; one that waits for nothing has no kind."""
@@ -163,7 +163,7 @@ def test_what_a_mailing_waits_for_becomes_a_kind_on_upgrade(sqlite_url):
         " '2026-01-01 10:00:00', 0, 0, 0, 0, 0, {reason}, {until})"
     )
     database_at_revision(
-        sqlite_url,
+        db_url,
         "0019",
         "INSERT INTO mailing (name, subject, sender, field_names, state, created_at, updated_at,"
         " total, sent, failed, deferred, resent_in_doubt, waiting_reason, waiting_until) VALUES "
@@ -176,7 +176,8 @@ def test_what_a_mailing_waits_for_becomes_a_kind_on_upgrade(sqlite_url):
             ]
         ),
     )
-    with Store(sqlite_url).read() as session:
+    store = Store(db_url)
+    with store.read() as session:
         found = {
             m.name: (m.waiting_kind, m.waiting_since, m.waiting_until)
             for m in session.exec(select(Mailing))
@@ -187,3 +188,4 @@ def test_what_a_mailing_waits_for_becomes_a_kind_on_upgrade(sqlite_url):
         "Relay": (WaitingKind.RELAY_DOWN, since, datetime(2026, 1, 1, 10, 1, 10, tzinfo=UTC)),
         "Flowing": (None, None, None),
     }
+    store.dispose()
