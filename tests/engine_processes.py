@@ -169,13 +169,19 @@ class EngineProcesses:
         self.started: list[tuple[subprocess.Popen, Path]] = []
 
     def start(
-        self, *options: str, relay_url: str | None = None, lease: bool = False
+        self,
+        *options: str,
+        relay_url: str | None = None,
+        lease: bool = False,
+        stored_relays: bool = False,
     ) -> subprocess.Popen:
-        """An engine with ``options``; with ``lease``, it takes the short lease."""
+        """An engine with ``options``; with ``lease``, it takes the short lease; with
+        ``stored_relays``, it sends through the relays stored in the database (no --smtp)."""
         log_path = self.log_dir / f"engine-{len(self.started) + 1}.log"
+        relay = [] if stored_relays else ["--smtp", relay_url or self.relay_url]
         process = subprocess.Popen(
             [sys.executable, "-m", "sendstatus_tui.cli.main", "engine", "--db", self.db_url,
-             "--smtp", relay_url or self.relay_url, *options],
+             *relay, *options],
             stderr=log_path.open("w"),
             env=short_lease() if lease else None,
         )  # fmt: skip

@@ -25,6 +25,7 @@ from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
 from sendstatus_tui.core.model import lifecycle, send_minutes
 from sendstatus_tui.core.model.models import AuditEntry, EngineHeartbeat, Mailing
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import EngineSettings
 from sendstatus_tui.tui.app import SendStatusApp
@@ -224,7 +225,13 @@ class Mailings:
     def relay_down(self, mailing_id: int, retry_in: timedelta = timedelta(seconds=70)) -> None:
         """The engine notes on the mailing that it cannot reach the relay, as it does."""
         reason = "cannot reach smtp://127.0.0.1:2525: [Errno 111] Connection refused"
-        self.do(deliveries.show_waiting, mailing_id, reason, FIXED_NOW + retry_in)
+        self.do(
+            deliveries.show_waiting,
+            mailing_id,
+            WaitingKind.RELAY_DOWN,
+            reason,
+            FIXED_NOW + retry_in,
+        )
 
     def engine_elsewhere(self, holder: str = "engine@elsewhere") -> None:
         """An engine in another process holds the lease (for a day after FIXED_NOW)."""

@@ -15,6 +15,7 @@ from sendstatus_tui.core.coordination.incidents import Progress
 from sendstatus_tui.core.model import audit, lifecycle, settings
 from sendstatus_tui.core.model.guard import REASON_PREFIX
 from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.views.activity import activity_line
 
 from .engine_processes import EngineProcesses
@@ -43,7 +44,14 @@ class TestIncidents:
     ):
         mailing_id = make_mailing("Relay trouble", recipients=5)
         act(store, lifecycle.send_now, mailing_id)
-        act(store, deliveries.show_waiting, mailing_id, RELAY_REPLY, utc_now())
+        act(
+            store,
+            deliveries.show_waiting,
+            mailing_id,
+            WaitingKind.RELAY_DOWN,
+            RELAY_REPLY,
+            utc_now(),
+        )
         now, progress = utc_now(), Progress({})
         assert leader_pass(store, progress, now) == []  # not yet 5 min
         assert leader_pass(store, progress, now + timedelta(minutes=4)) == []
@@ -65,7 +73,7 @@ class TestIncidents:
         assert leader_pass(store, progress, now + timedelta(minutes=6)) == []
         assert leader_pass(store, Progress({}), now + timedelta(minutes=7)) == []
         # the relay is back: the end, told once
-        act(store, deliveries.show_waiting, mailing_id, None, None)
+        act(store, deliveries.show_waiting, mailing_id, None)
         later = now + timedelta(minutes=8)
         assert told(leader_pass(store, progress, later)) == [("relay_down", True, mailing_id)]
         assert leader_pass(store, progress, later + timedelta(minutes=1)) == []
@@ -73,13 +81,27 @@ class TestIncidents:
     def test_a_trouble_gone_before_its_delay_is_never_told(self, store, make_mailing):
         mailing_id = make_mailing("Blip", recipients=5)
         act(store, lifecycle.send_now, mailing_id)
-        act(store, deliveries.show_waiting, mailing_id, RELAY_REPLY, utc_now())
+        act(
+            store,
+            deliveries.show_waiting,
+            mailing_id,
+            WaitingKind.RELAY_DOWN,
+            RELAY_REPLY,
+            utc_now(),
+        )
         now, progress = utc_now(), Progress({})
         assert leader_pass(store, progress, now) == []
-        act(store, deliveries.show_waiting, mailing_id, None, None)
+        act(store, deliveries.show_waiting, mailing_id, None)
         assert leader_pass(store, progress, now + timedelta(minutes=1)) == []
         # down again later: a new incident, due 5 min after it was seen again
-        act(store, deliveries.show_waiting, mailing_id, RELAY_REPLY, utc_now())
+        act(
+            store,
+            deliveries.show_waiting,
+            mailing_id,
+            WaitingKind.RELAY_DOWN,
+            RELAY_REPLY,
+            utc_now(),
+        )
         assert leader_pass(store, progress, now + timedelta(minutes=2)) == []
         assert told(leader_pass(store, progress, now + timedelta(minutes=7))) == [
             ("relay_down", False, mailing_id)

@@ -450,10 +450,15 @@ def test_relay_down_at_start_then_up(store, make_mailing, relays, engines):
     assert waiting["state"] == "starting", "gave up on a relay that is only down"
     assert (waiting["sent"], waiting["failed"]) == (0, 0)
     assert waiting["recipients"] == {"pending": 5}
+    # stored as a relay down, whose start stays put while the engine keeps trying
+    assert waiting["waiting"]["kind"] == "relay_down"
+    assert waiting["waiting"]["reason"] == waiting["waiting_reason"]
+    attempts_seen(store, mailing_id, 2)
+    assert show(store, mailing_id)["waiting"]["since"] == waiting["waiting"]["since"]
 
     relay.start()
     wait_state(store, mailing_id, COMPLETED, timeout=10)
-    assert_complete(store, mailing_id, sent=5)
+    assert assert_complete(store, mailing_id, sent=5)["waiting"] is None
     assert sorted(relay.recipients()) == [f"person{i}@example.com" for i in range(5)]
 
 

@@ -10,6 +10,7 @@ from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import Mailing, Recipient
 from sendstatus_tui.core.model.queue import Direction
 from sendstatus_tui.core.model.states import STATE_WORDS, Mode, State, TransitionRefused
+from sendstatus_tui.core.model.waiting import WaitingKind
 
 from .helpers import in_minutes
 
@@ -198,11 +199,19 @@ def test_a_state_change_forgets_what_the_engine_waited_for(store, make_mailing):
     'waiting: …' while it sends."""
     mailing_id = make_mailing()
     act(store, lifecycle.send_now, mailing_id)
-    act(store, deliveries.show_waiting, mailing_id, "relay unavailable", in_minutes(1))
+    act(
+        store,
+        deliveries.show_waiting,
+        mailing_id,
+        WaitingKind.RELAY_DOWN,
+        "relay unavailable",
+        in_minutes(1),
+    )
     act(store, lifecycle.stop, mailing_id)
     act(store, lifecycle.send_now, mailing_id)
     mailing = fetch(store, mailing_id)
-    assert (mailing.waiting_reason, mailing.waiting_until) == (None, None)
+    assert (mailing.waiting_kind, mailing.waiting_reason) == (None, None)
+    assert (mailing.waiting_since, mailing.waiting_until) == (None, None)
 
 
 def test_failures_without_a_class_count_with_the_refusals(store, make_mailing):

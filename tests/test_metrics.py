@@ -7,11 +7,16 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.core.model import relays as stored_relays
+from sendstatus_tui.core.model.relays import RelayChange
+from sendstatus_tui.core.model.waiting import WaitingKind
+from sendstatus_tui.core.model.window import DAY_NAMES, parse_window
 
 from .engine_processes import EngineProcesses
 from .helpers import act, free_port, mailing, wait_until
@@ -200,3 +205,118 @@ def test_serve_gives_the_figures_of_the_mailings_sending_and_the_engines_alive(
     assert samples[("sendstatus_engines_live", ())] == 1
     # completed, it is no longer a label: labels stay as few as the mailings sending
     assert mailing_samples(samples, "sendstatus_mailing_remaining") == {}
+
+
+# --- stored relays, their breakers, and what a mailing waits for ------------------------------
+
+
+def add_relay(store, name: str, relay) -> None:
+    with store.write() as session:
+        stored_relays.add(session, name, RelayChange(url=relay.url))
+
+
+def by_relay(samples, name: str, outcome: str | None = None) -> dict[str, float]:
+    """A per-relay metric (of one outcome, for the messages), by the relay's label."""
+    return {
+        dict(labels)["relay"]: value
+        for (sample, labels), value in samples.items()
+        if sample == name and (outcome is None or ("outcome", outcome) in labels)
+    }
+
+
+def test_each_outcome_is_counted_against_the_relay_that_answered(
+    store, make_mailing, relays, engines, run
+):
+    """Two stored relays, by their names: one takes every message it is given, the other
+    refuses every recipient; each count goes to the relay that gave the answer."""
+    taking = relays()
+    refusing = relays(
+        RelayScript(
+            rcpt_replies={f"person{i}@example.com": ["550 5.7.1 not here"] for i in range(20)}
+        )
+    )
+    add_relay(store, "taking", taking)
+    add_relay(store, "refusing", refusing)
+    port = free_port()
+    engines.start("--metrics", f"127.0.0.1:{port}", stored_relays=True)
+    wait_until(lambda: scrapes(port), 20, "the metrics to answer")
+    mailing_id = make_mailing("Two relays", recipients=20)
+    act(store, lifecycle.send_now, mailing_id)
+    wait_until(lambda: mailing(store, mailing_id).state == "completed", 30, "the send to end")
+    shown = json.loads(run("show", str(mailing_id), "--json")[1])
+    wait_until(lambda: messages(scrape(port), "accepted") == shown["sent"], 5, "the counts")
+
+    samples = scrape(port)
+    accepted = by_relay(samples, "sendstatus_engine_messages_total", "accepted")
+    refused = by_relay(samples, "sendstatus_engine_messages_total", "refused")
+    assert accepted == {"taking": len(taking.recipients()), "refusing": 0}
+    assert refused == {"taking": 0, "refusing": shown["failed"]}
+    assert shown["sent"] > 0 and shown["failed"] > 0 and shown["sent"] + shown["failed"] == 20
+    replies = by_relay(samples, "sendstatus_engine_reply_seconds_count")
+    assert replies == {"taking": shown["sent"], "refusing": shown["failed"]}
+    # both up for this engine, each with its own connections
+    assert by_relay(samples, "sendstatus_engine_relay_up") == {"taking": 1, "refusing": 1}
+    assert set(by_relay(samples, "sendstatus_engine_relay_connections")) == {"taking", "refusing"}
+
+
+def test_a_relay_killed_is_down_in_the_engines_breaker_until_it_answers_again(
+    store, make_mailing, relays, engines
+):
+    first, second = relays(), relays()
+    add_relay(store, "first", first)
+    add_relay(store, "second", second)
+    port = free_port()
+    engines.start("--metrics", f"127.0.0.1:{port}", stored_relays=True)
+    wait_until(lambda: scrapes(port), 20, "the metrics to answer")
+    before = make_mailing("Before", recipients=10)
+    act(store, lifecycle.send_now, before)
+    wait_until(lambda: mailing(store, before).state == "completed", 30, "the first send")
+    assert first.recipients() and second.recipients()  # both took a share
+
+    second.stop()
+    after = make_mailing("After", recipients=10)
+    act(store, lifecycle.send_now, after)
+    wait_until(lambda: mailing(store, after).state == "completed", 30, "the second send")
+    samples = scrape(port)
+    assert by_relay(samples, "sendstatus_engine_relay_up") == {"first": 1, "second": 0}
+    accepted = by_relay(samples, "sendstatus_engine_messages_total", "accepted")
+    # every message went where the counts say, none counted against the relay down
+    assert accepted == {"first": len(first.recipients()), "second": len(second.recipients())}
+    assert sum(accepted.values()) == 20
+
+    second.start()
+    wait_until(
+        lambda: by_relay(scrape(port), "sendstatus_engine_relay_up") == {"first": 1, "second": 1},
+        30,
+        "the relay probed up again",
+    )
+
+
+def test_serve_tells_the_kind_a_mailing_waits_for(store, make_mailing, engines, serve_process):
+    """A mailing sent now outside its window: serve's metrics say it waits for its window,
+    one series per kind; a parked mailing has none."""
+    listen, port = free_port(), free_port()
+    closed_today = DAY_NAMES[(datetime.now(UTC).weekday() + 2) % 7]
+    outside = make_mailing("Outside", recipients=5)
+    act(store, lifecycle.set_window, outside, parse_window(f"{closed_today} 09:00-10:00 UTC").text)
+    act(store, lifecycle.send_now, outside)
+    make_mailing("Parked")
+    engines.start()
+    wait_until(
+        lambda: mailing(store, outside).waiting_kind == WaitingKind.WINDOW,
+        30,
+        "the mailing waiting for its window",
+    )
+    serve_process("--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{port}")
+    wait_until(lambda: scrapes(port), 30, "serve's metrics to answer")
+
+    waiting = {
+        (dict(labels)["mailing"], dict(labels)["kind"]): value
+        for (sample, labels), value in scrape(port).items()
+        if sample == "sendstatus_mailing_waiting"
+    }
+    assert waiting == {
+        (str(outside), "window"): 1,
+        (str(outside), "relay_down"): 0,
+        (str(outside), "domain_limit"): 0,
+    }

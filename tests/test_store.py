@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from sendstatus_tui.core.model import settings
+from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.store.migrate import HEAD_REVISION, MIGRATIONS_DIR
 from sendstatus_tui.core.store.store import Store
 
@@ -149,3 +152,40 @@ def test_the_relay_setting_becomes_the_relay_named_default_on_upgrade(sqlite_url
     assert left == []
     with store.read() as session:
         assert settings.read(session, "relay") == "smtp://old.example.com:2525"
+
+
+def test_what_a_mailing_waits_for_becomes_a_kind_on_upgrade(db_url):
+    """Issue 20: a mailing waiting outside its window, or for its relay, as older versions
+    told it by the text alone, waits for the same kind after the upgrade, since the row's
+    last change; one that waits for nothing has no kind."""
+    row = (
+        "('{name}', 'S', 'a@b.example', '[]', 'sending', '2026-01-01 00:00:00',"
+        " '2026-01-01 10:00:00', 0, 0, 0, 0, 0, {reason}, {until})"
+    )
+    database_at_revision(
+        db_url,
+        "0019",
+        "INSERT INTO mailing (name, subject, sender, field_names, state, created_at, updated_at,"
+        " total, sent, failed, deferred, resent_in_doubt, waiting_reason, waiting_until) VALUES "
+        + ", ".join(
+            row.format(name=name, reason=reason, until=until)
+            for name, reason, until in [
+                ("Window", "'outside its sending window'", "'2026-01-05 08:00:00'"),
+                ("Relay", "'cannot reach smtp://relay:25: refused'", "'2026-01-01 10:01:10'"),
+                ("Flowing", "NULL", "NULL"),
+            ]
+        ),
+    )
+    store = Store(db_url)
+    with store.read() as session:
+        found = {
+            m.name: (m.waiting_kind, m.waiting_since, m.waiting_until)
+            for m in session.exec(select(Mailing))
+        }
+    since = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    assert found == {
+        "Window": (WaitingKind.WINDOW, since, datetime(2026, 1, 5, 8, tzinfo=UTC)),
+        "Relay": (WaitingKind.RELAY_DOWN, since, datetime(2026, 1, 1, 10, 1, 10, tzinfo=UTC)),
+        "Flowing": (None, None, None),
+    }
+    store.dispose()

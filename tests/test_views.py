@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sendstatus_tui.core.model.states import Area, Mode, State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.throughput import Minute, Throughput
 from sendstatus_tui.views import cells
@@ -24,7 +25,13 @@ NINE_UTC = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 
 def planned(state: State, **fields) -> SimpleNamespace:
     values = dict(
-        position=None, scheduled_at=None, started_at=None, total=10, sent=4, waiting_reason=None
+        position=None,
+        scheduled_at=None,
+        started_at=None,
+        total=10,
+        sent=4,
+        waiting_reason=None,
+        waiting_kind=None,
     )
     return SimpleNamespace(state=state, **{**values, **fields})
 
@@ -40,9 +47,38 @@ def test_cells_read_the_same_for_any_mailing_like_object():
     )
     assert cells.sent_of_total(planned(State.SENDING, total=12_000, sent=4_500)) == "4,500/12,000"
     assert cells.moment(None, ROME) == "—"
-    waiting = planned(State.STARTING, waiting_reason="relay unavailable: connection refused")
+    waiting = planned(
+        State.STARTING,
+        waiting_kind=WaitingKind.RELAY_DOWN,
+        waiting_reason="relay unavailable: connection refused",
+    )
     assert cells.start_date(waiting, ROME) == "waiting: relay unavailable: connection refused"
     assert heading(Area.STANDBY, 3) == "Sends to schedule (3)"
+
+
+def test_the_row_says_what_the_mailing_waits_for_by_its_kind_not_its_words():
+    """The stored kind decides: a relay whose reply happened to read like a window's words
+    is still a relay down, and a domain limit says so (its retry in the reader's zone)."""
+    now = NINE_UTC - timedelta(minutes=5)
+
+    def row(kind: WaitingKind, reason: str) -> str:
+        waiting = planned(
+            State.SENDING,
+            started_at=NINE_UTC - timedelta(hours=1),
+            waiting_kind=kind,
+            waiting_reason=reason,
+            waiting_until=NINE_UTC,
+        )
+        return cells.now_status(waiting, ROME, now, engine_running=True)
+
+    assert row(WaitingKind.WINDOW, "outside its sending window") == "window opens Mon 10:00"
+    assert row(WaitingKind.RELAY_DOWN, "outside its sending window") == (
+        "relay error, retry 10:00:00"
+    )
+    assert row(WaitingKind.RELAY_DOWN, "cannot reach smtp://relay:25") == (
+        "relay down, retry 10:00:00"
+    )
+    assert row(WaitingKind.DOMAIN_LIMIT, "gmail.com: 20/s") == "domain limit, retry 10:00:00"
 
 
 def test_countdown_and_eta():
@@ -113,6 +149,7 @@ def test_failures_by_class_and_what_the_engine_waits_for_are_told():
     sending = details(
         state=State.SENDING,
         failed_by_class={"5xx": 298, "doubt": 2},
+        waiting_kind=WaitingKind.RELAY_DOWN,
         waiting_reason="relay unavailable: connection refused",
         waiting_until=NINE_UTC,
     )

@@ -15,6 +15,7 @@ import pytest
 
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.states import Area, State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.model.window import DAY_NAMES, OUTSIDE_WINDOW, parse_window
 from sendstatus_tui.core.reads.details import read_details
 from sendstatus_tui.core.reads.listing import list_pane_rows
@@ -71,13 +72,14 @@ def test_nothing_goes_out_outside_the_window_and_the_rest_waits_for_the_next_ope
     # sent now before its window: in Sending now, waiting, and the row says when it opens
     waiting = wait_until(
         lambda: (
-            mailing(store, mailing_id).waiting_reason == OUTSIDE_WINDOW
+            mailing(store, mailing_id).waiting_kind == WaitingKind.WINDOW
             and mailing(store, mailing_id)
         ),
         what="the mailing waiting for its window",
     )
     assert waiting.state == State.SENDING
     assert waiting.waiting_until == first_open
+    assert waiting.waiting_reason == OUTSIDE_WINDOW  # the words the details show
     row = now_status(waiting, UTC, datetime.now(UTC), engine_running=True)
     assert row == f"window opens {first_open:%a %H:%M}"
     assert relay.received == []
@@ -105,11 +107,11 @@ def test_nothing_goes_out_outside_the_window_and_the_rest_waits_for_the_next_ope
     assert sum(at < second_open.timestamp() for at in arrivals) == sent_at_close
     assert set(relay.copies().values()) == {1} and len(arrivals) == 100
     done = mailing(store, mailing_id)
-    assert (done.sent, done.waiting_reason) == (100, None)
+    assert (done.sent, done.waiting_kind, done.waiting_reason) == (100, None, None)
 
 
 def test_a_sequential_head_outside_its_window_holds_the_queue(
-    store, make_mailing, relay, engine_for
+    store, make_mailing, relay, engine_for, run
 ):
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     closed_now = window_text([(tomorrow, tomorrow + timedelta(hours=1))])
@@ -119,11 +121,20 @@ def test_a_sequential_head_outside_its_window_holds_the_queue(
     act(store, lifecycle.enqueue, behind)
     engine_for(relay)
 
+    before = datetime.now(UTC)
     wait_until(
-        lambda: mailing(store, head).waiting_reason == OUTSIDE_WINDOW,
+        lambda: mailing(store, head).waiting_kind == WaitingKind.WINDOW,
         what="the head waiting for its window",
     )
     assert mailing(store, head).state == State.SENDING
+    # the JSON says what it waits for, since when and until when (the window's opening)
+    shown = json.loads(run("show", str(head), "--json")[1])["waiting"]
+    listed = {m["id"]: m["waiting"] for m in json.loads(run("ls", "--json")[1])}
+    assert shown == listed[head] and listed[behind] is None
+    assert (shown["kind"], shown["reason"]) == ("window", OUTSIDE_WINDOW)
+    assert before <= datetime.fromisoformat(shown["since"]) <= datetime.now(UTC)
+    opens = parse_window(closed_now).next_opening(datetime.now(UTC))
+    assert datetime.fromisoformat(shown["until"]) == opens
     assert_stays(
         lambda: mailing(store, behind).state == State.QUEUED and not relay.received,
         0.5,
@@ -238,8 +249,9 @@ def test_the_row_tells_when_the_window_opens_in_the_readers_zone(store, make_mai
     opens = datetime(2030, 3, 4, 8, 0, tzinfo=UTC)  # a Monday: 09:00 in Rome
     with store.write() as session:
         row = lifecycle.get(session, mailing_id)
-        row.window, row.waiting_reason, row.waiting_until = (
+        row.window, row.waiting_kind, row.waiting_reason, row.waiting_until = (
             "Mon-Fri 09:00-18:00 Europe/Rome",
+            WaitingKind.WINDOW,
             OUTSIDE_WINDOW,
             opens,
         )

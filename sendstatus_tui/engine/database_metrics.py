@@ -1,6 +1,6 @@
 """The database as a whole, for Prometheus (``sendstatus serve --metrics HOST:PORT``): per
-mailing in Sending now, what remains, what was sent, what bounced and whether it waits; and
-the engines alive. Read at each scrape, from one place only (never from every engine, so
+mailing in Sending now, what remains, what was sent, what bounced and what it waits for;
+and the engines alive. Read at each scrape, from one place only (never from every engine, so
 that no ``sum()`` multiplies them). A mailing is a label only while it is sending."""
 
 import logging
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.reads.sending_figures import SendingFigures, sending_figures
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.metrics import serve_metrics
@@ -22,7 +23,6 @@ PER_MAILING = (
     ("failed", "Recipients failed: refused, deferred too often, bounced, blocked"),
     ("bounced", "Recipients whose message bounced after the relay accepted it"),
     ("complained", "Recipients who reported the message as spam"),
-    ("waiting", "1 while the engine waits (a relay down, most often), else 0"),
     ("speed", "Messages per second now, by every engine (from the minutes they store)"),
 )
 
@@ -61,6 +61,19 @@ def _families(figures: SendingFigures) -> Iterator[Metric]:
         for mailing in figures.mailings:
             family.add_metric([str(mailing.id), mailing.name], float(getattr(mailing, field)))
         yield family
+    # one series per kind, 1 for the kind it waits for: a wait that ends, or changes kind,
+    # changes a value rather than ending a series
+    waiting = GaugeMetricFamily(
+        "sendstatus_mailing_waiting",
+        "1 for what keeps the engine from sending the mailing: relay_down (no relay it uses"
+        " takes its messages), window (outside its sending window), domain_limit; else 0",
+        labels=["mailing", "name", "kind"],
+    )
+    for mailing in figures.mailings:
+        for kind in WaitingKind:
+            value = 1.0 if mailing.waiting == kind else 0.0
+            waiting.add_metric([str(mailing.id), mailing.name, kind.value], value)
+    yield waiting
 
 
 def serve_database_metrics(store: Store, address: str) -> None:

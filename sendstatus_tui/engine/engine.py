@@ -51,6 +51,7 @@ from sendstatus_tui.core.model import relays as stored_relays
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.relays import names_of
 from sendstatus_tui.core.model.states import State, TransitionRefused
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.model.window import OUTSIDE_WINDOW, stored_window
 from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
 from sendstatus_tui.engine.alerting import Alerting
@@ -137,7 +138,7 @@ class Engine:
         self._rate_mark = (time.monotonic(), 0)
         self.cap = EngineCap(settings.rate_per_second)
         self.metrics = metrics or NoMetrics()
-        self.metrics.watch_connections(lambda: self.routes.connections)
+        self.metrics.watch_relays(self.routes.states)
         self.sender = BatchSender(
             self.routes,
             self.cap,
@@ -757,7 +758,13 @@ class Engine:
         if mailing_id not in self._waiting:
             log.info("mailing %s: outside its sending window until %s", mailing_id, opens)
         if await self._step(
-            None, deliveries.show_waiting, mailing_id, OUTSIDE_WINDOW, opens, claimant=claimant
+            None,
+            deliveries.show_waiting,
+            mailing_id,
+            WaitingKind.WINDOW,
+            OUTSIDE_WINDOW,
+            opens,
+            claimant=claimant,
         ):
             self._waiting.add(mailing_id)
         while not self._draining and not stopping.is_set():
@@ -914,10 +921,12 @@ class Engine:
         backoff: "RelayBackoff",
         claimant: str | None = None,
     ) -> None:
-        """Tells the operator, in the mailing's row, what the engine is waiting for."""
+        """Tells the operator, in the mailing's row, that it waits for its relays, why, and
+        when the engine tries again."""
         until = utc_now() + timedelta(seconds=backoff.next_seconds)
+        kind = WaitingKind.RELAY_DOWN
         if await self._step(
-            generation, deliveries.show_waiting, mailing_id, reason, until, claimant=claimant
+            generation, deliveries.show_waiting, mailing_id, kind, reason, until, claimant=claimant
         ):
             self._waiting.add(mailing_id)
 
@@ -925,7 +934,7 @@ class Engine:
         self, generation: int | None, mailing_id: int, claimant: str | None = None
     ) -> None:
         if mailing_id in self._waiting and await self._step(
-            generation, deliveries.show_waiting, mailing_id, None, None, claimant=claimant
+            generation, deliveries.show_waiting, mailing_id, None, claimant=claimant
         ):
             self._waiting.discard(mailing_id)
 

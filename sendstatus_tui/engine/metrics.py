@@ -2,23 +2,31 @@
 
 Only this engine's own work is counted here, so that a ``sum()`` over engines adds up: the
 database's figures per mailing (remaining, speed, bounces) come from ``sendstatus serve``
-alone. Labels stay bounded: an outcome and the relay, never a recipient or a mailing.
-Without ``--metrics`` the engine gets ``NoMetrics``, whose calls do nothing.
+alone. Labels stay bounded: an outcome and the relay (its name in the relay table, as few
+as the relays an operator adds), never a recipient or a mailing. Without ``--metrics`` the
+engine gets ``NoMetrics``, whose calls do nothing.
 """
 
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.deliveries import Outcome
 from sendstatus_tui.core.model.models import FailureClass
 from sendstatus_tui.core.model.relay_url import MaildirSettings, parse_relay_url
+from sendstatus_tui.engine.routes import FIXED, RouteState
 from sendstatus_tui.errors import SendStatusError
 
 log = logging.getLogger("sendstatus.engine")
@@ -31,6 +39,8 @@ OUTCOMES = ("accepted", "refused", "deferred", "in_doubt", "failed")
 REPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # under a rate, a claimed message waits for its send slot: up to a batch's worth of slots
 CLAIM_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600)
+# the relay label of what went to no relay (a message that cannot be built)
+NO_RELAY = ""
 
 
 class MetricsError(SendStatusError):
@@ -83,13 +93,13 @@ class NoMetrics:
     def handed_over(self, seconds_since_claim: float) -> None:
         pass
 
-    def replied(self, seconds: float) -> None:
+    def replied(self, seconds: float, relay: str | None) -> None:
         pass
 
     def lease(self, leading: bool, expires_at: datetime) -> None:
         pass
 
-    def watch_connections(self, connections: Callable[[], int]) -> None:
+    def watch_relays(self, relays: Callable[[], Sequence[RouteState]]) -> None:
         pass
 
 
@@ -98,19 +108,17 @@ class EngineMetrics(NoMetrics):
     the engine's event loop and read at each scrape (``collect``): prometheus_client's own
     counters and histograms take a lock per change, a cost per message we do not pay."""
 
-    def __init__(self, relay: str):
-        self.relay = relay
+    def __init__(self, fixed_relay: str):
+        """``fixed_relay``: the label of the one relay given by ``--smtp`` (its
+        ``host:port``); stored relays are labelled by their names."""
+        self.fixed_relay = fixed_relay
         self.registry = CollectorRegistry()
-        self._messages = dict.fromkeys(OUTCOMES, 0)
+        # by (outcome, relay as the routes name it); every outcome shown from the start
+        self._messages: Counter[tuple[str, str | None]] = Counter()
         self._claim_to_send = _Buckets(CLAIM_BUCKETS)
-        self._reply = _Buckets(REPLY_BUCKETS)
+        self._replies: dict[str, _Buckets] = {}
+        self._relays: Callable[[], Sequence[RouteState]] = list
         self.registry.register(self)
-        self._connections = Gauge(
-            "sendstatus_engine_relay_connections",
-            "This engine's connections to the relay now",
-            ["relay"],
-            registry=self.registry,
-        ).labels(relay)
         self._leader = Gauge(
             "sendstatus_engine_leader",
             "1 while this engine leads (starts scheduled mailings, rescues), else 0",
@@ -129,32 +137,65 @@ class EngineMetrics(NoMetrics):
         for outcome in outcomes:
             name = _outcome_name(outcome)
             if name is not None:
-                self._messages[name] += 1
+                self._messages[name, outcome.relay] += 1
 
     def handed_over(self, seconds_since_claim: float) -> None:
         self._claim_to_send.observe(seconds_since_claim)
 
-    def replied(self, seconds: float) -> None:
-        self._reply.observe(seconds)
+    def replied(self, seconds: float, relay: str | None) -> None:
+        """A relay answered after ``seconds`` (None: none did, nothing to time)."""
+        if relay is None:
+            return
+        buckets = self._replies.get(relay)
+        if buckets is None:
+            buckets = self._replies[relay] = _Buckets(REPLY_BUCKETS)
+        buckets.observe(seconds)
 
     def lease(self, leading: bool, expires_at: datetime) -> None:
         self._leader.set(1 if leading else 0)
         self._lease_expires.set(expires_at.timestamp())
 
-    def watch_connections(self, connections: Callable[[], int]) -> None:
-        self._connections.set_function(connections)
+    def watch_relays(self, relays: Callable[[], Sequence[RouteState]]) -> None:
+        self._relays = relays
+
+    def _label(self, relay: str | None) -> str:
+        if relay is None:
+            return NO_RELAY
+        return self.fixed_relay if relay == FIXED else relay
 
     def collect(self) -> Iterator[Metric]:
-        """The per-message metrics as they stand (prometheus_client's Collector protocol)."""
+        """The metrics as they stand (prometheus_client's Collector protocol)."""
+        relays = self._relays()
         messages = CounterMetricFamily(
             "sendstatus_engine_messages",
-            "Messages this engine recorded, by outcome and relay (accepted counts what the"
-            " relay took: show's sent is accepted minus what bounced since)",
+            "Messages this engine recorded, by outcome and the relay that answered"
+            " (accepted counts what the relay took: show's sent is accepted minus what"
+            " bounced since)",
             labels=["outcome", "relay"],
         )
-        for outcome, count in self._messages.items():
-            messages.add_metric([outcome, self.relay], count)
+        counts = Counter(self._messages)  # a copy: the loop goes on counting
+        names = {relay for _, relay in counts} | {state.name for state in relays}
+        for relay in sorted(names, key=self._label):
+            for outcome in OUTCOMES:
+                if relay is not None or counts[outcome, relay]:
+                    messages.add_metric([outcome, self._label(relay)], counts[outcome, relay])
         yield messages
+        up = GaugeMetricFamily(
+            "sendstatus_engine_relay_up",
+            "1 while this engine's breaker lets messages through to the relay, 0 while it"
+            " finds it down (probed with back-off) or leaves it out (its credentials)",
+            labels=["relay"],
+        )
+        connections = GaugeMetricFamily(
+            "sendstatus_engine_relay_connections",
+            "This engine's connections to the relay now",
+            labels=["relay"],
+        )
+        for state in relays:
+            up.add_metric([self._label(state.name)], 1 if state.up else 0)
+            connections.add_metric([self._label(state.name)], state.connections)
+        yield up
+        yield connections
         claim = HistogramMetricFamily(
             "sendstatus_engine_claim_to_send_seconds",
             "From a recipient's claim to its message going to the relay",
@@ -166,7 +207,8 @@ class EngineMetrics(NoMetrics):
             "From a message going to the relay to the relay's reply",
             labels=["relay"],
         )
-        reply.add_metric([self.relay], *self._reply.exposed())
+        for relay, buckets in list(self._replies.items()):
+            reply.add_metric([self._label(relay)], *buckets.exposed())
         yield reply
 
 

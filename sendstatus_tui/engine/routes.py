@@ -25,10 +25,12 @@ from sendstatus_tui.engine.breaker import Breaker
 from sendstatus_tui.engine.relay_pace import RelayPace, Reserve
 from sendstatus_tui.engine.smtp.credentials import Credentials, load_relay_credentials
 from sendstatus_tui.engine.smtp.errors import (
+    PermanentFailure,
     RelayError,
     RelayRefused,
     RelayUnavailable,
     ReplyLost,
+    TemporaryFailure,
 )
 from sendstatus_tui.engine.transports import MaildirTransport, Transport, transport_for
 from sendstatus_tui.errors import SendStatusError, mask_url
@@ -49,6 +51,13 @@ class Route:
     built_from: tuple[str, int | None] = ("", None)
     pace: RelayPace | None = None  # its own rate, shared by every engine, if it has one
     current: float = field(default=0.0)  # its standing in the weighted round robin
+
+
+@dataclass(frozen=True)
+class RouteState:
+    name: str
+    up: bool  # this engine's breaker lets messages through (a relay left out is not up)
+    connections: int
 
 
 class Routes:
@@ -97,6 +106,13 @@ class Routes:
         return "; ".join(
             f"{route.name}: {route.transport.connections}" for route in self._routes.values()
         )
+
+    def states(self) -> list[RouteState]:
+        """Each relay as this engine finds it: up or down (or left out), its connections.
+        Read by the metrics' thread too: copies, no awaits."""
+        routes = list(self._routes.values())
+        found = [RouteState(r.name, not r.breaker.is_down, r.transport.connections) for r in routes]
+        return found + [RouteState(name, False, 0) for name in list(self.left_out)]
 
     def downs(self) -> dict[str, Down]:
         """The relays this engine finds down or leaves out, for the database."""
@@ -204,7 +220,9 @@ class Routes:
 
     async def send(
         self, sender: str, recipient: str, message: bytes, relays: Sequence[str] | None = None
-    ) -> str:
+    ) -> tuple[str, str]:
+        """The reply, and the name of the relay that gave it. A recipient's refusal or
+        deferral, or a reply lost, names its relay too (``RelayError.relay``)."""
         self._sender = sender
         tried: set[str] = set()
         last: RelayError | None = None
@@ -216,7 +234,11 @@ class Routes:
             try:
                 reply = await route.transport.send(sender, recipient, message)
             except ReplyLost as exc:  # it may have it: in doubt, never sent elsewhere too
+                exc.relay = route.name
                 route.breaker.trip(exc.reply)
+                raise
+            except (TemporaryFailure, PermanentFailure) as exc:  # this relay's answer
+                exc.relay = route.name
                 raise
             except RelayUnavailable as exc:  # certainly not taken: the next relay
                 route.breaker.trip(exc.reply)
@@ -229,7 +251,7 @@ class Routes:
                 last = exc
                 continue
             route.breaker.answered(asked_at)
-            return reply
+            return reply, route.name
         raise self._given_up(last)
 
     async def check(self, sender: str, relays: Sequence[str] | None = None) -> None:

@@ -175,7 +175,7 @@ class BatchSender:
             handing = time.monotonic()
             self.metrics.handed_over(handing - claimed)
             answer = await self._hand_over(template, recipient, message, relays)
-            self.metrics.replied(time.monotonic() - handing)
+            self.metrics.replied(time.monotonic() - handing, answer[0].relay)
             return answer
 
     async def _hand_over(
@@ -187,33 +187,34 @@ class BatchSender:
     ) -> tuple[Outcome, Exception | None]:
         try:
             sender = template.envelope_sender(recipient.id)
-            reply = await self.transport.send(sender, recipient.email, message, relays)
+            reply, relay = await self.transport.send(sender, recipient.email, message, relays)
         except TemporaryFailure as exc:
-            return self._deferred(recipient, exc.reply), None
+            return self._deferred(recipient, exc.reply, exc.relay), None
         except NotDeliverable as exc:  # refused by us, not by the relay
-            return _failed(recipient, exc.reply, FailureClass.ERROR), None
+            return _failed(recipient, exc.reply, FailureClass.ERROR, exc.relay), None
         except PermanentFailure as exc:
-            return _failed(recipient, exc.reply, FailureClass.REFUSED), None
+            return _failed(recipient, exc.reply, FailureClass.REFUSED, exc.relay), None
         except ReplyLost as exc:
-            return Outcome(recipient, deliveries.IN_DOUBT, exc.reply), exc
+            return Outcome(recipient, deliveries.IN_DOUBT, exc.reply, relay=exc.relay), exc
         except (RelayUnavailable, RelayRefused) as exc:
             return Outcome(recipient, deliveries.PENDING), exc
         except Exception as exc:  # noqa: BLE001  an unforeseen relay error must not lose anyone
             # it may have happened after the message went out: in doubt, so retries are bounded
             log.exception("unexpected error sending to recipient %s", recipient.id)
             return Outcome(recipient, deliveries.IN_DOUBT, repr(exc)), RelayUnavailable(repr(exc))
-        return Outcome(recipient, deliveries.SENT, reply), None
+        return Outcome(recipient, deliveries.SENT, reply, relay=relay), None
 
-    def _deferred(self, recipient: Claimed, reply: str) -> Outcome:
+    def _deferred(self, recipient: Claimed, reply: str, relay: str | None) -> Outcome:
         attempt = recipient.attempts + 1
         if attempt >= self.retries.max_attempts:
             return _failed(
                 recipient,
                 f"gave up after {attempt} attempts: {reply}",
                 FailureClass.DEFERRED_TOO_OFTEN,
+                relay,
             )
         retry_at = utc_now() + deliveries.back_off(attempt, self.retries.base)
-        return Outcome(recipient, deliveries.DEFERRED, reply, retry_at)
+        return Outcome(recipient, deliveries.DEFERRED, reply, retry_at, relay=relay)
 
 
 async def _unless_stopped(wait: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
@@ -228,8 +229,10 @@ async def _unless_stopped(wait: Coroutine[Any, Any, None], stop: asyncio.Event) 
         await asyncio.gather(waiting, stopped, return_exceptions=True)
 
 
-def _failed(recipient: Claimed, reply: str, failure_class: str) -> Outcome:
-    return Outcome(recipient, deliveries.FAILED, reply, failure_class=failure_class)
+def _failed(
+    recipient: Claimed, reply: str, failure_class: str, relay: str | None = None
+) -> Outcome:
+    return Outcome(recipient, deliveries.FAILED, reply, failure_class=failure_class, relay=relay)
 
 
 def _unanswered(recipient: Claimed, handed: set[int]) -> Outcome:

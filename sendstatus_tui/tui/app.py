@@ -42,8 +42,8 @@ from sendstatus_tui.core.importing.recipients import (
 from sendstatus_tui.core.model import audit, lifecycle, settings
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Area
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.model.when import to_zone, zone, zone_label
-from sendstatus_tui.core.model.window import waits_for_window
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.send_test import RelayForTests
 from sendstatus_tui.engine.thread import EngineThread
@@ -302,9 +302,9 @@ class SendStatusApp(App):
         sending = snapshot.rows[Area.NOW]
         # what the engine last noted is stale while none runs: the relay's state is unknown
         noted = (
-            row.waiting_reason
+            row.waiting_reason or ""
             for row in sending
-            if row.waiting_reason and not waits_for_window(row.waiting_reason)
+            if row.waiting_kind == WaitingKind.RELAY_DOWN
         )
         trouble = next(noted, None) if snapshot.engine_holder else None
         if trouble is None:

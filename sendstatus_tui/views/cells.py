@@ -9,6 +9,7 @@ from typing import Protocol
 
 from sendstatus_tui.core.model.relays import EVERY_RELAY_DOWN
 from sendstatus_tui.core.model.states import STATE_WORDS, State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.model.when import (
     WhenError,
     format_local,
@@ -17,7 +18,7 @@ from sendstatus_tui.core.model.when import (
     zone_label,
 )
 from sendstatus_tui.core.model.when import zone as named_zone
-from sendstatus_tui.core.model.window import stored_window, waits_for_window
+from sendstatus_tui.core.model.window import stored_window
 
 STARTING_UP = "starting up"
 NONE_YET = "—"
@@ -47,6 +48,8 @@ class Planned(Protocol):
     def total(self) -> int: ...
     @property
     def sent(self) -> int: ...
+    @property
+    def waiting_kind(self) -> WaitingKind | None: ...
     @property
     def waiting_reason(self) -> str | None: ...
     @property
@@ -152,9 +155,9 @@ def sent_of_total(mailing: Planned) -> str:
 def start_date(mailing: Planned, zone: tzinfo) -> str:
     """When it started, or "starting up" while it is being prepared, or what the engine
     waits for when something keeps it from starting or sending (a relay that is down)."""
-    if waits_for_window(mailing.waiting_reason):
+    if mailing.waiting_kind == WaitingKind.WINDOW:
         return window_opens(mailing.waiting_until, zone)
-    if mailing.waiting_reason and mailing.state in (State.STARTING, State.SENDING):
+    if mailing.waiting_kind is not None and mailing.state in (State.STARTING, State.SENDING):
         return f"waiting: {mailing.waiting_reason}"
     if mailing.state == State.STARTING:
         return STARTING_UP
@@ -169,8 +172,16 @@ def window_opens(until: datetime | None, zone: tzinfo) -> str:
     return f"window opens {to_zone(until, zone):%a %H:%M}"
 
 
+def waits_for(kind: WaitingKind, reason: str | None) -> str:
+    """A short name for what the engine waits for, other than its window (its own words
+    are in the details)."""
+    if kind == WaitingKind.DOMAIN_LIMIT:
+        return "domain limit"
+    return relay_trouble(reason or "")
+
+
 def relay_trouble(reason: str) -> str:
-    """A short name for what the engine waits for (its full reply is in the details)."""
+    """A short name for a relay's trouble (its full reply is in the details)."""
     if reason.startswith(EVERY_RELAY_DOWN):
         return "relays down"
     return "relay down" if reason.startswith("cannot reach") else "relay error"
@@ -203,12 +214,12 @@ def now_status(
     down (``down``) while the others carry it."""
     if not engine_running:
         return PAUSED_NO_ENGINE
-    if waits_for_window(mailing.waiting_reason):
+    if mailing.waiting_kind == WaitingKind.WINDOW:
         return window_opens(mailing.waiting_until, zone)
-    if mailing.waiting_reason:
+    if mailing.waiting_kind is not None:
         until = mailing.waiting_until
         retry = f"retry {clock_time(until, zone)}" if until and until > now else "retrying"
-        return f"{relay_trouble(mailing.waiting_reason)}, {retry}"
+        return f"{waits_for(mailing.waiting_kind, mailing.waiting_reason)}, {retry}"
     if mailing.state == State.STARTING:
         if starting_since is not None and now - starting_since > SLOW_START:
             minutes = int((now - starting_since).total_seconds() // 60)

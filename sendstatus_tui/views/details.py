@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, tzinfo
 
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.model.when import format_named, zone_label
-from sendstatus_tui.core.model.window import waits_for_window
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.failed import FailedRecipient
 from sendstatus_tui.core.reads.throughput import CHART_MINUTES
@@ -88,9 +88,9 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             + (f" ({number(more)} more: sendstatus failed {details.id})" if more else "")
         )
         lines += [f"    {failed_line(row)}" for row in details.first_failed]
-    if waits_for_window(details.waiting_reason):
+    if details.waiting_kind == WaitingKind.WINDOW:
         lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
-    elif details.waiting_reason:
+    elif details.waiting_kind is not None:
         retry = details.waiting_until
         until = f"; retry at {format_named(retry, zone)}" if retry else ""
         lines.append(f"  {'Waiting:':16}{details.waiting_reason}{until}")
@@ -238,7 +238,7 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         lines.append(f"Speed        {speed_now(details)}")
     if came_back_any(details):
         lines.append(f"Came back    {came_back(details)}")
-    if details.waiting_reason:
+    if details.waiting_kind is not None:
         lines.append(f"Waiting      {waiting(details, zone)}")
     lines += [f"Relay        {relay_connections(engine)}" for engine in details.engines]
     return "\n".join(lines)
@@ -315,7 +315,7 @@ FAILURE_CLASS_NAMES = {
 def waiting(details: MailingDetails, zone: tzinfo) -> str:
     """What keeps the engine from sending it, and when it tries again (or, outside its
     window, when the window opens)."""
-    if waits_for_window(details.waiting_reason):
+    if details.waiting_kind == WaitingKind.WINDOW:
         opens = details.waiting_until
         when = f" ({format_named(opens, zone)})" if opens else ""
         return f"{window_opens(opens, zone)}{when}"
@@ -326,7 +326,7 @@ def waiting(details: MailingDetails, zone: tzinfo) -> str:
 def errors_text(details: MailingDetails) -> str:
     """The last errors, the relay's own first while the engine waits for it (a relay it
     cannot reach fails no recipient, but is the error the operator needs)."""
-    relay_trouble = details.waiting_reason and not waits_for_window(details.waiting_reason)
-    relay = [f"relay: {details.waiting_reason}"] if relay_trouble else []
+    relay_down = details.waiting_kind == WaitingKind.RELAY_DOWN
+    relay = [f"relay: {details.waiting_reason}"] if relay_down else []
     lines = relay + [error_line(error) for error in details.last_errors]
     return "\n".join(lines) or "none"

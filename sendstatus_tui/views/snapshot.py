@@ -17,7 +17,7 @@ from sendstatus_tui.core.coordination import heartbeats, lease, relay_breakers
 from sendstatus_tui.core.model import guard, settings
 from sendstatus_tui.core.model.models import AuditEntry
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
-from sendstatus_tui.core.model.window import waits_for_window
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.reads import activity
 from sendstatus_tui.core.reads.activity import CameBack
 from sendstatus_tui.core.reads.listing import list_pane_rows
@@ -38,7 +38,8 @@ class Row:
     speed: float | None = None  # messages per second, for what is sending
     # "starting up" blinks in its start date; not while the engine says what it waits for
     blinks: bool = False
-    waiting_reason: str | None = None  # what keeps the engine from sending it
+    waiting_kind: WaitingKind | None = None  # what keeps the engine from sending it
+    waiting_reason: str | None = None  # the same, in the engine's words
     waiting_until: datetime | None = None
     # its start date says why nothing goes out, or that starting up takes too long
     flagged: bool = False
@@ -212,7 +213,7 @@ def read_snapshot(
         blinks = area == Area.NOW and cells[3] == STARTING_UP
         slow = since is not None and now - since > SLOW_START
         # a relay's trouble is flagged; waiting for its window is the plan
-        trouble = bool(mailing.waiting_reason) and not waits_for_window(mailing.waiting_reason)
+        trouble = mailing.waiting_kind == WaitingKind.RELAY_DOWN
         flagged = area == Area.NOW and (not active_holder or trouble or slow)
         rows[area].append(
             Row(
@@ -222,6 +223,7 @@ def read_snapshot(
                 cells,
                 speed,
                 blinks,
+                mailing.waiting_kind,
                 mailing.waiting_reason,
                 mailing.waiting_until,
                 flagged,

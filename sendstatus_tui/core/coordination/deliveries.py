@@ -37,6 +37,7 @@ from sendstatus_tui.core.model.models import (
     utc_now,
 )
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.model.waiting import WaitingKind
 
 PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED, SUPPRESSED = (
     RecipientStatus.PENDING,
@@ -69,6 +70,7 @@ class Outcome:
     reply: str | None = None
     retry_at: datetime | None = None
     failure_class: str | None = None  # for FAILED: a FailureClass
+    relay: str | None = None  # the relay that answered, by name (for the engine's metrics)
 
 
 @dataclass(frozen=True)
@@ -397,14 +399,25 @@ def active_mailings(session: Session) -> list[ActiveMailing]:
 
 
 def show_waiting(
-    session: Session, mailing_id: int, reason: str | None, until: datetime | None
+    session: Session,
+    mailing_id: int,
+    kind: WaitingKind | None,
+    reason: str | None = None,
+    until: datetime | None = None,
 ) -> None:
-    """Notes on the mailing what keeps the engine from sending it, and until when it waits
-    (None, None: nothing any more)."""
+    """Notes on the mailing what keeps the engine from sending it (its kind, and the
+    engine's words for it) and until when it waits; since when is kept while the kind stays.
+    A kind of None: nothing any more."""
     mailing = session.get(Mailing, mailing_id, with_for_update=True)
-    if mailing is not None:
-        mailing.waiting_reason, mailing.waiting_until = reason, until
-        session.flush()
+    if mailing is None:
+        return
+    since: datetime | None = None
+    if kind is not None:  # the same wait going on keeps its start
+        same = kind == mailing.waiting_kind and mailing.waiting_since is not None
+        since = mailing.waiting_since if same else utc_now()
+    mailing.waiting_kind, mailing.waiting_reason = kind, reason
+    mailing.waiting_since, mailing.waiting_until = since, until
+    session.flush()
 
 
 def _prune_errors(session: Session, mailing_id: int, keep: int = ERRORS_KEPT) -> None:

@@ -18,7 +18,7 @@ from sendstatus_tui.core.model import audit, settings
 from sendstatus_tui.core.model.guard import is_guard_stop
 from sendstatus_tui.core.model.models import AlertIncident, Mailing
 from sendstatus_tui.core.model.states import State
-from sendstatus_tui.core.model.window import waits_for_window
+from sendstatus_tui.core.model.waiting import WaitingKind
 
 RELAY_DOWN, STALLED, GUARD_STOP, ENGINE_LOST, COMPLETED = (
     "relay_down",
@@ -95,18 +95,20 @@ def troubles(session: Session, now: datetime, progress: Progress) -> list[Troubl
     found: list[Trouble] = []
     sending = session.exec(select(Mailing).where(col(Mailing.state).in_(SENDING))).all()
     for mailing in sending:
-        if mailing.waiting_reason and not waits_for_window(mailing.waiting_reason):
+        if mailing.waiting_kind == WaitingKind.RELAY_DOWN:
             found.append(
                 Trouble(
                     f"{RELAY_DOWN}:{mailing.id}",
                     RELAY_DOWN,
                     f"waits for its relay: {mailing.waiting_reason}",
                     mailing,
-                    delay=relay_down,
+                    mailing.waiting_since,
+                    relay_down,
                 )
             )
         since = progress.stalled_since(mailing, now)
-        if mailing.remaining and not mailing.waiting_reason:
+        # one that waits (for its relays, its window) sends nothing by plan or is told so
+        if mailing.remaining and mailing.waiting_kind is None:
             found.append(
                 Trouble(
                     f"{STALLED}:{mailing.id}",

@@ -399,7 +399,8 @@ def _transition(
     mailing.state = target
     mailing.state_reason = None
     # what the engine waited for belongs to the state it waited in
-    mailing.waiting_reason = mailing.waiting_until = None
+    mailing.waiting_kind = mailing.waiting_reason = None
+    mailing.waiting_since = mailing.waiting_until = None
     mailing.updated_at = now or utc_now()
     session.flush()
     if was_active_sequential and target not in (State.STARTING, State.SENDING):

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from sendstatus_tui.core.model.states import Mode, State
+from sendstatus_tui.core.model.waiting import WaitingKind
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -132,9 +133,12 @@ class Mailing(SQLModel, table=True):
     # current sending's window begins (sending again starts it afresh)
     tries: int = Field(default=0, sa_type=sa.BigInteger)
     guard_from: int = Field(default=0, sa_type=sa.BigInteger)
-    # what keeps the engine from starting or sending it now (relay down, database full), and
-    # when it tries again; None while all goes well
+    # what keeps the engine from starting or sending it now: its kind (readers decide by
+    # it), the engine's words for it (the relay's reply, shown in the details), since when,
+    # and until when (the next try, or when its window opens); all None while all goes well
+    waiting_kind: WaitingKind | None = Field(default=None, sa_type=_enum_column(WaitingKind))
     waiting_reason: str | None = Field(default=None, sa_type=sa.Text)
+    waiting_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
     waiting_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # List-Unsubscribe (RFC 2369, RFC 8058): an https URL template with {field}
     # placeholders, and an address; None when the mailing carries none

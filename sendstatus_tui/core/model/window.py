@@ -25,8 +25,8 @@ DAY_SECONDS = 86_400
 # what ``--window`` takes for "no window": it sends at any hour
 ALWAYS = "always"
 EXAMPLE = "Mon-Fri 09:00-12:00,14:00-18:00; Sat 10:00-13:00 Europe/Rome"
-# the engine's waiting reason while a mailing is outside its window (core/coordination/
-# deliveries.show_waiting); the views tell it as "window opens Mon 09:00"
+# the engine's words while a mailing waits for its window (WaitingKind.WINDOW, stored by
+# core/coordination/deliveries.show_waiting); the views tell it as "window opens Mon 09:00"
 OUTSIDE_WINDOW = "outside its sending window"
 _TIME = re.compile(r"^(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?$")
 
@@ -173,11 +173,6 @@ def parse_window(text: str, zone_name: str | None = None) -> Window | None:
 def stored_window(text: str | None) -> Window | None:
     """A mailing's window as stored (it names its zone), read once per text."""
     return None if text is None else parse_window(text)
-
-
-def waits_for_window(reason: str | None) -> bool:
-    """Whether a mailing's waiting reason is its window (not a relay's trouble)."""
-    return reason == OUTSIDE_WINDOW
 
 
 def _split_zone(text: str) -> tuple[str, str | None]:

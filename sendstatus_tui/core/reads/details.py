@@ -16,6 +16,7 @@ from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.retry import CLASSES
 from sendstatus_tui.core.model.send_minutes import MINUTES_KEPT
 from sendstatus_tui.core.model.states import Mode, State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.reads.failed import FailedRecipient, failed_recipients
 from sendstatus_tui.core.reads.listing import iso, summary
 from sendstatus_tui.core.reads.throughput import Throughput, read_throughput
@@ -66,7 +67,8 @@ class MailingDetails:
     resent_in_doubt: int
     recipients: dict[str, int]  # recipients by status
     failed_by_class: dict[str, int]  # failed recipients by class: 5xx, 4xx, doubt, error
-    # what keeps the engine from sending it now, and when it tries again
+    # what keeps the engine from sending it now, in the engine's words, and when it tries
+    # again (its kind and since when: below)
     waiting_reason: str | None
     waiting_until: datetime | None
     last_errors: list[LastError]
@@ -84,6 +86,8 @@ class MailingDetails:
     unsubscribed: int = 0
     scheduled_zone: str | None = None  # the zone its scheduled time was typed in
     window: str | None = None  # the days and hours it may send in, naming their zone
+    waiting_kind: WaitingKind | None = None  # what it waits for, if anything
+    waiting_since: datetime | None = None
     # its stored minutes of the last day, and its speed now (messages per second, only
     # while it is sending: a stopped mailing has no current rate)
     throughput: Throughput = Throughput()

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, Mode, State
+from sendstatus_tui.core.model.waiting import WaitingKind
 
 
 class Summarised(Protocol):
@@ -55,6 +56,14 @@ class Summarised(Protocol):
     def complained(self) -> int: ...
     @property
     def unsubscribed(self) -> int: ...
+    @property
+    def waiting_kind(self) -> WaitingKind | None: ...
+    @property
+    def waiting_reason(self) -> str | None: ...
+    @property
+    def waiting_since(self) -> datetime | None: ...
+    @property
+    def waiting_until(self) -> datetime | None: ...
 
 
 STATES_OF_AREA = {
@@ -104,6 +113,7 @@ class PaneMailing(NamedTuple):
     complained: int = 0
     window: str | None = None  # the days and hours it may send in (core/model/window.py)
     relays: str | None = None  # the relays it uses, comma-separated (None: every relay)
+    waiting_kind: WaitingKind | None = None  # what it waits for (waiting_reason in words)
 
     @property
     def remaining(self) -> int:
@@ -132,6 +142,7 @@ _PANE_COLUMNS = (
     col(Mailing.complained),
     col(Mailing.window),
     col(Mailing.relays),
+    col(Mailing.waiting_kind),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -183,6 +194,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             complained,
             window,
             relays,
+            WaitingKind(waiting_kind) if waiting_kind else None,
         )
         for (
             id_,
@@ -205,6 +217,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             complained,
             window,
             relays,
+            waiting_kind,
         ) in json.loads(text)
     ]
 
@@ -237,7 +250,7 @@ def _pane_order(mailing: "Mailing | PaneMailing") -> tuple[int, int, float | Non
     return (rank, 0, 0, mailing.id)
 
 
-def summary(mailing: Summarised) -> dict[str, str | int | None]:
+def summary(mailing: Summarised) -> dict[str, object]:
     """The fields of ``ls --json`` (DESIGN.md §3)."""
     return {
         "id": mailing.id,
@@ -261,6 +274,20 @@ def summary(mailing: Summarised) -> dict[str, str | int | None]:
         "blocked": mailing.blocked,
         "complained": mailing.complained,
         "unsubscribed": mailing.unsubscribed,
+        "waiting": waiting(mailing),
+    }
+
+
+def waiting(mailing: Summarised) -> dict[str, str | None] | None:
+    """What keeps the engine from sending it: its kind (``relay_down``, ``window``,
+    ``domain_limit``), since and until when, and the engine's words; None: nothing."""
+    if mailing.waiting_kind is None:
+        return None
+    return {
+        "kind": str(mailing.waiting_kind),
+        "since": iso(mailing.waiting_since),
+        "until": iso(mailing.waiting_until),
+        "reason": mailing.waiting_reason,
     }
 
 

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 from sendstatus_tui.core.coordination import heartbeats
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.reads.throughput import read_throughput
 
 SPEED_WINDOW = timedelta(minutes=3)  # the minutes a speed now is read from
@@ -23,7 +24,7 @@ class SendingMailing:
     failed: int
     bounced: int
     complained: int
-    waiting: bool  # the engine noted what keeps it from sending (a relay down, most often)
+    waiting: WaitingKind | None  # what the engine noted keeps it from sending, if anything
     speed: float  # messages per second now, from the minutes every engine stores
 
 
@@ -50,7 +51,7 @@ def sending_figures(session: Session) -> SendingFigures:
             m.failed,
             m.bounced,
             m.complained,
-            m.waiting_reason is not None,
+            m.waiting_kind,
             throughputs[m.id or 0].speed(now) or 0.0,
         )
         for m in rows

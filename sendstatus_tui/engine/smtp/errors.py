@@ -14,6 +14,8 @@ class RelayError(SendStatusError):
     def __init__(self, reply: str):
         super().__init__(reply)
         self.reply = reply
+        # the relay that said it, by name, once the routes know which (engine/routes.py)
+        self.relay: str | None = None
 
 
 class TemporaryFailure(RelayError):
