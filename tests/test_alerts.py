@@ -15,6 +15,7 @@ from sendstatus_tui.core.coordination.incidents import Progress
 from sendstatus_tui.core.model import audit, lifecycle, settings
 from sendstatus_tui.core.model.guard import REASON_PREFIX
 from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.engine.headless import ALERT_TIMEOUT_ENV
 from sendstatus_tui.views.activity import activity_line
 
 from .engine_processes import EngineProcesses
@@ -201,6 +202,7 @@ class Webhook:
 # The engine's telling, with real processes, runs on one database: the incidents it tells
 # are stored and read on both (TestIncidents), and no database changes how it tells them.
 ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+HANG_SECONDS = 5  # SENDSTATUS_ALERT_TIMEOUT_SECONDS of the engine whose command hangs
 
 
 @pytest.fixture
@@ -264,8 +266,11 @@ def test_an_alert_command_is_told_when_the_relay_is_down_and_when_it_is_back(
 @pytest.mark.slow
 @ONE_DATABASE
 def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
-    store, make_mailing, engines, down_relay, run, webhook, tmp_path
+    store, make_mailing, engines, down_relay, run, webhook, tmp_path, monkeypatch
 ):
+    # the command hangs for the timeout once per mailing: a shorter one than the default
+    # 10 s, still long enough for the second mailing to complete while the first hangs
+    monkeypatch.setenv(ALERT_TIMEOUT_ENV, str(HANG_SECONDS))
     down_relay.start()
     hanging = tmp_path / "hanging"
     command = f"touch {hanging}; sleep 60"
@@ -284,7 +289,7 @@ def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
         ("completed", "First"),
         ("completed", "Second"),
     ]
-    assert "alert_command ran over 10 s: killed" in engines.log(engine)
+    assert f"alert_command ran over {HANG_SECONDS} s: killed" in engines.log(engine)
 
 
 @pytest.mark.slow
