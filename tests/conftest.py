@@ -23,6 +23,17 @@ from .smtp_relay import RelayScript, SmtpRelay
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
 
 
+def pytest_collection_modifyitems(items):
+    """A test is in one of the README's three sets: the fast one, idle or slow."""
+    both = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("slow") and item.get_closest_marker("idle")
+    ]
+    if both:
+        raise pytest.UsageError(f"marked both slow and idle: {', '.join(both)}")
+
+
 @pytest.fixture(autouse=True)
 def no_user_database(tmp_path, monkeypatch):
     """A test never touches the operator's own database or settings."""

@@ -235,7 +235,7 @@ def events_in(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # waits on the alerts' passes: no bound but deadlines
 @ONE_DATABASE
 def test_an_alert_command_is_told_when_the_relay_is_down_and_when_it_is_back(
     store, make_mailing, engines, down_relay, run, tmp_path
@@ -263,7 +263,7 @@ def test_an_alert_command_is_told_when_the_relay_is_down_and_when_it_is_back(
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the second mailing must complete within the hang: serially
 @ONE_DATABASE
 def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
     store, make_mailing, engines, down_relay, run, webhook, tmp_path, monkeypatch
@@ -292,7 +292,7 @@ def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
     assert f"alert_command ran over {HANG_SECONDS} s: killed" in engines.log(engine)
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # waits on the alerts' passes: no bound but deadlines
 @ONE_DATABASE
 def test_an_engine_not_allowed_runs_no_alert_command_but_posts_to_the_webhook(
     store, make_mailing, engines, down_relay, run, webhook, tmp_path
