@@ -7,6 +7,8 @@ imports another (nor conftest).
 import asyncio
 import contextlib
 import functools
+import secrets
+import shutil
 import socket
 import time
 import uuid
@@ -22,8 +24,8 @@ from textual.widgets import OptionList, Static
 
 from sendstatus_tui.core.coordination import deliveries, heartbeats, lease
 from sendstatus_tui.core.importing.drafts import MailingDraft, create_mailing
-from sendstatus_tui.core.model import lifecycle, send_minutes
-from sendstatus_tui.core.model.models import AuditEntry, EngineHeartbeat, Mailing
+from sendstatus_tui.core.model import lifecycle, send_minutes, verp
+from sendstatus_tui.core.model.models import AuditEntry, EngineHeartbeat, Mailing, Secret, utc_now
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.store.store import Store
@@ -43,6 +45,30 @@ def write_file(directory: Path, name: str, text: str) -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# --- stores ---------------------------------------------------------------------------------
+
+
+def migrated_store(url: str, sqlite_template: Path) -> Store:
+    """The store of a new database. A new SQLite file is a copy of the template, private to
+    its owner as Store makes it, with a signing key of its own, as every database the
+    migrations make has (0012); a PostgreSQL database is a copy already (db_url)."""
+    if not url.startswith("sqlite:///"):
+        return Store(url)
+    path = Path(url.removeprefix("sqlite:///"))
+    shutil.copyfile(sqlite_template, path)
+    path.chmod(0o600)
+    store = Store(url)
+    new_signing_key(store)
+    return store
+
+
+def new_signing_key(store: Store) -> None:
+    """A copy of a template gets a signing key of its own, as a database migrated anew."""
+    with store.write() as session:
+        key = session.get(Secret, verp.KEY_NAME)
+        key.value, key.created_at = secrets.token_hex(32), utc_now()
 
 
 # --- mailings --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sendstatus_tui.core.model import audit, lifecycle, settings
 from sendstatus_tui.core.model.guard import REASON_PREFIX
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.waiting import WaitingKind
+from sendstatus_tui.engine.headless import ALERT_TIMEOUT_ENV
 from sendstatus_tui.views.activity import activity_line
 
 from .engine_processes import EngineProcesses
@@ -223,6 +224,7 @@ class Webhook:
 # The engine's telling, with real processes, runs on one database: the incidents it tells
 # are stored and read on both (TestIncidents), and no database changes how it tells them.
 ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+HANG_SECONDS = 5  # SENDSTATUS_ALERT_TIMEOUT_SECONDS of the engine whose command hangs
 
 
 @pytest.fixture
@@ -255,7 +257,7 @@ def events_in(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # waits on the alerts' passes: no bound but deadlines
 @ONE_DATABASE
 def test_an_alert_command_is_told_when_the_relay_is_down_and_when_it_is_back(
     store, make_mailing, engines, down_relay, run, tmp_path
@@ -283,11 +285,14 @@ def test_an_alert_command_is_told_when_the_relay_is_down_and_when_it_is_back(
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the second mailing must complete within the hang: serially
 @ONE_DATABASE
 def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
-    store, make_mailing, engines, down_relay, run, webhook, tmp_path
+    store, make_mailing, engines, down_relay, run, webhook, tmp_path, monkeypatch
 ):
+    # the command hangs for the timeout once per mailing: a shorter one than the default
+    # 10 s, still long enough for the second mailing to complete while the first hangs
+    monkeypatch.setenv(ALERT_TIMEOUT_ENV, str(HANG_SECONDS))
     down_relay.start()
     hanging = tmp_path / "hanging"
     command = f"touch {hanging}; sleep 60"
@@ -306,10 +311,10 @@ def test_a_hanging_alert_command_is_killed_and_the_sending_goes_on(
         ("completed", "First"),
         ("completed", "Second"),
     ]
-    assert "alert_command ran over 10 s: killed" in engines.log(engine)
+    assert f"alert_command ran over {HANG_SECONDS} s: killed" in engines.log(engine)
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # waits on the alerts' passes: no bound but deadlines
 @ONE_DATABASE
 def test_an_engine_not_allowed_runs_no_alert_command_but_posts_to_the_webhook(
     store, make_mailing, engines, down_relay, run, webhook, tmp_path

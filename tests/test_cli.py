@@ -89,6 +89,7 @@ def future(minutes=60) -> str:
 # --- mailing add ----------------------------------------------------------------------------
 
 
+@pytest.mark.empty_database  # the first write creates it
 def test_add_parks_by_default_and_counts_duplicates(run, files, db_url):
     _, body, csv = files
     status, out, err = run(

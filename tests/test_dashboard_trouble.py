@@ -86,7 +86,7 @@ async def send_through_an_outage(store: Store, relay, directory, outage) -> list
     return headers
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # waits out the outage: no bound but deadlines
 @scenario
 async def test_a_postgresql_outage_ends_neither_the_dashboard_nor_its_engine(tmp_path, relay):
     server = os.environ.get(POSTGRES_ENV)
@@ -119,7 +119,7 @@ async def test_a_postgresql_outage_ends_neither_the_dashboard_nor_its_engine(tmp
     assert any(UNREACHABLE in header for header in headers), headers[-5:]
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # waits out the outage: no bound but deadlines
 @scenario
 async def test_an_sqlite_file_locked_for_a_while_ends_neither_the_dashboard_nor_its_engine(
     tmp_path, relay

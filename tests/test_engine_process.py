@@ -15,7 +15,8 @@ from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineLease
 from sendstatus_tui.engine.engine import EngineSettings
-from sendstatus_tui.engine.headless import LEASE_ENV, engine_settings
+from sendstatus_tui.engine.headless import ALERT_TIMEOUT_ENV, LEASE_ENV, engine_settings
+from sendstatus_tui.errors import SendStatusError
 
 from .engine_processes import TAKEOVER_SECONDS, short_lease, status_counts
 from .helpers import mailing, wait_until
@@ -115,3 +116,14 @@ def test_the_lease_can_be_shortened_through_the_environment():
     assert (short.lease_ttl, short.lease_renew_seconds) == (timedelta(seconds=2), 0.4)
     assert short.rate_per_second == 300.0
     assert engine_settings(None, {LEASE_ENV: "1"}).lease_ttl == timedelta(seconds=1)  # the floor
+
+
+def test_the_alerts_timeout_can_be_shortened_through_the_environment():
+    """SENDSTATUS_ALERT_TIMEOUT_SECONDS: how long an alert command or webhook may take (10 s
+    unset), 1 s at least, as the lease takes its own variable."""
+    assert EngineSettings().alert_timeout_seconds == 10
+    assert engine_settings(None, {ALERT_TIMEOUT_ENV: "2.5"}).alert_timeout_seconds == 2.5
+    assert engine_settings(None, {ALERT_TIMEOUT_ENV: "1"}).alert_timeout_seconds == 1
+    for bad in ("0.5", "soon", "nan"):
+        with pytest.raises(SendStatusError, match="SENDSTATUS_ALERT_TIMEOUT_SECONDS"):
+            engine_settings(None, {ALERT_TIMEOUT_ENV: bad})

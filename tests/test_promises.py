@@ -64,25 +64,25 @@ def one_error(status: int, err: str) -> str:
     return lines[0]
 
 
-def states(db: str) -> list[tuple[int, str]]:
-    listed = sendstatus("--db", db, "ls", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return [(m["id"], m["state"]) for m in json.loads(listed.stdout)]
+def states(run, db: str) -> list[tuple[int, str]]:
+    status, out, err = run("--db", db, "ls", "--json")
+    assert status == 0, err
+    return [(m["id"], m["state"]) for m in json.loads(out)]
 
 
 # --- 1. bad input never acts -------------------------------------------------------------
 
 
-def test_schedule_at_blank_is_refused_and_sends_nothing(tmp_path, files):
+def test_schedule_at_blank_is_refused_and_sends_nothing(run, tmp_path, files):
     db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
-    assert sendstatus(*add_args(db, *files)).returncode == 0
+    assert run(*add_args(db, *files))[0] == 0
     for blank in ("", " ", "\t"):
-        scheduled = sendstatus("--db", db, "schedule", "1", "--at", blank, "--yes")
-        assert scheduled.returncode == 2, scheduled.stderr
-        assert "Traceback" not in scheduled.stderr
-        assert "error: argument --at: blank value" in scheduled.stderr
-        assert scheduled.stdout == ""
-    assert states(db) == [(1, "standby")]  # still parked: nothing enqueued, nothing sent
+        status, out, err = run("--db", db, "schedule", "1", "--at", blank, "--yes")
+        assert status == 2, err
+        assert "Traceback" not in err
+        assert "error: argument --at: blank value" in err
+        assert out == ""
+    assert states(run, db) == [(1, "standby")]  # still parked: nothing enqueued, nothing sent
 
 
 def test_mailing_add_at_blank_is_refused_and_creates_nothing(tmp_path, files):
@@ -127,14 +127,14 @@ def test_a_blank_value_of_any_option_is_a_usage_error_naming_it(
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
-def test_config_set_blank_does_not_unset(tmp_path):
+def test_config_set_blank_does_not_unset(run, tmp_path):
     db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
-    assert sendstatus("--db", db, "init").returncode == 0
-    assert sendstatus("--db", db, "config", "set", "relay", "smtp://127.0.0.1:2525").returncode == 0
-    blank = sendstatus("--db", db, "config", "set", "relay", "")
-    assert blank.returncode == 2 and "blank value" in blank.stderr
-    got = sendstatus("--db", db, "config", "get", "relay")
-    assert got.stdout.strip().endswith("smtp://127.0.0.1:2525"), got.stdout
+    assert run("--db", db, "init")[0] == 0
+    assert run("--db", db, "config", "set", "relay", "smtp://127.0.0.1:2525")[0] == 0
+    status, _, err = run("--db", db, "config", "set", "relay", "")
+    assert status == 2 and "blank value" in err
+    _, out, _ = run("--db", db, "config", "get", "relay")
+    assert out.strip().endswith("smtp://127.0.0.1:2525"), out
 
 
 # --- 8. wording ----------------------------------------------------------------------------
@@ -175,13 +175,13 @@ def test_no_valid_row_offers_no_skip_invalid(run, tmp_path, files):
     [("log",), ("show",), ("stop",), ("send-now", "--yes"), ("failed",), ("retry", "--yes")],
     ids=lambda c: c[0],
 )
-def test_huge_ids_are_not_found(tmp_path, files, command):
+def test_huge_ids_are_not_found(run, tmp_path, files, command):
     db = f"sqlite:///{tmp_path / 'sendstatus.db'}"
-    assert sendstatus(*add_args(db, *files)).returncode == 0
+    assert run(*add_args(db, *files))[0] == 0
     for too_big in ("99999999999999999999999", str(2**63)):
-        done = sendstatus("--db", db, command[0], too_big, *command[1:])
-        assert (done.returncode, done.stderr) == (1, f"error: no mailing with id {too_big}\n")
-    assert states(db) == [(1, "standby")]
+        status, _, err = run("--db", db, command[0], too_big, *command[1:])
+        assert (status, err) == (1, f"error: no mailing with id {too_big}\n")
+    assert states(run, db) == [(1, "standby")]
 
 
 def test_workers_are_bounded(tmp_path):
@@ -281,14 +281,14 @@ def test_the_dashboard_on_a_damaged_file_is_one_error_line(tmp_path, files, engi
     ("name", "file"),
     [("a%20b.db", "a b.db"), ("what%3F.db", "what?.db"), ("p%25.db", "p%.db")],
 )
-def test_the_file_written_is_the_one_the_url_names(tmp_path, files, name, file):
+def test_the_file_written_is_the_one_the_url_names(run, tmp_path, files, name, file):
     folder = tmp_path / "db"
     folder.mkdir()
     db = f"sqlite:///{folder}/{name}"
-    assert sendstatus(*add_args(db, *files)).returncode == 0
+    assert run(*add_args(db, *files))[0] == 0
     assert {p.name for p in folder.iterdir()} <= {file, f"{file}-wal", f"{file}-shm"}
     assert (folder / file).exists()
-    assert states(db) == [(1, "standby")]
+    assert states(run, db) == [(1, "standby")]
 
 
 def test_a_question_mark_in_an_sqlite_url_writes_nothing(tmp_path, files):

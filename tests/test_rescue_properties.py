@@ -17,6 +17,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -35,7 +36,15 @@ from sendstatus_tui.core.model.models import (
 )
 from sendstatus_tui.core.store.store import Store
 
-from .helpers import add_mailing
+from .helpers import add_mailing, migrated_store
+
+
+@pytest.fixture(autouse=True, scope="module")
+def from_a_template(sqlite_template):
+    """Each example's database is a copy of the session's migrated file: migrating it anew
+    took most of the time of these tests."""
+    OneMailing.template = sqlite_template
+
 
 # --- the books of one mailing ----------------------------------------------------------------
 
@@ -118,11 +127,13 @@ class OneMailing(RuleBasedStateMachine):
     who stops it or sends it again at any step; its books balanced after every step."""
 
     recipients: int
+    template: Path  # the session's migrated SQLite file (from_a_template)
 
     def __init__(self):
         super().__init__()
         self.directory = tempfile.TemporaryDirectory()
-        self.store = Store(f"sqlite:///{Path(self.directory.name) / 'books.db'}")
+        url = f"sqlite:///{Path(self.directory.name) / 'books.db'}"
+        self.store = migrated_store(url, self.template)
         self.mailing_id = add_mailing(
             self.store,
             Path(self.directory.name),

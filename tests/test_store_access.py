@@ -120,6 +120,7 @@ def test_a_reading_store_cannot_write(db_url):
 # --- creating and upgrading, and saying so ---------------------------------------------------
 
 
+@pytest.mark.empty_database
 def test_init_creates_then_finds_it_up_to_date(cli, db_url):
     status, out, err = cli(db_url, "init")
     assert (status, out, err) == (0, f"created database {mask_url(db_url)}\n", "")
@@ -148,6 +149,7 @@ def old_database(url: str, revision: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.empty_database
 def test_an_old_schema_is_refused_by_readers_and_upgraded_by_init(cli, db_url):
     old_database(db_url, "0004")
     status, out, err = cli(db_url, "ls")

@@ -3,7 +3,8 @@ as one JSON event, to ``alert_command`` (on its stdin) and/or ``alert_webhook`` 
 
 Anyone who can write the database can set ``alert_command``: an engine runs it only when
 started with ``--allow-alert-command``. A command or webhook that fails or hangs is logged
-and given up after 10 s; telling runs beside the leading and the sending, never in their way.
+and given up after 10 s (``SENDSTATUS_ALERT_TIMEOUT_SECONDS``, headless.py); telling runs
+beside the leading and the sending, never in their way.
 """
 
 import asyncio
@@ -29,7 +30,6 @@ from sendstatus_tui.engine.database import EngineDatabase
 log = logging.getLogger("sendstatus.engine")
 
 ALERTS_EVERY_SECONDS = 5.0  # how often the leader looks for incidents
-TELL_TIMEOUT_SECONDS = 10.0  # the longest a command or a webhook may take
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,10 @@ class Targets:
 
 
 class Alerting:
-    def __init__(self, db: EngineDatabase, allow_command: bool):
+    def __init__(self, db: EngineDatabase, allow_command: bool, timeout_seconds: float):
         self.db = db
         self.allow_command = allow_command
+        self.timeout_seconds = timeout_seconds  # the longest a command or a webhook may take
         self.host = socket.gethostname()
         self._progress = Progress({})
         self._last_pass = 0.0
@@ -115,12 +116,12 @@ class Alerting:
             start_new_session=True,
         )
         try:
-            _, errors = await asyncio.wait_for(process.communicate(event), TELL_TIMEOUT_SECONDS)
+            _, errors = await asyncio.wait_for(process.communicate(event), self.timeout_seconds)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-            log.error("%s: alert_command ran over %.0f s: killed", what, TELL_TIMEOUT_SECONDS)
+            log.error("%s: alert_command ran over %g s: killed", what, self.timeout_seconds)
             return
         if process.returncode != 0:
             said = errors.decode(errors="replace").strip().splitlines()[-1:] or [""]
@@ -129,7 +130,7 @@ class Alerting:
     async def _post(self, url: str, event: bytes, what: str) -> None:
         import aiohttp  # a third of a second to import: paid by an engine only if it posts
 
-        timeout = aiohttp.ClientTimeout(total=TELL_TIMEOUT_SECONDS)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_seconds)
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as client,

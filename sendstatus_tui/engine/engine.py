@@ -93,6 +93,7 @@ class EngineSettings:
     stop_grace_seconds: float = 5.0
     # whether, leading, it runs the stored alert_command (``--allow-alert-command``)
     allow_alert_command: bool = False
+    alert_timeout_seconds: float = 10.0  # the longest a command or a webhook may take
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ class Engine:
         # what failed, by the kind of work that failed: {work: reason}
         self._database_trouble: dict[str, str] = {}
         self._scheduler = AsyncIOScheduler()
-        self.alerting = Alerting(self.db, settings.allow_alert_command)
+        self.alerting = Alerting(
+            self.db, settings.allow_alert_command, settings.alert_timeout_seconds
+        )
 
     def _next_claimant(self) -> str:
         self._claimants += 1

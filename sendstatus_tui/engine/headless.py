@@ -13,6 +13,10 @@ Environment (read by ``sendstatus engine`` and, through their environment, its w
     expire between beats on a busy machine; below it the command refuses to start. Tests
     of engine processes (kill -9, SIGSTOP, takeover) set it short so that they wait less;
     operators have no reason to change it.
+
+``SENDSTATUS_ALERT_TIMEOUT_SECONDS``
+    The longest the alert command or the webhook may take, in seconds (default 10); the
+    command is killed after it. At least 1. Tests of a hanging command set it short.
 """
 
 import asyncio
@@ -22,6 +26,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 
 from sendstatus_tui.core.model.relay_url import DEFAULT_TIMEOUT
@@ -39,6 +44,8 @@ log = logging.getLogger("sendstatus.engine")
 
 LEASE_ENV = "SENDSTATUS_LEASE_SECONDS"
 LEASE_FLOOR_SECONDS = 1.0
+ALERT_TIMEOUT_ENV = "SENDSTATUS_ALERT_TIMEOUT_SECONDS"
+ALERT_TIMEOUT_FLOOR_SECONDS = 1.0  # a command or a webhook needs some time to answer
 BEATS_PER_LEASE = 5  # the default lease (5 s) renewed every second
 # an intake beside the engine whose source failed (a maildir gone, a port taken) tries again
 # after this long, while the engine goes on sending
@@ -50,28 +57,47 @@ def engine_settings(
     environment: Mapping[str, str] = os.environ,
     allow_alert_command: bool = False,
 ) -> EngineSettings:
-    """The engine's settings: its own cap, whether it runs the alert command, and the lease
-    from ``SENDSTATUS_LEASE_SECONDS`` when set (see the module's docstring)."""
-    text = environment.get(LEASE_ENV, "").strip()
-    if not text:
-        return EngineSettings(
-            rate_per_second=rate_per_second, allow_alert_command=allow_alert_command
+    """The engine's settings: its own cap, whether it runs the alert command, the lease
+    from ``SENDSTATUS_LEASE_SECONDS`` and the alerts' timeout from
+    ``SENDSTATUS_ALERT_TIMEOUT_SECONDS`` when set (see the module's docstring)."""
+    settings = EngineSettings(
+        rate_per_second=rate_per_second, allow_alert_command=allow_alert_command
+    )
+    lease = _seconds(environment, LEASE_ENV, LEASE_FLOOR_SECONDS, 5, "the lease's length")
+    if lease is not None:
+        settings = replace(
+            settings,
+            lease_ttl=timedelta(seconds=lease),
+            lease_renew_seconds=lease / BEATS_PER_LEASE,
         )
+    alert_timeout = _seconds(
+        environment,
+        ALERT_TIMEOUT_ENV,
+        ALERT_TIMEOUT_FLOOR_SECONDS,
+        settings.alert_timeout_seconds,
+        "the alerts' timeout",
+    )
+    if alert_timeout is not None:
+        settings = replace(settings, alert_timeout_seconds=alert_timeout)
+    return settings
+
+
+def _seconds(
+    environment: Mapping[str, str], name: str, floor: float, default: float, what: str
+) -> float | None:
+    """Seconds from the variable ``name``, at least ``floor``; None when it is unset."""
+    text = environment.get(name, "").strip()
+    if not text:
+        return None
     try:
         seconds = float(text)
     except ValueError:
         seconds = 0.0
-    if not LEASE_FLOOR_SECONDS <= seconds < math.inf:  # also refuses nan
+    if not floor <= seconds < math.inf:  # also refuses nan
         raise SendStatusError(
-            f"{LEASE_ENV}={text!r}: give the lease's length in seconds,"
-            f" {LEASE_FLOOR_SECONDS:g} or more (default 5)"
+            f"{name}={text!r}: give {what} in seconds, {floor:g} or more (default {default:g})"
         )
-    return EngineSettings(
-        rate_per_second=rate_per_second,
-        allow_alert_command=allow_alert_command,
-        lease_ttl=timedelta(seconds=seconds),
-        lease_renew_seconds=seconds / BEATS_PER_LEASE,
-    )
+    return seconds
 
 
 def run_headless(
@@ -157,7 +183,7 @@ def run_supervisor(
     ``environment`` (the command's settings), supervised; with ``intake`` (a source, as
     given), one intake process beside them; with ``metrics_address``, worker k serves its
     metrics at its port plus k."""
-    engine_settings(rate_per_second)  # a bad lease is refused once, not by every worker
+    engine_settings(rate_per_second)  # a bad setting is refused once, not by every worker
     log_to_stderr()
     # a worker's stop waits for the relay's replies (engine.py's _drain), then releases
     # its lease; past that, and a margin, it is stuck
