@@ -54,7 +54,7 @@ def parse_domain_limits(text: str | None) -> tuple[DomainGroup, ...]:
         return ()
     groups: list[DomainGroup] = []
     seen: dict[str, str] = {}
-    for part in text.split(";"):
+    for part in text.strip().removesuffix(";").split(";"):  # a last ';' ends the list
         group = _group(part.strip())
         for domain in group.domains:
             if domain in seen:
