@@ -25,7 +25,7 @@ from sendstatus_tui.core.model.models import FailureClass, utc_now
 from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.capacity import SendCapacity
-from sendstatus_tui.engine.domain_pace import DomainLimits
+from sendstatus_tui.engine.domain_pace import DomainLimits, DomainPace
 from sendstatus_tui.engine.message import Template, render
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.routes import Routes
@@ -174,18 +174,14 @@ class BatchSender:
         except (KeyError, ValueError, UnicodeError) as exc:
             return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
         pace = self.domains.pace_for(recipient.email) if self.domains else None
-        if pace is not None and may_hand_over():
-            now = time.time()
-            try:
-                at = await pace.turn(now)
-            except StoreError:  # no slot to be had: back to pending, untried
-                return Outcome(recipient, deliveries.PENDING), None
-            if at is None:  # not soon: the others of the batch do not wait for it
-                retry_at = datetime.fromtimestamp(pace.hold_until(now), UTC)
-                return Outcome(recipient, deliveries.HELD, retry_at=retry_at), None
-            await ReservedSlots(at, 1.0).wait(0, stop)
         in_flight = pace.in_flight if pace is not None else None
         async with in_flight or contextlib.nullcontext(), self._capacity:
+            # its domain's turn as late as may be, so that the domain's provider sees the
+            # messages spaced as their slots are (not a burst after a wait for the relay)
+            if pace is not None and may_hand_over():
+                held = await _domain_turn(pace, recipient, stop)
+                if held is not None:
+                    return held, None
             # a stop ends the waits for a slot and for the cap at once: what has not gone to
             # the relay goes back to pending, and the slots to the rate
             if slots is not None and may_hand_over():
@@ -243,6 +239,22 @@ class BatchSender:
             )
         retry_at = utc_now() + deliveries.back_off(attempt, self.retries.base)
         return Outcome(recipient, deliveries.DEFERRED, reply, retry_at)
+
+
+async def _domain_turn(pace: DomainPace, recipient: Claimed, stop: asyncio.Event) -> Outcome | None:
+    """Waits for the recipient's slot of its domain's rate; when that is not soon, the
+    outcome that holds it back instead (it takes no slot of the database's rate then)."""
+    now = time.time()
+    try:
+        at = await pace.turn(now)
+    except StoreError:  # no slot to be had: back to pending, untried
+        return Outcome(recipient, deliveries.PENDING)
+    if at is None:  # not soon: the others of the batch do not wait for it
+        return Outcome(
+            recipient, deliveries.HELD, retry_at=datetime.fromtimestamp(pace.hold_until(now), UTC)
+        )
+    await ReservedSlots(at, 1.0).wait(0, stop)
+    return None
 
 
 async def _unless_stopped(wait: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
