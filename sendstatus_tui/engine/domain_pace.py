@@ -23,7 +23,7 @@ from sendstatus_tui.core.model.domain_limits import DomainGroup, domain_of, pace
 
 log = logging.getLogger("sendstatus.engine")
 # a message waits in its batch for its group's slot at most this long; later: held back
-WAIT_IN_PLACE_SECONDS = 0.1
+WAIT_IN_PLACE_SECONDS = 0.02
 # this engine writes a throttling of one group at most this often (the replies to the
 # messages in flight when the provider began throttling are one throttling)
 THROTTLE_NOTED_EVERY_SECONDS = 5.0
