@@ -7,8 +7,8 @@ messages. Its cap on messages in flight is this engine's own.
 
 Domains interleave: a message whose group has no slot within WAIT_IN_PLACE_SECONDS does not
 wait in its batch (the batch would hold up the other domains' messages); it is held back,
-its claim recorded with a time to be claimed again (deliveries.HELD), spaced at its group's
-rate, and the batch goes on without it.
+its claim recorded with a time to be claimed again (deliveries.HELD): its slot's, or, with
+no slot reserved for it, one spaced at its group's rate. The batch goes on without it.
 """
 
 import asyncio
@@ -16,10 +16,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from sendstatus_tui.core.coordination.domain_rate import Throttle
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.domain_limits import DomainGroup, domain_of, pace_key
+from sendstatus_tui.core.store.store import StoreError
 
 log = logging.getLogger("sendstatus.engine")
 # a message waits in its batch for its group's slot at most this long; later: held back
@@ -27,6 +29,11 @@ WAIT_IN_PLACE_SECONDS = 0.02
 # this engine writes a throttling of one group at most this often (the replies to the
 # messages in flight when the provider began throttling are one throttling)
 THROTTLE_NOTED_EVERY_SECONDS = 5.0
+# slots are given to held messages (as tickets) this far ahead at most
+TICKETS_AHEAD_SECONDS = 2.0
+TICKETS_KEPT_SECONDS = 60.0
+# a message back for its ticket waits in its batch this long at most (a few per batch)
+TICKET_WAIT_SECONDS = 0.25  # a ticket whose message has not come back by then is dropped
 RATE_SPAN_SECONDS = 10.0  # what the rate a domain is sent at is measured over
 
 # reserves (group key, configured rate) slots in the database; None: not limited any more
@@ -35,8 +42,24 @@ Reserve = Callable[[str, float | None], Awaitable[ReservedSlots | None]]
 NoteThrottle = Callable[[str, str, str, float | None, float], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A message's turn in its group: go at ``at`` (epoch seconds; it waits in its batch
+    until then), or, not ``go``, be held back and claimed again at ``at``."""
+
+    at: float
+    go: bool
+
+
 class DomainPace:
-    """One group's (or one throttled domain's) slots and in-flight cap in this engine."""
+    """One group's (or one throttled domain's) slots and in-flight cap in this engine.
+
+    Slots are reserved in the background: no message waits in its batch for a database
+    write (on SQLite, behind the claims and records of every mailing). A message whose slot
+    lies further than WAIT_IN_PLACE_SECONDS is held back with that slot as its ticket, and
+    goes when it comes back (late, never early); beyond TICKETS_AHEAD_SECONDS of slots it is
+    held back without one, spaced at the rate, so that little is reserved at a rate a
+    throttling may halve."""
 
     def __init__(self, key: str, configured: float | None, in_flight: int | None, reserve: Reserve):
         self.key, self.configured, self.in_flight_cap = key, configured, in_flight
@@ -44,32 +67,82 @@ class DomainPace:
         self._reserve = reserve
         self._slots: ReservedSlots | None = None
         self._used = 0
-        self._lock = asyncio.Lock()
-        self._promised = 0.0  # the last time a held message was told to come back at
+        self._unlimited = False  # a throttled domain in no group that recovered
+        self._refilling: asyncio.Task[None] | None = None
+        self._tickets: dict[int, float] = {}  # recipient id -> its slot, while held back
+        self._awaiting: list[int] = []  # held back with no slot left: the next block's
+        self._next_go = 0.0  # this engine's next message of the group, at the soonest
+        self._promised = 0.0  # the last time a held message without a ticket comes back
 
-    async def turn(self, now: float) -> float | None:
-        """The epoch time of this message's slot, when it comes within
-        WAIT_IN_PLACE_SECONDS (the message is then counted); None: hold it back."""
-        async with self._lock:  # one reservation at a time; slots in the order asked
-            if self._slots is None or self._used >= self._slots.count:
-                if self._slots is not None and self._slots.end > now + WAIT_IN_PLACE_SECONDS:
-                    return None  # what a reservation would give lies further still
-                slots = await self._reserve(self.key, self.configured)
-                if slots is None:
-                    return now  # a throttled domain recovered: no limit
-                self._slots, self._used = slots, 0
-            at = self._slots.at(self._used)
-            if at > now + WAIT_IN_PLACE_SECONDS:
-                return None
-            self._used += 1
-            return at
+    def turn(self, recipient_id: int, now: float) -> Turn:
+        if self._unlimited:
+            return Turn(now, go=True)
+        ticket = self._tickets.pop(recipient_id, None)
+        if ticket is not None:  # its slot: it may wait a little longer in its batch for it
+            return self._go_or_hold(recipient_id, ticket, now, TICKET_WAIT_SECONDS)
+        slots = self._slots
+        if slots is not None:
+            # slots long gone that nobody took are not caught up on: no burst at the provider
+            while self._used < slots.count and slots.at(self._used) < now - slots.interval:
+                self._used += 1
+        if slots is None or self._used >= slots.count:
+            # the block on its way gives it a ticket: it may come back late for it
+            if recipient_id not in self._awaiting:
+                self._awaiting.append(recipient_id)
+            self._refill(now)
+            return Turn(self._unticketed(now), go=False)
+        at = slots.at(self._used)
+        if at > now + TICKETS_AHEAD_SECONDS:
+            return Turn(self._unticketed(now), go=False)
+        self._used += 1
+        if self._used == slots.count:
+            self._refill(now)  # the next block, before the next message asks
+        return self._go_or_hold(recipient_id, at, now, WAIT_IN_PLACE_SECONDS)
 
-    def hold_until(self, now: float) -> float:
-        """When a message held back now is claimed again: held ones spaced at the rate."""
+    def _go_or_hold(self, recipient_id: int, slot: float, now: float, wait: float) -> Turn:
+        """Goes at its slot, but never sooner than one interval after this engine's last
+        message of the group (slots used late must not make a burst); held back with its
+        slot as a ticket when that is further than ``wait``."""
+        at = max(slot, self._next_go)
+        if at > now + wait:
+            self._tickets[recipient_id] = at
+            return Turn(at, go=False)
+        interval = self._slots.interval if self._slots else 0.0
+        self._next_go = at + interval
+        return Turn(at, go=True)
+
+    def _unticketed(self, now: float) -> float:
+        """When a message held back without a ticket is claimed again: such messages spaced
+        at the rate, after the slots reserved."""
         per_second = self._slots.per_second if self._slots else self.configured or 1.0
         start = max(now, self._slots.end if self._slots else now)
         self._promised = max(self._promised, start) + 1 / per_second
         return self._promised
+
+    def _refill(self, now: float) -> None:
+        if self._slots is not None and self._slots.end > now + TICKETS_AHEAD_SECONDS:
+            return  # far enough ahead: those held come back for the slots reserved
+        if self._refilling is None or self._refilling.done():
+            self._refilling = asyncio.ensure_future(self._reserve_block(now))
+
+    async def _reserve_block(self, now: float) -> None:
+        # tickets of messages that never came back (stopped, claimed by another engine)
+        self._tickets = {
+            i: at for i, at in self._tickets.items() if at > now - TICKETS_KEPT_SECONDS
+        }
+        try:
+            slots = await self._reserve(self.key, self.configured)
+        except StoreError as exc:  # its messages are held back meanwhile
+            log.error("the rate of %s cannot be reserved: %s", self.key, exc)
+            return
+        if slots is None:
+            self._unlimited = True
+            return
+        self._slots, self._used = slots, 0
+        awaiting, self._awaiting = self._awaiting[: slots.count], self._awaiting[slots.count :]
+        for recipient_id in awaiting:
+            self._tickets[recipient_id] = slots.at(self._used)
+            self._used += 1
 
 
 class DomainLimits:
@@ -110,6 +183,11 @@ class DomainLimits:
         for key in set(self._paces) - set(wanted):
             del self._paces[key]
         self._by_domain = {domain: self._paces[key] for domain, key in by_domain.items()}
+
+    @property
+    def limited(self) -> bool:
+        """Whether any domain is limited now."""
+        return bool(self._by_domain)
 
     def pace_for(self, email: str) -> DomainPace | None:
         if not self._by_domain:

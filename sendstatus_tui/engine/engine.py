@@ -79,6 +79,9 @@ ABANDONED_IMPORTS_EVERY_SECONDS = 60.0
 # how often an engine reads the stored relays and domain limits (a change, or another
 # engine's throttling of a domain, is followed within this)
 RELAYS_EVERY_SECONDS = 1.0
+# how often a mailing with nothing to claim looks again while domains are limited: those
+# held back for their domain's turn come back for their slots on time
+HELD_BACK_SECONDS = 0.1
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
@@ -682,7 +685,9 @@ class Engine:
                 await self._until_due(mailing_id, claim.not_before, stopping)
                 continue
             if not claim.batch:  # all in flight elsewhere, or deferred until their retry
-                await self._pause(min(1.0, self.settings.retry_base.total_seconds()))
+                # (held back for their domain's turn: soon, and for their slot)
+                idle = HELD_BACK_SECONDS if self.domains.limited else 1.0
+                await self._pause(min(idle, self.settings.retry_base.total_seconds()))
                 continue
             outcomes, trouble = await self.sender.send(
                 template,

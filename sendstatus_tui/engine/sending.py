@@ -22,7 +22,6 @@ from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.deliveries import Claimed, Outcome
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.models import FailureClass, utc_now
-from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.capacity import SendCapacity
 from sendstatus_tui.engine.domain_pace import DomainLimits, DomainPace
@@ -245,16 +244,10 @@ class BatchSender:
 async def _domain_turn(pace: DomainPace, recipient: Claimed, stop: asyncio.Event) -> Outcome | None:
     """Waits for the recipient's slot of its domain's rate; when that is not soon, the
     outcome that holds it back instead (it takes no slot of the database's rate then)."""
-    now = time.time()
-    try:
-        at = await pace.turn(now)
-    except StoreError:  # no slot to be had: back to pending, untried
-        return Outcome(recipient, deliveries.PENDING)
-    if at is None:  # not soon: the others of the batch do not wait for it
-        return Outcome(
-            recipient, deliveries.HELD, retry_at=datetime.fromtimestamp(pace.hold_until(now), UTC)
-        )
-    await ReservedSlots(at, 1.0).wait(0, stop)
+    turn = pace.turn(recipient.id, time.time())
+    if not turn.go:  # not soon: the others of the batch do not wait for it
+        return Outcome(recipient, deliveries.HELD, retry_at=datetime.fromtimestamp(turn.at, UTC))
+    await ReservedSlots(turn.at, 1.0).wait(0, stop)
     return None
 
 
