@@ -30,11 +30,14 @@ WAIT_IN_PLACE_SECONDS = 0.02
 # messages in flight when the provider began throttling are one throttling)
 THROTTLE_NOTED_EVERY_SECONDS = 5.0
 # slots are given to held messages (as tickets) this far ahead at most
-TICKETS_AHEAD_SECONDS = 2.0
-TICKETS_KEPT_SECONDS = 60.0
+TICKETS_AHEAD_SECONDS = 1.0
+TICKETS_KEPT_SECONDS = 60.0  # a ticket whose message has not come back by then is dropped
 # a message back for its ticket waits in its batch this long at most (a few per batch)
-TICKET_WAIT_SECONDS = 0.25  # a ticket whose message has not come back by then is dropped
+TICKET_WAIT_SECONDS = 0.25
 RATE_SPAN_SECONDS = 10.0  # what the rate a domain is sent at is measured over
+# a domain in no group sent to now and then is counted at this rate at least when throttled
+# (halved: one a second), not at what a few messages in the span make
+MIN_SENDING_AT = 2.0
 
 # reserves (group key, configured rate) slots in the database; None: not limited any more
 Reserve = Callable[[str, float | None], Awaitable[ReservedSlots | None]]
@@ -57,9 +60,10 @@ class DomainPace:
     Slots are reserved in the background: no message waits in its batch for a database
     write (on SQLite, behind the claims and records of every mailing). A message whose slot
     lies further than WAIT_IN_PLACE_SECONDS is held back with that slot as its ticket, and
-    goes when it comes back (late, never early); beyond TICKETS_AHEAD_SECONDS of slots it is
-    held back without one, spaced at the rate, so that little is reserved at a rate a
-    throttling may halve."""
+    goes when it comes back (late, never early; and never within one interval of this
+    engine's last message of the group, so that tickets used late make no burst). Beyond
+    TICKETS_AHEAD_SECONDS of slots it is held back without one, spaced at the rate, so that
+    little is reserved at a rate a throttling may halve."""
 
     def __init__(self, key: str, configured: float | None, in_flight: int | None, reserve: Reserve):
         self.key, self.configured, self.in_flight_cap = key, configured, in_flight
@@ -110,6 +114,11 @@ class DomainPace:
         interval = self._slots.interval if self._slots else 0.0
         self._next_go = at + interval
         return Turn(at, go=True)
+
+    def slow_down(self) -> None:
+        """Its provider throttles us: the slots and tickets at the old rate are given up,
+        and the next block is reserved at the halved one (those held come back for it)."""
+        self._slots, self._tickets, self._next_go = None, {}, 0.0
 
     def _unticketed(self, now: float) -> float:
         """When a message held back without a ticket is claimed again: such messages spaced
@@ -211,10 +220,12 @@ class DomainLimits:
         if now - self._noted.get(key, -THROTTLE_NOTED_EVERY_SECONDS) < THROTTLE_NOTED_EVERY_SECONDS:
             return
         self._noted[key] = now
+        if (pace := self._paces.get(key)) is not None:
+            pace.slow_down()
         log.warning("%s throttles us (%s): slowing it down", domain, status)
-        sending_at = (self._counts[domain] + self._last_counts[domain]) / (
-            now - self._span_began + RATE_SPAN_SECONDS
-        )
+        counted = self._counts[domain] + self._last_counts[domain]
+        spanned = now - self._span_began + RATE_SPAN_SECONDS
+        sending_at = max(MIN_SENDING_AT, counted / spanned)
         note = asyncio.ensure_future(
             self._note_throttle(
                 key, domain, status, group.per_second if group else None, sending_at

@@ -50,7 +50,7 @@ from sendstatus_tui.core.importing import drafts
 from sendstatus_tui.core.model import guard, lifecycle, send_minutes, signing
 from sendstatus_tui.core.model import relays as stored_relays
 from sendstatus_tui.core.model import settings as stored_settings
-from sendstatus_tui.core.model.domain_limits import DomainGroup, parse_domain_limits
+from sendstatus_tui.core.model.domain_limits import DomainGroup, stored_limits
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.relays import names_of
 from sendstatus_tui.core.model.states import State, TransitionRefused
@@ -964,7 +964,7 @@ def _domain_limits(
     session: Session,
 ) -> tuple[tuple[DomainGroup, ...], list[domain_rate.Throttle]]:
     """The stored domain limits, and the domains throttled now."""
-    groups = parse_domain_limits(stored_settings.read(session, "domain_limits"))  # checked, stored
+    groups = stored_limits(stored_settings.read(session, "domain_limits"))
     return groups, domain_rate.throttles(session, {g.key: g.per_second for g in groups})
 
 

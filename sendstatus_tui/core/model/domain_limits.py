@@ -99,6 +99,15 @@ def _group(part: str) -> DomainGroup:
     return DomainGroup(domains, per_second, in_flight, written)
 
 
+def stored_limits(text: str | None) -> tuple[DomainGroup, ...]:
+    """The groups of the stored setting (checked when it was written; one a later, stricter
+    version refuses limits nothing rather than stop an engine)."""
+    try:
+        return parse_domain_limits(text)
+    except DomainLimitsError:
+        return ()
+
+
 def normalised(text: str) -> str:
     """``text`` as stored: checked, one group after another."""
     return "; ".join(group.text for group in parse_domain_limits(text))

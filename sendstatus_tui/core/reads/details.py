@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from sendstatus_tui.core.coordination import domain_rate, heartbeats
 from sendstatus_tui.core.coordination.deliveries import failed_by_class, last_errors
 from sendstatus_tui.core.model import audit, settings
-from sendstatus_tui.core.model.domain_limits import parse_domain_limits
+from sendstatus_tui.core.model.domain_limits import stored_limits
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.retry import CLASSES
 from sendstatus_tui.core.model.send_minutes import MINUTES_KEPT
@@ -182,7 +182,7 @@ def _last_plan(session: Session, mailing_id: int) -> dict[str, object]:
 
 
 def _throttled(session: Session, now: datetime) -> tuple[domain_rate.Throttle, ...]:
-    groups = parse_domain_limits(settings.read(session, "domain_limits"))  # checked, stored
+    groups = stored_limits(settings.read(session, "domain_limits"))
     configured = {group.key: group.per_second for group in groups}
     return tuple(domain_rate.throttles(session, configured, now.timestamp()))
 
