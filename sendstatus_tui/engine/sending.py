@@ -168,6 +168,10 @@ class BatchSender:
         claimed: float,
         relays: tuple[str, ...] | None,
     ) -> tuple[Outcome, Exception | None]:
+        try:
+            message = render(template, recipient.id, recipient.email, recipient.field_values)
+        except (KeyError, ValueError, UnicodeError) as exc:
+            return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
         pace = self.domains.pace_for(recipient.email) if self.domains else None
         in_flight = pace.in_flight if pace is not None else None
         async with in_flight or contextlib.nullcontext(), self._capacity:
@@ -177,11 +181,6 @@ class BatchSender:
                 held = await _domain_turn(pace, recipient, stop)
                 if held is not None:
                     return held, None
-            try:  # after the domain's turn: a message held back is not built in vain
-                message = render(template, recipient.id, recipient.email, recipient.field_values)
-            except (KeyError, ValueError, UnicodeError) as exc:
-                reason = f"cannot build the message: {exc}"
-                return _failed(recipient, reason, FailureClass.ERROR), None
             # a stop ends the waits for a slot and for the cap at once: what has not gone to
             # the relay goes back to pending, and the slots to the rate
             if slots is not None and may_hand_over():
