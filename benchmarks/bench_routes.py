@@ -1,8 +1,9 @@
-"""Failover between stored relays: the speed after one relay dies, against the surviving
-relay alone.
+"""Routes: the speed after one relay dies, against the surviving relay alone; and the
+speed of the fast domains beside a throttled one, against the fast domains alone.
 
     python benchmarks/bench_routes.py [--round-trip 20] [--warm-seconds 8]
                                       [--settle-seconds 12] [--seconds 5] [--smtp-sink PATH]
+                                      [--part failover|domains|both]
 
 Two Postfix ``smtp-sink`` servers on loopback, each behind a delaying TCP proxy (the round
 trip, default 20 ms; tests/latency_proxy.py in a process of its own). Side by side in one
@@ -18,6 +19,17 @@ engine that sends through the relays stored in the database (no --smtp):
 
 Printed: msg/s alone, with both relays before the kill, after the failover, and after the
 failover / alone (the aim: 0.9 or better).
+
+The domains part, through the survivor alone, side by side in one run as well:
+
+- fast domains alone: the bench's recipients without gmail.com (five domains of six), no
+  domain limits; measured after ``--warm-seconds``, before and after (their mean);
+- beside a throttled domain: every recipient, with ``domain_limits`` gmail.com=20/s, and
+  gmail.com throttled as a 421 4.7.28 reply does (coordination/domain_rate.py: its rate
+  halved, to 10/s); the fast domains' msg/s is the sink's less gmail.com's (counted in the
+  database over the same seconds).
+
+Printed: both, and beside / alone (the aim: 0.9 or better).
 """
 
 import argparse
@@ -26,14 +38,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_dispatch import new_mailing  # noqa: E402
+from bench_dispatch import DRAFT, new_mailing, recipient_rows  # noqa: E402
 from bench_latency import Proxy  # noqa: E402
 from smtp_sink import SinkUnavailable, SmtpSink, find_smtp_sink  # noqa: E402
 
-from sendstatus_tui.core.model import lifecycle, relays
+from sendstatus_tui.core.coordination import domain_rate
+from sendstatus_tui.core.importing.drafts import create_mailing
+from sendstatus_tui.core.model import lifecycle, relays, settings
 from sendstatus_tui.core.model.relays import RelayChange
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.engine import Engine, EngineSettings
@@ -77,6 +93,75 @@ def alone(directory: Path, sink: SmtpSink, port: int, args: argparse.Namespace) 
         store.dispose()
 
 
+THROTTLED = "gmail.com"
+
+
+def domains_mailing(directory: Path, count: int, with_throttled: bool) -> tuple[Store, int]:
+    """A fresh SQLite file with a mailing of the bench's recipients (without gmail.com's
+    unless ``with_throttled``), sending through ``--smtp``-less stored relays later."""
+    directory.mkdir(parents=True)
+    csv_path = directory / "recipients.csv"
+    with open(csv_path, "w", encoding="utf-8") as stream:
+        stream.write("email,first_name,city\n")
+        for row in recipient_rows(count):
+            if with_throttled or not row[0].endswith(f"@{THROTTLED}"):
+                stream.write(",".join(row) + "\n")
+    store = Store(f"sqlite:///{directory / 'sendstatus.db'}")
+    with store.write() as session:
+        mailing, _ = create_mailing(session, DRAFT, csv_path)
+        mailing_id = mailing.id
+    csv_path.unlink()
+    return store, mailing_id
+
+
+def sent_to(store: Store, domain: str) -> int:
+    with store.read() as session:
+        return session.execute(
+            sa.text("SELECT count(*) FROM recipient WHERE status = 'sent' AND email LIKE :pattern"),
+            {"pattern": f"%@{domain}"},
+        ).scalar_one()
+
+
+def fast_domains_rate(
+    directory: Path, sink: SmtpSink, port: int, args: argparse.Namespace, with_throttled: bool
+) -> tuple[float, float]:
+    """(msg/s of the fast domains, msg/s of the throttled one) once warm: alone, or beside
+    gmail.com throttled from 20/s to 10/s."""
+    store, mailing_id = domains_mailing(directory, args.count, with_throttled)
+    with store.write() as session:
+        relays.add(session, "survivor", RelayChange(url=f"smtp://127.0.0.1:{port}?starttls=off"))
+        if with_throttled:
+            settings.write(session, "domain_limits", f"{THROTTLED},googlemail.com=20/s")
+            # as the engine notes a 421 4.7.28 for a gmail.com recipient
+            domain_rate.throttle(session, THROTTLED, THROTTLED, "4.7.28", 20.0, 20.0)
+        lifecycle.send_now(session, mailing_id)
+    thread = EngineThread(Engine(store, None, EngineSettings(batch_size=500))).start()
+    try:
+        until_sending([sink], thread)
+        time.sleep(args.warm_seconds)
+        throttled_before, began = sent_to(store, THROTTLED), time.monotonic()
+        total = rate_over([sink], args.seconds)
+        throttled = (sent_to(store, THROTTLED) - throttled_before) / (time.monotonic() - began)
+        return total - throttled, throttled
+    finally:
+        thread.stop(60)
+        store.dispose()
+
+
+def domains_part(work: Path, sink: SmtpSink, port: int, args: argparse.Namespace) -> None:
+    alone_before, _ = fast_domains_rate(work / "fast-1", sink, port, args, False)
+    print(f"  fast domains alone:            {alone_before:7,.0f} msg/s")
+    beside, slow = fast_domains_rate(work / "beside", sink, port, args, True)
+    print(
+        f"  fast domains beside {THROTTLED}:  {beside:7,.0f} msg/s"
+        f" ({THROTTLED} throttled to 10/s: {slow:.1f} msg/s)"
+    )
+    alone_after, _ = fast_domains_rate(work / "fast-2", sink, port, args, False)
+    print(f"  fast domains alone:            {alone_after:7,.0f} msg/s (again, after)")
+    baseline = (alone_before + alone_after) / 2  # the machine's drift, halved
+    print(f"  beside a throttled / alone:    {beside / baseline:.2f} (aim: 0.9 or better)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--round-trip", type=float, default=20.0, help="milliseconds")
@@ -86,6 +171,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured, per figure")
     parser.add_argument("--count", type=int, default=100_000, help="recipients per mailing")
     parser.add_argument("--smtp-sink", help="path to Postfix's smtp-sink")
+    parser.add_argument("--part", choices=("failover", "domains", "both"), default="both")
     args = parser.parse_args()
     try:
         binary, env = find_smtp_sink(args.smtp_sink)
@@ -100,6 +186,11 @@ def main() -> None:
         survivor = Proxy(survivor_sink.port, args.round_trip)
         print(f"two smtp-sinks, each behind a {args.round_trip:.0f} ms proxy")
         try:
+            if args.part != "failover":
+                print("limits per recipient domain, through one relay:")
+                domains_part(work, survivor_sink, survivor.port, args)
+            if args.part == "domains":
+                return
             alone_before = alone(work / "alone-1", survivor_sink, survivor.port, args)
             print(f"  the surviving relay alone:     {alone_before:7,.0f} msg/s")
 

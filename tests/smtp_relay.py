@@ -29,6 +29,9 @@ class RelayScript:
 
     # per recipient: replies for successive RCPT attempts; None accepts
     rcpt_replies: dict[str, list[str | None]] = field(default_factory=dict)
+    # per recipient domain: replies for successive RCPTs to any of its addresses (a provider
+    # throttling us, e.g. '421 4.7.28 rate limited'); None accepts
+    domain_replies: dict[str, list[str | None]] = field(default_factory=dict)
     refuse_sender: str | None = None  # reply to every MAIL FROM
     credentials: tuple[str, str] | None = None  # required when set
     delay_seconds: float = 0.0  # before accepting DATA
@@ -73,6 +76,8 @@ class _Handler:
         with self.relay.lock:
             replies = self.relay.script.rcpt_replies.get(address)
             reply = replies.pop(0) if replies else None
+            by_domain = self.relay.script.domain_replies.get(address.rpartition("@")[2])
+            reply = reply or (by_domain.pop(0) if by_domain else None)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)

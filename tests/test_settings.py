@@ -46,6 +46,7 @@ def test_a_setting_is_stored_read_and_removed(config):
         "guard_complaints": None,
         "guard_refusals": None,
         "window": None,
+        "domain_limits": None,
         "alert_command": None,
         "alert_webhook": None,
         "alert_relay_down": None,

@@ -36,6 +36,7 @@ from sqlmodel import Session
 
 from sendstatus_tui.core.coordination import (
     deliveries,
+    domain_rate,
     heartbeats,
     lease,
     relay_breakers,
@@ -48,6 +49,8 @@ from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.importing import drafts
 from sendstatus_tui.core.model import guard, lifecycle, send_minutes, signing
 from sendstatus_tui.core.model import relays as stored_relays
+from sendstatus_tui.core.model import settings as stored_settings
+from sendstatus_tui.core.model.domain_limits import DomainGroup, stored_limits
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.relays import names_of
 from sendstatus_tui.core.model.states import State, TransitionRefused
@@ -57,6 +60,7 @@ from sendstatus_tui.core.store.store import Store, StoreError, lock_transitions
 from sendstatus_tui.engine.alerting import Alerting
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.database import EngineDatabase
+from sendstatus_tui.engine.domain_pace import DomainLimits
 from sendstatus_tui.engine.message import Template, template_of
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.routes import Routes
@@ -73,8 +77,12 @@ DISPATCH_LANES = 2
 RATED_WINDOW_SECONDS = 0.5
 # how often the leader looks for imports abandoned by a killed process
 ABANDONED_IMPORTS_EVERY_SECONDS = 60.0
-# how often an engine reads the stored relays (a change is followed within this)
+# how often an engine reads the stored relays and domain limits (a change, or another
+# engine's throttling of a domain, is followed within this)
 RELAYS_EVERY_SECONDS = 1.0
+# how often a mailing with nothing to claim looks again while domains are limited: those
+# held back for their domain's turn come back for their slots on time
+HELD_BACK_SECONDS = 0.1
 StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes after the id
 
 
@@ -140,12 +148,14 @@ class Engine:
         self.cap = EngineCap(settings.rate_per_second)
         self.metrics = metrics or NoMetrics()
         self.metrics.watch_relays(self.routes.states)
+        self.domains = DomainLimits(self._reserve_domain_slots, self._note_throttle)
         self.sender = BatchSender(
             self.routes,
             self.cap,
             Retries(settings.retry_base, settings.max_attempts),
             settings.stop_grace_seconds,
             self.metrics,
+            self.domains,
         )
         # whose claims this engine's recipients carry; a new one each time the leader
         # hands its claims back
@@ -558,11 +568,12 @@ class Engine:
             await self._until(self._wake_senders, self.settings.reconcile_seconds)
 
     async def _follow_relays(self) -> None:
-        """The routes brought in line with the relays stored now (engine/routes.py)."""
-        if not self.routes.stored:
-            return  # --smtp: the stored relays are not read
+        """The routes brought in line with the relays stored now (engine/routes.py), and
+        the domain limits with the setting and the domains throttled now."""
         try:
-            self.routes.follow(await self.db.read(stored_relays.all_relays))
+            if self.routes.stored:  # else --smtp: the stored relays are not read
+                self.routes.follow(await self.db.read(stored_relays.all_relays))
+            self.domains.follow(*await self.db.read(_domain_limits))
         except StoreError as exc:
             self._report_database_trouble("read", exc)
             return
@@ -678,7 +689,9 @@ class Engine:
                 await self._until_due(mailing_id, claim.not_before, stopping)
                 continue
             if not claim.batch:  # all in flight elsewhere, or deferred until their retry
-                await self._pause(min(1.0, self.settings.retry_base.total_seconds()))
+                # (held back for their domain's turn: soon, and for their slot)
+                idle = HELD_BACK_SECONDS if self.domains.limited else 1.0
+                await self._pause(min(idle, self.settings.retry_base.total_seconds()))
                 continue
             outcomes, trouble = await self.sender.send(
                 template,
@@ -802,7 +815,7 @@ class Engine:
         (a stop, or relay trouble, left them unused): the next claim is not pushed out."""
         used = next(
             (i + 1 for i in range(len(outcomes) - 1, -1, -1)
-             if outcomes[i].status != deliveries.PENDING),
+             if outcomes[i].status not in (deliveries.PENDING, deliveries.HELD)),
             0,
         )  # fmt: skip
         if used < slots.count:
@@ -816,6 +829,23 @@ class Engine:
         return await self.db.write(
             lambda session: shared_rate.reserve_for_relay(session, relay, count, per_second)
         )
+
+    async def _reserve_domain_slots(
+        self, key: str, configured: float | None
+    ) -> ReservedSlots | None:
+        """Send slots of a group of domains, shared with every engine (domain_rate.py)."""
+        return await self.db.write(lambda session: domain_rate.reserve(session, key, configured))
+
+    async def _note_throttle(
+        self, key: str, domain: str, status: str, configured: float | None, sending_at: float
+    ) -> None:
+        """A 4.7.x deferral slows the domain's group down, for every engine."""
+        await self.db.write(
+            lambda session: domain_rate.throttle(
+                session, key, domain, status, configured, sending_at
+            )
+        )
+        await self._follow_relays()  # a domain in no group is limited from now on
 
     def _lane_size(self, contracted: float | None) -> int:
         """What one lane claims: the lanes of a mailing together have at most batch_size
@@ -940,6 +970,14 @@ class Engine:
             generation, deliveries.show_waiting, mailing_id, None, claimant=claimant
         ):
             self._waiting.discard(mailing_id)
+
+
+def _domain_limits(
+    session: Session,
+) -> tuple[tuple[DomainGroup, ...], list[domain_rate.Throttle]]:
+    """The stored domain limits, and the domains throttled now."""
+    groups = stored_limits(stored_settings.read(session, "domain_limits"))
+    return groups, domain_rate.throttles(session, {g.key: g.per_second for g in groups})
 
 
 def _slot_due(session: Session, mailing_id: int) -> float | None:

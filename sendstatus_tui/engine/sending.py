@@ -9,11 +9,13 @@ still unanswered then is cancelled and counted in doubt.
 """
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sendstatus_tui.core.coordination import deliveries
@@ -22,10 +24,12 @@ from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.models import FailureClass, utc_now
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.capacity import SendCapacity
+from sendstatus_tui.engine.domain_pace import DomainLimits, DomainPace
 from sendstatus_tui.engine.message import Template, render
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.smtp.errors import (
+    DomainThrottled,
     NotDeliverable,
     PermanentFailure,
     RelayRefused,
@@ -46,8 +50,9 @@ class Retries:
 class BatchSender:
     """Sends batches for every mailing of one engine; the pool and the cap are shared.
 
-    Each message waits for its slot of the database's shared rate (reserved with the
-    batch's claim), then for its turn at this engine's own cap (``--rate``), if any."""
+    Each message waits for its domain's turn (engine/domain_pace.py; held back when that
+    is not soon), its slot of the database's shared rate (reserved with the batch's claim),
+    then for its turn at this engine's own cap (``--rate``), if any."""
 
     def __init__(
         self,
@@ -56,8 +61,10 @@ class BatchSender:
         retries: Retries,
         grace_seconds: float,
         metrics: NoMetrics | None = None,
+        domains: DomainLimits | None = None,
     ):
         self.transport = transport
+        self.domains = domains
         self.metrics = metrics or NoMetrics()
         self.cap = cap
         self.retries = retries
@@ -88,13 +95,16 @@ class BatchSender:
         outcomes are lost with it: the claims stay in flight, to be handed back in doubt."""
         handed: set[int] = set()
         claimed = time.monotonic()  # the batch was claimed just before
+        # the batch's slots in the order its messages come to them: one held back for its
+        # domain takes none
+        indexes = itertools.count()
         sends = [
             asyncio.create_task(
                 self._send_one(
-                    template, r, may_hand_over, handed, slots, index, stop, claimed, relays
+                    template, r, may_hand_over, handed, slots, indexes, stop, claimed, relays
                 )
             )
-            for index, r in enumerate(batch)
+            for r in batch
         ]
         try:
             await self._until_answered(sends, stop, batch, handed)
@@ -153,7 +163,7 @@ class BatchSender:
         may_hand_over: Callable[[], bool],
         handed: set[int],
         slots: ReservedSlots | None,
-        index: int,
+        indexes: "itertools.count[int]",
         stop: asyncio.Event,
         claimed: float,
         relays: tuple[str, ...] | None,
@@ -162,16 +172,26 @@ class BatchSender:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
         except (KeyError, ValueError, UnicodeError) as exc:
             return _failed(recipient, f"cannot build the message: {exc}", FailureClass.ERROR), None
-        async with self._capacity:
+        pace = self.domains.pace_for(recipient.email) if self.domains else None
+        in_flight = pace.in_flight if pace is not None else None
+        async with in_flight or contextlib.nullcontext(), self._capacity:
+            # its domain's turn as late as may be, so that the domain's provider sees the
+            # messages spaced as their slots are (not a burst after a wait for the relay)
+            if pace is not None and may_hand_over():
+                held = await _domain_turn(pace, recipient, stop)
+                if held is not None:
+                    return held, None
             # a stop ends the waits for a slot and for the cap at once: what has not gone to
             # the relay goes back to pending, and the slots to the rate
             if slots is not None and may_hand_over():
-                await slots.wait(index, stop)
+                await slots.wait(next(indexes), stop)
             if may_hand_over() and not stop.is_set():
                 await _unless_stopped(self.cap.wait_turn(), stop)
             if not may_hand_over():
                 return Outcome(recipient, deliveries.PENDING), None
             handed.add(recipient.id)
+            if self.domains is not None:
+                self.domains.sent(recipient.email)
             handing = time.monotonic()
             self.metrics.handed_over(handing - claimed)
             answer = await self._hand_over(template, recipient, message, relays)
@@ -188,6 +208,10 @@ class BatchSender:
         try:
             sender = template.envelope_sender(recipient.id)
             reply, relay = await self.transport.send(sender, recipient.email, message, relays)
+        except DomainThrottled as exc:  # only its domain slows down
+            if self.domains is not None:
+                self.domains.throttled(recipient.email, exc.status)
+            return self._deferred(recipient, exc.reply, exc.relay), None
         except TemporaryFailure as exc:
             return self._deferred(recipient, exc.reply, exc.relay), None
         except NotDeliverable as exc:  # refused by us, not by the relay
@@ -215,6 +239,16 @@ class BatchSender:
             )
         retry_at = utc_now() + deliveries.back_off(attempt, self.retries.base)
         return Outcome(recipient, deliveries.DEFERRED, reply, retry_at, relay=relay)
+
+
+async def _domain_turn(pace: DomainPace, recipient: Claimed, stop: asyncio.Event) -> Outcome | None:
+    """Waits for the recipient's slot of its domain's rate; when that is not soon, the
+    outcome that holds it back instead (it takes no slot of the database's rate then)."""
+    turn = pace.turn(recipient.id, time.time())
+    if not turn.go:  # not soon: the others of the batch do not wait for it
+        return Outcome(recipient, deliveries.HELD, retry_at=datetime.fromtimestamp(turn.at, UTC))
+    await ReservedSlots(turn.at, 1.0).wait(0, stop)
+    return None
 
 
 async def _unless_stopped(wait: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:

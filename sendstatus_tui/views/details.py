@@ -2,12 +2,13 @@
 both from a MailingDetails and the shared cells."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
+from sendstatus_tui.core.coordination.domain_rate import Throttle
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.waiting import WaitingKind
-from sendstatus_tui.core.model.when import format_named, zone_label
+from sendstatus_tui.core.model.when import format_named, to_zone, zone_label
 from sendstatus_tui.core.reads.details import EngineOnIt, LastError, MailingDetails
 from sendstatus_tui.core.reads.failed import FailedRecipient
 from sendstatus_tui.core.reads.throughput import CHART_MINUTES
@@ -94,6 +95,7 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         retry = details.waiting_until
         until = f"; retry at {format_named(retry, zone)}" if retry else ""
         lines.append(f"  {'Waiting:':16}{details.waiting_reason}{until}")
+    lines += [f"  {'Slowed down:':16}{throttled(t, zone)}" for t in details.throttled]
     for engine in details.engines:
         lines.append(f"  {'Relay:':16}{relay_connections(engine)}")
     if details.fields:
@@ -240,8 +242,26 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         lines.append(f"Came back    {came_back(details)}")
     if details.waiting_kind is not None:
         lines.append(f"Waiting      {waiting(details, zone)}")
+    lines += [f"Slowed down  {throttled(t, zone)}" for t in details.throttled]
     lines += [f"Relay        {relay_connections(engine)}" for engine in details.engines]
     return "\n".join(lines)
+
+
+def throttled(throttle: Throttle, zone: tzinfo) -> str:
+    """e.g. "gmail.com throttled (4.7.28): 10/s, since 10:02 (recovering to 20/s)"."""
+    since = datetime.fromtimestamp(throttle.since, UTC)
+    return (
+        f"{throttle.domain} throttled ({throttle.status}): {per_second(throttle.per_second)},"
+        f" since {to_zone(since, zone).strftime('%H:%M')}"
+        f" (recovering to {per_second(throttle.ceiling)})"
+    )
+
+
+def per_second(rate: float) -> str:
+    """e.g. "10/s", "2.5/s", "30/min" (under one a second)."""
+    if rate >= 1:
+        return f"{rate:.3g}/s"
+    return f"{rate * 60:.3g}/min"
 
 
 def planned_in(details: MailingDetails, zone: tzinfo) -> list[str]:

@@ -48,6 +48,9 @@ PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED, SUPPRESSED = (
     RecipientStatus.SUPPRESSED,
 )
 IN_DOUBT = "in_doubt"  # an outcome only: DATA went out, no reply came
+# an outcome only: held back untried for its domain's limit (engine/domain_pace.py), to be
+# claimed again at its retry_at; recorded as deferred, without counting an attempt
+HELD = "held"
 MAX_DOUBTS = 3  # tries in doubt before a recipient fails with class doubt
 ERRORS_KEPT = 50  # per mailing, for the operator
 
@@ -66,7 +69,7 @@ class Outcome:
     """What became of one claimed recipient."""
 
     recipient: Claimed
-    status: str  # SENT, FAILED, DEFERRED, IN_DOUBT, or PENDING (handed back untried)
+    status: str  # SENT, FAILED, DEFERRED, IN_DOUBT, HELD or PENDING (handed back untried)
     reply: str | None = None
     retry_at: datetime | None = None
     failure_class: str | None = None  # for FAILED: a FailureClass
@@ -236,7 +239,7 @@ def _write_outcomes(
     # under it (core/model/guard.py)
     mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
     tries_before = mailing.tries
-    results = [(o.status, o.failure_class) for o in outcomes]
+    results = [(PENDING if o.status == HELD else o.status, o.failure_class) for o in outcomes]
     tried = guard.numbering(mailing, results)
     try:
         # straight to the driver: SQLAlchemy's executemany cost more than SQLite's work
@@ -248,8 +251,8 @@ def _write_outcomes(
             f" WHERE id = {mark} AND claimed_by = {mark}",
             [
                 (
-                    PENDING if o.status == IN_DOUBT else o.status,
-                    0 if o.status == PENDING else 1,
+                    {IN_DOUBT: PENDING, HELD: DEFERRED}.get(o.status, o.status),
+                    0 if o.status in (PENDING, HELD) else 1,
                     1 if o.status == IN_DOUBT or o.failure_class == FailureClass.DOUBT else 0,
                     o.reply,
                     None if o.retry_at is None else to_driver(o.retry_at),
@@ -266,7 +269,7 @@ def _write_outcomes(
     counts = Counter(o.status for o in outcomes)
     mailing.sent += counts[SENT]
     mailing.failed += counts[FAILED]
-    mailing.deferred += counts[DEFERRED]
+    mailing.deferred += counts[DEFERRED] + counts[HELD]
     mailing.resent_in_doubt += counts[IN_DOUBT]
     mailing.updated_at = now
     send_minutes.add_outcomes(session, mailing_id, counts[SENT], counts[FAILED], now)

@@ -17,8 +17,9 @@ reservation followed them.
 
 A relay with a rate of its own (``sendstatus relay add NAME --rate``) has a row of its own,
 reserved from in small blocks by each engine as its messages go to that relay
-(``reserve_for_relay``): a message goes out when the database's rate, its relay's rate and
-its engine's cap all allow it.
+(``reserve_for_relay``); so has each group of recipient domains with a limit
+(coordination/domain_rate.py): a message goes out when the database's rate, its relay's
+rate, its domain's and its engine's cap all allow it.
 
 Slot times are seconds since the epoch on each engine's clock: engines on several
 machines need their clocks in step (NTP), as for their heartbeats.
@@ -127,7 +128,7 @@ def reserve(
     caller's transaction (the row stays locked until it ends, so that two engines never get
     the same slot). Raises NotDue when they are not due yet (see ``due``)."""
     now = time.time() if now is None else now
-    row = _locked_row(session, now)
+    row = locked_row(session, now)
     first = _first_free(row, per_second, now)
     if (due_at := _due(row, first, mailing_id)) > now:
         raise NotDue(due_at)
@@ -149,8 +150,16 @@ def reserve_for_relay(
     """Reserves ``count`` consecutive slots of a relay's own rate, shared by every engine as
     the database's is, in the caller's transaction. They may lie ahead: each engine reserves
     about HORIZON_SECONDS of them at a time, and its messages to the relay wait for them."""
+    return reserve_ahead(session, relay_row(relay), count, per_second, now)
+
+
+def reserve_ahead(
+    session: Session, name: str, count: int, per_second: float, now: float | None = None
+) -> ReservedSlots:
+    """Reserves ``count`` consecutive slots of the NextSlot row ``name`` (a relay's or a
+    domain group's own rate), in the caller's transaction."""
     now = time.time() if now is None else now
-    row = _locked_row(session, now, relay_row(relay))
+    row = locked_row(session, now, name)
     slots = ReservedSlots(_first_free(row, per_second, now), per_second, count)
     row.next_slot_at, row.per_second = slots.end, per_second
     session.add(row)
@@ -172,7 +181,7 @@ def release(session: Session, slots: ReservedSlots, used: int) -> bool:
     return True
 
 
-def _locked_row(session: Session, now: float, name: str = RATE_ROW) -> NextSlot:
+def locked_row(session: Session, now: float, name: str = RATE_ROW) -> NextSlot:
     """The NextSlot row ``name``, locked. The migration creates the database's; should one
     be missing (a relay's, at its first use), it is created without a race (two engines at
     once: neither fails on the other's row)."""

@@ -294,6 +294,14 @@ class NextSlot(SQLModel, table=True):
     per_second: float | None = None
     # the mailing the last slots went to (no foreign key: a hint), which waits its turn
     mailing_id: int | None = None
+    # a domain's row (``domain:KEY``) slowed by a 4.7.x deferral (coordination/
+    # domain_rate.py): its rate right after, when (epoch seconds), the rate it recovers up
+    # to, the enhanced status and the domain that got it
+    throttled_per_second: float | None = None
+    throttled_at: float | None = None
+    throttle_ceiling: float | None = None
+    throttle_status: str | None = Field(default=None, max_length=16)
+    throttled_domain: str | None = Field(default=None, max_length=255)
 
 
 class AuditEntry(SQLModel, table=True):

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, select
 
 from sendstatus_tui import config
-from sendstatus_tui.core.model import relays, window
+from sendstatus_tui.core.model import domain_limits, relays, window
 from sendstatus_tui.core.model.addresses import normalize_address
 from sendstatus_tui.core.model.models import Relay, Setting, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
@@ -187,6 +187,13 @@ KEYS: dict[str, Known] = {
         f" '{window.EXAMPLE}' (24:00 allowed; without a zone, the operator's); outside it"
         " nothing goes out",
         _window,
+    ),
+    "domain_limits": Known(
+        "limits per group of recipient domains, shared by every engine, e.g."
+        f" '{domain_limits.EXAMPLE}': a rate per group and, after ':', the most of its"
+        " messages one engine has in flight; a 4.7.x deferral halves its group's rate for a"
+        " while; engines follow a change within seconds",
+        domain_limits.normalised,
     ),
     "alert_command": Known(
         "a command run for each alert, given the alert as JSON on its stdin (killed after"

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from sendstatus_tui.core.coordination import heartbeats
+from sendstatus_tui.core.coordination import domain_rate, heartbeats
 from sendstatus_tui.core.coordination.deliveries import failed_by_class, last_errors
-from sendstatus_tui.core.model import audit
+from sendstatus_tui.core.model import audit, settings
+from sendstatus_tui.core.model.domain_limits import stored_limits
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.retry import CLASSES
 from sendstatus_tui.core.model.send_minutes import MINUTES_KEPT
@@ -93,6 +94,8 @@ class MailingDetails:
     throughput: Throughput = Throughput()
     speed: float | None = None
     read_at: datetime | None = None  # when these figures were read
+    # the recipient domains slowed down by their provider, while it sends
+    throttled: tuple[domain_rate.Throttle, ...] = ()
 
     def came_back_rates(self) -> dict[str, float | None]:
         accepted = self.sent + self.bounced + self.blocked
@@ -145,6 +148,7 @@ class MailingDetails:
             "came_back_rates": self.came_back_rates(),
             "speed_per_second": None if self.speed is None else round(self.speed, 3),
             "last_hour": self.last_hour(),
+            "throttled_domains": [dataclasses.asdict(t) for t in self.throttled],
             "last_errors": [
                 {"email": error.email, "reply": error.reply, "at": iso(error.at)}
                 for error in self.last_errors
@@ -181,6 +185,12 @@ def _last_plan(session: Session, mailing_id: int) -> dict[str, object]:
     }
 
 
+def _throttled(session: Session, now: datetime) -> tuple[domain_rate.Throttle, ...]:
+    groups = stored_limits(settings.read(session, "domain_limits"))
+    configured = {group.key: group.per_second for group in groups}
+    return tuple(domain_rate.throttles(session, configured, now.timestamp()))
+
+
 def read_details(session: Session, mailing: Mailing, now: datetime | None = None) -> MailingDetails:
     assert mailing.id is not None
     now = now or utc_now()
@@ -208,6 +218,7 @@ def read_details(session: Session, mailing: Mailing, now: datetime | None = None
         "throughput": throughput,
         "speed": throughput.speed(now) if mailing.state == State.SENDING else None,
         "read_at": now,
+        "throttled": _throttled(session, now) if mailing.state == State.SENDING else (),
     }
     # every other field is the mailing's own column or property, under the same name
     copied = {

@@ -21,13 +21,15 @@ from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.relay_url import SmtpSettings
 from sendstatus_tui.engine.smtp.credentials import Credentials
 from sendstatus_tui.engine.smtp.errors import (
+    DomainThrottled,
     NotDeliverable,
     PermanentFailure,
     RelayError,
     RelayRefused,
     RelayUnavailable,
     ReplyLost,
-    TemporaryFailure,
+    temporary,
+    throttling_status,
 )
 from sendstatus_tui.engine.smtp.wire import ConnectionClosed, Reply, ReplyReader, wire_data
 
@@ -176,7 +178,8 @@ class RelayConnection:
         """After a refusal in the envelope: RSET, so the next message starts clean. A relay
         that said 354 to DATA all the same (it took a pipelined DATA despite the refusal)
         waits for content we will not send: that connection goes."""
-        if replies[-1].code == 354 or isinstance(problem, RelayUnavailable):
+        closing = any(reply.code == 421 for reply in replies)  # a 421 4.7.x too
+        if replies[-1].code == 354 or closing or isinstance(problem, RelayUnavailable):
             self.close(f"transaction ended by {problem.reply}")
             return
         reset = await self._wire.send(b"RSET\r\n", 1)[0]
@@ -184,11 +187,13 @@ class RelayConnection:
             self.close(f"RSET answered {reset}")
 
     def _refusal(self, reply: Reply) -> RelayError:
-        if reply.code == 421:  # the relay is closing this connection: nobody's fault
+        if reply.code == 421:  # the relay is closing this connection
             self.close(str(reply))
-            return RelayUnavailable(str(reply))
+            if throttling_status(str(reply)):  # the recipient's domain throttles us
+                return DomainThrottled(str(reply))
+            return RelayUnavailable(str(reply))  # nobody's fault
         if 400 <= reply.code < 500:
-            return TemporaryFailure(str(reply))
+            return temporary(str(reply))
         return PermanentFailure(str(reply))
 
     def _began(self) -> None:
@@ -221,10 +226,10 @@ def _envelope_problem(sender: str, replies: list[Reply]) -> RelayError | None:
 
 
 def _recipient_refused(reply: Reply) -> RelayError:
-    if reply.code == 421:
+    if reply.code == 421 and not throttling_status(str(reply)):
         return RelayUnavailable(str(reply))
     if 400 <= reply.code < 500:
-        return TemporaryFailure(str(reply))
+        return temporary(str(reply))
     return PermanentFailure(str(reply))
 
 

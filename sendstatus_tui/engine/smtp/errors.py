@@ -4,6 +4,8 @@ this recipient failed), RelayUnavailable (down or dropped: wait and retry, nobod
 ReplyLost (the message went out, no reply came: in doubt), RelayRefused (bad credentials or
 sender: the mailing cannot go out until an operator acts)."""
 
+import re
+
 from sendstatus_tui.errors import SendStatusError
 
 
@@ -20,6 +22,30 @@ class RelayError(SendStatusError):
 
 class TemporaryFailure(RelayError):
     """The relay said 4xx for this recipient."""
+
+
+class DomainThrottled(TemporaryFailure):
+    """A 4xx with an enhanced status 4.7.x (Gmail's 421 4.7.28): the recipient's provider
+    finds us too fast. The recipient is deferred, and its domain slowed (engine/
+    domain_pace.py), not the relay."""
+
+    @property
+    def status(self) -> str:
+        return throttling_status(self.reply) or "4.7.0"
+
+
+_THROTTLING = re.compile(r"4\d\d[ -](4\.7\.\d{1,3})\b")
+
+
+def throttling_status(reply: str) -> str | None:
+    """The enhanced status of a reply that throttles a domain (4xx 4.7.x), else None."""
+    match = _THROTTLING.match(reply)
+    return match[1] if match else None
+
+
+def temporary(reply: str) -> TemporaryFailure:
+    """What a 4xx for one recipient means (a 421 closing the connection is not one)."""
+    return DomainThrottled(reply) if throttling_status(reply) else TemporaryFailure(reply)
 
 
 class PermanentFailure(RelayError):

@@ -1,0 +1,240 @@
+"""Limits per recipient domain, as this engine keeps to them (``config set domain_limits``).
+
+Each group's rate is shared by every engine: slots are reserved from its row in the
+database in blocks of about HORIZON_SECONDS (coordination/domain_rate.py), at the group's
+effective rate (halved by a 4.7.x deferral, recovering slowly), and handed one by one to its
+messages. Its cap on messages in flight is this engine's own.
+
+Domains interleave: a message whose group has no slot within WAIT_IN_PLACE_SECONDS does not
+wait in its batch (the batch would hold up the other domains' messages); it is held back,
+its claim recorded with a time to be claimed again (deliveries.HELD): its slot's, or, with
+no slot reserved for it, one spaced at its group's rate. The batch goes on without it.
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from sendstatus_tui.core.coordination.domain_rate import Throttle
+from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
+from sendstatus_tui.core.model.domain_limits import DomainGroup, domain_of, pace_key
+from sendstatus_tui.core.store.store import StoreError
+
+log = logging.getLogger("sendstatus.engine")
+# a message waits in its batch for its group's slot at most this long; later: held back
+WAIT_IN_PLACE_SECONDS = 0.02
+# this engine writes a throttling of one group at most this often (the replies to the
+# messages in flight when the provider began throttling are one throttling)
+THROTTLE_NOTED_EVERY_SECONDS = 5.0
+# slots are given to held messages (as tickets) this far ahead at most
+TICKETS_AHEAD_SECONDS = 1.0
+TICKETS_KEPT_SECONDS = 60.0  # a ticket whose message has not come back by then is dropped
+# a message back for its ticket waits in its batch this long at most (a few per batch)
+TICKET_WAIT_SECONDS = 0.25
+RATE_SPAN_SECONDS = 10.0  # what the rate a domain is sent at is measured over
+# a domain in no group sent to now and then is counted at this rate at least when throttled
+# (halved: one a second), not at what a few messages in the span make
+MIN_SENDING_AT = 2.0
+
+# reserves (group key, configured rate) slots in the database; None: not limited any more
+Reserve = Callable[[str, float | None], Awaitable[ReservedSlots | None]]
+# writes a throttling: (group key, domain, enhanced status, configured rate, rate sent at)
+NoteThrottle = Callable[[str, str, str, float | None, float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A message's turn in its group: go at ``at`` (epoch seconds; it waits in its batch
+    until then), or, not ``go``, be held back and claimed again at ``at``."""
+
+    at: float
+    go: bool
+
+
+class DomainPace:
+    """One group's (or one throttled domain's) slots and in-flight cap in this engine.
+
+    Slots are reserved in the background: no message waits in its batch for a database
+    write (on SQLite, behind the claims and records of every mailing). A message whose slot
+    lies further than WAIT_IN_PLACE_SECONDS is held back with that slot as its ticket, and
+    goes when it comes back (late, never early; and never within one interval of this
+    engine's last message of the group, so that tickets used late make no burst). Beyond
+    TICKETS_AHEAD_SECONDS of slots it is held back without one, spaced at the rate, so that
+    little is reserved at a rate a throttling may halve."""
+
+    def __init__(self, key: str, configured: float | None, in_flight: int | None, reserve: Reserve):
+        self.key, self.configured, self.in_flight_cap = key, configured, in_flight
+        self.in_flight = asyncio.Semaphore(in_flight) if in_flight else None
+        self._reserve = reserve
+        self._slots: ReservedSlots | None = None
+        self._used = 0
+        self._unlimited = False  # a throttled domain in no group that recovered
+        self._refilling: asyncio.Task[None] | None = None
+        self._tickets: dict[int, float] = {}  # recipient id -> its slot, while held back
+        self._awaiting: list[int] = []  # held back with no slot left: the next block's
+        self._next_go = 0.0  # this engine's next message of the group, at the soonest
+        self._promised = 0.0  # the last time a held message without a ticket comes back
+
+    def turn(self, recipient_id: int, now: float) -> Turn:
+        if self._unlimited:
+            return Turn(now, go=True)
+        ticket = self._tickets.pop(recipient_id, None)
+        if ticket is not None:  # its slot: it may wait a little longer in its batch for it
+            return self._go_or_hold(recipient_id, ticket, now, TICKET_WAIT_SECONDS)
+        slots = self._slots
+        if slots is not None:
+            # slots long gone that nobody took are not caught up on: no burst at the provider
+            while self._used < slots.count and slots.at(self._used) < now - slots.interval:
+                self._used += 1
+        if slots is None or self._used >= slots.count:
+            # the block on its way gives it a ticket: it may come back late for it
+            if recipient_id not in self._awaiting:
+                self._awaiting.append(recipient_id)
+            self._refill(now)
+            return Turn(self._unticketed(now), go=False)
+        at = slots.at(self._used)
+        if at > now + TICKETS_AHEAD_SECONDS:
+            return Turn(self._unticketed(now), go=False)
+        self._used += 1
+        if self._used == slots.count:
+            self._refill(now)  # the next block, before the next message asks
+        return self._go_or_hold(recipient_id, at, now, WAIT_IN_PLACE_SECONDS)
+
+    def _go_or_hold(self, recipient_id: int, slot: float, now: float, wait: float) -> Turn:
+        """Goes at its slot, but never sooner than one interval after this engine's last
+        message of the group (slots used late must not make a burst); held back with its
+        slot as a ticket when that is further than ``wait``."""
+        at = max(slot, self._next_go)
+        if at > now + wait:
+            self._tickets[recipient_id] = at
+            return Turn(at, go=False)
+        interval = self._slots.interval if self._slots else 0.0
+        self._next_go = at + interval
+        return Turn(at, go=True)
+
+    def slow_down(self) -> None:
+        """Its provider throttles us: the slots and tickets at the old rate are given up,
+        and the next block is reserved at the halved one (those held come back for it)."""
+        self._slots, self._tickets, self._next_go = None, {}, 0.0
+
+    def _unticketed(self, now: float) -> float:
+        """When a message held back without a ticket is claimed again: such messages spaced
+        at the rate, after the slots reserved."""
+        per_second = self._slots.per_second if self._slots else self.configured or 1.0
+        start = max(now, self._slots.end if self._slots else now)
+        self._promised = max(self._promised, start) + 1 / per_second
+        return self._promised
+
+    def _refill(self, now: float) -> None:
+        if self._slots is not None and self._slots.end > now + TICKETS_AHEAD_SECONDS:
+            return  # far enough ahead: those held come back for the slots reserved
+        if self._refilling is None or self._refilling.done():
+            self._refilling = asyncio.ensure_future(self._reserve_block(now))
+
+    async def _reserve_block(self, now: float) -> None:
+        # tickets of messages that never came back (stopped, claimed by another engine)
+        self._tickets = {
+            i: at for i, at in self._tickets.items() if at > now - TICKETS_KEPT_SECONDS
+        }
+        try:
+            slots = await self._reserve(self.key, self.configured)
+        except StoreError as exc:  # its messages are held back meanwhile
+            log.error("the rate of %s cannot be reserved: %s", self.key, exc)
+            return
+        if slots is None:
+            self._unlimited = True
+            return
+        self._slots, self._used = slots, 0
+        awaiting, self._awaiting = self._awaiting[: slots.count], self._awaiting[slots.count :]
+        for recipient_id in awaiting:
+            self._tickets[recipient_id] = slots.at(self._used)
+            self._used += 1
+
+
+class DomainLimits:
+    """The groups this engine keeps to, followed as the setting and the throttlings
+    change."""
+
+    def __init__(self, reserve: Reserve, note_throttle: NoteThrottle):
+        self._reserve, self._note_throttle = reserve, note_throttle
+        self._groups: dict[str, DomainGroup] = {}  # domain -> its group
+        self._paces: dict[str, DomainPace] = {}  # group key (or domain key) -> pace
+        self._by_domain: dict[str, DomainPace] = {}
+        self._noted: dict[str, float] = {}  # group key -> monotonic time it was throttled
+        self._notes: set[asyncio.Task[None]] = set()
+        # messages sent per domain, this span and the last (the rate of a domain in no group
+        # when it is throttled)
+        self._counts: Counter[str] = Counter()
+        self._last_counts: Counter[str] = Counter()
+        self._span_began = time.monotonic()
+
+    def follow(self, groups: Iterable[DomainGroup], throttles: Iterable[Throttle]) -> None:
+        """The stored groups, and the domains in no group that are throttled now."""
+        wanted: dict[str, tuple[float | None, int | None]] = {}
+        by_domain: dict[str, str] = {}
+        self._groups = {}
+        for group in groups:
+            wanted[group.key] = (group.per_second, group.in_flight)
+            for domain in group.domains:
+                by_domain[domain] = group.key
+                self._groups[domain] = group
+        for throttle in throttles:
+            if throttle.key not in wanted:  # a domain in no group, slowed down
+                wanted[throttle.key] = (None, None)
+                by_domain[throttle.domain] = throttle.key
+        for key, (per_second, in_flight) in wanted.items():
+            pace = self._paces.get(key)
+            if pace is None or (pace.configured, pace.in_flight_cap) != (per_second, in_flight):
+                self._paces[key] = DomainPace(key, per_second, in_flight, self._reserve)
+        for key in set(self._paces) - set(wanted):
+            del self._paces[key]
+        self._by_domain = {domain: self._paces[key] for domain, key in by_domain.items()}
+
+    @property
+    def limited(self) -> bool:
+        """Whether any domain is limited now."""
+        return bool(self._by_domain)
+
+    def pace_for(self, email: str) -> DomainPace | None:
+        if not self._by_domain:
+            return None
+        return self._by_domain.get(domain_of(email))
+
+    def sent(self, email: str) -> None:
+        """Counts a message handed to the relay, by its domain."""
+        now = time.monotonic()
+        if now - self._span_began >= RATE_SPAN_SECONDS:
+            self._last_counts, self._counts, self._span_began = self._counts, Counter(), now
+        self._counts[domain_of(email)] += 1
+
+    def throttled(self, email: str, status: str) -> None:
+        """A 4.7.x deferral for ``email``: its group (or its domain) is slowed down for every
+        engine, in the background; the replies that follow it closely are the same one."""
+        domain = domain_of(email)
+        group = self._groups.get(domain)
+        key = group.key if group else pace_key(domain)
+        now = time.monotonic()
+        if now - self._noted.get(key, -THROTTLE_NOTED_EVERY_SECONDS) < THROTTLE_NOTED_EVERY_SECONDS:
+            return
+        self._noted[key] = now
+        if (pace := self._paces.get(key)) is not None:
+            pace.slow_down()
+        log.warning("%s throttles us (%s): slowing it down", domain, status)
+        counted = self._counts[domain] + self._last_counts[domain]
+        spanned = now - self._span_began + RATE_SPAN_SECONDS
+        sending_at = max(MIN_SENDING_AT, counted / spanned)
+        note = asyncio.ensure_future(
+            self._note_throttle(
+                key, domain, status, group.per_second if group else None, sending_at
+            )
+        )
+        self._notes.add(note)
+        note.add_done_callback(self._noted_done)
+
+    def _noted_done(self, note: "asyncio.Task[None]") -> None:
+        self._notes.discard(note)
+        if not note.cancelled() and (error := note.exception()) is not None:
+            log.error("a throttling could not be written: %s", error)
