@@ -14,13 +14,12 @@ no slot reserved for it, one spaced at its group's rate. The batch goes on witho
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from sendstatus_tui.core.coordination.domain_rate import Throttle
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
-from sendstatus_tui.core.model.domain_limits import DomainGroup, domain_of, pace_key
+from sendstatus_tui.core.model.domain_limits import DomainGroup, domain_of
 from sendstatus_tui.core.store.store import StoreError
 
 log = logging.getLogger("sendstatus.engine")
@@ -34,10 +33,6 @@ TICKETS_AHEAD_SECONDS = 1.0
 TICKETS_KEPT_SECONDS = 60.0  # a ticket whose message has not come back by then is dropped
 # a message back for its ticket waits in its batch this long at most (a few per batch)
 TICKET_WAIT_SECONDS = 0.25
-RATE_SPAN_SECONDS = 10.0  # what the rate a domain is sent at is measured over
-# a domain in no group sent to now and then is counted at this rate at least when throttled
-# (halved: one a second), not at what a few messages in the span make
-MIN_SENDING_AT = 2.0
 
 # reserves (group key, configured rate) slots in the database; None: not limited any more
 Reserve = Callable[[str, float | None], Awaitable[ReservedSlots | None]]
@@ -165,11 +160,6 @@ class DomainLimits:
         self._by_domain: dict[str, DomainPace] = {}
         self._noted: dict[str, float] = {}  # group key -> monotonic time it was throttled
         self._notes: set[asyncio.Task[None]] = set()
-        # messages sent per domain, this span and the last (the rate of a domain in no group
-        # when it is throttled)
-        self._counts: Counter[str] = Counter()
-        self._last_counts: Counter[str] = Counter()
-        self._span_began = time.monotonic()
 
     def follow(self, groups: Iterable[DomainGroup], throttles: Iterable[Throttle]) -> None:
         """The stored groups, and the domains in no group that are throttled now."""
@@ -203,33 +193,26 @@ class DomainLimits:
             return None
         return self._by_domain.get(domain_of(email))
 
-    def sent(self, email: str) -> None:
-        """Counts a message handed to the relay, by its domain."""
-        now = time.monotonic()
-        if now - self._span_began >= RATE_SPAN_SECONDS:
-            self._last_counts, self._counts, self._span_began = self._counts, Counter(), now
-        self._counts[domain_of(email)] += 1
-
     def throttled(self, email: str, status: str) -> None:
-        """A 4.7.x deferral for ``email``: its group (or its domain) is slowed down for every
-        engine, in the background; the replies that follow it closely are the same one."""
+        """A 4.7.x deferral for ``email``: its group is slowed down for every engine, in the
+        background; the replies that follow it closely are the same one. A domain in no
+        group is not slowed: its rate is unknown, and a greylisting reply (451 4.7.1) to a
+        handful of messages would otherwise crawl a whole provider; it is retried as any
+        deferral is."""
         domain = domain_of(email)
         group = self._groups.get(domain)
-        key = group.key if group else pace_key(domain)
-        now = time.monotonic()
-        if now - self._noted.get(key, -THROTTLE_NOTED_EVERY_SECONDS) < THROTTLE_NOTED_EVERY_SECONDS:
+        if group is None:
             return
-        self._noted[key] = now
-        if (pace := self._paces.get(key)) is not None:
+        now = time.monotonic()
+        noted_at = self._noted.get(group.key, -THROTTLE_NOTED_EVERY_SECONDS)
+        if now - noted_at < THROTTLE_NOTED_EVERY_SECONDS:
+            return
+        self._noted[group.key] = now
+        if (pace := self._paces.get(group.key)) is not None:
             pace.slow_down()
         log.warning("%s throttles us (%s): slowing it down", domain, status)
-        counted = self._counts[domain] + self._last_counts[domain]
-        spanned = now - self._span_began + RATE_SPAN_SECONDS
-        sending_at = max(MIN_SENDING_AT, counted / spanned)
         note = asyncio.ensure_future(
-            self._note_throttle(
-                key, domain, status, group.per_second if group else None, sending_at
-            )
+            self._note_throttle(group.key, domain, status, group.per_second, group.per_second)
         )
         self._notes.add(note)
         note.add_done_callback(self._noted_done)

@@ -190,8 +190,6 @@ class BatchSender:
             if not may_hand_over():
                 return Outcome(recipient, deliveries.PENDING), None
             handed.add(recipient.id)
-            if self.domains is not None:
-                self.domains.sent(recipient.email)
             handing = time.monotonic()
             self.metrics.handed_over(handing - claimed)
             answer = await self._hand_over(template, recipient, message, relays)
