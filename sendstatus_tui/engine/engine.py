@@ -26,6 +26,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -75,6 +76,9 @@ DISPATCH_LANES = 2
 # under a rate, a mailing's batches in flight hold about this long of it: claims reserve
 # their send slots ahead, and a short window keeps engines and mailings taking turns
 RATED_WINDOW_SECONDS = 0.5
+# the rate a heartbeat tells is over about this long: outcomes are counted when their batch
+# is recorded, so between two beats alone a batch recorded late reads as a burst
+HEARTBEAT_RATE_SECONDS = 10.0
 # how often the leader looks for imports abandoned by a killed process
 ABANDONED_IMPORTS_EVERY_SECONDS = 60.0
 # how often an engine reads the stored relays and domain limits (a change, or another
@@ -144,7 +148,7 @@ class Engine:
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.started_at = utc_now()
         self._sent = 0  # messages the relay accepted from this engine, for its heartbeat
-        self._rate_mark = (time.monotonic(), 0)
+        self._rate_marks = deque([(time.monotonic(), 0)])  # (when, sent) at each beat
         self.cap = EngineCap(settings.rate_per_second)
         self.metrics = metrics or NoMetrics()
         self.metrics.watch_relays(self.routes.states)
@@ -306,8 +310,11 @@ class Engine:
         return state, stands
 
     def _heartbeat(self) -> heartbeats.Beat:
-        now, (then, sent_then) = time.monotonic(), self._rate_mark
-        self._rate_mark = (now, self._sent)
+        now = time.monotonic()
+        while len(self._rate_marks) > 1 and now - self._rate_marks[1][0] >= HEARTBEAT_RATE_SECONDS:
+            self._rate_marks.popleft()
+        then, sent_then = self._rate_marks[0]
+        self._rate_marks.append((now, self._sent))
         return heartbeats.Beat(
             id=self.holder,
             host=socket.gethostname(),
