@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from .ports import free_port
+
 USER, PASSWORD = "bounces", "s3cret-for-tests"
 KEYWORD = "SendstatusProcessed"
 
@@ -32,12 +34,6 @@ def why_no_dovecot() -> str | None:
     if os.geteuid() != 0:
         return "the private dovecot is started as root (it drops to nobody for the mail)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Dovecot:

@@ -9,7 +9,6 @@ import contextlib
 import functools
 import secrets
 import shutil
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -438,22 +437,3 @@ def notifications(app) -> list[str]:
 
 def text_of(widget: Static) -> str:
     return str(widget.render())
-
-
-def free_port(count: int = 1) -> int:
-    """A loopback port from which ``count`` ports in a row are free now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count <= 65535 and all(_port_free(first + k) for k in range(count)):
-            return first
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

@@ -2,9 +2,6 @@
 to defer, refuse, demand credentials, or go down."""
 
 import asyncio
-import os
-import random
-import socket
 import threading
 import time
 from collections import Counter
@@ -12,6 +9,8 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from .ports import free_port
 
 
 @dataclass
@@ -176,7 +175,7 @@ class SmtpRelay:
         self.received: list[Received] = []
         self.auth_attempts = 0  # AUTH commands received, whatever their outcome
         self.lock = threading.Lock()
-        self.port = _free_port()
+        self.port = free_port()
         self.tls_context = None  # an ssl.SSLContext: STARTTLS offered, with its certificate
         self._controller: Controller | None = None
         self.running = False
@@ -234,27 +233,3 @@ class SmtpRelay:
             == expected
         )
         return AuthResult(success=ok, handled=False)
-
-
-# Under pytest-xdist each worker takes its relays' ports from a range of its own, below the
-# ephemeral ports (32768 and up on Linux) the kernel hands out: a relay stopped and started
-# again on its port (relay down, then up) never finds another worker's relay there.
-PORTS_PER_WORKER = 2000
-FIRST_PORT = 20000
-
-
-def _free_port() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
-    if not worker.startswith("gw"):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-    first = FIRST_PORT + int(worker[2:]) * PORTS_PER_WORKER
-    for port in random.sample(range(first, first + PORTS_PER_WORKER), PORTS_PER_WORKER):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:  # in use
-                continue
-            return port
-    raise AssertionError(f"no free port in {first}..{first + PORTS_PER_WORKER - 1}")

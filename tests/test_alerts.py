@@ -20,7 +20,8 @@ from sendstatus_tui.engine.headless import ALERT_TIMEOUT_ENV
 from sendstatus_tui.views.activity import activity_line
 
 from .engine_processes import EngineProcesses
-from .helpers import act, free_port, mailing, wait_until
+from .helpers import act, mailing, wait_until
+from .ports import free_port
 
 RELAY_REPLY = "cannot reach smtp://127.0.0.1:2525: [Errno 111] Connection refused"
 

@@ -19,7 +19,8 @@ from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.model.window import DAY_NAMES, parse_window
 
 from .engine_processes import EngineProcesses
-from .helpers import act, free_port, mailing, wait_until
+from .helpers import act, mailing, wait_until
+from .ports import free_port
 from .smtp_relay import RelayScript
 
 pytestmark = pytest.mark.slow  # engine processes: run serially

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .helpers import free_port, mailing, wait_until
+from .helpers import mailing, wait_until
+from .ports import free_port
 
 URL_TEMPLATE = "https://shop.example.com/u/{unsubscribe_token}"
 
