@@ -247,8 +247,14 @@ class Mailings:
         self.do(lifecycle.mark_prepared, mailing_id, FIXED_NOW - timedelta(hours=1))
         return mailing_id
 
-    def relay_down(self, mailing_id: int, retry_in: timedelta = timedelta(seconds=70)) -> None:
-        """The engine notes on the mailing that it cannot reach the relay, as it does."""
+    def relay_down(
+        self,
+        mailing_id: int,
+        retry_in: timedelta = timedelta(seconds=70),
+        since: datetime = FIXED_NOW,
+    ) -> None:
+        """The engine notes on the mailing that it cannot reach the relay, as it does
+        (first at ``since``)."""
         reason = "cannot reach smtp://127.0.0.1:2525: [Errno 111] Connection refused"
         self.do(
             deliveries.show_waiting,
@@ -256,6 +262,7 @@ class Mailings:
             WaitingKind.RELAY_DOWN,
             reason,
             FIXED_NOW + retry_in,
+            since,
         )
 
     def engine_elsewhere(self, holder: str = "engine@elsewhere") -> None:

@@ -104,6 +104,16 @@ async def test_at_80x24_a_waiting_row_says_why_and_the_header_names_relay_engine
 
 
 @scenario
+async def test_the_header_says_since_when_the_engine_finds_the_relay_down_not_since_it_opened(db):
+    waiting = db.sending("Black Friday last call", recipients=4_000)
+    db.relay_down(waiting, since=FIXED_NOW - timedelta(minutes=25))
+    db.engine_elsewhere()
+    async with open_dashboard(db.store, size=SMALL) as (app, pilot):
+        # 08:35 UTC is 09:35 in Rome; the dashboard opened at 10:00
+        assert app.sub_title.startswith("relay down since 09:35")
+
+
+@scenario
 async def test_with_no_engine_the_rows_in_sending_now_say_they_are_paused(db):
     sending = db.sending("Flash sale")
     async with open_dashboard(db.store, size=SMALL) as (app, pilot):

@@ -201,7 +201,6 @@ class SendStatusApp(App):
         self._refreshes_asked = 0
         self._refresh_drawn = 0
         self._frozen = False
-        self._relay_down_since: datetime | None = None
         # what ended the dashboard before it could show anything: the command says it
         self.failure: SendStatusError | None = None
         # when this dashboard first failed to read the database (None: it reads)
@@ -301,19 +300,15 @@ class SendStatusApp(App):
         speed; as much as fits, what matters least left out first (views/header.py)."""
         sending = snapshot.rows[Area.NOW]
         # what the engine last noted is stale while none runs: the relay's state is unknown
-        noted = (
-            row.waiting_reason or ""
-            for row in sending
-            if row.waiting_kind == WaitingKind.RELAY_DOWN
-        )
-        trouble = next(noted, None) if snapshot.engine_holder else None
-        if trouble is None:
-            self._relay_down_since = None
-        elif self._relay_down_since is None:
-            self._relay_down_since = snapshot.taken_at
+        waiting = [row for row in sending if row.waiting_kind == WaitingKind.RELAY_DOWN]
+        trouble, since = None, None
+        if waiting and snapshot.engine_holder:
+            trouble = waiting[0].waiting_reason or ""
+            # since the engine first found it down (stored), not since this dashboard saw it
+            since = min((row.waiting_since for row in waiting if row.waiting_since), default=None)
         # and "relay ok" is claimed only while an engine uses it
         in_use = bool(sending) and snapshot.engine_holder is not None
-        relay = RelayState(trouble, self._relay_down_since, in_use, snapshot.relays_down)
+        relay = RelayState(trouble, since, in_use, snapshot.relays_down)
         speed = sum(row.speed or 0 for row in sending)
         locked = locked_text(self._writes_waiting_since(), self.zone)
         database = database_text(self.database_down_since, self.zone) or locked

@@ -15,7 +15,7 @@ SEPARATOR = " · "
 @dataclass(frozen=True)
 class RelayState:
     trouble: str | None  # the engine's last reply while it waits, None when all is well
-    since: datetime | None  # when this dashboard first saw it waiting
+    since: datetime | None  # since when the engine finds it down (the mailing's waiting_since)
     in_use: bool  # something is sending or starting
     # the relays a running engine finds down, and since when, while others carry on
     down: Mapping[str, datetime] = field(default_factory=dict)

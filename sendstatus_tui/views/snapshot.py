@@ -41,6 +41,7 @@ class Row:
     waiting_kind: WaitingKind | None = None  # what keeps the engine from sending it
     waiting_reason: str | None = None  # the same, in the engine's words
     waiting_until: datetime | None = None
+    waiting_since: datetime | None = None  # since when it waits
     # its start date says why nothing goes out, or that starting up takes too long
     flagged: bool = False
     scheduled_at: datetime | None = None  # a scheduled mailing's time (to reschedule)
@@ -221,19 +222,22 @@ def read_snapshot(
                 mailing.name,
                 mailing.state,
                 cells,
-                speed,
-                blinks,
-                mailing.waiting_kind,
-                mailing.waiting_reason,
-                mailing.waiting_until,
-                flagged,
-                mailing.scheduled_at,
-                failed_alarm(mailing.sent, mailing.failed, mailing.complained, complaint_limit)
+                speed=speed,
+                blinks=blinks,
+                waiting_kind=mailing.waiting_kind,
+                waiting_reason=mailing.waiting_reason,
+                waiting_until=mailing.waiting_until,
+                waiting_since=mailing.waiting_since,
+                flagged=flagged,
+                scheduled_at=mailing.scheduled_at,
+                failed_alarm=failed_alarm(
+                    mailing.sent, mailing.failed, mailing.complained, complaint_limit
+                )
                 if area == Area.NOW
                 else Alarm.NONE,
-                mailing.state_reason,
-                chart,
-                mailing.window,
+                state_reason=mailing.state_reason,
+                chart=chart,
+                window=mailing.window,
             )
         )
     stalls.forget_except({row.mailing_id for row in rows[Area.NOW]})

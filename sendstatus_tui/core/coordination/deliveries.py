@@ -407,17 +407,18 @@ def show_waiting(
     kind: WaitingKind | None,
     reason: str | None = None,
     until: datetime | None = None,
+    now: datetime | None = None,
 ) -> None:
     """Notes on the mailing what keeps the engine from sending it (its kind, and the
-    engine's words for it) and until when it waits; since when is kept while the kind stays.
-    A kind of None: nothing any more."""
+    engine's words for it) and until when it waits; since when (``now``) is kept while the
+    kind stays. A kind of None: nothing any more."""
     mailing = session.get(Mailing, mailing_id, with_for_update=True)
     if mailing is None:
         return
     since: datetime | None = None
     if kind is not None:  # the same wait going on keeps its start
         same = kind == mailing.waiting_kind and mailing.waiting_since is not None
-        since = mailing.waiting_since if same else utc_now()
+        since = mailing.waiting_since if same else (now or utc_now())
     mailing.waiting_kind, mailing.waiting_reason = kind, reason
     mailing.waiting_since, mailing.waiting_until = since, until
     session.flush()

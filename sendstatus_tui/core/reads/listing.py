@@ -114,6 +114,7 @@ class PaneMailing(NamedTuple):
     window: str | None = None  # the days and hours it may send in (core/model/window.py)
     relays: str | None = None  # the relays it uses, comma-separated (None: every relay)
     waiting_kind: WaitingKind | None = None  # what it waits for (waiting_reason in words)
+    waiting_since: datetime | None = None  # since when it waits for that
 
     @property
     def remaining(self) -> int:
@@ -143,6 +144,7 @@ _PANE_COLUMNS = (
     col(Mailing.window),
     col(Mailing.relays),
     col(Mailing.waiting_kind),
+    col(Mailing.waiting_since),
 )
 _SQLITE_PANE_ROWS = (
     "SELECT json_group_array(json_array("
@@ -195,6 +197,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             window,
             relays,
             WaitingKind(waiting_kind) if waiting_kind else None,
+            _utc(waiting_since),
         )
         for (
             id_,
@@ -218,6 +221,7 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
             window,
             relays,
             waiting_kind,
+            waiting_since,
         ) in json.loads(text)
     ]
 
