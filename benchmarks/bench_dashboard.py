@@ -252,7 +252,7 @@ class Probe:
     (show, frame) also wake whoever awaits ``until``.
     """
 
-    def __init__(self, app: SendStatusApp, engine_thread_name: str = "sendstatus-engine"):
+    def __init__(self, app: SendStatusApp, engine_threads: str = "sendstatus-"):
         self.app = app
         self.reads: list[tuple[float, float]] = []
         self.shows: list[tuple[float, float]] = []
@@ -261,7 +261,9 @@ class Probe:
         self.moves: list[tuple[float, float]] = []
         self.watch: Watch | None = None
         self._wake: asyncio.Future | None = None
-        self._engine_thread = engine_thread_name
+        # the engine's own threads (its loop, its database and heartbeat pools) by their
+        # names' prefix: their writes are not the key's
+        self._engine_threads = engine_threads
         self._undo: list[Callable[[], None]] = []
 
     # installing and removing the hooks
@@ -290,7 +292,7 @@ class Probe:
 
         @contextlib.contextmanager
         def write():
-            if threading.current_thread().name == self._engine_thread:
+            if threading.current_thread().name.startswith(self._engine_threads):
                 with original_write(store) as session:
                     yield session
                 return

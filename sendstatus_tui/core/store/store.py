@@ -32,6 +32,7 @@ from sendstatus_tui.core.store.migrate import (
     current_revision,
     upgrade_to_head,
 )
+from sendstatus_tui.core.store.writer_queue import writer_queue
 from sendstatus_tui.errors import SendStatusError, mask_url
 
 # how long a writer waits for the SQLite write lock before giving up
@@ -72,6 +73,8 @@ class Store:
         self.upgraded_from: str | None = None
         path = _sqlite_path(url)
         self.engine = _create_engine(url, read_only=read_only)  # checks the URL
+        # this process's writers of the file take their turns in order (writer_queue.py)
+        self._writers = writer_queue(path) if path is not None else None
         # the folders made for a new file: removed with it (remove_if_unused)
         self._new_folders: list[Path] = []
         if path is not None and not path.exists():
@@ -109,12 +112,34 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction, committed on success and rolled back on any error."""
-        with self._explained("cannot write to database"), self.engine.connect() as connection:
+        with (
+            self._turn_to_write(),
+            self._explained("cannot write to database"),
+            self.engine.connect() as connection,
+        ):
             connection.execution_options(sqlite_begin="IMMEDIATE")
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                 session.connection()  # BEGIN now, not at the first statement
                 with _closed_if_interrupted(connection):
                     yield session
+
+    @contextmanager
+    def _turn_to_write(self) -> Iterator[None]:
+        if self._writers is None:  # PostgreSQL queues its writers itself
+            yield
+            return
+        try:
+            self._writers.take(SQLITE_BUSY_TIMEOUT_MS / 1000)
+        except TimeoutError:
+            waited = SQLITE_BUSY_TIMEOUT_MS // 1000
+            raise StoreError(
+                f"cannot write to database {self.safe_url}: database is locked"
+                f" (this process's other writers held it for {waited} s)"
+            ) from None
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
