@@ -107,4 +107,9 @@ def pane_cells(
             starts_in(m, now, engine_running),
             number(m.total),
         )
+    return parked_cells(m)
+
+
+def parked_cells(m: PaneMailing) -> tuple[Cell, ...]:
+    """A parked mailing's cells: from its stored fields alone (no clock, no engine)."""
     return (m.id, m.name, parked_reason(m), number(m.sent), number(m.total))
