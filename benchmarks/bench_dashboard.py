@@ -291,13 +291,13 @@ class Probe:
                 self.moves.append((started, time.perf_counter()))
 
         @contextlib.contextmanager
-        def write():
+        def write(*args, **kwargs):
             if threading.current_thread().name.startswith(self._engine_threads):
-                with original_write(store) as session:
+                with original_write(store, *args, **kwargs) as session:
                     yield session
                 return
             asked = time.perf_counter()
-            with original_write(store) as session:
+            with original_write(store, *args, **kwargs) as session:
                 begun = time.perf_counter()
                 yield session
             self.writes.append((asked, begun, time.perf_counter()))

@@ -35,11 +35,37 @@ def test_waiters_get_the_turn_in_the_order_they_asked():
     assert served == [0, 1, 2, 3, 4]
 
 
+def test_an_operators_write_goes_ahead_of_the_waiting_bookkeeping_in_its_own_order():
+    queue = WriterQueue()
+    queue.take(1)
+    served: list[str] = []
+
+    def writer(name: str, ahead: bool) -> None:
+        queue.take(5, ahead)
+        served.append(name)
+        queue.release()
+
+    threads = []
+    for number, (name, ahead) in enumerate(
+        [("engine 1", False), ("engine 2", False), ("key 1", True), ("key 2", True)]
+    ):
+        thread = threading.Thread(target=writer, args=(name, ahead))
+        thread.start()
+        threads.append(thread)
+        wait_until(lambda n=number: len(queue._waiting) == n + 1, what=f"{name} waits")
+    queue.release()
+    for thread in threads:
+        thread.join(5)
+    assert served == ["key 1", "key 2", "engine 1", "engine 2"]
+
+
 def test_a_writer_that_gives_up_leaves_the_queue_to_the_others():
     queue = WriterQueue()
     queue.take(1)
     with pytest.raises(TimeoutError):
         queue.take(0.05)
+    with pytest.raises(TimeoutError):
+        queue.take(0.05, ahead=True)
     queue.release()
     queue.take(0.05)  # free again: nobody left waiting in the line
     queue.release()

@@ -399,7 +399,7 @@ class SendStatusApp(App):
         *args,
     ) -> None:
         try:
-            with self.store.write() as session:
+            with self.store.write(ahead=True) as session:  # before the engine's bookkeeping
                 operation(session, mailing_id, *args)
         except SendStatusError as exc:  # refused, or the database cannot be written
             report_from_thread(self, exc)

@@ -110,10 +110,12 @@ class Store:
         return mask_url(self.url)
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction, committed on success and rolled back on any error."""
+    def write(self, ahead: bool = False) -> Iterator[Session]:
+        """A write transaction, committed on success and rolled back on any error.
+        ``ahead``: an operator's action, which on SQLite goes before the engine's writes
+        waiting in this process (writer_queue.py)."""
         with (
-            self._turn_to_write(),
+            self._turn_to_write(ahead),
             self._explained("cannot write to database"),
             self.engine.connect() as connection,
         ):
@@ -124,12 +126,12 @@ class Store:
                     yield session
 
     @contextmanager
-    def _turn_to_write(self) -> Iterator[None]:
+    def _turn_to_write(self, ahead: bool) -> Iterator[None]:
         if self._writers is None:  # PostgreSQL queues its writers itself
             yield
             return
         try:
-            self._writers.take(SQLITE_BUSY_TIMEOUT_MS / 1000)
+            self._writers.take(SQLITE_BUSY_TIMEOUT_MS / 1000, ahead)
         except TimeoutError:
             waited = SQLITE_BUSY_TIMEOUT_MS // 1000
             raise StoreError(

@@ -6,7 +6,8 @@ an engine that writes back to back from several threads, a dashboard's key press
 find the lock taken at every try and wait over a second (bench_dashboard.py measured 1.3 s
 at the 95th percentile). Writers of this process therefore take their turn here first, in
 order, and meet SQLite's lock only when the one before them is done; writers of other
-processes still meet it through the busy timeout.
+processes still meet it through the busy timeout. An operator's action goes ahead of the
+engine's bookkeeping waiting here: it waits for one transaction at most, not for a queue.
 """
 
 import threading
@@ -22,21 +23,29 @@ class WriterQueue:
         self._guard = threading.Lock()
         self._held = False
         self._waiting: deque[threading.Lock] = deque()
+        self._ahead = 0  # how many of the waiting, at the front, came ahead
 
-    def take(self, timeout: float) -> None:
+    def take(self, timeout: float, ahead: bool = False) -> None:
         """Waits for this thread's turn, at most ``timeout`` seconds (then TimeoutError,
-        and the queue goes on without it)."""
+        and the queue goes on without it); ``ahead``: before every writer that did not ask
+        to go ahead."""
         with self._guard:
             if not self._held:
                 self._held = True
                 return
             gate = threading.Lock()
             gate.acquire()
-            self._waiting.append(gate)
+            if ahead:
+                self._waiting.insert(self._ahead, gate)
+                self._ahead += 1
+            else:
+                self._waiting.append(gate)
         if gate.acquire(timeout=timeout):
             return  # the writer before passed the turn on to this one
         with self._guard:
             if gate in self._waiting:
+                if self._waiting.index(gate) < self._ahead:
+                    self._ahead -= 1
                 self._waiting.remove(gate)
                 raise TimeoutError(f"no turn to write within {timeout:g} s")
         # handed over between the timeout and the guard: the turn is this writer's
@@ -45,6 +54,7 @@ class WriterQueue:
         """Passes the turn on to the writer that has waited longest."""
         with self._guard:
             if self._waiting:
+                self._ahead = max(0, self._ahead - 1)
                 self._waiting.popleft().release()  # still held: by the next writer now
             else:
                 self._held = False
