@@ -1,6 +1,7 @@
 """This engine's circuit breaker for one relay: a relay that cannot be reached, refuses
 connections or drops them is marked down, and gets no messages from this engine while
-others are up; it is probed with back-off (1 s, doubling, up to a cap) until it answers
+others are up; it is probed with the retry policy's back-off for a relay (1 s, doubling, up
+to a cap: core/model/retry_policy.py) until it answers
 again, and then takes its share back. Each engine keeps its own (one engine may reach a
 relay that another cannot) and publishes it (core/coordination/relay_breakers.py)."""
 
@@ -13,10 +14,10 @@ from datetime import datetime
 
 from sendstatus_tui.core.coordination.relay_breakers import Down
 from sendstatus_tui.core.model.models import utc_now
+from sendstatus_tui.core.model.retry_policy import RelayWaits, RetryPolicy
 from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
 
 log = logging.getLogger("sendstatus.engine")
-FIRST_PROBE_SECONDS = 1.0
 
 
 class Breaker:
@@ -24,10 +25,10 @@ class Breaker:
     refused this engine while others take the messages); up again once a probe (a check
     that it accepts us and the last sender) passes."""
 
-    def __init__(self, relay: str, probe: Callable[[], Awaitable[None]], cap_seconds: float):
+    def __init__(self, relay: str, probe: Callable[[], Awaitable[None]], retries: RetryPolicy):
         self.relay = relay
         self._probe = probe  # reaches the relay; raises RelayUnavailable while it is down
-        self._cap = cap_seconds
+        self._retries = retries
         self.down: Down | None = None
         self._tripped_at = 0.0  # monotonic
         self._probing: asyncio.Task[None] | None = None
@@ -69,13 +70,17 @@ class Breaker:
             self._probing = None
 
     async def _probe_until_up(self) -> None:
-        wait = min(FIRST_PROBE_SECONDS, self._cap)
+        waits = RelayWaits(self._retries)
         while self.down is not None:
-            await asyncio.sleep(wait)
+            await asyncio.sleep(waits.failed())
             try:
                 await self._probe()
             except (RelayUnavailable, RelayRefused) as exc:  # not reached, or refuses us
-                wait = min(wait * 2, self._cap)
-                log.info("relay %s still down (%s); next probe in %.1f s", self.relay, exc, wait)
+                log.info(
+                    "relay %s still down (%s); next probe in %.1f s",
+                    self.relay,
+                    exc,
+                    waits.next_seconds,
+                )
                 continue
             self.reset()

@@ -54,6 +54,7 @@ from sendstatus_tui.core.model import settings as stored_settings
 from sendstatus_tui.core.model.domain_limits import DomainGroup, stored_limits
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.relays import names_of
+from sendstatus_tui.core.model.retry_policy import RelayWaits, RetryPolicy
 from sendstatus_tui.core.model.states import State, TransitionRefused
 from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.model.window import OUTSIDE_WINDOW, stored_window
@@ -65,8 +66,8 @@ from sendstatus_tui.engine.domain_pace import DomainLimits
 from sendstatus_tui.engine.message import Template, template_of
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.routes import Routes
-from sendstatus_tui.engine.sending import BatchSender, Retries
-from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.sending import BatchSender
+from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable, ReplyLost
 from sendstatus_tui.engine.transports import Transport
 
 log = logging.getLogger("sendstatus.engine")
@@ -107,6 +108,14 @@ class EngineSettings:
     allow_alert_command: bool = False
     alert_timeout_seconds: float = 10.0  # the longest a command or a webhook may take
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            first_retry=self.retry_base,
+            relay_wait_cap=self.relay_retry_max_seconds,
+        )
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -140,7 +149,7 @@ class Engine:
         self.db = EngineDatabase(store)
         self.routes = Routes(
             transport,
-            probe_cap_seconds=settings.relay_retry_max_seconds,
+            retries=settings.retry_policy,
             reserve=self._reserve_relay_slots,
         )
         self._relays_read = 0.0  # monotonic time the stored relays were last read
@@ -156,7 +165,7 @@ class Engine:
         self.sender = BatchSender(
             self.routes,
             self.cap,
-            Retries(settings.retry_base, settings.max_attempts),
+            settings.retry_policy,
             settings.stop_grace_seconds,
             self.metrics,
             self.domains,
@@ -547,7 +556,7 @@ class Engine:
         if mailing is None:
             return  # deleted meanwhile
         template = template_of(mailing, return_path)
-        backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
+        backoff = RelayBackoff(self.settings.retry_policy, self._pause)
         while not self._draining:
             try:
                 await self.routes.check(template.check_sender, names_of(mailing))
@@ -665,7 +674,7 @@ class Engine:
         claimant: str,
     ) -> None:
         """Claims, sends and records batches until the mailing is done or stopped."""
-        backoff = RelayBackoff(self.settings.relay_retry_max_seconds, self._pause)
+        backoff = RelayBackoff(self.settings.retry_policy, self._pause)
         stopping = self._stopping(mailing_id)
         while not self._draining and not stopping.is_set() and claimant == self.claimant:
             if time.monotonic() >= self._send_deadline:
@@ -718,7 +727,9 @@ class Engine:
                 return
             # a relay that failed while another one the mailing uses is up: its share has
             # moved already (engine/routes.py), nothing to wait for
-            if isinstance(trouble, RelayUnavailable) and not self.routes.any_up(through):
+            if isinstance(trouble, RelayUnavailable | ReplyLost) and not self.routes.any_up(
+                through
+            ):
                 await self._show_waiting(None, mailing_id, trouble.reply, backoff, claimant)
                 await backoff.wait(mailing_id, trouble)
             else:
@@ -994,21 +1005,24 @@ def _slot_due(session: Session, mailing_id: int) -> float | None:
 
 
 class RelayBackoff:
-    """Waits between attempts to reach a relay that is down: 1 s, doubling, up to a cap."""
+    """Waits between attempts to reach a relay that is down, as the retry policy says (1 s,
+    doubling, up to a cap)."""
 
-    def __init__(self, cap_seconds: float, pause: Callable[[float], Awaitable[None]]):
-        self._cap, self._pause = cap_seconds, pause
-        self.reset()
+    def __init__(self, retries: RetryPolicy, pause: Callable[[float], Awaitable[None]]):
+        self._waits, self._pause = RelayWaits(retries), pause
+
+    @property
+    def next_seconds(self) -> float:
+        return self._waits.next_seconds
 
     def reset(self) -> None:
-        self.next_seconds = min(1.0, self._cap)
+        self._waits.reset()
 
-    async def wait(self, mailing_id: int, trouble: RelayUnavailable) -> None:
+    async def wait(self, mailing_id: int, trouble: RelayUnavailable | ReplyLost) -> None:
         log.warning(
             "mailing %s: relay unavailable (%s); retrying in %.1f s",
             mailing_id,
             trouble.reply,
             self.next_seconds,
         )
-        await self._pause(self.next_seconds)
-        self.next_seconds = min(self.next_seconds * 2, self._cap)
+        await self._pause(self._waits.failed())

@@ -4,7 +4,8 @@ any stretch of messages), only to relays this engine finds up (engine/breaker.py
 
 A message a relay certainly did not take (it could not be reached, refused the connection
 or dropped it before the message went out) goes to the next relay at once; one whose
-reply was lost stays in doubt (ReplyLost), as with a single relay. With every relay down,
+reply was lost stays in doubt (ReplyLost), as with a single relay: only a message whose
+verdict is untried (engine/smtp/verdict.py) may go elsewhere. With every relay down,
 each send tries them all once and the mailing waits, as it does for a single relay.
 
 The relays are the database's (``sendstatus relay``), followed as they change
@@ -20,18 +21,14 @@ from sendstatus_tui.core.coordination.relay_breakers import Down
 from sendstatus_tui.core.model.models import Relay, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
 from sendstatus_tui.core.model.relays import EVERY_RELAY_DOWN
+from sendstatus_tui.core.model.retry_policy import RetryPolicy
+from sendstatus_tui.core.model.verdict import SendVerdict
 from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.breaker import Breaker
 from sendstatus_tui.engine.relay_pace import RelayPace, Reserve
 from sendstatus_tui.engine.smtp.credentials import Credentials, load_relay_credentials
-from sendstatus_tui.engine.smtp.errors import (
-    PermanentFailure,
-    RelayError,
-    RelayRefused,
-    RelayUnavailable,
-    ReplyLost,
-    TemporaryFailure,
-)
+from sendstatus_tui.engine.smtp.errors import RelayError, RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.smtp.verdict import verdict_of
 from sendstatus_tui.engine.transports import MaildirTransport, Transport, transport_for
 from sendstatus_tui.errors import SendStatusError, mask_url
 
@@ -64,7 +61,7 @@ class Routes:
     def __init__(
         self,
         fixed: Transport | None,
-        probe_cap_seconds: float = 30.0,
+        retries: RetryPolicy = RetryPolicy(),  # noqa: B008  frozen: shared safely
         credentials_for: Callable[[str], Credentials | None] = load_relay_credentials,
         reserve: Reserve | None = None,
     ):
@@ -74,7 +71,7 @@ class Routes:
         (none: relays' rates are not kept, as for a fixed transport)."""
         self.stored = fixed is None
         self._reserve = reserve
-        self._probe_cap = probe_cap_seconds
+        self._retries = retries  # paces the breakers' probes
         self._credentials_for = credentials_for
         self._routes: dict[str, Route] = {}
         # stored relays this engine cannot use (their credentials), why, and what was tried
@@ -179,7 +176,7 @@ class Routes:
     def _add(
         self, name: str, weight: int, transport: Transport, built_from: tuple[str, int | None]
     ) -> None:
-        breaker = Breaker(name, lambda: transport.check(self._sender), self._probe_cap)
+        breaker = Breaker(name, lambda: transport.check(self._sender), self._retries)
         self._routes[name] = Route(name, weight, transport, breaker, built_from)
 
     def _retire(self, route: Route) -> None:
@@ -233,21 +230,21 @@ class Routes:
             asked_at = time.monotonic()
             try:
                 reply = await route.transport.send(sender, recipient, message)
-            except ReplyLost as exc:  # it may have it: in doubt, never sent elsewhere too
+            except RelayError as exc:
                 exc.relay = route.name
-                route.breaker.trip(exc.reply)
-                raise
-            except (TemporaryFailure, PermanentFailure) as exc:  # this relay's answer
-                exc.relay = route.name
-                raise
-            except RelayUnavailable as exc:  # certainly not taken: the next relay
-                route.breaker.trip(exc.reply)
-                last = exc
-                continue
-            except RelayRefused as exc:
-                if not self._others_up(relays, tried):
+                verdict = verdict_of(exc)
+                if verdict.verdict is SendVerdict.IN_DOUBT:
+                    # it may have it: in doubt, never sent elsewhere too
+                    route.breaker.trip(exc.reply)
                     raise
-                route.breaker.trip(f"refused: {exc.reply}")  # the others take it
+                if not verdict.may_try_elsewhere:  # this relay's answer for the recipient
+                    raise
+                if not verdict.refuses_us:  # certainly not taken: the next relay
+                    route.breaker.trip(exc.reply)
+                elif self._others_up(relays, tried):  # it refuses us: the others take it
+                    route.breaker.trip(f"refused: {exc.reply}")
+                else:
+                    raise
                 last = exc
                 continue
             route.breaker.answered(asked_at)

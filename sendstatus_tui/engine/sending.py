@@ -14,37 +14,25 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.deliveries import Claimed, Outcome
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.models import FailureClass, utc_now
+from sendstatus_tui.core.model.retry_policy import RetryPolicy
+from sendstatus_tui.core.model.verdict import RelayVerdict, SendVerdict
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.capacity import SendCapacity
 from sendstatus_tui.engine.domain_pace import DomainLimits, DomainPace
 from sendstatus_tui.engine.message import Template, render
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.routes import Routes
-from sendstatus_tui.engine.smtp.errors import (
-    DomainThrottled,
-    NotDeliverable,
-    PermanentFailure,
-    RelayRefused,
-    RelayUnavailable,
-    ReplyLost,
-    TemporaryFailure,
-)
+from sendstatus_tui.engine.smtp.errors import RelayError, RelayUnavailable
+from sendstatus_tui.engine.smtp.verdict import verdict_of
 
 log = logging.getLogger("sendstatus.engine")
-
-
-@dataclass(frozen=True)
-class Retries:
-    base: timedelta  # the first retry after a 4xx
-    max_attempts: int
 
 
 class BatchSender:
@@ -58,7 +46,7 @@ class BatchSender:
         self,
         transport: Routes,
         cap: EngineCap,
-        retries: Retries,
+        retries: RetryPolicy,
         grace_seconds: float,
         metrics: NoMetrics | None = None,
         domains: DomainLimits | None = None,
@@ -206,36 +194,39 @@ class BatchSender:
         try:
             sender = template.envelope_sender(recipient.id)
             reply, relay = await self.transport.send(sender, recipient.email, message, relays)
-        except DomainThrottled as exc:  # only its domain slows down
-            if self.domains is not None:
-                self.domains.throttled(recipient.email, exc.status)
-            return self._deferred(recipient, exc.reply, exc.relay), None
-        except TemporaryFailure as exc:
-            return self._deferred(recipient, exc.reply, exc.relay), None
-        except NotDeliverable as exc:  # refused by us, not by the relay
-            return _failed(recipient, exc.reply, FailureClass.ERROR, exc.relay), None
-        except PermanentFailure as exc:
-            return _failed(recipient, exc.reply, FailureClass.REFUSED, exc.relay), None
-        except ReplyLost as exc:
-            return Outcome(recipient, deliveries.IN_DOUBT, exc.reply, relay=exc.relay), exc
-        except (RelayUnavailable, RelayRefused) as exc:
-            return Outcome(recipient, deliveries.PENDING), exc
+        except RelayError as exc:
+            return self._outcome(recipient, verdict_of(exc), exc.relay), exc
         except Exception as exc:  # noqa: BLE001  an unforeseen relay error must not lose anyone
             # it may have happened after the message went out: in doubt, so retries are bounded
             log.exception("unexpected error sending to recipient %s", recipient.id)
-            return Outcome(recipient, deliveries.IN_DOUBT, repr(exc)), RelayUnavailable(repr(exc))
+            return self._outcome(recipient, verdict_of(exc), None), RelayUnavailable(repr(exc))
         return Outcome(recipient, deliveries.SENT, reply, relay=relay), None
+
+    def _outcome(self, recipient: Claimed, verdict: RelayVerdict, relay: str | None) -> Outcome:
+        """What a send that did not go through comes to for its recipient."""
+        match verdict.verdict:
+            case SendVerdict.DEFERRED:
+                if verdict.throttles_domain and self.domains is not None:
+                    # only its domain slows down
+                    self.domains.throttled(recipient.email, verdict.status or "4.7.0")
+                return self._deferred(recipient, verdict.text, relay)
+            case SendVerdict.REFUSED:
+                return _failed(recipient, verdict.text, verdict.failure_class or "", relay)
+            case SendVerdict.IN_DOUBT:
+                return Outcome(recipient, deliveries.IN_DOUBT, verdict.text, relay=relay)
+            case _:  # untried (no relay took it): pending again
+                return Outcome(recipient, deliveries.PENDING)
 
     def _deferred(self, recipient: Claimed, reply: str, relay: str | None) -> Outcome:
         attempt = recipient.attempts + 1
-        if attempt >= self.retries.max_attempts:
+        if self.retries.gives_up(attempt):
             return _failed(
                 recipient,
                 f"gave up after {attempt} attempts: {reply}",
                 FailureClass.DEFERRED_TOO_OFTEN,
                 relay,
             )
-        retry_at = utc_now() + deliveries.back_off(attempt, self.retries.base)
+        retry_at = utc_now() + self.retries.retry_after(attempt)
         return Outcome(recipient, deliveries.DEFERRED, reply, retry_at, relay=relay)
 
 

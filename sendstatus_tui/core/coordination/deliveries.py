@@ -17,7 +17,7 @@ fails with class ``doubt`` instead of being sent again.
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from sendstatus_tui.core.model.models import (
     UTCDateTime,
     utc_now,
 )
+from sendstatus_tui.core.model.retry_policy import MAX_DOUBTS, RetryPolicy
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.waiting import WaitingKind
 
@@ -51,7 +52,8 @@ IN_DOUBT = "in_doubt"  # an outcome only: DATA went out, no reply came
 # an outcome only: held back untried for its domain's limit (engine/domain_pace.py), to be
 # claimed again at its retry_at; recorded as deferred, without counting an attempt
 HELD = "held"
-MAX_DOUBTS = 3  # tries in doubt before a recipient fails with class doubt
+# the doubt limit is every engine's: one engine's sends in doubt may be rescued by another
+DOUBTS = RetryPolicy()
 ERRORS_KEPT = 50  # per mailing, for the operator
 
 
@@ -218,7 +220,7 @@ def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int |
 
 def _settle_doubt(outcome: Outcome) -> Outcome:
     """An in-doubt send on its last allowed try fails with class doubt."""
-    if outcome.status != IN_DOUBT or outcome.recipient.doubts + 1 < MAX_DOUBTS:
+    if outcome.status != IN_DOUBT or not DOUBTS.doubt_settles(outcome.recipient.doubts):
         return outcome
     return Outcome(
         outcome.recipient,
@@ -460,9 +462,3 @@ def failed_by_class(session: Session, mailing_id: int) -> dict[str, int]:
         .group_by(failure_class)
     ).all()
     return dict(rows)
-
-
-def back_off(attempts: int, base: timedelta) -> timedelta:
-    """The wait before retry number ``attempts`` (1, 2, ...): doubling, at most an hour."""
-    doubling: int = 2 ** (attempts - 1)  # typeshed calls int ** int Any: a power < 0 is a float
-    return min(base * doubling, timedelta(hours=1))

@@ -21,16 +21,13 @@ from sendstatus_tui.core.model.addresses import with_ascii_domain
 from sendstatus_tui.core.model.relay_url import SmtpSettings
 from sendstatus_tui.engine.smtp.credentials import Credentials
 from sendstatus_tui.engine.smtp.errors import (
-    DomainThrottled,
     NotDeliverable,
-    PermanentFailure,
     RelayError,
     RelayRefused,
     RelayUnavailable,
     ReplyLost,
-    temporary,
-    throttling_status,
 )
+from sendstatus_tui.engine.smtp.verdict import recipient_error, sender_error
 from sendstatus_tui.engine.smtp.wire import ConnectionClosed, Reply, ReplyReader, wire_data
 
 
@@ -85,7 +82,9 @@ class RelayConnection:
                 self._wire.flush_soon()  # or, if none did, the content goes alone
             reply = await final
             if reply.code != 250:
-                raise self._refusal(reply)
+                if reply.code == 421:  # the relay is closing this connection
+                    self.close(str(reply))
+                raise recipient_error(reply)
             return str(reply)
         except RelayError:
             raise
@@ -111,7 +110,7 @@ class RelayConnection:
         try:
             reply = await self._wire.send(_mail_from(sender, []), 1)[0]
             if reply.code != 250:
-                raise _sender_refused(sender, reply)
+                raise sender_error(sender, reply)
             await self._wire.send(b"RSET\r\n", 1)[0]
         except ConnectionClosed as exc:
             self.close(f"broken: {exc}")
@@ -186,16 +185,6 @@ class RelayConnection:
         if reset.code != 250:
             self.close(f"RSET answered {reset}")
 
-    def _refusal(self, reply: Reply) -> RelayError:
-        if reply.code == 421:  # the relay is closing this connection
-            self.close(str(reply))
-            if throttling_status(str(reply)):  # the recipient's domain throttles us
-                return DomainThrottled(str(reply))
-            return RelayUnavailable(str(reply))  # nobody's fault
-        if 400 <= reply.code < 500:
-            return temporary(str(reply))
-        return PermanentFailure(str(reply))
-
     def _began(self) -> None:
         if self._in_flight == 0:
             self._busy_since = time.monotonic()
@@ -216,27 +205,13 @@ def _envelope_problem(sender: str, replies: list[Reply]) -> RelayError | None:
     """What the first refusal among MAIL, RCPT and DATA means, or None if all went well."""
     mail, *rest = replies
     if mail.code != 250:
-        return _sender_refused(sender, mail)
+        return sender_error(sender, mail)
     rcpt, *data = rest
     if rcpt.code not in (250, 251):
-        return _recipient_refused(rcpt)
+        return recipient_error(rcpt)
     if data and data[0].code != 354:
-        return _recipient_refused(data[0])
+        return recipient_error(data[0])
     return None
-
-
-def _recipient_refused(reply: Reply) -> RelayError:
-    if reply.code == 421 and not throttling_status(str(reply)):
-        return RelayUnavailable(str(reply))
-    if 400 <= reply.code < 500:
-        return temporary(str(reply))
-    return PermanentFailure(str(reply))
-
-
-def _sender_refused(sender: str, reply: Reply) -> RelayError:
-    """A 5xx to MAIL FROM stops the mailing; a 4xx (try later) is waited out."""
-    text = f"the relay refused the sender {sender}: {reply}"
-    return RelayRefused(text) if 500 <= reply.code < 600 else RelayUnavailable(text)
 
 
 # --- opening ------------------------------------------------------------------------------

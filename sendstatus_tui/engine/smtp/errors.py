@@ -1,51 +1,30 @@
 """What can go wrong handing a message to the relay, sorted by what it means for the
 recipient and the mailing: TemporaryFailure (4xx: defer and retry), PermanentFailure (5xx:
-this recipient failed), RelayUnavailable (down or dropped: wait and retry, nobody's fault),
-ReplyLost (the message went out, no reply came: in doubt), RelayRefused (bad credentials or
-sender: the mailing cannot go out until an operator acts)."""
+this recipient failed), RelayUnavailable (down or dropped before the message went: wait and
+retry, or another relay; nobody's fault), ReplyLost (the message went out, no reply came:
+in doubt), RelayRefused (bad credentials or sender: the mailing cannot go out until an
+operator acts). Each is one verdict (core/model/verdict.py); engine/smtp/verdict.py reads
+them, and makes them from a relay's replies."""
 
-import re
-
+from sendstatus_tui.core.model.verdict import RelayVerdict
 from sendstatus_tui.errors import SendStatusError
 
 
 class RelayError(SendStatusError):
     """The root of what handing a message to the relay can raise, with the relay's reply
-    (or our reason). Not a DeliveryError, which is a row recording one for the operator."""
+    (or our reason). Not a DeliveryError, which is a row recording one for the operator.
+    ``verdict``: what it means, when it was made from one (engine/smtp/verdict.py)."""
 
-    def __init__(self, reply: str):
+    def __init__(self, reply: str, verdict: RelayVerdict | None = None):
         super().__init__(reply)
         self.reply = reply
+        self.verdict = verdict
         # the relay that said it, by name, once the routes know which (engine/routes.py)
         self.relay: str | None = None
 
 
 class TemporaryFailure(RelayError):
-    """The relay said 4xx for this recipient."""
-
-
-class DomainThrottled(TemporaryFailure):
-    """A 4xx with an enhanced status 4.7.x (Gmail's 421 4.7.28): the recipient's provider
-    finds us too fast. The recipient is deferred, and its domain slowed (engine/
-    domain_pace.py), not the relay."""
-
-    @property
-    def status(self) -> str:
-        return throttling_status(self.reply) or "4.7.0"
-
-
-_THROTTLING = re.compile(r"4\d\d[ -](4\.7\.\d{1,3})\b")
-
-
-def throttling_status(reply: str) -> str | None:
-    """The enhanced status of a reply that throttles a domain (4xx 4.7.x), else None."""
-    match = _THROTTLING.match(reply)
-    return match[1] if match else None
-
-
-def temporary(reply: str) -> TemporaryFailure:
-    """What a 4xx for one recipient means (a 421 closing the connection is not one)."""
-    return DomainThrottled(reply) if throttling_status(reply) else TemporaryFailure(reply)
+    """The relay said 4xx for this recipient (a 4.7.x among them slows its domain)."""
 
 
 class PermanentFailure(RelayError):
@@ -53,12 +32,14 @@ class PermanentFailure(RelayError):
 
 
 class RelayUnavailable(RelayError):
-    """The relay cannot be reached or dropped the connection."""
+    """The relay cannot be reached, or dropped or closed the connection before it took the
+    message: it certainly does not have it (safe to try another relay)."""
 
 
-class ReplyLost(RelayUnavailable):
+class ReplyLost(RelayError):
     """The message went out (DATA and its final dot) but no reply came: the connection
-    dropped or the reply was slower than the timeout. The relay may have stored it."""
+    dropped or the reply was slower than the timeout. The relay may have stored it, so it
+    is in doubt: never a RelayUnavailable, which another relay may take instead."""
 
 
 class RelayRefused(RelayError):

@@ -19,6 +19,7 @@ from sendstatus_tui.engine.smtp.connection import RelayConnection, open_connecti
 from sendstatus_tui.engine.smtp.credentials import Credentials
 from sendstatus_tui.engine.smtp.errors import RelayUnavailable
 from sendstatus_tui.engine.smtp.sizing import Change, PoolSizer, Window
+from sendstatus_tui.engine.smtp.verdict import verdict_of
 
 log = logging.getLogger("sendstatus.engine")
 
@@ -76,7 +77,7 @@ class SmtpTransport:
                 sender, recipient, message, lambda: self._turn_done(connection)
             )
         except RelayUnavailable as exc:
-            if exc.reply.startswith("421"):
+            if verdict_of(exc).code == 421:  # the relay closes connections: fewer of them
                 self._resized(self.sizer.closed_by_relay(time.monotonic(), exc.reply))
             raise
         finally:
