@@ -36,7 +36,12 @@ def count(url: str, batches: int, batch: int, workdir: Path) -> Counter[str]:
     with store.write() as session:
         session.add(
             EngineHeartbeat(
-                id=ENGINE, host="here", pid=1, role="leader", started_at=now, heartbeat_at=now,
+                id=ENGINE,
+                host="here",
+                pid=1,
+                role="leader",
+                started_at=now,
+                heartbeat_at=now,
                 claimant=CLAIMANT,
             )
         )
