@@ -3,7 +3,9 @@ the mailing read, the contracted rate read, a batch claimed) and its record tran
 (the batch recorded sent), counted on SQLite and PostgreSQL.
 
 A round trip is a statement the driver sends (executemany counted once), a pre-ping, a
-COMMIT; with psycopg's pipeline mode, the statements of one pipeline count once (a sync).
+BEGIN, a COMMIT; with psycopg's pipeline mode, the statements of one pipeline count once
+(one sync; checked against libpq's trace). On SQLite only SQLAlchemy's statements are
+counted (not those sent to the driver's cursors directly): there is no server to go to.
 
     python benchmarks/count_round_trips.py [--batches N] [--batch B] [--databases ...]
 """
@@ -114,6 +116,10 @@ def _count_driver_calls(store: Store, seen: Counter[str], counting: list[bool]) 
     def pipeline(connection: Any) -> Any:
         if counting[0] and connection._pipeline is None:
             seen["pipelines"] += 1
+            # psycopg syncs after a BEGIN it sends in a pipeline: a round trip of its own
+            idle = connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            if idle and not connection.autocommit:
+                seen["begins"] += 1
         return enter(connection)
 
     psycopg.Connection.pipeline = pipeline  # type: ignore[method-assign]
