@@ -12,6 +12,12 @@ the claim of the engine that reports it. An engine that stalled while another to
 A send whose DATA went out without a reply, or that was in flight when its engine died, is
 in doubt: it goes back to pending, counted in ``resent_in_doubt``, and after 3 such tries it
 fails with class ``doubt`` instead of being sent again.
+
+On PostgreSQL the same books are kept in fewer round trips (issue 22): a claim is one
+``UPDATE ... FROM (... FOR UPDATE SKIP LOCKED) RETURNING``, and a record two pipelines of
+psycopg's (the claims still held and the mailing locked; then the outcomes through
+``unnest``, the counters, the minute and the errors). SQLite, in process, keeps its plain
+statements (``benchmarks/count_round_trips.py`` counts them).
 """
 
 from collections import Counter
@@ -112,6 +118,8 @@ def _claim_once(
     session: Session, mailing_id: int, limit: int, now: datetime, claimant: str
 ) -> tuple[list[Claimed], int]:
     """One claim: (the recipients claimed, how many were found suppressed)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _claim_once_postgresql(session, mailing_id, limit, now, claimant)
     cursor, mark = _driver_cursor(session)
     # engines claiming the same mailing at once on PostgreSQL each lock their rows and skip
     # those another has locked, instead of waiting for it (SQLite has one writer at a time)
@@ -171,6 +179,64 @@ def _claim_once(
     return [Claimed(*row) for row in rows if row[0] not in blocked], len(blocked)
 
 
+# One statement claims on PostgreSQL: the first ``limit`` pending and the first ``limit``
+# deferred now due, each walking the claim index in id order and skipping the rows another
+# engine has locked; the first ``limit`` of both, in id order, go in flight. Their status
+# before (``due.status``) says which were retries.
+_CLAIM_POSTGRESQL = f"""
+WITH pending AS (
+    SELECT id, status FROM recipient
+    WHERE mailing_id = %(mailing)s AND status = '{PENDING}'
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), retries AS (
+    SELECT id, status FROM recipient
+    WHERE mailing_id = %(mailing)s AND status = '{DEFERRED}' AND next_attempt_at <= %(now)s
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id, status FROM (SELECT * FROM pending UNION ALL SELECT * FROM retries) AS both_
+    ORDER BY id LIMIT %(limit)s
+)
+UPDATE recipient SET status = '{IN_FLIGHT}', claimed_by = %(claimant)s
+FROM due WHERE recipient.id = due.id
+RETURNING recipient.id, recipient.email, recipient.field_values, recipient.attempts,
+    recipient.doubts, due.status
+"""
+
+
+def _claim_once_postgresql(
+    session: Session, mailing_id: int, limit: int, now: datetime, claimant: str
+) -> tuple[list[Claimed], int]:
+    """``_claim_once`` in one round trip (two more when some were retries or suppressed)."""
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(
+            _CLAIM_POSTGRESQL,
+            {
+                "claimant": claimant,
+                "mailing": mailing_id,
+                "limit": limit,
+                "now": _datetime_to_driver(session)(now),
+            },
+        )
+        rows = sorted(cursor.fetchall(), key=lambda row: row[0])
+    finally:
+        cursor.close()
+    if not rows:
+        return [], 0
+    blocked = _suppressed_ids(session, rows)
+    if blocked:
+        session.connection().exec_driver_sql(
+            f"UPDATE recipient SET status = '{SUPPRESSED}', claimed_by = NULL"
+            f" WHERE id IN ({', '.join(str(int(i)) for i in blocked)})"
+        )
+    retries = sum(row[5] == DEFERRED for row in rows)
+    if retries or blocked:
+        mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
+        mailing.deferred -= retries
+        mailing.suppressed += len(blocked)
+    return [Claimed(*row[:5]) for row in rows if row[0] not in blocked], len(blocked)
+
+
 def _suppressed_ids(session: Session, rows: Sequence[Sequence[Any]]) -> set[int]:
     """The ids among claimable (id, email, ...) rows whose address is on the suppression
     list."""
@@ -196,6 +262,8 @@ def record(
     handed back."""
     if not outcomes:
         return Recorded(0, 0)
+    if session.get_bind().dialect.name == "postgresql":
+        return _record_postgresql(session, mailing_id, outcomes, claimant, now or utc_now())
     held = _still_claimed(session, [o.recipient.id for o in outcomes], claimant)
     kept = [_settle_doubt(o) for o in outcomes if o.recipient.id in held]
     now = now or utc_now()
@@ -286,6 +354,114 @@ def _write_outcomes(
         _prune_errors(session, mailing_id)
     _suppress_unknown_users(session, outcomes)
     return guard.refusals_worth_counting(mailing, tries_before, results)
+
+
+@dataclass
+class _TryCounts:
+    tries: int
+    guard_from: int
+
+
+_STILL_CLAIMED_POSTGRESQL = (
+    f"SELECT id FROM recipient WHERE id = ANY(%s) AND status = '{IN_FLIGHT}'"
+    " AND claimed_by = %s FOR UPDATE"
+)
+_LOCK_MAILING_POSTGRESQL = "SELECT tries, guard_from FROM mailing WHERE id = %s FOR UPDATE"
+_WRITE_OUTCOMES_POSTGRESQL = """
+UPDATE recipient SET status = v.status, attempts = recipient.attempts + v.tried,
+    doubts = recipient.doubts + v.doubt, last_reply = v.reply, next_attempt_at = v.retry_at,
+    failure_class = v.failure_class, claimed_by = NULL,
+    tried_seq = COALESCE(v.seq, recipient.tried_seq)
+FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::int[], %s::text[], %s::timestamp[],
+    %s::text[], %s::bigint[]) AS v(id, status, tried, doubt, reply, retry_at, failure_class, seq)
+WHERE recipient.id = v.id AND recipient.claimed_by = %s
+"""
+_COUNT_OUTCOMES_POSTGRESQL = (
+    "UPDATE mailing SET sent = sent + %s, failed = failed + %s, deferred = deferred + %s,"
+    " resent_in_doubt = resent_in_doubt + %s, tries = %s, updated_at = %s WHERE id = %s"
+)
+_ADD_ERROR_POSTGRESQL = (
+    "INSERT INTO delivery_error (mailing_id, email, reply, at) VALUES (%s, %s, %s, %s)"
+)
+_PRUNE_ERRORS_POSTGRESQL = (
+    "DELETE FROM delivery_error WHERE mailing_id = %s AND id NOT IN"
+    " (SELECT id FROM delivery_error WHERE mailing_id = %s ORDER BY id DESC LIMIT %s)"
+)
+
+
+def _record_postgresql(
+    session: Session, mailing_id: int, outcomes: list[Outcome], claimant: str, now: datetime
+) -> Recorded:
+    """``record`` in two round trips, each a pipeline of psycopg's: the recipients still
+    claimed, then the mailing, locked (in the lock order: core/store/locks.py); then the
+    outcomes, the mailing's counters, its minute and its errors written."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as claimed, driver.cursor() as locked:
+        # read once the pipeline is over: a read within it would send a sync of its own
+        with driver.pipeline():
+            ids = [o.recipient.id for o in outcomes]
+            claimed.execute(_STILL_CLAIMED_POSTGRESQL, (ids, claimant))
+            locked.execute(_LOCK_MAILING_POSTGRESQL, (mailing_id,))
+        held = {row[0] for row in claimed.fetchall()}
+        counters = locked.fetchone()
+    kept = [_settle_doubt(o) for o in outcomes if o.recipient.id in held]
+    if not kept or counters is None:
+        return Recorded(0, len(outcomes))
+    mailing = _TryCounts(*counters)
+    tries_before = mailing.tries
+    results = [(PENDING if o.status == HELD else o.status, o.failure_class) for o in kept]
+    tried = guard.numbering(mailing, results)
+    to_driver = _datetime_to_driver(session)
+    counts = Counter(o.status for o in kept)
+    errors = [
+        (mailing_id, o.recipient.email, o.reply, to_driver(now))
+        for o in kept
+        if o.status in (FAILED, DEFERRED, IN_DOUBT) and o.reply
+    ]
+    minute = send_minutes.outcomes_statement(session, mailing_id, counts[SENT], counts[FAILED], now)
+    with driver.pipeline(), driver.cursor() as cursor:
+        cursor.execute(
+            _WRITE_OUTCOMES_POSTGRESQL,
+            (
+                [o.recipient.id for o in kept],
+                [{IN_DOUBT: PENDING, HELD: DEFERRED}.get(o.status, o.status) for o in kept],
+                [0 if o.status in (PENDING, HELD) else 1 for o in kept],
+                [
+                    1 if o.status == IN_DOUBT or o.failure_class == FailureClass.DOUBT else 0
+                    for o in kept
+                ],
+                [o.reply for o in kept],
+                [None if o.retry_at is None else to_driver(o.retry_at) for o in kept],
+                [o.failure_class if o.status == FAILED else None for o in kept],
+                tried,
+                claimant,
+            ),
+        )
+        cursor.execute(
+            _COUNT_OUTCOMES_POSTGRESQL,
+            (
+                counts[SENT],
+                counts[FAILED],
+                counts[DEFERRED] + counts[HELD],
+                counts[IN_DOUBT],
+                mailing.tries,
+                to_driver(now),
+                mailing_id,
+            ),
+        )
+        if minute is not None:
+            cursor.execute(*minute)
+        if errors:
+            cursor.executemany(_ADD_ERROR_POSTGRESQL, errors)
+            cursor.execute(_PRUNE_ERRORS_POSTGRESQL, (mailing_id, mailing_id, ERRORS_KEPT))
+    # a Mailing this session read before is stale now: read afresh when next used
+    for loaded in list(session.identity_map.values()):
+        if isinstance(loaded, Mailing) and loaded.id == mailing_id:
+            session.expire(loaded)
+    _suppress_unknown_users(session, kept)
+    check_guard = guard.refusals_worth_counting(mailing, tries_before, results)
+    return Recorded(len(kept), len(outcomes) - len(kept), check_guard)
 
 
 def _suppress_unknown_users(session: Session, outcomes: list[Outcome]) -> None:

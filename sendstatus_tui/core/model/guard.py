@@ -31,6 +31,7 @@ before any row lock, as every transition does.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -60,6 +61,14 @@ class Limit:
     words: tuple[str, str]  # what is counted, one and many
 
 
+class TryCounts(Protocol):
+    """A mailing's try counter and where its guard's windows start (a Mailing, or its two
+    columns read by a record that writes them itself)."""
+
+    tries: int
+    guard_from: int
+
+
 HARD_BOUNCES = Limit("guard_hard_bounces", 500, ("hard bounce", "hard bounces"))
 COMPLAINTS = Limit("guard_complaints", 1_000, ("complaint", "complaints"))
 REFUSALS = Limit("guard_refusals", 200, ("refusal", "refusals"))
@@ -86,7 +95,7 @@ def was_tried(status: str, failure_class: str | None) -> bool:
     return status != _PENDING and failure_class != FailureClass.ERROR
 
 
-def numbering(mailing: Mailing, outcomes: Sequence[tuple[str, str | None]]) -> list[int | None]:
+def numbering(mailing: TryCounts, outcomes: Sequence[tuple[str, str | None]]) -> list[int | None]:
     """The try number of each (status, failure class) about to be recorded (None: not a
     try), taken from the mailing's counter; the caller holds the mailing's row lock."""
     numbers: list[int | None] = []
@@ -100,7 +109,7 @@ def numbering(mailing: Mailing, outcomes: Sequence[tuple[str, str | None]]) -> l
 
 
 def refusals_worth_counting(
-    mailing: Mailing, tried_before: int, outcomes: Sequence[tuple[str, str | None]]
+    mailing: TryCounts, tried_before: int, outcomes: Sequence[tuple[str, str | None]]
 ) -> bool:
     """Whether a record may have pushed the refusal share over its limit: the batch had a
     refusal, or it brought the window to the minimum. Otherwise the share cannot have grown

@@ -55,6 +55,18 @@ def add_outcomes(session: Session, mailing_id: int, sent: int, failed: int, now:
         _execute(session, _ADD_OUTCOMES, (mailing_id, minute, sent, failed, at, at))
 
 
+def outcomes_statement(
+    session: Session, mailing_id: int, sent: int, failed: int, now: datetime
+) -> tuple[str, tuple[object, ...]] | None:
+    """``add_outcomes``'s statement and its values, for PostgreSQL's driver (``%s``), to
+    send along with others; None when there is nothing to add."""
+    if not (sent or failed):
+        return None
+    at = _to_driver(session, now)
+    minute = _to_driver(session, minute_of(now))
+    return _ADD_OUTCOMES.format(m="%s"), (mailing_id, minute, sent, failed, at, at)
+
+
 def add_feedback(
     session: Session, mailing_id: int, bounced: int, complained: int, now: datetime
 ) -> None:

@@ -15,6 +15,7 @@ advisory lock (``lock_transitions``).
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,9 @@ from sendstatus_tui.errors import SendStatusError, mask_url
 
 # how long a writer waits for the SQLite write lock before giving up
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+# a PostgreSQL connection used this recently is taken from the pool without a ping (one
+# round trip less per transaction of an engine at work); one idle longer is pinged first
+PING_AFTER_IDLE_SECONDS = 2.0
 _TRANSITIONS_LOCK = 0x5E4D5741  # any constant shared by every sendstatus process
 # the databases sendstatus runs on, with the URL form an operator gives
 _SUPPORTED = {"sqlite": "sqlite:///FILE", "postgresql": "postgresql+psycopg://USER@HOST/DB"}
@@ -295,8 +299,8 @@ def _configured_engine(url: str, read_only: bool) -> sa.Engine:
             parsed = sa.engine.make_url(url)
             options = f"{parsed.query.get('options', '')} -c default_transaction_read_only=on"
             read_only_url = parsed.update_query_dict({"options": options.strip()})
-            return sa.create_engine(read_only_url, pool_pre_ping=True)
-        return sa.create_engine(url, pool_pre_ping=True)
+            return _pinged_when_idle(sa.create_engine(read_only_url))
+        return _pinged_when_idle(sa.create_engine(url))
     path = _sqlite_path(url)
     timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
     if path is not None and read_only:
@@ -323,6 +327,31 @@ def _configured_engine(url: str, read_only: bool) -> sa.Engine:
     def _begin(connection: sa.Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _pinged_when_idle(engine: sa.Engine) -> sa.Engine:
+    """Pings a connection taken from the pool, as ``pool_pre_ping`` does, unless it was
+    connected or handed back less than PING_AFTER_IDLE_SECONDS ago. One that does not answer
+    is replaced with a new one (the pool tries again); one that died unseen within that
+    time fails its transaction instead, which the caller retries as any lost connection."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _used(_dbapi_connection: object, record: ConnectionPoolEntry) -> None:
+        record.info["used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: object, record: ConnectionPoolEntry, _proxy: object) -> None:
+        used_at = record.info.get("used_at")
+        if used_at is not None and time.monotonic() - used_at < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # type: ignore[arg-type]
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(f"no answer to a ping: {_reason(exc)}") from exc
+        record.info["used_at"] = time.monotonic()
 
     return engine
 
