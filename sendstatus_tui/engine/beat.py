@@ -79,9 +79,10 @@ class Heartbeat:
             began + self.settings.lease_ttl.total_seconds() - self.settings.lease_renew_seconds
         )
         if stands:
+            if not self.standing.registered:
+                self.dispatch.wake.set()  # its dispatchers may start
             self.standing.registered = True
             self.standing.send_deadline = deadline
-            self.dispatch.wake.set()
         else:
             self._claims_handed_back()
         self._follow_lease(state)

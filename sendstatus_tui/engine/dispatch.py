@@ -1,5 +1,6 @@
 """The sending loop: a dispatcher (engine/batches.py) for each sending mailing, a stop for
-each that no longer is, and the stored relays followed."""
+each that no longer is, and the stored relays followed; each time the database may have
+changed (engine/changes.py), or a dispatcher ended."""
 
 import asyncio
 import contextlib
@@ -10,7 +11,7 @@ from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.batches import Batches
 from sendstatus_tui.engine.database import EngineDatabase
-from sendstatus_tui.engine.following import RelayFollowing
+from sendstatus_tui.engine.following import THROTTLES_EVERY_SECONDS, RelayFollowing
 from sendstatus_tui.engine.pauses import Pauses, surviving, until
 from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.standing import Standing
@@ -33,12 +34,25 @@ class Dispatch:
         self.db, self.settings, self.standing = db, settings, standing
         self.pauses, self.trouble, self.relays, self.batches = pauses, trouble, relays, batches
         self.sending: dict[int, asyncio.Task[None]] = {}  # mailing id -> its dispatcher
-        self.wake = asyncio.Event()  # a mailing was prepared, or the heartbeat stands
+        # the database may have changed, a mailing was prepared, or the heartbeat stands
+        self.wake = asyncio.Event()
+        # a dispatcher ended, or the last round failed: the next timed round is a full one
+        self._behind = False
 
     async def loop(self) -> None:
         while True:
             await surviving(self._sync_senders)
-            await until(self.wake, self.settings.reconcile_seconds)
+            while not await until(self.wake, THROTTLES_EVERY_SECONDS) and not self._behind:
+                await surviving(self._follow_throttles)
+
+    async def _follow_throttles(self) -> None:
+        try:
+            await self.relays.follow_domains()
+        except StoreError as exc:
+            self.trouble.report("read", exc)
+
+    def _ended(self, _task: asyncio.Task[None]) -> None:
+        self._behind = True
 
     def cancel_all(self) -> None:
         """The claims were handed back: what is sent under them is not recorded."""
@@ -48,12 +62,13 @@ class Dispatch:
     async def _sync_senders(self) -> None:
         """A dispatcher for each sending mailing; a stop for each that no longer is; and the
         stored relays followed."""
+        self._behind = False
+        await self.relays.follow()
         try:
-            if self.relays.due:
-                await self.relays.follow()
             active = await self.db.read(deliveries.active_mailings)
         except StoreError as exc:
             self.trouble.report("read", exc)
+            self._behind = True
             return
         self.trouble.report("read", None)
         sending = {m.id for m in active if m.state == State.SENDING}
@@ -71,9 +86,9 @@ class Dispatch:
             return
         for mailing_id in sending - set(self.sending):
             self.batches.stops[mailing_id] = asyncio.Event()
-            self.sending[mailing_id] = asyncio.create_task(
-                self.batches.dispatch(mailing_id, self.standing.claimant)
-            )
+            task = asyncio.create_task(self.batches.dispatch(mailing_id, self.standing.claimant))
+            task.add_done_callback(self._ended)
+            self.sending[mailing_id] = task
 
     async def _after_crash(self, mailing_id: int, error: BaseException) -> None:
         """A dispatcher ended with an unforeseen error: its claims go back, in doubt, and

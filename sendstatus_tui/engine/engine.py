@@ -26,6 +26,7 @@ from sendstatus_tui.engine.alerting import Alerting
 from sendstatus_tui.engine.batches import Batches
 from sendstatus_tui.engine.beat import Heartbeat
 from sendstatus_tui.engine.cap import EngineCap
+from sendstatus_tui.engine.changes import Changes
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.dispatch import Dispatch
 from sendstatus_tui.engine.domain_pace import DomainLimits
@@ -122,6 +123,8 @@ class Engine:
             self.dispatch,
             lambda: self.batches.sent,
         )
+        wakes = (self.leading.wake, self.dispatch.wake)
+        self.changes = Changes(self.db, settings, self.trouble, wakes)
 
     @property
     def holder(self) -> str:
@@ -142,8 +145,8 @@ class Engine:
         await self.relays.follow()  # before any starting up checks one
         beating = asyncio.create_task(self.heartbeat.loop())
         loops = [
-            asyncio.create_task(self.dispatch.loop()),
-            asyncio.create_task(self.leading.loop()),
+            asyncio.create_task(loop())
+            for loop in (self.changes.loop, self.dispatch.loop, self.leading.loop)
         ]
         try:
             await stop.wait()

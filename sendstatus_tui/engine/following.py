@@ -1,8 +1,6 @@
 """The stored relays and domain limits, followed as they change: the routes brought in
 line with the relays, the domain limits with the setting and the domains throttled now."""
 
-import time
-
 from sqlmodel import Session
 
 from sendstatus_tui.core.coordination import domain_rate
@@ -15,9 +13,10 @@ from sendstatus_tui.engine.domain_pace import DomainLimits
 from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.trouble import DatabaseTrouble
 
-# how often an engine reads the stored relays and domain limits (a change, or another
-# engine's throttling of a domain, is followed within this)
-RELAYS_EVERY_SECONDS = 1.0
+# how often an engine reads the domains throttled now, between changes: another engine's
+# throttling of a domain (a write at each 4.7.x deferral) bumps no change marker, and a
+# throttled domain recovers with time
+THROTTLES_EVERY_SECONDS = 1.0
 
 
 class RelayFollowing:
@@ -25,11 +24,6 @@ class RelayFollowing:
         self, db: EngineDatabase, routes: Routes, domains: DomainLimits, trouble: DatabaseTrouble
     ):
         self.db, self.routes, self.domains, self.trouble = db, routes, domains, trouble
-        self._read = 0.0  # monotonic time the stored relays were last read
-
-    @property
-    def due(self) -> bool:
-        return time.monotonic() - self._read >= RELAYS_EVERY_SECONDS
 
     async def follow(self) -> None:
         """The routes brought in line with the relays stored now (engine/routes.py), and
@@ -37,11 +31,14 @@ class RelayFollowing:
         try:
             if self.routes.stored:  # else --smtp: the stored relays are not read
                 self.routes.follow(await self.db.read(stored_relays.all_relays))
-            self.domains.follow(*await self.db.read(_domain_limits))
+            await self.follow_domains()
         except StoreError as exc:
             self.trouble.report("read", exc)
-            return
-        self._read = time.monotonic()
+
+    async def follow_domains(self) -> None:
+        """The domain limits brought in line with the setting and the domains throttled
+        now (StoreError: the caller's)."""
+        self.domains.follow(*await self.db.read(_domain_limits))
 
 
 def _domain_limits(

@@ -54,16 +54,22 @@ class Leading:
         self.pauses, self.trouble, self.steps, self.routes = pauses, trouble, steps, routes
         self.alerting, self._wake_senders = alerting, wake_senders
         self.preparing: dict[int, asyncio.Task[None]] = {}  # the leader's starting ups
-        self.wake = asyncio.Event()  # a scheduled mailing's time has come
+        # the database may have changed, or a scheduled mailing's time has come
+        self.wake = asyncio.Event()
+        # a starting up ended, or the last full round failed: the next round is a full one
+        self._behind = False
         self.scheduler = AsyncIOScheduler()
         self._last_rescue = 0.0
         self._last_cleanup = 0.0
 
     async def loop(self) -> None:
+        full = True
         while True:
             if self.standing.generation and not self.pauses.draining:
-                await surviving(self._lead, self.standing.generation)
-            await until(self.wake, self.settings.reconcile_seconds)
+                await surviving(self._lead, self.standing.generation, full or self._behind)
+            # a full round when woken; else one each beat for what comes with time alone:
+            # engines gone silent, alerts, abandoned imports
+            full = await until(self.wake, self.settings.lease_renew_seconds)
 
     def take(self, generation: int) -> None:
         """This engine leads from now on, under ``generation`` of the lease."""
@@ -80,15 +86,17 @@ class Leading:
         for job in self.scheduler.get_jobs():
             job.remove()
 
-    async def _lead(self, generation: int) -> None:
-        """Brings the database's states in line with the time: due mailings started, the
-        queue promoted, claims of silent engines handed back, a starting up under way for
-        each mailing starting up."""
+    async def _lead(self, generation: int, full: bool) -> None:
+        """Brings the database's states in line with the time: claims of silent engines
+        handed back; and, in a ``full`` round, due mailings started, the queue promoted, a
+        starting up under way for each mailing starting up."""
+        active = None
         try:
-            started = await self.db.write(
-                lambda session: self._start_and_promote(session, generation)
-            )
-            self._log_started(started)
+            if full:
+                started = await self.db.write(
+                    lambda session: self._start_and_promote(session, generation)
+                )
+                self._log_started(started)
             if time.monotonic() - self._last_rescue >= self.settings.lease_renew_seconds:
                 self._last_rescue = time.monotonic()
                 await self._rescue_silent(generation)
@@ -96,7 +104,8 @@ class Leading:
                 lambda session: lease.check(session, self.standing.holder, generation),
                 lambda: self.standing.generation == generation,
             )
-            active = await self.db.read(deliveries.active_mailings)
+            if full:
+                active = await self.db.read(deliveries.active_mailings)
             if time.monotonic() - self._last_cleanup >= ABANDONED_IMPORTS_EVERY_SECONDS:
                 self._last_cleanup = time.monotonic()
                 await self._remove_abandoned_imports()
@@ -109,10 +118,12 @@ class Leading:
             return
         except StoreError as exc:
             self.trouble.report("lead", exc)
+            self._behind = self._behind or full
             return
         self.trouble.report("lead", None)
-        if self.standing.generation != generation:
-            return  # the lease was lost meanwhile
+        if self.standing.generation != generation or active is None:
+            return  # the lease was lost meanwhile, or not a full round
+        self._behind = False
         self._sync_start_jobs({m.id: m.scheduled_at for m in active if m.state == State.SCHEDULED})
         starting = {m.id for m in active if m.state == State.STARTING}
         for mailing_id, task in list(self.preparing.items()):
@@ -123,7 +134,12 @@ class Leading:
             elif mailing_id not in starting:
                 task.cancel()  # stopped or deleted by an operator meanwhile
         for mailing_id in starting - set(self.preparing):
-            self.preparing[mailing_id] = asyncio.create_task(self._prepare(mailing_id))
+            task = asyncio.create_task(self._prepare(mailing_id))
+            task.add_done_callback(self._prepared)
+            self.preparing[mailing_id] = task
+
+    def _prepared(self, _task: asyncio.Task[None]) -> None:
+        self._behind = True  # prepared, failed, or stopped: looked at next round
 
     async def _remove_abandoned_imports(self) -> None:
         """Hidden mailings whose import was killed (kill -9, a host down) go away."""

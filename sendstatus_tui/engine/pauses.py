@@ -27,11 +27,13 @@ class Pauses:
             await asyncio.wait_for(self._drained.wait(), seconds)
 
 
-async def until(event: asyncio.Event, seconds: float) -> None:
-    """Sleeps ``seconds``, or until ``event`` is set (and clears it)."""
+async def until(event: asyncio.Event, seconds: float) -> bool:
+    """Sleeps ``seconds``, or until ``event`` is set (and clears it); whether it was."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+    woken = event.is_set()
     event.clear()
+    return woken
 
 
 async def surviving(step: Callable[[*Arguments], Awaitable[None]], *args: *Arguments) -> None:

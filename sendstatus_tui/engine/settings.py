@@ -11,7 +11,12 @@ class EngineSettings:
     batch_size: int = 200  # the most recipients in flight per mailing (all its lanes)
     lease_ttl: timedelta = timedelta(seconds=5)  # of the lease, and of each heartbeat
     lease_renew_seconds: float = 1.0  # how often an engine beats (and renews the lease)
+    # how often it reads the change marker (core/model/changes.py): others' actions reach
+    # it within this
     reconcile_seconds: float = 0.25
+    # how often it reads everything it follows even though the marker did not move: a
+    # backstop for a change that no marker tells (a clock set, a bug)
+    full_reconcile_seconds: float = 30.0
     retry_base: timedelta = timedelta(seconds=60)  # first retry after a 4xx
     max_attempts: int = 5
     relay_retry_max_seconds: float = 30.0
