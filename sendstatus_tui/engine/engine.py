@@ -4,11 +4,12 @@ Every engine beats each second (coordination/heartbeats.py), and claims and deli
 batches of every sending mailing, in send slots of the database's shared rate
 (coordination/shared_rate.py). The engine holding the database's lease
 (coordination/lease.py) is the leader, and also: starts scheduled mailings at their minute
-(APScheduler date jobs, rebuilt from the database, plus a short reconcile as a backstop),
+(APScheduler date jobs, rebuilt from the database),
 promotes the next sequential mailing, prepares mailings that are starting up, and hands
 back the claims of engines whose heartbeat expired (coordination/rescue.py). The database
 is the truth: operators act on it from any process, and the engines notice within a
-fraction of a second. Database work runs off the event loop (engine/database.py).
+fraction of a second through the change marker (engine/changes.py), with a full read every
+30 s as a backstop. Database work runs off the event loop (engine/database.py).
 
 Fencing: each of the leader's writes checks the lease generation it took, in the same
 transaction; each claim checks that the engine's claimant still stands; each record
