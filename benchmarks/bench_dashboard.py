@@ -85,7 +85,8 @@ from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import Mailing, utc_now
 from sendstatus_tui.core.model.states import Area, State
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.engine import Engine
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 from sendstatus_tui.tui.app import SendStatusApp

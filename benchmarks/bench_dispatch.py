@@ -96,8 +96,9 @@ from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineLease, Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.relay_url import SmtpSettings, parse_relay_url
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.message import Template, render
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.smtp.connection import open_connection
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for

@@ -37,7 +37,8 @@ from bench_dispatch import new_mailing  # noqa: E402
 from smtp_sink import SinkUnavailable, SmtpSink, find_smtp_sink  # noqa: E402
 
 from sendstatus_tui.core.model import lifecycle
-from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.engine import Engine
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 

@@ -52,7 +52,8 @@ from sendstatus_tui.core.importing.drafts import create_mailing
 from sendstatus_tui.core.model import lifecycle, relays, settings
 from sendstatus_tui.core.model.relays import RelayChange
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.engine import Engine
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
 
 

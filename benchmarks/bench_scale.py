@@ -63,7 +63,7 @@ from sendstatus_tui.core.importing.drafts import create_mailing
 from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import EngineHeartbeat, Mailing
 from sendstatus_tui.core.store.store import Store, StoreError
-from sendstatus_tui.engine.engine import EngineSettings
+from sendstatus_tui.engine.settings import EngineSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dispatch import DRAFT, aiosmtplib_loop, prerendered, write_csv  # noqa: E402  (sibling)

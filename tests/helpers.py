@@ -28,7 +28,7 @@ from sendstatus_tui.core.model.models import AuditEntry, EngineHeartbeat, Mailin
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.engine.engine import EngineSettings
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.tui.app import SendStatusApp
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 from sendstatus_tui.views.panes import PANE_AREAS

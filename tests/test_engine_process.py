@@ -14,8 +14,8 @@ from sqlmodel import select
 from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import EngineLease
-from sendstatus_tui.engine.engine import EngineSettings
 from sendstatus_tui.engine.headless import ALERT_TIMEOUT_ENV, LEASE_ENV, engine_settings
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.errors import SendStatusError
 
 from .engine_processes import TAKEOVER_SECONDS, short_lease, status_counts

@@ -17,7 +17,7 @@ from sendstatus_tui.core.coordination import lease, shared_rate
 from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model.models import Mailing, SendMinute, utc_now
 from sendstatus_tui.core.model.states import Mode, State
-from sendstatus_tui.engine.engine import EngineSettings
+from sendstatus_tui.engine.settings import EngineSettings
 
 from .engine_processes import (
     LEASE_SECONDS,

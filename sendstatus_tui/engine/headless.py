@@ -31,11 +31,12 @@ from datetime import timedelta
 
 from sendstatus_tui.core.model.relay_url import DEFAULT_TIMEOUT
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.intake.imap import ImapSource
 from sendstatus_tui.engine.intake.run import run_intake
 from sendstatus_tui.engine.intake.source import Listener, Source, SourceError
 from sendstatus_tui.engine.metrics import EngineMetrics, relay_label
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.supervisor import WORKER_ENV, Supervisor
 from sendstatus_tui.engine.transports import Transport
 from sendstatus_tui.errors import SendStatusError

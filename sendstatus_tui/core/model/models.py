@@ -432,3 +432,14 @@ class RelayBreaker(SQLModel, table=True):
     relay: str = Field(primary_key=True, max_length=64)
     down_since: datetime = Field(sa_type=UTCDateTime)
     reason: str = Field(sa_type=sa.Text)
+
+
+class ChangeMarker(SQLModel, table=True):
+    """One row whose counter is bumped in the same transaction as every change an engine
+    follows (core/model/changes.py): engines read this one number often, and the mailings,
+    settings and relays only when it moved."""
+
+    __tablename__ = "change_marker"
+
+    id: int = Field(default=1, primary_key=True)
+    counter: int = Field(default=0, sa_type=sa.BigInteger)

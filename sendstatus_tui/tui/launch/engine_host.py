@@ -11,7 +11,8 @@ from sendstatus_tui.core.coordination import lease
 from sendstatus_tui.core.model import relays
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.store.store import Store, make_private_folder
-from sendstatus_tui.engine.engine import Engine, EngineSettings
+from sendstatus_tui.engine.engine import Engine
+from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.smtp.credentials import load_credentials
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import Transport, transport_for
