@@ -22,40 +22,36 @@ class WriterQueue:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._held = False
-        self._waiting: deque[threading.Lock] = deque()
-        self._ahead = 0  # how many of the waiting, at the front, came ahead
+        # the writers waiting, first come first: those that asked to go ahead, the others
+        self._ahead: deque[threading.Lock] = deque()
+        self._behind: deque[threading.Lock] = deque()
 
     def take(self, timeout: float, ahead: bool = False) -> None:
         """Waits for this thread's turn, at most ``timeout`` seconds (then TimeoutError,
         and the queue goes on without it); ``ahead``: before every writer that did not ask
         to go ahead."""
+        line = self._ahead if ahead else self._behind
         with self._guard:
             if not self._held:
                 self._held = True
                 return
             gate = threading.Lock()
             gate.acquire()
-            if ahead:
-                self._waiting.insert(self._ahead, gate)
-                self._ahead += 1
-            else:
-                self._waiting.append(gate)
+            line.append(gate)
         if gate.acquire(timeout=timeout):
             return  # the writer before passed the turn on to this one
         with self._guard:
-            if gate in self._waiting:
-                if self._waiting.index(gate) < self._ahead:
-                    self._ahead -= 1
-                self._waiting.remove(gate)
+            if gate in line:
+                line.remove(gate)
                 raise TimeoutError(f"no turn to write within {timeout:g} s")
         # handed over between the timeout and the guard: the turn is this writer's
 
     def release(self) -> None:
-        """Passes the turn on to the writer that has waited longest."""
+        """Passes the turn on to the writer that has waited longest (of those ahead)."""
         with self._guard:
-            if self._waiting:
-                self._ahead = max(0, self._ahead - 1)
-                self._waiting.popleft().release()  # still held: by the next writer now
+            line = self._ahead or self._behind
+            if line:
+                line.popleft().release()  # still held: by the next writer now
             else:
                 self._held = False
 
