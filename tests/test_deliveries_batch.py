@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import func, select
+from sqlmodel import select
 
 from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.importing import suppression
@@ -23,6 +23,8 @@ from sendstatus_tui.core.model.models import (
 )
 from sendstatus_tui.core.store import store as store_module
 from sendstatus_tui.core.store.store import Store
+
+from .engine_processes import status_counts
 
 
 def sending(store: Store, make_mailing, recipients: int) -> int:
@@ -40,19 +42,6 @@ def claim(store: Store, mailing_id: int, limit: int, claimant: str = "A#1", now=
 def record(store: Store, mailing_id: int, outcomes, claimant: str = "A#1", now=None):
     with store.write() as session:
         return deliveries.record(session, mailing_id, outcomes, claimant=claimant, now=now)
-
-
-def by_status(store: Store, mailing_id: int) -> Counter:
-    with store.read() as session:
-        return Counter(
-            dict(
-                session.exec(
-                    select(Recipient.status, func.count())
-                    .where(Recipient.mailing_id == mailing_id)
-                    .group_by(Recipient.status)
-                ).all()
-            )
-        )
 
 
 def mailing_row(store: Store, mailing_id: int) -> Mailing:
@@ -92,7 +81,7 @@ def test_a_mixed_batch_is_recorded_with_its_counters_minutes_errors_and_try_numb
     assert (recorded.written, recorded.dropped) == (8, 0)
 
     mailing = mailing_row(store, mailing_id)
-    counts = by_status(store, mailing_id)
+    counts = status_counts(store, mailing_id)
     assert counts == Counter(sent=1, failed=3, deferred=2, pending=2)
     assert (mailing.sent, mailing.failed, mailing.deferred) == (1, 3, 2)
     assert mailing.resent_in_doubt == 1
@@ -132,7 +121,7 @@ def test_a_record_under_a_lost_claim_writes_nothing_and_counts_nothing(store, ma
     assert (recorded.written, recorded.dropped) == (0, 4)
     after = mailing_row(store, mailing_id)
     assert (after.sent, after.tries, after.updated_at) == (0, before.tries, before.updated_at)
-    assert by_status(store, mailing_id) == Counter(in_flight=2, pending=2)
+    assert status_counts(store, mailing_id) == Counter(in_flight=2, pending=2)
     # B's claim is still B's: recording it works
     recorded = record(
         store, mailing_id, [deliveries.Outcome(c, deliveries.SENT) for c in again], "B#1"
@@ -161,7 +150,7 @@ def test_a_claim_takes_due_retries_with_pending_in_id_order_and_leaves_suppresse
     assert [c.attempts for c in batch] == [1, 1, 0]
     mailing = mailing_row(store, mailing_id)
     assert (mailing.deferred, mailing.suppressed) == (0, 1)
-    assert by_status(store, mailing_id) == Counter(in_flight=3, suppressed=1, pending=2)
+    assert status_counts(store, mailing_id) == Counter(in_flight=3, suppressed=1, pending=2)
 
 
 @pytest.fixture

@@ -13,29 +13,9 @@ from sendstatus_tui.core.store.writer_queue import WriterQueue
 from .helpers import wait_until
 
 
-def test_waiters_get_the_turn_in_the_order_they_asked():
-    queue = WriterQueue()
-    queue.take(1)
-    served: list[int] = []
-
-    def writer(number: int) -> None:
-        queue.take(5)
-        served.append(number)
-        queue.release()
-
-    threads = []
-    for number in range(5):
-        thread = threading.Thread(target=writer, args=(number,))
-        thread.start()
-        threads.append(thread)
-        wait_until(lambda n=number: len(queue._waiting) == n + 1, what=f"writer {number} waits")
-    queue.release()
-    for thread in threads:
-        thread.join(5)
-    assert served == [0, 1, 2, 3, 4]
-
-
-def test_an_operators_write_goes_ahead_of_the_waiting_bookkeeping_in_its_own_order():
+def served_in_order(writers: list[tuple[str, bool]]) -> list[str]:
+    """The order in which ``writers`` (name, ahead) get their turn, each asking once the one
+    before waits, while the turn is held."""
     queue = WriterQueue()
     queue.take(1)
     served: list[str] = []
@@ -46,17 +26,28 @@ def test_an_operators_write_goes_ahead_of_the_waiting_bookkeeping_in_its_own_ord
         queue.release()
 
     threads = []
-    for number, (name, ahead) in enumerate(
-        [("engine 1", False), ("engine 2", False), ("key 1", True), ("key 2", True)]
-    ):
+    for number, (name, ahead) in enumerate(writers):
         thread = threading.Thread(target=writer, args=(name, ahead))
         thread.start()
         threads.append(thread)
-        wait_until(lambda n=number: len(queue._waiting) == n + 1, what=f"{name} waits")
+        wait_until(
+            lambda n=number: len(queue._ahead) + len(queue._behind) == n + 1,
+            what=f"{name} waits",
+        )
     queue.release()
     for thread in threads:
         thread.join(5)
-    assert served == ["key 1", "key 2", "engine 1", "engine 2"]
+    return served
+
+
+def test_waiters_get_the_turn_in_the_order_they_asked():
+    names = [f"writer {number}" for number in range(5)]
+    assert served_in_order([(name, False) for name in names]) == names
+
+
+def test_an_operators_write_goes_ahead_of_the_waiting_bookkeeping_in_its_own_order():
+    writers = [("engine 1", False), ("engine 2", False), ("key 1", True), ("key 2", True)]
+    assert served_in_order(writers) == ["key 1", "key 2", "engine 1", "engine 2"]
 
 
 def test_a_writer_that_gives_up_leaves_the_queue_to_the_others():
