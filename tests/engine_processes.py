@@ -101,19 +101,38 @@ class Delivery:
         )
 
 
-def stall_between_transactions(process: subprocess.Popen, db_url: str) -> None:
+def stall_between_transactions(
+    process: subprocess.Popen, db_url: str, holding_claims: bool = False
+) -> None:
     """SIGSTOPs an engine at a moment when it holds none of the locks a takeover needs.
     Stopped holding one (SQLite's write lock; PostgreSQL's transitions lock or lease row),
     nobody could take over until it woke, which is a different fault from the one under
-    test."""
-    for _ in range(20):
+    test. With ``holding_claims``, also at a moment when it has recipients in flight: a
+    busy machine may otherwise stop it between batches, with nothing to hand back."""
+    for _ in range(40):
         process.send_signal(signal.SIGSTOP)
         time.sleep(0.05)
-        if not _takeover_would_wait(db_url):
+        if not _takeover_would_wait(db_url) and (
+            not holding_claims or _claims_in_flight(db_url, process.pid)
+        ):
             return
         process.send_signal(signal.SIGCONT)
         time.sleep(0.1)
-    raise AssertionError("the engine held a lock a takeover needs at every try")
+    raise AssertionError("the engine held a lock a takeover needs (or no claim) at every try")
+
+
+def _claims_in_flight(db_url: str, pid: int) -> int:
+    engine = sa.create_engine(db_url)
+    try:
+        with Session(engine) as session:
+            claimant = session.exec(
+                select(EngineHeartbeat.claimant).where(EngineHeartbeat.pid == pid)
+            ).one()
+            return session.exec(
+                select(func.count()).where(Recipient.claimed_by == claimant)
+            ).one()
+    finally:
+        engine.dispose()
 
 
 def _takeover_would_wait(db_url: str) -> bool:

@@ -119,7 +119,7 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     wait_until(lambda: "stands by to lead" in engines.log(second), what="a second engine")
     watching = watch_books(store, mailing_id)
 
-    stall_between_transactions(first, db_url)
+    stall_between_transactions(first, db_url, holding_claims=True)
     stalled_at = time.monotonic()
     wait_until(lambda: engines.took_over(second), timeout=STALL_SECONDS, what="the takeover")
     time.sleep(max(0.0, stalled_at + STALL_SECONDS - time.monotonic()))  # the fault: stalled

@@ -311,7 +311,7 @@ def test_a_hand_back_whose_commit_fails_is_logged_once_after_it_commits(
 
     armed_at = len(engines.log(leader))  # what the leader logged before: not this fault's
     run_sql(db_url, _REFUSE_HAND_BACKS)
-    stall_between_transactions(sender, db_url)
+    stall_between_transactions(sender, db_url, holding_claims=True)
     wait_until(lambda: "hand-back refused at commit" in engines.log(leader), 20, "a failing commit")
     time.sleep(3.0)  # a few more rounds of the rescue, each failing
     failing = engines.log(leader)[armed_at:]
