@@ -128,9 +128,7 @@ def _claims_in_flight(db_url: str, pid: int) -> int:
             claimant = session.exec(
                 select(EngineHeartbeat.claimant).where(EngineHeartbeat.pid == pid)
             ).one()
-            return session.exec(
-                select(func.count()).where(Recipient.claimed_by == claimant)
-            ).one()
+            return session.exec(select(func.count()).where(Recipient.claimed_by == claimant)).one()
     finally:
         engine.dispose()
 
