@@ -154,6 +154,36 @@ def test_a_throttled_domain_slows_alone_and_the_details_say_so(
     assert mailing(store, mailing_id).failed == 0  # deferred on the throttling, then sent
 
 
+def test_a_mailing_held_back_by_a_domain_limit_says_so_until_its_messages_flow(
+    store, tmp_path, relay, engine_thread, run
+):
+    use_relay(store, relay)
+    store_limits(store, f"{SLOW}=30/min")  # one every 2 s
+    engine_thread()
+    # the other domain's go at once; then the mailing has only the slow one's, held back
+    mailing_id = send(store, tmp_path, addresses(FAST_DOMAIN, 5) + addresses(SLOW, 3))
+
+    def waiting() -> dict | None:
+        status, out, _ = run("show", str(mailing_id), "--json")
+        assert status == 0
+        return json.loads(out)["waiting"]
+
+    shown = wait_until(waiting, timeout=10, what="the wait for the domain limit shown")
+    assert (shown["kind"], shown["reason"]) == ("domain_limit", f"{SLOW} limit 30/min")
+    status, listing, _ = run("ls", "--area", "now")
+    assert status == 0 and "domain limit" in listing, listing
+    # a held message that goes clears it, while the mailing still sends the others
+    wait_until(
+        lambda: (row := mailing(store, mailing_id)).waiting_kind is None and row.remaining,
+        timeout=10,
+        what="the wait cleared as a message goes",
+    )
+    completed(store, mailing_id)
+    assert waiting() is None
+    assert sorted(relay.copies().values()) == [1] * 8  # each once
+    assert len(arrivals(relay, SLOW)) == 3
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_engines_on_postgresql_share_a_groups_rate(store, tmp_path, db_url, relay):
     store_limits(store, f"{SLOW}=8/s:4")

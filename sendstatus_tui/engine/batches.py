@@ -23,7 +23,7 @@ from sendstatus_tui.core.model.window import stored_window
 from sendstatus_tui.core.store.store import StoreError, lock_transitions
 from sendstatus_tui.engine.backoff import RelayBackoff
 from sendstatus_tui.engine.database import EngineDatabase
-from sendstatus_tui.engine.domain_pace import DomainLimits
+from sendstatus_tui.engine.domain_pace import DomainLimits, DomainWait
 from sendstatus_tui.engine.message import Template, template_of
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.pauses import Pauses
@@ -114,9 +114,12 @@ class Batches:
             return  # deleted or stopped meanwhile
         template = template_of(mailing, return_path, key)
         through = names_of(mailing)
+        domain_wait = DomainWait(self.domains)  # its lanes' together
         async with asyncio.TaskGroup() as lanes:  # one failing cancels the other
             for _ in range(DISPATCH_LANES):
-                lanes.create_task(self._send_batches(mailing_id, template, through, claimant))
+                lanes.create_task(
+                    self._send_batches(mailing_id, template, through, claimant, domain_wait)
+                )
 
     async def _send_batches(
         self,
@@ -124,6 +127,7 @@ class Batches:
         template: Template,
         through: tuple[str, ...] | None,
         claimant: str,
+        domain_wait: DomainWait,
     ) -> None:
         """Claims, sends and records batches until the mailing is done or stopped."""
         backoff = RelayBackoff(self.settings.retry_policy, self.pauses.pause)
@@ -160,6 +164,7 @@ class Batches:
             if not claim.batch:  # all in flight elsewhere, or deferred until their retry
                 # (held back for their domain's turn: soon, and for their slot)
                 idle = HELD_BACK_SECONDS if self.domains.limited else 1.0
+                await self._show_domain_wait(mailing_id, domain_wait, claimant)
                 await pauses.pause(min(idle, self.settings.retry_base.total_seconds()))
                 continue
             outcomes, trouble = await self.sender.send(
@@ -175,6 +180,7 @@ class Batches:
                 await self._release_unused(claim.slots, outcomes)
             if not recorded:
                 return
+            went = domain_wait.batch(outcomes)
             if isinstance(trouble, RelayRefused):
                 await self.steps.interrupt(None, mailing_id, trouble.reply, claimant)
                 return
@@ -187,7 +193,16 @@ class Batches:
                 await backoff.wait(mailing_id, trouble)
             else:
                 backoff.reset()
-                await self.steps.clear_waiting(None, mailing_id, claimant)
+                if went:
+                    await self.steps.clear_waiting(None, mailing_id, claimant)
+                else:  # held back for their domains (or handed back untried on a stop)
+                    await self._show_domain_wait(mailing_id, domain_wait, claimant)
+
+    async def _show_domain_wait(
+        self, mailing_id: int, domain_wait: DomainWait, claimant: str
+    ) -> None:
+        if (reason := domain_wait.reason()) is not None:
+            await self.steps.show_domain_limit(mailing_id, reason, domain_wait.until, claimant)
 
     def _claim(self, session: Session, mailing_id: int, claimant: str) -> Claim:
         """The next batch and its send slots (on a database thread)."""

@@ -16,7 +16,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.coordination.domain_rate import Throttle
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.domain_limits import DomainGroup, domain_of
@@ -33,6 +35,10 @@ TICKETS_AHEAD_SECONDS = 1.0
 TICKETS_KEPT_SECONDS = 60.0  # a ticket whose message has not come back by then is dropped
 # a message back for its ticket waits in its batch this long at most (a few per batch)
 TICKET_WAIT_SECONDS = 0.25
+# a mailing none of whose messages went to a relay for this long, while its last batch held
+# some back, waits for its domains' limits (a group's rate spaces its messages: shorter gaps
+# are its sending, and noting each would cost a write)
+DOMAIN_WAIT_SECONDS = 1.0
 
 # reserves (group key, configured rate) slots in the database; None: not limited any more
 Reserve = Callable[[str, float | None], Awaitable[ReservedSlots | None]]
@@ -193,6 +199,11 @@ class DomainLimits:
             return None
         return self._by_domain.get(domain_of(email))
 
+    def limit_of(self, email: str) -> str | None:
+        """The limit of ``email``'s group, in words (gmail.com limit 20/s); None: none."""
+        group = self._groups.get(domain_of(email))
+        return group.limit if group is not None else None
+
     def throttled(self, email: str, status: str) -> None:
         """A 4.7.x deferral for ``email``: its group is slowed down for every engine, in the
         background; the replies that follow it closely are the same one. A domain in no
@@ -221,3 +232,40 @@ class DomainLimits:
         self._notes.discard(note)
         if not note.cancelled() and (error := note.exception()) is not None:
             log.error("a throttling could not be written: %s", error)
+
+
+class DomainWait:
+    """Whether one mailing (all its lanes) waits for its recipients' domain limits: what its
+    row says (WaitingKind.DOMAIN_LIMIT) while nothing of it goes to a relay."""
+
+    def __init__(self, limits: DomainLimits):
+        self._limits = limits
+        self._went_at = time.monotonic()
+        # the limits holding its messages back: when the last of those comes back (epoch)
+        self._held: dict[str, float] = {}
+        self.until: datetime | None = None  # when the first of the last batch's comes back
+
+    def batch(self, outcomes: list[deliveries.Outcome]) -> bool:
+        """Notes a batch's outcomes; True when one went to a relay (or failed before it)."""
+        went = any(o.status not in (deliveries.HELD, deliveries.PENDING) for o in outcomes)
+        if went:
+            self._went_at = time.monotonic()
+        comebacks = [
+            (o.recipient.email, o.retry_at)
+            for o in outcomes
+            if o.status == deliveries.HELD and o.retry_at is not None
+        ]
+        for email, back in comebacks:
+            if (limit := self._limits.limit_of(email)) is not None:
+                self._held[limit] = max(back.timestamp(), self._held.get(limit, 0.0))
+        if comebacks:
+            self.until = min(back for _, back in comebacks)
+        return went
+
+    def reason(self) -> str | None:
+        """The limits it waits for (gmail.com limit 20/s); None: it does not wait for any."""
+        now = time.time()
+        self._held = {limit: back for limit, back in self._held.items() if back > now}
+        if not self._held or time.monotonic() - self._went_at < DOMAIN_WAIT_SECONDS:
+            return None
+        return ", ".join(sorted(self._held))

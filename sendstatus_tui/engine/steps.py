@@ -1,5 +1,6 @@
 """Steps of a mailing's lifecycle taken by an engine, each fenced by its lease or its
-claims; and the waiting reason a mailing's row shows (a relay down, outside its window)."""
+claims; and the waiting reason a mailing's row shows (a relay down, outside its window,
+held back by a domain limit)."""
 
 import logging
 from collections.abc import Callable
@@ -29,7 +30,8 @@ StepArguments = TypeVarTuple("StepArguments")  # what a lifecycle step takes aft
 class Steps:
     def __init__(self, db: EngineDatabase, standing: Standing, trouble: DatabaseTrouble):
         self.db, self.standing, self.trouble = db, standing, trouble
-        self.waiting: set[int] = set()  # mailings whose row shows a waiting reason
+        # mailings whose row shows a waiting reason, and which (as this engine wrote it)
+        self.waiting: dict[int, tuple[WaitingKind, str]] = {}
 
     async def step(
         self,
@@ -86,7 +88,7 @@ class Steps:
         if await self.step(
             generation, deliveries.show_waiting, mailing_id, kind, reason, until, claimant=claimant
         ):
-            self.waiting.add(mailing_id)
+            self.waiting[mailing_id] = (kind, reason)
 
     async def show_outside_window(self, mailing_id: int, opens: datetime, claimant: str) -> None:
         """Tells the operator, in the mailing's row, that it waits for its sending window."""
@@ -101,7 +103,21 @@ class Steps:
             opens,
             claimant=claimant,
         ):
-            self.waiting.add(mailing_id)
+            self.waiting[mailing_id] = (WaitingKind.WINDOW, OUTSIDE_WINDOW)
+
+    async def show_domain_limit(
+        self, mailing_id: int, reason: str, until: datetime | None, claimant: str
+    ) -> None:
+        """Tells the operator, in the mailing's row, that its messages wait for their
+        domains' limits (``reason``: which); written only when that changes."""
+        shown = (WaitingKind.DOMAIN_LIMIT, reason)
+        if self.waiting.get(mailing_id) == shown:
+            return
+        log.info("mailing %s: waits for %s", mailing_id, reason)
+        if await self.step(
+            None, deliveries.show_waiting, mailing_id, *shown, until, claimant=claimant
+        ):
+            self.waiting[mailing_id] = shown
 
     async def clear_waiting(
         self, generation: int | None, mailing_id: int, claimant: str | None = None
@@ -109,4 +125,4 @@ class Steps:
         if mailing_id in self.waiting and await self.step(
             generation, deliveries.show_waiting, mailing_id, None, claimant=claimant
         ):
-            self.waiting.discard(mailing_id)
+            self.waiting.pop(mailing_id, None)

@@ -36,6 +36,12 @@ class DomainGroup:
         """What names the group's shared rate: its first domain, or a digest of it."""
         return pace_key(self.domains[0])
 
+    @property
+    def limit(self) -> str:
+        """The group by its first domain and its rate as written: gmail.com limit 20/s."""
+        rate = self.text.partition("=")[2].partition(":")[0]
+        return f"{self.domains[0]} limit {rate}"
+
 
 def pace_key(domain: str) -> str:
     """A domain's name for its shared rate, short enough for the send_pace row."""
