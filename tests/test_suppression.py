@@ -5,8 +5,6 @@ import json
 
 import pytest
 
-from sendstatus_tui.core.importing import suppression
-
 from .helpers import mailing, wait_until
 from .smtp_relay import RelayScript
 
@@ -97,17 +95,3 @@ def test_unknown_users_are_not_suppressed_when_switched_off(
     wait_until(lambda: mailing(store, mailing_id).state == "completed", what="the mailing done")
     assert mailing(store, mailing_id).failed == 1
     assert listed(run) == []
-
-
-@pytest.mark.parametrize(
-    ("reply", "unknown"),
-    [
-        ("550 5.1.1 <a@example.com>: Recipient address rejected: User unknown", True),
-        ("550-5.1.1 The email account that you tried to reach does not exist.", True),
-        ("550 5.1.10 RESOLVER.ADR.RecipientNotFound", False),
-        ("550 5.7.1 rejected", False),
-        ("553 5.1.15 nope", False),
-    ],
-)
-def test_what_counts_as_an_unknown_user(reply, unknown):
-    assert suppression.means_unknown_user(reply) is unknown

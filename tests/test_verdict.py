@@ -83,6 +83,25 @@ class TestReplies:
         may = {v: RelayVerdict(v, "x").may_try_elsewhere for v in SendVerdict}
         assert may == {v: v is SendVerdict.UNTRIED for v in SendVerdict}
 
+    @pytest.mark.parametrize(
+        ("reply", "unknown"),
+        [
+            ("550 5.1.1 <a@example.com>: Recipient address rejected: User unknown", True),
+            ("550-5.1.1 The email account that you tried to reach does not exist.", True),
+            ("550 5.1.10 RESOLVER.ADR.RecipientNotFound", False),
+            ("550 5.7.1 rejected", False),
+            ("553 5.1.15 nope", False),
+        ],
+    )
+    def test_what_counts_as_an_unknown_user(self, reply, unknown):
+        """A refusal the suppression list takes with ``suppress_unknown_users``."""
+        assert reply_verdict(int(reply[:3]), reply).unknown_user is unknown
+
+    def test_only_a_421_the_relay_closes_with_means_fewer_connections(self):
+        assert reply_verdict(421, "421 service closing transmission channel").relay_closing
+        assert not reply_verdict(421, "421 4.7.28 rate limited").relay_closing
+        assert not reply_verdict(450, "450 4.2.1 busy").relay_closing
+
     def test_a_refused_recipient_fails_as_refused_by_the_relay_or_by_us(self):
         assert reply_verdict(550, "550 5.1.1 no").failure_class == FailureClass.REFUSED
         assert verdict_of(NotDeliverable("needs SMTPUTF8")).failure_class == FailureClass.ERROR

@@ -4,7 +4,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from sendstatus_tui.core.model.retry_policy import RelayWaits, RetryPolicy
-from sendstatus_tui.engine.smtp.errors import RelayUnavailable, ReplyLost
 
 log = logging.getLogger("sendstatus.engine")
 
@@ -23,11 +22,12 @@ class RelayBackoff:
     def reset(self) -> None:
         self._waits.reset()
 
-    async def wait(self, mailing_id: int, trouble: RelayUnavailable | ReplyLost) -> None:
+    async def wait(self, mailing_id: int, trouble: str) -> None:
+        """Waits after ``trouble`` (the relay's verdict, in words)."""
         log.warning(
             "mailing %s: relay unavailable (%s); retrying in %.1f s",
             mailing_id,
-            trouble.reply,
+            trouble,
             self.next_seconds,
         )
         await self._pause(self._waits.failed())

@@ -30,7 +30,6 @@ from sendstatus_tui.engine.pauses import Pauses
 from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.sending import BatchSender
 from sendstatus_tui.engine.settings import EngineSettings
-from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable, ReplyLost
 from sendstatus_tui.engine.standing import Standing
 from sendstatus_tui.engine.steps import Steps
 from sendstatus_tui.engine.trouble import DatabaseTrouble
@@ -181,16 +180,14 @@ class Batches:
             if not recorded:
                 return
             went = domain_wait.batch(outcomes)
-            if isinstance(trouble, RelayRefused):
-                await self.steps.interrupt(None, mailing_id, trouble.reply, claimant)
+            if trouble is not None and trouble.refuses_us:
+                await self.steps.interrupt(None, mailing_id, trouble.text, claimant)
                 return
             # a relay that failed while another one the mailing uses is up: its share has
             # moved already (engine/routes.py), nothing to wait for
-            if isinstance(trouble, RelayUnavailable | ReplyLost) and not self.routes.any_up(
-                through
-            ):
-                await self.steps.show_relay_down(None, mailing_id, trouble.reply, backoff, claimant)
-                await backoff.wait(mailing_id, trouble)
+            if trouble is not None and not self.routes.any_up(through):
+                await self.steps.show_relay_down(None, mailing_id, trouble.text, backoff, claimant)
+                await backoff.wait(mailing_id, trouble.text)
             else:
                 backoff.reset()
                 if went:

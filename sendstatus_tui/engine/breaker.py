@@ -15,7 +15,7 @@ from datetime import datetime
 from sendstatus_tui.core.coordination.relay_breakers import Down
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.retry_policy import RelayWaits, RetryPolicy
-from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.smtp.errors import RelayError
 
 log = logging.getLogger("sendstatus.engine")
 
@@ -27,7 +27,7 @@ class Breaker:
 
     def __init__(self, relay: str, probe: Callable[[], Awaitable[None]], retries: RetryPolicy):
         self.relay = relay
-        self._probe = probe  # reaches the relay; raises RelayUnavailable while it is down
+        self._probe = probe  # reaches the relay; raises a RelayError while it is down
         self._retries = retries
         self.down: Down | None = None
         self._tripped_at = 0.0  # monotonic
@@ -75,7 +75,7 @@ class Breaker:
             await asyncio.sleep(waits.failed())
             try:
                 await self._probe()
-            except (RelayUnavailable, RelayRefused) as exc:  # not reached, or refuses us
+            except RelayError as exc:  # not reached, or refuses us
                 log.info(
                     "relay %s still down (%s); next probe in %.1f s",
                     self.relay,

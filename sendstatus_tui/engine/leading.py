@@ -26,7 +26,8 @@ from sendstatus_tui.engine.message import template_of
 from sendstatus_tui.engine.pauses import Pauses, surviving, until
 from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.settings import EngineSettings
-from sendstatus_tui.engine.smtp.errors import RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.smtp.errors import RelayError
+from sendstatus_tui.engine.smtp.verdict import verdict_of
 from sendstatus_tui.engine.standing import Standing
 from sendstatus_tui.engine.steps import Steps
 from sendstatus_tui.engine.trouble import DatabaseTrouble
@@ -229,13 +230,14 @@ class Leading:
             try:
                 await self.routes.check(template.check_sender, names_of(mailing))
                 break
-            except RelayRefused as refusal:
-                reason = f"the relay check failed: {refusal.reply}"
-                await self.steps.interrupt(generation, mailing_id, reason)
-                return
-            except RelayUnavailable as trouble:
-                await self.steps.show_relay_down(generation, mailing_id, trouble.reply, backoff)
-                await backoff.wait(mailing_id, trouble)
+            except RelayError as exc:
+                trouble = verdict_of(exc)
+                if trouble.refuses_us:
+                    reason = f"the relay check failed: {trouble.text}"
+                    await self.steps.interrupt(generation, mailing_id, reason)
+                    return
+                await self.steps.show_relay_down(generation, mailing_id, trouble.text, backoff)
+                await backoff.wait(mailing_id, trouble.text)
         if self.pauses.draining:
             return
         if await self.steps.step(generation, lifecycle.mark_prepared, mailing_id):

@@ -27,7 +27,7 @@ from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.breaker import Breaker
 from sendstatus_tui.engine.relay_pace import RelayPace, Reserve
 from sendstatus_tui.engine.smtp.credentials import Credentials, load_relay_credentials
-from sendstatus_tui.engine.smtp.errors import RelayError, RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.smtp.errors import RelayError, RelayUnavailable
 from sendstatus_tui.engine.smtp.verdict import verdict_of
 from sendstatus_tui.engine.transports import MaildirTransport, Transport, transport_for
 from sendstatus_tui.errors import SendStatusError, mask_url
@@ -260,12 +260,10 @@ class Routes:
             tried.add(route.name)
             try:
                 await route.transport.check(sender)
-            except RelayUnavailable as exc:
-                route.breaker.trip(exc.reply)
-                last = exc
-                continue
-            except RelayRefused as exc:
-                if not self._others_up(relays, tried):
+            except RelayError as exc:
+                if not verdict_of(exc).refuses_us:  # not reached
+                    route.breaker.trip(exc.reply)
+                elif not self._others_up(relays, tried):
                     raise
                 last = exc
                 continue
@@ -296,7 +294,7 @@ class Routes:
     def _given_up(self, last: RelayError | None) -> RelayError:
         """What a send that no relay took raises: a single relay's own error, else that
         every relay is down (and why)."""
-        if last is not None and (isinstance(last, RelayRefused) or len(self._routes) == 1):
+        if last is not None and (verdict_of(last).refuses_us or len(self._routes) == 1):
             return last
         downs = "; ".join(f"{name}: {down.reason}" for name, down in self.downs().items())
         return RelayUnavailable(f"{EVERY_RELAY_DOWN} ({downs or 'none usable'})")

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sendstatus_tui.core.model.models import Mailing
+from sendstatus_tui.core.model.verdict import SendVerdict
 from sendstatus_tui.core.reads.trial import Persona
 from sendstatus_tui.engine.message import render, template_of
 from sendstatus_tui.engine.smtp.credentials import load_credentials
-from sendstatus_tui.engine.smtp.errors import RelayError, RelayRefused, RelayUnavailable
+from sendstatus_tui.engine.smtp.errors import RelayError
+from sendstatus_tui.engine.smtp.verdict import verdict_of
 from sendstatus_tui.engine.transports import MaildirTransport, Transport, transport_for
 from sendstatus_tui.errors import mask_url
 
@@ -49,6 +51,12 @@ class SendTestResult:
     reply: str
     delivered: bool
 
+    @classmethod
+    def of(cls, address: str, answer: str | RelayError) -> "SendTestResult":
+        """What the relay's answer (a reply, or what the send raised) means for it."""
+        verdict = verdict_of(answer)
+        return cls(address, verdict.text, verdict.verdict is SendVerdict.SENT)
+
 
 async def send_test(
     transport: Transport, mailing: Mailing, persona: Persona, addresses: list[str]
@@ -62,17 +70,18 @@ async def send_test(
     try:
         try:
             await transport.check(envelope_sender)
-        except (RelayRefused, RelayUnavailable) as exc:
-            return [SendTestResult(address, exc.reply, False) for address in addresses]
+        except RelayError as exc:  # not reached, or refuses us: no test goes
+            return [SendTestResult.of(address, exc) for address in addresses]
         for address in addresses:
             message = render(
                 template, persona.id, persona.email, persona.field_values, test_to=address
             )
+            answer: str | RelayError
             try:
-                reply = await transport.send(envelope_sender, address, message)
-                results.append(SendTestResult(address, reply, True))
+                answer = await transport.send(envelope_sender, address, message)
             except RelayError as exc:
-                results.append(SendTestResult(address, exc.reply, False))
+                answer = exc
+            results.append(SendTestResult.of(address, answer))
     finally:
         await transport.close()
     return results

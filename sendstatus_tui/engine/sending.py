@@ -29,7 +29,7 @@ from sendstatus_tui.engine.domain_pace import DomainLimits, DomainPace
 from sendstatus_tui.engine.message import Template, render
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.routes import Routes
-from sendstatus_tui.engine.smtp.errors import RelayError, RelayUnavailable
+from sendstatus_tui.engine.smtp.errors import RelayError
 from sendstatus_tui.engine.smtp.verdict import verdict_of
 
 log = logging.getLogger("sendstatus.engine")
@@ -75,8 +75,9 @@ class BatchSender:
         stop: asyncio.Event,
         slots: ReservedSlots | None = None,
         relays: tuple[str, ...] | None = None,
-    ) -> tuple[list[Outcome], Exception | None]:
-        """Sends ``batch``; returns an outcome per recipient, and the relay trouble seen.
+    ) -> tuple[list[Outcome], RelayVerdict | None]:
+        """Sends ``batch``; returns an outcome per recipient, and the verdict of the first
+        relay trouble seen (``about_relay``), if any.
 
         ``may_hand_over`` is asked before each message goes to the relay; ``stop`` is set
         when the mailing is stopped or the engine drains. If the caller is cancelled, the
@@ -102,19 +103,20 @@ class BatchSender:
             await asyncio.gather(*sends, return_exceptions=True)
             raise
         outcomes: list[Outcome] = []
-        trouble: Exception | None = None
+        trouble: RelayVerdict | None = None
         for recipient, task in zip(batch, sends, strict=True):
             if task.cancelled():
                 outcomes.append(_unanswered(recipient, handed))
                 continue
-            outcome, problem = task.result()
+            outcome, verdict = task.result()
             outcomes.append(outcome)
-            trouble = trouble or problem
+            if trouble is None and verdict is not None and verdict.about_relay:
+                trouble = verdict
         return outcomes, trouble
 
     async def _until_answered(
         self,
-        sends: list[asyncio.Task[tuple[Outcome, Exception | None]]],
+        sends: list[asyncio.Task[tuple[Outcome, RelayVerdict | None]]],
         stop: asyncio.Event,
         batch: list[Claimed],
         handed: set[int],
@@ -155,7 +157,7 @@ class BatchSender:
         stop: asyncio.Event,
         claimed: float,
         relays: tuple[str, ...] | None,
-    ) -> tuple[Outcome, Exception | None]:
+    ) -> tuple[Outcome, RelayVerdict | None]:
         try:
             message = render(template, recipient.id, recipient.email, recipient.field_values)
         except (KeyError, ValueError, UnicodeError) as exc:
@@ -190,16 +192,19 @@ class BatchSender:
         recipient: Claimed,
         message: bytes,
         relays: tuple[str, ...] | None,
-    ) -> tuple[Outcome, Exception | None]:
+    ) -> tuple[Outcome, RelayVerdict | None]:
+        """The recipient's outcome, and the verdict when it was not sent."""
         try:
             sender = template.envelope_sender(recipient.id)
             reply, relay = await self.transport.send(sender, recipient.email, message, relays)
         except RelayError as exc:
-            return self._outcome(recipient, verdict_of(exc), exc.relay), exc
+            verdict = verdict_of(exc)
+            return self._outcome(recipient, verdict, exc.relay), verdict
         except Exception as exc:  # noqa: BLE001  an unforeseen relay error must not lose anyone
             # it may have happened after the message went out: in doubt, so retries are bounded
             log.exception("unexpected error sending to recipient %s", recipient.id)
-            return self._outcome(recipient, verdict_of(exc), None), RelayUnavailable(repr(exc))
+            verdict = verdict_of(exc)
+            return self._outcome(recipient, verdict, None), verdict
         return Outcome(recipient, deliveries.SENT, reply, relay=relay), None
 
     def _outcome(self, recipient: Claimed, verdict: RelayVerdict, relay: str | None) -> Outcome:
@@ -211,7 +216,8 @@ class BatchSender:
                     self.domains.throttled(recipient.email, verdict.status or "4.7.0")
                 return self._deferred(recipient, verdict.text, relay)
             case SendVerdict.REFUSED:
-                return _failed(recipient, verdict.text, verdict.failure_class or "", relay)
+                failure_class = verdict.failure_class or ""
+                return _failed(recipient, verdict.text, failure_class, relay, verdict.unknown_user)
             case SendVerdict.IN_DOUBT:
                 return Outcome(recipient, deliveries.IN_DOUBT, verdict.text, relay=relay)
             case _:  # untried (no relay took it): pending again
@@ -253,9 +259,13 @@ async def _unless_stopped(wait: Coroutine[Any, Any, None], stop: asyncio.Event) 
 
 
 def _failed(
-    recipient: Claimed, reply: str, failure_class: str, relay: str | None = None
+    recipient: Claimed,
+    reply: str,
+    failure_class: str,
+    relay: str | None = None,
+    unknown_user: bool = False,
 ) -> Outcome:
-    return Outcome(recipient, deliveries.FAILED, reply, failure_class=failure_class, relay=relay)
+    return Outcome(recipient, deliveries.FAILED, reply, None, failure_class, relay, unknown_user)
 
 
 def _unanswered(recipient: Claimed, handed: set[int]) -> Outcome:

@@ -82,6 +82,8 @@ class Outcome:
     retry_at: datetime | None = None
     failure_class: str | None = None  # for FAILED: a FailureClass
     relay: str | None = None  # the relay that answered, by name (for the engine's metrics)
+    # for FAILED: the relay said the mailbox does not exist (RelayVerdict.unknown_user)
+    unknown_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -467,13 +469,7 @@ def _record_postgresql(
 def _suppress_unknown_users(session: Session, outcomes: list[Outcome]) -> None:
     """With ``suppress_unknown_users`` set, a refusal saying that the mailbox does not exist
     (5.1.1) puts the address on the suppression list, with the reply as its reason."""
-    unknown = [
-        (o.recipient.email, o.reply)
-        for o in outcomes
-        if o.failure_class == FailureClass.REFUSED
-        and o.reply
-        and suppression.means_unknown_user(o.reply)
-    ]
+    unknown = [(o.recipient.email, o.reply) for o in outcomes if o.unknown_user]
     if unknown and settings.enabled(session, "suppress_unknown_users"):
         suppression.add_entries(session, unknown)
 

@@ -7,7 +7,6 @@ when their turn comes for those suppressed after the import (see deliveries.clai
 """
 
 import csv
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,6 @@ from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
 from sendstatus_tui.core.model.models import Suppression, utc_now
 from sendstatus_tui.errors import SendStatusError
 
-# the enhanced status code (RFC 3463) of a refusal because the mailbox does not exist
-_UNKNOWN_USER = re.compile(r"(?<![\d.])5\.1\.1(?![\d.])")
 _BATCH = 400  # keys per IN (...) query
 
 
@@ -133,11 +130,6 @@ def entries(session: Session) -> Iterator[Suppression]:
 
 def count(session: Session) -> int:
     return session.exec(select(sa.func.count()).select_from(Suppression)).one()
-
-
-def means_unknown_user(reply: str) -> bool:
-    """Whether a 5xx reply says that the mailbox does not exist (5.1.1)."""
-    return _UNKNOWN_USER.search(reply) is not None
 
 
 def read_file(path: Path) -> tuple[list[tuple[str, str | None]], list[str]]:

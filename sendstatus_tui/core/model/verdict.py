@@ -66,6 +66,24 @@ class RelayVerdict:
         )
 
     @property
+    def about_relay(self) -> bool:
+        """About the relay, not the recipient: it refuses us, was not reached, or its reply
+        was lost (the mailing stops or waits)."""
+        return self.verdict in (SendVerdict.UNTRIED, SendVerdict.IN_DOUBT)
+
+    @property
+    def relay_closing(self) -> bool:
+        """A 421 that is no domain's throttling: the relay closes the connection (it finds
+        us holding too many)."""
+        return self.verdict is SendVerdict.UNTRIED and not self.refuses_us and self.code == 421
+
+    @property
+    def unknown_user(self) -> bool:
+        """Refused because the mailbox does not exist (5.1.1; not 5.1.10): the address may
+        go on the suppression list (``suppress_unknown_users``)."""
+        return self.verdict is SendVerdict.REFUSED and self.status == "5.1.1"
+
+    @property
     def failure_class(self) -> str | None:
         """The class a recipient that failed with this verdict is recorded with (a deferral
         given up on is ``DEFERRED_TOO_OFTEN``, decided by the retry policy)."""

@@ -27,7 +27,7 @@ from sendstatus_tui.engine.smtp.errors import (
     RelayUnavailable,
     ReplyLost,
 )
-from sendstatus_tui.engine.smtp.verdict import recipient_error, sender_error
+from sendstatus_tui.engine.smtp.verdict import recipient_error, sender_error, setup_error
 from sendstatus_tui.engine.smtp.wire import ConnectionClosed, Reply, ReplyReader, wire_data
 
 
@@ -250,9 +250,7 @@ async def open_connection(
         raise RelayRefused(f"the relay refused the credentials: {_reply_text(exc)}") from None
     except aiosmtplib.SMTPResponseException as exc:
         await _quit(smtp)
-        if 500 <= exc.code < 600:
-            raise RelayRefused(f"{where} refused us: {_reply_text(exc)}") from None
-        raise RelayUnavailable(f"{where}: {_reply_text(exc)}") from None
+        raise setup_error(where, exc.code, _reply_text(exc)) from None
     except (aiosmtplib.SMTPException, OSError) as exc:
         await _quit(smtp)
         if (untrusted := _certificate_refused(exc)) is not None:

@@ -17,7 +17,7 @@ from typing import Any
 from sendstatus_tui.core.model.relay_url import INITIAL_CONNECTIONS, SmtpSettings
 from sendstatus_tui.engine.smtp.connection import RelayConnection, open_connection
 from sendstatus_tui.engine.smtp.credentials import Credentials
-from sendstatus_tui.engine.smtp.errors import RelayUnavailable
+from sendstatus_tui.engine.smtp.errors import RelayError
 from sendstatus_tui.engine.smtp.sizing import Change, PoolSizer, Window
 from sendstatus_tui.engine.smtp.verdict import verdict_of
 
@@ -76,9 +76,9 @@ class SmtpTransport:
             return await connection.send(
                 sender, recipient, message, lambda: self._turn_done(connection)
             )
-        except RelayUnavailable as exc:
-            if verdict_of(exc).code == 421:  # the relay closes connections: fewer of them
-                self._resized(self.sizer.closed_by_relay(time.monotonic(), exc.reply))
+        except RelayError as exc:
+            if (closing := verdict_of(exc)).relay_closing:  # fewer connections, then
+                self._resized(self.sizer.closed_by_relay(time.monotonic(), closing.text))
             raise
         finally:
             self._completed += 1
@@ -177,7 +177,10 @@ class SmtpTransport:
         self._opening += 1
         try:
             connection = await open_connection(self.settings, self.credentials)
-        except RelayUnavailable as exc:
+        except RelayError as exc:
+            refused = verdict_of(exc)
+            if refused.refuses_us:  # credentials, greeting: the caller's to say
+                raise
             if not self._live:
                 # nothing works: the sends waiting for a turn learn it now, not one by one
                 for waiter in self._waiters:
@@ -188,7 +191,7 @@ class SmtpTransport:
             # refusals come back faster than the set-up of connections opened with this
             # one, which may still succeed: they count as working
             others = len(self._live) + self._opening - 1
-            self._resized(self.sizer.refused(time.monotonic(), others, exc.reply))
+            self._resized(self.sizer.refused(time.monotonic(), others, refused.text))
             return None
         finally:
             self._opening -= 1

@@ -2,6 +2,8 @@
 errors into verdicts (core/model/verdict.py), and makes the error that carries a verdict
 up to the routes and the sender. Everything else asks ``verdict_of``."""
 
+from dataclasses import replace
+
 from sendstatus_tui.core.model.verdict import (
     RelayVerdict,
     SendVerdict,
@@ -75,3 +77,12 @@ def sender_error(sender: str, reply: Reply) -> RelayError:
     """A 5xx to MAIL FROM stops the mailing; a 4xx (try later) is waited out."""
     text = f"the relay refused the sender {sender}: {reply}"
     return error_of(sender_reply_verdict(reply.code, text))
+
+
+def setup_error(where: str, code: int, reply: str) -> RelayError:
+    """A refusal while the connection is set up (greeting, EHLO): as for the sender, a 5xx
+    refuses us until an operator acts, a 4xx (421: busy) is waited out."""
+    verdict = sender_reply_verdict(code, f"{where}: {reply}")
+    if verdict.refuses_us:
+        verdict = replace(verdict, text=f"{where} refused us: {reply}")
+    return error_of(verdict)
