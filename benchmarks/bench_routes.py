@@ -134,7 +134,7 @@ def fast_domains_rate(
         if with_throttled:
             settings.write(session, "domain_limits", f"{THROTTLED},googlemail.com=20/s")
             # as the engine notes a 421 4.7.28 for a gmail.com recipient
-            domain_rate.throttle(session, THROTTLED, THROTTLED, "4.7.28", 20.0, 20.0)
+            domain_rate.throttle(session, THROTTLED, THROTTLED, "4.7.28", 20.0)
         lifecycle.send_now(session, mailing_id)
     thread = EngineThread(Engine(store, None, EngineSettings(batch_size=500))).start()
     try:

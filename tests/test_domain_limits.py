@@ -97,11 +97,9 @@ def test_the_setting_is_stored_shown_and_cleared(config, capsys):
 def test_a_throttling_halves_the_group_once_then_it_recovers_a_tenth_a_clean_minute(store):
     t = 1_000_000.0
     with store.write() as session:
-        domain_rate.throttle(session, "gmail.com", "gmail.com", "4.7.28", 20.0, 20.0, now=t)
+        domain_rate.throttle(session, "gmail.com", "gmail.com", "4.7.28", 20.0, now=t)
         # the replies to the messages in flight then are the same throttling
-        domain_rate.throttle(
-            session, "gmail.com", "googlemail.com", "4.7.28", 20.0, 20.0, now=t + 1
-        )
+        domain_rate.throttle(session, "gmail.com", "googlemail.com", "4.7.28", 20.0, now=t + 1)
     with store.read() as session:
         row = session.get(NextSlot, "domain:gmail.com")
         assert domain_rate.effective(row, 20.0, t + 30) == 10.0
@@ -116,17 +114,18 @@ def test_a_throttling_halves_the_group_once_then_it_recovers_a_tenth_a_clean_min
         )
         assert domain_rate.throttles(session, {"gmail.com": 20.0}, now=t + 60 * 9) == []
     with store.write() as session:  # a later throttling halves it again
-        domain_rate.throttle(session, "gmail.com", "gmail.com", "4.7.0", 20.0, 20.0, now=t + 121)
+        domain_rate.throttle(session, "gmail.com", "gmail.com", "4.7.0", 20.0, now=t + 121)
     with store.read() as session:
         row = session.get(NextSlot, "domain:gmail.com")
         assert domain_rate.effective(row, 20.0, t + 122) == pytest.approx(0.5 * 10 * 1.1**2)
 
 
-def test_a_domain_in_no_group_recovers_to_the_rate_it_was_sent_at(store):
+def test_the_throttling_of_a_group_since_removed_limits_nothing(store):
+    """A domain in no group is not slowed: neither by a throttling noted while it had one."""
     t = 1_000_000.0
     with store.write() as session:
-        domain_rate.throttle(session, "yahoo.com", "yahoo.com", "4.7.0", None, 8.0, now=t)
+        domain_rate.throttle(session, "yahoo.com", "yahoo.com", "4.7.0", 8.0, now=t)
     with store.read() as session:
-        row = session.get(NextSlot, "domain:yahoo.com")
-        assert domain_rate.effective(row, None, t + 1) == 4.0
-        assert domain_rate.effective(row, None, t + 60 * 8) is None  # no limit any more
+        (shown,) = domain_rate.throttles(session, {"yahoo.com": 8.0}, now=t + 1)
+        assert (shown.per_second, shown.ceiling) == (4.0, 8.0)
+        assert domain_rate.throttles(session, {}, now=t + 1) == []

@@ -11,13 +11,15 @@ from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.batches import Batches
 from sendstatus_tui.engine.database import EngineDatabase
-from sendstatus_tui.engine.following import THROTTLES_EVERY_SECONDS, RelayFollowing
+from sendstatus_tui.engine.following import RelayFollowing
 from sendstatus_tui.engine.pauses import Pauses, surviving, until
 from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.standing import Standing
 from sendstatus_tui.engine.trouble import DatabaseTrouble
 
 log = logging.getLogger("sendstatus.engine")
+# how often the loop looks, between wakes, for a dispatcher that ended
+ENDED_EVERY_SECONDS = 1.0
 
 
 class Dispatch:
@@ -42,14 +44,9 @@ class Dispatch:
     async def loop(self) -> None:
         while True:
             await surviving(self._sync_senders)
-            while not await until(self.wake, THROTTLES_EVERY_SECONDS) and not self._behind:
-                await surviving(self._follow_throttles)
-
-    async def _follow_throttles(self) -> None:
-        try:
-            await self.relays.follow_domains()
-        except StoreError as exc:
-            self.trouble.report("read", exc)
+            # until woken (the database may have changed), or a dispatcher ended
+            while not await until(self.wake, ENDED_EVERY_SECONDS) and not self._behind:
+                continue
 
     def _ended(self, _task: asyncio.Task[None]) -> None:
         self._behind = True

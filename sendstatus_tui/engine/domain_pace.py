@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sendstatus_tui.core.coordination import deliveries
-from sendstatus_tui.core.coordination.domain_rate import Throttle
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model.domain_limits import DomainGroup, domain_of
 from sendstatus_tui.core.store.store import StoreError
@@ -40,10 +39,10 @@ TICKET_WAIT_SECONDS = 0.25
 # are its sending, and noting each would cost a write)
 DOMAIN_WAIT_SECONDS = 1.0
 
-# reserves (group key, configured rate) slots in the database; None: not limited any more
-Reserve = Callable[[str, float | None], Awaitable[ReservedSlots | None]]
-# writes a throttling: (group key, domain, enhanced status, configured rate, rate sent at)
-NoteThrottle = Callable[[str, str, str, float | None, float], Awaitable[None]]
+# reserves (group key, configured rate) slots in the database
+Reserve = Callable[[str, float], Awaitable[ReservedSlots]]
+# writes a throttling: (group key, domain, enhanced status, configured rate)
+NoteThrottle = Callable[[str, str, str, float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class Turn:
 
 
 class DomainPace:
-    """One group's (or one throttled domain's) slots and in-flight cap in this engine.
+    """One group's slots and in-flight cap in this engine.
 
     Slots are reserved in the background: no message waits in its batch for a database
     write (on SQLite, behind the claims and records of every mailing). A message whose slot
@@ -66,13 +65,12 @@ class DomainPace:
     TICKETS_AHEAD_SECONDS of slots it is held back without one, spaced at the rate, so that
     little is reserved at a rate a throttling may halve."""
 
-    def __init__(self, key: str, configured: float | None, in_flight: int | None, reserve: Reserve):
+    def __init__(self, key: str, configured: float, in_flight: int | None, reserve: Reserve):
         self.key, self.configured, self.in_flight_cap = key, configured, in_flight
         self.in_flight = asyncio.Semaphore(in_flight) if in_flight else None
         self._reserve = reserve
         self._slots: ReservedSlots | None = None
         self._used = 0
-        self._unlimited = False  # a throttled domain in no group that recovered
         self._refilling: asyncio.Task[None] | None = None
         self._tickets: dict[int, float] = {}  # recipient id -> its slot, while held back
         self._awaiting: list[int] = []  # held back with no slot left: the next block's
@@ -80,8 +78,6 @@ class DomainPace:
         self._promised = 0.0  # the last time a held message without a ticket comes back
 
     def turn(self, recipient_id: int, now: float) -> Turn:
-        if self._unlimited:
-            return Turn(now, go=True)
         ticket = self._tickets.pop(recipient_id, None)
         if ticket is not None:  # its slot: it may wait a little longer in its batch for it
             return self._go_or_hold(recipient_id, ticket, now, TICKET_WAIT_SECONDS)
@@ -124,7 +120,7 @@ class DomainPace:
     def _unticketed(self, now: float) -> float:
         """When a message held back without a ticket is claimed again: such messages spaced
         at the rate, after the slots reserved."""
-        per_second = self._slots.per_second if self._slots else self.configured or 1.0
+        per_second = self._slots.per_second if self._slots else self.configured
         start = max(now, self._slots.end if self._slots else now)
         self._promised = max(self._promised, start) + 1 / per_second
         return self._promised
@@ -145,9 +141,6 @@ class DomainPace:
         except StoreError as exc:  # its messages are held back meanwhile
             log.error("the rate of %s cannot be reserved: %s", self.key, exc)
             return
-        if slots is None:
-            self._unlimited = True
-            return
         self._slots, self._used = slots, 0
         awaiting, self._awaiting = self._awaiting[: slots.count], self._awaiting[slots.count :]
         for recipient_id in awaiting:
@@ -156,20 +149,19 @@ class DomainPace:
 
 
 class DomainLimits:
-    """The groups this engine keeps to, followed as the setting and the throttlings
-    change."""
+    """The groups this engine keeps to, followed as the setting changes."""
 
     def __init__(self, reserve: Reserve, note_throttle: NoteThrottle):
         self._reserve, self._note_throttle = reserve, note_throttle
         self._groups: dict[str, DomainGroup] = {}  # domain -> its group
-        self._paces: dict[str, DomainPace] = {}  # group key (or domain key) -> pace
+        self._paces: dict[str, DomainPace] = {}  # group key -> pace
         self._by_domain: dict[str, DomainPace] = {}
         self._noted: dict[str, float] = {}  # group key -> monotonic time it was throttled
         self._notes: set[asyncio.Task[None]] = set()
 
-    def follow(self, groups: Iterable[DomainGroup], throttles: Iterable[Throttle]) -> None:
-        """The stored groups, and the domains in no group that are throttled now."""
-        wanted: dict[str, tuple[float | None, int | None]] = {}
+    def follow(self, groups: Iterable[DomainGroup]) -> None:
+        """The stored groups (a pace kept while its group's limits stay)."""
+        wanted: dict[str, tuple[float, int | None]] = {}
         by_domain: dict[str, str] = {}
         self._groups = {}
         for group in groups:
@@ -177,10 +169,6 @@ class DomainLimits:
             for domain in group.domains:
                 by_domain[domain] = group.key
                 self._groups[domain] = group
-        for throttle in throttles:
-            if throttle.key not in wanted:  # a domain in no group, slowed down
-                wanted[throttle.key] = (None, None)
-                by_domain[throttle.domain] = throttle.key
         for key, (per_second, in_flight) in wanted.items():
             pace = self._paces.get(key)
             if pace is None or (pace.configured, pace.in_flight_cap) != (per_second, in_flight):
@@ -223,7 +211,7 @@ class DomainLimits:
             pace.slow_down()
         log.warning("%s throttles us (%s): slowing it down", domain, status)
         note = asyncio.ensure_future(
-            self._note_throttle(group.key, domain, status, group.per_second, group.per_second)
+            self._note_throttle(group.key, domain, status, group.per_second)
         )
         self._notes.add(note)
         note.add_done_callback(self._noted_done)

@@ -72,7 +72,7 @@ class Engine:
         self.cap = EngineCap(settings.rate_per_second)
         self.metrics = metrics or NoMetrics()
         self.metrics.watch_relays(self.routes.states)
-        self.domains = DomainLimits(self.slots.reserve_for_domains, self._note_throttle)
+        self.domains = DomainLimits(self.slots.reserve_for_domains, self.slots.throttle)
         self.relays = RelayFollowing(self.db, self.routes, self.domains, self.trouble)
         self.sender = BatchSender(
             self.routes,
@@ -197,10 +197,3 @@ class Engine:
         for mailing_id, count in left.items():
             log.warning("mailing %s: %s unanswered sends handed back in doubt", mailing_id, count)
         log.info("engine stopped%s", "; lease released" if self.generation else "")
-
-    async def _note_throttle(
-        self, key: str, domain: str, status: str, configured: float | None, sending_at: float
-    ) -> None:
-        """A 4.7.x deferral slows the domain's group down, for every engine."""
-        await self.slots.throttle(key, domain, status, configured, sending_at)
-        await self.relays.follow()  # a domain in no group is limited from now on

@@ -17,16 +17,12 @@ class SharedSlots:
             lambda session: shared_rate.reserve_for_relay(session, relay, count, per_second)
         )
 
-    async def reserve_for_domains(self, key: str, configured: float | None) -> ReservedSlots | None:
+    async def reserve_for_domains(self, key: str, configured: float) -> ReservedSlots:
         """Send slots of a group of domains, shared with every engine (domain_rate.py)."""
         return await self.db.write(lambda session: domain_rate.reserve(session, key, configured))
 
-    async def throttle(
-        self, key: str, domain: str, status: str, configured: float | None, sending_at: float
-    ) -> None:
+    async def throttle(self, key: str, domain: str, status: str, configured: float) -> None:
         """A 4.7.x deferral slows the domain's group down, for every engine."""
         await self.db.write(
-            lambda session: domain_rate.throttle(
-                session, key, domain, status, configured, sending_at
-            )
+            lambda session: domain_rate.throttle(session, key, domain, status, configured)
         )

@@ -5,9 +5,8 @@ Each group (core/model/domain_limits.py) has a NextSlot row ``domain:KEY`` from 
 engine reserves send slots, as from a relay's (coordination/shared_rate.py). A 4xx with an
 enhanced status 4.7.x for a recipient of the group (Gmail's 421 4.7.28) halves the group's
 rate, in that row, for every engine; it then recovers by RECOVERY per clean minute (a
-minute without another such reply) up to the configured rate. A domain in no group that is
-throttled gets a row of its own, keyed by the domain, which recovers up to the rate it was
-sent at before.
+minute without another such reply) up to the configured rate. A domain in no group is not
+slowed (engine/domain_pace.py), and the row of a group no longer configured limits nothing.
 
 The effective rate is a function of the row and the clock, so that recovering needs no
 writer: whoever reserves computes it.
@@ -50,13 +49,12 @@ class Throttle:
     since: float  # epoch seconds of the last throttling reply
 
 
-def effective(row: NextSlot | None, configured: float | None, now: float) -> float | None:
-    """The rate of a domain's row now: its throttled rate recovered so far, at most
-    ``configured`` (None: the ceiling noted when it was throttled); None when nothing
-    limits it (no group, and not throttled or fully recovered)."""
+def effective(row: NextSlot | None, configured: float, now: float) -> float:
+    """The rate of a group's row now: its throttled rate recovered so far, up to the
+    ceiling noted when it was throttled, then ``configured``."""
     if row is None or row.throttled_per_second is None or row.throttled_at is None:
         return configured
-    ceiling = min(c for c in (configured, row.throttle_ceiling) if c is not None)
+    ceiling = min(configured, row.throttle_ceiling or configured)
     minutes = max(0, int((now - row.throttled_at) // 60))
     recovered = row.throttled_per_second * RECOVERY ** min(minutes, 200)
     if recovered >= ceiling:
@@ -65,15 +63,13 @@ def effective(row: NextSlot | None, configured: float | None, now: float) -> flo
 
 
 def reserve(
-    session: Session, key: str, configured: float | None, now: float | None = None
-) -> ReservedSlots | None:
+    session: Session, key: str, configured: float, now: float | None = None
+) -> ReservedSlots:
     """About HORIZON_SECONDS of slots of the group ``key`` at its effective rate, in the
-    caller's transaction; None when nothing limits it any more."""
+    caller's transaction."""
     now = time.time() if now is None else now
     name = row_name(key)
     per_second = effective(locked_row(session, now, name), configured, now)
-    if per_second is None:
-        return None
     return reserve_ahead(session, name, max(1, int(per_second * HORIZON_SECONDS)), per_second, now)
 
 
@@ -82,21 +78,17 @@ def throttle(
     key: str,
     domain: str,
     status: str,
-    configured: float | None,
-    sending_at: float,
+    configured: float,
     now: float | None = None,
 ) -> None:
-    """A 4.7.x reply for ``domain`` of the group ``key`` (configured at ``configured``, None:
-    no group; sent at about ``sending_at`` a second): halves the group's effective rate,
-    unless it was halved within SETTLE_SECONDS."""
+    """A 4.7.x reply for ``domain`` of the group ``key`` (configured at ``configured``):
+    halves the group's effective rate, unless it was halved within SETTLE_SECONDS."""
     now = time.time() if now is None else now
     row = locked_row(session, now, row_name(key))
-    current = effective(row, configured, now) or max(sending_at, 2 * MIN_PER_SECOND)
+    current = effective(row, configured, now)
     settling = row.throttled_at is not None and now - row.throttled_at < SETTLE_SECONDS
     if not settling or row.throttled_per_second is None:
-        # a domain in no group recovers up to its rate before the first of its throttlings
-        recovering = effective(row, None, now) is not None
-        row.throttle_ceiling = configured or (row.throttle_ceiling if recovering else current)
+        row.throttle_ceiling = configured
         row.throttled_per_second = max(MIN_PER_SECOND, current / 2)
     else:
         row.throttled_per_second = current
@@ -108,8 +100,8 @@ def throttle(
 def throttles(
     session: Session, configured: dict[str, float], now: float | None = None
 ) -> list[Throttle]:
-    """The groups and domains slowed down now, most recently throttled first;
-    ``configured``: the configured rate of each group's key."""
+    """The groups slowed down now, most recently throttled first; ``configured``: the
+    configured rate of each group's key (a row of another key limits nothing)."""
     now = time.time() if now is None else now
     rows = session.exec(
         select(NextSlot)
@@ -119,9 +111,10 @@ def throttles(
     found = []
     for row in rows:
         key = row.name.removeprefix(PREFIX)
-        per_second = effective(row, configured.get(key), now)
-        ceiling = configured.get(key) or row.throttle_ceiling
-        if per_second is None or ceiling is None or per_second >= ceiling:
+        if key not in configured:
+            continue
+        per_second = effective(row, configured[key], now)
+        if per_second >= configured[key]:
             continue
         assert row.throttled_at is not None  # selected so
         found.append(
@@ -130,7 +123,7 @@ def throttles(
                 row.throttled_domain or key,
                 row.throttle_status or "4.7.x",
                 per_second,
-                ceiling,
+                configured[key],
                 row.throttled_at,
             )
         )
