@@ -7,7 +7,7 @@ from sqlmodel import select
 
 from sendstatus_tui.core.feedback.effects import Outcome, apply
 from sendstatus_tui.core.model import signing
-from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.feedback import Report, ReportVerdict
 from sendstatus_tui.core.model.models import Recipient
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.model.verp import sign
@@ -116,7 +116,7 @@ def complain(store, mailing_id: int, which: slice) -> None:
         ).all()
         for recipient_id in ids[which]:
             code = sign(key, mailing_id, recipient_id)
-            report = Report(Verdict.COMPLAINT, f"arf-{recipient_id}", header_codes=(code,))
+            report = Report(ReportVerdict.COMPLAINT, f"arf-{recipient_id}", header_codes=(code,))
             assert apply(session, report).outcome == Outcome.COUNTED
 
 

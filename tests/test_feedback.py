@@ -15,7 +15,7 @@ from sqlmodel import func, select
 
 from sendstatus_tui.core.feedback.effects import Outcome, apply
 from sendstatus_tui.core.model import signing
-from sendstatus_tui.core.model.feedback import Report, Verdict, classify
+from sendstatus_tui.core.model.feedback import Report, ReportVerdict, classify
 from sendstatus_tui.core.model.models import Feedback, Mailing, Recipient
 from sendstatus_tui.core.model.verp import check_return_path, code_in, sign, verify
 from sendstatus_tui.engine import message
@@ -109,25 +109,25 @@ def test_without_a_return_path_the_message_is_byte_for_byte_as_before(monkeypatc
 
 
 def test_classification():
-    assert classify("failed", "5.1.1") == Verdict.BOUNCE
-    assert classify("failed", "5.2.1") == Verdict.BOUNCE
-    assert classify("failed", "5.4.4") == Verdict.BOUNCE
-    assert classify("failed", "5.7.1") == Verdict.BLOCKED
-    assert classify("failed", "5.2.2") == Verdict.BLOCKED
-    assert classify("delayed", "4.4.1") == Verdict.SOFT
-    assert classify("failed", "4.0.0") == Verdict.SOFT
-    assert classify("delivered", "2.0.0") == Verdict.NOT_A_BOUNCE
+    assert classify("failed", "5.1.1") == ReportVerdict.BOUNCE
+    assert classify("failed", "5.2.1") == ReportVerdict.BOUNCE
+    assert classify("failed", "5.4.4") == ReportVerdict.BOUNCE
+    assert classify("failed", "5.7.1") == ReportVerdict.BLOCKED
+    assert classify("failed", "5.2.2") == ReportVerdict.BLOCKED
+    assert classify("delayed", "4.4.1") == ReportVerdict.SOFT
+    assert classify("failed", "4.0.0") == ReportVerdict.SOFT
+    assert classify("delivered", "2.0.0") == ReportVerdict.NOT_A_BOUNCE
 
 
 def test_parsing_never_raises_and_reads_a_capped_twenty_megabytes():
-    assert parse(b"\x00\xff garbage \r\n\r\n--").verdict == Verdict.NOT_A_BOUNCE
+    assert parse(b"\x00\xff garbage \r\n\r\n--").verdict == ReportVerdict.NOT_A_BOUNCE
     assert parse(b"Content-Type: multipart/report; boundary=x\r\n\r\n--x\r\n").verdict == (
-        Verdict.NOT_A_BOUNCE
+        ReportVerdict.NOT_A_BOUNCE
     )
     original = b"X-Sendstatus-Recipient: abcdefgh\r\nSubject: hi\r\n\r\n" + b"A" * (20 << 20)
     big = dsn("bounces+abcdefgh@bounce.example.com", original)
     report = parse(big[: 1 << 20], truncated=True)
-    assert report.verdict == Verdict.BOUNCE and report.return_codes == ("abcdefgh",)
+    assert report.verdict == ReportVerdict.BOUNCE and report.return_codes == ("abcdefgh",)
 
 
 # --- end to end ----------------------------------------------------------------------------
@@ -244,13 +244,15 @@ def test_a_forged_report_changes_nothing(store, make_mailing):
         key = signing.signing_key(session)
         good = sign(key, mailing_id, recipient_id)
         forged_code = sign(b"x" * 32, mailing_id, recipient_id)
-        report = Report(Verdict.BOUNCE, "message-id:<a@b>", return_codes=(forged_code,))
+        report = Report(ReportVerdict.BOUNCE, "message-id:<a@b>", return_codes=(forged_code,))
         assert apply(session, report).outcome == Outcome.UNMATCHED
         # a real code written only in the content (no header) is never looked at
-        assert apply(session, Report(Verdict.BOUNCE, "x", why=good)).outcome == Outcome.UNMATCHED
+        assert (
+            apply(session, Report(ReportVerdict.BOUNCE, "x", why=good)).outcome == Outcome.UNMATCHED
+        )
     assert mailing(store, mailing_id).sent == 1
     with store.write() as session:
-        report = Report(Verdict.BOUNCE, "message-id:<a@b>", header_codes=(good,))
+        report = Report(ReportVerdict.BOUNCE, "message-id:<a@b>", header_codes=(good,))
         assert apply(session, report).outcome == Outcome.COUNTED
     with store.write() as session:
         assert apply(session, report).outcome == Outcome.DUPLICATE

@@ -14,7 +14,7 @@ from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.feedback.effects import apply
 from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.audit import Source
-from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.feedback import Report, ReportVerdict
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.verp import sign
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
@@ -232,7 +232,7 @@ def test_complaints_stop_a_sending_mailing_once_a_thousand_were_sent(store, make
 
     def complaint(recipient_id: int) -> Report:
         code = sign(key, mailing_id, recipient_id)
-        return Report(Verdict.COMPLAINT, f"arf-{recipient_id}", header_codes=(code,))
+        return Report(ReportVerdict.COMPLAINT, f"arf-{recipient_id}", header_codes=(code,))
 
     for number, recipient in enumerate(claimed[:2]):
         with store.write() as session:

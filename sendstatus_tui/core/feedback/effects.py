@@ -27,7 +27,7 @@ from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.importing import suppression
 from sendstatus_tui.core.model import audit, send_minutes, settings
-from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.feedback import Report, ReportVerdict
 from sendstatus_tui.core.model.models import (
     AuditEntry,
     FailureClass,
@@ -100,7 +100,7 @@ def apply_all(
     session.flush()
     if batch.rows:
         session.execute(sa.insert(Feedback), batch.rows)
-    added: dict[int, Counter[Verdict]] = {}
+    added: dict[int, Counter[ReportVerdict]] = {}
     for report, outcome in zip(reports, applied, strict=True):
         if outcome.counted and outcome.mailing_id is not None:
             added.setdefault(outcome.mailing_id, Counter())[report.verdict] += 1
@@ -155,7 +155,7 @@ def _apply_one(
     batch: _Batch,
     now: datetime,
 ) -> Applied:
-    if report.verdict == Verdict.NOT_A_BOUNCE:
+    if report.verdict == ReportVerdict.NOT_A_BOUNCE:
         return Applied(Outcome.NOT_A_BOUNCE, report.why)
     if isinstance(ids, str):
         return Applied(Outcome.UNMATCHED, ids)
@@ -192,7 +192,7 @@ def _apply_one(
         return Applied(Outcome.NO_EFFECT, why, mailing_id, recipient_id)
     row["counted"] = True
     mailing.updated_at = now  # the mailing is this session's (locked): flushed with it
-    outcome = Outcome.RECORDED if report.verdict == Verdict.SOFT else Outcome.COUNTED
+    outcome = Outcome.RECORDED if report.verdict == ReportVerdict.SOFT else Outcome.COUNTED
     return Applied(outcome, report.why, mailing_id, recipient_id)
 
 
@@ -207,7 +207,7 @@ def _short(text: str | None, length: int) -> str | None:
 def _code_ids(key: bytes | None, report: Report) -> _Ids:
     """The mailing and recipient a report names, by its first valid code: of the return path
     it was sent to, else of the signed header it quotes. A string says why none."""
-    if report.verdict == Verdict.NOT_A_BOUNCE:
+    if report.verdict == ReportVerdict.NOT_A_BOUNCE:
         return "not a bounce"
     if key is None:
         return "this database has no signing key: nothing can be matched"
@@ -296,9 +296,9 @@ def _effect(
         FailureClass.BOUNCE,
         FailureClass.BLOCKED,
     )
-    if verdict == Verdict.SOFT:
+    if verdict == ReportVerdict.SOFT:
         return True if was_sent or bounced_before else None
-    if verdict == Verdict.COMPLAINT:
+    if verdict == ReportVerdict.COMPLAINT:
         if not (was_sent or bounced_before):
             return None
         if not _complained_before(session, recipient, batch):
@@ -308,7 +308,7 @@ def _effect(
         batch.suppress.append((recipient.email, reason))
         return True
     reply = _reply(report)
-    if verdict == Verdict.BOUNCE:
+    if verdict == ReportVerdict.BOUNCE:
         if was_sent:
             mailing.sent -= 1
             mailing.failed += 1
@@ -352,17 +352,17 @@ def _complained_before(session: Session, recipient: _Recipient, batch: _Batch) -
         return True
     statement = select(func.count()).where(
         Feedback.recipient_id == recipient.id,
-        Feedback.kind == Verdict.COMPLAINT.value,
+        Feedback.kind == ReportVerdict.COMPLAINT.value,
         col(Feedback.counted).is_(True),
     )
     return session.exec(statement).one() > 0
 
 
 _WORDS = {
-    Verdict.BOUNCE: ("bounce", "bounces"),
-    Verdict.BLOCKED: ("blocked", "blocked"),
-    Verdict.COMPLAINT: ("complaint", "complaints"),
-    Verdict.SOFT: ("delayed", "delayed"),
+    ReportVerdict.BOUNCE: ("bounce", "bounces"),
+    ReportVerdict.BLOCKED: ("blocked", "blocked"),
+    ReportVerdict.COMPLAINT: ("complaint", "complaints"),
+    ReportVerdict.SOFT: ("delayed", "delayed"),
 }
 
 
@@ -370,7 +370,7 @@ _VERDICT_OF_WORD = {word: verdict for verdict, words in _WORDS.items() for word 
 
 
 def _summarise_hour(
-    session: Session, mailing: Mailing, now: datetime, added: Counter[Verdict]
+    session: Session, mailing: Mailing, now: datetime, added: Counter[ReportVerdict]
 ) -> None:
     """The mailing's audit entry for this hour, written or brought up to date with what
     this batch ``added``: the entry's counts plus the batch's (under the mailing's lock, so
@@ -386,7 +386,7 @@ def _summarise_hour(
             col(AuditEntry.at) < end,
         )
     ).first()
-    before = _counts_in(entry.detail) if entry is not None else Counter[Verdict]()
+    before = _counts_in(entry.detail) if entry is not None else Counter[ReportVerdict]()
     counts = before + added if before is not None else _counted(session, mailing, start, end)
     detail = ", ".join(
         f"{counts[verdict]:,} {words[counts[verdict] != 1]}"
@@ -401,10 +401,10 @@ def _summarise_hour(
         session.add(entry)
 
 
-def _counts_in(detail: str | None) -> Counter[Verdict] | None:
+def _counts_in(detail: str | None) -> Counter[ReportVerdict] | None:
     """The counts an entry's detail gives ("38 bounces, 1 complaint"); None for a detail
     in other words."""
-    counts = Counter[Verdict]()
+    counts = Counter[ReportVerdict]()
     for part in (detail or "").split(", "):
         number, _, word = part.partition(" ")
         verdict = _VERDICT_OF_WORD.get(word)
@@ -416,7 +416,7 @@ def _counts_in(detail: str | None) -> Counter[Verdict] | None:
 
 def _counted(
     session: Session, mailing: Mailing, start: datetime, end: datetime
-) -> Counter[Verdict]:
+) -> Counter[ReportVerdict]:
     """The hour's counted reports about the mailing, by kind, from its rows."""
     kinds = session.exec(
         select(Feedback.kind, func.count())
@@ -428,4 +428,4 @@ def _counted(
         )
         .group_by(Feedback.kind)
     ).all()
-    return Counter({Verdict(kind): count for kind, count in kinds})
+    return Counter({ReportVerdict(kind): count for kind, count in kinds})

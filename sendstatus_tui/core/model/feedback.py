@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
-class Verdict(StrEnum):
+class ReportVerdict(StrEnum):
     BOUNCE = "bounce"  # hard: the address does not exist or cannot take mail
     BLOCKED = "blocked"  # permanent for another reason: the address is fine
     SOFT = "soft"  # delayed, or a temporary status: recorded only
@@ -33,24 +33,24 @@ def status_of(text: str | None) -> str | None:
     return found[0] if found else None
 
 
-def classify(action: str | None, status: str | None) -> Verdict:
+def classify(action: str | None, status: str | None) -> ReportVerdict:
     """The verdict of one DSN recipient (its Action and Status fields)."""
     action = (action or "").strip().lower()
     code = status_of(status)
     if action == "delayed" or (code is not None and code.startswith("4")):
-        return Verdict.SOFT
+        return ReportVerdict.SOFT
     if action != "failed":
-        return Verdict.NOT_A_BOUNCE  # delivered, relayed, expanded
+        return ReportVerdict.NOT_A_BOUNCE  # delivered, relayed, expanded
     if code is not None and _HARD.fullmatch(code):
-        return Verdict.BOUNCE
-    return Verdict.BLOCKED  # 5.7.x and every other permanent reason, or none given
+        return ReportVerdict.BOUNCE
+    return ReportVerdict.BLOCKED  # 5.7.x and every other permanent reason, or none given
 
 
 @dataclass(frozen=True)
 class Report:
     """One incoming message, as the intake understood it."""
 
-    verdict: Verdict
+    verdict: ReportVerdict
     # what makes two copies of one report the same: its Message-ID, else a hash of it
     basis: str
     # the codes of the return paths it was sent to (envelope, To, Delivered-To...)

@@ -4,8 +4,8 @@ read everywhere else: sent, refused, deferred, in doubt or untried.
 Only an untried message may go to another relay: it certainly did not reach this one (the
 connection was refused, the relay said 421 before taking it, it refuses us). A message in
 doubt went out (DATA and its final dot) without a reply: the relay may have stored it, so it
-is never sent elsewhere too. (Not to be confused with ``feedback.Verdict``, what a bounce
-report says about a recipient later.)"""
+is never sent elsewhere too. (Not to be confused with ``feedback.ReportVerdict``, what a
+bounce report says about a recipient later.)"""
 
 import re
 from dataclasses import dataclass

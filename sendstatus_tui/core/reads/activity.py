@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, col, func, select
 
-from sendstatus_tui.core.model.feedback import Verdict
+from sendstatus_tui.core.model.feedback import ReportVerdict
 from sendstatus_tui.core.model.models import AuditEntry, Feedback, Mailing
 from sendstatus_tui.core.model.states import State
 
@@ -97,9 +97,9 @@ def completed_changed_after(
             CameBack(
                 mailing_id,
                 name,
-                kinds[Verdict.BOUNCE.value],
-                kinds[Verdict.BLOCKED.value],
-                kinds[Verdict.COMPLAINT.value],
+                kinds[ReportVerdict.BOUNCE.value],
+                kinds[ReportVerdict.BLOCKED.value],
+                kinds[ReportVerdict.COMPLAINT.value],
             )
         )
     return [item for item in came_back if item.any], newest

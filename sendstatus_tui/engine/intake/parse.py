@@ -21,7 +21,7 @@ from flufl.bounce import all_failures
 from sendstatus_tui.core.model.feedback import (
     COMPLAINT_TYPES,
     Report,
-    Verdict,
+    ReportVerdict,
     classify,
     status_of,
 )
@@ -34,7 +34,12 @@ _SIGNED = re.compile(
     rb"^" + RECIPIENT_HEADER.encode() + rb":[ \t]*([A-Za-z2-7]{8,64})", re.I | re.M
 )
 _VERP_CODE = re.compile(rf"\+([A-Za-z2-7]{{8,{MAX_CODE}}})@")
-_SEVERITY = {Verdict.BOUNCE: 4, Verdict.BLOCKED: 3, Verdict.SOFT: 2, Verdict.NOT_A_BOUNCE: 0}
+_SEVERITY = {
+    ReportVerdict.BOUNCE: 4,
+    ReportVerdict.BLOCKED: 3,
+    ReportVerdict.SOFT: 2,
+    ReportVerdict.NOT_A_BOUNCE: 0,
+}
 _FIELD_MAX = 1000  # characters kept of a diagnostic or a reporting MTA
 
 
@@ -55,7 +60,7 @@ def parse(data: bytes, envelope_to: str | None = None, truncated: bool = False) 
         found = _report_fields(report) if report is not None else _what_it_is(message)
     except Exception as exc:  # noqa: BLE001  malformed MIME, a detector's surprise: never fatal
         why = f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-        return Report(Verdict.NOT_A_BOUNCE, basis, why=why)
+        return Report(ReportVerdict.NOT_A_BOUNCE, basis, why=why)
     if truncated:
         found["why"] = f"{found['why']} (read its first {len(data):,} bytes)"
     return Report(basis=basis, return_codes=return_codes, header_codes=header_codes, **found)
@@ -137,9 +142,9 @@ def _dsn(message: Message) -> dict[str, Any]:
 
 def _dsn_fields(blocks: list[Message]) -> dict[str, Any]:
     if not blocks:
-        return {"verdict": Verdict.NOT_A_BOUNCE, "why": "a DSN without fields"}
+        return {"verdict": ReportVerdict.NOT_A_BOUNCE, "why": "a DSN without fields"}
     per_message, recipients = blocks[0], blocks[1:] or blocks[:1]
-    worst: tuple[int, Verdict, Message] | None = None
+    worst: tuple[int, ReportVerdict, Message] | None = None
     for block in recipients:
         verdict = classify(_field(block, "Action"), _field(block, "Status"))
         if worst is None or _SEVERITY[verdict] > worst[0]:
@@ -167,12 +172,12 @@ def _arf_fields(fields: list[Message]) -> dict[str, Any]:
     feedback_type = (_field(fields[0], "Feedback-Type") or "").lower() if fields else ""
     if feedback_type not in COMPLAINT_TYPES:
         return {
-            "verdict": Verdict.NOT_A_BOUNCE,
+            "verdict": ReportVerdict.NOT_A_BOUNCE,
             "feedback_type": feedback_type or None,
             "why": f"feedback report of type {feedback_type or 'none'}: not a complaint",
         }
     return {
-        "verdict": Verdict.COMPLAINT,
+        "verdict": ReportVerdict.COMPLAINT,
         "feedback_type": feedback_type,
         "reporting_mta": _typed(_field(fields[0], "Reporting-MTA"))
         or _field(fields[0], "User-Agent"),
@@ -184,18 +189,18 @@ def _other(message: Message) -> dict[str, Any]:
     """Not a standard report: what flufl.bounce's detectors make of it, else an auto-reply
     or nothing of ours."""
     if _auto_reply(message):
-        return {"verdict": Verdict.NOT_A_BOUNCE, "why": "an auto-reply"}
+        return {"verdict": ReportVerdict.NOT_A_BOUNCE, "why": "an auto-reply"}
     temporary, permanent = all_failures(message)
     if not permanent and not temporary:
-        return {"verdict": Verdict.NOT_A_BOUNCE, "why": "not a bounce (unrecognised)"}
+        return {"verdict": ReportVerdict.NOT_A_BOUNCE, "why": "not a bounce (unrecognised)"}
     text = _first_text(message)
     status = status_of(text)
     if permanent:
         # a detector's permanent failure without a status code: the address is refused
-        verdict = classify("failed", status) if status else Verdict.BOUNCE
+        verdict = classify("failed", status) if status else ReportVerdict.BOUNCE
         action = "failed"
     else:
-        verdict, action = Verdict.SOFT, "delayed"
+        verdict, action = ReportVerdict.SOFT, "delayed"
     diagnostic = _diagnostic_line(text, status)
     return {
         "verdict": verdict,

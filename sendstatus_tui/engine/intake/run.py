@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sendstatus_tui.core.feedback.effects import Applied, Outcome, apply, apply_all
-from sendstatus_tui.core.model.feedback import Report, Verdict
+from sendstatus_tui.core.model.feedback import Report, ReportVerdict
 from sendstatus_tui.core.model.guard import check_feedback
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.intake.parse import parse
@@ -48,9 +48,9 @@ class Tally:
     def line(self) -> str:
         c = self.counts
         return (
-            f"{self.processed:,} processed: bounces {c[Verdict.BOUNCE.value]:,} hard,"
-            f" {c[Verdict.BLOCKED.value]:,} blocked, {c[Verdict.SOFT.value]:,} soft;"
-            f" {c[Verdict.COMPLAINT.value]:,} complaints; {c[Outcome.NOT_A_BOUNCE.value]:,}"
+            f"{self.processed:,} processed: bounces {c[ReportVerdict.BOUNCE.value]:,} hard,"
+            f" {c[ReportVerdict.BLOCKED.value]:,} blocked, {c[ReportVerdict.SOFT.value]:,} soft;"
+            f" {c[ReportVerdict.COMPLAINT.value]:,} complaints; {c[Outcome.NOT_A_BOUNCE.value]:,}"
             f" not a bounce; {c[Outcome.UNMATCHED.value]:,} unmatched;"
             f" {c[Outcome.NO_EFFECT.value]:,} without effect;"
             f" {c[Outcome.DUPLICATE.value]:,} duplicates"

@@ -18,11 +18,22 @@ import json
 import re
 from typing import Any
 
-from sendstatus_tui.core.model.feedback import COMPLAINT_TYPES, Report, Verdict, classify, status_of
+from sendstatus_tui.core.model.feedback import (
+    COMPLAINT_TYPES,
+    Report,
+    ReportVerdict,
+    classify,
+    status_of,
+)
 from sendstatus_tui.core.model.verp import RECIPIENT_HEADER, code_in
 
 _CODE = re.compile(r"[A-Za-z2-7]{8,64}")
-_SEVERITY = {Verdict.BOUNCE: 4, Verdict.BLOCKED: 3, Verdict.SOFT: 2, Verdict.NOT_A_BOUNCE: 0}
+_SEVERITY = {
+    ReportVerdict.BOUNCE: 4,
+    ReportVerdict.BLOCKED: 3,
+    ReportVerdict.SOFT: 2,
+    ReportVerdict.NOT_A_BOUNCE: 0,
+}
 _FIELD_MAX = 1000
 
 
@@ -34,7 +45,7 @@ def report_of(message: str, sns_message_id: str) -> tuple[str, Report]:
     except (TypeError, json.JSONDecodeError):
         notification = None
     if not isinstance(notification, dict):
-        return "", Report(Verdict.NOT_A_BOUNCE, f"sns:{sns_message_id}", why="not SES JSON")
+        return "", Report(ReportVerdict.NOT_A_BOUNCE, f"sns:{sns_message_id}", why="not SES JSON")
     # notifications say notificationType, configuration set events eventType
     kind = str(notification.get("notificationType") or notification.get("eventType") or "")
     mail = _dict(notification.get("mail"))
@@ -51,7 +62,7 @@ def report_of(message: str, sns_message_id: str) -> tuple[str, Report]:
         basis = f"ses:{complaint.get('feedbackId') or sns_message_id}"
         return kind, Report(basis=basis, **codes, **_complaint(complaint))
     why = f"SES {kind.lower()} notification" if kind else "SES notification of no type"
-    return kind, Report(Verdict.NOT_A_BOUNCE, f"sns:{sns_message_id}", why=why)
+    return kind, Report(ReportVerdict.NOT_A_BOUNCE, f"sns:{sns_message_id}", why=why)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -95,13 +106,13 @@ def _bounce(bounce: dict[str, Any]) -> dict[str, Any]:
     bounce_type = str(bounce.get("bounceType", ""))
     sub_type = str(bounce.get("bounceSubType", ""))
     recipients = [_dict(r) for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict)]
-    worst: tuple[int, Verdict, dict[str, Any]] | None = None
+    worst: tuple[int, ReportVerdict, dict[str, Any]] | None = None
     for recipient in recipients or [{}]:
         status = status_of(_text(recipient.get("status")) or _text(recipient.get("diagnosticCode")))
         if bounce_type == "Permanent":
-            verdict = classify("failed", status) if status else Verdict.BOUNCE
+            verdict = classify("failed", status) if status else ReportVerdict.BOUNCE
         else:
-            verdict = Verdict.SOFT
+            verdict = ReportVerdict.SOFT
         if worst is None or _SEVERITY[verdict] > worst[0]:
             worst = (_SEVERITY[verdict], verdict, recipient)
     assert worst is not None
@@ -121,12 +132,12 @@ def _complaint(complaint: dict[str, Any]) -> dict[str, Any]:
     feedback_type = str(complaint.get("complaintFeedbackType") or "abuse").lower()
     if feedback_type not in COMPLAINT_TYPES:
         return {
-            "verdict": Verdict.NOT_A_BOUNCE,
+            "verdict": ReportVerdict.NOT_A_BOUNCE,
             "feedback_type": feedback_type,
             "why": f"SES complaint of type {feedback_type}: not a complaint",
         }
     return {
-        "verdict": Verdict.COMPLAINT,
+        "verdict": ReportVerdict.COMPLAINT,
         "feedback_type": feedback_type,
         "reporting_mta": _text(complaint.get("userAgent")),
         "why": f"SES complaint ({feedback_type})",
