@@ -22,17 +22,13 @@ from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.window import stored_window
 from sendstatus_tui.core.store.store import StoreError, lock_transitions
 from sendstatus_tui.engine.backoff import RelayBackoff
-from sendstatus_tui.engine.database import EngineDatabase
+from sendstatus_tui.engine.context import EngineContext
 from sendstatus_tui.engine.domain_pace import DomainLimits, DomainWait
 from sendstatus_tui.engine.message import Template, template_of
 from sendstatus_tui.engine.metrics import NoMetrics
-from sendstatus_tui.engine.pauses import Pauses
 from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.sending import BatchSender
-from sendstatus_tui.engine.settings import EngineSettings
-from sendstatus_tui.engine.standing import Standing
 from sendstatus_tui.engine.steps import Steps
-from sendstatus_tui.engine.trouble import DatabaseTrouble
 
 log = logging.getLogger("sendstatus.engine")
 # batches of one mailing in flight at once: while one waits for its last replies (a round
@@ -66,19 +62,15 @@ class Claim:
 class Batches:
     def __init__(
         self,
-        db: EngineDatabase,
-        settings: EngineSettings,
-        standing: Standing,
-        pauses: Pauses,
-        trouble: DatabaseTrouble,
+        context: EngineContext,
         steps: Steps,
         sender: BatchSender,
         routes: Routes,
         domains: DomainLimits,
         metrics: NoMetrics,
     ):
-        self.db, self.settings, self.standing = db, settings, standing
-        self.pauses, self.trouble, self.steps = pauses, trouble, steps
+        self.db, self.settings, self.standing = context.db, context.settings, context.standing
+        self.pauses, self.trouble, self.steps = context.pauses, context.trouble, steps
         self.sender, self.routes, self.domains, self.metrics = sender, routes, domains, metrics
         # set when a mailing is stopped by an operator, or for all when the engine drains:
         # no new message starts for it

@@ -10,12 +10,9 @@ from sendstatus_tui.core.coordination import deliveries
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.store.store import StoreError
 from sendstatus_tui.engine.batches import Batches
-from sendstatus_tui.engine.database import EngineDatabase
+from sendstatus_tui.engine.context import EngineContext
 from sendstatus_tui.engine.following import RelayFollowing
-from sendstatus_tui.engine.pauses import Pauses, surviving, until
-from sendstatus_tui.engine.settings import EngineSettings
-from sendstatus_tui.engine.standing import Standing
-from sendstatus_tui.engine.trouble import DatabaseTrouble
+from sendstatus_tui.engine.pauses import surviving, until
 
 log = logging.getLogger("sendstatus.engine")
 # how often the loop looks, between wakes, for a dispatcher that ended
@@ -23,18 +20,10 @@ ENDED_EVERY_SECONDS = 1.0
 
 
 class Dispatch:
-    def __init__(
-        self,
-        db: EngineDatabase,
-        settings: EngineSettings,
-        standing: Standing,
-        pauses: Pauses,
-        trouble: DatabaseTrouble,
-        relays: RelayFollowing,
-        batches: Batches,
-    ):
-        self.db, self.settings, self.standing = db, settings, standing
-        self.pauses, self.trouble, self.relays, self.batches = pauses, trouble, relays, batches
+    def __init__(self, context: EngineContext, relays: RelayFollowing, batches: Batches):
+        self.db, self.standing = context.db, context.standing
+        self.pauses, self.trouble = context.pauses, context.trouble
+        self.relays, self.batches = relays, batches
         self.sending: dict[int, asyncio.Task[None]] = {}  # mailing id -> its dispatcher
         # the database may have changed, a mailing was prepared, or the heartbeat stands
         self.wake = asyncio.Event()

@@ -28,6 +28,7 @@ from sendstatus_tui.engine.batches import Batches
 from sendstatus_tui.engine.beat import Heartbeat
 from sendstatus_tui.engine.cap import EngineCap
 from sendstatus_tui.engine.changes import Changes
+from sendstatus_tui.engine.context import EngineContext
 from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.dispatch import Dispatch
 from sendstatus_tui.engine.domain_pace import DomainLimits
@@ -83,35 +84,16 @@ class Engine:
             self.domains,
         )
         self.steps = Steps(self.db, self.standing, self.trouble)
+        context = EngineContext(self.db, settings, self.standing, self.pauses, self.trouble)
         self.batches = Batches(
-            self.db,
-            settings,
-            self.standing,
-            self.pauses,
-            self.trouble,
-            self.steps,
-            self.sender,
-            self.routes,
-            self.domains,
-            self.metrics,
+            context, self.steps, self.sender, self.routes, self.domains, self.metrics
         )
-        self.dispatch = Dispatch(
-            self.db, settings, self.standing, self.pauses, self.trouble, self.relays, self.batches
-        )
+        self.dispatch = Dispatch(context, self.relays, self.batches)
         self.alerting = Alerting(
             self.db, settings.allow_alert_command, settings.alert_timeout_seconds
         )
         self.leading = Leading(
-            store,
-            self.db,
-            settings,
-            self.standing,
-            self.pauses,
-            self.trouble,
-            self.steps,
-            self.routes,
-            self.alerting,
-            self.dispatch.wake,
+            store, context, self.steps, self.routes, self.alerting, self.dispatch.wake
         )
         self.heartbeat = Heartbeat(
             self.db,

@@ -21,16 +21,13 @@ from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.alerting import Alerting
 from sendstatus_tui.engine.backoff import RelayBackoff
-from sendstatus_tui.engine.database import EngineDatabase
+from sendstatus_tui.engine.context import EngineContext
 from sendstatus_tui.engine.message import template_of
-from sendstatus_tui.engine.pauses import Pauses, surviving, until
+from sendstatus_tui.engine.pauses import surviving, until
 from sendstatus_tui.engine.routes import Routes
-from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.smtp.errors import RelayError
 from sendstatus_tui.engine.smtp.verdict import verdict_of
-from sendstatus_tui.engine.standing import Standing
 from sendstatus_tui.engine.steps import Steps
-from sendstatus_tui.engine.trouble import DatabaseTrouble
 
 log = logging.getLogger("sendstatus.engine")
 # how often the leader looks for imports abandoned by a killed process
@@ -41,18 +38,15 @@ class Leading:
     def __init__(
         self,
         store: Store,
-        db: EngineDatabase,
-        settings: EngineSettings,
-        standing: Standing,
-        pauses: Pauses,
-        trouble: DatabaseTrouble,
+        context: EngineContext,
         steps: Steps,
         routes: Routes,
         alerting: Alerting,
         wake_senders: asyncio.Event,
     ):
-        self.store, self.db, self.settings, self.standing = store, db, settings, standing
-        self.pauses, self.trouble, self.steps, self.routes = pauses, trouble, steps, routes
+        self.store, self.db, self.settings = store, context.db, context.settings
+        self.standing, self.pauses, self.trouble = context.standing, context.pauses, context.trouble
+        self.steps, self.routes = steps, routes
         self.alerting, self._wake_senders = alerting, wake_senders
         self.preparing: dict[int, asyncio.Task[None]] = {}  # the leader's starting ups
         # the database may have changed, or a scheduled mailing's time has come
