@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import gc
 import re
 import time
 from datetime import timedelta
@@ -9,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from sendstatus_tui.core.model import lifecycle
+from sendstatus_tui.engine.collector import SENDING_THRESHOLDS
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
@@ -31,6 +33,24 @@ def test_send_now_delivers_personalised_messages(store, make_mailing, relay, eng
     assert message.get_body(("plain",)).get_content().strip() == "Hi Person 0"
     assert message["Message-ID"].startswith(f"<m{mailing_id}.r")
     assert first.mail_from == "news@shop.example.com"
+
+
+@pytest.fixture
+def python_default_collector():
+    """The collector as Python starts it (another test's engine may have set it)."""
+    kept = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    yield
+    gc.set_threshold(*kept)
+
+
+def test_a_process_hosting_the_engine_collects_young_objects_less_often(
+    store, relay, engine_for, python_default_collector
+):
+    """Collected every 700 allocations, a batch's objects are alive, get promoted, and
+    end in full collections that stop the dashboard's thread too (engine/collector.py)."""
+    engine_for(relay)
+    assert gc.get_threshold() == SENDING_THRESHOLDS
 
 
 @pytest.mark.parametrize("smtputf8", [True, False])

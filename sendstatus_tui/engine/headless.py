@@ -31,6 +31,7 @@ from datetime import timedelta
 
 from sendstatus_tui.core.model.relay_url import DEFAULT_TIMEOUT
 from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.collector import set_for_sending
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.intake.imap import ImapSource
 from sendstatus_tui.engine.intake.run import run_intake
@@ -133,6 +134,7 @@ def run_headless(
             target=_run_intake, args=(store, intake, stopping), name="intake", daemon=True
         )
         reading.start()
+    set_for_sending()
     try:
         asyncio.run(_serve(Engine(store, transport, settings, metrics), stopping))
     finally:

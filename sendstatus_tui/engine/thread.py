@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import threading
 
+from sendstatus_tui.engine.collector import set_for_sending
 from sendstatus_tui.engine.engine import Engine
 
 
@@ -19,6 +20,7 @@ class EngineThread:
         self.error: BaseException | None = None
 
     def start(self) -> "EngineThread":
+        set_for_sending()  # the whole process's collector: the engine allocates the most
         self._thread.start()
         self._started.wait()
         return self
