@@ -1,8 +1,9 @@
 """Mailings as the panes (and ``ls``) show them: which pane, in which order, which fields."""
 
+import functools
 import json
 from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
@@ -174,56 +175,66 @@ def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing
     statement = _SQLITE_PANE_ROWS.format(", ".join("?" * len(states)))
     values = tuple(state.value for state in states)
     (text,) = session.connection().exec_driver_sql(statement, values).one()
-    return [
-        PaneMailing(
-            id_,
-            name,
-            _STATES[state],
-            _MODES[mode] if mode else None,
-            reason,
-            position,
-            _utc(scheduled_at),
-            _utc(started_at),
-            _utc(finished_at),
-            total,
-            sent,
-            failed,
-            suppressed,
-            waiting_reason,
-            _utc(waiting_until),
-            bounced,
-            blocked,
-            complained,
-            window,
-            relays,
-            WaitingKind(waiting_kind) if waiting_kind else None,
-            _utc(waiting_since),
-        )
-        for (
-            id_,
-            name,
-            state,
-            mode,
-            reason,
-            position,
-            scheduled_at,
-            started_at,
-            finished_at,
-            total,
-            sent,
-            failed,
-            suppressed,
-            waiting_reason,
-            waiting_until,
-            bounced,
-            blocked,
-            complained,
-            window,
-            relays,
-            waiting_kind,
-            waiting_since,
-        ) in json.loads(text)
-    ]
+    return [_stored_pane_mailing(tuple(row)) for row in json.loads(text)]
+
+
+# rows converted and kept: more than the panes hold (parked mailings are the many)
+PANE_ROWS_KEPT = 8192
+
+
+@functools.lru_cache(maxsize=PANE_ROWS_KEPT)
+def _stored_pane_mailing(row: tuple[Any, ...]) -> PaneMailing:
+    """One row as SQLite gives it, converted once per version: a refresh reads a thousand
+    rows, most of them unchanged (parked ones do not move), and converting one costs
+    microseconds (five times and an enum each)."""
+    (
+        id_,
+        name,
+        state,
+        mode,
+        reason,
+        position,
+        scheduled_at,
+        started_at,
+        finished_at,
+        total,
+        sent,
+        failed,
+        suppressed,
+        waiting_reason,
+        waiting_until,
+        bounced,
+        blocked,
+        complained,
+        window,
+        relays,
+        waiting_kind,
+        waiting_since,
+    ) = row
+    return PaneMailing(
+        id_,
+        name,
+        _STATES[state],
+        _MODES[mode] if mode else None,
+        reason,
+        position,
+        _utc(scheduled_at),
+        _utc(started_at),
+        _utc(finished_at),
+        total,
+        sent,
+        failed,
+        suppressed,
+        waiting_reason,
+        _utc(waiting_until),
+        bounced,
+        blocked,
+        complained,
+        window,
+        relays,
+        WaitingKind(waiting_kind) if waiting_kind else None,
+        _utc(waiting_since),
+    )
 
 
 # stored value -> member, as a dict: Enum(value) costs a microsecond per row
