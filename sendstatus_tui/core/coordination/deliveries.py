@@ -123,17 +123,13 @@ def _claim_once(
     if session.get_bind().dialect.name == "postgresql":
         return _claim_once_postgresql(session, mailing_id, limit, now, claimant)
     cursor, mark = _driver_cursor(session)
-    # engines claiming the same mailing at once on PostgreSQL each lock their rows and skip
-    # those another has locked, instead of waiting for it (SQLite has one writer at a time)
-    skip_locked = session.get_bind().dialect.name == "postgresql"
     # two queries, not one with OR: each walks the (mailing_id, status) index in id order
     # and stops after ``limit`` rows; the OR made SQLite read and sort every recipient of
     # the mailing on each claim (0.3 s for a million)
     try:
         cursor.execute(
             "SELECT id, email, field_values, attempts, doubts FROM recipient"
-            f" WHERE mailing_id = {mark} AND status = {mark} ORDER BY id LIMIT {mark}"
-            + (" FOR UPDATE SKIP LOCKED" if skip_locked else ""),
+            f" WHERE mailing_id = {mark} AND status = {mark} ORDER BY id LIMIT {mark}",
             (mailing_id, PENDING, limit),
         )
         pending = cursor.fetchall()
@@ -154,7 +150,6 @@ def _claim_once(
         )
         .order_by(col(Recipient.id))
         .limit(limit)
-        .with_for_update(skip_locked=True)
     ).all()
     rows = sorted([*pending, *retries], key=lambda row: row[0])[:limit] if retries else pending
     if not rows:
@@ -185,15 +180,21 @@ def _claim_once(
 # deferred now due, each walking the claim index in id order and skipping the rows another
 # engine has locked; the first ``limit`` of both, in id order, go in flight. Their status
 # before (``due.status``) says which were retries.
+# The status is matched as a range and ordered on, though it is one value: with
+# ``status = 'pending' ORDER BY id`` the planner may walk the primary key in id order and
+# filter, expecting pending rows everywhere, when a send leaves them all after the ones
+# already sent (claims go in id order): 72 ms a claim at 150,000 sent of 200,000, growing
+# with them. Ordered by (status, id), only the claim index gives the order: 3 ms.
 _CLAIM_POSTGRESQL = f"""
 WITH pending AS (
     SELECT id, status FROM recipient
-    WHERE mailing_id = %(mailing)s AND status = '{PENDING}'
-    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    WHERE mailing_id = %(mailing)s AND status BETWEEN '{PENDING}' AND '{PENDING}'
+    ORDER BY status, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), retries AS (
     SELECT id, status FROM recipient
-    WHERE mailing_id = %(mailing)s AND status = '{DEFERRED}' AND next_attempt_at <= %(now)s
-    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    WHERE mailing_id = %(mailing)s AND status BETWEEN '{DEFERRED}' AND '{DEFERRED}'
+        AND next_attempt_at <= %(now)s
+    ORDER BY status, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT id, status FROM (SELECT * FROM pending UNION ALL SELECT * FROM retries) AS both_
     ORDER BY id LIMIT %(limit)s
