@@ -3,7 +3,7 @@ speed of the fast domains beside a throttled one, against the fast domains alone
 
     python benchmarks/bench_routes.py [--round-trip 20] [--warm-seconds 8]
                                       [--settle-seconds 12] [--seconds 5] [--smtp-sink PATH]
-                                      [--part failover|domains|both]
+                                      [--part failover|domains|both] [--profile FILE]
 
 Two Postfix ``smtp-sink`` servers on loopback, each behind a delaying TCP proxy (the round
 trip, default 20 ms; tests/latency_proxy.py in a process of its own). Side by side in one
@@ -30,13 +30,25 @@ The domains part, through the survivor alone, side by side in one run as well:
   database over the same seconds).
 
 Printed: both, and beside / alone (the aim: 0.9 or better).
+
+``--profile FILE`` runs the domains part's two engines once each (fast domains alone, then
+beside the throttled one) under cProfile instead, on the engine's thread and on its database
+threads (a profiler sees its own thread only): prints each one's heaviest functions and
+saves the statistics to FILE.alone and FILE.beside; and counts, over the whole beside run,
+the claims, holds and records of the throttled domain's recipients.
 """
 
 import argparse
+import cProfile
+import pstats
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -47,11 +59,12 @@ from bench_dispatch import DRAFT, new_mailing, recipient_rows  # noqa: E402
 from bench_latency import Proxy  # noqa: E402
 from smtp_sink import SinkUnavailable, SmtpSink, find_smtp_sink  # noqa: E402
 
-from sendstatus_tui.core.coordination import domain_rate
+from sendstatus_tui.core.coordination import deliveries, domain_rate
 from sendstatus_tui.core.importing.drafts import create_mailing
 from sendstatus_tui.core.model import lifecycle, relays, settings
 from sendstatus_tui.core.model.relays import RelayChange
 from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
@@ -115,6 +128,98 @@ def domains_mailing(directory: Path, count: int, with_throttled: bool) -> tuple[
     return store, mailing_id
 
 
+class Profiling:
+    """cProfile on the engine's thread and on each database thread, merged at the end; and
+    the claims and outcomes of the throttled domain's recipients counted."""
+
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+        self._local = threading.local()
+        self.claims: Counter[int] = Counter()  # throttled recipient id -> times claimed
+        self.outcomes: Counter[str] = Counter()  # the throttled domain's, by status
+        self.other_outcomes: Counter[str] = Counter()
+        self.claim_calls = self.record_calls = 0
+
+    def profile(self) -> cProfile.Profile:
+        profile = getattr(self._local, "profile", None)
+        if profile is None:
+            profile = self._local.profile = cProfile.Profile()
+            self.profiles.append(profile)
+        return profile
+
+    def install(self) -> Callable[[], None]:
+        """Patches the engine's database runs, claims and records; returns the undoing."""
+        run, claim, record = EngineDatabase._run, deliveries.claim, deliveries.record
+        profiling = self
+
+        async def profiled_run(executor: Any, call: Callable[[], Any]) -> Any:
+            def on_thread() -> Any:
+                profile = profiling.profile()
+                profile.enable()
+                try:
+                    return call()
+                finally:
+                    profile.disable()
+
+            return await run(executor, on_thread)
+
+        def counted_claim(*args: Any, **kwargs: Any) -> list[deliveries.Claimed]:
+            batch = claim(*args, **kwargs)
+            profiling.claim_calls += 1
+            for claimed in batch:
+                if claimed.email.endswith(f"@{THROTTLED}"):
+                    profiling.claims[claimed.id] += 1
+            return batch
+
+        def counted_record(session: Any, mailing_id: int, outcomes: Any, **kwargs: Any) -> Any:
+            profiling.record_calls += 1
+            for o in outcomes:
+                mine = o.recipient.email.endswith(f"@{THROTTLED}")
+                (profiling.outcomes if mine else profiling.other_outcomes)[o.status] += 1
+            return record(session, mailing_id, outcomes, **kwargs)
+
+        EngineDatabase._run = staticmethod(profiled_run)  # type: ignore[method-assign]
+        deliveries.claim, deliveries.record = counted_claim, counted_record
+
+        def undo() -> None:
+            EngineDatabase._run = staticmethod(run)  # type: ignore[method-assign]
+            deliveries.claim, deliveries.record = claim, record
+
+        return undo
+
+    def thread(self, engine: Engine) -> EngineThread:
+        profiling = self
+
+        class Profiled(EngineThread):
+            def _main(self) -> None:
+                profile = profiling.profile()
+                profile.enable()
+                try:
+                    super()._main()
+                finally:
+                    profile.disable()
+
+        return Profiled(engine)
+
+    def report(self, path: str) -> None:
+        stats = pstats.Stats(self.profiles[0])
+        for profile in self.profiles[1:]:
+            stats.add(profile)
+        stats.dump_stats(path)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        print(f"statistics saved to {path}")
+        print(f"claims: {self.claim_calls:,}; records: {self.record_calls:,}")
+        print(f"  other domains' outcomes: {dict(self.other_outcomes)}")
+        if self.claims:
+            times = Counter(self.claims.values())
+            print(
+                f"  {THROTTLED}: {len(self.claims):,} recipients claimed,"
+                f" {sum(self.claims.values()):,} claims; outcomes {dict(self.outcomes)};"
+                f" claimed n times: {dict(sorted(times.items()))}"
+            )
+
+
 def sent_to(store: Store, domain: str) -> int:
     with store.read() as session:
         return session.execute(
@@ -124,7 +229,12 @@ def sent_to(store: Store, domain: str) -> int:
 
 
 def fast_domains_rate(
-    directory: Path, sink: SmtpSink, port: int, args: argparse.Namespace, with_throttled: bool
+    directory: Path,
+    sink: SmtpSink,
+    port: int,
+    args: argparse.Namespace,
+    with_throttled: bool,
+    profiling: Profiling | None = None,
 ) -> tuple[float, float]:
     """(msg/s of the fast domains, msg/s of the throttled one) once warm: alone, or beside
     gmail.com throttled from 20/s to 10/s."""
@@ -136,7 +246,8 @@ def fast_domains_rate(
             # as the engine notes a 421 4.7.28 for a gmail.com recipient
             domain_rate.throttle(session, THROTTLED, THROTTLED, "4.7.28", 20.0)
         lifecycle.send_now(session, mailing_id)
-    thread = EngineThread(Engine(store, None, EngineSettings(batch_size=500))).start()
+    engine = Engine(store, None, EngineSettings(batch_size=500))
+    thread = (profiling.thread(engine) if profiling else EngineThread(engine)).start()
     try:
         until_sending([sink], thread)
         time.sleep(args.warm_seconds)
@@ -163,6 +274,18 @@ def domains_part(work: Path, sink: SmtpSink, port: int, args: argparse.Namespace
     print(f"  beside a throttled / alone:    {beside / baseline:.2f} (aim: 0.9 or better)")
 
 
+def profile_domains(work: Path, sink: SmtpSink, port: int, args: argparse.Namespace) -> None:
+    for name, with_throttled in (("alone", False), ("beside", True)):
+        profiling = Profiling()
+        undo = profiling.install()
+        try:
+            fast, slow = fast_domains_rate(work / name, sink, port, args, with_throttled, profiling)
+        finally:
+            undo()
+        print(f"fast domains {name}, under cProfile: {fast:,.0f} msg/s ({slow:.1f} {THROTTLED})")
+        profiling.report(f"{args.profile}.{name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--round-trip", type=float, default=20.0, help="milliseconds")
@@ -173,6 +296,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000, help="recipients per mailing")
     parser.add_argument("--smtp-sink", help="path to Postfix's smtp-sink")
     parser.add_argument("--part", choices=("failover", "domains", "both"), default="both")
+    parser.add_argument("--profile", metavar="FILE", help="profile the domains part's engines")
     args = parser.parse_args()
     try:
         binary, env = find_smtp_sink(args.smtp_sink)
@@ -187,6 +311,9 @@ def main() -> None:
         survivor = Proxy(survivor_sink.port, args.round_trip)
         print(f"two smtp-sinks, each behind a {args.round_trip:.0f} ms proxy")
         try:
+            if args.profile:
+                profile_domains(work, survivor_sink, survivor.port, args)
+                return
             if args.part != "failover":
                 print("limits per recipient domain, through one relay:")
                 domains_part(work, survivor_sink, survivor.port, args)
