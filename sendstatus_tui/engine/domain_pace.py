@@ -12,6 +12,7 @@ no slot reserved for it, one spaced at its group's rate. The batch goes on witho
 """
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -73,7 +74,9 @@ class DomainPace:
         self._used = 0
         self._refilling: asyncio.Task[None] | None = None
         self._tickets: dict[int, float] = {}  # recipient id -> its slot, while held back
-        self._awaiting: list[int] = []  # held back with no slot left: the next block's
+        # held back with no slot left, in the order they came: the next block's (a dict:
+        # while a domain is backlogged hundreds join a second)
+        self._awaiting: dict[int, None] = {}
         self._next_go = 0.0  # this engine's next message of the group, at the soonest
         self._promised = 0.0  # the last time a held message without a ticket comes back
 
@@ -88,8 +91,7 @@ class DomainPace:
                 self._used += 1
         if slots is None or self._used >= slots.count:
             # the block on its way gives it a ticket: it may come back late for it
-            if recipient_id not in self._awaiting:
-                self._awaiting.append(recipient_id)
+            self._awaiting.setdefault(recipient_id)
             self._refill(now)
             return Turn(self._unticketed(now), go=False)
         at = slots.at(self._used)
@@ -142,8 +144,8 @@ class DomainPace:
             log.error("the rate of %s cannot be reserved: %s", self.key, exc)
             return
         self._slots, self._used = slots, 0
-        awaiting, self._awaiting = self._awaiting[: slots.count], self._awaiting[slots.count :]
-        for recipient_id in awaiting:
+        for recipient_id in list(itertools.islice(self._awaiting, slots.count)):
+            del self._awaiting[recipient_id]
             self._tickets[recipient_id] = slots.at(self._used)
             self._used += 1
 
