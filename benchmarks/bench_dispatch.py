@@ -55,8 +55,9 @@ replayed into fresh metrics in a tight loop (per message, against the off rounds
 ``--uvloop`` compares the engine's CPU per message on asyncio's event loop and on uvloop's
 (not a dependency: ``pip install uvloop`` first), the same way.
 
-``--profile FILE`` runs one engine round under cProfile instead (on the engine's thread),
-prints the heaviest functions and saves the statistics to FILE.
+``--profile FILE`` runs one engine round under cProfile instead (on the engine's thread and
+its database threads, merged: benchmarks/engine_profile.py), prints the heaviest functions
+and saves the statistics to FILE.
 
 ``--against COMMIT`` compares the engine with the engine of a git commit instead: that
 commit is checked out into a temporary ``git worktree``, and each engine round runs in a
@@ -70,11 +71,9 @@ message (e.g. 1.03: sending costs 3 % more than at COMMIT).
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import gc
 import json
 import os
-import pstats
 import resource
 import shutil
 import signal
@@ -261,19 +260,6 @@ class Run:
     @property
     def cpu_per_message(self) -> float:
         return self.cpu_seconds / self.messages
-
-
-class ProfiledEngineThread(EngineThread):
-    """The engine thread with cProfile on (a profiler only sees its own thread)."""
-
-    profile = cProfile.Profile()
-
-    def _main(self) -> None:
-        self.profile.enable()
-        try:
-            super()._main()
-        finally:
-            self.profile.disable()
 
 
 def engine_run(
@@ -616,20 +602,24 @@ def uvloop_gain(args, sink: SmtpSink, workdir: Path) -> None:
 
 
 def profile_engine(args, sink: SmtpSink, workdir: Path) -> None:
-    run = engine_run(
-        sink,
-        workdir / "profile",
-        args.messages,
-        args.connections,
-        args.batch_size,
-        ProfiledEngineThread,
-    )
+    # imported here: --against runs this script's engine rounds with older packages too
+    from engine_profile import EngineProfile
+
+    profiling = EngineProfile()
+    undo = profiling.install()
+    try:
+        run = engine_run(
+            sink,
+            workdir / "profile",
+            args.messages,
+            args.connections,
+            args.batch_size,
+            profiling.thread_class(),
+        )
+    finally:
+        undo()
     print(f"profiled engine run: {run.rate:,.0f} msg/s ({run.seconds:.2f} s, under cProfile)")
-    stats = pstats.Stats(ProfiledEngineThread.profile)
-    stats.dump_stats(args.profile)
-    stats.sort_stats("tottime").print_stats(30)
-    stats.sort_stats("cumulative").print_stats(45)
-    print(f"statistics saved to {args.profile}")
+    profiling.report(args.profile, heaviest=30, cumulative=45)
 
 
 # --- starting up and memory ---------------------------------------------------------------

@@ -39,11 +39,8 @@ the claims, holds and records of the throttled domain's recipients.
 """
 
 import argparse
-import cProfile
-import pstats
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -57,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_dispatch import DRAFT, new_mailing, recipient_rows  # noqa: E402
 from bench_latency import Proxy  # noqa: E402
+from engine_profile import EngineProfile  # noqa: E402
 from smtp_sink import SinkUnavailable, SmtpSink, find_smtp_sink  # noqa: E402
 
 from sendstatus_tui.core.coordination import deliveries, domain_rate
@@ -64,7 +62,6 @@ from sendstatus_tui.core.importing.drafts import create_mailing
 from sendstatus_tui.core.model import lifecycle, relays, settings
 from sendstatus_tui.core.model.relays import RelayChange
 from sendstatus_tui.core.store.store import Store
-from sendstatus_tui.engine.database import EngineDatabase
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.settings import EngineSettings
 from sendstatus_tui.engine.thread import EngineThread
@@ -128,40 +125,22 @@ def domains_mailing(directory: Path, count: int, with_throttled: bool) -> tuple[
     return store, mailing_id
 
 
-class Profiling:
-    """cProfile on the engine's thread and on each database thread, merged at the end; and
-    the claims and outcomes of the throttled domain's recipients counted."""
+class Profiling(EngineProfile):
+    """The engine profiled, and the claims and outcomes of the throttled domain's recipients
+    counted."""
 
     def __init__(self) -> None:
-        self.profiles: list[cProfile.Profile] = []
-        self._local = threading.local()
+        super().__init__()
         self.claims: Counter[int] = Counter()  # throttled recipient id -> times claimed
         self.outcomes: Counter[str] = Counter()  # the throttled domain's, by status
         self.other_outcomes: Counter[str] = Counter()
         self.claim_calls = self.record_calls = 0
 
-    def profile(self) -> cProfile.Profile:
-        profile = getattr(self._local, "profile", None)
-        if profile is None:
-            profile = self._local.profile = cProfile.Profile()
-            self.profiles.append(profile)
-        return profile
-
     def install(self) -> Callable[[], None]:
-        """Patches the engine's database runs, claims and records; returns the undoing."""
-        run, claim, record = EngineDatabase._run, deliveries.claim, deliveries.record
+        """Also patches the engine's claims and records; returns the undoing."""
+        undo_profile = super().install()
+        claim, record = deliveries.claim, deliveries.record
         profiling = self
-
-        async def profiled_run(executor: Any, call: Callable[[], Any]) -> Any:
-            def on_thread() -> Any:
-                profile = profiling.profile()
-                profile.enable()
-                try:
-                    return call()
-                finally:
-                    profile.disable()
-
-            return await run(executor, on_thread)
 
         def counted_claim(*args: Any, **kwargs: Any) -> list[deliveries.Claimed]:
             batch = claim(*args, **kwargs)
@@ -178,37 +157,16 @@ class Profiling:
                 (profiling.outcomes if mine else profiling.other_outcomes)[o.status] += 1
             return record(session, mailing_id, outcomes, **kwargs)
 
-        EngineDatabase._run = staticmethod(profiled_run)  # type: ignore[method-assign]
         deliveries.claim, deliveries.record = counted_claim, counted_record
 
         def undo() -> None:
-            EngineDatabase._run = staticmethod(run)  # type: ignore[method-assign]
             deliveries.claim, deliveries.record = claim, record
+            undo_profile()
 
         return undo
 
-    def thread(self, engine: Engine) -> EngineThread:
-        profiling = self
-
-        class Profiled(EngineThread):
-            def _main(self) -> None:
-                profile = profiling.profile()
-                profile.enable()
-                try:
-                    super()._main()
-                finally:
-                    profile.disable()
-
-        return Profiled(engine)
-
-    def report(self, path: str) -> None:
-        stats = pstats.Stats(self.profiles[0])
-        for profile in self.profiles[1:]:
-            stats.add(profile)
-        stats.dump_stats(path)
-        stats.sort_stats("tottime").print_stats(25)
-        stats.sort_stats("cumulative").print_stats(40)
-        print(f"statistics saved to {path}")
+    def report(self, path: str, heaviest: int = 25, cumulative: int = 40) -> None:
+        super().report(path, heaviest, cumulative)
         print(f"claims: {self.claim_calls:,}; records: {self.record_calls:,}")
         print(f"  other domains' outcomes: {dict(self.other_outcomes)}")
         if self.claims:
@@ -247,7 +205,7 @@ def fast_domains_rate(
             domain_rate.throttle(session, THROTTLED, THROTTLED, "4.7.28", 20.0)
         lifecycle.send_now(session, mailing_id)
     engine = Engine(store, None, EngineSettings(batch_size=500))
-    thread = (profiling.thread(engine) if profiling else EngineThread(engine)).start()
+    thread = (profiling.thread_class() if profiling else EngineThread)(engine).start()
     try:
         until_sending([sink], thread)
         time.sleep(args.warm_seconds)
