@@ -242,11 +242,12 @@ def test_a_pooled_connection_killed_while_idle_is_replaced_by_the_ping(
     assert len(claim(store, mailing_id, 1)) == 1
 
 
-def test_a_late_claim_on_postgresql_walks_only_the_pending(postgres_store, make_mailing):
+def test_a_late_claim_on_postgresql_walks_only_the_pending(store, make_mailing):
     """Three quarters sent, with the statistics of the import (every recipient pending,
     as they are until the table is next analysed): the claim finds its batch among the
     pending recipients, not by walking past every one already sent."""
-    store = postgres_store
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plan of its one-statement claim (SQLite claims otherwise)")
     mailing_id = sending(store, make_mailing, 20_000)
     with store.write() as session:
         session.execute(sa.text("ANALYZE recipient"))
