@@ -33,6 +33,8 @@ class RelayScript:
     domain_replies: dict[str, list[str | None]] = field(default_factory=dict)
     refuse_sender: str | None = None  # reply to every MAIL FROM
     credentials: tuple[str, str] | None = None  # required when set
+    # replies to successive AUTH commands (e.g. '454 4.7.0 try later'); None checks them
+    auth_replies: list[str | None] = field(default_factory=list)
     delay_seconds: float = 0.0  # before accepting DATA
     # per recipient: what happens after the final dot, for successive deliveries; the
     # message is stored first in every case. "drop": the connection is closed without a
@@ -221,6 +223,10 @@ class SmtpRelay:
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         with self.lock:
             self.auth_attempts += 1
+            attempt = self.auth_attempts
+        replies = self.script.auth_replies
+        if attempt <= len(replies) and (reply := replies[attempt - 1]) is not None:
+            return AuthResult(success=False, handled=False, message=reply)
         expected = self.script.credentials
         if expected is None:
             return AuthResult(success=True)

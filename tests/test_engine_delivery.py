@@ -515,6 +515,24 @@ def test_bad_credentials_interrupt_then_right_ones_send(
     assert sorted(relay.recipients()) == [f"person{i}@example.com" for i in range(3)]
 
 
+def test_a_temporary_auth_failure_is_waited_out_not_an_interruption(
+    store, make_mailing, relays, engines
+):
+    """454 4.7.0 (the relay cannot check credentials now) is not a refusal of them: the
+    mailing keeps sending once the relay checks them again."""
+    # the first login, with each mechanism the relay offers (PLAIN, then LOGIN)
+    later = "454 4.7.0 try again later"
+    relay = relays(RelayScript(credentials=("user", "secret"), auth_replies=[later, later]))
+    mailing_id = make_mailing(recipients=3)
+    act(store, lifecycle.send_now, mailing_id)
+    in_clear = "&plaintext_auth=yes"  # the test relay is on loopback and has no TLS
+    engines.start(relay, credentials=Credentials("user", "secret"), url_options=in_clear)
+    wait_state(store, mailing_id, COMPLETED)
+    assert_complete(store, mailing_id, sent=3)
+    assert relay.auth_attempts >= 3  # a login refused for now, then one checked
+    assert sorted(relay.recipients()) == [f"person{i}@example.com" for i in range(3)]
+
+
 def test_no_credentials_for_a_relay_that_wants_them_interrupts(
     store, make_mailing, relays, engines
 ):

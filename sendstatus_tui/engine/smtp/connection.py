@@ -247,6 +247,8 @@ async def open_connection(
         raise
     except aiosmtplib.SMTPAuthenticationError as exc:
         await _quit(smtp)
+        if exc.code < 500:  # 454: it cannot check credentials now, waited out as a 421 is
+            raise setup_error(where, exc.code, _reply_text(exc)) from None
         raise RelayRefused(f"the relay refused the credentials: {_reply_text(exc)}") from None
     except aiosmtplib.SMTPResponseException as exc:
         await _quit(smtp)
