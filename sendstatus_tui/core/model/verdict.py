@@ -46,7 +46,7 @@ class RelayVerdict:
     ) -> "RelayVerdict":
         """The verdict with the code (unless given) and the enhanced status read from the
         start of ``text``."""
-        read, status = reply_code(text)
+        read, status = code_at_start(text)
         return cls(verdict, text, read if code is None else code, status, refuses_us)
 
     @property
@@ -96,7 +96,7 @@ class RelayVerdict:
         return None
 
 
-def reply_code(text: str) -> tuple[int | None, str | None]:
+def code_at_start(text: str) -> tuple[int | None, str | None]:
     """The reply code and enhanced status at the start of ``text``, when there."""
     match = _REPLY.match(text)
     if match is None:

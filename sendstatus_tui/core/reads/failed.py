@@ -80,11 +80,11 @@ def failed_recipients(
     decode = json.JSONDecoder().decode  # json.loads makes a decoder per call
     for email, values, failure_class, reply in rows:
         fields = dict(zip(field_names, decode(values), strict=True)) if values else {}
-        yield FailedRecipient(email, fields, failure_class, reply_code(reply), reply)
+        yield FailedRecipient(email, fields, failure_class, code_in_reply(reply), reply)
 
 
 @lru_cache(maxsize=1024)  # a relay says the same few things to many recipients
-def reply_code(reply: str | None) -> int | None:
+def code_in_reply(reply: str | None) -> int | None:
     """The SMTP reply code a kept reply carries, if any."""
     found = _CODE.search(reply) if reply else None
     return int(found[1]) if found else None
