@@ -146,6 +146,25 @@ def test_a_sequential_head_outside_its_window_holds_the_queue(
     assert len(relay.received) == 3
 
 
+def test_a_window_in_a_zone_this_machine_does_not_know_stops_the_mailing_with_why(
+    store, make_mailing, relay, engine_for, run
+):
+    # stored when the zone was known (the tz database loses zones, or the database moves
+    # to another machine): the engine parks it with the reason, once, and sends nothing
+    window = "Mon-Sun 00:00-24:00 Mars/Olympus"
+    mailing_id = make_mailing(recipients=3)
+    act(store, lifecycle.set_window, mailing_id, window)
+    act(store, lifecycle.send_now, mailing_id)
+    assert eta(3, 1.0, window, datetime.now(UTC)) == ""  # its row is drawn meanwhile
+    engine_for(relay)
+    wait_until(lambda: mailing(store, mailing_id).state == State.STANDBY, what="the mailing parked")
+    parked = mailing(store, mailing_id)
+    assert parked.state_reason is not None and "Mars/Olympus" in parked.state_reason
+    assert "window" in parked.state_reason
+    assert relay.received == []
+    assert "Mars/Olympus" in json.loads(run("show", str(mailing_id), "--json")[1])["reason"]
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 

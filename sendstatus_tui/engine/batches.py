@@ -19,6 +19,7 @@ from sendstatus_tui.core.model import guard, lifecycle, signing
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.model.relays import names_of
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.model.when import WhenError
 from sendstatus_tui.core.model.window import stored_window
 from sendstatus_tui.core.store.store import StoreError, lock_transitions
 from sendstatus_tui.engine.backoff import RelayBackoff
@@ -57,6 +58,8 @@ class Claim:
     window_opens: datetime | None = None
     # inside it: no message of the batch goes to the relay from then on (epoch seconds)
     window_closes: float = math.inf
+    # why it cannot be sent until an operator acts (a window in a zone no longer known)
+    unsendable: str | None = None
 
 
 class Batches:
@@ -141,6 +144,9 @@ class Batches:
                 await pauses.pause(1.0)
                 continue
             self.trouble.report("claim", None)
+            if claim.unsendable is not None:
+                await self.steps.interrupt(None, mailing_id, claim.unsendable, claimant)
+                return
             if claim.finished:
                 await self._complete(mailing_id, claimant)
                 return
@@ -199,7 +205,10 @@ class Batches:
         mailing = deliveries.mailing(session, mailing_id)
         if mailing is None or mailing.state != State.SENDING:
             return Claim([], done=True)  # stopped by an operator
-        sending_window, now = stored_window(mailing.window), utc_now()
+        try:
+            sending_window, now = stored_window(mailing.window), utc_now()
+        except WhenError as exc:  # its zone left this machine's tz database since
+            return Claim([], unsendable=f"its sending window cannot be read: {exc}")
         if sending_window is not None and not sending_window.is_open(now) and mailing.remaining:
             return Claim([], window_opens=sending_window.next_opening(now))
         closes = sending_window.next_close(now) if sending_window is not None else None

@@ -312,7 +312,10 @@ def eta(
     if not speed or not remaining:
         return ""
     work = remaining / speed
-    sending_window = stored_window(window)
+    try:
+        sending_window = stored_window(window)
+    except WhenError:  # its zone left this machine's tz database: the engine stops it
+        return ""
     if sending_window is not None and now is not None:
         work = (sending_window.after_open_time(now, work) - now).total_seconds()
     return countdown(timedelta(seconds=work)).removeprefix("in ")
