@@ -15,6 +15,7 @@ from sendstatus_tui.core.model import lifecycle, settings
 from sendstatus_tui.core.model import relays as stored_relays
 from sendstatus_tui.core.model.models import Recipient
 from sendstatus_tui.core.model.relays import RelayChange
+from sendstatus_tui.engine import routes
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 
@@ -39,7 +40,7 @@ def stored_engine(store):
 
 def add_relay(store, name, relay, **change) -> None:
     with store.write() as session:
-        stored_relays.add(session, name, RelayChange(url=relay.url, **change))
+        stored_relays.add(session, name, RelayChange(**{"url": relay.url, **change}))
 
 
 def send(store, make_mailing, recipients, *, through=None) -> int:
@@ -185,6 +186,26 @@ def test_unusable_credentials_leave_the_relay_out_and_say_so(
     assert Counter(good.recipients()) and unusable.recipients() == []
     wait_until(lambda: "half" in downs(store), timeout=5, what="the relay shown left out")
     assert "SENDSTATUS_RELAY_HALF_PASSWORD" in downs(store)["half"]
+
+
+def test_a_relay_left_out_for_its_credentials_file_is_used_once_the_file_is_mended(
+    store, make_mailing, relays, stored_engine, monkeypatch, tmp_path
+):
+    monkeypatch.setattr(routes, "LEFT_OUT_RETRY_SECONDS", 0.3)
+    credentials = tmp_path / "credentials.toml"
+    credentials.write_text('[relay.mended]\nusername = "u"\npassword = "p"\n')
+    credentials.chmod(0o644)  # others can read it: refused
+    monkeypatch.setenv("SENDSTATUS_CREDENTIALS", str(credentials))
+    relay = relays()
+    add_relay(store, "mended", relay, url=relay.url + "&plaintext_auth=yes")
+    stored_engine()
+    wait_until(lambda: "mended" in downs(store), timeout=5, what="the relay shown left out")
+    assert "chmod 600" in downs(store)["mended"]
+
+    credentials.chmod(0o600)  # mended while the engine runs
+    wait_until(lambda: "mended" not in downs(store), timeout=5, what="the relay taken back")
+    completed(store, send(store, make_mailing, 5))
+    assert len(relay.recipients()) == 5 and relay.auth_attempts >= 1
 
 
 @pytest.mark.slow

@@ -33,9 +33,11 @@ class Dispatch:
     async def loop(self) -> None:
         while True:
             await surviving(self._sync_senders)
-            # until woken (the database may have changed), or a dispatcher ended
+            # until woken (the database may have changed), a dispatcher ended, or a relay
+            # left out for its credentials is due to be tried again
             while not await until(self.wake, ENDED_EVERY_SECONDS) and not self._behind:
-                continue
+                if self.relays.routes.left_out_due():
+                    break
 
     def _ended(self, _task: asyncio.Task[None]) -> None:
         self._behind = True

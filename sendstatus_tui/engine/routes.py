@@ -35,6 +35,9 @@ from sendstatus_tui.errors import SendStatusError, mask_url
 log = logging.getLogger("sendstatus.engine")
 # the route of a fixed transport, and of the default maildir while no relay is stored
 FIXED = "--smtp"
+# a stored relay left out for its credentials is tried again this often: an operator may
+# mend the credentials file while the engine runs
+LEFT_OUT_RETRY_SECONDS = 10.0
 DEFAULT_MAILDIR = "maildir"
 
 
@@ -76,6 +79,7 @@ class Routes:
         self._routes: dict[str, Route] = {}
         # stored relays this engine cannot use (their credentials), why, and what was tried
         self.left_out: dict[str, tuple[Down, tuple[str, int | None]]] = {}
+        self._left_out_tried: dict[str, float] = {}  # and when (monotonic)
         self._sender = ""  # the last envelope sender: what a probe checks
         self._retiring: set[asyncio.Task[None]] = set()
         first = fixed or MaildirTransport(None)
@@ -133,7 +137,7 @@ class Routes:
         for name in [n for n in self._routes if n not in wanted_routes]:
             self._retire(self._routes.pop(name))
         for name in [n for n in self.left_out if n not in wanted]:  # removed meanwhile
-            del self.left_out[name]
+            del self.left_out[name], self._left_out_tried[name]
         for name, relay in wanted.items():
             built_from = (relay.url, relay.connections)
             route = self._routes.get(name)
@@ -141,13 +145,15 @@ class Routes:
                 route.weight = relay.weight
                 route.pace = self._pace(relay, route.pace)
                 continue
-            if name in self.left_out and self.left_out[name][1] == built_from:
-                continue  # still left out: said once
+            left_out = self.left_out.get(name)
+            if left_out is not None and left_out[1] == built_from and not self._left_out_due(name):
+                continue  # still left out, and not due to be tried again
             if route is not None:
                 self._retire(self._routes.pop(name))
             transport = self._transport(relay, built_from)
             if transport is not None:
                 self.left_out.pop(name, None)
+                self._left_out_tried.pop(name, None)
                 self._add(name, relay.weight, transport, built_from)
                 self._routes[name].pace = self._pace(relay, None)
 
@@ -169,9 +175,19 @@ class Routes:
             )
         except SendStatusError as exc:
             reason = f"left out by this engine: {exc}"
-            log.error("relay %s (%s) %s", relay.name, mask_url(relay.url), reason)
-            self.left_out[relay.name] = (Down(utc_now(), reason), built_from)
+            before = self.left_out.get(relay.name)
+            if before is None or (before[0].reason, before[1]) != (reason, built_from):
+                log.error("relay %s (%s) %s", relay.name, mask_url(relay.url), reason)
+                self.left_out[relay.name] = (Down(utc_now(), reason), built_from)
+            self._left_out_tried[relay.name] = time.monotonic()
             return None
+
+    def left_out_due(self) -> bool:
+        """Whether a relay left out is due to be tried again."""
+        return any(self._left_out_due(name) for name in self._left_out_tried)
+
+    def _left_out_due(self, name: str) -> bool:
+        return time.monotonic() - self._left_out_tried[name] >= LEFT_OUT_RETRY_SECONDS
 
     def _add(
         self, name: str, weight: int, transport: Transport, built_from: tuple[str, int | None]
