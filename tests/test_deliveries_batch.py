@@ -21,6 +21,7 @@ from sendstatus_tui.core.model.models import (
     SendMinute,
     utc_now,
 )
+from sendstatus_tui.core.model.retry_policy import MAX_DOUBTS
 from sendstatus_tui.core.store import store as store_module
 from sendstatus_tui.core.store.store import Store
 
@@ -63,7 +64,7 @@ def test_a_mixed_batch_is_recorded_with_its_counters_minutes_errors_and_try_numb
     assert [c.id for c in batch] == sorted(c.id for c in batch) and len(batch) == 8
     retry_at = utc_now() + timedelta(minutes=5)
     # as claimed on its last allowed try (the counts in the row are added to, from 0 here)
-    doubted = deliveries.Claimed(batch[5].id, batch[5].email, None, 2, deliveries.MAX_DOUBTS - 1)
+    doubted = deliveries.Claimed(batch[5].id, batch[5].email, None, 2, MAX_DOUBTS - 1)
     outcomes = [
         deliveries.Outcome(batch[0], deliveries.SENT, "250 ok"),
         deliveries.Outcome(

@@ -34,6 +34,7 @@ from sendstatus_tui.core.model.models import (
     Recipient,
     utc_now,
 )
+from sendstatus_tui.core.model.retry_policy import MAX_DOUBTS
 from sendstatus_tui.core.store.store import Store
 
 from .helpers import add_mailing, migrated_store
@@ -105,7 +106,7 @@ def finish(store: Store, mailing_id: int, recipients: int, claimant: str) -> Non
     then hold every recipient settled."""
     if books(store, mailing_id)[0].state == "standby":
         stop_or_send_again(store, mailing_id)
-    for _ in range(recipients * deliveries.MAX_DOUBTS + 5):
+    for _ in range(recipients * MAX_DOUBTS + 5):
         with store.write() as session:
             batch = deliveries.claim(session, mailing_id, recipients, claimant=claimant)
             if not batch:
@@ -268,8 +269,8 @@ class Bookkeeping(OneMailing):
             recipients = session.exec(select(Recipient)).all()
         for r in recipients:
             assert (r.status == "in_flight") == (r.claimed_by is not None)
-            assert r.doubts <= deliveries.MAX_DOUBTS
-            if r.doubts == deliveries.MAX_DOUBTS:
+            assert r.doubts <= MAX_DOUBTS
+            if r.doubts == MAX_DOUBTS:
                 assert (r.status, r.failure_class) == ("failed", FailureClass.DOUBT)
 
     def finisher(self) -> str:

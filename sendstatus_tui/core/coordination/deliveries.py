@@ -42,7 +42,7 @@ from sendstatus_tui.core.model.models import (
     UTCDateTime,
     utc_now,
 )
-from sendstatus_tui.core.model.retry_policy import MAX_DOUBTS, RetryPolicy
+from sendstatus_tui.core.model.retry_policy import RetryPolicy
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.waiting import WaitingKind
 
@@ -296,7 +296,7 @@ def _settle_doubt(outcome: Outcome) -> Outcome:
     return Outcome(
         outcome.recipient,
         FAILED,
-        f"no reply after DATA on {MAX_DOUBTS} tries (it may have been received):"
+        f"no reply after DATA on {DOUBTS.max_doubts} tries (it may have been received):"
         f" {outcome.reply or 'no reply'}",
         failure_class=FailureClass.DOUBT,
     )
@@ -508,7 +508,7 @@ def hand_back_claims(
         in_flight.append(col(Recipient.claimed_by).in_(claimant))
     if mailing_id is not None:
         in_flight.append(col(Recipient.mailing_id) == mailing_id)
-    last_try = col(Recipient.doubts) >= MAX_DOUBTS - 1
+    last_try = col(Recipient.doubts) >= DOUBTS.doubts_before_the_last  # as doubt_settles
     rows = session.exec(
         select(Recipient.mailing_id, last_try, sa.func.count())
         .where(*in_flight)
@@ -525,7 +525,7 @@ def hand_back_claims(
             failure_class=FailureClass.DOUBT,
             doubts=Recipient.doubts + 1,
             attempts=Recipient.attempts + 1,
-            last_reply=f"in flight when its engine stopped, on {MAX_DOUBTS} tries"
+            last_reply=f"in flight when its engine stopped, on {DOUBTS.max_doubts} tries"
             " (it may have been received)",
             claimed_by=None,
         )

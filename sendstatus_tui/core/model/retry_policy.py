@@ -31,10 +31,15 @@ class RetryPolicy:
         doubling: int = 2 ** min(attempt - 1, _MOST_DOUBLINGS)
         return min(self.first_retry * doubling, self.retry_cap)
 
+    @property
+    def doubts_before_the_last(self) -> int:
+        """Earlier tries in doubt of a recipient whose next try in doubt is its last."""
+        return self.max_doubts - 1
+
     def doubt_settles(self, doubts: int) -> bool:
         """Whether a send in doubt after ``doubts`` earlier tries in doubt was the last one
         allowed: the recipient fails with class doubt instead of being sent again."""
-        return doubts + 1 >= self.max_doubts
+        return doubts >= self.doubts_before_the_last
 
     def relay_wait(self, tries: int) -> float:
         """Seconds before trying a relay that is down again, after ``tries`` failed tries
