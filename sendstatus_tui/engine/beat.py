@@ -17,15 +17,12 @@ from sqlmodel import Session
 from sendstatus_tui.core.coordination import heartbeats, lease, relay_breakers
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.store.store import StoreError
-from sendstatus_tui.engine.database import EngineDatabase
+from sendstatus_tui.engine.context import EngineContext
 from sendstatus_tui.engine.dispatch import Dispatch
 from sendstatus_tui.engine.leading import Leading
 from sendstatus_tui.engine.metrics import NoMetrics
 from sendstatus_tui.engine.pauses import surviving
 from sendstatus_tui.engine.routes import Routes
-from sendstatus_tui.engine.settings import EngineSettings
-from sendstatus_tui.engine.standing import Standing
-from sendstatus_tui.engine.trouble import DatabaseTrouble
 
 log = logging.getLogger("sendstatus.engine")
 # the rate a heartbeat tells is over about this long: outcomes are counted when their batch
@@ -36,17 +33,15 @@ HEARTBEAT_RATE_SECONDS = 10.0
 class Heartbeat:
     def __init__(
         self,
-        db: EngineDatabase,
-        settings: EngineSettings,
-        standing: Standing,
-        trouble: DatabaseTrouble,
+        context: EngineContext,
         routes: Routes,
         metrics: NoMetrics,
         leading: Leading,
         dispatch: Dispatch,
         sent: Callable[[], int],
     ):
-        self.db, self.settings, self.standing, self.trouble = db, settings, standing, trouble
+        self.db, self.settings = context.db, context.settings
+        self.standing, self.trouble = context.standing, context.trouble
         self.routes, self.metrics, self.leading, self.dispatch = routes, metrics, leading, dispatch
         self._sent = sent  # messages the relay accepted from this engine so far
         self._rate_marks = deque([(time.monotonic(), 0)])  # (when, sent) at each beat

@@ -7,23 +7,16 @@ import time
 
 from sendstatus_tui.core.model import changes
 from sendstatus_tui.core.store.store import StoreError
-from sendstatus_tui.engine.database import EngineDatabase
+from sendstatus_tui.engine.context import EngineContext
 from sendstatus_tui.engine.pauses import surviving
-from sendstatus_tui.engine.settings import EngineSettings
-from sendstatus_tui.engine.trouble import DatabaseTrouble
 
 
 class Changes:
-    def __init__(
-        self,
-        db: EngineDatabase,
-        settings: EngineSettings,
-        trouble: DatabaseTrouble,
-        wakes: tuple[asyncio.Event, ...],
-    ):
+    def __init__(self, context: EngineContext, wakes: tuple[asyncio.Event, ...]):
         """``wakes``: set, each, when the database may have changed: the loops that read
         what they follow (the leader's, the sending loop)."""
-        self.db, self.settings, self.trouble, self.wakes = db, settings, trouble, wakes
+        self.db, self.settings, self.trouble = context.db, context.settings, context.trouble
+        self.wakes = wakes
         self._seen: int | None = None
         self._full_at = 0.0  # monotonic time of the last wake
 

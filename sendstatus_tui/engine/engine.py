@@ -96,18 +96,14 @@ class Engine:
             store, context, self.steps, self.routes, self.alerting, self.dispatch.wake
         )
         self.heartbeat = Heartbeat(
-            self.db,
-            settings,
-            self.standing,
-            self.trouble,
+            context,
             self.routes,
             self.metrics,
             self.leading,
             self.dispatch,
             lambda: self.batches.sent,
         )
-        wakes = (self.leading.wake, self.dispatch.wake)
-        self.changes = Changes(self.db, settings, self.trouble, wakes)
+        self.changes = Changes(context, (self.leading.wake, self.dispatch.wake))
 
     @property
     def holder(self) -> str:
