@@ -175,7 +175,8 @@ class BatchSender:
             # the relay goes back to pending, and the slots to the rate
             if slots is not None and may_hand_over():
                 await slots.wait(next(indexes), stop)
-            if may_hand_over() and not stop.is_set():
+            # no cap, no turn: two tasks and their waits spared on every message
+            if self.cap.per_second and may_hand_over() and not stop.is_set():
                 await _unless_stopped(self.cap.wait_turn(), stop)
             if not may_hand_over():
                 return Outcome(recipient, deliveries.PENDING), None

@@ -274,19 +274,22 @@ def record(
     return Recorded(len(kept), len(outcomes) - len(kept), check_guard)
 
 
-def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int | None]:
-    """The recipients among ``ids`` in flight under ``claimant``'s claim, locked until the
-    transaction ends (so that a takeover's hand-back waits for it, on PostgreSQL)."""
-    rows = session.exec(
-        select(col(Recipient.id))
-        .where(
-            col(Recipient.id).in_(ids),
-            Recipient.status == IN_FLIGHT,
-            Recipient.claimed_by == claimant,
+def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int]:
+    """The recipients among ``ids`` in flight under ``claimant``'s claim (on SQLite, whose
+    write transaction locks them all; PostgreSQL's record locks them itself)."""
+    session.flush()  # what the session holds first, as a query through it would
+    cursor, mark = _driver_cursor(session)
+    # the ids written into the statement, as a claim does: SQLAlchemy's compiling of 200
+    # parameters cost more than the query
+    try:
+        cursor.execute(
+            f"SELECT id FROM recipient WHERE id IN ({', '.join(str(int(i)) for i in ids)})"
+            f" AND status = '{IN_FLIGHT}' AND claimed_by = {mark}",
+            (claimant,),
         )
-        .with_for_update()
-    ).all()
-    return set(rows)
+        return {row[0] for row in cursor.fetchall()}
+    finally:
+        cursor.close()
 
 
 def _settle_doubt(outcome: Outcome) -> Outcome:

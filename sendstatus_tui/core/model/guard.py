@@ -99,12 +99,14 @@ def numbering(mailing: TryCounts, outcomes: Sequence[tuple[str, str | None]]) ->
     """The try number of each (status, failure class) about to be recorded (None: not a
     try), taken from the mailing's counter; the caller holds the mailing's row lock."""
     numbers: list[int | None] = []
+    tries = mailing.tries  # counted here, set once: each set of a model's field is slow
     for status, failure_class in outcomes:
         if was_tried(status, failure_class):
-            mailing.tries += 1
-            numbers.append(mailing.tries)
+            tries += 1
+            numbers.append(tries)
         else:
             numbers.append(None)
+    mailing.tries = tries
     return numbers
 
 
