@@ -57,7 +57,7 @@ from bench_latency import Proxy  # noqa: E402
 from engine_profile import EngineProfile  # noqa: E402
 from smtp_sink import SinkUnavailable, SmtpSink, find_smtp_sink  # noqa: E402
 
-from sendstatus_tui.core.coordination import deliveries, domain_rate
+from sendstatus_tui.core.coordination import deliveries, domain_rate, held_back
 from sendstatus_tui.core.importing.drafts import create_mailing
 from sendstatus_tui.core.model import lifecycle, relays, settings
 from sendstatus_tui.core.model.relays import RelayChange
@@ -139,16 +139,27 @@ class Profiling(EngineProfile):
     def install(self) -> Callable[[], None]:
         """Also patches the engine's claims and records; returns the undoing."""
         undo_profile = super().install()
-        claim, record = deliveries.claim, deliveries.record
+        claim, claim_sendable, record = deliveries.claim, held_back.claim, deliveries.record
         profiling = self
+
+        def count_claimed(batch: list[deliveries.Claimed]) -> None:
+            for claimed in batch:
+                if claimed.email.endswith(f"@{THROTTLED}"):
+                    profiling.claims[claimed.id] += 1
 
         def counted_claim(*args: Any, **kwargs: Any) -> list[deliveries.Claimed]:
             batch = claim(*args, **kwargs)
             profiling.claim_calls += 1
-            for claimed in batch:
-                if claimed.email.endswith(f"@{THROTTLED}"):
-                    profiling.claims[claimed.id] += 1
+            count_claimed(batch)
             return batch
+
+        def counted_claim_sendable(*args: Any, **kwargs: Any) -> held_back.Sendable:
+            sendable = claim_sendable(*args, **kwargs)
+            profiling.claim_calls += 1
+            count_claimed([*sendable.going, *(o.recipient for o in sendable.held)])
+            # held back by the claim: the throttled domain's (the others are never held)
+            profiling.outcomes["held at claim"] += len(sendable.held)
+            return sendable
 
         def counted_record(session: Any, mailing_id: int, outcomes: Any, **kwargs: Any) -> Any:
             profiling.record_calls += 1
@@ -158,9 +169,11 @@ class Profiling(EngineProfile):
             return record(session, mailing_id, outcomes, **kwargs)
 
         deliveries.claim, deliveries.record = counted_claim, counted_record
+        held_back.claim = counted_claim_sendable
 
         def undo() -> None:
             deliveries.claim, deliveries.record = claim, record
+            held_back.claim = claim_sendable
             undo_profile()
 
         return undo

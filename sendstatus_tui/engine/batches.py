@@ -7,12 +7,12 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import Session
 
-from sendstatus_tui.core.coordination import deliveries, heartbeats, shared_rate
+from sendstatus_tui.core.coordination import deliveries, heartbeats, held_back, shared_rate
 from sendstatus_tui.core.coordination.heartbeats import ClaimantLost
 from sendstatus_tui.core.coordination.shared_rate import ReservedSlots
 from sendstatus_tui.core.model import guard, lifecycle, signing
@@ -51,6 +51,8 @@ class Claim:
 
     batch: list[deliveries.Claimed]
     slots: ReservedSlots | None = None
+    # put back by the claim itself, held back for their domains' turns
+    held: list[deliveries.Outcome] = field(default_factory=list)
     done: bool = False
     finished: bool = False  # nothing remains: to be completed
     not_before: float | None = None  # no send slot is due yet: claim again then
@@ -161,6 +163,7 @@ class Batches:
             if not claim.batch:  # all in flight elsewhere, or deferred until their retry
                 # (held back for their domain's turn: soon, and for their slot)
                 idle = HELD_BACK_SECONDS if self.domains.limited else 1.0
+                domain_wait.batch(claim.held)
                 await self._show_domain_wait(mailing_id, domain_wait, claimant)
                 await pauses.pause(min(idle, self.settings.retry_base.total_seconds()))
                 continue
@@ -177,7 +180,7 @@ class Batches:
                 await self._release_unused(claim.slots, outcomes)
             if not recorded:
                 return
-            went = domain_wait.batch(outcomes)
+            went = domain_wait.batch([*claim.held, *outcomes])
             if trouble is not None and trouble.refuses_us:
                 await self.steps.interrupt(None, mailing_id, trouble.text, claimant)
                 return
@@ -216,7 +219,7 @@ class Batches:
         if contracted and (due := shared_rate.due(session, contracted, mailing_id)) > time.time():
             return Claim([], not_before=due)
         size = self._lane_size(contracted)
-        batch = deliveries.claim(session, mailing_id, size, claimant=claimant)
+        batch, held = self._claim_sendable(session, mailing_id, size, claimant)
         if batch:
             # NotDue when another claim took the slots meanwhile: this one is rolled back
             slots = (
@@ -224,12 +227,26 @@ class Batches:
                 if contracted
                 else None
             )
-            return Claim(batch, slots, window_closes=closes.timestamp() if closes else math.inf)
+            closing = closes.timestamp() if closes else math.inf
+            return Claim(batch, slots, held, window_closes=closing)
         if mailing.remaining:
-            return Claim([])
+            return Claim([], held=held)
         # completed in a transaction of its own, which takes the transitions lock first:
         # this one holds row locks already (the lock order: core/store/locks.py)
         return Claim([], done=True, finished=True)
+
+    def _claim_sendable(
+        self, session: Session, mailing_id: int, size: int, claimant: str
+    ) -> tuple[list[deliveries.Claimed], list[deliveries.Outcome]]:
+        """The batch, and those its claim held back: while domains are limited, a batch
+        holds only messages whose domain lets them go now (core/coordination/held_back.py),
+        so that all its room goes to the relay."""
+        if not self.domains.limited:
+            return deliveries.claim(session, mailing_id, size, claimant=claimant), []
+        sendable = held_back.claim(
+            session, mailing_id, size, self.domains.held_until, claimant=claimant
+        )
+        return sendable.going, sendable.held
 
     async def _complete(self, mailing_id: int, claimant: str) -> None:
         """Completes the mailing if, read afresh under the lock, it is still sending with

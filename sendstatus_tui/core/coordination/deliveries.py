@@ -122,7 +122,7 @@ def _claim_once(
     """One claim: (the recipients claimed, how many were found suppressed)."""
     if session.get_bind().dialect.name == "postgresql":
         return _claim_once_postgresql(session, mailing_id, limit, now, claimant)
-    cursor, mark = _driver_cursor(session)
+    cursor, mark = driver_cursor(session)
     # two queries, not one with OR: each walks the (mailing_id, status) index in id order
     # and stops after ``limit`` rows; the OR made SQLite read and sort every recipient of
     # the mailing on each claim (0.3 s for a million)
@@ -154,7 +154,7 @@ def _claim_once(
     rows = sorted([*pending, *retries], key=lambda row: row[0])[:limit] if retries else pending
     if not rows:
         return [], 0
-    blocked = _suppressed_ids(session, rows)
+    blocked = suppressed_ids(session, rows)
     # ids come from the database as integers: written into the statement, they spare the
     # driver 200 parameters
     ids = ", ".join(str(int(row[0])) for row in rows if row[0] not in blocked)
@@ -218,7 +218,7 @@ def _claim_once_postgresql(
                 "claimant": claimant,
                 "mailing": mailing_id,
                 "limit": limit,
-                "now": _datetime_to_driver(session)(now),
+                "now": datetime_to_driver(session)(now),
             },
         )
         rows = sorted(cursor.fetchall(), key=lambda row: row[0])
@@ -226,7 +226,7 @@ def _claim_once_postgresql(
         cursor.close()
     if not rows:
         return [], 0
-    blocked = _suppressed_ids(session, rows)
+    blocked = suppressed_ids(session, rows)
     if blocked:
         session.connection().exec_driver_sql(
             f"UPDATE recipient SET status = '{SUPPRESSED}', claimed_by = NULL"
@@ -240,7 +240,7 @@ def _claim_once_postgresql(
     return [Claimed(*row[:5]) for row in rows if row[0] not in blocked], len(blocked)
 
 
-def _suppressed_ids(session: Session, rows: Sequence[Sequence[Any]]) -> set[int]:
+def suppressed_ids(session: Session, rows: Sequence[Sequence[Any]]) -> set[int]:
     """The ids among claimable (id, email, ...) rows whose address is on the suppression
     list."""
     keys: dict[str, list[int]] = {}
@@ -309,8 +309,8 @@ def _write_outcomes(
     session: Session, mailing_id: int, outcomes: list[Outcome], claimant: str, now: datetime
 ) -> bool:
     """Writes the outcomes and counters; True when the guard should count refusals."""
-    cursor, mark = _driver_cursor(session)
-    to_driver = _datetime_to_driver(session)
+    cursor, mark = driver_cursor(session)
+    to_driver = datetime_to_driver(session)
     # locked before the recipients are written: the guard's try numbers are handed out
     # under it (core/model/guard.py)
     mailing = session.get_one(Mailing, mailing_id, with_for_update=True)
@@ -418,7 +418,7 @@ def _record_postgresql(
     tries_before = mailing.tries
     results = [(PENDING if o.status == HELD else o.status, o.failure_class) for o in kept]
     tried = guard.numbering(mailing, results)
-    to_driver = _datetime_to_driver(session)
+    to_driver = datetime_to_driver(session)
     counts = Counter(o.status for o in kept)
     errors = [
         (mailing_id, o.recipient.email, o.reply, to_driver(now))
@@ -478,14 +478,14 @@ def _suppress_unknown_users(session: Session, outcomes: list[Outcome]) -> None:
         suppression.add_entries(session, unknown)
 
 
-def _driver_cursor(session: Session) -> tuple[DBAPICursor, str]:
+def driver_cursor(session: Session) -> tuple[DBAPICursor, str]:
     """A DB-API cursor in the session's transaction, and the driver's parameter marker."""
     connection = session.connection()
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     return connection.connection.cursor(), mark
 
 
-def _datetime_to_driver(session: Session) -> Callable[[datetime], Any]:
+def datetime_to_driver(session: Session) -> Callable[[datetime], Any]:
     """Converts an aware datetime the way a UTCDateTime column stores it, for the driver."""
     dialect = session.get_bind().dialect
     convert = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
