@@ -278,7 +278,7 @@ def _still_claimed(session: Session, ids: list[int], claimant: str) -> set[int]:
     """The recipients among ``ids`` in flight under ``claimant``'s claim (on SQLite, whose
     write transaction locks them all; PostgreSQL's record locks them itself)."""
     session.flush()  # what the session holds first, as a query through it would
-    cursor, mark = _driver_cursor(session)
+    cursor, mark = driver_cursor(session)
     # the ids written into the statement, as a claim does: SQLAlchemy's compiling of 200
     # parameters cost more than the query
     try:
