@@ -349,7 +349,19 @@ async def settle(pilot) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         if not app.workers:  # an action's worker starts a refresh worker as it ends
+            # and laid out: a label whose text grew was drawn clipped to its old width
+            # when the idle that lays it out came after the screenshot (a busy machine)
+            await until(pilot, lambda: _laid_out(app.screen), what="the screen laid out")
             return
+
+
+def _laid_out(screen) -> bool:
+    """Nothing on ``screen`` waits to be laid out or painted again (Textual's own flags:
+    Textual is pinned)."""
+    return not any(
+        widget._layout_required or widget._repaint_required
+        for widget in (screen, *screen.walk_children())
+    )
 
 
 async def refresh(pilot) -> None:
