@@ -9,10 +9,9 @@ Domains interleave: a message whose group has no slot soon does not wait in its 
 batch would hold up the other domains' messages); it is held back, put back with a time to
 be claimed again (deliveries.HELD): its slot's, or, with no slot reserved for it, one spaced
 at its group's rate. That is decided as it is claimed (``admit``, on a database thread, so
-that the batch committed in flight holds only messages that go now: held_back.py in
-core/coordination),
-and again as it is sent (``turn``: a throttling may have come between); the batch goes on
-without it.
+that the batch committed in flight holds only messages that go now: core/coordination/
+held_back.py), and again as it is sent (``turn``: a throttling may have come between); the
+batch goes on without it.
 """
 
 import asyncio
