@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.importing import suppression
@@ -45,6 +44,7 @@ from sendstatus_tui.core.model.models import (
 from sendstatus_tui.core.model.retry_policy import RetryPolicy
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.waiting import WaitingKind
+from sendstatus_tui.core.store.driver import driver_cursor
 
 PENDING, IN_FLIGHT, SENT, DEFERRED, FAILED, SUPPRESSED = (
     RecipientStatus.PENDING,
@@ -476,13 +476,6 @@ def _suppress_unknown_users(session: Session, outcomes: list[Outcome]) -> None:
     unknown = [(o.recipient.email, o.reply) for o in outcomes if o.unknown_user]
     if unknown and settings.enabled(session, "suppress_unknown_users"):
         suppression.add_entries(session, unknown)
-
-
-def driver_cursor(session: Session) -> tuple[DBAPICursor, str]:
-    """A DB-API cursor in the session's transaction, and the driver's parameter marker."""
-    connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    return connection.connection.cursor(), mark
 
 
 def datetime_to_driver(session: Session) -> Callable[[datetime], Any]:

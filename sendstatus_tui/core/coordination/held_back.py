@@ -30,6 +30,7 @@ from sendstatus_tui.core.coordination.deliveries import (
     Outcome,
 )
 from sendstatus_tui.core.model.models import Mailing, utc_now
+from sendstatus_tui.core.store.driver import driver_cursor
 
 READ_AHEAD = 1.5  # candidates read per recipient wanted: room for those held back
 ROUNDS = 3  # reads at most (more when many are held back or suppressed)
@@ -101,7 +102,7 @@ def _candidates(
 ) -> list[_Candidate]:
     """The first ``limit`` recipients due for sending with ids above ``after``."""
     to_driver = deliveries.datetime_to_driver(session)
-    cursor, mark = deliveries.driver_cursor(session)
+    cursor, mark = driver_cursor(session)
     try:
         if session.get_bind().dialect.name == "postgresql":
             cursor.execute(
@@ -162,7 +163,7 @@ def _write(
     """The recipients going in flight, those held back deferred, the suppressed ones, and
     the mailing's counters (after its recipients: core/store/locks.py)."""
     connection = session.connection()
-    cursor, mark = deliveries.driver_cursor(session)
+    cursor, mark = driver_cursor(session)
     to_driver = deliveries.datetime_to_driver(session)
     try:
         # ids come from the database as integers: written into the statement

@@ -32,6 +32,7 @@ from sqlmodel import Session
 from sendstatus_tui.core.model import unsubscribe
 from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
 from sendstatus_tui.core.model.models import Mailing, RecipientStatus, utc_now
+from sendstatus_tui.core.store.driver import driver_cursor
 from sendstatus_tui.errors import SendStatusError
 
 if TYPE_CHECKING:
@@ -323,9 +324,7 @@ class _BatchWriter:
 
     def write(self, rows: list[_Row]) -> None:
         with self._transactions.write() as session:
-            connection = session.connection()
-            marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-            cursor = connection.connection.cursor()
+            cursor, marker = driver_cursor(session)
             try:
                 rows = self._without_suppressed(cursor, marker, rows)
                 for start in range(0, len(rows), _STATEMENT_ROWS):
@@ -386,8 +385,7 @@ def _drop_duplicates(transactions: Transactions, mailing_id: int, report: Import
         )
         while ids := [id_ for (id_,) in duplicates.fetchmany(_TRANSACTION_ROWS)]:
             with transactions.write() as session:
-                cursor = session.connection().connection.cursor()
-                marker = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+                cursor, marker = driver_cursor(session)
                 try:
                     for start in range(0, len(ids), _STATEMENT_ROWS):
                         chunk = ids[start : start + _STATEMENT_ROWS]

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from sendstatus_tui.core.model.addresses import InvalidAddress, checked_address
 from sendstatus_tui.core.model.models import Suppression, utc_now
+from sendstatus_tui.core.store.driver import driver_cursor
 from sendstatus_tui.errors import SendStatusError
 
 _BATCH = 400  # keys per IN (...) query
@@ -118,9 +119,7 @@ def among(session: Session, keys: Iterable[str]) -> set[str]:
     # of a few hundred parameters cost more than the query; what the session holds is
     # written first, as a query through the session would (autoflush)
     session.flush()
-    connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    cursor = connection.connection.cursor()
+    cursor, mark = driver_cursor(session)
     try:
         for start in range(0, len(keys), _BATCH):
             chunk = keys[start : start + _BATCH]

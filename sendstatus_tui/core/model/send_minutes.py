@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from sendstatus_tui.core.model.models import SendMinute, UTCDateTime
+from sendstatus_tui.core.store.driver import parameter_mark
 
 MINUTES_KEPT = timedelta(hours=24)
 
@@ -87,8 +88,7 @@ def prune(session: Session, now: datetime, keep: timedelta = MINUTES_KEPT) -> in
 def _execute(session: Session, statement: str, values: tuple[object, ...]) -> None:
     # straight to the driver: once per batch, SQLAlchemy's compiling would cost more
     connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(statement.format(m=mark), values)
+    connection.exec_driver_sql(statement.format(m=parameter_mark(connection.dialect)), values)
 
 
 def _to_driver(session: Session, moment: datetime) -> object:
