@@ -60,6 +60,20 @@ class RouteState:
     connections: int
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A stored relay this engine cannot use (its credentials): why and since when, the
+    relay's row it was built from, and when it was last tried (monotonic)."""
+
+    down: Down
+    built_from: tuple[str, int | None]
+    tried_at: float
+
+    def due(self) -> bool:
+        """Whether it is time to try it again (the credentials file may be mended)."""
+        return time.monotonic() - self.tried_at >= LEFT_OUT_RETRY_SECONDS
+
+
 class Routes:
     def __init__(
         self,
@@ -78,8 +92,7 @@ class Routes:
         self._credentials_for = credentials_for
         self._routes: dict[str, Route] = {}
         # stored relays this engine cannot use (their credentials), why, and what was tried
-        self.left_out: dict[str, tuple[Down, tuple[str, int | None]]] = {}
-        self._left_out_tried: dict[str, float] = {}  # and when (monotonic)
+        self.left_out: dict[str, LeftOut] = {}
         self._sender = ""  # the last envelope sender: what a probe checks
         self._retiring: set[asyncio.Task[None]] = set()
         first = fixed or MaildirTransport(None)
@@ -118,7 +131,7 @@ class Routes:
     def downs(self) -> dict[str, Down]:
         """The relays this engine finds down or leaves out, for the database."""
         found = {r.name: r.breaker.down for r in self._routes.values() if r.breaker.down}
-        return {**{name: down for name, (down, _) in self.left_out.items()}, **found}
+        return {**{name: left.down for name, left in self.left_out.items()}, **found}
 
     # --- following the stored relays ----------------------------------------------------
 
@@ -137,7 +150,7 @@ class Routes:
         for name in [n for n in self._routes if n not in wanted_routes]:
             self._retire(self._routes.pop(name))
         for name in [n for n in self.left_out if n not in wanted]:  # removed meanwhile
-            del self.left_out[name], self._left_out_tried[name]
+            del self.left_out[name]
         for name, relay in wanted.items():
             built_from = (relay.url, relay.connections)
             route = self._routes.get(name)
@@ -145,15 +158,14 @@ class Routes:
                 route.weight = relay.weight
                 route.pace = self._pace(relay, route.pace)
                 continue
-            left_out = self.left_out.get(name)
-            if left_out is not None and left_out[1] == built_from and not self._left_out_due(name):
+            left = self.left_out.get(name)
+            if left is not None and left.built_from == built_from and not left.due():
                 continue  # still left out, and not due to be tried again
             if route is not None:
                 self._retire(self._routes.pop(name))
             transport = self._transport(relay, built_from)
             if transport is not None:
                 self.left_out.pop(name, None)
-                self._left_out_tried.pop(name, None)
                 self._add(name, relay.weight, transport, built_from)
                 self._routes[name].pace = self._pace(relay, None)
 
@@ -176,18 +188,17 @@ class Routes:
         except SendStatusError as exc:
             reason = f"left out by this engine: {exc}"
             before = self.left_out.get(relay.name)
-            if before is None or (before[0].reason, before[1]) != (reason, built_from):
+            if before is None or (before.down.reason, before.built_from) != (reason, built_from):
                 log.error("relay %s (%s) %s", relay.name, mask_url(relay.url), reason)
-                self.left_out[relay.name] = (Down(utc_now(), reason), built_from)
-            self._left_out_tried[relay.name] = time.monotonic()
+                down = Down(utc_now(), reason)
+            else:
+                down = before.down  # still down since then
+            self.left_out[relay.name] = LeftOut(down, built_from, time.monotonic())
             return None
 
     def left_out_due(self) -> bool:
         """Whether a relay left out is due to be tried again."""
-        return any(self._left_out_due(name) for name in self._left_out_tried)
-
-    def _left_out_due(self, name: str) -> bool:
-        return time.monotonic() - self._left_out_tried[name] >= LEFT_OUT_RETRY_SECONDS
+        return any(left.due() for left in self.left_out.values())
 
     def _add(
         self, name: str, weight: int, transport: Transport, built_from: tuple[str, int | None]
