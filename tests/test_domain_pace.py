@@ -62,3 +62,23 @@ def test_a_message_back_before_its_ticket_goes_to_the_end_of_the_line():
         assert pace.admit(1, T + 0.1) is not None
 
     asyncio.run(scenario())
+
+
+def test_a_message_waits_in_its_batch_no_longer_than_a_claim_would_admit_it():
+    """Its turn pushed back as it is sent (another message of its group went first, from
+    the other lane's batch): it is held back with that turn as its ticket rather than wait
+    in its batch, which ends, and lets its lane claim again, only once it has gone."""
+
+    async def scenario() -> None:
+        pace = DomainPace("g", 10.0, None, Blocks(10.0, 5), asyncio.get_running_loop())
+        assert pace.admit(1, T) is not None  # no slots yet: a block asked for, 1's ticket T
+        await reserved()
+        assert pace.admit(2, T) is None  # its turn: T + 0.1
+        back = pace.admit(3, T + 0.05)  # T + 0.2: held back until a little before it
+        assert back is not None and pace.admit(3, back) is None
+        assert pace.turn(3, back).go  # goes at T + 0.2: the group's next at T + 0.3
+        turn = pace.turn(2, back)  # its turn at T + 0.1 is now T + 0.3, beyond the bound
+        assert back + ADMIT_WITHIN_SECONDS < T + 0.3
+        assert not turn.go and turn.at == pytest.approx(T + 0.3)
+
+    asyncio.run(scenario())
