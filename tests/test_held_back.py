@@ -117,3 +117,27 @@ def test_reads_again_while_too_few_go(store, make_mailing):
     sendable = claim(store, mailing_id, 10, half)
     assert [c.email for c in sendable.going] == [person(i) for i in range(1, 20, 2)]
     assert status_counts(store, mailing_id) == Counter(in_flight=10, deferred=10, pending=20)
+
+
+def test_show_tells_those_held_back_for_their_domain_from_those_retrying(store, make_mailing, run):
+    mailing_id = sending(store, make_mailing, 10)
+    sendable = claim(store, mailing_id, 5, Holding({1, 4}, utc_now() + timedelta(minutes=5)))
+    deferred_by_relay, *sent = sendable.going
+    retry_at = utc_now() + timedelta(minutes=1)
+    with store.write() as session:
+        deliveries.record(
+            session,
+            mailing_id,
+            [
+                deliveries.Outcome(
+                    deferred_by_relay, deliveries.DEFERRED, "451 4.3.0 later", retry_at
+                ),
+                *(deliveries.Outcome(r, deliveries.SENT) for r in sent),
+            ],
+            claimant="A#1",
+        )
+    status, out, _ = run("show", str(mailing_id))
+    assert status == 0
+    assert "3 deferred (2 held back for their domain's limit, 1 retrying)" in out
+    status, out, _ = run("show", "--json", str(mailing_id))
+    assert '"held_for_domains": 2' in out

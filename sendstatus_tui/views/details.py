@@ -68,7 +68,7 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
         )
     if details.deferred or details.resent_in_doubt:
         lines.append(
-            f"  {'':16}{number(details.deferred)} deferred (retrying),"
+            f"  {'':16}{deferred(details)},"
             f" {number(details.resent_in_doubt)} resent in doubt (no reply, or the engine"
             " stopped mid-send)"
         )
@@ -228,8 +228,7 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
         *planned_in(details, zone),
         *([f"Window       {details.window}"] if details.window else []),
         f"Recipients   {number(details.total)}: {number(details.sent)} sent,"
-        f" {number(details.remaining)} remaining, {number(details.deferred)} deferred"
-        " (retrying)",
+        f" {number(details.remaining)} remaining, {deferred(details)}",
         f"Failed       {number(details.failed)}"
         + (f" — {failure_classes(details)}" if details.failed_by_class else ""),
         *[f"             {failed_line(row)}" for row in details.first_failed[:FIRST_ROWS_SHOWN]],
@@ -245,6 +244,19 @@ def counters_text(details: MailingDetails, zone: tzinfo) -> str:
     lines += [f"Slowed down  {throttled(t, zone)}" for t in details.throttled]
     lines += [f"Relay        {relay_connections(engine)}" for engine in details.engines]
     return "\n".join(lines)
+
+
+def deferred(details: MailingDetails) -> str:
+    """The deferred count, and how many of them wait for their domain's limit rather than
+    for a retry after a relay's deferral."""
+    held = details.held_for_domains
+    if not held:
+        return f"{number(details.deferred)} deferred (retrying)"
+    retrying = details.deferred - held
+    return (
+        f"{number(details.deferred)} deferred ({number(held)} held back for their domain's"
+        f" limit, {number(retrying)} retrying)"
+    )
 
 
 def throttled(throttle: Throttle, zone: tzinfo) -> str:

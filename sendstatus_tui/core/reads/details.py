@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from sendstatus_tui.core.coordination import domain_rate, heartbeats
-from sendstatus_tui.core.coordination.deliveries import failed_by_class, last_errors
+from sendstatus_tui.core.coordination.deliveries import DEFERRED, failed_by_class, last_errors
 from sendstatus_tui.core.model import audit, settings
 from sendstatus_tui.core.model.domain_limits import stored_limits
 from sendstatus_tui.core.model.models import Mailing, Recipient, utc_now
@@ -96,6 +96,8 @@ class MailingDetails:
     read_at: datetime | None = None  # when these figures were read
     # the recipient domains slowed down by their provider, while it sends
     throttled: tuple[domain_rate.Throttle, ...] = ()
+    # of ``deferred``, those never tried: held back for their domain's limit, not retrying
+    held_for_domains: int = 0
 
     def came_back_rates(self) -> dict[str, float | None]:
         accepted = self.sent + self.bounced + self.blocked
@@ -131,6 +133,7 @@ class MailingDetails:
             "has_html_body": self.has_html_body,
             "fields": self.fields,
             "deferred": self.deferred,
+            "held_for_domains": self.held_for_domains,
             "resent_in_doubt": self.resent_in_doubt,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
@@ -191,6 +194,19 @@ def _throttled(session: Session, now: datetime) -> tuple[domain_rate.Throttle, .
     return tuple(domain_rate.throttles(session, configured, now.timestamp()))
 
 
+def _held_for_domains(session: Session, mailing_id: int) -> int:
+    """Deferred recipients never tried: a relay's deferral counts an attempt, a hold for the
+    recipient's domain does not (core/coordination/deliveries.py). Only deferred rows are
+    read, through the claim index."""
+    return session.exec(
+        select(sa.func.count()).where(
+            Recipient.mailing_id == mailing_id,
+            Recipient.status == DEFERRED,
+            Recipient.attempts == 0,
+        )
+    ).one()
+
+
 def read_details(session: Session, mailing: Mailing, now: datetime | None = None) -> MailingDetails:
     assert mailing.id is not None
     now = now or utc_now()
@@ -219,6 +235,7 @@ def read_details(session: Session, mailing: Mailing, now: datetime | None = None
         "speed": throughput.speed(now) if mailing.state == State.SENDING else None,
         "read_at": now,
         "throttled": _throttled(session, now) if mailing.state == State.SENDING else (),
+        "held_for_domains": _held_for_domains(session, mailing.id) if mailing.deferred else 0,
     }
     # every other field is the mailing's own column or property, under the same name
     copied = {
