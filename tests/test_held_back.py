@@ -138,6 +138,6 @@ def test_show_tells_those_held_back_for_their_domain_from_those_retrying(store, 
         )
     status, out, _ = run("show", str(mailing_id))
     assert status == 0
-    assert "3 deferred (2 held back for their domain's limit, 1 retrying)" in out
+    assert "3 deferred (2 held for a domain limit, 1 retrying)" in out
     status, out, _ = run("show", "--json", str(mailing_id))
     assert '"held_for_domains": 2' in out

@@ -66,11 +66,13 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             f"  {'':16}{number(details.suppressed)} suppressed (put on the suppression list"
             " after the import: never sent)"
         )
-    if details.deferred or details.resent_in_doubt:
+    # one line each: together they ran past 80 columns
+    if details.deferred:
+        lines.append(f"  {'':16}{deferred(details)}")
+    if details.resent_in_doubt:
         lines.append(
-            f"  {'':16}{deferred(details)},"
-            f" {number(details.resent_in_doubt)} resent in doubt (no reply, or the engine"
-            " stopped mid-send)"
+            f"  {'':16}{number(details.resent_in_doubt)} resent in doubt (no reply, or the"
+            " engine stopped mid-send)"
         )
     if details.speed is not None:
         lines.append(f"  {'Speed:':16}{speed_now(details)}")
@@ -254,8 +256,8 @@ def deferred(details: MailingDetails) -> str:
         return f"{number(details.deferred)} deferred (retrying)"
     retrying = details.deferred - held
     return (
-        f"{number(details.deferred)} deferred ({number(held)} held back for their domain's"
-        f" limit, {number(retrying)} retrying)"
+        f"{number(details.deferred)} deferred ({number(held)} held for a domain limit,"
+        f" {number(retrying)} retrying)"
     )
 
 
