@@ -58,7 +58,8 @@ def test_cells_read_the_same_for_any_mailing_like_object():
 
 def test_the_row_says_what_the_mailing_waits_for_by_its_kind_not_its_words():
     """The stored kind decides: a relay whose reply happened to read like a window's words
-    is still a relay down, and a domain limit says so (its retry in the reader's zone)."""
+    is still a relay down, and a domain limit says so (when its next message goes, in the
+    reader's zone)."""
     now = NINE_UTC - timedelta(minutes=5)
 
     def row(kind: WaitingKind, reason: str) -> str:
@@ -78,7 +79,8 @@ def test_the_row_says_what_the_mailing_waits_for_by_its_kind_not_its_words():
     assert row(WaitingKind.RELAY_DOWN, "cannot reach smtp://relay:25") == (
         "relay down, retry 10:00:00"
     )
-    assert row(WaitingKind.DOMAIN_LIMIT, "gmail.com: 20/s") == "domain limit, retry 10:00:00"
+    # held for a domain's limit: no retry, the next of them goes then
+    assert row(WaitingKind.DOMAIN_LIMIT, "gmail.com: 20/s") == "domain limit, next 10:00:00"
 
 
 def test_countdown_and_eta():
@@ -164,6 +166,19 @@ def test_failures_by_class_and_what_the_engine_waits_for_are_told():
     # connection failures are errors too
     assert errors_text(sending).splitlines()[0] == "relay: relay unavailable: connection refused"
     assert sending.as_json()["failed_by_class"] == {"5xx": 298, "doubt": 2}
+    # held for a domain's limit: no retry, the next of its messages goes then
+    held = details(
+        state=State.SENDING,
+        waiting_kind=WaitingKind.DOMAIN_LIMIT,
+        waiting_reason="gmail.com limit 20/s",
+        waiting_until=NINE_UTC,
+        deferred=300,
+        held_for_domains=290,
+    )
+    shown = show_text(held, ROME)
+    assert "  Waiting:        gmail.com limit 20/s; next at 2030-03-04 10:00 Europe/Rome" in shown
+    assert "                  300 deferred (290 held for a domain limit, 10 retrying)" in shown
+    assert "300 deferred (290 held for a domain limit, 10 retrying)" in counters_text(held, ROME)
 
 
 def test_as_json_has_the_ls_fields_and_iso_times():

@@ -217,9 +217,13 @@ def now_status(
     if mailing.waiting_kind == WaitingKind.WINDOW:
         return window_opens(mailing.waiting_until, zone)
     if mailing.waiting_kind is not None:
+        waits = waits_for(mailing.waiting_kind, mailing.waiting_reason)
         until = mailing.waiting_until
-        retry = f"retry {clock_time(until, zone)}" if until and until > now else "retrying"
-        return f"{waits_for(mailing.waiting_kind, mailing.waiting_reason)}, {retry}"
+        ahead = clock_time(until, zone) if until and until > now else None
+        if mailing.waiting_kind == WaitingKind.DOMAIN_LIMIT:
+            # held for its domains' limits is no failure: the next of them goes then
+            return f"{waits}, next {ahead}" if ahead else waits
+        return f"{waits}, {f'retry {ahead}' if ahead else 'retrying'}"
     if mailing.state == State.STARTING:
         if starting_since is not None and now - starting_since > SLOW_START:
             minutes = int((now - starting_since).total_seconds() // 60)

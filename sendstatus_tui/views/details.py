@@ -94,8 +94,8 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
     if details.waiting_kind == WaitingKind.WINDOW:
         lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
     elif details.waiting_kind is not None:
-        retry = details.waiting_until
-        until = f"; retry at {format_named(retry, zone)}" if retry else ""
+        again = details.waiting_until
+        until = f"; {again_at(details)} {format_named(again, zone)}" if again else ""
         lines.append(f"  {'Waiting:':16}{details.waiting_reason}{until}")
     lines += [f"  {'Slowed down:':16}{throttled(t, zone)}" for t in details.throttled]
     for engine in details.engines:
@@ -353,8 +353,15 @@ def waiting(details: MailingDetails, zone: tzinfo) -> str:
         opens = details.waiting_until
         when = f" ({format_named(opens, zone)})" if opens else ""
         return f"{window_opens(opens, zone)}{when}"
-    retry = f"; retry at {moment(details.waiting_until, zone)}" if details.waiting_until else ""
-    return f"{details.waiting_reason}{retry}"
+    again = details.waiting_until
+    when = f"; {again_at(details)} {moment(again, zone)}" if again else ""
+    return f"{details.waiting_reason}{when}"
+
+
+def again_at(details: MailingDetails) -> str:
+    """What happens at ``waiting_until``: held for a domain's limit is no failure, the next
+    of its messages goes then; anything else is retried then."""
+    return "next at" if details.waiting_kind == WaitingKind.DOMAIN_LIMIT else "retry at"
 
 
 def errors_text(details: MailingDetails) -> str:
