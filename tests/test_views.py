@@ -1,5 +1,6 @@
 """The presentation layer (views/): one formatting for the panes, ls, show and details."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -179,6 +180,8 @@ def test_failures_by_class_and_what_the_engine_waits_for_are_told():
     assert "  Waiting:        gmail.com limit 20/s; next at 2030-03-04 10:00 Europe/Rome" in shown
     assert "                  300 deferred (290 held for a domain limit, 10 retrying)" in shown
     assert "300 deferred (290 held for a domain limit, 10 retrying)" in counters_text(held, ROME)
+    all_held = dataclasses.replace(held, held_for_domains=300)
+    assert "300 deferred (held for a domain limit)" in counters_text(all_held, ROME)
 
 
 def test_as_json_has_the_ls_fields_and_iso_times():

@@ -255,6 +255,8 @@ def deferred(details: MailingDetails) -> str:
     if not held:
         return f"{number(details.deferred)} deferred (retrying)"
     retrying = details.deferred - held
+    if not retrying:
+        return f"{number(held)} deferred (held for a domain limit)"
     return (
         f"{number(details.deferred)} deferred ({number(held)} held for a domain limit,"
         f" {number(retrying)} retrying)"
