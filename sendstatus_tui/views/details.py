@@ -1,6 +1,7 @@
 """One mailing in full: the text of ``show`` and the details screen's counters and errors,
 both from a MailingDetails and the shared cells."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -91,12 +92,8 @@ def show_text(details: MailingDetails, zone: tzinfo) -> str:
             + (f" ({number(more)} more: sendstatus failed {details.id})" if more else "")
         )
         lines += [f"    {failed_line(row)}" for row in details.first_failed]
-    if details.waiting_kind == WaitingKind.WINDOW:
-        lines.append(f"  {'Waiting:':16}{waiting(details, zone)}")
-    elif details.waiting_kind is not None:
-        again = details.waiting_until
-        until = f"; {again_at(details)} {format_named(again, zone)}" if again else ""
-        lines.append(f"  {'Waiting:':16}{details.waiting_reason}{until}")
+    if details.waiting_kind is not None:
+        lines.append(f"  {'Waiting:':16}{waiting(details, zone, format_named)}")
     lines += [f"  {'Slowed down:':16}{throttled(t, zone)}" for t in details.throttled]
     for engine in details.engines:
         lines.append(f"  {'Relay:':16}{relay_connections(engine)}")
@@ -348,22 +345,19 @@ FAILURE_CLASS_NAMES = {
 }
 
 
-def waiting(details: MailingDetails, zone: tzinfo) -> str:
-    """What keeps the engine from sending it, and when it tries again (or, outside its
-    window, when the window opens)."""
-    if details.waiting_kind == WaitingKind.WINDOW:
-        opens = details.waiting_until
-        when = f" ({format_named(opens, zone)})" if opens else ""
-        return f"{window_opens(opens, zone)}{when}"
+def waiting(
+    details: MailingDetails, zone: tzinfo, stamp: Callable[[datetime, tzinfo], str] = moment
+) -> str:
+    """What keeps the engine from sending it, and when it tries again, as ``stamp`` writes
+    the time (or, outside its window, when the window opens). Held for a domain's limit is
+    no failure: the next of its messages goes then."""
     again = details.waiting_until
-    when = f"; {again_at(details)} {moment(again, zone)}" if again else ""
+    if details.waiting_kind == WaitingKind.WINDOW:
+        when = f" ({format_named(again, zone)})" if again else ""
+        return f"{window_opens(again, zone)}{when}"
+    then = "next at" if details.waiting_kind == WaitingKind.DOMAIN_LIMIT else "retry at"
+    when = f"; {then} {stamp(again, zone)}" if again else ""
     return f"{details.waiting_reason}{when}"
-
-
-def again_at(details: MailingDetails) -> str:
-    """What happens at ``waiting_until``: held for a domain's limit is no failure, the next
-    of its messages goes then; anything else is retried then."""
-    return "next at" if details.waiting_kind == WaitingKind.DOMAIN_LIMIT else "retry at"
 
 
 def errors_text(details: MailingDetails) -> str:
