@@ -112,7 +112,7 @@ def stall_between_transactions(
     for _ in range(40):
         process.send_signal(signal.SIGSTOP)
         time.sleep(0.05)
-        if not _takeover_would_wait(db_url) and (
+        if not _takeover_would_wait(db_url, process.pid) and (
             not holding_claims or _claims_in_flight(db_url, process.pid)
         ):
             return
@@ -133,7 +133,7 @@ def _claims_in_flight(db_url: str, pid: int) -> int:
         engine.dispose()
 
 
-def _takeover_would_wait(db_url: str) -> bool:
+def _takeover_would_wait(db_url: str, pid: int) -> bool:
     if db_url.startswith("sqlite"):
         probe = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0)
         try:
@@ -154,6 +154,12 @@ def _takeover_would_wait(db_url: str) -> bool:
             session.exec(select(EngineLease).with_for_update()).all()
             # a rescue clears the claimant of a silent engine: its row must be free too
             session.exec(select(EngineHeartbeat).with_for_update()).all()
+            # and it hands back the stopped engine's claims and counts them on their
+            # mailings: stopped while recording a batch, it holds those rows locked
+            session.exec(select(Mailing.id).with_for_update()).all()
+            claimant = select(EngineHeartbeat.claimant).where(EngineHeartbeat.pid == pid)
+            claimed = select(Recipient.id).where(Recipient.claimed_by == claimant.scalar_subquery())
+            session.exec(claimed.with_for_update()).all()
         return False
     except sa.exc.OperationalError:  # lock timeout: the stopped engine holds one of them
         return True
