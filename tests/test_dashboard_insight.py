@@ -13,6 +13,7 @@ from sendstatus_tui.core.model.audit import Actor, Source
 from sendstatus_tui.core.model.models import Feedback, Mailing, Recipient, utc_now
 from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.core.reads import activity
+from sendstatus_tui.core.store.together import read_one
 from sendstatus_tui.tui.screens.activity import ActivityScreen
 from sendstatus_tui.tui.screens.confirm import ConfirmModal
 from sendstatus_tui.tui.screens.detail import DetailScreen
@@ -246,7 +247,7 @@ def test_entries_carry_the_session_that_wrote_them(store):
     with store.write() as session:
         audit.record(session, audit.Change.SETTING, detail="rate = 20/s")
     with store.read() as session:
-        entries = activity.entries_after(session, 0)
+        entries = read_one(session, activity.entries_after_reading(0))
     assert [entry.session for entry in entries] == [first, second] and first != second
 
 

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from sqlmodel import Session
 
@@ -21,9 +22,15 @@ from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, State
 from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.reads import activity
 from sendstatus_tui.core.reads.activity import CameBack
-from sendstatus_tui.core.reads.listing import PaneMailing, list_pane_rows
-from sendstatus_tui.core.reads.throughput import Throughput, last_hour_since, read_throughput
+from sendstatus_tui.core.reads.listing import PaneMailing, pane_rows_reading, sending_ids
+from sendstatus_tui.core.reads.throughput import (
+    NO_MINUTES,
+    Throughput,
+    last_hour_since,
+    throughput_reading,
+)
 from sendstatus_tui.core.store.store import Store
+from sendstatus_tui.core.store.together import Reading, read_together
 from sendstatus_tui.views.activity import AuditWatch
 from sendstatus_tui.views.cells import SLOW_START, STARTING_UP, Alarm, Cell, failed_alarm
 from sendstatus_tui.views.completed import start_of_day
@@ -179,16 +186,25 @@ def read_snapshot(
     today: list[AuditEntry] | None = None
     came_back: list[CameBack] = []
     with store.read() as session:
-        mailings = list_pane_rows(session, PANE_AREAS)
-        holder = lease.current(session)
-        rate = settings.read(session, "rate")
-        beats = heartbeats.engines(session)
-        breakers = relay_breakers.breakers(session)
-        complaint_limit = guard.share_of(session, guard.COMPLAINTS)
-        sending_ids = [m.id for m in mailings if m.state == State.SENDING]
-        throughputs = read_throughput(session, sending_ids, last_hour_since(now))
+        # one statement on SQLite (core/store/together.py): beside the engine's thread,
+        # each statement more waited for the GIL once more
+        (mailings, holder, rate, beats, breakers, complaint_limit, throughputs, *changes) = (
+            read_together(
+                session,
+                [
+                    pane_rows_reading(PANE_AREAS),
+                    lease.current_reading(),
+                    settings.value_reading("rate"),
+                    heartbeats.engines_reading(),
+                    relay_breakers.breakers_reading(),
+                    guard.share_reading(guard.COMPLAINTS),
+                    throughput_reading(sending_ids(), last_hour_since(now)),
+                    *(_change_readings(watch) if watch is not None else ()),
+                ],
+            )
+        )
         if watch is not None:
-            news, today, came_back = _read_changes(session, watch, zone, now)
+            news, today, came_back = _read_changes(session, watch, changes, zone, now)
     active_holder = holder.holder if holder and holder.expires_at > now else None
     lost = heartbeats.lost_ids(beats, now)
     # a row still saying leader after its lease lapsed is an engine that died leading (its
@@ -214,7 +230,8 @@ def read_snapshot(
         chart: tuple[int, ...] = ()
         if sending:
             stalled = stalls.stalled(mailing.id, mailing.sent + mailing.failed)
-            speed, chart = speed_and_chart(throughputs[mailing.id], now, stalled)
+            minutes = throughputs.get(mailing.id, NO_MINUTES)
+            speed, chart = speed_and_chart(minutes, now, stalled)
         since = starts.since(mailing.id, mailing.state == State.STARTING, now)
         used = mailing.relays.split(",") if mailing.relays else None
         down = {n: t for n, t in relays_down.items() if used is None or n in used}
@@ -272,16 +289,33 @@ def parked_row(mailing: PaneMailing) -> Row:
     )
 
 
-def _read_changes(
-    session: Session, watch: AuditWatch, zone: tzinfo, now: datetime
-) -> tuple[list[AuditEntry], list[AuditEntry] | None, list[CameBack]]:
-    """The entries new since ``watch`` last read (by id), today's entries when they
-    changed, and what came back about completed mailings."""
+def _change_readings(watch: AuditWatch) -> list[Reading[Any]]:
+    """What a refresh reads of what changed since ``watch`` last read: the audit entries
+    after its last one (by id), and the completed mailings changed after its last change;
+    at the first read, only where they stand (what came before is not news)."""
     if watch.last_entry_id is None:
-        news: list[AuditEntry] = []
-        watch.last_entry_id = activity.latest_entry_id(session)
+        entries: Reading[Any] = activity.latest_entry_reading()
     else:
-        news = activity.entries_after(session, watch.last_entry_id)
+        entries = activity.entries_after_reading(watch.last_entry_id)
+    if watch.completed_changed_at is None:
+        completed: Reading[Any] = activity.newest_completed_change_reading()
+    else:
+        completed = activity.completed_changed_reading(watch.completed_changed_at)
+    return [entries, completed]
+
+
+def _read_changes(
+    session: Session, watch: AuditWatch, changes: list[Any], zone: tzinfo, now: datetime
+) -> tuple[list[AuditEntry], list[AuditEntry] | None, list[CameBack]]:
+    """From what ``_change_readings`` read: the entries new since ``watch`` last read,
+    today's entries when they changed (read now), and what came back about completed
+    mailings; ``watch`` moves on."""
+    entries, completed = changes
+    news: list[AuditEntry] = []
+    if watch.last_entry_id is None:
+        watch.last_entry_id = entries
+    else:
+        news = entries
         if news:
             watch.last_entry_id = news[-1].id
     day = start_of_day(now, zone)
@@ -289,7 +323,10 @@ def _read_changes(
     if news or day != watch.activity_day:
         today = activity.entries_since(session, day, ACTIVITY_READ)
         watch.activity_day = day
-    came_back, watch.completed_changed_at = activity.completed_changed_after(
-        session, watch.completed_changed_at
-    )
+    came_back: list[CameBack] = []
+    if watch.completed_changed_at is None:
+        watch.completed_changed_at = completed
+    elif completed:
+        came_back = activity.came_back(session, completed)
+        watch.completed_changed_at = max(changed.updated_at for changed in completed)
     return news, today, came_back

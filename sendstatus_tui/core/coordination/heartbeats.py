@@ -12,9 +12,11 @@ for LOST_AFTER, much longer, is shown as lost.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, delete, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, delete
 
 from sendstatus_tui.core.model.models import EngineHeartbeat, utc_now
+from sendstatus_tui.core.store.together import Reading, columns_of, read_one, rows_as
 from sendstatus_tui.errors import SendStatusError
 
 # an engine beats every lease renewal (a second); one silent for longer than this is
@@ -101,8 +103,15 @@ def forget_lost(session: Session) -> int:
 
 def engines(session: Session) -> list[EngineHeartbeat]:
     """Every engine row, the leader first, then by start."""
-    rows = session.exec(select(EngineHeartbeat)).all()
-    return sorted(rows, key=lambda r: (r.role != "leader", r.started_at))
+    return read_one(session, engines_reading())
+
+
+def engines_reading() -> Reading[list[EngineHeartbeat]]:
+    beats = rows_as(EngineHeartbeat)
+    return Reading(
+        sa.select(*columns_of(EngineHeartbeat)),
+        lambda rows: sorted(beats(rows), key=lambda r: (r.role != "leader", r.started_at)),
+    )
 
 
 def is_lost(row: EngineHeartbeat, now: datetime | None = None) -> bool:

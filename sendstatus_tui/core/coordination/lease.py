@@ -9,12 +9,14 @@ leader makes checks, in its own transaction, that the lease is still its generat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.model.models import EngineLease, utc_now
 from sendstatus_tui.core.store.store import lock_transitions
+from sendstatus_tui.core.store.together import Reading, columns_of, rows_as
 
 LEASE_NAME = "engine"
 
@@ -121,3 +123,10 @@ def release(session: Session, holder: str, now: datetime | None = None) -> None:
 
 def current(session: Session) -> EngineLease | None:
     return session.get(EngineLease, LEASE_NAME)
+
+
+def current_reading() -> Reading[EngineLease | None]:
+    """``current``, detached, to be read with others (core/store/together.py)."""
+    statement = sa.select(*columns_of(EngineLease)).where(col(EngineLease.name) == LEASE_NAME)
+    leases = rows_as(EngineLease)
+    return Reading(statement, lambda rows: next(iter(leases(rows)), None))

@@ -5,9 +5,11 @@ heartbeat, so that ``relay ls`` and ``engines`` can say so."""
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, delete, select
 
 from sendstatus_tui.core.model.models import EngineHeartbeat, RelayBreaker
+from sendstatus_tui.core.store.together import Reading, columns_of, read_one, rows_as
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,12 @@ def forget_orphans(session: Session) -> None:
 
 def breakers(session: Session) -> list[RelayBreaker]:
     """Every relay found down by a live engine row, the oldest first."""
-    return list(
-        session.exec(
-            select(RelayBreaker)
-            .where(col(RelayBreaker.engine_id).in_(select(EngineHeartbeat.id)))
-            .order_by(col(RelayBreaker.down_since))
-        )
+    return read_one(session, breakers_reading())
+
+
+def breakers_reading() -> Reading[list[RelayBreaker]]:
+    statement = sa.select(*columns_of(RelayBreaker)).where(
+        col(RelayBreaker.engine_id).in_(select(EngineHeartbeat.id))
     )
+    found = rows_as(RelayBreaker)
+    return Reading(statement, lambda rows: sorted(found(rows), key=lambda b: b.down_since))

@@ -47,6 +47,7 @@ from sendstatus_tui.core.model.models import (
 )
 from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.store.store import lock_transitions
+from sendstatus_tui.core.store.together import Reading, read_one
 
 WINDOW = 5_000
 REASON_PREFIX = "stopped by guard"
@@ -76,7 +77,16 @@ REFUSALS = Limit("guard_refusals", 200, ("refusal", "refusals"))
 
 def share_of(session: Session, limit: Limit) -> float | None:
     """The limit's share (0.05 for 5 %), None while it is off."""
-    stored = settings.read_or_default(session, limit.key)
+    return read_one(session, share_reading(limit))
+
+
+def share_reading(limit: Limit) -> Reading[float | None]:
+    return settings.value_reading(limit.key).then(
+        lambda stored: _share(stored or settings.DEFAULTS.get(limit.key))
+    )
+
+
+def _share(stored: str | None) -> float | None:
     if stored is None or stored == "off":
         return None
     return float(stored.removesuffix("%")) / 100

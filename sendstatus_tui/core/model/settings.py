@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from sendstatus_tui import config
 from sendstatus_tui.core.model import domain_limits, relays, window
@@ -15,6 +16,7 @@ from sendstatus_tui.core.model.models import Relay, Setting, utc_now
 from sendstatus_tui.core.model.rates import parse_rate
 from sendstatus_tui.core.model.relay_url import parse_relay_url
 from sendstatus_tui.core.model.verp import check_return_path
+from sendstatus_tui.core.store.together import Reading, read_one
 from sendstatus_tui.errors import SendStatusError
 
 
@@ -241,8 +243,13 @@ def read(session: Session, key: str) -> str | None:
     if check_key(key) == SHORTHAND:
         default = session.get(Relay, relays.DEFAULT_NAME)
         return None if default is None else default.url
-    row = session.get(Setting, key)
-    return None if row is None else row.value
+    return read_one(session, value_reading(key))
+
+
+def value_reading(key: str) -> Reading[str | None]:
+    """``read`` of a stored setting (the shorthand is a relay), to read with others."""
+    statement = sa.select(col(Setting.value)).where(col(Setting.key) == check_key(key))
+    return Reading(statement, lambda rows: rows[0][0] if rows else None)
 
 
 def enabled(session: Session, key: str) -> bool:

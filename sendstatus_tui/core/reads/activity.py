@@ -5,45 +5,55 @@ panel, and what came back about completed mailings since they completed."""
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from sendstatus_tui.core.model.feedback import ReportVerdict
 from sendstatus_tui.core.model.models import AuditEntry, Feedback, Mailing
 from sendstatus_tui.core.model.states import State
+from sendstatus_tui.core.store.together import Reading, columns_of, read_one, rows_as
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # before any change: every later one is news
 # at most this many entries come back from one read (a burst by a script is summed up)
 NEWS_AT_MOST = 200
 
 
-def latest_entry_id(session: Session) -> int:
+def latest_entry_reading() -> Reading[int]:
     """The newest entry's id (0: none yet)."""
-    return session.exec(select(func.max(AuditEntry.id))).one() or 0
+    return Reading(sa.select(func.max(AuditEntry.id)), lambda rows: rows[0][0] or 0)
 
 
-def entries_after(session: Session, after_id: int, limit: int = NEWS_AT_MOST) -> list[AuditEntry]:
+def entries_after_reading(after_id: int, limit: int = NEWS_AT_MOST) -> Reading[list[AuditEntry]]:
     """The entries written since the one numbered ``after_id``, oldest first."""
     statement = (
-        select(AuditEntry)
+        sa.select(*columns_of(AuditEntry))
         .where(col(AuditEntry.id) > after_id)
         .order_by(col(AuditEntry.id))
         .limit(limit)
     )
-    return list(session.exec(statement).all())
+    return Reading(statement, lambda rows: sorted(_entries(rows), key=_entry_id))
 
 
 def entries_since(
     session: Session, since: datetime | None = None, limit: int | None = None
 ) -> list[AuditEntry]:
     """The entries from ``since`` on (None: all of them), newest first, ``limit`` at most."""
-    statement = select(AuditEntry)
+    statement = sa.select(*columns_of(AuditEntry))
     if since is not None:
         statement = statement.where(col(AuditEntry.at) >= since)
     statement = statement.order_by(col(AuditEntry.id).desc())
     if limit is not None:
         statement = statement.limit(limit)
-    return list(session.exec(statement).all())
+    return read_one(session, Reading(statement, _entries))
+
+
+_entries = rows_as(AuditEntry)
+
+
+def _entry_id(entry: AuditEntry) -> int:
+    return entry.id or 0
 
 
 @dataclass(frozen=True)
@@ -61,25 +71,34 @@ class CameBack:
         return bool(self.bounced or self.blocked or self.complaints)
 
 
-def completed_changed_after(
-    session: Session, after: datetime | None
-) -> tuple[list[CameBack], datetime | None]:
-    """The completed mailings changed (bounces, complaints) after ``after``, with what came
-    back since each completed, and the newest change seen (the next call's ``after``).
-    With ``after`` None, only the newest change is read: what came before is not news."""
+def newest_completed_change_reading() -> Reading[datetime]:
+    """When a completed mailing last changed (EPOCH: none did): what came before is not
+    news."""
+    statement = sa.select(func.max(Mailing.updated_at)).where(col(Mailing.state) == State.COMPLETED)
+    return Reading(statement, lambda rows: rows[0][0] or EPOCH)
+
+
+class Changed(NamedTuple):
+    mailing_id: int
+    name: str
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+def completed_changed_reading(after: datetime) -> Reading[list[Changed]]:
+    """The completed mailings changed (bounces, complaints) after ``after``."""
+    statement = sa.select(
+        col(Mailing.id), col(Mailing.name), col(Mailing.finished_at), col(Mailing.updated_at)
+    ).where(col(Mailing.state) == State.COMPLETED, col(Mailing.updated_at) > after)
+    return Reading(statement, lambda rows: [Changed(*row) for row in rows])
+
+
+def came_back(session: Session, changed: list[Changed]) -> list[CameBack]:
+    """What came back about each mailing of ``changed`` since it completed (feedback
+    counted), those about which something did."""
     # (one query per mailing changed, which is rare: feedback comes in now and then)
-    changed = select(func.max(Mailing.updated_at)).where(Mailing.state == State.COMPLETED)
-    if after is None:
-        return [], session.exec(changed).one() or EPOCH
-    rows = session.exec(
-        select(Mailing.id, Mailing.name, Mailing.finished_at, Mailing.updated_at).where(
-            Mailing.state == State.COMPLETED, col(Mailing.updated_at) > after
-        )
-    ).all()
-    newest = max((updated for *_, updated in rows), default=after)
-    came_back = []
-    for mailing_id, name, finished_at, _ in rows:
-        assert mailing_id is not None
+    found = []
+    for mailing_id, name, finished_at, _ in changed:
         kinds = Counter(
             dict(
                 session.exec(
@@ -93,7 +112,7 @@ def completed_changed_after(
                 ).all()
             )
         )
-        came_back.append(
+        found.append(
             CameBack(
                 mailing_id,
                 name,
@@ -102,4 +121,4 @@ def completed_changed_after(
                 kinds[ReportVerdict.COMPLAINT.value],
             )
         )
-    return [item for item in came_back if item.any], newest
+    return [item for item in found if item.any]

@@ -1,7 +1,6 @@
 """Mailings as the panes (and ``ls``) show them: which pane, in which order, which fields."""
 
 import functools
-import json
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -12,6 +11,7 @@ from sqlmodel import Session, col, select
 from sendstatus_tui.core.model.models import Mailing
 from sendstatus_tui.core.model.states import AREA_OF_STATE, Area, Mode, State
 from sendstatus_tui.core.model.waiting import WaitingKind
+from sendstatus_tui.core.store.together import Reading, read_one
 
 
 class Summarised(Protocol):
@@ -147,35 +147,33 @@ _PANE_COLUMNS = (
     col(Mailing.waiting_kind),
     col(Mailing.waiting_since),
 )
-_SQLITE_PANE_ROWS = (
-    "SELECT json_group_array(json_array("
-    + ", ".join(PaneMailing._fields)
-    + ")) FROM mailing WHERE state IN ({}) AND NOT importing"
-)
 
 
 def list_pane_rows(session: Session, areas: tuple[Area, ...]) -> list[PaneMailing]:
     """The mailings of ``areas`` in pane order (completed ones, which only grow in number,
     are not even read)."""
+    return read_one(session, pane_rows_reading(areas))
+
+
+def pane_rows_reading(areas: tuple[Area, ...]) -> Reading[list[PaneMailing]]:
     states = [state for area in areas for state in STATES_OF_AREA[area]]
-    if session.get_bind().dialect.name == "sqlite":
-        rows = _sqlite_pane_rows(session, states)
-    else:
-        statement = sa.select(*_PANE_COLUMNS).where(
-            col(Mailing.state).in_(states), col(Mailing.importing).is_(False)
-        )
-        rows = [PaneMailing(*row) for row in session.execute(statement)]
-    return sorted(rows, key=_pane_order)
+    statement = sa.select(*_PANE_COLUMNS).where(
+        col(Mailing.state).in_(states), col(Mailing.importing).is_(False)
+    )
+    return Reading(statement, _in_pane_order, from_stored=_stored_pane_mailing)
 
 
-def _sqlite_pane_rows(session: Session, states: list[State]) -> list[PaneMailing]:
-    # The sqlite3 module lets go of the GIL for every row it steps to and must take it
-    # back: with the engine's thread busy in the same process each row waits its turn,
-    # and 1,000 rows take 30 ms instead of 4. One JSON value comes back in one step.
-    statement = _SQLITE_PANE_ROWS.format(", ".join("?" * len(states)))
-    values = tuple(state.value for state in states)
-    (text,) = session.connection().exec_driver_sql(statement, values).one()
-    return [_stored_pane_mailing(tuple(row)) for row in json.loads(text)]
+def sending_ids() -> sa.Select[int | None]:
+    """The mailings sending (as the panes read them), as a statement."""
+    return sa.select(col(Mailing.id)).where(
+        col(Mailing.state) == State.SENDING, col(Mailing.importing).is_(False)
+    )
+
+
+def _in_pane_order(rows: list[tuple[Any, ...]]) -> list[PaneMailing]:
+    # rows read on SQLite are PaneMailings already (_stored_pane_mailing)
+    mailings = [row if isinstance(row, PaneMailing) else PaneMailing(*row) for row in rows]
+    return sorted(mailings, key=_pane_order)
 
 
 # rows converted and kept: more than the panes hold (parked mailings are the many)
@@ -184,7 +182,7 @@ PANE_ROWS_KEPT = 8192
 
 @functools.lru_cache(maxsize=PANE_ROWS_KEPT)
 def _stored_pane_mailing(row: tuple[Any, ...]) -> PaneMailing:
-    """One row as SQLite gives it, converted once per version: a refresh reads a thousand
+    """One row as SQLite stores it, converted once per version: a refresh reads a thousand
     rows, most of them unchanged (parked ones do not move), and converting one costs
     microseconds (five times and an enum each)."""
     (

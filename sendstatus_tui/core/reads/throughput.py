@@ -5,15 +5,17 @@ One source for every screen and command: a dashboard opened now draws the last h
 once, and ``ls``, ``show``, the ETA and the details agree.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from sendstatus_tui.core.model.models import SendMinute
 from sendstatus_tui.core.model.send_minutes import minute_of
+from sendstatus_tui.core.store.together import Reading, read_one
 
 CHART_MINUTES = 60  # a chart's width: the last hour
 # nothing recorded for this long: nothing goes out now (engines record every second or two
@@ -92,30 +94,41 @@ class Throughput:
         return [by_start.get(last - (count - 1 - i) * _MINUTE, 0) for i in range(count)]
 
 
+NO_MINUTES = Throughput()  # a mailing with no stored minute in the time asked for
+
+
 def read_throughput(
     session: Session, mailing_ids: Iterable[int], since: datetime
 ) -> dict[int, Throughput]:
     """The stored minutes of ``mailing_ids`` from ``since``'s on, per mailing (every one
     asked for is in the answer)."""
     ids = list(mailing_ids)
-    found: dict[int, list[Minute]] = {mailing_id: [] for mailing_id in ids}
-    if ids:
-        rows = session.execute(  # columns, not ORM objects: a refresh reads up to an hour
-            sa.select(
-                col(SendMinute.mailing_id),
-                col(SendMinute.minute),
-                col(SendMinute.sent),
-                col(SendMinute.failed),
-                col(SendMinute.bounced),
-                col(SendMinute.complained),
-                col(SendMinute.first_at),
-                col(SendMinute.last_at),
-            )
-            .where(col(SendMinute.mailing_id).in_(ids), col(SendMinute.minute) >= minute_of(since))
-            .order_by(col(SendMinute.mailing_id), col(SendMinute.minute))
-        )
-        for mailing_id, *figures in rows:
-            found[mailing_id].append(Minute(*figures))
+    found = read_one(session, throughput_reading(ids, since)) if ids else {}
+    return {mailing_id: found.get(mailing_id, NO_MINUTES) for mailing_id in ids}
+
+
+def throughput_reading(
+    mailing_ids: Sequence[int] | sa.Select[int | None], since: datetime
+) -> Reading[dict[int, Throughput]]:
+    """The stored minutes from ``since``'s on of those of ``mailing_ids`` (a list, or a
+    statement selecting them) that have any, per mailing."""
+    statement = sa.select(  # columns, not ORM objects: a refresh reads up to an hour
+        col(SendMinute.mailing_id),
+        col(SendMinute.minute),
+        col(SendMinute.sent),
+        col(SendMinute.failed),
+        col(SendMinute.bounced),
+        col(SendMinute.complained),
+        col(SendMinute.first_at),
+        col(SendMinute.last_at),
+    ).where(col(SendMinute.mailing_id).in_(mailing_ids), col(SendMinute.minute) >= minute_of(since))
+    return Reading(statement, _per_mailing)
+
+
+def _per_mailing(rows: list[tuple[Any, ...]]) -> dict[int, Throughput]:
+    found: dict[int, list[Minute]] = {}
+    for mailing_id, *figures in sorted(rows, key=lambda row: (row[0], row[1])):
+        found.setdefault(mailing_id, []).append(Minute(*figures))
     return {mailing_id: Throughput(tuple(minutes)) for mailing_id, minutes in found.items()}
 
 
