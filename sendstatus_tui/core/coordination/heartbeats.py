@@ -9,6 +9,7 @@ and goes on under a new claimant, so nothing it still reports is counted. An eng
 for LOST_AFTER, much longer, is shown as lost.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -106,6 +107,7 @@ def engines(session: Session) -> list[EngineHeartbeat]:
     return read_one(session, engines_reading())
 
 
+@functools.cache
 def engines_reading() -> Reading[list[EngineHeartbeat]]:
     beats = rows_as(EngineHeartbeat)
     return Reading(

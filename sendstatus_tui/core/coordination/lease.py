@@ -6,6 +6,7 @@ leader makes checks, in its own transaction, that the lease is still its generat
 (``check``): a leader that stalled past its lease and woke up cannot write any more.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -125,6 +126,7 @@ def current(session: Session) -> EngineLease | None:
     return session.get(EngineLease, LEASE_NAME)
 
 
+@functools.cache
 def current_reading() -> Reading[EngineLease | None]:
     """``current``, detached, to be read with others (core/store/together.py)."""
     statement = sa.select(*columns_of(EngineLease)).where(col(EngineLease.name) == LEASE_NAME)

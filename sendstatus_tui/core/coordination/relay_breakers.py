@@ -2,6 +2,7 @@
 breaker per relay (engine/breaker.py) and publishes the relays it finds down here with its
 heartbeat, so that ``relay ls`` and ``engines`` can say so."""
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,6 +51,7 @@ def breakers(session: Session) -> list[RelayBreaker]:
     return read_one(session, breakers_reading())
 
 
+@functools.cache
 def breakers_reading() -> Reading[list[RelayBreaker]]:
     statement = sa.select(*columns_of(RelayBreaker)).where(
         col(RelayBreaker.engine_id).in_(select(EngineHeartbeat.id))

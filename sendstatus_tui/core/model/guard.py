@@ -28,6 +28,7 @@ the guard's doing. It runs in a transaction of its own, which takes the transiti
 before any row lock, as every transition does.
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,6 +81,7 @@ def share_of(session: Session, limit: Limit) -> float | None:
     return read_one(session, share_reading(limit))
 
 
+@functools.cache
 def share_reading(limit: Limit) -> Reading[float | None]:
     return settings.value_reading(limit.key).then(
         lambda stored: _share(stored or settings.DEFAULTS.get(limit.key))

@@ -2,6 +2,7 @@
 config``). Each value is checked before it is written, so a reader can trust it; credentials
 are never stored (a relay URL that carries them is refused)."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -246,6 +247,7 @@ def read(session: Session, key: str) -> str | None:
     return read_one(session, value_reading(key))
 
 
+@functools.cache
 def value_reading(key: str) -> Reading[str | None]:
     """``read`` of a stored setting (the shorthand is a relay), to read with others."""
     statement = sa.select(col(Setting.value)).where(col(Setting.key) == check_key(key))

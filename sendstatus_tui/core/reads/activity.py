@@ -2,10 +2,11 @@
 than the last one it saw (by id: cheap, the primary key), today's entries for its activity
 panel, and what came back about completed mailings since they completed."""
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -13,13 +14,14 @@ from sqlmodel import Session, col, func, select
 from sendstatus_tui.core.model.feedback import ReportVerdict
 from sendstatus_tui.core.model.models import AuditEntry, Feedback, Mailing
 from sendstatus_tui.core.model.states import State
-from sendstatus_tui.core.store.together import Reading, columns_of, read_one, rows_as
+from sendstatus_tui.core.store.together import Reading, Statement, columns_of, read_one, rows_as
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # before any change: every later one is news
 # at most this many entries come back from one read (a burst by a script is summed up)
 NEWS_AT_MOST = 200
 
 
+@functools.cache
 def latest_entry_reading() -> Reading[int]:
     """The newest entry's id (0: none yet)."""
     return Reading(sa.select(func.max(AuditEntry.id)), lambda rows: rows[0][0] or 0)
@@ -27,13 +29,21 @@ def latest_entry_reading() -> Reading[int]:
 
 def entries_after_reading(after_id: int, limit: int = NEWS_AT_MOST) -> Reading[list[AuditEntry]]:
     """The entries written since the one numbered ``after_id``, oldest first."""
-    statement = (
+    return Reading(_entries_after(limit), _oldest_first, {"after_entry": after_id})
+
+
+@functools.cache
+def _entries_after(limit: int) -> Statement:
+    return (
         sa.select(*columns_of(AuditEntry))
-        .where(col(AuditEntry.id) > after_id)
+        .where(col(AuditEntry.id) > sa.bindparam("after_entry"))
         .order_by(col(AuditEntry.id))
         .limit(limit)
     )
-    return Reading(statement, lambda rows: sorted(_entries(rows), key=_entry_id))
+
+
+def _oldest_first(rows: list[tuple[Any, ...]]) -> list[AuditEntry]:
+    return sorted(_entries(rows), key=lambda entry: entry.id or 0)
 
 
 def entries_since(
@@ -52,10 +62,6 @@ def entries_since(
 _entries = rows_as(AuditEntry)
 
 
-def _entry_id(entry: AuditEntry) -> int:
-    return entry.id or 0
-
-
 @dataclass(frozen=True)
 class CameBack:
     """What came back about a completed mailing since it completed (feedback counted)."""
@@ -71,11 +77,19 @@ class CameBack:
         return bool(self.bounced or self.blocked or self.complaints)
 
 
+@functools.cache
 def newest_completed_change_reading() -> Reading[datetime]:
     """When a completed mailing last changed (EPOCH: none did): what came before is not
     news."""
     statement = sa.select(func.max(Mailing.updated_at)).where(col(Mailing.state) == State.COMPLETED)
     return Reading(statement, lambda rows: rows[0][0] or EPOCH)
+
+
+_COMPLETED_CHANGED = sa.select(
+    col(Mailing.id), col(Mailing.name), col(Mailing.finished_at), col(Mailing.updated_at)
+).where(
+    col(Mailing.state) == State.COMPLETED, col(Mailing.updated_at) > sa.bindparam("changed_after")
+)
 
 
 class Changed(NamedTuple):
@@ -87,10 +101,9 @@ class Changed(NamedTuple):
 
 def completed_changed_reading(after: datetime) -> Reading[list[Changed]]:
     """The completed mailings changed (bounces, complaints) after ``after``."""
-    statement = sa.select(
-        col(Mailing.id), col(Mailing.name), col(Mailing.finished_at), col(Mailing.updated_at)
-    ).where(col(Mailing.state) == State.COMPLETED, col(Mailing.updated_at) > after)
-    return Reading(statement, lambda rows: [Changed(*row) for row in rows])
+    return Reading(
+        _COMPLETED_CHANGED, lambda rows: [Changed(*row) for row in rows], {"changed_after": after}
+    )
 
 
 def came_back(session: Session, changed: list[Changed]) -> list[CameBack]:

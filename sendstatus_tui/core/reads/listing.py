@@ -155,6 +155,7 @@ def list_pane_rows(session: Session, areas: tuple[Area, ...]) -> list[PaneMailin
     return read_one(session, pane_rows_reading(areas))
 
 
+@functools.cache
 def pane_rows_reading(areas: tuple[Area, ...]) -> Reading[list[PaneMailing]]:
     states = [state for area in areas for state in STATES_OF_AREA[area]]
     statement = sa.select(*_PANE_COLUMNS).where(
@@ -163,6 +164,7 @@ def pane_rows_reading(areas: tuple[Area, ...]) -> Reading[list[PaneMailing]]:
     return Reading(statement, _in_pane_order, from_stored=_stored_pane_mailing)
 
 
+@functools.cache
 def sending_ids() -> sa.Select[int | None]:
     """The mailings sending (as the panes read them), as a statement."""
     return sa.select(col(Mailing.id)).where(

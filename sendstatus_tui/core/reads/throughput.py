@@ -5,6 +5,7 @@ One source for every screen and command: a dashboard opened now draws the last h
 once, and ``ls``, ``show``, the ETA and the details agree.
 """
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from sqlmodel import Session, col
 
 from sendstatus_tui.core.model.models import SendMinute
 from sendstatus_tui.core.model.send_minutes import minute_of
-from sendstatus_tui.core.store.together import Reading, read_one
+from sendstatus_tui.core.store.together import Reading, Statement, read_one
 
 CHART_MINUTES = 60  # a chart's width: the last hour
 # nothing recorded for this long: nothing goes out now (engines record every second or two
@@ -112,7 +113,19 @@ def throughput_reading(
 ) -> Reading[dict[int, Throughput]]:
     """The stored minutes from ``since``'s on of those of ``mailing_ids`` (a list, or a
     statement selecting them) that have any, per mailing."""
-    statement = sa.select(  # columns, not ORM objects: a refresh reads up to an hour
+    parameters: dict[str, object] = {"minutes_since": minute_of(since)}
+    if isinstance(mailing_ids, sa.Select):
+        statement = _minutes_of(mailing_ids)
+    else:
+        statement, parameters["minutes_of"] = _minutes_of(None), list(mailing_ids)
+    return Reading(statement, _per_mailing, parameters)
+
+
+@functools.cache
+def _minutes_of(mailings: sa.Select[int | None] | None) -> Statement:
+    """The statement of the minutes of ``mailings`` (None: those listed in the parameter
+    minutes_of) from the parameter minutes_since on."""
+    minutes = sa.select(  # columns, not ORM objects: a refresh reads up to an hour
         col(SendMinute.mailing_id),
         col(SendMinute.minute),
         col(SendMinute.sent),
@@ -121,8 +134,11 @@ def throughput_reading(
         col(SendMinute.complained),
         col(SendMinute.first_at),
         col(SendMinute.last_at),
-    ).where(col(SendMinute.mailing_id).in_(mailing_ids), col(SendMinute.minute) >= minute_of(since))
-    return Reading(statement, _per_mailing)
+    ).where(col(SendMinute.minute) >= sa.bindparam("minutes_since"))
+    if mailings is None:
+        listed: sa.BindParameter[list[int]] = sa.bindparam("minutes_of", expanding=True)
+        return minutes.where(col(SendMinute.mailing_id).in_(listed))
+    return minutes.where(col(SendMinute.mailing_id).in_(mailings))
 
 
 def _per_mailing(rows: list[tuple[Any, ...]]) -> dict[int, Throughput]:

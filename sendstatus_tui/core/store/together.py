@@ -12,10 +12,11 @@ On SQLite the values come back as stored and the columns' own types convert them
 SQLAlchemy would have.
 """
 
+import functools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, Unpack
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel
@@ -25,12 +26,19 @@ U = TypeVar("U")
 Row = tuple[Any, ...]
 
 
+Statement = sa.Select[*tuple[Any, ...]]
+
+
 @dataclass(frozen=True)
 class Reading(Generic[T]):
-    """A read: ``statement`` selects columns; ``result`` makes its answer of the rows."""
+    """A read: ``statement`` selects columns, with ``parameters`` for its bindparams;
+    ``result`` makes its answer of the rows. Build each statement once (building one costs
+    more than reading it): what varies between reads goes in ``parameters``, whose names
+    differ from every other reading's."""
 
-    statement: sa.Select[Unpack[tuple[Any, ...]]]
+    statement: Statement
     result: Callable[[list[Row]], T]
+    parameters: dict[str, Any] = field(default_factory=dict)
     # a row as SQLite stores it (in JSON) to the row ``result`` takes, where the columns'
     # types would convert it too slowly (a thousand pane rows at every refresh)
     from_stored: Callable[[Row], Any] | None = None
@@ -38,11 +46,12 @@ class Reading(Generic[T]):
     def then(self, answer: Callable[[T], U]) -> "Reading[U]":
         """The same read, its answer made into ``answer``'s."""
         result = self.result
-        return Reading(self.statement, lambda rows: answer(result(rows)), self.from_stored)
+        return replace(self, result=lambda rows: answer(result(rows)))  # type: ignore[arg-type,return-value]
 
 
 def read_one(session: Session, reading: Reading[T]) -> T:
-    return reading.result([tuple(row) for row in session.execute(reading.statement)])
+    rows = session.execute(reading.statement, reading.parameters)
+    return reading.result([tuple(row) for row in rows])
 
 
 def read_together(session: Session, readings: Sequence[Reading[Any]]) -> list[Any]:
@@ -50,19 +59,29 @@ def read_together(session: Session, readings: Sequence[Reading[Any]]) -> list[An
     dialect = session.get_bind().dialect
     if dialect.name != "sqlite":
         return [read_one(session, reading) for reading in readings]
-    parts = [reading.statement.subquery() for reading in readings]
+    statement, converters = _together(tuple(reading.statement for reading in readings), dialect)
+    parameters = {name: value for r in readings for name, value in r.parameters.items()}
+    (text,) = session.execute(statement, parameters).one()
+    return [
+        reading.result([(reading.from_stored or convert)(tuple(row)) for row in stored])
+        for reading, convert, stored in zip(readings, converters, json.loads(text), strict=True)
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _together(
+    statements: tuple[Statement, ...], dialect: sa.Dialect
+) -> tuple[Statement, list[Callable[[Row], Row]]]:
+    """One statement giving the rows of each of ``statements`` as a JSON array, and how to
+    convert a row of each as its columns' types would."""
+    parts = [statement.subquery() for statement in statements]
     arrays = [
         sa.func.json(
             sa.select(sa.func.json_group_array(sa.func.json_array(*part.c))).scalar_subquery()
         )
         for part in parts
     ]
-    (text,) = session.execute(sa.select(sa.func.json_array(*arrays))).one()
-    answers = []
-    for reading, part, stored in zip(readings, parts, json.loads(text), strict=True):
-        convert = reading.from_stored or _converter(part, dialect)
-        answers.append(reading.result([convert(tuple(row)) for row in stored]))
-    return answers
+    return sa.select(sa.func.json_array(*arrays)), [_converter(part, dialect) for part in parts]
 
 
 def _converter(part: sa.Subquery, dialect: sa.Dialect) -> Callable[[Row], Row]:
