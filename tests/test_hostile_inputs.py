@@ -194,6 +194,7 @@ def test_ids_beyond_the_databases_integers_are_not_found(run, db_url, files, com
         ("sqlite:////proc/sendstatus/x.db", "no database at /proc/sendstatus/x.db"),
         ("postgres ql://root:hunter2@127.0.0.1/test", "unusable database URL"),
         ("root:hunter2@127.0.0.1", "unusable database URL"),
+        ("/srv/mail/sendstatus.db", "a file is given as sqlite:////srv/mail/sendstatus.db"),
         ("sqlite://root:hunter2@/x.db", "Invalid SQLite URL"),  # a message of many lines
     ],
 )

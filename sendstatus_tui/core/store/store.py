@@ -26,6 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
+from sendstatus_tui import config
 from sendstatus_tui.core.store.locks import advisory_lock
 from sendstatus_tui.core.store.migrate import (
     HEAD_REVISION,
@@ -274,6 +275,9 @@ def _remove_folders(folders: list[Path]) -> None:
 
 
 def _create_engine(url: str, *, read_only: bool) -> sa.Engine:
+    if "://" not in url and not set("@:") & set(url):  # a file's path, it seems
+        as_url = config.sqlite_url(Path(url).expanduser().resolve())
+        raise StoreError(f"unusable database URL {url!r}: a file is given as {as_url}")
     try:
         dialect = sa.engine.make_url(url).get_backend_name()
     except (sa.exc.ArgumentError, ValueError) as exc:
