@@ -1,6 +1,5 @@
 """Shared fixtures: real databases (an SQLite file; PostgreSQL when a server is given)."""
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -8,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from sendstatus_tui.cli.main import main
 from sendstatus_tui.core.model import audit
@@ -17,7 +15,8 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
-from .helpers import FAST, Mailings, add_mailing, migrated_store, new_signing_key
+from .helpers import FAST, Mailings, add_mailing, migrated_store
+from .postgres_copies import PostgresCopies, admin, database_url
 from .smtp_relay import RelayScript, SmtpRelay
 
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
@@ -65,9 +64,12 @@ def db_url(request, tmp_path) -> Iterator[str]:
     if not server:
         pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run sets it when a server answers)")
     if request.node.get_closest_marker("empty_database"):
-        yield from _postgres_database(server)
+        yield from _empty_postgres_database(server)
     else:
-        yield from _postgres_database(server, request.getfixturevalue("postgres_template"))
+        copies = request.getfixturevalue("postgres_copies")
+        url = copies.take()
+        yield url
+        copies.give_back(url)
 
 
 @pytest.fixture
@@ -77,58 +79,40 @@ def sqlite_url(tmp_path) -> str:
 
 # Migrating a new PostgreSQL schema took a fifth of a second of each of some 300 tests;
 # copying a database migrated once a session (CREATE DATABASE ... TEMPLATE) takes a tenth
-# of that. The template is made by the code's own migrations, so it is always at their head.
+# of that, and is done ahead, on a thread (postgres_copies.py). The template is made by the
+# code's own migrations, so it is always at their head.
 
 
 @pytest.fixture(scope="session")
-def postgres_template() -> Iterator[str]:
-    """The name of a database on the PostgreSQL server migrated to the newest schema, for
-    copies: one a session (each xdist worker makes its own), dropped at its end."""
+def postgres_copies() -> Iterator[PostgresCopies]:
+    """Copies of a database on the PostgreSQL server migrated to the newest schema: one
+    template a session (each xdist worker makes its own), dropped at its end with them."""
     server = os.environ[POSTGRES_ENV]
     name = f"sendstatus_template_{uuid.uuid4().hex[:12]}"
-    with _admin(server) as admin:
-        admin.exec_driver_sql(f"CREATE DATABASE {name}")
+    with admin(server) as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    copies = None
     try:
-        Store(_database_url(server, name)).dispose()  # no connection left: copies need none
-        yield name
+        Store(database_url(server, name)).dispose()  # no connection left: copies need none
+        copies = PostgresCopies(server, name)
+        yield copies
     finally:
-        with _admin(server) as admin:
-            admin.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if copies is not None:
+            copies.close()
+        with admin(server) as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _postgres_database(server: str, template: str | None = None) -> Iterator[str]:
-    """A new database: a copy of ``template`` with a signing key of its own, else empty."""
+def _empty_postgres_database(server: str) -> Iterator[str]:
     name = f"sendstatus_test_{uuid.uuid4().hex[:12]}"
-    copied = f" TEMPLATE {template}" if template is not None else ""
-    with _admin(server) as admin:
-        admin.exec_driver_sql(f"CREATE DATABASE {name}{copied}")
-    url = _database_url(server, name)
+    with admin(server) as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
-        if template is not None:
-            store = Store(url)
-            new_signing_key(store)
-            store.dispose()
-        yield url
+        yield database_url(server, name)
     finally:
         # an engine process a failed test left behind must not keep the database
-        with _admin(server) as admin:
-            admin.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-@contextlib.contextmanager
-def _admin(server: str) -> Iterator[sa.Connection]:
-    """A connection to the server's own database, outside any transaction (CREATE DATABASE
-    runs in none)."""
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            yield connection
-    finally:
-        engine.dispose()
-
-
-def _database_url(server: str, name: str) -> str:
-    return sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+        with admin(server) as connection:
+            connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 # Migrating a new SQLite file runs some sixty statements, a quarter of a second on a busy
