@@ -10,12 +10,10 @@ from sendstatus_tui.core.coordination import heartbeats, lease, relay_breakers
 from sendstatus_tui.core.model import audit, guard, lifecycle, send_minutes, settings
 from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.core.reads import activity
-from sendstatus_tui.core.reads.listing import pane_rows_reading, sending_ids
-from sendstatus_tui.core.reads.throughput import last_hour_since, throughput_reading
 from sendstatus_tui.core.store.together import read_one, read_together
 from sendstatus_tui.views.activity import AuditWatch
 from sendstatus_tui.views.panes import PANE_AREAS
-from sendstatus_tui.views.snapshot import StallWatch, read_snapshot
+from sendstatus_tui.views.snapshot import StallWatch, read_snapshot, refresh_readings
 
 from .helpers import engine_beat
 
@@ -62,19 +60,10 @@ def fields(answer):
 
 def test_reads_together_answer_as_each_alone_in_one_statement_on_sqlite(store, make_mailing):
     a_busy_database(store, make_mailing)
-    since = last_hour_since(utc_now())
-    readings = [
-        pane_rows_reading(PANE_AREAS),
-        lease.current_reading(),
-        settings.value_reading("rate"),
-        heartbeats.engines_reading(),
-        relay_breakers.breakers_reading(),
-        guard.share_reading(guard.COMPLAINTS),
-        throughput_reading(sending_ids(), since),
-        activity.entries_after_reading(0),
-        activity.latest_entry_reading(),
-        activity.newest_completed_change_reading(),
-    ]
+    watch = AuditWatch(session="this dashboard")
+    watch.last_entry_id = 0  # all the entries are news
+    # what a refresh reads, the audit entries after the first included; and the latest id
+    readings = [*refresh_readings(utc_now(), watch), activity.latest_entry_reading()]
     with store.read() as session:
         alone = [read_one(session, reading) for reading in readings]
     sent = statements_of(store)
@@ -82,7 +71,7 @@ def test_reads_together_answer_as_each_alone_in_one_statement_on_sqlite(store, m
         together = read_together(session, readings)
 
     assert [fields(answer) for answer in together] == [fields(answer) for answer in alone]
-    panes, holder, rate, beats, breakers, share, minutes, entries, latest, _ = together
+    panes, holder, rate, beats, breakers, share, minutes, entries, _, latest = together
     assert len(panes) == 2 and holder.holder == "vm:1:abcd1234" and rate == "600/min"
     assert [beat.role for beat in beats] == ["leader", "sender"]
     assert [breaker.relay for breaker in breakers] == ["backup"]

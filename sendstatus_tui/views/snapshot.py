@@ -189,19 +189,7 @@ def read_snapshot(
         # one statement on SQLite (core/store/together.py): beside the engine's thread,
         # each statement more waited for the GIL once more
         (mailings, holder, rate, beats, breakers, complaint_limit, throughputs, *changes) = (
-            read_together(
-                session,
-                [
-                    pane_rows_reading(PANE_AREAS),
-                    lease.current_reading(),
-                    settings.value_reading("rate"),
-                    heartbeats.engines_reading(),
-                    relay_breakers.breakers_reading(),
-                    guard.share_reading(guard.COMPLAINTS),
-                    throughput_reading(sending_ids(), last_hour_since(now)),
-                    *(_change_readings(watch) if watch is not None else ()),
-                ],
-            )
+            read_together(session, refresh_readings(now, watch))
         )
         if watch is not None:
             news, today, came_back = _read_changes(session, watch, changes, zone, now)
@@ -287,6 +275,22 @@ def parked_row(mailing: PaneMailing) -> Row:
         state_reason=mailing.state_reason,
         window=mailing.window,
     )
+
+
+def refresh_readings(now: datetime, watch: AuditWatch | None) -> list[Reading[Any]]:
+    """What a refresh reads: the panes' mailings, the lease, the rate, the engines, the
+    relays found down, the complaint share, the minutes of what is sending, and with
+    ``watch`` what changed since it last read."""
+    return [
+        pane_rows_reading(PANE_AREAS),
+        lease.current_reading(),
+        settings.value_reading("rate"),
+        heartbeats.engines_reading(),
+        relay_breakers.breakers_reading(),
+        guard.share_reading(guard.COMPLAINTS),
+        throughput_reading(sending_ids(), last_hour_since(now)),
+        *(_change_readings(watch) if watch is not None else ()),
+    ]
 
 
 def _change_readings(watch: AuditWatch) -> list[Reading[Any]]:
