@@ -17,7 +17,7 @@ from sqlmodel import Session, col
 from sendstatus_tui.core.model import audit
 from sendstatus_tui.core.model.models import EngineLease, utc_now
 from sendstatus_tui.core.store.store import lock_transitions
-from sendstatus_tui.core.store.together import Reading, columns_of, rows_as
+from sendstatus_tui.core.store.together import Reading, columns_of, read_one, rows_as
 
 LEASE_NAME = "engine"
 
@@ -123,12 +123,12 @@ def release(session: Session, holder: str, now: datetime | None = None) -> None:
 
 
 def current(session: Session) -> EngineLease | None:
-    return session.get(EngineLease, LEASE_NAME)
+    """The lease as stored (detached: to read, not to change), None before any engine."""
+    return read_one(session, current_reading())
 
 
 @functools.cache
 def current_reading() -> Reading[EngineLease | None]:
-    """``current``, detached, to be read with others (core/store/together.py)."""
     statement = sa.select(*columns_of(EngineLease)).where(col(EngineLease.name) == LEASE_NAME)
     leases = rows_as(EngineLease)
     return Reading(statement, lambda rows: next(iter(leases(rows)), None))
