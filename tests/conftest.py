@@ -1,7 +1,6 @@
 """Shared fixtures: real databases (an SQLite file; PostgreSQL when a server is given)."""
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
 from .helpers import FAST, Mailings, add_mailing, migrated_store
-from .postgres_copies import PostgresCopies, admin, database_url
+from .postgres_copies import PostgresCopies, create_database, database_url, drop_database
 from .smtp_relay import RelayScript, SmtpRelay
 
 POSTGRES_ENV = "SENDSTATUS_TEST_POSTGRES_URL"
@@ -88,9 +87,7 @@ def postgres_copies() -> Iterator[PostgresCopies]:
     """Copies of a database on the PostgreSQL server migrated to the newest schema: one
     template a session (each xdist worker makes its own), dropped at its end with them."""
     server = os.environ[POSTGRES_ENV]
-    name = f"sendstatus_template_{uuid.uuid4().hex[:12]}"
-    with admin(server) as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    name = create_database(server, prefix="sendstatus_template")
     copies = None
     try:
         Store(database_url(server, name)).dispose()  # no connection left: copies need none
@@ -99,20 +96,15 @@ def postgres_copies() -> Iterator[PostgresCopies]:
     finally:
         if copies is not None:
             copies.close()
-        with admin(server) as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_database(server, name)
 
 
 def _empty_postgres_database(server: str) -> Iterator[str]:
-    name = f"sendstatus_test_{uuid.uuid4().hex[:12]}"
-    with admin(server) as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    name = create_database(server)
     try:
         yield database_url(server, name)
     finally:
-        # an engine process a failed test left behind must not keep the database
-        with admin(server) as connection:
-            connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        drop_database(server, name)
 
 
 # Migrating a new SQLite file runs some sixty statements, a quarter of a second on a busy

@@ -75,9 +75,7 @@ class PostgresCopies:
                     self._ready.put(exc)
 
     def _copy(self) -> str:
-        name = f"sendstatus_test_{uuid.uuid4().hex[:12]}"
-        with admin(self.server) as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        name = create_database(self.server, template=self.template)
         store = Store(database_url(self.server, name))
         new_signing_key(store)
         store.dispose()
@@ -85,9 +83,22 @@ class PostgresCopies:
 
     def _drop_all(self) -> None:
         while not self._to_drop.empty():
-            name = self._to_drop.get()
-            with admin(self.server) as connection:
-                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            drop_database(self.server, self._to_drop.get())
+
+
+def create_database(server: str, prefix: str = "sendstatus_test", template: str = "") -> str:
+    """A new database on ``server`` (a copy of ``template``, else empty); its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    copied = f" TEMPLATE {template}" if template else ""
+    with admin(server) as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}{copied}")
+    return name
+
+
+def drop_database(server: str, name: str) -> None:
+    """Drops it, with the connections of any engine process a failed test left on it."""
+    with admin(server) as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @contextlib.contextmanager
