@@ -240,10 +240,10 @@ def test_a_write_lock_held_past_the_lease_slows_only_bookkeeping(
     keep going to the relay, no engine loses its lease or its claims for it, and the
     mailing completes with nobody sent twice.
 
-    3000 recipients at 300/s: 600 sent before the lock, at most two batches (the claims in
+    3000 recipients at 600/s: 600 sent before the lock, at most two batches (the claims in
     flight) during it, and some 2000 after it, seconds of beats and claims under the same
     lease."""
-    store_rate(store, "300/s")
+    store_rate(store, "600/s")
     mailing_id = make_mailing(recipients=3000)
     processes = start_engines(engines, store, 2, lease=True)
     with store.write() as session:

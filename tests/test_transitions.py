@@ -236,10 +236,10 @@ def test_a_table_locked_twice_the_lease_slows_only_bookkeeping(
     loses the lease or its claims for it, nothing deadlocks, and the mailing completes with
     nobody sent twice.
 
-    3000 recipients at 300/s: 600 sent before the lock, and some 2000 left after it,
+    3000 recipients at 600/s: 600 sent before the lock, and some 2000 left after it,
     seconds of beats and claims under the same lease."""
     postgresql_only(db_url)
-    store_rate(store, "300/s")
+    store_rate(store, "600/s")
     mailing_id = make_mailing(recipients=3000)
     processes = start_engines(engines, store, 2, lease=True)
     with store.write() as session:
