@@ -331,7 +331,9 @@ def test_a_rate_change_is_followed_within_a_second_both_ways(store, make_mailing
     with store.write() as session:
         lifecycle.send_now(session, mailing_id)
     wait_until(lambda: relay.received, 20, "the first message")
-    time.sleep(3)  # every engine's lanes are waiting for a slot of 6/min
+    # every engine's lanes are waiting for a slot of 6/min (four reconciles of each); with
+    # the slots kept at the old spacing, the next would come 9 s after the raise
+    time.sleep(4 * EngineSettings().reconcile_seconds)
     assert len(relay.received) == 1
 
     raised = time.monotonic()
