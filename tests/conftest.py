@@ -14,7 +14,7 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
-from .helpers import FAST, Mailings, add_mailing, migrated_store
+from .helpers import FAST, Mailings, add_mailing, migrated_store, stop_engine_thread
 from .postgres_copies import PostgresCopies, create_database, database_url, drop_database
 from .smtp_relay import RelayScript, SmtpRelay
 
@@ -203,4 +203,4 @@ def engine_for(store):
 
     yield start
     for thread in threads:
-        thread.stop()
+        stop_engine_thread(thread)

@@ -9,7 +9,9 @@ import contextlib
 import functools
 import secrets
 import shutil
+import sys
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,7 @@ from sendstatus_tui.core.model.states import State
 from sendstatus_tui.core.model.waiting import WaitingKind
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.settings import EngineSettings
+from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.tui.app import SendStatusApp
 from sendstatus_tui.tui.widgets.mailing_table import MailingTable
 from sendstatus_tui.views.panes import PANE_AREAS
@@ -117,6 +120,19 @@ FAST = EngineSettings(
     max_attempts=3,
     relay_retry_max_seconds=0.5,
 )
+
+
+def stop_engine_thread(thread: EngineThread, timeout: float = 20.0) -> None:
+    """Stops an engine hosted on a thread; fails, with every thread's stack, when it does
+    not stop within ``timeout`` (its own wait, 60 s, would pass unseen) or when it died."""
+    thread.stop(timeout=timeout)
+    if thread.alive:
+        stacks = "\n".join(
+            f"thread {ident}:\n{''.join(traceback.format_stack(frame))}"
+            for ident, frame in sys._current_frames().items()
+        )
+        raise AssertionError(f"the engine did not stop within {timeout:g} s:\n{stacks}")
+    assert thread.error is None, f"the engine thread died: {thread.error!r}"
 
 
 def wait_until(predicate, timeout=15.0, what="condition", every=0.02):

@@ -16,7 +16,7 @@ from sendstatus_tui.core.model.models import utc_now
 from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 
-from .helpers import FAST, act, assert_stays, mailing, wait_until
+from .helpers import FAST, act, assert_stays, mailing, stop_engine_thread, wait_until
 
 # the reconcile interval of a real engine, and no backstop within a test's time: whatever
 # reaches the engine within a second came through the marker
@@ -41,7 +41,7 @@ def engine(store):
 
     yield start
     for thread in threads:
-        thread.stop()
+        stop_engine_thread(thread)
 
 
 def sending_slowly(run, make_mailing, relay, recipients: int = 200) -> int:

@@ -4,6 +4,7 @@ two engines on PostgreSQL sharing a group's rate. Real SMTP relays on loopback, 
 what they received and from the database."""
 
 import json
+import statistics
 from dataclasses import replace
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 
 from .engine_processes import EngineProcesses, assert_books_balance, start_engines
-from .helpers import FAST, act, add_mailing, mailing, wait_until
+from .helpers import FAST, act, add_mailing, mailing, stop_engine_thread, wait_until
 from .smtp_relay import RelayScript
 
 pytestmark = pytest.mark.slow  # engines sending for seconds at a kept rate: run serially
@@ -61,6 +62,13 @@ def most_in_one_second(times: list[float]) -> int:
     return most
 
 
+def fitted_rate(times: list[float]) -> float:
+    """Messages a second as the slope of the arrivals: a few that went late together (behind
+    another domain's messages at the connections) barely move it, where they would move an
+    average from the first to the last by a whole burst."""
+    return statistics.linear_regression(times, range(len(times))).slope
+
+
 def average_rate(times: list[float]) -> float:
     """Messages a second from the first to the last."""
     return (len(times) - 1) / (times[-1] - times[0])
@@ -77,7 +85,7 @@ def engine_thread(store):
 
     yield start
     for thread in threads:
-        thread.stop()
+        stop_engine_thread(thread)
 
 
 def send(store, tmp_path, recipients: list[str]) -> int:
@@ -152,7 +160,8 @@ def test_a_limited_domain_reaches_its_rate_while_other_domains_flow(
     sent_meanwhile = sum(began <= at <= ended for at in slow)
     # 80 % of its rate at least (a starved group sent a seventh of it), never above it
     assert sent_meanwhile >= 0.8 * per_second * (ended - began), (sent_meanwhile, ended - began)
-    assert average_rate(slow) <= per_second * 1.05, slow
+    print(f"slow domain: fitted {fitted_rate(slow):.2f}/s, average {average_rate(slow):.2f}/s")
+    assert fitted_rate(slow) <= per_second * 1.05, slow
 
 
 def test_a_throttled_domain_slows_alone_and_the_details_say_so(

@@ -15,7 +15,7 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
-from .helpers import FAST, act, add_mailing, mailing, wait_until
+from .helpers import FAST, act, add_mailing, mailing, stop_engine_thread, wait_until
 from .smtp_relay import SmtpRelay
 
 
@@ -129,7 +129,7 @@ def test_the_maildir_is_created_with_its_parents(store, make_mailing, tmp_path, 
     try:
         wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     finally:
-        thread.stop()
+        stop_engine_thread(thread)
     assert len(list((directory / "new").iterdir())) == 2
 
 

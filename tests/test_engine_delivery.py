@@ -32,7 +32,7 @@ from sendstatus_tui.engine.smtp.credentials import (
 from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import TransportConfigError, transport_for
 
-from .helpers import FAST, act, assert_stays, mailing, wait_until
+from .helpers import FAST, act, assert_stays, mailing, stop_engine_thread, wait_until
 from .smtp_relay import Received, RelayScript, SmtpRelay
 
 COMPLETED = "completed"
@@ -65,9 +65,7 @@ class Engines:
 
     def stop(self, thread: EngineThread) -> None:
         self.running.remove(thread)
-        thread.stop(timeout=20)
-        assert not thread.alive, "the engine did not stop"
-        assert thread.error is None, f"the engine thread died: {thread.error!r}"
+        stop_engine_thread(thread)
 
     def stop_all(self) -> None:
         for thread in list(self.running):

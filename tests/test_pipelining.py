@@ -20,7 +20,7 @@ from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
 from .engine_processes import assert_books_balance, failure_classes
-from .helpers import FAST, mailing, wait_until
+from .helpers import FAST, mailing, stop_engine_thread, wait_until
 from .latency_proxy import LatencyProxy
 from .smtp_relay import RelayScript
 
@@ -36,8 +36,7 @@ def start_engine(store):
 
     def stop(engine: Engine) -> None:
         thread = threads.pop(engine)
-        thread.stop(timeout=20)
-        assert thread.error is None, f"the engine thread died: {thread.error!r}"
+        stop_engine_thread(thread)
 
     start.stop = stop
     yield start

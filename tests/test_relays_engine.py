@@ -20,7 +20,7 @@ from sendstatus_tui.engine.engine import Engine
 from sendstatus_tui.engine.thread import EngineThread
 
 from .engine_processes import assert_books_balance
-from .helpers import FAST, act, mailing, wait_until
+from .helpers import FAST, act, mailing, stop_engine_thread, wait_until
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def stored_engine(store):
 
     yield start
     for thread in threads:
-        thread.stop()
+        stop_engine_thread(thread)
 
 
 def add_relay(store, name, relay, **change) -> None:

@@ -76,7 +76,7 @@ def completed(store, mailing_id, timeout=90) -> Mailing:
 
 def test_two_engines_share_one_mailing(store, make_mailing, engines, relay):
     """Each sends a part; together exactly everyone, once."""
-    store_rate(store, "500/s")  # slow enough that both are under way for seconds
+    store_rate(store, "1000/s")  # slow enough that both are under way for seconds
     mailing_id = make_mailing(recipients=3000)
     start_engines(engines, store, 2)
     watching, seen = threading.Event(), {}
@@ -105,7 +105,7 @@ def test_kill_9_of_an_engine_mid_send_loses_nobody(store, make_mailing, engines,
     """The survivor finishes the mailing: nobody skipped, duplicates only from the killed
     engine's in-flight window and all counted; a killed leader is replaced once its lease
     runs out (TAKEOVER_SECONDS)."""
-    store_rate(store, "600/s")
+    store_rate(store, "1200/s")
     mailing_id = make_mailing(recipients=5000)
     first = engines.start(lease=True)
     wait_until(lambda: engines.took_over(first), what="the first engine leading")
