@@ -351,7 +351,8 @@ class Probe:
             self._wake = loop.create_future()
             # woken by a hook, or every 10 ms for what threads record
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake, min(left, 0.01))
+                async with asyncio.timeout(min(left, 0.01)):
+                    await self._wake
         return True
 
     async def frame_after(self, moment: float, timeout: float) -> float | None:

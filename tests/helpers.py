@@ -131,7 +131,10 @@ def stop_engine_thread(thread: EngineThread, timeout: float = 20.0) -> None:
             f"thread {ident}:\n{''.join(traceback.format_stack(frame))}"
             for ident, frame in sys._current_frames().items()
         )
-        raise AssertionError(f"the engine did not stop within {timeout:g} s:\n{stacks}")
+        raise AssertionError(
+            f"the engine did not stop within {timeout:g} s; its tasks:\n"
+            f"{thread.task_stacks()}\nthe threads:\n{stacks}"
+        )
     assert thread.error is None, f"the engine thread died: {thread.error!r}"
 
 
@@ -348,9 +351,13 @@ async def open_dashboard(
 def scenario(test):
     """Runs an ``async def`` test on its own event loop (no pytest asyncio plugin needed)."""
 
+    async def bounded(*args, **kwargs):
+        async with asyncio.timeout(SCENARIO_TIMEOUT):
+            await test(*args, **kwargs)
+
     @functools.wraps(test)
     def run(*args, **kwargs):
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), SCENARIO_TIMEOUT))
+        asyncio.run(bounded(*args, **kwargs))
 
     return run
 

@@ -116,7 +116,8 @@ class Alerting:
             start_new_session=True,
         )
         try:
-            _, errors = await asyncio.wait_for(process.communicate(event), self.timeout_seconds)
+            async with asyncio.timeout(self.timeout_seconds):
+                _, errors = await process.communicate(event)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)

@@ -280,7 +280,8 @@ class Batches:
                 return
             # a minute at most: the wall clock may be set meanwhile
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), min(left, 60.0))
+                async with asyncio.timeout(min(left, 60.0)):
+                    await stopping.wait()
 
     async def _until_due(self, mailing_id: int, not_before: float, stopping: asyncio.Event) -> None:
         """Waits for the next send slot of the rate, looking again at the rate and the
@@ -291,7 +292,8 @@ class Batches:
             if left <= 0:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), min(left, self.settings.reconcile_seconds))
+                async with asyncio.timeout(min(left, self.settings.reconcile_seconds)):
+                    await stopping.wait()
             try:
                 due = await self.db.read(lambda session: _slot_due(session, mailing_id))
             except StoreError:

@@ -24,13 +24,18 @@ class Pauses:
     async def pause(self, seconds: float) -> None:
         """Sleeps, but wakes at once when the engine is told to stop."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._drained.wait()
 
 
 async def until(event: asyncio.Event, seconds: float) -> bool:
-    """Sleeps ``seconds``, or until ``event`` is set (and clears it); whether it was."""
+    """Sleeps ``seconds``, or until ``event`` is set (and clears it); whether it was.
+
+    (asyncio.timeout, never asyncio.wait_for: on Python 3.11, wait_for returns the event's
+    result when a cancel comes in the same turn, and a cancelled loop goes on for ever.)"""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
     woken = event.is_set()
     event.clear()
     return woken

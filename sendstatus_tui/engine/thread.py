@@ -3,6 +3,7 @@ tests) host it, so that sending at full speed never slows the caller's loop."""
 
 import asyncio
 import contextlib
+import io
 import threading
 
 from sendstatus_tui.engine.collector import set_for_sending
@@ -31,6 +32,19 @@ class EngineThread:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: it has stopped
                 self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
+
+    def task_stacks(self) -> str:
+        """Where each of the engine's tasks waits, for a report of an engine that does not
+        stop (read from another thread: a task that changed meanwhile may be missed)."""
+        if self._loop is None:
+            return "(no event loop)"
+        stacks = io.StringIO()
+        try:
+            for task in list(asyncio.all_tasks(self._loop)):
+                task.print_stack(limit=20, file=stacks)
+        except RuntimeError as exc:  # the set of tasks changed as it was read
+            stacks.write(f"(tasks changed as they were read: {exc})\n")
+        return stacks.getvalue()
 
     @property
     def alive(self) -> bool:

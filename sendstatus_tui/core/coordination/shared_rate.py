@@ -77,7 +77,8 @@ class ReservedSlots:
             return True
         if delay > 0 and not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await stop.wait()
             except TimeoutError:
                 return True
         return not stop.is_set()

@@ -128,7 +128,8 @@ class RelayConnection:
         if self.usable:
             try:
                 (bye,) = self._wire.send(b"QUIT\r\n", 1)
-                await asyncio.wait_for(bye, timeout)
+                async with asyncio.timeout(timeout):
+                    await bye
             except (ConnectionClosed, TimeoutError):
                 pass
         self.close("quit")
