@@ -5,6 +5,7 @@ import email.policy
 import gc
 import re
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from sendstatus_tui.engine.thread import EngineThread
 from sendstatus_tui.engine.transports import transport_for
 
 from .helpers import FAST, act, add_mailing, mailing, stop_engine_thread, wait_until
-from .smtp_relay import SmtpRelay
+from .smtp_relay import RelayScript, SmtpRelay
 
 
 def test_send_now_delivers_personalised_messages(store, make_mailing, relay, engine_for):
@@ -154,3 +155,25 @@ def test_a_time_that_passed_while_no_engine_ran_starts_when_one_comes(
     assert time.monotonic() - started < bound
     wait_until(lambda: mailing(store, mailing_id).state == "completed", what="completion")
     assert sorted(relay.recipients()) == ["person0@example.com", "person1@example.com"]
+
+
+def test_an_engine_not_stopped_in_time_logs_where_its_tasks_wait(
+    store, make_mailing, relays, caplog
+):
+    """Stopped while the relay holds its messages unanswered (the stop waits the grace plus
+    one relay timeout for them), asked to stop within 0.3 s: the log says it did not, and
+    where its tasks wait, for a bug report; it stops all the same afterwards."""
+    relay = relays(RelayScript(data_fault_default="hang"))
+    mailing_id = make_mailing(recipients=20)
+    act(store, lifecycle.send_now, mailing_id)
+    settings = replace(FAST, stop_grace_seconds=0.5)
+    thread = EngineThread(Engine(store, transport_for(f"{relay.url}&timeout=2"), settings))
+    thread.start()
+    wait_until(lambda: relay.recipients(), what="a message held unanswered")
+    thread.stop(timeout=0.3)
+    assert thread.alive
+    said = [r.getMessage() for r in caplog.records if "did not stop" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("the engine did not stop within 0.3 s"), said
+    # the sends the relay holds, awaiting its replies, counted together
+    assert re.search(r"^\d+ task\(s\) at:\n.*sending.py:\d+ in _send_one\n", said[0], re.M), said[0]
+    stop_engine_thread(thread)

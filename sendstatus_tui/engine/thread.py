@@ -3,11 +3,14 @@ tests) host it, so that sending at full speed never slows the caller's loop."""
 
 import asyncio
 import contextlib
-import io
+import logging
 import threading
+from collections import Counter
 
 from sendstatus_tui.engine.collector import set_for_sending
 from sendstatus_tui.engine.engine import Engine
+
+log = logging.getLogger("sendstatus.engine")
 
 
 class EngineThread:
@@ -27,24 +30,37 @@ class EngineThread:
         return self
 
     def stop(self, timeout: float | None = 60) -> None:
-        """Asks the engine to finish its batches in flight, and waits for it."""
+        """Asks the engine to finish its batches in flight, and waits for it at most
+        ``timeout`` seconds; past that, logs where its tasks wait (for a bug report)."""
         if self._thread.is_alive() and self._loop is not None and self._stop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: it has stopped
                 self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error(
+                "the engine did not stop within %g s; where its tasks wait:\n%s",
+                timeout,
+                self.task_stacks(),
+            )
 
     def task_stacks(self) -> str:
-        """Where each of the engine's tasks waits, for a report of an engine that does not
-        stop (read from another thread: a task that changed meanwhile may be missed)."""
+        """Where the engine's tasks wait, alike ones counted together (a batch has hundreds),
+        for a report of an engine that does not stop. Read from another thread: a task that
+        changed meanwhile may be missed."""
         if self._loop is None:
             return "(no event loop)"
-        stacks = io.StringIO()
         try:
-            for task in list(asyncio.all_tasks(self._loop)):
-                task.print_stack(limit=20, file=stacks)
+            tasks = list(asyncio.all_tasks(self._loop))
         except RuntimeError as exc:  # the set of tasks changed as it was read
-            stacks.write(f"(tasks changed as they were read: {exc})\n")
-        return stacks.getvalue()
+            return f"(the tasks changed as they were read: {exc})"
+        stacks = Counter(
+            "".join(
+                f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}\n"
+                for frame in task.get_stack(limit=20)
+            )
+            for task in tasks
+        )
+        return "".join(f"{count} task(s) at:\n{stack}" for stack, count in stacks.most_common())
 
     @property
     def alive(self) -> bool:
