@@ -27,6 +27,7 @@ from sendstatus_tui.engine.context import EngineContext
 from sendstatus_tui.engine.domain_pace import DomainLimits, DomainWait
 from sendstatus_tui.engine.message import Template, template_of
 from sendstatus_tui.engine.metrics import NoMetrics
+from sendstatus_tui.engine.pauses import at_most
 from sendstatus_tui.engine.routes import Routes
 from sendstatus_tui.engine.sending import BatchSender
 from sendstatus_tui.engine.steps import Steps
@@ -279,9 +280,7 @@ class Batches:
                 await self.steps.clear_waiting(None, mailing_id, claimant)
                 return
             # a minute at most: the wall clock may be set meanwhile
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, 60.0)):
-                    await stopping.wait()
+            await at_most(min(left, 60.0), stopping)
 
     async def _until_due(self, mailing_id: int, not_before: float, stopping: asyncio.Event) -> None:
         """Waits for the next send slot of the rate, looking again at the rate and the
@@ -291,9 +290,7 @@ class Batches:
             left = not_before - time.time()
             if left <= 0:
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, self.settings.reconcile_seconds)):
-                    await stopping.wait()
+            await at_most(min(left, self.settings.reconcile_seconds), stopping)
             try:
                 due = await self.db.read(lambda session: _slot_due(session, mailing_id))
             except StoreError:

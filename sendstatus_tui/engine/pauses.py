@@ -23,19 +23,22 @@ class Pauses:
 
     async def pause(self, seconds: float) -> None:
         """Sleeps, but wakes at once when the engine is told to stop."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._drained.wait()
+        await at_most(seconds, self._drained)
 
 
-async def until(event: asyncio.Event, seconds: float) -> bool:
-    """Sleeps ``seconds``, or until ``event`` is set (and clears it); whether it was.
+async def at_most(seconds: float, event: asyncio.Event) -> None:
+    """Waits until ``event`` is set, ``seconds`` at most.
 
     (asyncio.timeout, never asyncio.wait_for: on Python 3.11, wait_for returns the event's
     result when a cancel comes in the same turn, and a cancelled loop goes on for ever.)"""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+async def until(event: asyncio.Event, seconds: float) -> bool:
+    """Sleeps ``seconds``, or until ``event`` is set (and clears it); whether it was."""
+    await at_most(seconds, event)
     woken = event.is_set()
     event.clear()
     return woken

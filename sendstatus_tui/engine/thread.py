@@ -11,6 +11,9 @@ from sendstatus_tui.engine.collector import set_for_sending
 from sendstatus_tui.engine.engine import Engine
 
 log = logging.getLogger("sendstatus.engine")
+# how long a stop waits for the engine to record the batches in flight (its own bound is the
+# stop grace plus one relay timeout: far less, unless the engine is stuck)
+STOP_SECONDS = 60.0
 
 
 class EngineThread:
@@ -29,7 +32,7 @@ class EngineThread:
         self._started.wait()
         return self
 
-    def stop(self, timeout: float | None = 60) -> None:
+    def stop(self, timeout: float | None = STOP_SECONDS) -> None:
         """Asks the engine to finish its batches in flight, and waits for it at most
         ``timeout`` seconds; past that, logs where its tasks wait (for a bug report)."""
         if self._thread.is_alive() and self._loop is not None and self._stop is not None:

@@ -9,12 +9,9 @@ from platformdirs import user_log_path
 from sendstatus_tui.core.model import settings
 from sendstatus_tui.core.store.store import Store
 from sendstatus_tui.engine.send_test import relay_for_tests
+from sendstatus_tui.engine.thread import STOP_SECONDS
 from sendstatus_tui.engine.transports import Transport
 from sendstatus_tui.tui.launch.engine_host import EngineHost, log_engine_to
-
-# how long quitting waits for the engine to record the batches in flight (a stop's bound is
-# the stop grace plus one relay timeout: far less, unless the engine is stuck)
-ENGINE_STOP_SECONDS = 60
 
 
 def run_dashboard(
@@ -58,11 +55,11 @@ def run_dashboard(
     finally:
         if app.engine is not None and app.engine.alive:
             print("stopping the engine: finishing the batches in flight…", file=sys.stderr)
-            app.engine.stop(ENGINE_STOP_SECONDS)  # finishes and records the batches in flight
+            app.engine.stop()  # finishes and records the batches in flight
             if app.engine.alive:
                 print(
-                    f"the engine did not stop within {ENGINE_STOP_SECONDS} s: quitting all the"
-                    " same (where it waited is in the engine's log)",
+                    f"the engine did not stop within {STOP_SECONDS:g} s: quitting all the same"
+                    " (where it waited is in the engine's log)",
                     file=sys.stderr,
                 )
     if app.failure is not None:  # what kept the dashboard from showing the database
