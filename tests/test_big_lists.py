@@ -158,6 +158,9 @@ def start_import(db_url, tmp_path, csv) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a shell's background job (pytest run with &) ignores SIGINT,
+        # and so would the import, inheriting it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
