@@ -1,6 +1,8 @@
 """Shared fixtures: real databases (an SQLite file; PostgreSQL when a server is given)."""
 
 import os
+import resource
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +32,36 @@ def pytest_collection_modifyitems(items):
     ]
     if both:
         raise pytest.UsageError(f"marked both slow and idle: {', '.join(both)}")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--core-share",
+        metavar="FILE",
+        help="append each test's wall time and processor time (the test's process and the "
+        "processes it waited for) to FILE, tab-separated: how a test is put in the idle set",
+    )
+
+
+def _processor_seconds() -> float:
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With --core-share, measures the share of a core a test takes (docs/maintenance.md)."""
+    path = item.config.getoption("--core-share")
+    if not path:
+        yield
+        return
+    started, processor = time.perf_counter(), _processor_seconds()
+    yield
+    wall, processor = time.perf_counter() - started, _processor_seconds() - processor
+    with open(path, "a") as out:
+        out.write(f"{item.nodeid}\t{wall:.2f}\t{processor:.2f}\n")
 
 
 @pytest.fixture(autouse=True)

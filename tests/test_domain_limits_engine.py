@@ -19,7 +19,7 @@ from .engine_processes import EngineProcesses, assert_books_balance, start_engin
 from .helpers import FAST, act, add_mailing, mailing, stop_engine_thread, wait_until
 from .smtp_relay import RelayScript
 
-pytestmark = pytest.mark.slow  # engines sending for seconds at a kept rate: run serially
+pytestmark = pytest.mark.idle  # engines waiting on a kept rate, under 0.4 of a core each
 
 SLOW, FAST_DOMAIN = "slow.example.org", "fast.example.net"
 # deferred recipients come back quickly, and are not given up on while their domain slows

@@ -166,7 +166,7 @@ def assert_complete(store, mailing_id: int, *, sent: int, failed: int = 0) -> di
 # --- 1. immediate, scheduled and sequential mailings together ------------------------------
 
 
-@pytest.mark.slow  # a measurement of time
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_immediate_scheduled_and_sequential_mailings_together(store, make_mailing, relays, engines):
     relay = relays()
     # a rate keeps the immediate mailing busy for ~2.5 s, whatever the machine's speed, so that
@@ -236,7 +236,7 @@ def test_immediate_scheduled_and_sequential_mailings_together(store, make_mailin
     assert imm_first < sched_first < imm_last, "the immediate one was not sending then"
 
 
-@pytest.mark.slow  # a measurement of time
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_scheduled_start_comes_from_its_date_job_not_the_backstop(
     store, make_mailing, relays, engines
 ):
@@ -677,7 +677,7 @@ def test_a_temporary_sender_refusal_is_waited_out(store, make_mailing, relays, e
 # --- 7. the contracted rate -------------------------------------------------------------------
 
 
-@pytest.mark.slow  # a measurement of time
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_rate_is_held_and_shared_fairly(store, make_mailing, relays, engines):
     rate, seconds = 50, 4
     measured = rate * seconds
@@ -708,7 +708,7 @@ def test_rate_is_held_and_shared_fairly(store, make_mailing, relays, engines):
         assert 0.35 <= shares[mailing_id] / measured <= 0.65, dict(shares)
 
 
-@pytest.mark.slow  # a measurement of time
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_a_relay_stall_is_not_followed_by_a_burst(store, make_mailing, relays, engines):
     rate = 20
     # 4 connections: 10/s, half the rate. The relay stamps when it reads each MAIL FROM:

@@ -36,7 +36,8 @@ from .engine_processes import (
 from .helpers import FAST, add_mailing, assert_stays, mailing, wait_until
 from .smtp_relay import RelayScript
 
-pytestmark = pytest.mark.slow  # engine processes under faults: run serially
+# engine processes under faults: the busy ones run serially (slow); those that mostly wait,
+# under 0.4 of a core, four at a time (idle, docs/maintenance.md)
 
 # an engine stalled (SIGSTOP) this long is past its lease, and stays stalled as long again
 # after it (the lease is the processes' short one, engine_processes.LEASE_SECONDS)
@@ -105,6 +106,7 @@ def completed_with_true_books(store, relay, mailing_id, watching=None):
 # --- an engine that stalls past its lease -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_engine_stalled_past_its_lease_never_records_again(
     store, db_url, make_mailing, engines, relay, watch_books
 ):
@@ -132,6 +134,7 @@ def test_an_engine_stalled_past_its_lease_never_records_again(
     assert "the leader handed its claims back" in engines.log(first)
 
 
+@pytest.mark.idle
 def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
     store, make_mailing, relay, engine_for
 ):
@@ -153,6 +156,7 @@ def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
     assert delivery.duplicates <= done.resent_in_doubt
 
 
+@pytest.mark.slow
 def test_an_engine_blocked_behind_a_long_write_lock(
     store, db_url, make_mailing, engines, relay, watch_books
 ):
@@ -176,6 +180,7 @@ def test_an_engine_blocked_behind_a_long_write_lock(
 # --- replies lost ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_reply_lost_after_the_final_dot_is_in_doubt_counted_and_bounded(
     store, make_mailing, engines, relays
 ):
@@ -206,6 +211,7 @@ def test_a_reply_lost_after_the_final_dot_is_in_doubt_counted_and_bounded(
     assert failed.email == always and failed.doubts == 3 and "no reply" in failed.last_reply
 
 
+@pytest.mark.idle
 def test_a_retry_of_doubts_counts_every_copy_it_may_duplicate(store, make_mailing, engines, relays):
     """A recipient failed as doubt has up to 3 copies already: `retry --class doubt` sends
     it again, and every copy beyond the first, whatever sent it, is counted in doubt."""
@@ -231,6 +237,7 @@ def test_a_retry_of_doubts_counts_every_copy_it_may_duplicate(store, make_mailin
     assert done.resent_in_doubt == delivery.duplicates == 4
 
 
+@pytest.mark.idle
 def test_a_reply_slower_than_the_timeout_is_in_doubt(store, make_mailing, engines, relays):
     late = [f"person{i}@example.com" for i in range(5)]
     relay = relays(RelayScript(data_faults={a: ["late"] for a in late}, late_seconds=2.5))
@@ -259,6 +266,7 @@ def sending_into_a_hanging_relay(store, make_mailing, engines, relays):
     return relay, mailing_id, engine
 
 
+@pytest.mark.idle
 def test_sigterm_is_bounded_when_the_relay_hangs_after_data(store, make_mailing, engines, relays):
     """SIGTERM ends the engine within 5 s plus one relay timeout (3 s here); what was
     unanswered is in doubt, counted, and handed back."""
@@ -278,6 +286,7 @@ def test_sigterm_is_bounded_when_the_relay_hangs_after_data(store, make_mailing,
     assert delivery.delivered <= done.resent_in_doubt
 
 
+@pytest.mark.slow
 def test_stop_is_bounded_when_the_relay_hangs_after_data(
     store, db_url, make_mailing, engines, relays
 ):
@@ -336,6 +345,7 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
     from sendstatus_tui.core.store.store import Store
 
@@ -417,6 +427,7 @@ def assert_stopped_clean(store, mailing_id, relay, log: str) -> None:
     assert "in doubt" not in log, log
 
 
+@pytest.mark.idle
 def test_sigterm_under_a_slow_rate_ends_within_a_second(store, make_mailing, engines, relay):
     """Issue "Promises that hold" 2: at 6/min SIGTERM waited for send slots (19 s), and the
     recipients never handed over were logged as unanswered, in doubt."""
@@ -430,6 +441,7 @@ def test_sigterm_under_a_slow_rate_ends_within_a_second(store, make_mailing, eng
     assert_stopped_clean(store, mailing_id, relay, engines.log(engine))
 
 
+@pytest.mark.idle
 def test_stop_under_a_slow_rate_hands_back_within_a_second(store, make_mailing, engines, relay):
     """The same for a stop (what `sendstatus stop ID` does, in this process so that it
     lands while the claim waits for its slot)."""

@@ -286,7 +286,7 @@ def bounce_back(run, store, relay, mailing_id, box: Path, who: str) -> None:
     deliver(box, "1.bounce", dsn(sent.mail_from, sent.data))
 
 
-@pytest.mark.slow  # an engine process stopped by SIGTERM, as test_engine_process's: serially
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_engine_with_intake_sends_and_reads_the_bounces_in_one_process(
     run, store, make_mailing, relay, engines, tmp_path
 ):

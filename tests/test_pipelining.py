@@ -165,7 +165,7 @@ def test_pipelining_at_least_halves_the_time_per_message(relays, proxies):
     assert pipelined <= 0.5 * one_by_one, (pipelined, one_by_one)
 
 
-@pytest.mark.slow  # a measurement of time
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_connections_settle_at_what_the_relay_takes(store, make_mailing, relays, start_engine):
     """A relay that greets connection N+1 with 421: the pool settles within one of N,
     sends as fast as a pool held at N, and delivers everyone."""
@@ -215,7 +215,7 @@ def measured_rate(relay, seconds: float) -> float:
     return (len(relay.received) - before) / (time.monotonic() - started)
 
 
-@pytest.mark.slow  # a measurement of time
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_under_a_contracted_rate_connections_grow_only_as_far_as_it_needs(
     store, make_mailing, relays, start_engine
 ):

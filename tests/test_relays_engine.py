@@ -93,7 +93,7 @@ def test_a_mailing_goes_only_through_the_relays_it_names(
     assert len(backup.copies()) == 30 and main_relay.recipients() == []
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_the_engine_follows_a_relay_added_and_removed_without_a_restart(
     store, make_mailing, relays, stored_engine
 ):
@@ -115,7 +115,7 @@ def test_the_engine_follows_a_relay_added_and_removed_without_a_restart(
     assert_books_balance(store, mailing_id)
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_a_relay_killed_mid_send_loses_nobody_and_takes_its_share_back(
     store, make_mailing, relays, stored_engine, capsys
 ):
@@ -208,7 +208,7 @@ def test_a_relay_left_out_for_its_credentials_file_is_used_once_the_file_is_mend
     assert len(relay.recipients()) == 5 and relay.auth_attempts >= 1
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_a_relays_rate_is_shared_by_every_engine(store, make_mailing, relays, stored_engine):
     """Two engines, one relay at 20/s: together they send to it no faster (the database's
     rate is unlimited here, and neither engine has a cap of its own)."""

@@ -54,7 +54,7 @@ def wall_times(relay) -> list[float]:
 # --- the engine, against a real relay -----------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # mostly waits, under 0.4 of a core (docs/maintenance.md)
 def test_nothing_goes_out_outside_the_window_and_the_rest_waits_for_the_next_opening(
     store, make_mailing, relay, engine_for
 ):
