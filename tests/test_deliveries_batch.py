@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from sendstatus_tui.core.coordination import deliveries
+from sendstatus_tui.core.coordination import deliveries, held_back
 from sendstatus_tui.core.importing import suppression
 from sendstatus_tui.core.model import lifecycle
 from sendstatus_tui.core.model.models import (
@@ -276,3 +276,106 @@ def test_a_late_claim_on_postgresql_walks_only_the_pending(store, make_mailing):
     pending_scan = plan.split("CTE retries")[0]
     assert "Index Scan using ix_recipient_claim" in pending_scan, plan
     assert "Rows Removed by Filter" not in pending_scan, plan
+
+
+# --- the deferred for later are not read ------------------------------------------------------
+
+
+def _deferred_mostly_for_later(store: Store, make_mailing) -> int:
+    """3,000 recipients: the first 2,900 deferred (a throttled domain's, say), 50 of them
+    due again a minute ago and the rest in an hour; 100 pending."""
+    mailing_id = sending(store, make_mailing, 3_000)
+    now = utc_now()
+    with store.write() as session:
+        first = session.execute(
+            sa.text("SELECT min(id) FROM recipient WHERE mailing_id = :m"), {"m": mailing_id}
+        ).scalar_one()
+        to_driver = deliveries.datetime_to_driver(session)
+        session.execute(
+            sa.text(
+                "UPDATE recipient SET status = 'deferred', next_attempt_at = CASE"
+                " WHEN (id - :first) % 58 = 57 THEN :due ELSE :later END"
+                " WHERE mailing_id = :m AND id < :first + 2900"
+            ),
+            {
+                "m": mailing_id,
+                "first": first,
+                "due": to_driver(now - timedelta(minutes=1)),
+                "later": to_driver(now + timedelta(hours=1)),
+            },
+        )
+        session.get_one(Mailing, mailing_id).deferred = 2_900
+        session.execute(sa.text("ANALYZE recipient"))
+    return mailing_id
+
+
+CLAIMS = {
+    "claim": lambda session, mailing_id: deliveries.claim(session, mailing_id, 200, claimant="A#1"),
+    "claim holding back": lambda session, mailing_id: (
+        held_back.claim(session, mailing_id, 200, lambda recipient: None, claimant="A#1").going
+    ),
+}
+
+
+@pytest.mark.parametrize("claim_with", CLAIMS)
+def test_a_claim_reads_the_deferred_due_again_not_those_deferred_for_later(
+    store, make_mailing, claim_with
+):
+    """A throttled domain leaves its recipients deferred by the thousand: a claim finds the
+    few due again through the index of the deferred by due time, without reading the
+    others (25 ms a claim with 150,000 of them on SQLite, before)."""
+    mailing_id = _deferred_mostly_for_later(store, make_mailing)
+    with store.read() as session:
+        ids = session.exec(
+            select(Recipient.id, Recipient.status, Recipient.next_attempt_at)
+            .where(Recipient.mailing_id == mailing_id)
+        ).all()  # fmt: skip
+    now = utc_now()
+    expected = {i for i, status, due in ids if status == "pending" or due <= now}
+    plans = _plans_of_the_deferred_reads(store, mailing_id, claim_with)
+    assert plans
+    for plan in plans:
+        assert "ix_recipient_due_again" in plan, plan
+        assert "Rows Removed by Filter" not in plan, plan
+    assert len(expected) == 150  # the 100 pending and the 50 due again
+    with store.write() as session:
+        claimed = CLAIMS[claim_with](session, mailing_id)
+    assert {c.id for c in claimed} == expected
+
+
+def _plans_of_the_deferred_reads(store: Store, mailing_id: int, claim_with: str) -> list[str]:
+    """How a claim plans its reads of deferred recipients, the claim rolled back: on SQLite
+    the plan of each statement it ran that reads them, on PostgreSQL its retries, under
+    EXPLAIN ANALYZE."""
+    with store.write() as session:
+        connection = session.connection()
+        driver = connection.connection.driver_connection
+        if connection.dialect.name == "sqlite":
+            statements: list[str] = []
+            driver.set_trace_callback(statements.append)
+            try:
+                CLAIMS[claim_with](session, mailing_id)
+            finally:
+                driver.set_trace_callback(None)
+            reads = [s for s in statements if s.startswith("SELECT") and "'deferred'" in s]
+            plans = [
+                "\n".join(
+                    str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {s}")
+                )
+                for s in reads
+            ]
+        else:
+            sql = (
+                deliveries._CLAIM_POSTGRESQL
+                if claim_with == "claim"
+                else held_back._CANDIDATES_POSTGRESQL
+            )
+            cursor = connection.connection.cursor()
+            parameters = {
+                "mailing": mailing_id, "limit": 200, "now": utc_now(), "claimant": "A#1", "after": 0
+            }  # fmt: skip
+            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, parameters)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            plans = [plan.split("CTE retries")[1].split("CTE ")[0]]
+        session.rollback()
+    return plans

@@ -4,11 +4,11 @@ deferred until then, never marked in flight, and the next recipients due are tak
 place. What the claim commits in flight is a full batch of messages that go now and never
 more: a crash leaves at most ``limit`` in doubt, none of those held back.
 
-Candidates are those ``deliveries.claim`` would take (pending and deferred now due, in id
-order; on PostgreSQL the rows other engines hold are skipped, and those read are locked),
-READ_AHEAD per recipient wanted, in at most ROUNDS reads. A candidate read but not needed
-is left as it was. Each read costs statements, not rows, hence reading ahead: a claim is
-one read when a sixth of a list is held back.
+Candidates are those ``deliveries.claim`` would take (the pending in id order and the
+deferred due again soonest, merged in id order; on PostgreSQL the rows other engines hold
+are skipped, and those read are locked), READ_AHEAD per recipient wanted, in at most ROUNDS
+reads. A candidate read but not needed is left as it was. Each read costs statements, not
+rows, hence reading ahead: a claim is one read when a sixth of a list is held back.
 """
 
 import math
@@ -110,7 +110,8 @@ def _candidates(
                 {"mailing": mailing_id, "limit": limit, "now": to_driver(now), "after": after},
             )
             return [_Candidate(*row) for row in cursor.fetchall()]
-        # two queries, not one with OR: each walks the claim index in id order (as a claim)
+        # two queries, not one with OR, as a claim's: the pending in id order, the deferred
+        # due again soonest first
         columns = "id, email, field_values, attempts, doubts"
         cursor.execute(
             f"SELECT {columns}, 0 FROM recipient WHERE mailing_id = {mark}"
@@ -121,7 +122,7 @@ def _candidates(
         cursor.execute(
             f"SELECT {columns}, 1 FROM recipient WHERE mailing_id = {mark}"
             f" AND status = '{DEFERRED}' AND next_attempt_at <= {mark} AND id > {mark}"
-            f" ORDER BY id LIMIT {mark}",
+            f" ORDER BY next_attempt_at LIMIT {mark}",
             (mailing_id, to_driver(now), after, limit),
         )
         due_again = cursor.fetchall()
@@ -131,8 +132,8 @@ def _candidates(
     return [_Candidate(row[0], row[1], row[2], row[3], row[4], bool(row[5])) for row in rows]
 
 
-# as deliveries._CLAIM_POSTGRESQL (the status matched as a range: see there), reading and
-# locking instead of claiming, from an id on
+# as deliveries._CLAIM_POSTGRESQL (the pending status matched as a range: see there),
+# reading and locking instead of claiming, from an id on
 _CANDIDATES_POSTGRESQL = f"""
 WITH pending AS (
     SELECT id FROM recipient
@@ -141,9 +142,9 @@ WITH pending AS (
     ORDER BY status, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), retries AS (
     SELECT id FROM recipient
-    WHERE mailing_id = %(mailing)s AND status BETWEEN '{DEFERRED}' AND '{DEFERRED}'
-        AND next_attempt_at <= %(now)s AND id > %(after)s
-    ORDER BY status, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    WHERE mailing_id = %(mailing)s AND status = '{DEFERRED}' AND next_attempt_at <= %(now)s
+        AND id > %(after)s
+    ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 SELECT id, email, field_values, attempts, doubts, status = '{DEFERRED}' FROM recipient
 WHERE id IN (SELECT id FROM pending UNION ALL SELECT id FROM retries)

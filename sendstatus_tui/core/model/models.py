@@ -163,7 +163,8 @@ RECIPIENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 class Recipient(SQLModel, table=True):
     __tablename__ = "recipient"
-    # claims walk this index in id order for one mailing and status, and stop at the batch
+    # claims walk this index in id order for one mailing and status (the pending), and stop
+    # at the batch
     __table_args__ = (
         sa.Index("ix_recipient_claim", "mailing_id", "status", "id"),
         # only claimed recipients: how the leader finds the claims of engines whose heartbeat
@@ -173,6 +174,15 @@ class Recipient(SQLModel, table=True):
             "claimed_by",
             sqlite_where=sa.text("claimed_by IS NOT NULL"),
             postgresql_where=sa.text("claimed_by IS NOT NULL"),
+        ),
+        # only deferred recipients, by when they are due again: a claim finds the due ones
+        # without reading those deferred for later (a throttled domain's, by the thousand)
+        sa.Index(
+            "ix_recipient_due_again",
+            "mailing_id",
+            "next_attempt_at",
+            sqlite_where=sa.text("status = 'deferred'"),
+            postgresql_where=sa.text("status = 'deferred'"),
         ),
         # the guard's window: a mailing's recipients in the order they were last tried,
         # with what it needs to count them (only recipients tried: imports skip it)

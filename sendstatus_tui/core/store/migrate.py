@@ -10,7 +10,7 @@ from sendstatus_tui.errors import SendStatusError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # the newest revision in migrations/versions; a test checks that it is Alembic's head
-HEAD_REVISION = "0022"
+HEAD_REVISION = "0023"
 _MIGRATION_LOCK = 0x5E4D5742
 
 
