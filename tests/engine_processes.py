@@ -184,6 +184,10 @@ def hold_write_lock(db_url: str, seconds: float, taken: threading.Event | None =
     engine.dispose()
 
 
+# the lines of each engine's log a failed test shows
+LOG_LINES_SHOWN = 40
+
+
 class EngineProcesses:
     """Starts `sendstatus engine` processes; each logs to a file of its own."""
 
@@ -219,6 +223,8 @@ class EngineProcesses:
         return "holds the lease (generation" in self.log(process)
 
     def stop_all(self) -> None:
+        """Stops every engine, then prints the end of each one's log: pytest shows it
+        under a failed test (captured output of its teardown), and only there."""
         for process, _ in self.started:
             if process.poll() is None:
                 workers = list(children_of(process.pid))  # of a supervisor (engine --workers)
@@ -233,6 +239,9 @@ class EngineProcesses:
                     0.05,
                 )
             process.wait()
+        for process, path in self.started:
+            print(f"--- {path.name}, exit status {process.returncode}, its last lines:")
+            print("\n".join(path.read_text(errors="replace").splitlines()[-LOG_LINES_SHOWN:]))
 
 
 def children_of(parent: int) -> dict[int, str]:
