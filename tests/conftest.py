@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import textual._wait
 
 from sendstatus_tui.cli.main import main
 from sendstatus_tui.core.model import audit
@@ -32,6 +33,15 @@ def pytest_collection_modifyitems(items):
     ]
     if both:
         raise pytest.UsageError(f"marked both slow and idle: {', '.join(both)}")
+
+
+# Textual's test pilot waits after each key press until the process is idle, polling every
+# 20 ms: the dashboard tests spent most of their time asleep there (109 s of the 2-core run
+# of test_dashboard_*, 66 s with a poll every 2 ms). What a test needs to have happened it
+# waits for itself (helpers.settle, until, resize), not for a poll to be long enough.
+# Textual is pinned (pyproject.toml): these are its module's own names.
+textual._wait.SLEEP_GRANULARITY = 1 / 500
+textual._wait.SLEEP_IDLE = textual._wait.SLEEP_GRANULARITY / 20
 
 
 def pytest_addoption(parser):

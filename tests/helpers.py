@@ -371,11 +371,19 @@ async def settle(pilot) -> None:
     while True:
         await app.workers.wait_for_complete()
         await pilot.pause()
+        await _refreshed(app)  # what waits for the next refresh (the footer's keys) is done
         if not app.workers:  # an action's worker starts a refresh worker as it ends
             # and laid out: a label whose text grew was drawn clipped to its old width
             # when the idle that lays it out came after the screenshot (a busy machine)
             await until(pilot, lambda: _laid_out(app.screen), what="the screen laid out")
             return
+
+
+async def _refreshed(app) -> None:
+    """After the app's next refresh, and the callbacks that waited for it."""
+    done = asyncio.Event()
+    app.call_after_refresh(done.set)
+    await done.wait()
 
 
 def _laid_out(screen) -> bool:
@@ -390,6 +398,16 @@ def _laid_out(screen) -> bool:
 async def refresh(pilot) -> None:
     """The next refresh of the panes, as the timer would trigger it."""
     pilot.app.refresh_panes()
+    await settle(pilot)
+
+
+async def resize(pilot, width: int, height: int) -> None:
+    """The terminal resized, and the screen's own resize handlers run (Textual hands a
+    resize on to the screen after a short timer of its own: Textual is pinned)."""
+    app = pilot.app
+    await pilot.resize_terminal(width, height)
+    await until(pilot, lambda: app._resize_event is None and app._resize_timer is None)
+    await pilot._wait_for_screen()  # the screen's queue, the resize in it, handled
     await settle(pilot)
 
 
@@ -423,7 +441,7 @@ async def select_mailing(pilot, mailing_id: int) -> MailingTable:
     table = table_of(pilot.app, mailing_id)
     table.focus()
     table.move_cursor(row=table.mailing_ids.index(mailing_id), animate=False)
-    await pilot.pause()
+    await settle(pilot)
     assert pilot.app.dashboard.selected().mailing_id == mailing_id
     return table
 

@@ -24,6 +24,7 @@ from .helpers import (
     open_dashboard,
     press_on,
     refresh,
+    resize,
     scenario,
     screen_lines,
     select_mailing,
@@ -274,8 +275,7 @@ async def test_the_activity_panel_lists_todays_changes_newest_first_from_40_rows
             f"10:00  ops2  stopped {flash} “Flash sale” (was scheduled, 0 of 3 sent)",
         ]
 
-        await pilot.resize_terminal(120, 39)
-        await pilot.pause()
+        await resize(pilot, 120, 39)
         assert not panel.display
 
 

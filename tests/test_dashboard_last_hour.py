@@ -14,7 +14,7 @@ from sendstatus_tui.core.model.states import Area
 from sendstatus_tui.tui.screens.detail import DetailScreen
 from sendstatus_tui.tui.widgets.throughput_charts import ChartLine, ThroughputCharts
 
-from .helpers import FIXED_NOW, open_dashboard, press_on, scenario, settle, text_of
+from .helpers import FIXED_NOW, open_dashboard, press_on, resize, scenario, settle, text_of
 
 
 def now_cells(app, mailing_id: int) -> dict[str, str]:
@@ -88,12 +88,10 @@ async def test_a_terminal_made_wide_shows_the_charts_and_narrow_again_hides_them
     db.sent_per_minute(sending, {2: 600, 1: 900}, FIXED_NOW)
     async with open_dashboard(db.store, size=(120, 40)) as (app, pilot):
         assert not app.dashboard.query_one("#throughput").display
-        await pilot.resize_terminal(200, 50)
-        await settle(pilot)
+        await resize(pilot, 200, 50)
         line = app.dashboard.query_one(f"#chart-{sending}", ChartLine)
         assert list(line.query_one(Sparkline).data or [])[-2:] == [600, 900]
-        await pilot.resize_terminal(120, 40)
-        await settle(pilot)
+        await resize(pilot, 120, 40)
         assert not app.dashboard.query_one("#throughput").display
 
 

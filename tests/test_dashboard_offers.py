@@ -49,7 +49,7 @@ async def test_footer_offers_only_the_keys_that_apply(db):
         db.do(lifecycle.send_now, parked)
         await refresh(pilot)
         app.dashboard.table(Area.STANDBY).focus()
-        await pilot.pause()
+        await settle(pilot)
         assert app.dashboard.selected() is None
         assert app.dashboard.check_action("details", ()) is False
         assert app.dashboard.check_action("actions", ()) is False
