@@ -345,7 +345,7 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # mostly waits, under half a core (docs/maintenance.md)
 def test_a_full_disk_pauses_sending_and_it_resumes_by_itself(small_filesystem):
     from sendstatus_tui.core.store.store import Store
 

@@ -42,8 +42,6 @@ from .engine_processes import (
 from .helpers import mailing, wait_until
 from .smtp_relay import RelayScript
 
-pytestmark = pytest.mark.slow  # engine processes racing, locked and failing: serially
-
 RESCUED = "were in flight with an engine gone silent"
 WORKS_AGAIN = "the database works again"
 
@@ -104,6 +102,7 @@ AND (m.total - m.sent - m.failed - m.suppressed <> 0
 """
 
 
+@pytest.mark.slow  # engine processes racing, locked and failing: serially
 def test_many_small_mailings_on_four_engines_complete_once_each(
     store, make_mailing, engines, relay
 ):
@@ -127,6 +126,7 @@ def test_many_small_mailings_on_four_engines_complete_once_each(
     assert len(copies) == 25 and set(copies.values()) == {16}  # each mailing once each
 
 
+@pytest.mark.slow  # engine processes racing, locked and failing: serially
 def test_stop_and_retry_raced_against_completion_never_complete_with_pending(
     store, make_mailing, engines, relays
 ):
@@ -185,6 +185,7 @@ def test_stop_and_retry_raced_against_completion_never_complete_with_pending(
 # --- one lock order ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # engine processes racing, locked and failing: serially
 def test_four_engines_on_postgresql_never_deadlock(store, make_mailing, engines, relay, db_url):
     """4 engines send 4 immediate and 4 sequential mailings: no deadlock, no ERROR line in
     any log, and the first leader leads throughout (one generation of the lease)."""
@@ -228,6 +229,7 @@ def lock_table(db_url: str, table: str, seconds: float) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow  # engine processes racing, locked and failing: serially
 @pytest.mark.parametrize("table", ["engine_lease", "engine", "mailing", "recipient"])
 def test_a_table_locked_twice_the_lease_slows_only_bookkeeping(
     store, make_mailing, engines, relay, db_url, table
@@ -292,6 +294,7 @@ def run_sql(db_url: str, sql: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.idle  # mostly waits, under half a core (docs/maintenance.md)
 def test_a_hand_back_whose_commit_fails_is_logged_once_after_it_commits(
     store, make_mailing, engines, relay, db_url
 ):
