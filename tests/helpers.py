@@ -406,7 +406,11 @@ async def resize(pilot, width: int, height: int) -> None:
     resize on to the screen after a short timer of its own: Textual is pinned)."""
     app = pilot.app
     await pilot.resize_terminal(width, height)
-    await until(pilot, lambda: app._resize_event is None and app._resize_timer is None)
+    await until(
+        pilot,
+        lambda: app._resize_event is None and app._resize_timer is None,
+        "Textual to hand the resize on to the screen",
+    )
     await pilot._wait_for_screen()  # the screen's queue, the resize in it, handled
     await settle(pilot)
 
