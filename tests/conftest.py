@@ -97,7 +97,7 @@ def db_url(request, tmp_path) -> Iterator[str]:
     new database is before the first command.
 
     Each test has its own (its tmp_path; a database named at random, dropped afterwards), so
-    tests running at once in pytest-xdist's workers (``-n 2``) never share a database."""
+    tests running at once in pytest-xdist's workers (``-n 3``) never share a database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sendstatus.db'}"
         return

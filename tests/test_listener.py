@@ -307,7 +307,7 @@ def test_engine_with_intake_sends_and_reads_the_bounces_in_one_process(
     assert "running beside the engine" in log and "1 processed: bounces 1 hard" in log
 
 
-@pytest.mark.slow  # a supervisor with its workers and intake, one killed: run serially
+@pytest.mark.idle  # a supervisor, its workers and intake, one killed: about half a core
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children read in /proc")
 def test_under_workers_one_intake_process_runs_and_is_restarted_like_a_worker(
     run, store, make_mailing, relay, engines, tmp_path

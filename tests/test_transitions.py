@@ -229,7 +229,7 @@ def lock_table(db_url: str, table: str, seconds: float) -> None:
     engine.dispose()
 
 
-@pytest.mark.slow  # engine processes racing, locked and failing: serially
+@pytest.mark.idle  # waits out a lock on under half a core and counts (docs/maintenance.md)
 @pytest.mark.parametrize("table", ["engine_lease", "engine", "mailing", "recipient"])
 def test_a_table_locked_twice_the_lease_slows_only_bookkeeping(
     store, make_mailing, engines, relay, db_url, table
