@@ -20,6 +20,7 @@ from sendstatus_tui.core.model.models import Feedback, Mailing, Recipient
 from sendstatus_tui.core.model.verp import check_return_path, code_in, sign, verify
 from sendstatus_tui.engine import message
 from sendstatus_tui.engine.intake.parse import parse
+from sendstatus_tui.engine.intake.run import BATCH
 
 from .engine_processes import assert_books_balance
 from .feedback_reports import arf, auto_reply, deliver, dsn, maildir, qmail_bounce
@@ -289,10 +290,15 @@ def _each_bounced_once(store, mailing_id: int, count: int) -> None:
 @pytest.mark.slow  # kill -9 of an intake process half-way
 def test_killed_mid_intake_then_run_again_each_effect_once(db_url, store, make_mailing, tmp_path):
     box = maildir(tmp_path / "bounces")
-    count = 150
+    # four batches (engine/intake/run.py: BATCH): the first ones' moves to cur/ are seen
+    # while the last is read; with 150 (two), the intake, reading about 1,400 a second, had
+    # once moved them all by the time the test looked again
+    count = 4 * BATCH
     mailing_id = _sent_mailing_with_bounces(store, make_mailing, box, count)
     first = intake(db_url, box)
-    wait_until(lambda: len(os.listdir(box / "cur")) >= 3, timeout=60, what="a few processed")
+    wait_until(
+        lambda: len(os.listdir(box / "cur")) >= 3, timeout=60, what="a few processed", every=0.005
+    )
     first.send_signal(signal.SIGKILL)
     first.communicate()
     assert len(os.listdir(box / "new")) > 0, "killed too late to tell"
