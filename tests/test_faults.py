@@ -180,7 +180,7 @@ def test_an_engine_blocked_behind_a_long_write_lock(
 # --- replies lost ----------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # a relay that drops replies, counted: a third of a core
 def test_a_reply_lost_after_the_final_dot_is_in_doubt_counted_and_bounded(
     store, make_mailing, engines, relays
 ):

@@ -33,8 +33,6 @@ from .engine_processes import (
 )
 from .helpers import add_mailing, assert_stays, mailing, wait_until
 
-pytestmark = pytest.mark.slow  # several engine processes at scale: run serially
-
 BATCH_SIZE = 200  # EngineSettings.batch_size: the most one engine has in flight per mailing
 
 
@@ -74,6 +72,7 @@ def completed(store, mailing_id, timeout=90) -> Mailing:
     return assert_books_balance(store, mailing_id)
 
 
+@pytest.mark.slow  # several engine processes at scale: run serially
 def test_two_engines_share_one_mailing(store, make_mailing, engines, relay):
     """Each sends a part; together exactly everyone, once."""
     store_rate(store, "1000/s")  # slow enough that both are under way for seconds
@@ -100,6 +99,7 @@ def test_two_engines_share_one_mailing(store, make_mailing, engines, relay):
         assert sum(minute.sent for minute in minutes) == 3000
 
 
+@pytest.mark.slow  # kill -9 at 1,000 messages a second
 @pytest.mark.parametrize("victim", ["leader", "sender"])
 def test_kill_9_of_an_engine_mid_send_loses_nobody(store, make_mailing, engines, relay, victim):
     """The survivor finishes the mailing: nobody skipped, duplicates only from the killed
@@ -141,6 +141,7 @@ def lease_holder(store) -> str:
         return lease.current(session).holder
 
 
+@pytest.mark.slow  # a measurement of the rate
 @pytest.mark.parametrize("count", [2, 4])
 def test_engines_together_keep_to_the_stored_rate(store, make_mailing, engines, relay, count):
     """100/s stored, two mailings at once, ``count`` engines: the relay never gets more than
@@ -190,6 +191,7 @@ def make_sequential(store, tmp_path: Path, number: int, recipients: int) -> int:
     )
 
 
+@pytest.mark.slow  # several engine processes at scale: run serially
 def test_three_engines_keep_the_sequential_rule(store, engines, relay, tmp_path):
     """Three sequential mailings, three engines: never two sending at once, and the relay
     gets the first message of each only after the last of the one before."""
@@ -233,6 +235,7 @@ def test_three_engines_keep_the_sequential_rule(store, engines, relay, tmp_path)
     assert spans[0][1] <= spans[1][0] and spans[1][1] <= spans[2][0], spans
 
 
+@pytest.mark.idle  # waits out a lock on under half a core and counts (docs/maintenance.md)
 def test_a_write_lock_held_past_the_lease_slows_only_bookkeeping(
     store, make_mailing, engines, relay
 ):
@@ -279,6 +282,7 @@ def test_a_write_lock_held_past_the_lease_slows_only_bookkeeping(
         assert "handed its claims back" not in engines.log(process)
 
 
+@pytest.mark.slow  # several engine processes at scale: run serially
 def test_a_stop_reaches_every_engine(store, make_mailing, engines, relay):
     """Stopped while two engines send it: within the stop bound nothing more reaches the
     relay, nothing is left in flight, and every message the relay got is counted sent."""
@@ -321,6 +325,7 @@ def arrivals(relay) -> list[float]:
         return sorted(r.at for r in relay.received)
 
 
+@pytest.mark.slow  # a measurement of time
 def test_a_rate_change_is_followed_within_a_second_both_ways(store, make_mailing, engines, relay):
     """Issue "Promises that hold" 1: 6/min raised to 600/min while four engines send (it
     took 83 s: the slots reserved at 10 s apart were kept), then lowered to 60/min (the old
