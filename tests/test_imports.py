@@ -35,6 +35,8 @@ def test_ls_and_show_never_import_textual(db_url, make_mailing, command):
     assert "sendstatus_tui.core.store.store" in modules  # the probe sees what it imports
     textual = sorted(m for m in modules if m == "textual" or m.startswith("textual."))
     assert textual == []
+    # nor what only the engine and the intake use: its metrics, an IMAP client, an SMTP server
+    assert {"prometheus_client", "imaplib", "aiosmtpd"} & modules == set()
 
 
 def test_no_test_module_imports_another():

@@ -1,7 +1,6 @@
 """After the send: ``failed``, ``retry``, ``test`` and ``suppress`` (DESIGN.md §3), and the
 unsubscribe warning given when a large mailing without one is planned."""
 
-import asyncio
 import csv
 import json
 import sys
@@ -175,6 +174,8 @@ def _cmd_test(args, context: Context) -> None:
         mailing = lifecycle.get(session, args.id)
         persona = trial.persona(session, mailing, args.persona)
         session.expunge(mailing)
+    import asyncio
+
     from sendstatus_tui.engine.send_test import relay_for_tests, send_test
 
     relay = relay_for_tests(context.relay_url(args))

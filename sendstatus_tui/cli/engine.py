@@ -8,7 +8,6 @@ from typing import Any
 from sendstatus_tui import config
 from sendstatus_tui.cli.context import Access, Context
 from sendstatus_tui.cli.intake import opened, source_of
-from sendstatus_tui.engine.metrics import worker_address
 
 # the most engine processes one supervisor runs: each is a Python process with its own
 # connections, and a few per core already keep a relay busy
@@ -60,6 +59,7 @@ def register(commands: Any, context: Context) -> None:
 
 def _engine(args: Any, context: Context) -> None:
     from sendstatus_tui.engine.headless import run_headless, run_supervisor
+    from sendstatus_tui.engine.metrics import worker_address
 
     # a source that names none, or an address that is none, is refused before anything starts
     intake = None if args.intake is None else source_of(args.intake)

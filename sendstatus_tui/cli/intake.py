@@ -10,33 +10,35 @@ from collections.abc import Callable
 from typing import Any
 
 from sendstatus_tui.cli.context import Access, CommandError, Context
-from sendstatus_tui.engine.intake.imap import PASSWORD_ENV, ImapSource, imap_source
-from sendstatus_tui.engine.intake.listener import smtp_listener
-from sendstatus_tui.engine.intake.maildir import MaildirSource, maildir_source
-from sendstatus_tui.engine.intake.run import DEFAULT_INTERVAL, run_intake
-from sendstatus_tui.engine.intake.source import Listener, Source, SourceError
+from sendstatus_tui.engine.intake.source import (
+    DEFAULT_INTERVAL,
+    PASSWORD_ENV,
+    Listener,
+    Source,
+    SourceError,
+)
 
 
-def _maildir(text: str) -> MaildirSource:
-    source = maildir_source(text)
-    assert source is not None  # the text starts with maildir:
-    return source
+def _sources() -> dict[str, Callable[[str], Source | Listener]]:
+    """The kinds of SOURCE: how the text starts, and what makes the source of it
+    (SourceError when the text names none). Their modules (an IMAP client, an SMTP server,
+    the parser under them) are imported once a command names a source: every other command
+    starts without them."""
+    from sendstatus_tui.engine.intake.imap import imap_source
+    from sendstatus_tui.engine.intake.listener import smtp_listener
+    from sendstatus_tui.engine.intake.maildir import maildir_source
 
+    def maildir(text: str) -> Source:
+        source = maildir_source(text)
+        assert source is not None  # the text starts with maildir:
+        return source
 
-def _imap(text: str) -> ImapSource:
-    source = imap_source(text)
-    assert source is not None  # the text starts with imap:// or imaps://
-    return source
+    def imap(text: str) -> Source:
+        source = imap_source(text)
+        assert source is not None  # the text starts with imap:// or imaps://
+        return source
 
-
-# the kinds of SOURCE: how the text starts, and what makes the source of it (SourceError
-# when the text names none)
-SOURCES: dict[str, Callable[[str], Source | Listener]] = {
-    "maildir:": _maildir,
-    "imap://": _imap,
-    "imaps://": _imap,
-    "smtp://": smtp_listener,
-}
+    return {"maildir:": maildir, "imap://": imap, "imaps://": imap, "smtp://": smtp_listener}
 
 
 def register(commands: Any, context: Context) -> None:
@@ -82,7 +84,7 @@ def register(commands: Any, context: Context) -> None:
 
 def source_of(text: str) -> Source | Listener:
     """The source ``text`` names (a listener is not bound yet: see ``opened``)."""
-    make = next((make for start, make in SOURCES.items() if text.startswith(start)), None)
+    make = next((make for start, make in _sources().items() if text.startswith(start)), None)
     if make is None:
         raise CommandError(
             f"unknown intake source {text!r}: expected maildir:DIR,"
@@ -97,6 +99,8 @@ def source_of(text: str) -> Source | Listener:
 def opened(source: Source | Listener, stop: threading.Event, follow: bool) -> Source | Listener:
     """``source``, a listener bound to its port, an IMAP mailbox logged in: a port taken, a
     refused login or an untrusted certificate is an error before anything starts."""
+    from sendstatus_tui.engine.intake.imap import ImapSource
+
     if isinstance(source, ImapSource):
         source.stop, source.patient = stop, follow  # --follow waits out a lost server
     if isinstance(source, Listener | ImapSource):
@@ -108,6 +112,9 @@ def opened(source: Source | Listener, stop: threading.Event, follow: bool) -> So
 
 
 def _intake(args: Any, context: Context) -> None:
+    from sendstatus_tui.engine.intake.imap import ImapSource
+    from sendstatus_tui.engine.intake.run import run_intake
+
     if args.interval <= 0:
         raise CommandError(
             f"--interval: expected a positive number of seconds, not {args.interval}"

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sendstatus_tui.engine.intake.source import MAX_READ, Incoming, SourceError
+from sendstatus_tui.engine.intake.source import MAX_READ, PASSWORD_ENV, Incoming, SourceError
 from sendstatus_tui.engine.smtp.credentials import (
     CredentialsError,
     credentials_path,
@@ -44,7 +44,6 @@ from sendstatus_tui.engine.smtp.credentials import (
 
 log = logging.getLogger("sendstatus.intake")
 
-PASSWORD_ENV = "SENDSTATUS_INTAKE_PASSWORD"
 KEYWORD = "SendstatusProcessed"
 # one IDLE lasts at most this long, then a pass anyway (RFC 2177: servers may end an IDLE
 # after 30 minutes; a pass also proves the connection still works)

@@ -22,11 +22,10 @@ from sendstatus_tui.core.model.feedback import Report, ReportVerdict
 from sendstatus_tui.core.model.guard import check_feedback
 from sendstatus_tui.core.store.store import Store, StoreError
 from sendstatus_tui.engine.intake.parse import parse
-from sendstatus_tui.engine.intake.source import Incoming, Listener, Source
+from sendstatus_tui.engine.intake.source import DEFAULT_INTERVAL, Incoming, Listener, Source
 
 log = logging.getLogger("sendstatus.intake")
 
-DEFAULT_INTERVAL = 5.0  # seconds between two passes of --follow
 # messages per transaction: a batch holds SQLite's write lock for a few tenths of a second
 BATCH = 100
 

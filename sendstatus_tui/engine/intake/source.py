@@ -10,6 +10,10 @@ from typing import Protocol, runtime_checkable
 
 from sendstatus_tui.core.store.store import Store
 
+# where an IMAP source's password comes from (else the credentials file's [intake] table)
+PASSWORD_ENV = "SENDSTATUS_INTAKE_PASSWORD"
+DEFAULT_INTERVAL = 5.0  # seconds between two passes of --follow
+
 # the most of one message read: a DSN's report and the returned headers come first; a
 # 20 MB returned attachment is never read whole
 MAX_READ = 1 << 20
