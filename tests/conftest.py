@@ -96,7 +96,8 @@ def db_url(request, tmp_path) -> Iterator[str]:
     on it would have left it; marked ``empty_database``, an empty one, as an operator's
     new database is before the first command.
 
-    Each test has its own (its tmp_path; a database named at random, dropped afterwards), so
+    Each test has its own (its tmp_path; a database named at random, emptied for a later test
+    or dropped afterwards: postgres_recycling.py), so
     tests running at once in pytest-xdist's workers (``-n 3``) never share a database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sendstatus.db'}"

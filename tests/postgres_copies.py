@@ -1,8 +1,9 @@
-"""Test databases on the PostgreSQL server, copied and dropped ahead of the tests.
+"""Test databases on the PostgreSQL server, copied, emptied and dropped ahead of the tests.
 
 CREATE DATABASE ... TEMPLATE and DROP DATABASE took a third of a second of the setup and
 teardown of each of some 400 tests, most of it the server writing files. A thread of
-their own makes the next copies while a test runs, and drops the used ones behind it."""
+their own makes the next copies while a test runs, and empties the used ones behind it
+for the next tests (postgres_recycling.py), or drops those it cannot empty."""
 
 import contextlib
 import queue
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from sendstatus_tui.core.store.store import Store
 
 from .helpers import new_signing_key
+from .postgres_recycling import Template, empty
 
 # copies kept ready: one for the next test, one for a test that takes two databases
 READY_AHEAD = 2
@@ -28,7 +30,10 @@ class PostgresCopies:
 
     def __init__(self, server: str, template: str):
         self.server, self.template = server, template
+        self._blank = Template.read(_dsn(database_url(server, template)))
         self._ready: queue.Queue[str | BaseException] = queue.Queue()
+        self._given_back: queue.Queue[str] = queue.Queue()
+        self._emptied: list[str] = []  # given back and emptied, for the next takers
         self._to_drop: queue.Queue[str] = queue.Queue()
         self._wanted = threading.Semaphore(READY_AHEAD)  # copies to make
         self._work = threading.Event()  # something to make or drop
@@ -47,9 +52,9 @@ class PostgresCopies:
         return database_url(self.server, made)
 
     def give_back(self, url: str) -> None:
-        """The database at ``url`` is dropped (engine processes a failed test left on it
-        included), on the thread."""
-        self._to_drop.put(sa.engine.make_url(url).database or "")
+        """The database at ``url`` is emptied for another test, or dropped (engine
+        processes a failed test left on it included), on the thread."""
+        self._given_back.put(sa.engine.make_url(url).database or "")
         self._work.set()
 
     def close(self) -> None:
@@ -61,29 +66,61 @@ class PostgresCopies:
             made = self._ready.get()
             if isinstance(made, str):
                 self._to_drop.put(made)
+        for name in [*self._emptied, *_drain(self._given_back)]:
+            self._to_drop.put(name)
         self._drop_all()
 
     def _run(self) -> None:
         while not self._closing:
             self._work.wait()
             self._work.clear()
+            for name in _drain(self._given_back):
+                self._empty_or_drop(name)
             self._drop_all()
             while not self._closing and self._wanted.acquire(blocking=False):
                 try:
-                    self._ready.put(self._copy())
+                    self._ready.put(self._emptied.pop() if self._emptied else self._copy())
                 except Exception as exc:  # noqa: BLE001  handed to the test that takes it
                     self._ready.put(exc)
 
     def _copy(self) -> str:
         name = create_database(self.server, template=self.template)
-        store = Store(database_url(self.server, name))
-        new_signing_key(store)
-        store.dispose()
+        _sign_anew(database_url(self.server, name))
         return name
+
+    def _empty_or_drop(self, name: str) -> None:
+        url = database_url(self.server, name)
+        try:
+            emptied = empty(_dsn(url), self._blank)
+        except Exception:  # noqa: BLE001  whatever the test left that stops it: dropped
+            emptied = False
+        if emptied:
+            _sign_anew(url)
+            self._emptied.append(name)
+        else:
+            self._to_drop.put(name)
 
     def _drop_all(self) -> None:
         while not self._to_drop.empty():
             drop_database(self.server, self._to_drop.get())
+
+
+def _sign_anew(url: str) -> None:
+    store = Store(url)
+    new_signing_key(store)
+    store.dispose()
+
+
+def _drain(names: "queue.Queue[str]") -> list[str]:
+    drained = []
+    while not names.empty():
+        drained.append(names.get())
+    return drained
+
+
+def _dsn(url: str) -> str:
+    """A SQLAlchemy URL as psycopg takes it."""
+    return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(False)
 
 
 def create_database(server: str, prefix: str = "sendstatus_test", template: str = "") -> str:
