@@ -97,8 +97,8 @@ def db_url(request, tmp_path) -> Iterator[str]:
     new database is before the first command.
 
     Each test has its own (its tmp_path; a database named at random, emptied for a later test
-    or dropped afterwards: postgres_recycling.py), so
-    tests running at once in pytest-xdist's workers (``-n 3``) never share a database."""
+    or dropped afterwards: postgres_recycling.py), so tests running at once in pytest-xdist's
+    workers (``-n 3``) never share a database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sendstatus.db'}"
         return
