@@ -156,7 +156,7 @@ def test_an_engine_that_lost_its_lease_sends_again_once_it_takes_it_back(
     assert delivery.duplicates <= done.resent_in_doubt
 
 
-@pytest.mark.slow
+@pytest.mark.idle  # waits out a lock and counts: about half a core
 def test_an_engine_blocked_behind_a_long_write_lock(
     store, db_url, make_mailing, engines, relay, watch_books
 ):

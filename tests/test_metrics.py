@@ -69,7 +69,6 @@ def scrapes(port: int) -> bool:
     return True
 
 
-@pytest.mark.slow  # engine processes: run serially
 def test_an_engine_counts_what_the_relay_answered_as_show_does(
     store, make_mailing, engines, refusing_relay, run
 ):
@@ -141,7 +140,6 @@ def test_a_metrics_address_that_is_none_is_refused_before_anything_starts(run, a
     assert err.startswith(f"error: {error}")
 
 
-@pytest.mark.slow  # engine processes: run serially
 def test_a_metrics_port_taken_ends_the_engine_with_one_line(engines, db_url):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -182,7 +180,6 @@ def mailing_samples(samples, name: str) -> dict[str, float]:
     return found
 
 
-@pytest.mark.slow  # engine processes: run serially
 def test_serve_gives_the_figures_of_the_mailings_sending_and_the_engines_alive(
     store, make_mailing, engines, serve_process
 ):
@@ -227,7 +224,6 @@ def by_relay(samples, name: str, outcome: str | None = None) -> dict[str, float]
     }
 
 
-@pytest.mark.slow  # engine processes: run serially
 def test_each_outcome_is_counted_against_the_relay_that_answered(
     store, make_mailing, relays, engines, run
 ):
@@ -297,7 +293,6 @@ def test_a_relay_killed_is_down_in_the_engines_breaker_until_it_answers_again(
     )
 
 
-@pytest.mark.slow  # engine processes: run serially
 def test_serve_tells_the_kind_a_mailing_waits_for(store, make_mailing, engines, serve_process):
     """A mailing sent now outside its window: serve's metrics say it waits for its window,
     one series per kind; a parked mailing has none."""
