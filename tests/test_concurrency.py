@@ -25,6 +25,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from sendstatus_tui.cli.main import main
@@ -386,6 +387,7 @@ def hammer_script(rng: random.Random, ids: list[int]) -> list[dict]:
     return commands
 
 
+@pytest.mark.long
 def test_processes_hammering_the_queue_leave_it_consistent(db_url, store, make_mailing, tmp_path):
     """Four operators at once moving, enqueuing, scheduling, stopping and sending mailings:
     only refusals reach them, and the queue stays whole the whole time."""
@@ -421,6 +423,7 @@ def test_processes_hammering_the_queue_leave_it_consistent(db_url, store, make_m
 TOP_MOVES = 20  # of each kind, per worker
 
 
+@pytest.mark.long
 def test_two_processes_moving_mailings_to_the_top_lose_nothing(
     db_url, store, make_mailing, tmp_path
 ):

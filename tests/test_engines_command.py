@@ -35,6 +35,7 @@ def listed(command) -> list[dict]:
     return json.loads(out)
 
 
+@pytest.mark.long
 def test_the_engines_say_who_leads_what_they_send_and_their_connections(
     store, make_mailing, engines, command
 ):

@@ -143,6 +143,7 @@ def test_the_url_names_user_host_folder_and_never_a_password():
 
 
 @needs_dovecot
+@pytest.mark.long
 def test_bounces_and_complaints_come_back_from_an_imap_mailbox(
     run, db_url, store, make_mailing, relay, engine_for, dovecot
 ):
@@ -199,6 +200,7 @@ def test_bounces_and_complaints_come_back_from_an_imap_mailbox(
 
 
 @needs_dovecot
+@pytest.mark.long
 def test_a_refused_login_or_an_untrusted_server_is_an_error_at_start(sqlite_url, dovecot, tmp_path):
     init = [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", sqlite_url, "init"]
     subprocess.run(init, check=True, capture_output=True)
@@ -278,6 +280,7 @@ def test_killed_mid_intake_then_run_again_each_effect_once(db_url, store, make_m
 
 
 @needs_dovecot
+@pytest.mark.long
 def test_follow_is_told_of_new_mail_by_idle(sqlite_url, dovecot):
     init = [sys.executable, "-m", "sendstatus_tui.cli.main", "--db", sqlite_url, "init"]
     subprocess.run(init, check=True, capture_output=True)

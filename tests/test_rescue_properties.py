@@ -288,7 +288,7 @@ class Bookkeeping(OneMailing):
 Bookkeeping.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None, database=None
 )
-test_bookkeeping = Bookkeeping.TestCase
+test_bookkeeping = pytest.mark.long(Bookkeeping.TestCase)  # 10 to 25 s
 
 
 def test_a_stale_engine_records_nothing_after_a_takeover_reclaimed_its_batch():
@@ -476,4 +476,4 @@ class Senders(OneMailing):
 Senders.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None, database=None
 )
-test_senders = Senders.TestCase
+test_senders = pytest.mark.long(Senders.TestCase)
