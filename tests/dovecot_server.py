@@ -116,11 +116,14 @@ service imap-login {{
 }}
 """
         )
-        self.process = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(d / "dovecot.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # what it says before its log is open (doveconf's refusals) goes to stderr
+        self.stderr = d / "stderr"
+        with self.stderr.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                ["dovecot", "-F", "-c", str(d / "dovecot.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -128,8 +131,14 @@ service imap-login {{
                 return self
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = self.log.read_text() if self.log.exists() else ""
-                    raise RuntimeError(f"dovecot did not start: {log[-2000:]}") from None
+                    said = "".join(
+                        path.read_text()[-2000:]
+                        for path in (self.stderr, self.log)
+                        if path.exists()
+                    )
+                    raise RuntimeError(
+                        f"dovecot did not start (exit status {self.process.poll()}): {said}"
+                    ) from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

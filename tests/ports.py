@@ -6,14 +6,20 @@ the kernel hands out to outgoing connections: a server stopped and started again
 (a relay down, then up) never finds another worker's server there, and the ports after a
 free one (``engine --workers 2 --metrics PORT`` serves PORT+1 and PORT+2) are not taken in
 the meantime by a connection to the database.
+
+A port handed out is not handed out again by the next calls of the same process, though no
+server has bound it yet: two calls in a row drew the same port once in CI (one chance in
+2,000), and Dovecot refused its two listeners on it.
 """
 
 import os
 import random
 import socket
+from collections import deque
 
 PORTS_PER_WORKER = 2000
 FIRST_PORT = 20000
+_handed_out: deque[int] = deque(maxlen=256)  # recent ports, bound by now or soon
 
 
 def free_port(count: int = 1) -> int:
@@ -24,7 +30,9 @@ def free_port(count: int = 1) -> int:
     start = FIRST_PORT + number * PORTS_PER_WORKER
     firsts = range(start, start + PORTS_PER_WORKER - count + 1)
     for first in random.sample(firsts, len(firsts)):
-        if _all_free(first, count):
+        ports = range(first, first + count)
+        if not any(port in _handed_out for port in ports) and _all_free(first, count):
+            _handed_out.extend(ports)
             return first
     raise AssertionError(f"no {count} free ports in a row in {start}..{firsts[-1] + count - 1}")
 
