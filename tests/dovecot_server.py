@@ -117,8 +117,8 @@ service imap-login {{
 """
         )
         # what it says before its log is open (doveconf's refusals) goes to stderr
-        self.stderr = d / "stderr"
-        with self.stderr.open("wb") as stderr:
+        stderr_path = d / "stderr"
+        with stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
                 ["dovecot", "-F", "-c", str(d / "dovecot.conf")],
                 stdout=subprocess.DEVNULL,
@@ -133,7 +133,7 @@ service imap-login {{
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     said = "".join(
                         path.read_text()[-2000:]
-                        for path in (self.stderr, self.log)
+                        for path in (stderr_path, self.log)
                         if path.exists()
                     )
                     raise RuntimeError(
